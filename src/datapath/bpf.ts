@@ -1,0 +1,626 @@
+/**
+ * libbpf (libbpf.so.1, the Debian package libbpf1) called through koffi: the
+ * only place in xlb that talks to the kernel's BPF subsystem. Objects are
+ * opened, configured (`const volatile` data, map sizes, pin root) and loaded
+ * by libbpf; maps are read and written with libbpf's thin syscall wrappers;
+ * XDP and tc programs are attached with bpf_xdp_attach and bpf_tc_attach.
+ *
+ * Error convention (libbpf >= 1.0): functions return a negative errno, or
+ * NULL with errno set. Every failure here becomes a {@link BpfError} that
+ * names the call, the object (map, program, file, interface) and the errno,
+ * with libbpf's own log lines (e.g. the verifier log) attached.
+ *
+ * Source: libbpf API, https://libbpf.readthedocs.io/en/latest/api.html;
+ * kernel Documentation/bpf/.
+ */
+import koffi from 'koffi';
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+
+const lib = koffi.load('libbpf.so.1');
+const libc = koffi.load('libc.so.6');
+
+const bpf_object = koffi.opaque('bpf_object');
+const bpf_map = koffi.opaque('bpf_map');
+const bpf_program = koffi.opaque('bpf_program');
+
+const OpenOpts = koffi.struct('bpf_object_open_opts', {
+  sz: 'size_t',
+  object_name: 'const char *',
+  relaxed_maps: 'bool',
+  pin_root_path: 'const char *',
+  attach_prog_fd_stub: 'uint32_t',
+  kconfig: 'const char *',
+  btf_custom_path: 'const char *',
+  kernel_log_buf: 'void *',
+  kernel_log_size: 'size_t',
+  kernel_log_level: 'uint32_t',
+});
+
+const TestRunOpts = koffi.struct('bpf_test_run_opts', {
+  sz: 'size_t',
+  data_in: 'void *',
+  data_out: 'void *',
+  data_size_in: 'uint32_t',
+  data_size_out: 'uint32_t',
+  ctx_in: 'void *',
+  ctx_out: 'void *',
+  ctx_size_in: 'uint32_t',
+  ctx_size_out: 'uint32_t',
+  retval: 'uint32_t',
+  repeat: 'int',
+  duration: 'uint32_t',
+  flags: 'uint32_t',
+  cpu: 'uint32_t',
+  batch_size: 'uint32_t',
+});
+
+const MapCreateOpts = koffi.struct('bpf_map_create_opts', {
+  sz: 'size_t',
+  btf_fd: 'uint32_t',
+  btf_key_type_id: 'uint32_t',
+  btf_value_type_id: 'uint32_t',
+  btf_vmlinux_value_type_id: 'uint32_t',
+  inner_map_fd: 'uint32_t',
+  map_flags: 'uint32_t',
+  map_extra: 'uint64_t',
+  numa_node: 'uint32_t',
+  map_ifindex: 'uint32_t',
+});
+
+const BatchOpts = koffi.struct('bpf_map_batch_opts', {
+  sz: 'size_t',
+  elem_flags: 'uint64_t',
+  flags: 'uint64_t',
+});
+
+const TcHook = koffi.struct('bpf_tc_hook', {
+  sz: 'size_t',
+  ifindex: 'int',
+  attach_point: 'int',
+  parent: 'uint32_t',
+});
+
+const TcOpts = koffi.struct('bpf_tc_opts', {
+  sz: 'size_t',
+  prog_fd: 'int',
+  flags: 'uint32_t',
+  prog_id: 'uint32_t',
+  handle: 'uint32_t',
+  priority: 'uint32_t',
+});
+
+const PrintFn = koffi.proto('int xlb_libbpf_print_fn(int level, const char *fmt, void *args)');
+
+const f = {
+  open_file: lib.func('bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)'),
+  load: lib.func('int bpf_object__load(bpf_object *obj)'),
+  close: lib.func('void bpf_object__close(bpf_object *obj)'),
+  find_map: lib.func('bpf_map *bpf_object__find_map_by_name(const bpf_object *obj, const char *name)'),
+  find_prog: lib.func('bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)'),
+  next_map: lib.func('bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
+  map_name: lib.func('const char *bpf_map__name(const bpf_map *map)'),
+  map_fd: lib.func('int bpf_map__fd(const bpf_map *map)'),
+  map_type: lib.func('int bpf_map__type(const bpf_map *map)'),
+  map_key_size: lib.func('uint32_t bpf_map__key_size(const bpf_map *map)'),
+  map_value_size: lib.func('uint32_t bpf_map__value_size(const bpf_map *map)'),
+  map_max_entries: lib.func('uint32_t bpf_map__max_entries(const bpf_map *map)'),
+  map_set_max_entries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)'),
+  map_initial_value: lib.func('void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)'),
+  map_set_initial_value: lib.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
+  prog_fd: lib.func('int bpf_program__fd(const bpf_program *prog)'),
+  update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
+  delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
+  get_next_key: lib.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
+  update_batch: lib.func(
+    'int bpf_map_update_batch(int fd, const void *keys, const void *values, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
+  ),
+  delete_batch: lib.func(
+    'int bpf_map_delete_batch(int fd, const void *keys, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
+  ),
+  map_create: lib.func(
+    'int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const bpf_map_create_opts *opts)',
+  ),
+  obj_get: lib.func('int bpf_obj_get(const char *pathname)'),
+  test_run: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
+  xdp_attach: lib.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
+  xdp_detach: lib.func('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
+  xdp_query_id: lib.func('int bpf_xdp_query_id(int ifindex, int flags, _Out_ uint32_t *prog_id)'),
+  tc_hook_create: lib.func('int bpf_tc_hook_create(bpf_tc_hook *hook)'),
+  tc_hook_destroy: lib.func('int bpf_tc_hook_destroy(bpf_tc_hook *hook)'),
+  tc_attach: lib.func('int bpf_tc_attach(const bpf_tc_hook *hook, _Inout_ bpf_tc_opts *opts)'),
+  tc_detach: lib.func('int bpf_tc_detach(const bpf_tc_hook *hook, const bpf_tc_opts *opts)'),
+  num_cpus: lib.func('int libbpf_num_possible_cpus(void)'),
+  set_print: lib.func('void *libbpf_set_print(xlb_libbpf_print_fn *fn)'),
+  strerror: lib.func('int libbpf_strerror(int err, _Out_ char *buf, size_t size)'),
+  vsnprintf: libc.func('int vsnprintf(_Out_ char *buf, size_t size, const char *fmt, void *args)'),
+  close_fd: libc.func('int close(int fd)'),
+  if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
+};
+
+/** BPF map types used by xlb (include/uapi/linux/bpf.h, enum bpf_map_type). */
+export const BPF_MAP_TYPE = {
+  HASH: 1,
+  ARRAY: 2,
+  PERCPU_ARRAY: 6,
+  LRU_HASH: 9,
+  ARRAY_OF_MAPS: 12,
+  HASH_OF_MAPS: 13,
+} as const;
+
+/** Map update flags (include/uapi/linux/bpf.h). */
+export const BPF_ANY = 0;
+export const BPF_NOEXIST = 1;
+export const BPF_EXIST = 2;
+/** Map creation flag: an inner map whose max_entries may differ from the template's. */
+export const BPF_F_INNER_MAP = 0x1000;
+
+/** XDP attach flags (include/uapi/linux/if_link.h). */
+export const XDP_FLAGS = { UPDATE_IF_NOEXIST: 1, SKB_MODE: 2, DRV_MODE: 4, HW_MODE: 8, REPLACE: 16 } as const;
+
+/** XDP verdicts (enum xdp_action) and tc verdicts (TC_ACT_*). */
+export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+export const TC_ACT = { OK: 0, SHOT: 2, REDIRECT: 7 } as const;
+
+/** libbpf's enum bpf_tc_attach_point. */
+export const BPF_TC = { INGRESS: 1, EGRESS: 2 } as const;
+
+/** A failed libbpf call. `errno` is positive (e.g. 2 for ENOENT). */
+export class BpfError extends Error {
+  readonly errno: number;
+  readonly log: string[];
+  constructor(what: string, errno: number, log: string[] = []) {
+    const buf = Buffer.alloc(256);
+    f.strerror(-errno, buf, buf.length);
+    const reason = buf.toString('utf8', 0, buf.indexOf(0) >= 0 ? buf.indexOf(0) : undefined);
+    const tail = log.length ? `\n${log.slice(-40).join('')}` : '';
+    super(`${what}: ${reason} (errno ${errno})${tail}`);
+    this.name = 'BpfError';
+    this.errno = errno;
+    this.log = log;
+  }
+}
+
+// libbpf reports warnings and verifier logs through a print callback; collect
+// them so that an error carries them instead of losing them on stderr.
+let captured: string[] = [];
+const printBuf = Buffer.alloc(8192);
+const printCallback = koffi.register((level: number, fmt: string, args: unknown) => {
+  const n = f.vsnprintf(printBuf, printBuf.length, fmt, args);
+  const line = printBuf.toString('utf8', 0, Math.max(0, Math.min(n, printBuf.length - 1)));
+  captured.push(level === 0 ? `warn: ${line}` : line);
+  if (captured.length > 2000) captured = captured.slice(-1000);
+  return 0;
+}, koffi.pointer(PrintFn));
+f.set_print(printCallback);
+
+function drainLog(): string[] {
+  const out = captured;
+  captured = [];
+  return out;
+}
+
+function check(rc: number, what: string): number {
+  if (rc < 0) throw new BpfError(what, -rc, drainLog());
+  return rc;
+}
+
+/** Number of possible CPUs: the number of values of a per-CPU map entry. */
+export const possibleCpus: number = check(f.num_cpus(), 'libbpf_num_possible_cpus');
+
+/** Interface index of `name` in the calling thread's network namespace; throws if absent. */
+export function ifIndex(name: string): number {
+  const idx = f.if_nametoindex(name);
+  if (!idx) throw new Error(`interface ${name}: not found in this network namespace`);
+  return idx;
+}
+
+/** Close a raw file descriptor (an inner map once it is referenced elsewhere). */
+export function closeFd(fd: number): void {
+  f.close_fd(fd);
+}
+
+/** Options for {@link BpfObject.open}. */
+export interface OpenOptions {
+  /** Directory for LIBBPF_PIN_BY_NAME maps; created if missing. Maps already pinned there are reused. */
+  pinRoot?: string;
+  /** `const volatile` globals by name: numbers (sized by BTF), bigints or raw Buffers. */
+  rodata?: Record<string, number | bigint | Buffer>;
+  /** max_entries overrides, by map name, applied before load. */
+  maxEntries?: Record<string, number>;
+}
+
+/** Where each `const volatile` global sits in .rodata, from the object's BTF. */
+export type RodataLayout = Record<string, { offset: number; size: number }>;
+
+/**
+ * A BPF map: a libbpf-owned one inside a loaded object, or a standalone one
+ * from {@link BpfMap.createArray} / {@link BpfMap.fromPin} (closed with close()).
+ * Keys and values are raw Buffers in the C layout (see codec.ts).
+ */
+export class BpfMap {
+  private readonly owned: boolean;
+  private constructor(
+    readonly name: string,
+    readonly fd: number,
+    readonly type: number,
+    readonly keySize: number,
+    readonly valueSize: number,
+    readonly maxEntries: number,
+    owned: boolean,
+  ) {
+    this.owned = owned;
+  }
+
+  /** @internal wraps a libbpf `struct bpf_map *` of a loaded object. */
+  static fromLibbpf(ptr: unknown): BpfMap {
+    return new BpfMap(
+      f.map_name(ptr),
+      f.map_fd(ptr),
+      f.map_type(ptr),
+      f.map_key_size(ptr),
+      f.map_value_size(ptr),
+      f.map_max_entries(ptr),
+      false,
+    );
+  }
+
+  /**
+   * Create a standalone ARRAY map (e.g. an inner Maglev table).
+   * @param opts.flags map_flags such as {@link BPF_F_INNER_MAP}
+   * @throws BpfError naming the map
+   */
+  static createArray(opts: { name: string; keySize?: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {
+    const co = { sz: koffi.sizeof(MapCreateOpts), map_flags: opts.flags ?? 0 };
+    const keySize = opts.keySize ?? 4;
+    const fd = check(
+      f.map_create(BPF_MAP_TYPE.ARRAY, opts.name.slice(0, 15), keySize, opts.valueSize, opts.maxEntries, co),
+      `bpf_map_create ${opts.name} (${opts.maxEntries} entries)`,
+    );
+    return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, keySize, opts.valueSize, opts.maxEntries, true);
+  }
+
+  /** Open a pinned map by path; sizes are those the caller expects (checked by the kernel on use). */
+  static fromPin(path: string, keySize: number, valueSize: number): BpfMap {
+    const fd = check(f.obj_get(path), `bpf_obj_get ${path}`);
+    return new BpfMap(path, fd, -1, keySize, valueSize, -1, true);
+  }
+
+  /** Close a standalone map's fd (libbpf closes object maps itself). */
+  close(): void {
+    if (this.owned) f.close_fd(this.fd);
+  }
+
+  /** True when values are per CPU (one value per possible CPU). */
+  get perCpu(): boolean {
+    return this.type === BPF_MAP_TYPE.PERCPU_ARRAY;
+  }
+
+  private checkKey(key: Buffer): void {
+    if (key.length !== this.keySize) throw new Error(`map ${this.name}: key is ${key.length} bytes, map wants ${this.keySize}`);
+  }
+
+  /** Insert or replace one entry. @param flags BPF_ANY, BPF_NOEXIST or BPF_EXIST */
+  update(key: Buffer, value: Buffer, flags: number = BPF_ANY): void {
+    this.checkKey(key);
+    const want = this.perCpu ? this.valueSize * possibleCpus : this.valueSize;
+    if (value.length !== want) throw new Error(`map ${this.name}: value is ${value.length} bytes, map wants ${want}`);
+    check(f.update_elem(this.fd, key, value, flags), `bpf_map_update_elem ${this.name}`);
+  }
+
+  /** The value at `key`, or undefined when absent. Per-CPU maps: all CPUs' values concatenated. */
+  lookup(key: Buffer): Buffer | undefined {
+    this.checkKey(key);
+    const out = Buffer.alloc(this.perCpu ? this.valueSize * possibleCpus : this.valueSize);
+    const rc = f.lookup_elem(this.fd, key, out);
+    if (rc === -2) return undefined; // ENOENT
+    check(rc, `bpf_map_lookup_elem ${this.name}`);
+    return out;
+  }
+
+  /** A per-CPU map's value at `key`, split into one Buffer per possible CPU. */
+  lookupPerCpu(key: Buffer): Buffer[] {
+    const all = this.lookup(key);
+    if (!all) return [];
+    const out: Buffer[] = [];
+    // Per-CPU values are laid out with each CPU's slot rounded up to 8 bytes.
+    const stride = Math.ceil(this.valueSize / 8) * 8;
+    for (let cpu = 0; cpu < possibleCpus; cpu++) out.push(all.subarray(cpu * stride, cpu * stride + this.valueSize));
+    return out;
+  }
+
+  /** Delete one entry; false when it was not there. */
+  delete(key: Buffer): boolean {
+    this.checkKey(key);
+    const rc = f.delete_elem(this.fd, key);
+    if (rc === -2) return false;
+    check(rc, `bpf_map_delete_elem ${this.name}`);
+    return true;
+  }
+
+  /**
+   * Write `count` entries in one syscall (BPF_MAP_UPDATE_BATCH).
+   * @param keys `count` keys back to back; @param values `count` values back to back
+   */
+  updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = 0): void {
+    if (count === 0) return;
+    if (keys.length !== count * this.keySize || values.length !== count * this.valueSize)
+      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * this.valueSize} key/value bytes`);
+    const n = [count];
+    check(
+      f.update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(BatchOpts), elem_flags: elemFlags, flags: 0 }),
+      `bpf_map_update_batch ${this.name} (${count} entries)`,
+    );
+  }
+
+  /** Delete `count` keys in one syscall; ENOENT for any key fails the batch, so only pass present keys. */
+  deleteBatch(keys: Buffer, count: number): void {
+    if (count === 0) return;
+    const n = [count];
+    check(f.delete_batch(this.fd, keys, n, { sz: koffi.sizeof(BatchOpts), elem_flags: 0, flags: 0 }), `bpf_map_delete_batch ${this.name}`);
+  }
+
+  /** Every key currently in the map (hash maps) or every index (arrays). */
+  keys(): Buffer[] {
+    const out: Buffer[] = [];
+    let prev: Buffer | null = null;
+    for (;;) {
+      const next = Buffer.alloc(this.keySize);
+      const rc = f.get_next_key(this.fd, prev, next);
+      if (rc === -2) break;
+      check(rc, `bpf_map_get_next_key ${this.name}`);
+      out.push(next);
+      prev = next;
+    }
+    return out;
+  }
+}
+
+/** A program of a loaded object. */
+export class BpfProgram {
+  constructor(
+    readonly name: string,
+    readonly fd: number,
+  ) {}
+
+  /**
+   * Run the program on `packet` with BPF_PROG_TEST_RUN (kernel
+   * Documentation/bpf/bpf_prog_run.rst). With `repeat` > 1 the kernel reuses
+   * the same buffer: each run sees the previous run's rewrite.
+   * @returns retval (XDP_* or TC_ACT_*), the output frame, and the kernel's
+   *   average duration per run in ns.
+   */
+  testRun(packet: Buffer, opts: { repeat?: number; dataSizeOut?: number; ctxIn?: Buffer } = {}): {
+    retval: number;
+    dataOut: Buffer;
+    durationNs: number;
+  } {
+    const out = Buffer.alloc(opts.dataSizeOut ?? packet.length + 256);
+    const o = {
+      sz: koffi.sizeof(TestRunOpts),
+      data_in: packet,
+      data_out: out,
+      data_size_in: packet.length,
+      data_size_out: out.length,
+      ctx_in: opts.ctxIn ?? null,
+      ctx_out: null,
+      ctx_size_in: opts.ctxIn?.length ?? 0,
+      ctx_size_out: 0,
+      retval: 0,
+      repeat: opts.repeat ?? 1,
+      duration: 0,
+      flags: 0,
+      cpu: 0,
+      batch_size: 0,
+    };
+    check(f.test_run(this.fd, o), `bpf_prog_test_run_opts ${this.name}`);
+    return { retval: o.retval, dataOut: out.subarray(0, o.data_size_out), durationNs: o.duration };
+  }
+}
+
+/**
+ * A BPF object file opened, configured and loaded by libbpf.
+ * Lifecycle: open() → (configure) → load() → program()/map() → close().
+ */
+export class BpfObject {
+  private ptr: unknown;
+  private loaded = false;
+  private constructor(
+    readonly path: string,
+    ptr: unknown,
+    readonly pinRoot: string | undefined,
+  ) {
+    this.ptr = ptr;
+  }
+
+  /**
+   * Open `path` (a clang -target bpf object) and apply `opts` before load.
+   * @throws BpfError naming the file, or Error naming an unknown map or global
+   */
+  static open(path: string, opts: OpenOptions = {}): BpfObject {
+    if (!fs.existsSync(path)) throw new Error(`BPF object ${path}: file not found (run make -C xdp)`);
+    if (opts.pinRoot) fs.mkdirSync(opts.pinRoot, { recursive: true });
+    const oo = { sz: koffi.sizeof(OpenOpts), pin_root_path: opts.pinRoot ?? null };
+    const ptr = f.open_file(path, oo);
+    if (!ptr) throw new BpfError(`bpf_object__open_file ${path}`, koffi.errno(), drainLog());
+    const obj = new BpfObject(path, ptr, opts.pinRoot);
+    try {
+      for (const [name, n] of Object.entries(opts.maxEntries ?? {})) {
+        check(f.map_set_max_entries(obj.mapPtr(name), n), `bpf_map__set_max_entries ${name}=${n}`);
+      }
+      if (opts.rodata && Object.keys(opts.rodata).length) obj.setRodata(opts.rodata);
+    } catch (e) {
+      obj.close();
+      throw e;
+    }
+    return obj;
+  }
+
+  private mapPtr(name: string): unknown {
+    const m = f.find_map(this.ptr, name);
+    if (!m) throw new Error(`BPF object ${this.path}: no map named ${name}`);
+    return m;
+  }
+
+  private setRodata(values: Record<string, number | bigint | Buffer>): void {
+    const layout = rodataLayout(this.path);
+    const m = this.mapPtr(findRodataMapName(this.ptr));
+    const size = [0];
+    const cur = f.map_initial_value(m, size);
+    if (!cur) throw new Error(`BPF object ${this.path}: no .rodata to configure`);
+    const data = Buffer.from(koffi.decode(cur, koffi.array('uint8_t', size[0])) as number[]);
+    for (const [name, v] of Object.entries(values)) {
+      const slot = layout[name];
+      if (!slot) throw new Error(`BPF object ${this.path}: no const volatile global named ${name}`);
+      if (Buffer.isBuffer(v)) {
+        if (v.length !== slot.size) throw new Error(`${name}: ${v.length} bytes given, global has ${slot.size}`);
+        v.copy(data, slot.offset);
+      } else if (slot.size === 8) data.writeBigUInt64LE(BigInt(v), slot.offset);
+      else if (slot.size === 4) data.writeUInt32LE(Number(v) >>> 0, slot.offset);
+      else if (slot.size === 2) data.writeUInt16LE(Number(v), slot.offset);
+      else if (slot.size === 1) data.writeUInt8(Number(v), slot.offset);
+      else throw new Error(`${name}: cannot set a ${slot.size}-byte global from a number`);
+    }
+    check(f.map_set_initial_value(m, data, data.length), `bpf_map__set_initial_value .rodata of ${this.path}`);
+  }
+
+  /** Load every program and create (or reuse pinned) maps. @throws BpfError with the verifier log */
+  load(): void {
+    drainLog();
+    check(f.load(this.ptr), `bpf_object__load ${this.path}`);
+    this.loaded = true;
+  }
+
+  /** A loaded program by its C function name. */
+  program(name: string): BpfProgram {
+    if (!this.loaded) throw new Error(`BPF object ${this.path}: program(${name}) before load()`);
+    const p = f.find_prog(this.ptr, name);
+    if (!p) throw new Error(`BPF object ${this.path}: no program named ${name}`);
+    return new BpfProgram(name, check(f.prog_fd(p), `bpf_program__fd ${name}`));
+  }
+
+  /** A map by name (after load it has an fd). */
+  map(name: string): BpfMap {
+    return BpfMap.fromLibbpf(this.mapPtr(name));
+  }
+
+  /** Every map of the object, by name (including .rodata/.bss internals). */
+  maps(): BpfMap[] {
+    const out: BpfMap[] = [];
+    for (let m = f.next_map(this.ptr, null); m; m = f.next_map(this.ptr, m)) out.push(BpfMap.fromLibbpf(m));
+    return out;
+  }
+
+  /** Free libbpf's object; programs stay attached where attached, pins stay. */
+  close(): void {
+    if (this.ptr) f.close(this.ptr);
+    this.ptr = null;
+  }
+}
+
+function findRodataMapName(objPtr: unknown): string {
+  for (let m = f.next_map(objPtr, null); m; m = f.next_map(objPtr, m)) {
+    const n: string = f.map_name(m);
+    if (n.endsWith('.rodata')) return n;
+  }
+  throw new Error('no .rodata map');
+}
+
+const rodataCache = new Map<string, RodataLayout>();
+
+/**
+ * Offsets of the `const volatile` globals in the object's .rodata section,
+ * read from its BTF DATASEC with bpftool (which must be installed).
+ */
+export function rodataLayout(objPath: string): RodataLayout {
+  const cached = rodataCache.get(objPath);
+  if (cached) return cached;
+  const out = execBpftoolJson(['btf', 'dump', 'file', objPath, 'format', 'raw', '-j']) as {
+    types: Array<{ id: number; kind: string; name: string; size?: number; type_id?: number; vars?: Array<{ type_id: number; offset: number; size: number }> }>;
+  };
+  const byId = new Map(out.types.map((t) => [t.id, t]));
+  const layout: RodataLayout = {};
+  for (const t of out.types) {
+    if (t.kind !== 'DATASEC' || t.name !== '.rodata') continue;
+    for (const v of t.vars ?? []) {
+      const vt = byId.get(v.type_id);
+      if (vt?.kind === 'VAR') layout[vt.name] = { offset: v.offset, size: v.size };
+    }
+  }
+  rodataCache.set(objPath, layout);
+  return layout;
+}
+
+function execBpftoolJson(args: string[]): unknown {
+  return JSON.parse(execFileSync('bpftool', args, { encoding: 'utf8', maxBuffer: 64 << 20 }));
+}
+
+/** XDP attach mode. */
+export type XdpMode = 'native' | 'generic';
+
+/**
+ * Attach an XDP program to `ifindex` (bpf_xdp_attach, netlink underneath),
+ * replacing whatever xlb attached before.
+ * @throws BpfError naming the interface and mode
+ */
+export function attachXdp(ifindex: number, ifname: string, progFd: number, mode: XdpMode): void {
+  const flags = mode === 'native' ? XDP_FLAGS.DRV_MODE : XDP_FLAGS.SKB_MODE;
+  check(f.xdp_attach(ifindex, progFd, flags, null), `bpf_xdp_attach ${ifname} (${mode})`);
+}
+
+/** Detach the XDP program of `ifindex` in `mode`; a missing program is not an error. */
+export function detachXdp(ifindex: number, ifname: string, mode: XdpMode): void {
+  const flags = mode === 'native' ? XDP_FLAGS.DRV_MODE : XDP_FLAGS.SKB_MODE;
+  const rc = f.xdp_detach(ifindex, flags, null);
+  if (rc < 0 && rc !== -2 && rc !== -19) check(rc, `bpf_xdp_detach ${ifname}`);
+}
+
+/** ID of the XDP program attached to `ifindex` in `mode` (0 when none). */
+export function xdpProgramId(ifindex: number, mode: XdpMode): number {
+  const id = [0];
+  const rc = f.xdp_query_id(ifindex, mode === 'native' ? XDP_FLAGS.DRV_MODE : XDP_FLAGS.SKB_MODE, id);
+  return rc < 0 ? 0 : id[0];
+}
+
+/** Handle and priority xlb uses for its tc filters, so it can find and replace them. */
+const TC_HANDLE = 0x786c;
+const TC_PRIORITY = 1;
+
+/**
+ * Attach a tc (cls_bpf, direct-action) program at `point` of `ifindex`,
+ * creating the clsact qdisc if needed (bpf_tc_hook_create, bpf_tc_attach).
+ * @returns whether the qdisc was created here (so detach can remove it)
+ */
+export function attachTc(ifindex: number, ifname: string, progFd: number, point: 'ingress' | 'egress'): boolean {
+  const hook = { sz: koffi.sizeof(TcHook), ifindex, attach_point: point === 'ingress' ? BPF_TC.INGRESS : BPF_TC.EGRESS, parent: 0 };
+  const rc = f.tc_hook_create(hook);
+  if (rc < 0 && rc !== -17) check(rc, `bpf_tc_hook_create ${ifname} ${point}`);
+  const opts = { sz: koffi.sizeof(TcOpts), prog_fd: progFd, flags: 1 /* BPF_TC_F_REPLACE */, prog_id: 0, handle: TC_HANDLE, priority: TC_PRIORITY };
+  check(f.tc_attach(hook, opts), `bpf_tc_attach ${ifname} ${point}`);
+  return rc === 0;
+}
+
+/** Remove xlb's tc filter at `point`; with `destroyQdisc`, also the clsact qdisc. */
+export function detachTc(ifindex: number, ifname: string, point: 'ingress' | 'egress', destroyQdisc: boolean): void {
+  const hook = { sz: koffi.sizeof(TcHook), ifindex, attach_point: point === 'ingress' ? BPF_TC.INGRESS : BPF_TC.EGRESS, parent: 0 };
+  const opts = { sz: koffi.sizeof(TcOpts), prog_fd: 0, flags: 0, prog_id: 0, handle: TC_HANDLE, priority: TC_PRIORITY };
+  const rc = f.tc_detach(hook, opts);
+  if (rc < 0 && rc !== -2 && rc !== -19 && rc !== -22) check(rc, `bpf_tc_detach ${ifname} ${point}`);
+  if (destroyQdisc) {
+    const all = { ...hook, attach_point: BPF_TC.INGRESS | BPF_TC.EGRESS };
+    f.tc_hook_destroy(all);
+  }
+}
+
+/** Mount bpffs at /sys/fs/bpf when it is not mounted (the agent and tests pin there). */
+export function ensureBpffs(): void {
+  try {
+    const mounts = fs.readFileSync('/proc/self/mounts', 'utf8');
+    if (mounts.split('\n').some((l) => l.split(' ')[1] === '/sys/fs/bpf' && l.split(' ')[2] === 'bpf')) return;
+  } catch {
+    /* fall through to mount */
+  }
+  execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+}
+

@@ -1,0 +1,111 @@
+/**
+ * Encoding of map keys and values to and from the C layouts of
+ * xdp/include/xlb_types.h, driven by the generated offsets in
+ * layouts.generated.ts (so a change in the header changes the encoding, never
+ * a hand-kept copy).
+ *
+ * Conventions of the shared header, relied on here: `__be32` fields hold IPv4
+ * addresses (dotted quads in TypeScript), `__be16` fields hold ports (network
+ * order in the map, plain numbers here), `__u64` fields are bigints, other
+ * integers are little-endian numbers (x86-64 and arm64 hosts), arrays are
+ * padding and always written as zeros.
+ */
+import { structs, enums, type FieldLayout } from './layouts.generated.js';
+import { ipToU32, u32ToIp } from '../util/ip.js';
+
+/** Names of the shared structs. */
+export type StructName = keyof typeof structs;
+type Fields<N extends StructName> = (typeof structs)[N]['fields'];
+type FieldValue<F> = F extends { type: '__be32' } ? string : F extends { type: '__u64' } ? bigint : number;
+/** A shared struct as a plain object; field names are the C member names. */
+export type StructValue<N extends StructName> = { -readonly [K in keyof Fields<N>]: FieldValue<Fields<N>[K]> };
+
+/** Byte size of a shared struct (what the map's key_size/value_size must be). */
+export function sizeOf(name: StructName): number {
+  return structs[name].size;
+}
+
+function writeField(buf: Buffer, at: number, f: FieldLayout, v: unknown): void {
+  if (f.count !== undefined) return; // padding arrays stay zero
+  switch (f.type) {
+    case '__be32':
+      buf.writeUInt32BE(v === undefined ? 0 : ipToU32(String(v)), at);
+      return;
+    case '__be16':
+      buf.writeUInt16BE(Number(v ?? 0), at);
+      return;
+    case '__u64':
+      buf.writeBigUInt64LE(BigInt((v as bigint | number | undefined) ?? 0n), at);
+      return;
+  }
+  const n = Number(v ?? 0);
+  if (f.size === 4) buf.writeUInt32LE(n >>> 0, at);
+  else if (f.size === 2) buf.writeUInt16LE(n, at);
+  else if (f.size === 1) buf.writeUInt8(n, at);
+  else throw new Error(`codec: unsupported field type ${f.type}/${f.size}`);
+}
+
+function readField(buf: Buffer, at: number, f: FieldLayout): string | number | bigint {
+  if (f.count !== undefined) return 0;
+  switch (f.type) {
+    case '__be32':
+      return u32ToIp(buf.readUInt32BE(at));
+    case '__be16':
+      return buf.readUInt16BE(at);
+    case '__u64':
+      return buf.readBigUInt64LE(at);
+  }
+  if (f.size === 4) return buf.readUInt32LE(at);
+  if (f.size === 2) return buf.readUInt16LE(at);
+  return buf.readUInt8(at);
+}
+
+/**
+ * Encode `value` as struct `name`; missing fields are zero.
+ * @param into optional buffer to write into at `offset` (batched updates)
+ * @throws Error naming the field when a value does not fit (e.g. a bad IP)
+ */
+export function encode<N extends StructName>(name: N, value: Partial<StructValue<N>>, into?: Buffer, offset = 0): Buffer {
+  const layout = structs[name];
+  const buf = into ?? Buffer.alloc(layout.size);
+  if (into) buf.fill(0, offset, offset + layout.size);
+  for (const [field, f] of Object.entries(layout.fields) as Array<[string, FieldLayout]>) {
+    try {
+      writeField(buf, offset + f.offset, f, (value as Record<string, unknown>)[field]);
+    } catch (e) {
+      throw new Error(`${name}.${field}: ${(e as Error).message}`);
+    }
+  }
+  return buf;
+}
+
+/** Decode struct `name` from `buf` at `offset`. */
+export function decode<N extends StructName>(name: N, buf: Buffer, offset = 0): StructValue<N> {
+  const layout = structs[name];
+  if (buf.length < offset + layout.size) throw new Error(`${name}: ${buf.length - offset} bytes, need ${layout.size}`);
+  const out: Record<string, unknown> = {};
+  for (const [field, f] of Object.entries(layout.fields) as Array<[string, FieldLayout]>) out[field] = readField(buf, offset + f.offset, f);
+  return out as StructValue<N>;
+}
+
+/** A u32 map key (IDs, indexes) in host order. */
+export function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0, 0);
+  return b;
+}
+
+/** IANA protocol numbers of the L4 protocols xlb serves. */
+export const IPPROTO = { TCP: 6, UDP: 17 } as const;
+
+/** Drop reasons by value, without the XLB_DROP_ prefix, lower-case: ['truncated', 'no_backend', ...]. */
+export const dropReasonNames: string[] = (() => {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(enums.xlb_drop_reason)) {
+    if (k === 'XLB_DROP_REASON_MAX') continue;
+    out[v] = k.replace(/^XLB_DROP_/, '').toLowerCase();
+  }
+  return out;
+})();
+
+export { enums, structs };

@@ -1,0 +1,136 @@
+/**
+ * LBMaps: the service controller's view of the datapath's maps, as Cilium's
+ * `LBMaps` is for its reconciler. The controller only ever talks to this
+ * interface; the real implementation (maps.ts) writes BPF maps through libbpf,
+ * the fakes here keep them in memory so the controller is tested without
+ * privileges, and can inject faults.
+ *
+ * Shapes follow xdp/include/xlb_types.h (see codec.ts for the conventions).
+ */
+import type { StructValue } from './codec.js';
+
+/** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
+export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
+/** `struct xlb_service`. */
+export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'>;
+/** `struct xlb_backend`. */
+export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'>;
+
+/** Per-service counters summed over CPUs. */
+export interface ServiceCounters {
+  packets: bigint;
+  bytes: bigint;
+}
+
+/** How full one map is. */
+export interface MapFill {
+  name: string;
+  maxEntries: number;
+  /** Entries in use; undefined where counting would be too costly. */
+  entries?: number;
+}
+
+/**
+ * Writes and reads of the load-balancing maps. Every write method applies the
+ * whole batch or throws (an Error naming the map and operation); the
+ * controller then retries the difference on its next sync.
+ */
+export interface LBMaps {
+  /** Insert or replace frontends (one batched update). */
+  putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void;
+  /** Delete frontends that exist. */
+  deleteFrontends(keys: FrontendKey[]): void;
+  /** Insert or replace backends by ID (ID 0 is reserved for "none"). */
+  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void;
+  /** Remove backends by ID: established flows on them are re-picked. */
+  deleteBackends(ids: number[]): void;
+  /**
+   * Install a service's Maglev lookup table (backend IDs, length M, M prime)
+   * atomically: the datapath sees either the old or the new table, whole.
+   */
+  putMaglevTable(serviceId: number, table: Uint32Array): void;
+  /** Remove a service's table (packets to it then drop with no_backend). */
+  deleteMaglevTable(serviceId: number): void;
+  /** Zero a service ID's counters (before an ID is reused). */
+  resetServiceStats(serviceId: number): void;
+  /** Counters of the given service IDs, summed over CPUs. */
+  readServiceStats(serviceIds: number[]): Map<number, ServiceCounters>;
+  /** Drop counters by reason name (see codec.dropReasonNames), summed over CPUs. */
+  readDrops(): Record<string, bigint>;
+  /** Fill level of each map. */
+  fill(): MapFill[];
+}
+
+/** Canonical string of a frontend key, for maps and sets. */
+export function frontendKeyString(k: FrontendKey): string {
+  return `${k.addr}:${k.port}/${k.proto}`;
+}
+
+/**
+ * An in-memory LBMaps for unit tests and scenario tests: the same contract,
+ * with a dump that tests compare against expectations.
+ */
+export class FakeLBMaps implements LBMaps {
+  readonly frontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
+  readonly backends = new Map<number, BackendValue>();
+  readonly tables = new Map<number, Uint32Array>();
+  /** Number of write calls by method, to assert minimal writes. */
+  readonly writes: Record<string, number> = {};
+  /** When set, called before every write; throw from it to inject a fault. */
+  fault?: (method: string) => void;
+
+  private count(method: string): void {
+    this.fault?.(method);
+    this.writes[method] = (this.writes[method] ?? 0) + 1;
+  }
+  putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void {
+    if (!entries.length) return;
+    this.count('putFrontends');
+    for (const e of entries) this.frontends.set(frontendKeyString(e.key), { key: { ...e.key }, service: { ...e.service } });
+  }
+  deleteFrontends(keys: FrontendKey[]): void {
+    if (!keys.length) return;
+    this.count('deleteFrontends');
+    for (const k of keys) this.frontends.delete(frontendKeyString(k));
+  }
+  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void {
+    if (!entries.length) return;
+    this.count('putBackends');
+    for (const e of entries) this.backends.set(e.id, { ...e.backend });
+  }
+  deleteBackends(ids: number[]): void {
+    if (!ids.length) return;
+    this.count('deleteBackends');
+    for (const id of ids) this.backends.delete(id);
+  }
+  putMaglevTable(serviceId: number, table: Uint32Array): void {
+    this.count('putMaglevTable');
+    this.tables.set(serviceId, Uint32Array.from(table));
+  }
+  deleteMaglevTable(serviceId: number): void {
+    this.count('deleteMaglevTable');
+    this.tables.delete(serviceId);
+  }
+  resetServiceStats(): void {}
+  readServiceStats(serviceIds: number[]): Map<number, ServiceCounters> {
+    return new Map(serviceIds.map((id) => [id, { packets: 0n, bytes: 0n }]));
+  }
+  readDrops(): Record<string, bigint> {
+    return {};
+  }
+  fill(): MapFill[] {
+    return [
+      { name: 'xlb_frontends', maxEntries: Infinity, entries: this.frontends.size },
+      { name: 'xlb_backends', maxEntries: Infinity, entries: this.backends.size },
+      { name: 'xlb_maglev', maxEntries: Infinity, entries: this.tables.size },
+    ];
+  }
+  /** A stable, readable dump of the maps, for scenario tests. */
+  dump(): { frontends: string[]; backends: string[]; tables: Record<number, number> } {
+    return {
+      frontends: [...this.frontends.values()].map((e) => `${frontendKeyString(e.key)} -> svc ${e.service.id} flags ${e.service.flags}`).sort(),
+      backends: [...this.backends.entries()].map(([id, b]) => `${id}: ${b.addr}:${b.port}/${b.proto} flags ${b.flags}`).sort(),
+      tables: Object.fromEntries([...this.tables.entries()].map(([id, t]) => [id, t.length])),
+    };
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The real LBMaps: xlb's load-balancing maps (docs/datapath.md, "Maps")
+ * written through libbpf. Frontends and backends go in one batched update per
+ * sync; a Maglev lookup table is written into a fresh inner array with one
+ * batched update and then swapped into xlb_maglev with one more, so the
+ * datapath always sees a whole table (slot 0 = M, slots 1..M = backend IDs).
+ */
+import { BpfMap, BPF_F_INNER_MAP, possibleCpus } from './bpf.js';
+import { decode, dropReasonNames, encode, sizeOf, u32Key, enums } from './codec.js';
+import type { BackendValue, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
+
+/** The maps of a loaded datapath, by role. */
+export interface LBMapSet {
+  frontends: BpfMap;
+  backends: BpfMap;
+  maglev: BpfMap;
+  conntrack: BpfMap;
+  rnat: BpfMap;
+  serviceStats: BpfMap;
+  drops: BpfMap;
+}
+
+const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
+
+/** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
+export class BpfLBMaps implements LBMaps {
+  private frontendCount = 0;
+  private readonly backendIds = new Set<number>();
+
+  constructor(readonly maps: LBMapSet) {}
+
+  putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void {
+    if (!entries.length) return;
+    const ks = sizeOf('xlb_frontend_key');
+    const vs = sizeOf('xlb_service');
+    const keys = Buffer.alloc(ks * entries.length);
+    const values = Buffer.alloc(vs * entries.length);
+    entries.forEach((e, i) => {
+      encode('xlb_frontend_key', e.key, keys, i * ks);
+      encode('xlb_service', e.service, values, i * vs);
+    });
+    this.maps.frontends.updateBatch(keys, values, entries.length);
+    this.frontendCount = -1; // recounted lazily
+  }
+
+  deleteFrontends(keys: FrontendKey[]): void {
+    for (const k of keys) this.maps.frontends.delete(encode('xlb_frontend_key', k));
+    if (keys.length) this.frontendCount = -1;
+  }
+
+  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void {
+    if (!entries.length) return;
+    const vs = sizeOf('xlb_backend');
+    const keys = Buffer.alloc(4 * entries.length);
+    const values = Buffer.alloc(vs * entries.length);
+    entries.forEach((e, i) => {
+      if (e.id <= 0) throw new Error(`xlb_backends: backend ID ${e.id} is reserved`);
+      keys.writeUInt32LE(e.id, i * 4);
+      encode('xlb_backend', e.backend, values, i * vs);
+      this.backendIds.add(e.id);
+    });
+    this.maps.backends.updateBatch(keys, values, entries.length);
+  }
+
+  deleteBackends(ids: number[]): void {
+    if (!ids.length) return;
+    // An array entry cannot be deleted: an all-zero backend means "gone".
+    const keys = Buffer.alloc(4 * ids.length);
+    ids.forEach((id, i) => {
+      keys.writeUInt32LE(id, i * 4);
+      this.backendIds.delete(id);
+    });
+    this.maps.backends.updateBatch(keys, Buffer.alloc(sizeOf('xlb_backend') * ids.length), ids.length);
+  }
+
+  putMaglevTable(serviceId: number, table: Uint32Array): void {
+    const m = table.length;
+    const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: m + HEADER, flags: BPF_F_INNER_MAP });
+    try {
+      const keys = Buffer.alloc(4 * (m + HEADER));
+      for (let i = 0; i < m + HEADER; i++) keys.writeUInt32LE(i, i * 4);
+      const values = Buffer.alloc(4 * (m + HEADER));
+      values.writeUInt32LE(m, 0);
+      Buffer.from(table.buffer, table.byteOffset, table.byteLength).copy(values, 4 * HEADER);
+      inner.updateBatch(keys, values, m + HEADER);
+      const fdBuf = Buffer.alloc(4);
+      fdBuf.writeUInt32LE(inner.fd, 0);
+      this.maps.maglev.update(u32Key(serviceId), fdBuf);
+    } catch (e) {
+      inner.close();
+      throw e;
+    }
+    // The outer map now holds the table; our fd is no longer needed.
+    inner.close();
+  }
+
+  deleteMaglevTable(serviceId: number): void {
+    this.maps.maglev.delete(u32Key(serviceId));
+  }
+
+  resetServiceStats(serviceId: number): void {
+    this.maps.serviceStats.update(u32Key(serviceId), Buffer.alloc(this.perCpuStride(this.maps.serviceStats) * possibleCpus));
+  }
+
+  private perCpuStride(m: BpfMap): number {
+    return Math.ceil(m.valueSize / 8) * 8;
+  }
+
+  readServiceStats(serviceIds: number[]): Map<number, ServiceCounters> {
+    const out = new Map<number, ServiceCounters>();
+    for (const id of serviceIds) {
+      let packets = 0n;
+      let bytes = 0n;
+      for (const v of this.maps.serviceStats.lookupPerCpu(u32Key(id))) {
+        const s = decode('xlb_service_stats', v);
+        packets += s.packets;
+        bytes += s.bytes;
+      }
+      out.set(id, { packets, bytes });
+    }
+    return out;
+  }
+
+  readDrops(): Record<string, bigint> {
+    const out: Record<string, bigint> = {};
+    dropReasonNames.forEach((name, reason) => {
+      let n = 0n;
+      for (const v of this.maps.drops.lookupPerCpu(u32Key(reason))) n += v.readBigUInt64LE(0);
+      out[name] = n;
+    });
+    return out;
+  }
+
+  fill(): MapFill[] {
+    if (this.frontendCount < 0) this.frontendCount = this.maps.frontends.keys().length;
+    return [
+      { name: 'xlb_frontends', maxEntries: this.maps.frontends.maxEntries, entries: this.frontendCount },
+      { name: 'xlb_backends', maxEntries: this.maps.backends.maxEntries, entries: this.backendIds.size },
+      { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries },
+      { name: 'xlb_conntrack', maxEntries: this.maps.conntrack.maxEntries },
+      { name: 'xlb_rnat', maxEntries: this.maps.rnat.maxEntries },
+    ];
+  }
+}

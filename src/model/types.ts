@@ -1,0 +1,122 @@
+/**
+ * The normalized model that every source (Kubernetes API, manifests file)
+ * converts into, and that the service controller reads. It mirrors the parts
+ * of v1 Service and discovery.k8s.io/v1 EndpointSlice that a load balancer
+ * needs, with defaults applied and nothing else.
+ *
+ * Addresses are dotted-quad IPv4 strings (IPv6 is recorded, not yet served);
+ * ports are integers 1..65535.
+ */
+
+/** L4 protocol of a service port (Kubernetes spelling). */
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+/** Kubernetes Service type. */
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+/** `namespace/name`, the key of services and slices in the model. */
+export type ObjectKey = string;
+
+/** One entry of a Service's `spec.ports`. */
+export interface ServicePort {
+  /** `spec.ports[].name`; '' when the service has a single unnamed port. */
+  name: string;
+  protocol: Protocol;
+  /** Frontend port on the ClusterIP, VIPs and ExternalIPs. */
+  port: number;
+  /** `targetPort` as written: a number, or a container port name. */
+  targetPort: number | string;
+  /** Allocated node port (NodePort and LoadBalancer services), if any. */
+  nodePort?: number;
+}
+
+/** A v1 Service, normalized. */
+export interface ServiceModel {
+  namespace: string;
+  name: string;
+  type: ServiceType;
+  /** `spec.clusterIPs` (or `[spec.clusterIP]`); empty for headless. */
+  clusterIPs: string[];
+  /** True when `spec.clusterIP` is `None`. */
+  headless: boolean;
+  /** `spec.externalIPs`. */
+  externalIPs: string[];
+  /** LoadBalancer VIPs: `status.loadBalancer.ingress[].ip`, else `spec.loadBalancerIP`. */
+  loadBalancerIPs: string[];
+  ports: ServicePort[];
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  internalTrafficPolicy: 'Cluster' | 'Local';
+  sessionAffinity: 'None' | 'ClientIP';
+  /** `sessionAffinityConfig.clientIP.timeoutSeconds`, seconds. */
+  sessionAffinityTimeoutSeconds?: number;
+  loadBalancerSourceRanges: string[];
+  loadBalancerClass?: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/** One endpoint of an EndpointSlice (`endpoints[]`). */
+export interface EndpointModel {
+  /** `addresses`; Kubernetes treats them as fungible, xlb uses the first. */
+  addresses: string[];
+  /** `conditions.ready`, with the API's default (nil means true). */
+  ready: boolean;
+  /** `conditions.serving`, defaulting to `ready`. */
+  serving: boolean;
+  /** `conditions.terminating`, defaulting to false. */
+  terminating: boolean;
+  /** `nodeName`: where the endpoint runs. */
+  nodeName?: string;
+  zone?: string;
+  /** `targetRef.name`, usually the pod name. */
+  targetName?: string;
+}
+
+/** One entry of an EndpointSlice's `ports[]`. */
+export interface EndpointPortModel {
+  /** Matches the service port of the same name ('' for unnamed). */
+  name: string;
+  protocol: Protocol;
+  port: number;
+}
+
+/** A discovery.k8s.io/v1 EndpointSlice, normalized. */
+export interface EndpointSliceModel {
+  namespace: string;
+  name: string;
+  /** Label `kubernetes.io/service-name`. */
+  serviceName: string;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  ports: EndpointPortModel[];
+  endpoints: EndpointModel[];
+}
+
+/** Everything a source knows, as one snapshot. Keys are `namespace/name`. */
+export interface ClusterState {
+  services: Map<ObjectKey, ServiceModel>;
+  endpointSlices: Map<ObjectKey, EndpointSliceModel>;
+}
+
+/**
+ * A problem with one input object: which object, which field, what is wrong.
+ * The object is skipped; everything else is still applied.
+ */
+export interface InputIssue {
+  /** e.g. `Service default/web` or `EndpointSlice default/web-abc12`. */
+  object: string;
+  /** JSON-path-like field, e.g. `spec.ports[0].port`. */
+  field: string;
+  message: string;
+}
+
+/** This node, as the controller needs to know it. */
+export interface NodeInfo {
+  name: string;
+  /** The node's IPv4 addresses: NodePort frontends and the SNAT source. */
+  addresses: string[];
+}
+
+/** An empty snapshot. */
+export function emptyClusterState(): ClusterState {
+  return { services: new Map(), endpointSlices: new Map() };
+}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xlb_types.h: every key, value, flag and drop reason shared between the
+ * datapath and the control plane. This header is the single source of truth:
+ * scripts/gen-layouts.ts reads the compiled object's BTF and writes
+ * src/datapath/layouts.generated.ts, and the loader checks the sizes libbpf
+ * reports against it before anything is attached.
+ *
+ * Rules (so that the BTF, the C and the TypeScript agree byte for byte):
+ *   - no bitfields, no unions in map values, explicit padding fields;
+ *   - __be16/__be32 for anything in network byte order, host order otherwise;
+ *   - flags and reasons are C enums (BTF keeps their names and values).
+ */
+#ifndef XLB_TYPES_H
+#define XLB_TYPES_H
+
+#include <linux/types.h>
+
+/* A service frontend: (VIP or node IP, L4 port, IP protocol).
+ * Key of the xlb_frontends hash map. 8 bytes. */
+struct xlb_frontend_key {
+	__be32 addr;   /* VIP, ExternalIP or node IP (NodePort) */
+	__be16 port;   /* frontend port */
+	__u8 proto;    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+/* What a frontend resolves to. Value of xlb_frontends. 8 bytes. */
+struct xlb_service {
+	__u32 id;      /* service ID: index into xlb_maglev and xlb_service_stats */
+	__u32 flags;   /* enum xlb_service_flags */
+};
+
+/* A backend (an endpoint: pod IP and target port). Value of the xlb_backends
+ * array, indexed by backend ID. An all-zero entry means "no such backend":
+ * backend ID 0 is never allocated. 12 bytes. */
+struct xlb_backend {
+	__be32 addr;   /* backend IP */
+	__be16 port;   /* backend (target) port */
+	__u8 proto;    /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 flags;    /* enum xlb_backend_flags */
+	__u32 pad;
+};
+
+/* An IPv4 5-tuple as it appears in a packet. Key of the conntrack map
+ * (original direction: client -> frontend) and of the reverse NAT map
+ * (reply direction: backend -> client or node). 16 bytes. */
+struct xlb_flow_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/* Conntrack entry of a flow: which backend it keeps. Value of xlb_conntrack.
+ * 20 bytes. */
+struct xlb_ct_entry {
+	__u32 backend_id;     /* ID at the time of the pick */
+	__be32 backend_addr;  /* copy, so that a reused ID is noticed */
+	__be16 backend_port;  /* copy, as above */
+	__be16 snat_port;     /* source port on this node when SNATed, else 0 */
+	__u32 service_id;
+	__u32 flags;          /* enum xlb_ct_flags */
+};
+
+/* Reverse NAT entry: how to restore a reply. Value of xlb_rnat, keyed by the
+ * reply's 5-tuple (backend -> client, or backend -> node IP:SNAT port).
+ * 20 bytes. */
+struct xlb_rnat_entry {
+	__be32 vip;           /* becomes the reply's source address */
+	__be32 client_addr;   /* becomes the reply's destination address */
+	__be16 vip_port;      /* becomes the reply's source port */
+	__be16 client_port;   /* becomes the reply's destination port */
+	__u32 service_id;
+	__u32 flags;          /* enum xlb_ct_flags */
+};
+
+/* Per-CPU packet and byte counters of one service (xlb_service_stats). */
+struct xlb_service_stats {
+	__u64 packets;
+	__u64 bytes;
+};
+
+enum xlb_service_flags {
+	XLB_SVC_F_NODEPORT = 1 << 0,   /* frontend is a node IP and nodePort */
+	XLB_SVC_F_EXTERNAL = 1 << 1,   /* LoadBalancer VIP or ExternalIP */
+};
+
+enum xlb_backend_flags {
+	XLB_BE_F_LOCAL = 1 << 0,       /* runs on this node: DNAT and pass */
+};
+
+enum xlb_ct_flags {
+	XLB_CT_F_SNAT = 1 << 0,        /* remote backend: SNATed to the node IP */
+};
+
+/* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
+ * Names reach TypeScript through BTF (layouts.generated.ts). */
+enum xlb_drop_reason {
+	XLB_DROP_TRUNCATED = 0,        /* L4 header of a frontend packet cut short */
+	XLB_DROP_NO_BACKEND = 1,       /* service has no Maglev table or it is empty */
+	XLB_DROP_SNAT_EXHAUSTED = 2,   /* no free SNAT port after the bounded retries */
+	XLB_DROP_FIB_LOOKUP = 3,       /* no route or neighbour towards the backend/client */
+	XLB_DROP_FRAG_NEEDED = 4,      /* packet larger than the egress MTU (DF set) */
+	XLB_DROP_CT_INSERT = 5,        /* conntrack or reverse NAT insert failed */
+	XLB_DROP_REDIRECT = 6,         /* bpf_redirect failed */
+	XLB_DROP_REASON_MAX = 7,
+};
+
+/* Fixed sizes and limits, as enum constants so that BTF carries them. */
+enum xlb_limits {
+	/* Maglev slot 0 holds the table size M; slots 1..M hold backend IDs. */
+	XLB_MAGLEV_HEADER_SLOTS = 1,
+	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
+	XLB_MAGLEV_MAX_M = 131071,
+	/* Added to the protocol number to seed the flow hash; the same on every
+	 * node so that ECMP-split flows pick the same backend everywhere. */
+	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
+	/* Tries to find a free SNAT port before giving up (bounded loop). */
+	XLB_SNAT_RETRIES = 8,
+};
+
+#endif /* XLB_TYPES_H */
