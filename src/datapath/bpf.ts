@@ -548,6 +548,9 @@ export function rodataLayout(objPath: string): RodataLayout {
       if (vt?.kind === 'VAR') layout[vt.name] = { offset: v.offset, size: v.size };
     }
   }
+  const offsets = Object.values(layout).map((v) => v.offset);
+  if (offsets.length > 1 && new Set(offsets).size === 1)
+    throw new Error(`BPF object ${objPath}: .rodata BTF has every variable at offset 0; link it with \`bpftool gen object\` (make -C xdp does)`);
   rodataCache.set(objPath, layout);
   return layout;
 }

@@ -1,0 +1,228 @@
+/**
+ * The datapath under BPF_PROG_TEST_RUN: loads xdp/build/xlb_xdp.bpf.o and
+ * xlb_tc.bpf.o with one private pin root (`/sys/fs/bpf/xlb/test-<random>`,
+ * so both programs share their maps exactly as the agent loads them), and
+ * gives the tests map writes in the model's terms (frontends, backends,
+ * Maglev tables) and counter reads summed over CPUs.
+ *
+ * Needs root and `make -C xdp`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { BpfObject, BpfMap, BpfProgram, BPF_F_INNER_MAP, ensureBpffs } from '../../src/datapath/bpf.js';
+import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
+import { ipToU32 } from '../../src/util/ip.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+/** Paths of the built objects. */
+export const OBJ = {
+  xdp: path.join(root, 'xdp/build/xlb_xdp.bpf.o'),
+  tc: path.join(root, 'xdp/build/xlb_tc.bpf.o'),
+  floor: path.join(root, 'xdp/build/xlb_bench_floor.bpf.o'),
+  pass: path.join(root, 'xdp/build/xlb_xdp_pass.bpf.o'),
+};
+
+/** Build the objects if needed (make is incremental). */
+export function buildObjects(): void {
+  execFileSync('make', ['-s', '-C', path.join(root, 'xdp')], { stdio: 'inherit' });
+}
+
+/** XDP verdicts (enum xdp_action) and TC_ACT_OK. */
+export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3, REDIRECT: 4 } as const;
+export const TC_ACT_OK = 0;
+
+/** Drop reasons by name (from xlb_types.h via BTF). */
+export const DROP = enums.xlb_drop_reason;
+export type DropReason = Exclude<keyof typeof DROP, 'XLB_DROP_REASON_MAX'>;
+
+/** Backend flags. */
+export const BE_LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
+export const CT_SNAT = enums.xlb_ct_flags.XLB_CT_F_SNAT;
+
+/** A 4-byte host-order u32. */
+const u32le = (n: number): Buffer => u32Key(n);
+
+/** Options of {@link Datapath.load}. */
+export interface LoadOptions {
+  nodeAddr?: string;
+  snatPortMin?: number;
+  snatPortMax?: number;
+  /** max_entries overrides of the XDP object's maps. */
+  maxEntries?: Record<string, number>;
+  /** Load the tc program too (default true). */
+  withTc?: boolean;
+}
+
+/** Both programs of one datapath instance and its maps. */
+export class Datapath {
+  readonly ingress: BpfProgram;
+  readonly egress?: BpfProgram;
+  private constructor(
+    readonly pinRoot: string,
+    private readonly xdpObj: BpfObject,
+    private readonly tcObj: BpfObject | undefined,
+  ) {
+    this.ingress = xdpObj.program('xlb_xdp_ingress');
+    this.egress = tcObj?.program('xlb_tc_egress');
+  }
+
+  /** Load a fresh instance with private pins. */
+  static load(opts: LoadOptions = {}): Datapath {
+    ensureBpffs();
+    const pinRoot = `/sys/fs/bpf/xlb/test-${randomBytes(4).toString('hex')}`;
+    const rodata: Record<string, number | Buffer> = {};
+    if (opts.nodeAddr) {
+      const be32 = Buffer.alloc(4);
+      be32.writeUInt32BE(ipToU32(opts.nodeAddr));
+      rodata.xlb_node_addr = be32;
+    }
+    if (opts.snatPortMin !== undefined) rodata.xlb_snat_port_min = opts.snatPortMin;
+    if (opts.snatPortMax !== undefined) rodata.xlb_snat_port_max = opts.snatPortMax;
+    let xdpObj: BpfObject | undefined;
+    let tcObj: BpfObject | undefined;
+    try {
+      xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: opts.maxEntries });
+      xdpObj.load();
+      if (opts.withTc !== false) {
+        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries });
+        tcObj.load();
+      }
+      return new Datapath(pinRoot, xdpObj, tcObj);
+    } catch (e) {
+      tcObj?.close();
+      xdpObj?.close();
+      fs.rmSync(pinRoot, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /** A map of the instance by name. */
+  map(name: string): BpfMap {
+    return this.xdpObj.map(name);
+  }
+
+  /** Add (or replace) frontend addr:port/proto -> service `serviceId`. */
+  addFrontend(addr: string, port: number, proto: number, serviceId: number, flags = 0): void {
+    this.map('xlb_frontends').update(encode('xlb_frontend_key', { addr, port, proto }), encode('xlb_service', { id: serviceId, flags }));
+  }
+
+  /** Write backend `id`. */
+  setBackend(id: number, b: { addr: string; port: number; proto: number; flags?: number }): void {
+    this.map('xlb_backends').update(u32le(id), encode('xlb_backend', { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 }));
+  }
+
+  /** Zero backend `id` (how the control plane removes one). */
+  removeBackend(id: number): void {
+    this.map('xlb_backends').update(u32le(id), Buffer.alloc(12));
+  }
+
+  /**
+   * Install service `serviceId`'s Maglev table: a 0-based list of M backend
+   * IDs goes into a fresh inner map as slot 0 = M, slots 1..M = the IDs.
+   * `rawSlots` writes the inner map's slots as given (slot 0 included).
+   */
+  setTable(serviceId: number, table: number[] | { rawSlots: number[] }): void {
+    const slots = Array.isArray(table) ? [table.length, ...table] : table.rawSlots;
+    const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: BPF_F_INNER_MAP });
+    try {
+      const keys = Buffer.alloc(4 * slots.length);
+      const values = Buffer.alloc(4 * slots.length);
+      slots.forEach((v, i) => {
+        keys.writeUInt32LE(i, 4 * i);
+        values.writeUInt32LE(v >>> 0, 4 * i);
+      });
+      inner.updateBatch(keys, values, slots.length);
+      this.map('xlb_maglev').update(u32le(serviceId), u32le(inner.fd));
+    } finally {
+      inner.close();
+    }
+  }
+
+  /** Remove service `serviceId`'s table. */
+  removeTable(serviceId: number): void {
+    this.map('xlb_maglev').delete(u32le(serviceId));
+  }
+
+  /** Conntrack entry of a client -> frontend flow, if any. */
+  conntrack(flow: FlowKey): StructValue<'xlb_ct_entry'> | undefined {
+    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    return v && decode('xlb_ct_entry', v);
+  }
+
+  /** Reverse NAT entry keyed by a reply tuple, if any. */
+  rnat(reply: FlowKey): StructValue<'xlb_rnat_entry'> | undefined {
+    const v = this.map('xlb_rnat').lookup(flowKey(reply));
+    return v && decode('xlb_rnat_entry', v);
+  }
+
+  /** Write a reverse NAT entry directly (to occupy SNAT ports in tests). */
+  putRnat(reply: FlowKey, entry: Partial<StructValue<'xlb_rnat_entry'>>): void {
+    this.map('xlb_rnat').update(flowKey(reply), encode('xlb_rnat_entry', entry));
+  }
+
+  /** Packets and bytes of service `id`, summed over CPUs. */
+  serviceStats(id: number): { packets: bigint; bytes: bigint } {
+    let packets = 0n;
+    let bytes = 0n;
+    for (const v of this.map('xlb_service_stats').lookupPerCpu(u32le(id))) {
+      packets += v.readBigUInt64LE(0);
+      bytes += v.readBigUInt64LE(8);
+    }
+    return { packets, bytes };
+  }
+
+  /** Drop counters by reason, summed over CPUs. */
+  drops(): Record<DropReason, bigint> {
+    const out = {} as Record<DropReason, bigint>;
+    for (const [name, idx] of Object.entries(DROP)) {
+      if (name === 'XLB_DROP_REASON_MAX') continue;
+      out[name as DropReason] = this.map('xlb_drops')
+        .lookupPerCpu(u32le(idx))
+        .reduce((s, v) => s + v.readBigUInt64LE(0), 0n);
+    }
+    return out;
+  }
+
+  /** Close both objects and remove the pins. */
+  close(): void {
+    this.tcObj?.close();
+    this.xdpObj.close();
+    fs.rmSync(this.pinRoot, { recursive: true, force: true });
+  }
+}
+
+/** A 5-tuple as the maps key it. */
+export interface FlowKey {
+  saddr: string;
+  daddr: string;
+  sport: number;
+  dport: number;
+  proto: number;
+}
+
+/** Encode a 5-tuple as `struct xlb_flow_key`. */
+export function flowKey(f: FlowKey): Buffer {
+  return encode('xlb_flow_key', { saddr: f.saddr, daddr: f.daddr, sport: f.sport, dport: f.dport, proto: f.proto });
+}
+
+/** Difference of two drop-counter snapshots, only the reasons that moved. */
+export function dropsDelta(before: Record<DropReason, bigint>, after: Record<DropReason, bigint>): Partial<Record<DropReason, number>> {
+  const out: Partial<Record<DropReason, number>> = {};
+  for (const k of Object.keys(after) as DropReason[]) {
+    const d = Number(after[k] - before[k]);
+    if (d) out[k] = d;
+  }
+  return out;
+}
+
+/** An `xdp_md` for BPF_PROG_TEST_RUN's ctx_in: data_end = frame length, ingress ifindex. */
+export function xdpCtx(frameLength: number, ingressIfindex: number): Buffer {
+  const ctx = Buffer.alloc(24);
+  ctx.writeUInt32LE(0, 0); // data
+  ctx.writeUInt32LE(frameLength, 4); // data_end
+  ctx.writeUInt32LE(0, 8); // data_meta
+  ctx.writeUInt32LE(ingressIfindex, 12);
+  return ctx;
+}

@@ -1,0 +1,414 @@
+/**
+ * xlb_xdp_ingress and xlb_tc_egress under BPF_PROG_TEST_RUN, for services
+ * whose backends run on this node (DNAT + XDP_PASS, reverse NAT in tc) and
+ * for everything the datapath must leave alone. No FIB lookup is involved,
+ * so these run in the test's own network namespace.
+ *
+ * Run as root: node --import tsx --test test/datapath/xdp_local.test.ts
+ */
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
+import { predictBackend } from '../../src/maglev/flowhash.js';
+import {
+  tcpPacket,
+  udpPacket,
+  arpRequest,
+  ipv6UdpPacket,
+  ipv4RawPacket,
+  parsePacket,
+  verifyChecksums,
+  PROTO,
+  TCP_FLAG,
+  ETH_P,
+  type EthSpec,
+} from '../helpers/packet.js';
+
+const NODE = '198.18.0.11';
+const CLIENT = '192.0.2.7';
+const VIP = '203.0.113.10';
+const OTHER_IP = '203.0.113.99';
+
+/** Service 1: VIP:80/TCP over five local backends 1..5 (198.19.1.N:8080). */
+const WEB = { id: 1, port: 80 };
+const WEB_BACKENDS = [1, 2, 3, 4, 5].map((id) => ({ id, addr: `198.19.1.${id}`, port: 8080 }));
+/** A 0-based Maglev table of prime size 13 over the five backends. */
+const WEB_TABLE = [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3];
+/** Services 2 and 3 share VIP:53, one TCP and one UDP, each with its own backend. */
+const DNS_TCP = { id: 2, port: 53, backend: { id: 20, addr: '198.19.2.20', port: 5353 } };
+const DNS_UDP = { id: 3, port: 53, backend: { id: 21, addr: '198.19.2.21', port: 5354 } };
+/** Services with no usable table: none at all, all-zero slots, M = 0. */
+const NO_TABLE = { id: 4, port: 81 };
+const ZERO_TABLE = { id: 5, port: 82 };
+const ZERO_SIZE = { id: 6, port: 83 };
+/** Service 7: only the counters test sends to it. */
+const COUNTED = { id: 7, port: 84, backend: { id: 30, addr: '198.19.3.30', port: 9000 } };
+/** Service 8: the conntrack lifecycle test, backends 40 and 41. */
+const STICKY = { id: 8, port: 85 };
+
+let dp: Datapath;
+let nextClientPort = 20000;
+/** A client port no other test used: every packet built with it starts a new flow. */
+const freshPort = (): number => nextClientPort++;
+
+const backendOf = (id: number) => [...WEB_BACKENDS, DNS_TCP.backend, DNS_UDP.backend].find((b) => b.id === id)!;
+
+before(() => {
+  buildObjects();
+  dp = Datapath.load({ nodeAddr: NODE });
+  for (const b of WEB_BACKENDS) dp.setBackend(b.id, { addr: b.addr, port: b.port, proto: PROTO.TCP, flags: BE_LOCAL });
+  dp.addFrontend(VIP, WEB.port, PROTO.TCP, WEB.id);
+  dp.setTable(WEB.id, WEB_TABLE);
+
+  dp.setBackend(DNS_TCP.backend.id, { ...DNS_TCP.backend, proto: PROTO.TCP, flags: BE_LOCAL });
+  dp.setBackend(DNS_UDP.backend.id, { ...DNS_UDP.backend, proto: PROTO.UDP, flags: BE_LOCAL });
+  dp.addFrontend(VIP, DNS_TCP.port, PROTO.TCP, DNS_TCP.id);
+  dp.addFrontend(VIP, DNS_UDP.port, PROTO.UDP, DNS_UDP.id);
+  dp.setTable(DNS_TCP.id, [DNS_TCP.backend.id, DNS_TCP.backend.id, DNS_TCP.backend.id]);
+  dp.setTable(DNS_UDP.id, [DNS_UDP.backend.id, DNS_UDP.backend.id, DNS_UDP.backend.id]);
+
+  dp.addFrontend(VIP, NO_TABLE.port, PROTO.TCP, NO_TABLE.id);
+  dp.addFrontend(VIP, ZERO_TABLE.port, PROTO.TCP, ZERO_TABLE.id);
+  dp.setTable(ZERO_TABLE.id, { rawSlots: [7, 0, 0, 0, 0, 0, 0, 0] });
+  dp.addFrontend(VIP, ZERO_SIZE.port, PROTO.TCP, ZERO_SIZE.id);
+  dp.setTable(ZERO_SIZE.id, { rawSlots: [0, 1, 2] });
+
+  dp.setBackend(COUNTED.backend.id, { ...COUNTED.backend, proto: PROTO.TCP, flags: BE_LOCAL });
+  dp.addFrontend(VIP, COUNTED.port, PROTO.TCP, COUNTED.id);
+  dp.setTable(COUNTED.id, [COUNTED.backend.id, COUNTED.backend.id, COUNTED.backend.id]);
+});
+
+after(() => dp?.close());
+
+/** A TCP segment client:sport -> VIP:dport (SYN unless `flags` says otherwise). */
+function toVip(dport: number, opts: { sport?: number; flags?: number; eth?: EthSpec; options?: Buffer; dst?: string; ttl?: number } = {}): Buffer {
+  return tcpPacket({
+    eth: opts.eth,
+    ip: { src: CLIENT, dst: opts.dst ?? VIP, options: opts.options, ttl: opts.ttl },
+    tcp: { sport: opts.sport ?? freshPort(), dport, flags: opts.flags ?? TCP_FLAG.SYN, payload: opts.flags ? Buffer.from('GET / HTTP/1.1\r\n\r\n') : undefined },
+  });
+}
+
+/** Assert `out` is `input` DNATed to addr:port: only destination and checksums differ, checksums valid from scratch. */
+function assertDnat(input: Buffer, out: Buffer, addr: string, port: number): void {
+  const i = parsePacket(input);
+  const o = parsePacket(out);
+  assert.equal(out.length, input.length, 'frame length');
+  assert.equal(o.ip!.dst, addr, 'destination address');
+  assert.equal(o.l4!.dport, port, 'destination port');
+  assert.equal(o.ip!.src, i.ip!.src, 'source address unchanged');
+  assert.equal(o.l4!.sport, i.l4!.sport, 'source port unchanged');
+  assert.equal(o.ip!.ttl, i.ip!.ttl, 'TTL unchanged (the stack forwards to the pod)');
+  assert.deepEqual(o.eth, i.eth, 'Ethernet header (and VLAN tag) unchanged');
+  assert.deepEqual(o.ip!.options, i.ip!.options, 'IPv4 options unchanged');
+  const l4 = i.l3Offset + i.ip!.ihl * 4;
+  const payloadAt = l4 + (i.ip!.protocol === PROTO.TCP ? (input[l4 + 12] >> 4) * 4 : 8);
+  assert.deepEqual(out.subarray(payloadAt), input.subarray(payloadAt), 'payload unchanged');
+  const sums = verifyChecksums(out);
+  assert.equal(sums.ip, true, 'IPv4 header checksum');
+  if (i.l4!.checksum === 0 && i.ip!.protocol === PROTO.UDP) assert.equal(sums.l4, 'absent', 'UDP checksum 0 stays 0');
+  else assert.equal(sums.l4, true, 'L4 checksum');
+}
+
+interface Fixture {
+  description: string;
+  packet: () => Buffer;
+  verdict: number;
+  /** 'unchanged': output bytes identical to the input; a function checks the rewrite. */
+  expect: 'unchanged' | ((input: Buffer, out: Buffer) => void);
+  /** The drop counter that must move by one (and no other). */
+  drop?: DropReason;
+}
+
+/** The backend the WEB table gives a SYN built by `toVip(WEB.port, { sport })`. */
+const webPick = (sport: number) =>
+  backendOf(predictBackend(Uint32Array.from(WEB_TABLE), { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP }));
+
+const fixtures: Fixture[] = [
+  {
+    description: 'a SYN to a VIP is DNATed to the Maglev-predicted local backend and passed',
+    packet: () => toVip(WEB.port, { sport: 41000 }),
+    verdict: XDP.PASS,
+    expect: (i, o) => assertDnat(i, o, webPick(41000).addr, webPick(41000).port),
+  },
+  {
+    description: 'a SYN behind an 802.1Q tag is DNATed and keeps its tag',
+    packet: () => toVip(WEB.port, { sport: 41001, eth: { vlan: { id: 42 } } }),
+    verdict: XDP.PASS,
+    expect: (i, o) => {
+      assert.equal(parsePacket(o).eth.vlan?.id, 42);
+      assertDnat(i, o, webPick(41001).addr, webPick(41001).port);
+    },
+  },
+  {
+    description: 'a SYN behind an 802.1ad tag is DNATed',
+    packet: () => toVip(WEB.port, { sport: 41002, eth: { vlan: { id: 7, tpid: ETH_P.QINQ } } }),
+    verdict: XDP.PASS,
+    expect: (i, o) => assertDnat(i, o, webPick(41002).addr, webPick(41002).port),
+  },
+  {
+    description: 'a SYN with IPv4 options (IHL 8) is DNATed with its options intact',
+    packet: () => toVip(WEB.port, { sport: 41003, options: Buffer.from([0x07, 0x0b, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0x00]) }),
+    verdict: XDP.PASS,
+    expect: (i, o) => {
+      assert.equal(parsePacket(o).ip!.ihl, 8);
+      assertDnat(i, o, webPick(41003).addr, webPick(41003).port);
+    },
+  },
+  {
+    description: 'a SYN with the longest IPv4 options (IHL 15) is DNATed',
+    packet: () => toVip(WEB.port, { sport: 41004, options: Buffer.alloc(40, 0x01) }),
+    verdict: XDP.PASS,
+    expect: (i, o) => assertDnat(i, o, webPick(41004).addr, webPick(41004).port),
+  },
+  {
+    description: 'TCP to VIP:53 goes to the TCP service backend',
+    packet: () => toVip(DNS_TCP.port, { sport: 41005 }),
+    verdict: XDP.PASS,
+    expect: (i, o) => assertDnat(i, o, DNS_TCP.backend.addr, DNS_TCP.backend.port),
+  },
+  {
+    description: 'UDP to the same VIP:53 goes to the UDP service backend, checksum valid',
+    packet: () => udpPacket({ ip: { src: CLIENT, dst: VIP }, udp: { sport: 41006, dport: DNS_UDP.port } }),
+    verdict: XDP.PASS,
+    expect: (i, o) => assertDnat(i, o, DNS_UDP.backend.addr, DNS_UDP.backend.port),
+  },
+  {
+    description: 'UDP with checksum 0 is DNATed and its checksum stays 0',
+    packet: () => udpPacket({ ip: { src: CLIENT, dst: VIP }, udp: { sport: 41007, dport: DNS_UDP.port, noChecksum: true } }),
+    verdict: XDP.PASS,
+    expect: (i, o) => {
+      assert.equal(parsePacket(o).l4!.checksum, 0);
+      assertDnat(i, o, DNS_UDP.backend.addr, DNS_UDP.backend.port);
+    },
+  },
+  { description: 'TCP to a VIP port without a service passes unchanged', packet: () => toVip(9999), verdict: XDP.PASS, expect: 'unchanged' },
+  { description: 'UDP to a TCP-only frontend passes unchanged', packet: () => udpPacket({ ip: { src: CLIENT, dst: VIP }, udp: { sport: 41008, dport: WEB.port } }), verdict: XDP.PASS, expect: 'unchanged' },
+  { description: 'TCP to an address that is no frontend passes unchanged', packet: () => toVip(WEB.port, { dst: OTHER_IP }), verdict: XDP.PASS, expect: 'unchanged' },
+  { description: 'ARP passes unchanged', packet: () => arpRequest({ senderIp: CLIENT, targetIp: VIP }), verdict: XDP.PASS, expect: 'unchanged' },
+  { description: 'IPv6 passes unchanged', packet: () => ipv6UdpPacket({ sport: 41009, dport: 53 }), verdict: XDP.PASS, expect: 'unchanged' },
+  {
+    description: 'ICMP to a VIP passes unchanged',
+    packet: () => ipv4RawPacket({ ip: { src: CLIENT, dst: VIP, protocol: PROTO.ICMP }, l4: Buffer.from('0800f7ff00000000', 'hex') }),
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  {
+    description: 'a first fragment (MF) to a VIP passes unchanged',
+    packet: () => tcpPacket({ ip: { src: CLIENT, dst: VIP, mf: true }, tcp: { sport: 41010, dport: WEB.port } }),
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  {
+    description: 'a later fragment (offset != 0) to a VIP passes unchanged',
+    packet: () => tcpPacket({ ip: { src: CLIENT, dst: VIP, fragOffset: 185 }, tcp: { sport: 41011, dport: WEB.port } }),
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  {
+    description: 'a doubly tagged (QinQ) frame passes unchanged: one tag is supported',
+    packet: () => {
+      const inner = toVip(WEB.port, { eth: { vlan: { id: 5 } } });
+      return Buffer.concat([inner.subarray(0, 12), Buffer.from([0x88, 0xa8, 0x00, 0x09]), inner.subarray(12)]);
+    },
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  {
+    description: 'an IPv4 header with IHL < 5 passes unchanged',
+    packet: () => {
+      const p = toVip(WEB.port);
+      p[14] = 0x44;
+      return p;
+    },
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  {
+    description: 'a version-6 header behind EtherType IPv4 passes unchanged',
+    packet: () => {
+      const p = toVip(WEB.port);
+      p[14] = 0x65;
+      return p;
+    },
+    verdict: XDP.PASS,
+    expect: 'unchanged',
+  },
+  { description: 'a service without a Maglev table drops with no_backend', packet: () => toVip(NO_TABLE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
+  { description: 'a service with an all-zero table drops with no_backend', packet: () => toVip(ZERO_TABLE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
+  { description: 'a service whose table says M = 0 drops with no_backend', packet: () => toVip(ZERO_SIZE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
+];
+
+describe('xlb_xdp_ingress fixtures', () => {
+  for (const f of fixtures) {
+    test(f.description, () => {
+      const input = f.packet();
+      const copy = Buffer.from(input);
+      const before = dp.drops();
+      const r = dp.ingress.testRun(input);
+      assert.equal(r.retval, f.verdict, `verdict (XDP_PASS=2, XDP_DROP=1), got ${r.retval}`);
+      if (f.expect === 'unchanged') assert.deepEqual(r.dataOut, copy, 'output bytes identical to the input');
+      else f.expect(copy, r.dataOut);
+      assert.deepEqual(dropsDelta(before, dp.drops()), f.drop ? { [f.drop]: 1 } : {}, 'drop counters');
+    });
+  }
+});
+
+describe('conntrack', () => {
+  test('a SYN creates a conntrack entry and a reverse NAT entry for the predicted backend', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP };
+    const want = backendOf(predictBackend(Uint32Array.from(WEB_TABLE), flow));
+    assert.equal(dp.conntrack(flow), undefined);
+    const r = dp.ingress.testRun(toVip(WEB.port, { sport }));
+    assert.equal(r.retval, XDP.PASS);
+    assert.deepEqual(dp.conntrack(flow), { backend_id: want.id, backend_addr: want.addr, backend_port: want.port, snat_port: 0, service_id: WEB.id, flags: 0 });
+    assert.deepEqual(dp.rnat({ saddr: want.addr, daddr: CLIENT, sport: want.port, dport: sport, proto: PROTO.TCP }), {
+      vip: VIP,
+      client_addr: CLIENT,
+      vip_port: WEB.port,
+      client_port: sport,
+      service_id: WEB.id,
+      flags: 0,
+    });
+  });
+
+  test('the flow hash agrees with predictBackend over a table of 61 distinct backends', () => {
+    const ids = Array.from({ length: 61 }, (_, i) => 100 + i);
+    for (const id of ids) dp.setBackend(id, { addr: `198.19.4.${id - 99}`, port: 7000 + id, proto: PROTO.UDP, flags: BE_LOCAL });
+    const svc = 9;
+    dp.addFrontend(VIP, 86, PROTO.UDP, svc);
+    dp.setTable(svc, ids);
+    for (let i = 0; i < 300; i++) {
+      const sport = 1024 + ((i * 7919) % 60000);
+      const saddr = `192.0.2.${1 + (i % 250)}`;
+      const want = predictBackend(Uint32Array.from(ids), { saddr, daddr: VIP, sport, dport: 86, proto: PROTO.UDP });
+      const r = dp.ingress.testRun(udpPacket({ ip: { src: saddr, dst: VIP }, udp: { sport, dport: 86 } }));
+      assert.equal(r.retval, XDP.PASS);
+      assert.equal(parsePacket(r.dataOut).l4!.dport, 7000 + want, `flow ${saddr}:${sport}`);
+    }
+  });
+
+  test('an established flow keeps its backend when the table changes, and moves when the backend is removed', () => {
+    const a = { id: 40, addr: '198.19.5.40', port: 8040 };
+    const b = { id: 41, addr: '198.19.5.41', port: 8041 };
+    for (const x of [a, b]) dp.setBackend(x.id, { addr: x.addr, port: x.port, proto: PROTO.TCP, flags: BE_LOCAL });
+    dp.addFrontend(VIP, STICKY.port, PROTO.TCP, STICKY.id);
+    dp.setTable(STICKY.id, [a.id, a.id, a.id, a.id, a.id]);
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: STICKY.port, proto: PROTO.TCP };
+
+    const syn = toVip(STICKY.port, { sport });
+    assertDnat(syn, dp.ingress.testRun(syn).dataOut, a.addr, a.port);
+
+    dp.setTable(STICKY.id, [b.id, b.id, b.id, b.id, b.id]);
+    const ack = toVip(STICKY.port, { sport, flags: TCP_FLAG.ACK });
+    const kept = dp.ingress.testRun(ack);
+    assert.equal(kept.retval, XDP.PASS);
+    assertDnat(ack, kept.dataOut, a.addr, a.port);
+    assert.equal(dp.conntrack(flow)?.backend_id, a.id, 'conntrack still names the first backend');
+
+    dp.removeBackend(a.id);
+    const moved = dp.ingress.testRun(ack);
+    assert.equal(moved.retval, XDP.PASS);
+    assertDnat(ack, moved.dataOut, b.addr, b.port);
+    assert.equal(dp.conntrack(flow)?.backend_id, b.id, 'conntrack rewritten to the new backend');
+    assert.equal(dp.rnat({ saddr: a.addr, daddr: CLIENT, sport: a.port, dport: sport, proto: PROTO.TCP }), undefined, 'old reverse NAT entry removed');
+    assert.equal(dp.rnat({ saddr: b.addr, daddr: CLIENT, sport: b.port, dport: sport, proto: PROTO.TCP })?.vip, VIP);
+  });
+
+  test('a backend whose ID is reused for another address does not keep the flow', () => {
+    const c = { id: 42, addr: '198.19.5.42', port: 8042 };
+    dp.setBackend(c.id, { addr: c.addr, port: c.port, proto: PROTO.TCP, flags: BE_LOCAL });
+    const svc = 10;
+    dp.addFrontend(VIP, 87, PROTO.TCP, svc);
+    dp.setTable(svc, [c.id, c.id, c.id]);
+    const sport = freshPort();
+    const syn = toVip(87, { sport });
+    assertDnat(syn, dp.ingress.testRun(syn).dataOut, c.addr, c.port);
+    dp.setBackend(c.id, { addr: '198.19.5.142', port: c.port, proto: PROTO.TCP, flags: BE_LOCAL });
+    const next = toVip(87, { sport, flags: TCP_FLAG.ACK });
+    assertDnat(next, dp.ingress.testRun(next).dataOut, '198.19.5.142', c.port);
+  });
+});
+
+describe('xlb_tc_egress', () => {
+  /** Send a SYN through XDP so that its reverse NAT entry exists; returns the backend. */
+  function establish(sport: number) {
+    const r = dp.ingress.testRun(toVip(WEB.port, { sport }));
+    assert.equal(r.retval, XDP.PASS);
+    const o = parsePacket(r.dataOut);
+    return { addr: o.ip!.dst, port: o.l4!.dport };
+  }
+
+  test("a local backend's TCP reply leaves with its source restored to VIP:port, checksums valid", () => {
+    const sport = freshPort();
+    const be = establish(sport);
+    const reply = tcpPacket({ eth: { src: '02:00:00:00:00:02', dst: '02:00:00:00:00:01' }, ip: { src: be.addr, dst: CLIENT }, tcp: { sport: be.port, dport: sport, flags: TCP_FLAG.SYN | TCP_FLAG.ACK } });
+    const r = dp.egress!.testRun(reply);
+    assert.equal(r.retval, TC_ACT_OK);
+    const o = parsePacket(r.dataOut);
+    assert.equal(o.ip!.src, VIP);
+    assert.equal(o.l4!.sport, WEB.port);
+    assert.equal(o.ip!.dst, CLIENT);
+    assert.equal(o.l4!.dport, sport);
+    assert.deepEqual(verifyChecksums(r.dataOut), { ip: true, l4: true });
+    assert.equal(r.dataOut.length, reply.length);
+  });
+
+  test('a UDP reply is restored and a zero UDP checksum stays zero', () => {
+    for (const noChecksum of [false, true]) {
+      const sport = freshPort();
+      const req = udpPacket({ ip: { src: CLIENT, dst: VIP }, udp: { sport, dport: DNS_UDP.port, noChecksum } });
+      assert.equal(dp.ingress.testRun(req).retval, XDP.PASS);
+      const reply = udpPacket({ ip: { src: DNS_UDP.backend.addr, dst: CLIENT }, udp: { sport: DNS_UDP.backend.port, dport: sport, noChecksum } });
+      const r = dp.egress!.testRun(reply);
+      assert.equal(r.retval, TC_ACT_OK);
+      const o = parsePacket(r.dataOut);
+      assert.equal(o.ip!.src, VIP);
+      assert.equal(o.l4!.sport, DNS_UDP.port);
+      assert.deepEqual(verifyChecksums(r.dataOut), { ip: true, l4: noChecksum ? 'absent' : true });
+    }
+  });
+
+  test('a VLAN-tagged reply is restored', () => {
+    const sport = freshPort();
+    const be = establish(sport);
+    const reply = tcpPacket({ eth: { vlan: { id: 42 } }, ip: { src: be.addr, dst: CLIENT }, tcp: { sport: be.port, dport: sport, flags: TCP_FLAG.ACK } });
+    const r = dp.egress!.testRun(reply);
+    assert.equal(parsePacket(r.dataOut).ip!.src, VIP);
+    assert.deepEqual(verifyChecksums(r.dataOut), { ip: true, l4: true });
+  });
+
+  test('traffic without a reverse NAT entry, and replies to SNATed flows, leave unchanged', () => {
+    const unknown = tcpPacket({ ip: { src: '198.19.1.1', dst: CLIENT }, tcp: { sport: 8080, dport: 1, flags: TCP_FLAG.ACK } });
+    const r1 = dp.egress!.testRun(unknown);
+    assert.equal(r1.retval, TC_ACT_OK);
+    assert.deepEqual(r1.dataOut, unknown);
+
+    const snatReply: FlowKey = { saddr: '198.19.9.9', daddr: NODE, sport: 8080, dport: 61000, proto: PROTO.TCP };
+    dp.putRnat(snatReply, { vip: VIP, client_addr: CLIENT, vip_port: 80, client_port: 5555, service_id: 1, flags: 1 });
+    const pkt = tcpPacket({ ip: { src: snatReply.saddr, dst: NODE }, tcp: { sport: 8080, dport: 61000, flags: TCP_FLAG.ACK } });
+    const r2 = dp.egress!.testRun(pkt);
+    assert.equal(r2.retval, TC_ACT_OK);
+    assert.deepEqual(r2.dataOut, pkt);
+  });
+});
+
+describe('counters', () => {
+  test('service packets and bytes count every frame sent to the service (whole frame length)', () => {
+    const before = dp.serviceStats(COUNTED.id);
+    const sport = freshPort();
+    const frames = [toVip(COUNTED.port, { sport }), toVip(COUNTED.port, { sport, flags: TCP_FLAG.ACK }), toVip(COUNTED.port, { sport: freshPort(), eth: { vlan: { id: 3 } } })];
+    for (const f of frames) assert.equal(dp.ingress.testRun(f).retval, XDP.PASS);
+    const afterStats = dp.serviceStats(COUNTED.id);
+    assert.equal(afterStats.packets - before.packets, 3n);
+    assert.equal(afterStats.bytes - before.bytes, BigInt(frames.reduce((s, f) => s + f.length, 0)));
+  });
+
+  test('packets that miss every frontend count for no service', () => {
+    const before = dp.serviceStats(COUNTED.id);
+    dp.ingress.testRun(toVip(COUNTED.port, { dst: OTHER_IP }));
+    assert.deepEqual(dp.serviceStats(COUNTED.id), before);
+  });
+});

@@ -1,0 +1,294 @@
+/**
+ * xlb_xdp_ingress for remote backends (DNAT + SNAT + FIB lookup + XDP_TX or
+ * XDP_REDIRECT) and their replies, under BPF_PROG_TEST_RUN inside a network
+ * namespace that this file creates:
+ *
+ *   xlbA 198.18.0.11/24 (the node IP; the ingress interface) <-> xlbB, gateway 198.18.0.1
+ *   xlbC 198.18.1.11/24 (MTU 1280)                           <-> xlbD, gateway 198.18.1.1
+ *   198.19.1.0/24 (pods) and 192.0.2.0/24 (clients) via 198.18.0.1 -> XDP_TX
+ *   198.19.2.0/24 (pods) via 198.18.1.1 -> XDP_REDIRECT to xlbC
+ *   198.19.3.0/24 via 198.18.0.2, which has no neighbour entry
+ *   gateways have permanent neighbour entries, so bpf_fib_lookup resolves MACs.
+ *
+ * The main thread enters the namespace (setns) for the whole file so that the
+ * kernel's test_run sees its interfaces and routes; the namespace and the pins
+ * are removed in `after`, also when a test fails.
+ *
+ * Run as root: node --import tsx --test test/datapath/xdp_remote.test.ts
+ */
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { Datapath, XDP, CT_SNAT, buildObjects, dropsDelta, flowKey, xdpCtx, type FlowKey } from './harness.js';
+import { flowHash } from '../../src/maglev/flowhash.js';
+import { ifIndex } from '../../src/datapath/bpf.js';
+import { enterNetns } from '../../src/util/netns.js';
+import { tcpPacket, udpPacket, parsePacket, verifyChecksums, PROTO, TCP_FLAG } from '../helpers/packet.js';
+
+const NS = `xlb-dpt-${randomBytes(3).toString('hex')}`;
+const NODE = '198.18.0.11';
+const CLIENT = '192.0.2.7';
+const VIP = '203.0.113.10';
+const MAC = { A: '02:00:00:00:0a:01', B: '02:00:00:00:0b:01', C: '02:00:00:00:0c:01', D: '02:00:00:00:0d:01' };
+const SNAT_MIN = 61000;
+const SNAT_MAX = 65535;
+
+/** Service 11: VIP:80/TCP -> remote backend reached through the ingress interface. */
+const VIA_A = { id: 11, port: 80, backend: { id: 1, addr: '198.19.1.10', port: 8080 } };
+/** Service 12: VIP:8443/TCP -> remote backend reached through the other interface. */
+const VIA_C = { id: 12, port: 8443, backend: { id: 2, addr: '198.19.2.10', port: 443 } };
+/** Service 13: VIP:53/UDP -> remote backend through the ingress interface. */
+const UDP_A = { id: 13, port: 53, backend: { id: 3, addr: '198.19.1.53', port: 5353 } };
+/** Service 14: VIP:90/TCP -> a backend whose gateway has no neighbour entry. */
+const NO_NEIGH = { id: 14, port: 90, backend: { id: 4, addr: '198.19.3.10', port: 9090 } };
+/** Service 15: VIP:91/TCP -> a backend without any route. */
+const NO_ROUTE = { id: 15, port: 91, backend: { id: 5, addr: '198.19.200.10', port: 9191 } };
+/** Service 16: VIP:92/TCP, the SNAT exhaustion test's. */
+const CROWDED = { id: 16, port: 92, backend: { id: 6, addr: '198.19.1.60', port: 6060 } };
+
+let dp: Datapath | undefined;
+let leave: (() => void) | undefined;
+let ifA = 0;
+let ifC = 0;
+let nextClientPort = 30000;
+const freshPort = (): number => nextClientPort++;
+
+function ip(...args: string[]): void {
+  execFileSync('ip', ['-n', NS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+before(() => {
+  buildObjects();
+  execFileSync('ip', ['netns', 'add', NS]);
+  ip('link', 'add', 'xlbA', 'address', MAC.A, 'type', 'veth', 'peer', 'name', 'xlbB', 'address', MAC.B);
+  ip('link', 'add', 'xlbC', 'address', MAC.C, 'mtu', '1280', 'type', 'veth', 'peer', 'name', 'xlbD', 'address', MAC.D, 'mtu', '1280');
+  for (const dev of ['lo', 'xlbA', 'xlbB', 'xlbC', 'xlbD']) ip('link', 'set', dev, 'up');
+  ip('addr', 'add', `${NODE}/24`, 'dev', 'xlbA');
+  ip('addr', 'add', '198.18.1.11/24', 'dev', 'xlbC');
+  ip('route', 'add', '198.19.1.0/24', 'via', '198.18.0.1', 'dev', 'xlbA');
+  ip('route', 'add', '192.0.2.0/24', 'via', '198.18.0.1', 'dev', 'xlbA');
+  ip('route', 'add', '198.19.2.0/24', 'via', '198.18.1.1', 'dev', 'xlbC');
+  ip('route', 'add', '198.19.3.0/24', 'via', '198.18.0.2', 'dev', 'xlbA');
+  ip('neigh', 'add', '198.18.0.1', 'lladdr', MAC.B, 'dev', 'xlbA', 'nud', 'permanent');
+  ip('neigh', 'add', '198.18.1.1', 'lladdr', MAC.D, 'dev', 'xlbC', 'nud', 'permanent');
+  // bpf_fib_lookup refuses to forward from an interface with forwarding off
+  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
+
+  leave = enterNetns(NS);
+  ifA = ifIndex('xlbA');
+  ifC = ifIndex('xlbC');
+  dp = Datapath.load({ nodeAddr: NODE, snatPortMin: SNAT_MIN, snatPortMax: SNAT_MAX });
+  for (const s of [VIA_A, VIA_C, UDP_A, NO_NEIGH, NO_ROUTE, CROWDED]) {
+    const proto = s === UDP_A ? PROTO.UDP : PROTO.TCP;
+    dp.setBackend(s.backend.id, { addr: s.backend.addr, port: s.backend.port, proto });
+    dp.addFrontend(VIP, s.port, proto, s.id);
+    dp.setTable(s.id, [s.backend.id, s.backend.id, s.backend.id, s.backend.id, s.backend.id]);
+  }
+});
+
+after(() => {
+  try {
+    dp?.close();
+  } finally {
+    try {
+      leave?.();
+    } finally {
+      execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+    }
+  }
+});
+
+/** The SNAT port the datapath's first try gives `flow`: min + hash % range. */
+const predictedSnatPort = (flow: FlowKey): number => SNAT_MIN + (flowHash(flow) % (SNAT_MAX - SNAT_MIN + 1));
+
+/** Run the XDP program as if the frame arrived on `ifindex`. */
+function ingress(frame: Buffer, ifindex = ifA) {
+  return dp!.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifindex) });
+}
+
+function syn(dport: number, sport: number, opts: { ttl?: number; flags?: number; payload?: Buffer } = {}): Buffer {
+  return tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: CLIENT, dst: VIP, ttl: opts.ttl ?? 64 }, tcp: { sport, dport, flags: opts.flags, payload: opts.payload } });
+}
+
+/** Assert `out` is `input` with its tuple rewritten, TTL decremented, MACs replaced, checksums valid from scratch. */
+function assertForwarded(input: Buffer, out: Buffer, want: { src: string; sport: number; dst: string; dport: number; smac: string; dmac: string }): void {
+  const i = parsePacket(input);
+  const o = parsePacket(out);
+  assert.equal(out.length, input.length, 'frame length');
+  assert.deepEqual(
+    { src: o.ip!.src, sport: o.l4!.sport, dst: o.ip!.dst, dport: o.l4!.dport, smac: o.eth.src, dmac: o.eth.dst },
+    want,
+  );
+  assert.equal(o.ip!.ttl, i.ip!.ttl - 1, 'TTL decremented');
+  assert.equal(o.ip!.id, i.ip!.id, 'IP ID unchanged');
+  const sums = verifyChecksums(out);
+  assert.equal(sums.ip, true, 'IPv4 header checksum');
+  assert.equal(sums.l4, i.ip!.protocol === PROTO.UDP && i.l4!.checksum === 0 ? 'absent' : true, 'L4 checksum');
+}
+
+describe('remote backend through the ingress interface (XDP_TX)', () => {
+  const sport = 40100;
+  const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_A.port, proto: PROTO.TCP };
+
+  test('a SYN is DNATed and SNATed to the node IP and a port of the range, TTL decremented, MACs from the neighbour entry', () => {
+    const input = syn(VIA_A.port, sport);
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.TX);
+    const snat = predictedSnatPort(flow);
+    assert.ok(snat >= SNAT_MIN && snat <= SNAT_MAX);
+    assertForwarded(input, r.dataOut, { src: NODE, sport: snat, dst: VIA_A.backend.addr, dport: VIA_A.backend.port, smac: MAC.A, dmac: MAC.B });
+    assert.deepEqual(dp!.conntrack(flow), {
+      backend_id: VIA_A.backend.id,
+      backend_addr: VIA_A.backend.addr,
+      backend_port: VIA_A.backend.port,
+      snat_port: snat,
+      service_id: VIA_A.id,
+      flags: CT_SNAT,
+    });
+    assert.deepEqual(dp!.rnat({ saddr: VIA_A.backend.addr, daddr: NODE, sport: VIA_A.backend.port, dport: snat, proto: PROTO.TCP }), {
+      vip: VIP,
+      client_addr: CLIENT,
+      vip_port: VIA_A.port,
+      client_port: sport,
+      service_id: VIA_A.id,
+      flags: CT_SNAT,
+    });
+  });
+
+  test('the next packet of the flow takes the same SNAT port', () => {
+    const input = syn(VIA_A.port, sport, { flags: TCP_FLAG.ACK, payload: Buffer.from('hello') });
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.TX);
+    assertForwarded(input, r.dataOut, { src: NODE, sport: predictedSnatPort(flow), dst: VIA_A.backend.addr, dport: VIA_A.backend.port, smac: MAC.A, dmac: MAC.B });
+  });
+
+  test("the backend's reply to node:SNAT port goes back to the client from VIP:port", () => {
+    const snat = predictedSnatPort(flow);
+    const before = dp!.serviceStats(VIA_A.id);
+    const reply = tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: VIA_A.backend.addr, dst: NODE, ttl: 63 }, tcp: { sport: VIA_A.backend.port, dport: snat, flags: TCP_FLAG.SYN | TCP_FLAG.ACK } });
+    const r = ingress(reply);
+    assert.equal(r.retval, XDP.TX);
+    assertForwarded(reply, r.dataOut, { src: VIP, sport: VIA_A.port, dst: CLIENT, dport: sport, smac: MAC.A, dmac: MAC.B });
+    const afterStats = dp!.serviceStats(VIA_A.id);
+    assert.equal(afterStats.packets - before.packets, 1n, 'replies count for the service');
+    assert.equal(afterStats.bytes - before.bytes, BigInt(reply.length));
+  });
+
+  test('a packet to a SNAT port without a reverse NAT entry, or to a node port outside the range, passes unchanged', () => {
+    for (const dport of [SNAT_MIN + 1, 22]) {
+      const pkt = tcpPacket({ ip: { src: VIA_A.backend.addr, dst: NODE }, tcp: { sport: 1, dport, flags: TCP_FLAG.ACK } });
+      const r = ingress(pkt);
+      assert.equal(r.retval, XDP.PASS);
+      assert.deepEqual(r.dataOut, pkt);
+    }
+  });
+});
+
+describe('remote backend through another interface (XDP_REDIRECT)', () => {
+  test('a SYN is redirected with the other interface MACs, and the reply is redirected back', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_C.port, proto: PROTO.TCP };
+    const input = syn(VIA_C.port, sport);
+    const r = ingress(input, ifA);
+    assert.equal(r.retval, XDP.REDIRECT);
+    const snat = predictedSnatPort(flow);
+    assertForwarded(input, r.dataOut, { src: NODE, sport: snat, dst: VIA_C.backend.addr, dport: VIA_C.backend.port, smac: MAC.C, dmac: MAC.D });
+
+    const reply = tcpPacket({ eth: { src: MAC.D, dst: MAC.C }, ip: { src: VIA_C.backend.addr, dst: NODE }, tcp: { sport: VIA_C.backend.port, dport: snat, flags: TCP_FLAG.ACK } });
+    const back = ingress(reply, ifC);
+    assert.equal(back.retval, XDP.REDIRECT);
+    assertForwarded(reply, back.dataOut, { src: VIP, sport: VIA_C.port, dst: CLIENT, dport: sport, smac: MAC.A, dmac: MAC.B });
+  });
+
+  test('a packet larger than the egress MTU drops with frag_needed, untouched', () => {
+    const input = syn(VIA_C.port, freshPort(), { flags: TCP_FLAG.ACK, payload: Buffer.alloc(1300, 0x61) });
+    const before = dp!.drops();
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.DROP);
+    assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_FRAG_NEEDED: 1 });
+  });
+});
+
+describe('remote backend edge cases', () => {
+  test('UDP with checksum 0 is forwarded with checksum 0', () => {
+    const sport = freshPort();
+    const input = udpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: CLIENT, dst: VIP }, udp: { sport, dport: UDP_A.port, noChecksum: true } });
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.TX);
+    const snat = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: UDP_A.port, proto: PROTO.UDP });
+    assertForwarded(input, r.dataOut, { src: NODE, sport: snat, dst: UDP_A.backend.addr, dport: UDP_A.backend.port, smac: MAC.A, dmac: MAC.B });
+    assert.equal(parsePacket(r.dataOut).l4!.checksum, 0);
+  });
+
+  test('TTL 1 passes to the stack untouched (it sends time exceeded), new or established', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_A.port, proto: PROTO.TCP };
+    const first = syn(VIA_A.port, sport, { ttl: 1 });
+    const r1 = ingress(first);
+    assert.equal(r1.retval, XDP.PASS);
+    assert.deepEqual(r1.dataOut, first);
+    assert.equal(dp!.conntrack(flow), undefined, 'nothing allocated for a packet that expires here');
+    assert.equal(ingress(syn(VIA_A.port, sport)).retval, XDP.TX);
+    const late = syn(VIA_A.port, sport, { ttl: 1, flags: TCP_FLAG.ACK });
+    const r2 = ingress(late);
+    assert.equal(r2.retval, XDP.PASS);
+    assert.deepEqual(r2.dataOut, late);
+  });
+
+  test('no neighbour entry for the gateway, or no route at all, drops with fib_lookup, untouched', () => {
+    for (const s of [NO_NEIGH, NO_ROUTE]) {
+      const before = dp!.drops();
+      const input = syn(s.port, freshPort());
+      const r = ingress(input);
+      assert.equal(r.retval, XDP.DROP, `service ${s.id}`);
+      assert.deepEqual(r.dataOut, input);
+      assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_FIB_LOOKUP: 1 });
+    }
+  });
+
+  test('a taken SNAT port moves the flow to the next one; eight taken ports drop with snat_exhausted', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP };
+    const first = predictedSnatPort(flow);
+    const portAt = (k: number) => SNAT_MIN + ((first - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
+    const occupy = (k: number) =>
+      dp!.putRnat(
+        { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: portAt(k), proto: PROTO.TCP },
+        { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: 1000 + k, service_id: CROWDED.id, flags: CT_SNAT },
+      );
+    occupy(0);
+    const r = ingress(syn(CROWDED.port, sport));
+    assert.equal(r.retval, XDP.TX);
+    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(1));
+
+    const sport2 = freshPort();
+    const flow2: FlowKey = { ...flow, sport: sport2 };
+    const first2 = predictedSnatPort(flow2);
+    for (let k = 0; k < 8; k++) {
+      const port = SNAT_MIN + ((first2 - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
+      dp!.putRnat(
+        { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
+        { vip: VIP, client_addr: '192.0.2.98', vip_port: CROWDED.port, client_port: 2000 + k, service_id: CROWDED.id, flags: CT_SNAT },
+      );
+    }
+    const before = dp!.drops();
+    const input = syn(CROWDED.port, sport2);
+    const r2 = ingress(input);
+    assert.equal(r2.retval, XDP.DROP);
+    assert.deepEqual(r2.dataOut, input);
+    assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
+    assert.equal(dp!.conntrack(flow2), undefined);
+  });
+
+  test('a flow whose conntrack entry was lost gets its own SNAT port back', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_A.port, proto: PROTO.TCP };
+    const r1 = ingress(syn(VIA_A.port, sport));
+    const port1 = parsePacket(r1.dataOut).l4!.sport;
+    assert.ok(dp!.map('xlb_conntrack').delete(flowKey(flow)));
+    const r2 = ingress(syn(VIA_A.port, sport, { flags: TCP_FLAG.ACK }));
+    assert.equal(r2.retval, XDP.TX);
+    assert.equal(parsePacket(r2.dataOut).l4!.sport, port1);
+  });
+});

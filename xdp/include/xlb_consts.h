@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xlb_consts.h: compile-time limits and protocol constants of the datapath.
+ * Limits that user space must also know (Maglev sizes, SNAT retries) live in
+ * xlb_types.h as enum constants so that they reach TypeScript through BTF;
+ * the ones here only shape the C.
+ */
+#ifndef XLB_CONSTS_H
+#define XLB_CONSTS_H
+
+/* Default map sizes (docs/datapath.md, "Maps"); the loader may override any
+ * of them before load with bpf_map__set_max_entries. */
+
+/* Four frontends per service (VIP, ExternalIP, node port, second protocol)
+ * for the largest service count below. */
+#define XLB_FRONTENDS_MAX 262144
+/* Two backends per service on average; IDs are never 0, so slot 0 is spare. */
+#define XLB_BACKENDS_MAX 262144
+/* Service IDs index xlb_maglev and xlb_service_stats. */
+#define XLB_SERVICES_MAX 131072
+/* Tracked flows: an LRU, so a full table evicts the least recently used
+ * flow instead of failing inserts. */
+#define XLB_CONNTRACK_MAX 131072
+/* One reverse NAT entry per tracked flow. */
+#define XLB_RNAT_MAX 131072
+
+/* Default SNAT port range for flows to remote backends, host order. It sits
+ * above Linux's default ephemeral range (32768..60999, net.ipv4.
+ * ip_local_port_range) so that the node's own connections never collide
+ * with translated ones. */
+#define XLB_SNAT_PORT_MIN_DEFAULT 61000
+#define XLB_SNAT_PORT_MAX_DEFAULT 65535
+
+/* IPv4 fragment bits of iphdr.frag_off (host order; RFC 791): "more
+ * fragments" and the 13-bit offset. Not in the UAPI headers. */
+#define XLB_IP_MF 0x2000
+#define XLB_IP_OFFSET 0x1fff
+
+/* Address family of bpf_fib_lookup (AF_INET from <sys/socket.h>, which is a
+ * libc header and not available to -target bpf). */
+#define XLB_AF_INET 2
+
+/* Longest header chain the datapath reads: Ethernet (14), one VLAN tag (4),
+ * IPv4 with the largest options (60), TCP without options (20). The tc
+ * program pulls this much into the linear part of the skb. */
+#define XLB_MAX_HEADER_LEN (14 + 4 + 60 + 20)
+
+#endif /* XLB_CONSTS_H */

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xlb_maps.h: every map of the datapath, in one place (docs/datapath.md,
+ * "Maps"). Each object that includes this header declares all of them; with
+ * LIBBPF_PIN_BY_NAME and one pin_root_path per instance, libbpf creates each
+ * map once and the XDP and tc programs share it.
+ */
+#ifndef XLB_MAPS_H
+#define XLB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "xlb_types.h"
+#include "xlb_consts.h"
+
+/* Every map is pinned by name under the loader's pin_root_path. `make
+ * verify` builds with XLB_NO_PIN: bpftool cannot set a pin root, and would
+ * otherwise pin (or reuse!) maps directly under /sys/fs/bpf. */
+#ifdef XLB_NO_PIN
+#define XLB_PIN_BY_NAME
+#else
+#define XLB_PIN_BY_NAME __uint(pinning, LIBBPF_PIN_BY_NAME)
+#endif
+
+/* Frontend (VIP/node IP, port, protocol) -> service. Written only by the
+ * control plane and sparse, so no preallocation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XLB_FRONTENDS_MAX);
+	__type(key, struct xlb_frontend_key);
+	__type(value, struct xlb_service);
+	XLB_PIN_BY_NAME;
+} xlb_frontends SEC(".maps");
+
+/* Backend ID -> backend. An array, so the lookup is inlined by the
+ * verifier; an all-zero entry means "no such backend". */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct xlb_backend);
+	XLB_PIN_BY_NAME;
+} xlb_backends SEC(".maps");
+
+/* Template of a Maglev lookup table: slot 0 holds M, slots 1..M backend IDs.
+ * BPF_F_INNER_MAP lets each service's table have its own max_entries (M + 1). */
+struct xlb_maglev_table {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, XLB_MAGLEV_MAX_M + XLB_MAGLEV_HEADER_SLOTS);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* Service ID -> that service's Maglev table, swapped whole by one update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, XLB_SERVICES_MAX);
+	__type(key, __u32);
+	XLB_PIN_BY_NAME;
+	__array(values, struct xlb_maglev_table); /* a flexible array: last */
+} xlb_maglev SEC(".maps");
+
+/* Flow (client -> frontend) -> the backend it keeps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_CONNTRACK_MAX);
+	__type(key, struct xlb_flow_key);
+	__type(value, struct xlb_ct_entry);
+	XLB_PIN_BY_NAME;
+} xlb_conntrack SEC(".maps");
+
+/* Reply tuple (backend -> client, or backend -> node:SNAT port) -> how to
+ * restore the frontend. Also the SNAT port allocator: an entry owns its port. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_RNAT_MAX);
+	__type(key, struct xlb_flow_key);
+	__type(value, struct xlb_rnat_entry);
+	XLB_PIN_BY_NAME;
+} xlb_rnat SEC(".maps");
+
+/* Service ID -> packets and bytes, per CPU so that counting needs no atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_SERVICES_MAX);
+	__type(key, __u32);
+	__type(value, struct xlb_service_stats);
+	XLB_PIN_BY_NAME;
+} xlb_service_stats SEC(".maps");
+
+/* enum xlb_drop_reason -> dropped packets, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, XLB_DROP_REASON_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	XLB_PIN_BY_NAME;
+} xlb_drops SEC(".maps");
+
+#endif /* XLB_MAPS_H */
