@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, BPF_F_INNER_MAP, ensureBpffs } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
+import { BpfLBMaps } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -59,6 +60,8 @@ export interface LoadOptions {
 export class Datapath {
   readonly ingress: BpfProgram;
   readonly egress?: BpfProgram;
+  /** The control plane's own map writer: tests exercise the code the agent runs. */
+  readonly lbmaps: BpfLBMaps;
   private constructor(
     readonly pinRoot: string,
     private readonly xdpObj: BpfObject,
@@ -66,6 +69,16 @@ export class Datapath {
   ) {
     this.ingress = xdpObj.program('xlb_xdp_ingress');
     this.egress = tcObj?.program('xlb_tc_egress');
+    const m = (name: string) => xdpObj.map(name);
+    this.lbmaps = new BpfLBMaps({
+      frontends: m('xlb_frontends'),
+      backends: m('xlb_backends'),
+      maglev: m('xlb_maglev'),
+      conntrack: m('xlb_conntrack'),
+      rnat: m('xlb_rnat'),
+      serviceStats: m('xlb_service_stats'),
+      drops: m('xlb_drops'),
+    });
   }
 
   /** Load a fresh instance with private pins. */
@@ -105,17 +118,17 @@ export class Datapath {
 
   /** Add (or replace) frontend addr:port/proto -> service `serviceId`. */
   addFrontend(addr: string, port: number, proto: number, serviceId: number, flags = 0): void {
-    this.map('xlb_frontends').update(encode('xlb_frontend_key', { addr, port, proto }), encode('xlb_service', { id: serviceId, flags }));
+    this.lbmaps.putFrontends([{ key: { addr, port, proto }, service: { id: serviceId, flags } }]);
   }
 
   /** Write backend `id`. */
   setBackend(id: number, b: { addr: string; port: number; proto: number; flags?: number }): void {
-    this.map('xlb_backends').update(u32le(id), encode('xlb_backend', { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 }));
+    this.lbmaps.putBackends([{ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 } }]);
   }
 
   /** Zero backend `id` (how the control plane removes one). */
   removeBackend(id: number): void {
-    this.map('xlb_backends').update(u32le(id), Buffer.alloc(12));
+    this.lbmaps.deleteBackends([id]);
   }
 
   /**
@@ -124,7 +137,8 @@ export class Datapath {
    * `rawSlots` writes the inner map's slots as given (slot 0 included).
    */
   setTable(serviceId: number, table: number[] | { rawSlots: number[] }): void {
-    const slots = Array.isArray(table) ? [table.length, ...table] : table.rawSlots;
+    if (Array.isArray(table)) return this.lbmaps.putMaglevTable(serviceId, Uint32Array.from(table));
+    const slots = table.rawSlots;
     const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: BPF_F_INNER_MAP });
     try {
       const keys = Buffer.alloc(4 * slots.length);
@@ -142,7 +156,7 @@ export class Datapath {
 
   /** Remove service `serviceId`'s table. */
   removeTable(serviceId: number): void {
-    this.map('xlb_maglev').delete(u32le(serviceId));
+    this.lbmaps.deleteMaglevTable(serviceId);
   }
 
   /** Conntrack entry of a client -> frontend flow, if any. */
@@ -164,23 +178,15 @@ export class Datapath {
 
   /** Packets and bytes of service `id`, summed over CPUs. */
   serviceStats(id: number): { packets: bigint; bytes: bigint } {
-    let packets = 0n;
-    let bytes = 0n;
-    for (const v of this.map('xlb_service_stats').lookupPerCpu(u32le(id))) {
-      packets += v.readBigUInt64LE(0);
-      bytes += v.readBigUInt64LE(8);
-    }
-    return { packets, bytes };
+    return this.lbmaps.readServiceStats([id]).get(id)!;
   }
 
   /** Drop counters by reason, summed over CPUs. */
   drops(): Record<DropReason, bigint> {
+    const byName = this.lbmaps.readDrops();
     const out = {} as Record<DropReason, bigint>;
-    for (const [name, idx] of Object.entries(DROP)) {
-      if (name === 'XLB_DROP_REASON_MAX') continue;
-      out[name as DropReason] = this.map('xlb_drops')
-        .lookupPerCpu(u32le(idx))
-        .reduce((s, v) => s + v.readBigUInt64LE(0), 0n);
+    for (const name of Object.keys(DROP)) {
+      if (name !== 'XLB_DROP_REASON_MAX') out[name as DropReason] = byName[name.replace(/^XLB_DROP_/, '').toLowerCase()];
     }
     return out;
   }
