@@ -1,0 +1,24 @@
+/**
+ * Maglev consistent hashing for xlb: table sizes, the weighted lookup table
+ * (Eisenbud et al., NSDI 2016, section 3.4) and the datapath's flow hash.
+ * Pure: no I/O, no clock, no randomness; the same inputs give the same table
+ * on every node.
+ */
+export {
+  MAGLEV_TABLE_SIZES,
+  MIN_MAGLEV_TABLE_SIZE,
+  MAX_MAGLEV_TABLE_SIZE,
+  DEFAULT_BACKEND_MULTIPLIER,
+  tableSizeFor,
+  type MaglevSizing,
+} from './primes.js';
+export {
+  buildMaglevTable,
+  tableShares,
+  permutationOf,
+  isPrime,
+  type MaglevBackend,
+  type MaglevPermutation,
+} from './table.js';
+export { flowHash, predictBackend, jhash3Words, XLB_FLOW_HASH_SEED, type FlowTuple } from './flowhash.js';
+export { nameHashes, type NameHashes } from './hash.js';

@@ -1,0 +1,269 @@
+/**
+ * The weighted Maglev lookup table: Eisenbud et al., "Maglev: A Fast and
+ * Reliable Software Network Load Balancer", NSDI 2016, section 3.4
+ * (Pseudocode 1), extended with weights.
+ *
+ * Each backend has a permutation of the M slots, (offset + j × skip) mod M,
+ * from two hashes of its name (src/maglev/hash.ts). Backends take turns in a
+ * fixed order; at its turn a backend claims the next slot of its permutation
+ * that is still empty. Because M is prime, every permutation visits every
+ * slot, so the table fills completely.
+ *
+ * Weights: each round a backend adds its weight to a credit and takes a turn
+ * only when the credit reaches the largest weight (then pays it back). The
+ * heaviest backends take a turn every round, one of weight w one in every
+ * maxWeight/w rounds, so its share of the slots is about w / sum(weights).
+ * The credits are doubles: exact for integer weights, and for any weights
+ * the same IEEE-754 operations in the same order, so every node agrees.
+ */
+import { nameHashes } from './hash.js';
+import { MAX_MAGLEV_TABLE_SIZE } from './primes.js';
+
+/**
+ * One backend as Maglev sees it.
+ *
+ * - `name`: identifies the backend the same way on every node, e.g.
+ *   `198.19.1.10:8080/TCP`; it alone decides the backend's permutation.
+ * - `id`: the datapath backend ID (index into `xlb_backends`), an integer in
+ *   1..2^32-1; this is what the table holds.
+ * - `weight`: relative share of the slots, a finite number ≥ 0; 0 keeps the
+ *   backend out of the table (e.g. terminating endpoints).
+ */
+export interface MaglevBackend {
+  name: string;
+  id: number;
+  weight: number;
+}
+
+/** Where a backend's permutation starts and how far it steps, both in slots. */
+export interface MaglevPermutation {
+  /** h1(name) mod M, in 0..M-1. */
+  offset: number;
+  /** h2(name) mod (M-1) + 1, in 1..M-1 (never 0, so the walk moves). */
+  skip: number;
+}
+
+/**
+ * The permutation of backend `name` in a table of `tableSize` slots
+ * (section 3.4: offset ← h1(name) mod M, skip ← h2(name) mod (M − 1) + 1).
+ * The j-th preferred slot is (offset + j × skip) mod M.
+ */
+export function permutationOf(name: string, tableSize: number): MaglevPermutation {
+  const { h1, h2 } = nameHashes(name);
+  return { offset: h1 % tableSize, skip: tableSize > 1 ? (h2 % (tableSize - 1)) + 1 : 1 };
+}
+
+/** True when n is a prime (trial division; n is at most a few hundred thousand here). */
+export function isPrime(n: number): boolean {
+  if (!Number.isSafeInteger(n) || n < 2) return false;
+  if (n % 2 === 0) return n === 2;
+  for (let d = 3; d * d <= n; d += 2) if (n % d === 0) return false;
+  return true;
+}
+
+const MAX_BACKEND_ID = 0xffffffff;
+
+/**
+ * Empty slots left when the build stops walking permutations and searches
+ * the remaining empty slots directly (phase 2 of buildMaglevTable): √M.
+ * A walk with E slots empty costs up to M/E probes, the search E modular
+ * multiplications, so they break even near E = √M. Measured: about 10%
+ * faster than walking to the end at M = 65521 and 131071, N = 1000.
+ */
+function tailEmptySlots(tableSize: number): number {
+  return Math.floor(Math.sqrt(tableSize));
+}
+
+/**
+ * Build the Maglev lookup table of `tableSize` slots for `backends`.
+ *
+ * The result depends only on the set of backends (names, IDs, weights) and
+ * M: backends are ordered by name (UTF-16 code unit order, not locale order)
+ * before the turns, so every node and every input order gives the same table.
+ *
+ * @param backends backends of one service; names and IDs must be unique
+ * @param tableSize M, a prime in 2..131071 (`XLB_MAGLEV_MAX_M`); normally
+ *   from `tableSizeFor` (primes.ts)
+ * @returns `Uint32Array` of M backend IDs, 0-based (the datapath stores it at
+ *   slots 1..M of the inner map, M at slot 0). When no backend has a weight
+ *   > 0 every slot is 0, "no backend": the datapath drops such flows with
+ *   `XLB_DROP_NO_BACKEND`. Otherwise every slot holds a backend ID.
+ * @throws RangeError naming the backend and field (`name`, `id`, `weight`)
+ *   or `tableSize` when a value is invalid or a name or ID is repeated, or
+ *   when more backends have weight > 0 than the table has slots
+ *
+ * Cost: under M·ln(M) slot probes (M = 65521, N = 1000: about 2 ms, see
+ * bench/maglev/build.ts); unequal weights add one credit step per backend
+ * per round, at most M × N in all.
+ */
+export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: number): Uint32Array {
+  validate(backends, tableSize);
+  const M = tableSize;
+  const table = new Uint32Array(M);
+  const active = backends.filter((b) => b.weight > 0).sort(byName);
+  const n = active.length;
+  if (n === 0) return table;
+  if (n > M) {
+    // Backends late in the order would silently get no slot.
+    throw new RangeError(`Maglev table: ${n} backends with weight > 0 do not fit in tableSize ${M}`);
+  }
+
+  const ids = new Uint32Array(n);
+  // Slots fit in int32, and Int32Array keeps the JIT on integer arithmetic
+  // (Uint32Array loads may become doubles).
+  const next = new Int32Array(n); // slot each backend tries at its next turn
+  const skips = new Int32Array(n);
+  const weights = new Float64Array(n);
+  const credit = new Float64Array(n);
+  let maxWeight = 0;
+  let equalWeights = true;
+  for (let i = 0; i < n; i++) {
+    const b = active[i];
+    const p = permutationOf(b.name, M);
+    ids[i] = b.id;
+    next[i] = p.offset;
+    skips[i] = p.skip;
+    weights[i] = b.weight;
+    if (b.weight > maxWeight) maxWeight = b.weight;
+    if (b.weight !== active[0].weight) equalWeights = false;
+  }
+
+  /** Whether backend k takes the turn it is offered (see the weights note above). */
+  const takesTurn = (k: number): boolean => {
+    if (equalWeights) return true;
+    const c = credit[k] + weights[k];
+    if (c < maxWeight) {
+      credit[k] = c;
+      return false;
+    }
+    credit[k] = c - maxWeight;
+    return true;
+  };
+
+  let filled = 0;
+  let i = 0; // the backend offered the next turn; turns run on across both phases
+
+  // Phase 1, Pseudocode 1 as written: at its turn a backend walks its
+  // permutation to the first empty slot. Slot value 0 marks "empty" (IDs are
+  // > 0), so the table is its own occupancy map.
+  const walkUntil = M - tailEmptySlots(M);
+  // A step is slot + skip mod M, written as slot - (M - skip), plus M when
+  // that went negative (sign mask): whether a step wraps is a coin toss, and
+  // as a branch it mispredicts half the time (measured: builds a quarter
+  // slower).
+  while (filled < walkUntil) {
+    if (takesTurn(i)) {
+      const back = M - skips[i];
+      let slot = next[i];
+      while (table[slot] !== 0) {
+        slot -= back;
+        slot += M & (slot >> 31);
+      }
+      table[slot] = ids[i];
+      slot -= back;
+      slot += M & (slot >> 31);
+      next[i] = slot;
+      filled++;
+    }
+    if (++i === n) i = 0;
+  }
+
+  // Phase 2, same result, less work: with E slots left empty a walk costs up
+  // to M/E probes. The first empty slot on backend i's walk from slot x is
+  // the empty slot e with the fewest steps, (e - x) × skip⁻¹ mod M: found by
+  // looking at the E empty slots instead.
+  let emptyCount = 0;
+  const empty = new Int32Array(M - filled);
+  for (let slot = 0; slot < M; slot++) if (table[slot] === 0) empty[emptyCount++] = slot;
+  const inverses = new Int32Array(n); // skip⁻¹ mod M, 0 until first needed
+  while (emptyCount > 0) {
+    if (takesTurn(i)) {
+      const x = next[i];
+      if (inverses[i] === 0) inverses[i] = inverseModPrime(skips[i], M);
+      const inverse = inverses[i];
+      let best = 0;
+      let bestSteps = M;
+      for (let j = 0; j < emptyCount; j++) {
+        let delta = empty[j] - x;
+        if (delta < 0) delta += M;
+        // delta, inverse < 2^17: the product is exact in a double, and the
+        // quotient is never within rounding error of an integer unless exact.
+        const product = delta * inverse;
+        const steps = product - Math.floor(product / M) * M;
+        if (steps < bestSteps) {
+          bestSteps = steps;
+          best = j;
+        }
+      }
+      const slot = empty[best];
+      empty[best] = empty[--emptyCount];
+      table[slot] = ids[i];
+      next[i] = slot + skips[i] >= M ? slot + skips[i] - M : slot + skips[i];
+    }
+    if (++i === n) i = 0;
+  }
+  return table;
+}
+
+/** x⁻¹ mod p for a prime p and 0 < x < p (extended Euclid), in 1..p-1. */
+function inverseModPrime(x: number, p: number): number {
+  let r0 = p;
+  let r1 = x;
+  let t0 = 0;
+  let t1 = 1;
+  while (r1 !== 0) {
+    const q = Math.floor(r0 / r1);
+    const r = r0 - q * r1;
+    r0 = r1;
+    r1 = r;
+    const t = t0 - q * t1;
+    t0 = t1;
+    t1 = t;
+  }
+  return t0 < 0 ? t0 + p : t0;
+}
+
+/**
+ * The fraction of `table`'s slots that each backend ID holds, in 0..1.
+ * Empty slots (0, "no backend") are not counted under any ID, so an all-zero
+ * table gives an empty map.
+ */
+export function tableShares(table: Uint32Array): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (let i = 0; i < table.length; i++) {
+    const id = table[i];
+    if (id !== 0) counts.set(id, (counts.get(id) ?? 0) + 1);
+  }
+  const shares = new Map<number, number>();
+  for (const [id, count] of counts) shares.set(id, count / table.length);
+  return shares;
+}
+
+/** Code unit order: the same on every node, unlike localeCompare. */
+function byName(a: MaglevBackend, b: MaglevBackend): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function validate(backends: readonly MaglevBackend[], tableSize: number): void {
+  if (!isPrime(tableSize) || tableSize > MAX_MAGLEV_TABLE_SIZE) {
+    throw new RangeError(`Maglev table: tableSize must be a prime in 2..${MAX_MAGLEV_TABLE_SIZE}, got ${tableSize}`);
+  }
+  const names = new Set<string>();
+  const ids = new Map<number, string>();
+  backends.forEach((b, i) => {
+    // Built only on error: formatting it for every backend doubles the cost of a build.
+    const what = () => `Maglev backend ${i} (${JSON.stringify(b.name)})`;
+    if (typeof b.name !== 'string' || b.name === '') throw new RangeError(`${what()}: name must be a non-empty string`);
+    if (names.has(b.name)) throw new RangeError(`${what()}: name is repeated`);
+    names.add(b.name);
+    if (!Number.isInteger(b.id) || b.id < 1 || b.id > MAX_BACKEND_ID) {
+      throw new RangeError(`${what()}: id must be an integer in 1..${MAX_BACKEND_ID}, got ${b.id}`);
+    }
+    const other = ids.get(b.id);
+    if (other !== undefined) throw new RangeError(`${what()}: id ${b.id} is also the id of ${JSON.stringify(other)}`);
+    ids.set(b.id, b.name);
+    if (!Number.isFinite(b.weight) || b.weight < 0) {
+      throw new RangeError(`${what()}: weight must be a finite number >= 0, got ${b.weight}`);
+    }
+  });
+}
