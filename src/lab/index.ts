@@ -1,0 +1,381 @@
+/**
+ * The lab: network namespaces that stand in for a cluster and its router.
+ *
+ *   client (198.18.1.2) ── router (198.18.1.1 | 198.18.0.1) ── fabric bridge
+ *                                                              ├── node1 eth0 198.18.0.11 ── pods 198.19.1.11, .12, ...
+ *                                                              └── node2 eth0 198.18.0.12 ── pods 198.19.2.11, .12, ...
+ *
+ * The router sends the VIP range 192.0.2.0/24 to the nodes by equal-cost
+ * static routes (L4 hashing); each node runs one xlb agent with XDP on eth0.
+ * Pods are wired as a CNI would: a veth per pod, a /32 on the pod, the node's
+ * end answering for the pod's gateway 198.19.N.1, a host route per pod.
+ * Every veth is created inside the namespaces, so the machine's own
+ * interfaces are never touched. Names carry a per-run suffix; everything
+ * made is recorded in <stateDir>/lab.json as it is made, so `labDown` also
+ * removes a lab that failed half-way.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments, stringify } from 'yaml';
+import { ipn, nsExec, sh } from './sh.js';
+import { labManifests, type LabPod } from './manifests.js';
+import { apiGet } from '../cli/client.js';
+import { waitFor } from '../util/wait.js';
+import { ensureBpffs } from '../datapath/bpf.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const XDP_PASS_OBJ = path.join(repo, 'xdp/build/xlb_xdp_pass.bpf.o');
+/** Pin directories of lab agents: /sys/fs/bpf/xlb/lab-<suffix>-<node>. */
+const PIN_BASE = '/sys/fs/bpf/xlb';
+
+/** One node of the lab. */
+export interface LabNode {
+  name: string;
+  netns: string;
+  ip: string;
+  mac: string;
+  agentPid: number | null;
+  /** The agent's API: unix:<stateDir>/<node>.sock */
+  api: string;
+  podCidr: string;
+}
+
+/** One pod of the lab. */
+export interface LabPodStatus extends LabPod {
+  netns: string;
+  pid: number | null;
+}
+
+/** A service frontend of the lab's manifests with its backends. */
+export interface LabService {
+  namespace: string;
+  name: string;
+  vip: string;
+  port: number;
+  protocol: 'TCP' | 'UDP';
+  backends: string[];
+}
+
+/** `xlb lab status --json`. */
+export interface LabStatus {
+  suffix: string;
+  stateDir: string;
+  client: string;
+  clientIp: string;
+  router: string;
+  fabric: string;
+  manifests: string;
+  nodes: LabNode[];
+  pods: LabPodStatus[];
+  services: LabService[];
+}
+
+/** What lab.json records: the status plus everything to undo. */
+interface LabState extends Omit<LabStatus, 'services'> {
+  namespaces: string[];
+  pids: number[];
+}
+
+/** Options of {@link labUp}. */
+export interface LabUpOptions {
+  nodes?: number;
+  podsPerNode?: number;
+  /** Backends per node in the generated manifests (the rest are spare pods). Default 2. */
+  backendsPerNode?: number;
+  /** A manifests file to use instead of the generated one. */
+  manifests?: string;
+  agents?: boolean;
+  stateDir?: string;
+  /** Extra agent configuration merged into each node's config (tests). */
+  agentConfig?: Record<string, unknown>;
+}
+
+export const DEFAULT_STATE_DIR = '/run/xlb-lab';
+const stateFile = (dir: string) => path.join(dir, 'lab.json');
+
+function save(st: LabState): void {
+  fs.writeFileSync(stateFile(st.stateDir), JSON.stringify(st, null, 2));
+}
+
+/** Start a detached process inside `ns`; its output goes to `log`. */
+function spawnIn(ns: string, argv: string[], log: string): number {
+  const fd = fs.openSync(log, 'a');
+  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: repo });
+  fs.closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${argv.join(' ')} in ${ns}`);
+  return child.pid;
+}
+
+/** Turn off checksum and segmentation offloads: XDP_TX would send unfinished checksums. */
+async function noOffloads(ns: string, dev: string): Promise<void> {
+  await sh('ip', ['netns', 'exec', ns, 'ethtool', '-K', dev, 'tx', 'off', 'tso', 'off', 'gso', 'off']).catch((e) => {
+    throw new Error(`ethtool in ${ns} ${dev} (install the ethtool package): ${(e as Error).message}`);
+  });
+}
+
+async function sysctl(ns: string, ...kv: string[]): Promise<void> {
+  await nsExec(ns, ['sysctl', '-q', '-w', ...kv]);
+}
+
+/**
+ * Bring a lab up and return its status. Refuses when a lab already lives in
+ * `stateDir`. On any failure, removes what it made and rethrows.
+ */
+export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
+  const nodes = opts.nodes ?? 2;
+  const podsPerNode = opts.podsPerNode ?? 2;
+  const backendsPerNode = Math.min(opts.backendsPerNode ?? 2, podsPerNode);
+  const stateDir = path.resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
+  if (nodes < 1 || nodes > 50) throw new Error(`--nodes: 1..50 (got ${nodes})`);
+  if (fs.existsSync(stateFile(stateDir))) {
+    const old = JSON.parse(fs.readFileSync(stateFile(stateDir), 'utf8')) as LabState;
+    throw new Error(`a lab (suffix ${old.suffix}) already exists in ${stateDir}: run xlb lab down --state-dir ${stateDir} first`);
+  }
+  if (!fs.existsSync(XDP_PASS_OBJ)) throw new Error(`${XDP_PASS_OBJ} is missing: run make -C xdp (scripts/setup.sh does)`);
+  ensureBpffs();
+  fs.mkdirSync(stateDir, { recursive: true });
+  const sfx = randomBytes(2).toString('hex');
+  const st: LabState = {
+    suffix: sfx,
+    stateDir,
+    client: `xlb-client-${sfx}`,
+    clientIp: '198.18.1.2',
+    router: `xlb-router-${sfx}`,
+    fabric: `xlb-fabric-${sfx}`,
+    manifests: path.join(stateDir, 'manifests.yaml'),
+    nodes: [],
+    pods: [],
+    namespaces: [],
+    pids: [],
+  };
+  save(st);
+  try {
+    const addNs = async (ns: string) => {
+      await sh('ip', ['netns', 'add', ns]);
+      st.namespaces.push(ns);
+      save(st);
+      await ipn(ns, 'link', 'set', 'lo', 'up');
+    };
+    for (const ns of [st.client, st.router, st.fabric]) await addNs(ns);
+
+    // Fabric bridge, router legs, client.
+    await ipn(st.fabric, 'link', 'add', 'br0', 'type', 'bridge');
+    await ipn(st.fabric, 'link', 'set', 'br0', 'up');
+    await ipn(st.router, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'r0', 'netns', st.fabric);
+    await ipn(st.router, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', st.client);
+    await ipn(st.fabric, 'link', 'set', 'r0', 'master', 'br0', 'up');
+    await ipn(st.router, 'addr', 'add', '198.18.0.1/24', 'dev', 'eth0');
+    await ipn(st.router, 'addr', 'add', '198.18.1.1/24', 'dev', 'eth1');
+    await ipn(st.router, 'link', 'set', 'eth0', 'up');
+    await ipn(st.router, 'link', 'set', 'eth1', 'up');
+    await ipn(st.client, 'addr', 'add', `${st.clientIp}/24`, 'dev', 'eth0');
+    await ipn(st.client, 'link', 'set', 'eth0', 'up');
+    await ipn(st.client, 'route', 'add', 'default', 'via', '198.18.1.1');
+    await sysctl(st.router, 'net.ipv4.ip_forward=1', 'net.ipv4.fib_multipath_hash_policy=1');
+    for (const [ns, dev] of [[st.client, 'eth0'], [st.router, 'eth0'], [st.router, 'eth1'], [st.fabric, 'r0']]) await noOffloads(ns, dev);
+
+    // Nodes and their pods.
+    for (let i = 1; i <= nodes; i++) {
+      const name = `node${i}`;
+      const ns = `xlb-node${i}-${sfx}`;
+      await addNs(ns);
+      const ip = `198.18.0.${10 + i}`;
+      await ipn(ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `n${i}`, 'netns', st.fabric);
+      await ipn(st.fabric, 'link', 'set', `n${i}`, 'master', 'br0', 'up');
+      // XDP_TX from the node's eth0 lands on this peer: it needs an XDP program.
+      await ipn(st.fabric, 'link', 'set', 'dev', `n${i}`, 'xdpdrv', 'obj', XDP_PASS_OBJ, 'sec', 'xdp');
+      await noOffloads(st.fabric, `n${i}`);
+      await ipn(ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0');
+      await ipn(ns, 'link', 'set', 'eth0', 'up');
+      await ipn(ns, 'route', 'add', 'default', 'via', '198.18.0.1');
+      await sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0');
+      const mac = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
+      st.nodes.push({ name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, podCidr: `198.19.${i}.0/24` });
+      for (let j = 1; j <= podsPerNode; j++) {
+        const pod = `n${i}p${j}`;
+        const pns = `xlb-${pod}-${sfx}`;
+        const pip = `198.19.${i}.${10 + j}`;
+        await addNs(pns);
+        await ipn(pns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${j}`, 'netns', ns);
+        await ipn(pns, 'addr', 'add', `${pip}/32`, 'dev', 'eth0');
+        await ipn(pns, 'link', 'set', 'eth0', 'up');
+        await ipn(pns, 'route', 'add', `198.19.${i}.1`, 'dev', 'eth0', 'scope', 'link');
+        await ipn(pns, 'route', 'add', 'default', 'via', `198.19.${i}.1`, 'dev', 'eth0');
+        await noOffloads(pns, 'eth0');
+        await ipn(ns, 'addr', 'add', `198.19.${i}.1/32`, 'dev', `p${j}`);
+        await ipn(ns, 'link', 'set', `p${j}`, 'up');
+        await ipn(ns, 'route', 'add', `${pip}/32`, 'dev', `p${j}`, 'scope', 'link');
+        st.pods.push({ name: pod, ip: pip, node: name, netns: pns, pid: null });
+      }
+      save(st);
+    }
+    // Pod CIDRs of the other nodes, and the VIP range over all nodes.
+    for (const n of st.nodes) {
+      for (const m of st.nodes) if (m !== n) await ipn(n.netns, 'route', 'add', m.podCidr, 'via', m.ip);
+    }
+    await ipn(st.router, 'route', 'add', '192.0.2.0/24', ...st.nodes.flatMap((n) => ['nexthop', 'via', n.ip]));
+
+    // Workloads.
+    for (const p of st.pods) {
+      const pid = spawnIn(p.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/lab/pod-server.ts'), '--name', p.name, '--http-port', '8080', '--udp-port', '5353'], path.join(stateDir, `${p.name}.log`));
+      p.pid = pid;
+      st.pids.push(pid);
+    }
+    save(st);
+    for (const p of st.pods) {
+      const node = st.nodes.find((n) => n.name === p.node)!;
+      await waitFor(
+        async () => (await nsExec(node.netns, ['curl', '-s', '-m', '1', `http://${p.ip}:8080/`])).startsWith(p.name),
+        30000,
+        `pod ${p.name} to serve HTTP`,
+        100,
+      );
+    }
+
+    // Manifests and agents.
+    if (opts.manifests) fs.copyFileSync(opts.manifests, st.manifests);
+    else {
+      const backends = st.pods.filter((p) => Number(p.name.split('p')[1]) <= backendsPerNode);
+      fs.writeFileSync(st.manifests, labManifests(backends));
+    }
+    if (opts.agents !== false) {
+      for (const n of st.nodes) {
+        const cfg = {
+          node: { name: n.name, addresses: [n.ip] },
+          interfaces: ['eth0'],
+          source: { file: { path: st.manifests } },
+          datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536 },
+          api: { listen: n.api },
+          log: { level: 'info' },
+          ...(opts.agentConfig ?? {}),
+        };
+        const cfgPath = path.join(stateDir, `${n.name}.yaml`);
+        fs.writeFileSync(cfgPath, stringify(cfg));
+        n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath], path.join(stateDir, `${n.name}.log`));
+        st.pids.push(n.agentPid);
+        save(st);
+      }
+      for (const n of st.nodes) await waitAgentReady(n, stateDir);
+    }
+    save(st);
+    return { ...publicStatus(st), services: readServices(st) };
+  } catch (e) {
+    await labDown(stateDir).catch(() => undefined);
+    throw e;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Wait for a node's agent to answer /readyz; a dead agent fails with its log's tail. */
+export async function waitAgentReady(n: LabNode, stateDir: string, timeoutMs = 30000): Promise<void> {
+  const log = path.join(stateDir, `${n.name}.log`);
+  try {
+    await waitFor(
+      async () => {
+        if (n.agentPid && !alive(n.agentPid)) throw new Error('agent exited');
+        const r = (await apiGet(n.api, '/readyz', { allowError: true, timeoutMs: 1000 })) as { status?: string };
+        return r.status === 'ready';
+      },
+      timeoutMs,
+      `agent on ${n.name} to be ready`,
+      100,
+    );
+  } catch (e) {
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+    throw new Error(`${(e as Error).message}\n--- ${log} ---\n${tail}`);
+  }
+}
+
+function publicStatus(st: LabState): Omit<LabStatus, 'services'> {
+  const { namespaces: _n, pids: _p, ...rest } = st;
+  return rest;
+}
+
+/** Services of the manifests file: LoadBalancer VIPs and NodePorts (first node IP), with backends. */
+function readServices(st: LabState): LabService[] {
+  if (!fs.existsSync(st.manifests)) return [];
+  type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const docs = parseAllDocuments(fs.readFileSync(st.manifests, 'utf8')).map((d) => d.toJS() as Obj);
+  const objects: Obj[] = docs.flatMap((d) => (d?.kind === 'List' ? d.items : [d])).filter(Boolean);
+  const out: LabService[] = [];
+  for (const svc of objects.filter((o) => o.kind === 'Service')) {
+    const ns = svc.metadata?.namespace ?? 'default';
+    const slices = objects.filter((o) => o.kind === 'EndpointSlice' && (o.metadata?.namespace ?? 'default') === ns && o.metadata?.labels?.['kubernetes.io/service-name'] === svc.metadata.name);
+    for (const p of svc.spec?.ports ?? []) {
+      const protocol = (p.protocol ?? 'TCP') as 'TCP' | 'UDP';
+      const backends = slices.flatMap((s) => {
+        const sp = (s.ports ?? []).find((x: Obj) => (x.name ?? '') === (p.name ?? '') && (x.protocol ?? 'TCP') === protocol);
+        if (!sp) return [];
+        return (s.endpoints ?? []).filter((e: Obj) => e.conditions?.ready !== false).map((e: Obj) => `${e.addresses[0]}:${sp.port}`);
+      });
+      const base = { namespace: ns, name: svc.metadata.name as string, protocol, backends };
+      if (svc.spec.type === 'LoadBalancer') {
+        const vips: string[] = (svc.status?.loadBalancer?.ingress ?? []).map((i: Obj) => i.ip).filter(Boolean);
+        if (!vips.length && svc.spec.loadBalancerIP) vips.push(svc.spec.loadBalancerIP);
+        for (const vip of vips) out.push({ ...base, vip, port: p.port });
+      } else if (svc.spec.type === 'NodePort' && p.nodePort && st.nodes.length) {
+        out.push({ ...base, vip: st.nodes[0].ip, port: p.nodePort });
+      }
+    }
+  }
+  return out;
+}
+
+/** Status of the lab in `stateDir`. @throws Error when there is none */
+export async function labStatus(stateDir = DEFAULT_STATE_DIR): Promise<LabStatus> {
+  const file = stateFile(path.resolve(stateDir));
+  if (!fs.existsSync(file)) throw new Error(`no lab in ${stateDir} (xlb lab up first)`);
+  const st = JSON.parse(fs.readFileSync(file, 'utf8')) as LabState;
+  return { ...publicStatus(st), services: readServices(st) };
+}
+
+/** Run argv in one of the lab's namespaces and return stdout. */
+export function labExec(netns: string, argv: string[], opts: { timeoutMs?: number } = {}): Promise<string> {
+  return nsExec(netns, argv, opts);
+}
+
+/**
+ * Take the lab in `stateDir` down: agents get SIGTERM (so they detach and
+ * unpin), then everything still running gets SIGKILL; namespaces, pins and
+ * the state directory are removed. Safe on a half-built lab and when called twice.
+ */
+export async function labDown(stateDir = DEFAULT_STATE_DIR): Promise<void> {
+  stateDir = path.resolve(stateDir);
+  const file = stateFile(stateDir);
+  if (!fs.existsSync(file)) return;
+  const st = JSON.parse(fs.readFileSync(file, 'utf8')) as LabState;
+  for (const pid of st.pids) {
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
+  await waitFor(() => st.pids.every((p) => !alive(p)), 8000, 'lab processes to exit').catch(() => {
+    for (const pid of st.pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  });
+  await waitFor(() => st.pids.every((p) => !alive(p)), 5000, 'lab processes to die').catch(() => undefined);
+  for (const ns of [...st.namespaces].reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+  if (fs.existsSync(PIN_BASE)) {
+    for (const d of fs.readdirSync(PIN_BASE)) if (d.startsWith(`lab-${st.suffix}-`)) fs.rmSync(path.join(PIN_BASE, d), { recursive: true, force: true });
+  }
+  fs.rmSync(stateDir, { recursive: true, force: true });
+}
