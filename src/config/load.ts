@@ -1,0 +1,102 @@
+/**
+ * Loading the agent's configuration file: read, parse YAML, validate with
+ * {@link ConfigSchema}, fill defaults, resolve relative paths against the
+ * file's directory. Every problem is reported at once, each as
+ * `key.path: message (got VALUE)`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import type { z } from 'zod';
+import { ConfigSchema, type Config } from './schema.js';
+
+/** The configuration cannot be used. `problems` holds one line per problem. */
+export class ConfigError extends Error {
+  constructor(
+    /** The configuration file. */
+    readonly file: string,
+    /** `key.path: message (got VALUE)` lines (or `FILE:LINE:COL: ...` for syntax errors). */
+    readonly problems: string[],
+  ) {
+    super(`invalid configuration ${file}:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** `datapath.maglev.minTableSize`, `interfaces[1]`. */
+function keyPath(p: ReadonlyArray<PropertyKey>): string {
+  let out = '';
+  for (const seg of p) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${String(seg)}` : String(seg);
+  return out || '(top level)';
+}
+
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** zod issues as `key.path: message (got VALUE)` lines, one per unknown key. */
+export function formatConfigIssues(issues: z.core.$ZodIssue[]): string[] {
+  const out: string[] = [];
+  for (const iss of issues) {
+    const input = (iss as { input?: unknown }).input;
+    if (iss.code === 'unrecognized_keys') {
+      for (const k of iss.keys) {
+        const value = input && typeof input === 'object' ? (input as Record<string, unknown>)[k] : undefined;
+        out.push(`${keyPath([...iss.path, k])}: unknown key (got ${show(value)})`);
+      }
+    } else {
+      const got = input === undefined || iss.message === 'required' ? '' : ` (got ${show(input)})`;
+      out.push(`${keyPath(iss.path)}: ${iss.message}${got}`);
+    }
+  }
+  return out;
+}
+
+/**
+ * Validate a parsed configuration object.
+ * @param baseDir relative paths (source file, kubeconfig, objectDir, unix
+ *   socket) resolve against it
+ * @param file names the configuration in errors
+ * @throws ConfigError listing every problem
+ */
+export function parseConfig(raw: unknown, baseDir: string, file = '<config>'): Config {
+  const r = ConfigSchema.safeParse(raw, { reportInput: true });
+  if (!r.success) throw new ConfigError(file, formatConfigIssues(r.error.issues));
+  const c = r.data;
+  const abs = (p: string) => path.resolve(baseDir, p);
+  if (c.source.file) c.source.file.path = abs(c.source.file.path);
+  if (c.source.kubernetes?.kubeconfig) c.source.kubernetes.kubeconfig = abs(c.source.kubernetes.kubeconfig);
+  if (c.datapath.objectDir !== null) c.datapath.objectDir = abs(c.datapath.objectDir);
+  if (c.api.listen.startsWith('unix:')) c.api.listen = `unix:${abs(c.api.listen.slice('unix:'.length))}`;
+  return c;
+}
+
+/**
+ * Read and validate the configuration file at `file` (YAML, one document).
+ * @returns the configuration with defaults filled and paths absolute
+ * @throws ConfigError naming the file: unreadable, YAML syntax error (with
+ *   line and column), or every schema problem as `key.path: message (got VALUE)`
+ */
+export function loadConfig(file: string): Config {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new ConfigError(file, [`cannot read: ${err.code ?? err.message}`]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true });
+  const problems = [...doc.errors, ...doc.warnings];
+  if (problems.length) {
+    throw new ConfigError(
+      file,
+      problems.map((e) => {
+        const pos = e.linePos?.[0];
+        const reason = e.message.split('\n')[0].replace(/ at line \d+, column \d+:?$/, '');
+        return pos ? `${file}:${pos.line}:${pos.col}: ${reason}` : `${file}: ${reason}`;
+      }),
+    );
+  }
+  return parseConfig(doc.toJS(), path.dirname(path.resolve(file)), file);
+}

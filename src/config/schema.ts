@@ -1,0 +1,155 @@
+/**
+ * The agent's configuration file, as a zod schema: every key, its default and
+ * its allowed values.
+ * Objects are strict: an unknown key anywhere is an error naming its path,
+ * so a misspelt key is never silently ignored.
+ *
+ * Whether the interfaces exist is checked by the agent at start, not here:
+ * this schema is pure and the same file may be validated on another machine.
+ */
+import net from 'node:net';
+import { z } from 'zod';
+import { MAGLEV_TABLE_SIZES, DEFAULT_BACKEND_MULTIPLIER } from '../maglev/index.js';
+import { isIPv4 } from '../util/ip.js';
+
+/** Message for a missing key, else `msg`: zod reports both through the same check. */
+const need =
+  (msg: string) =>
+  (iss: { input?: unknown }): string =>
+    iss.input === undefined ? 'required' : msg;
+const check = <T>(pred: (v: unknown) => boolean, msg: string) => z.custom<T>(pred, { error: need(msg) });
+const isInt = (v: unknown, min: number, max: number): v is number => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+const obj = <S extends z.ZodRawShape>(shape: S) => z.strictObject(shape, { error: need('must be a map') });
+const list = <T extends z.ZodType>(item: T) => z.array(item, { error: need('must be a list') });
+
+/** DNS-1123 subdomain: what Kubernetes allows as a node name. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+/** Linux interface names: 1..15 bytes (IFNAMSIZ 16 with the NUL), no '/', ':' or whitespace. */
+const IFNAME = /^[^/:\s]{1,15}$/;
+/** Pin directory names under /sys/fs/bpf/xlb/. */
+const INSTANCE = /^[a-z0-9-]{1,48}$/;
+/** Log levels of pino. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const nonEmptyString = check<string>((v) => typeof v === 'string' && v.length > 0, 'must be a non-empty string');
+const tableSize = check<number>(
+  (v) => MAGLEV_TABLE_SIZES.includes(v as number),
+  `must be one of the Maglev table sizes ${MAGLEV_TABLE_SIZES.join(', ')}`,
+);
+const port = check<number>((v) => isInt(v, 1, 65535), 'must be an integer 1..65535');
+
+/**
+ * `HOST:PORT` (HOST an IPv4 address, a host name, or `[IPv6]`; PORT 0..65535,
+ * 0 letting the kernel pick) or `unix:PATH`.
+ */
+export function isListenAddress(v: unknown): v is string {
+  if (typeof v !== 'string') return false;
+  if (v.startsWith('unix:')) return v.length > 'unix:'.length;
+  const m = /^(\[([^\]]+)\]|[^:[\]]+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[3]) > 65535) return false;
+  if (m[2] !== undefined) return net.isIPv6(m[2]);
+  return isIPv4(m[1]) || /^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(m[1]);
+}
+
+const maglev = obj({
+  minTableSize: tableSize.default(251),
+  maxTableSize: tableSize.default(131071),
+  backendMultiplier: check<number>((v) => typeof v === 'number' && Number.isFinite(v) && v > 0, 'must be a number > 0').default(
+    DEFAULT_BACKEND_MULTIPLIER,
+  ),
+}).superRefine((m, ctx) => {
+  if (m.minTableSize > m.maxTableSize) {
+    ctx.addIssue({ code: 'custom', path: ['minTableSize'], input: m.minTableSize, message: `must be <= maxTableSize ${m.maxTableSize}` });
+  }
+});
+
+const snatPorts = obj({
+  min: port.default(61000),
+  max: port.default(65535),
+}).superRefine((p, ctx) => {
+  if (p.min > p.max) ctx.addIssue({ code: 'custom', path: ['min'], input: p.min, message: `must be <= max ${p.max}` });
+});
+
+const source = obj({
+  file: obj({ path: nonEmptyString }).optional(),
+  kubernetes: obj({ kubeconfig: nonEmptyString.optional() }).optional(),
+}).superRefine((s, ctx) => {
+  const given = [s.file && 'file', s.kubernetes && 'kubernetes'].filter(Boolean);
+  if (given.length !== 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [],
+      input: s,
+      message: given.length ? 'exactly one of file, kubernetes; both are given' : 'exactly one of file, kubernetes is required',
+    });
+  }
+});
+
+/**
+ * The configuration schema. Sections other than `node`, `interfaces` and
+ * `source` may be left out; their keys then take the defaults shown.
+ *
+ * - `node.name` (required): the node's name, matched against EndpointSlice
+ *   `endpoints[].nodeName` to tell local backends.
+ * - `node.addresses`: IPv4 node addresses (NodePort frontends; the first is
+ *   the SNAT source). Left out: the agent takes the IPv4 addresses of
+ *   `interfaces`.
+ * - `interfaces` (required, ≥ 1, distinct): external interfaces (XDP ingress,
+ *   tc egress).
+ * - `source`: exactly one of `file.path` (manifests; relative to the config
+ *   file) and `kubernetes` (optional `kubeconfig`).
+ * - `datapath.instance`: pin directory `/sys/fs/bpf/xlb/<instance>`,
+ *   `[a-z0-9-]{1,48}`, default `xlb`. `objectDir`: directory of the BPF
+ *   objects, null for `<repo>/xdp/build`. `xdpMode`: native | generic | auto
+ *   (default; native, generic as a logged fallback).
+ * - `datapath.maglev`: table sizes from the prime list, min ≤ max; slots per
+ *   backend (`backendMultiplier`, default 100, Maglev paper section 3.4).
+ * - `datapath.snatPorts`: source ports for SNAT, min ≤ max, default
+ *   61000..65535 (above Linux's default ephemeral range 32768..60999).
+ * - `datapath.conntrackSize`: entries of xlb_conntrack and xlb_rnat,
+ *   1024..16777216, default 131072.
+ * - `api.listen`: `HOST:PORT` or `unix:PATH`, default `127.0.0.1:9876`.
+ * - `log.level`: a pino level, default `info`.
+ */
+export const ConfigSchema = obj({
+  node: obj({
+    name: check<string>(
+      (v) => typeof v === 'string' && v.length <= 253 && DNS_SUBDOMAIN.test(v),
+      'must be a node name (DNS-1123 subdomain: lower-case letters, digits, "-", ".")',
+    ),
+    addresses: list(check<string>((v) => typeof v === 'string' && isIPv4(v), 'not an IPv4 address'))
+      .min(1, { error: 'must list at least one address, or be left out to use the interfaces\' addresses' })
+      .optional(),
+  }),
+  interfaces: list(check<string>((v) => typeof v === 'string' && IFNAME.test(v) && v !== '.' && v !== '..', 'not an interface name (1..15 characters, no "/", ":" or spaces)'))
+    .min(1, { error: 'must list at least one interface' })
+    .superRefine((names, ctx) => {
+      names.forEach((n, i) => {
+        if (names.indexOf(n) !== i) ctx.addIssue({ code: 'custom', path: [i], input: n, message: `duplicate interface (also interfaces[${names.indexOf(n)}])` });
+      });
+    }),
+  source,
+  datapath: obj({
+    instance: check<string>((v) => typeof v === 'string' && INSTANCE.test(v), 'must match [a-z0-9-]{1,48}').default('xlb'),
+    objectDir: check<string | null>((v) => v === null || (typeof v === 'string' && v.length > 0), 'must be a directory path or null').default(null),
+    xdpMode: check<'native' | 'generic' | 'auto'>((v) => v === 'native' || v === 'generic' || v === 'auto', 'must be one of native, generic, auto').default(
+      'auto',
+    ),
+    maglev: maglev.prefault({}),
+    snatPorts: snatPorts.prefault({}),
+    conntrackSize: check<number>((v) => isInt(v, 1024, 16777216), 'must be an integer 1024..16777216').default(131072),
+  }).prefault({}),
+  api: obj({
+    listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),
+  }).prefault({}),
+  log: obj({
+    level: check<(typeof LOG_LEVELS)[number]>((v) => LOG_LEVELS.includes(v as never), `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),
+  }).prefault({}),
+});
+
+/**
+ * The validated configuration with defaults filled in. After `loadConfig`
+ * (load.ts), `source.file.path`, `source.kubernetes.kubeconfig`,
+ * `datapath.objectDir` and a `unix:` listen path are absolute.
+ */
+export type Config = z.output<typeof ConfigSchema>;

@@ -1,0 +1,299 @@
+/**
+ * Translation of a cluster snapshot into what one node programs: for every
+ * service port, its frontends (VIP, external IP, node IP × node port, cluster
+ * IP) and its backends (EndpointSlice endpoints) with the flags that decide
+ * which of them take new flows.
+ *
+ * The rules follow kube-proxy (`pkg/proxy`): services without a cluster IP
+ * section to proxy (headless, ExternalName) and services that name another
+ * proxy (label `service.kubernetes.io/service-proxy-name`) are skipped;
+ * endpoints are matched to a service port by port name and protocol; new
+ * flows go to ready endpoints, or, when none is ready, to serving-and-
+ * terminating ones (`CategorizeEndpoints`); with traffic policy Local only
+ * this node's endpoints take new flows.
+ *
+ * Pure: no I/O; the same snapshot gives the same output, sorted by key.
+ */
+import type { ClusterState, EndpointSliceModel, InputIssue, NodeInfo, ServiceModel } from '../model/types.js';
+import { ipToU32, isIPv4 } from '../util/ip.js';
+
+/** Label with which a Service opts out of the default proxy (kube-proxy skips it too). */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+
+/**
+ * How a frontend is reached. LoadBalancer: a VIP from
+ * `status.loadBalancer.ingress` (or `spec.loadBalancerIP`); ExternalIP: an
+ * address of `spec.externalIPs`; NodePort: a node address and `nodePort`;
+ * ClusterIP: the cluster IP (recorded; the XDP datapath does not serve it).
+ */
+export type FrontendKind = 'LoadBalancer' | 'ExternalIP' | 'NodePort' | 'ClusterIP';
+
+/** Protocols the datapath balances. SCTP service ports are reported and skipped. */
+export type ServedProtocol = 'TCP' | 'UDP';
+
+/** One (address, port, protocol) on which a service port is reached. */
+export interface DesiredFrontend {
+  /** IPv4 dotted quad. */
+  addr: string;
+  /** 1..65535: the service port, or the node port for kind NodePort. */
+  port: number;
+  protocol: ServedProtocol;
+  kind: FrontendKind;
+}
+
+/** One endpoint of a service port. */
+export interface DesiredBackend {
+  /** IPv4 dotted quad: the endpoint's first address. */
+  addr: string;
+  /** The EndpointSlice port matching the service port, 1..65535. */
+  port: number;
+  protocol: ServedProtocol;
+  /** Node the endpoint runs on, when the slice says. */
+  nodeName?: string;
+  /** True when `nodeName` is this node. */
+  local: boolean;
+  ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  /**
+   * Whether the Maglev lookup table includes this backend, i.e. whether new
+   * flows may go to it (see {@link markNewFlowBackends}). Backends with
+   * false are listed so that views can show them and established flows (in
+   * conntrack) keep reaching them.
+   */
+  useForNewFlows: boolean;
+  /** Maglev weight; every endpoint counts once. */
+  weight: 1;
+  /** Stable identity `${addr}:${port}/${protocol}`, e.g. `10.0.0.5:8080/TCP`. */
+  name: string;
+  /** `targetRef.name`, usually the pod. */
+  targetName?: string;
+}
+
+/** One service port as this node programs it. */
+export interface DesiredService {
+  /** `namespace/name:portName`; portName may be '' (`default/web:`). */
+  key: string;
+  namespace: string;
+  name: string;
+  portName: string;
+  protocol: ServedProtocol;
+  type: ServiceModel['type'];
+  /** Frontends this service port owns, in kind order LoadBalancer, ExternalIP, NodePort, ClusterIP. */
+  frontends: DesiredFrontend[];
+  /** All endpoints of the port, sorted by address then port. */
+  backends: DesiredBackend[];
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  internalTrafficPolicy: 'Cluster' | 'Local';
+  sessionAffinity: 'None' | 'ClientIP';
+  /** Seconds, when sessionAffinity is ClientIP. */
+  sessionAffinityTimeoutSeconds?: number;
+  loadBalancerSourceRanges: string[];
+}
+
+/** A backend before the new-flow rule is applied. */
+export type BackendCandidate = Omit<DesiredBackend, 'useForNewFlows'>;
+
+/**
+ * kube-proxy's rule for which endpoints take new flows (`CategorizeEndpoints`
+ * in kubernetes/pkg/proxy/topology.go):
+ *
+ * - the candidates are all endpoints, or only local ones when `onlyLocal`
+ *   (traffic policy Local);
+ * - if any candidate is ready, the ready candidates take new flows;
+ * - otherwise candidates that are serving and terminating do (so that a
+ *   rolling update of the last pods does not drop traffic while they drain);
+ * - otherwise none does (the datapath drops with `no_backend`).
+ *
+ * @returns the same backends, in the same order, with `useForNewFlows` set
+ */
+export function markNewFlowBackends(backends: BackendCandidate[], onlyLocal: boolean): DesiredBackend[] {
+  const candidate = (b: BackendCandidate) => !onlyLocal || b.local;
+  const anyReady = backends.some((b) => candidate(b) && b.ready);
+  return backends.map((b) => ({
+    ...b,
+    useForNewFlows: candidate(b) && (anyReady ? b.ready : b.serving && b.terminating),
+  }));
+}
+
+/** True when the service is reachable from outside the cluster (core/v1 `ExternallyAccessible`). */
+function externallyAccessible(svc: ServiceModel): boolean {
+  return svc.type === 'LoadBalancer' || svc.type === 'NodePort' || svc.externalIPs.length > 0;
+}
+
+/** Why a service is not proxied at all, or undefined when it is. */
+function skipReason(svc: ServiceModel): string | undefined {
+  if (svc.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) return 'handled by another proxy';
+  if (svc.type === 'ExternalName') return 'ExternalName';
+  if (svc.headless) return 'headless';
+  return undefined;
+}
+
+/** Which service port claimed a frontend first. */
+interface Claim {
+  serviceKey: string;
+  portIndex: number;
+  portName: string;
+}
+
+/** Better of two copies of one endpoint seen in two slices: ready beats serving beats neither. */
+function better(a: BackendCandidate, b: BackendCandidate): BackendCandidate {
+  const rank = (x: BackendCandidate) => (x.ready ? 2 : x.serving ? 1 : 0);
+  return rank(b) > rank(a) ? b : a;
+}
+
+/**
+ * The backends of one service port: endpoints of the IPv4 slices of the
+ * service whose port has the same name and protocol; the first address of
+ * each endpoint. The same `addr:port/protocol` in several slices (during a
+ * slice rollover) becomes one backend, the copy with the better condition
+ * (first slice by name on a tie).
+ */
+function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, node: NodeInfo): BackendCandidate[] {
+  const byName = new Map<string, BackendCandidate>();
+  for (const slice of slices) {
+    const sp = slice.ports.find((p) => p.name === portName && p.protocol === protocol);
+    if (!sp) continue;
+    for (const e of slice.endpoints) {
+      const addr = e.addresses[0];
+      if (!addr) continue;
+      const name = `${addr}:${sp.port}/${protocol}`;
+      const b: BackendCandidate = {
+        addr,
+        port: sp.port,
+        protocol,
+        local: e.nodeName !== undefined && e.nodeName === node.name,
+        ready: e.ready,
+        serving: e.serving,
+        terminating: e.terminating,
+        weight: 1,
+        name,
+      };
+      if (e.nodeName !== undefined) b.nodeName = e.nodeName;
+      if (e.targetName !== undefined) b.targetName = e.targetName;
+      const prev = byName.get(name);
+      byName.set(name, prev ? better(prev, b) : b);
+    }
+  }
+  return [...byName.values()].sort((a, b) => ipToU32(a.addr) - ipToU32(b.addr) || a.port - b.port);
+}
+
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * Translate a snapshot into the service ports this node programs.
+ *
+ * Frontends per service port (IPv4 only; IPv6 addresses of dual-stack
+ * services are recorded in the model but not served):
+ * - LoadBalancer (type LoadBalancer): each of `loadBalancerIPs` × port;
+ * - ExternalIP: each of `externalIPs` × port;
+ * - NodePort (types NodePort and LoadBalancer, when `nodePort` is set):
+ *   each of `node.addresses` × nodePort;
+ * - ClusterIP: each IPv4 cluster IP × port.
+ *
+ * Two service ports claiming the same (address, port, protocol): the service
+ * whose `namespace/name` sorts first (then the lower port index) keeps it; the
+ * other loses that frontend and gets an issue naming both. TCP and UDP on the
+ * same address and port do not conflict.
+ *
+ * Issues (the rest of the service still applies): SCTP ports (skipped);
+ * frontend conflicts; `loadBalancerSourceRanges` and ClientIP session
+ * affinity, which the datapath does not enforce yet.
+ *
+ * @returns service ports sorted by key, and the issues found
+ */
+export function translate(state: ClusterState, node: NodeInfo): { services: DesiredService[]; issues: InputIssue[] } {
+  const issues: InputIssue[] = [];
+  const out: DesiredService[] = [];
+  const claims = new Map<string, Claim>();
+
+  const slicesByService = new Map<string, EndpointSliceModel[]>();
+  for (const slice of [...state.endpointSlices.values()].sort((a, b) => byCodeUnits(a.name, b.name))) {
+    if (slice.addressType !== 'IPv4') continue;
+    const k = `${slice.namespace}/${slice.serviceName}`;
+    const list = slicesByService.get(k);
+    if (list) list.push(slice);
+    else slicesByService.set(k, [slice]);
+  }
+
+  const services = [...state.services.values()].sort((a, b) => byCodeUnits(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
+  for (const svc of services) {
+    if (skipReason(svc)) continue;
+    const serviceKey = `${svc.namespace}/${svc.name}`;
+    const object = `Service ${serviceKey}`;
+    if (svc.loadBalancerSourceRanges.length && externallyAccessible(svc)) {
+      issues.push({
+        object,
+        field: 'spec.loadBalancerSourceRanges',
+        message: `not enforced by xlb's datapath yet: its frontends accept every source (ranges ${svc.loadBalancerSourceRanges.join(', ')})`,
+      });
+    }
+    if (svc.sessionAffinity === 'ClientIP') {
+      issues.push({
+        object,
+        field: 'spec.sessionAffinity',
+        message: 'ClientIP is not implemented by xlb yet: each flow is balanced on its own (Maglev keeps a flow on its backend)',
+      });
+    }
+    const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
+    const slices = slicesByService.get(serviceKey) ?? [];
+
+    svc.ports.forEach((sp, i) => {
+      if (sp.protocol === 'SCTP') {
+        issues.push({ object, field: `spec.ports[${i}].protocol`, message: 'SCTP is not supported by xlb\'s datapath; this port is skipped' });
+        return;
+      }
+      const protocol: ServedProtocol = sp.protocol;
+      const candidates: Array<{ f: DesiredFrontend; field: string }> = [];
+      const add = (kind: FrontendKind, addrs: string[], port: number | undefined, field: string) => {
+        if (port === undefined) return;
+        for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field });
+      };
+      if (svc.type === 'LoadBalancer') add('LoadBalancer', svc.loadBalancerIPs, sp.port, 'status.loadBalancer.ingress');
+      add('ExternalIP', svc.externalIPs, sp.port, `spec.ports[${i}].port`);
+      if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') add('NodePort', node.addresses, sp.nodePort, `spec.ports[${i}].nodePort`);
+      add('ClusterIP', svc.clusterIPs, sp.port, `spec.ports[${i}].port`);
+
+      const frontends: DesiredFrontend[] = [];
+      for (const { f, field } of candidates) {
+        const fk = `${f.addr}:${f.port}/${f.protocol}`;
+        const owner = claims.get(fk);
+        if (!owner) {
+          claims.set(fk, { serviceKey, portIndex: i, portName: sp.name });
+          frontends.push(f);
+        } else if (owner.serviceKey === serviceKey && owner.portIndex === i) {
+          // The same port reaches this address twice (say, an external IP that
+          // is also its VIP): one frontend serves both.
+        } else {
+          const ownerPort = `spec.ports[${owner.portIndex}]${owner.portName ? ` (${owner.portName})` : ''}`;
+          issues.push({
+            object,
+            field,
+            message:
+              `frontend ${fk} (${f.kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
+              `which sorts first and keeps it; this port is not reachable there`,
+          });
+        }
+      }
+
+      out.push({
+        key: `${serviceKey}:${sp.name}`,
+        namespace: svc.namespace,
+        name: svc.name,
+        portName: sp.name,
+        protocol,
+        type: svc.type,
+        frontends,
+        backends: markNewFlowBackends(backendsOf(slices, sp.name, protocol, node), onlyLocal),
+        externalTrafficPolicy: svc.externalTrafficPolicy,
+        internalTrafficPolicy: svc.internalTrafficPolicy,
+        sessionAffinity: svc.sessionAffinity,
+        ...(svc.sessionAffinityTimeoutSeconds !== undefined ? { sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds } : {}),
+        loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+      });
+    });
+  }
+
+  out.sort((a, b) => byCodeUnits(a.key, b.key));
+  return { services: out, issues };
+}

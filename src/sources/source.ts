@@ -1,0 +1,38 @@
+/**
+ * The interface every source of cluster state implements (the manifests file
+ * now, the Kubernetes API through informers later): a source converts what it
+ * reads into the model (src/model/types.ts) and hands over whole snapshots.
+ */
+import type { ClusterState, InputIssue } from '../model/types.js';
+
+/**
+ * One complete view of the cluster as a source knows it.
+ *
+ * - `state`: every valid Service and EndpointSlice (keys `namespace/name`);
+ *   the consumer programs exactly this, so an object missing here is removed.
+ * - `issues`: the objects that were skipped and why (object and field named).
+ */
+export interface Snapshot {
+  state: ClusterState;
+  issues: InputIssue[];
+}
+
+/**
+ * A source of {@link Snapshot}s.
+ *
+ * Contract:
+ * - `start(onSnapshot)` resolves after the first snapshot has been delivered
+ *   to `onSnapshot`, and rejects (with an Error naming what failed: the file
+ *   and line, the API server) when no first snapshot can be produced.
+ * - After that, `onSnapshot` is called again each time the state changes,
+ *   always with the whole state, never a delta. Calls are not concurrent.
+ * - When the input later becomes unreadable (a file that does not parse, a
+ *   lost connection), the source reports it through its logger and emits
+ *   nothing: the last good snapshot stays in force.
+ * - `stop()` releases watchers and timers; no `onSnapshot` call happens after
+ *   it resolves. It is idempotent.
+ */
+export interface Source {
+  start(onSnapshot: (snapshot: Snapshot) => void): Promise<void>;
+  stop(): Promise<void>;
+}

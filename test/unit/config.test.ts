@@ -1,0 +1,175 @@
+/**
+ * src/config: the agent's configuration file: defaults, relative paths, and
+ * errors naming every bad key path with its value.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/schema.js';
+
+const MINIMAL = { node: { name: 'node1' }, interfaces: ['eth0'], source: { file: { path: '/etc/xlb/manifests.yaml' } } };
+
+/** `base` with `patch` merged in deeply; a value of undefined deletes the key. */
+function merge(base: unknown, patch: unknown): unknown {
+  if (!patch || typeof patch !== 'object' || Array.isArray(patch) || !base || typeof base !== 'object' || Array.isArray(base)) return patch;
+  const out: Record<string, unknown> = { ...(base as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === undefined) delete out[k];
+    else out[k] = merge(out[k], v);
+  }
+  return out;
+}
+
+function problems(raw: unknown): string[] {
+  try {
+    parseConfig(raw, '/etc/xlb', 'xlb.yaml');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `not a ConfigError: ${e}`);
+    return e.problems;
+  }
+  assert.fail('the configuration was accepted');
+}
+
+describe('config: good configurations', () => {
+  it('a minimal configuration gets every default', () => {
+    const c = parseConfig(MINIMAL, '/etc/xlb');
+    const want: Config = {
+      node: { name: 'node1' },
+      interfaces: ['eth0'],
+      source: { file: { path: '/etc/xlb/manifests.yaml' } },
+      datapath: {
+        instance: 'xlb',
+        objectDir: null,
+        xdpMode: 'auto',
+        maglev: { minTableSize: 251, maxTableSize: 131071, backendMultiplier: 100 },
+        snatPorts: { min: 61000, max: 65535 },
+        conntrackSize: 131072,
+      },
+      api: { listen: '127.0.0.1:9876' },
+      log: { level: 'info' },
+    };
+    assert.deepEqual(c, want);
+  });
+
+  const good: Array<[string, unknown, (c: Config) => void]> = [
+    ['relative paths resolve against the config file\'s directory', { source: { file: { path: 'm.yaml' } }, datapath: { objectDir: '../build' }, api: { listen: 'unix:run/xlb.sock' } }, (c) => {
+      assert.equal(c.source.file!.path, '/etc/xlb/m.yaml');
+      assert.equal(c.datapath.objectDir, '/etc/build');
+      assert.equal(c.api.listen, 'unix:/etc/xlb/run/xlb.sock');
+    }],
+    ['every key given', {
+      node: { addresses: ['198.18.0.11', '198.18.0.12'] },
+      interfaces: ['eth0', 'eth1'],
+      datapath: { instance: 'lab-1', objectDir: '/opt/xlb', xdpMode: 'native', maglev: { minTableSize: 509, maxTableSize: 65521, backendMultiplier: 50 }, snatPorts: { min: 40000, max: 40999 }, conntrackSize: 1024 },
+      api: { listen: '[::1]:9000' },
+      log: { level: 'debug' },
+    }, (c) => {
+      assert.deepEqual(c.node.addresses, ['198.18.0.11', '198.18.0.12']);
+      assert.deepEqual(c.datapath.maglev, { minTableSize: 509, maxTableSize: 65521, backendMultiplier: 50 });
+      assert.deepEqual(c.datapath.snatPorts, { min: 40000, max: 40999 });
+      assert.equal(c.datapath.xdpMode, 'native');
+      assert.equal(c.api.listen, '[::1]:9000');
+    }],
+    ['a partly given section keeps the defaults of the other keys', { datapath: { maglev: { maxTableSize: 1021 } } }, (c) => {
+      assert.deepEqual(c.datapath.maglev, { minTableSize: 251, maxTableSize: 1021, backendMultiplier: 100 });
+      assert.equal(c.datapath.instance, 'xlb');
+    }],
+    ['a kubernetes source with no kubeconfig', { source: { file: undefined, kubernetes: {} } }, (c) => {
+      assert.deepEqual(c.source, { kubernetes: {} });
+    }],
+    ['a host name as listen host, port 0', { api: { listen: 'localhost:0' } }, (c) => assert.equal(c.api.listen, 'localhost:0')],
+  ];
+  for (const [what, patch, check] of good) it(what, () => check(parseConfig(merge(MINIMAL, patch), '/etc/xlb')));
+});
+
+describe('config: bad configurations name the key path and the value', () => {
+  const bad: Array<[string, unknown, string[]]> = [
+    ['unknown top-level key', { nodes: {} }, ['nodes: unknown key (got {})']],
+    ['unknown nested key', { datapath: { maglev: { minTablesize: 251 } } }, ['datapath.maglev.minTablesize: unknown key (got 251)']],
+    ['missing node.name', { node: { name: undefined } }, ['node.name: required']],
+    ['missing node', { node: undefined }, ['node: required']],
+    ['bad node name', { node: { name: 'Node_1' } }, ['node.name: must be a node name (DNS-1123 subdomain: lower-case letters, digits, "-", ".") (got "Node_1")']],
+    ['bad node address', { node: { addresses: ['198.18.0.1', '198.18.0.256'] } }, ['node.addresses[1]: not an IPv4 address (got "198.18.0.256")']],
+    ['empty node addresses', { node: { addresses: [] } }, ['node.addresses: must list at least one address, or be left out to use the interfaces\' addresses (got [])']],
+    ['no interfaces', { interfaces: [] }, ['interfaces: must list at least one interface (got [])']],
+    ['interfaces not a list', { interfaces: 'eth0' }, ['interfaces: must be a list (got "eth0")']],
+    ['interface name too long', { interfaces: ['a-very-long-interface-name'] }, ['interfaces[0]: not an interface name (1..15 characters, no "/", ":" or spaces) (got "a-very-long-interface-name")']],
+    ['duplicate interface', { interfaces: ['eth0', 'eth0'] }, ['interfaces[1]: duplicate interface (also interfaces[0]) (got "eth0")']],
+    ['no source', { source: { file: undefined } }, ['source: exactly one of file, kubernetes is required (got {})']],
+    ['two sources', { source: { kubernetes: {} } }, ['source: exactly one of file, kubernetes; both are given (got {"file":{"path":"/etc/xlb/manifests.yaml"},"kubernetes":{}})']],
+    ['empty file path', { source: { file: { path: '' } } }, ['source.file.path: must be a non-empty string (got "")']],
+    ['bad instance', { datapath: { instance: 'XLB_1' } }, ['datapath.instance: must match [a-z0-9-]{1,48} (got "XLB_1")']],
+    ['bad xdpMode', { datapath: { xdpMode: 'offload' } }, ['datapath.xdpMode: must be one of native, generic, auto (got "offload")']],
+    ['table size not in the prime list', { datapath: { maglev: { minTableSize: 250 } } }, [`datapath.maglev.minTableSize: must be one of the Maglev table sizes 251, 383, 509, 761, 1021, 1531, 2039, 3067, 4093, 6143, 8191, 12281, 16381, 24571, 32749, 49139, 65521, 98299, 131071 (got 250)`]],
+    ['min table size above max', { datapath: { maglev: { minTableSize: 1021, maxTableSize: 509 } } }, ['datapath.maglev.minTableSize: must be <= maxTableSize 509 (got 1021)']],
+    ['backend multiplier 0', { datapath: { maglev: { backendMultiplier: 0 } } }, ['datapath.maglev.backendMultiplier: must be a number > 0 (got 0)']],
+    ['SNAT port out of range', { datapath: { snatPorts: { max: 65536 } } }, ['datapath.snatPorts.max: must be an integer 1..65535 (got 65536)']],
+    ['SNAT min above max', { datapath: { snatPorts: { min: 62000, max: 61000 } } }, ['datapath.snatPorts.min: must be <= max 61000 (got 62000)']],
+    ['conntrack too small', { datapath: { conntrackSize: 100 } }, ['datapath.conntrackSize: must be an integer 1024..16777216 (got 100)']],
+    ['conntrack as a string', { datapath: { conntrackSize: '131072' } }, ['datapath.conntrackSize: must be an integer 1024..16777216 (got "131072")']],
+    ['listen without port', { api: { listen: '127.0.0.1' } }, ['api.listen: must be HOST:PORT, [IPv6]:PORT or unix:PATH (got "127.0.0.1")']],
+    ['listen port too large', { api: { listen: '127.0.0.1:70000' } }, ['api.listen: must be HOST:PORT, [IPv6]:PORT or unix:PATH (got "127.0.0.1:70000")']],
+    ['bad log level', { log: { level: 'verbose' } }, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")']],
+    ['a section that is not a map', { datapath: 5 }, ['datapath: must be a map (got 5)']],
+  ];
+  for (const [what, patch, want] of bad) it(what, () => assert.deepEqual(problems(merge(MINIMAL, patch)), want));
+
+  it('every problem is listed at once', () => {
+    const p = problems({ node: { name: 'n', extra: 1 }, interfaces: [], source: { file: { path: 'x' } }, log: { level: 'loud' } });
+    assert.deepEqual(p, [
+      'node.extra: unknown key (got 1)',
+      'interfaces: must list at least one interface (got [])',
+      'log.level: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")',
+    ]);
+  });
+
+  it('an empty document is reported as such', () => {
+    assert.deepEqual(problems(null), ['(top level): must be a map (got null)']);
+  });
+});
+
+describe('loadConfig: files', () => {
+  let dir: string;
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-config-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('reads YAML and resolves the manifests path against the file\'s directory', () => {
+    const file = path.join(dir, 'good.yaml');
+    fs.writeFileSync(file, 'node:\n  name: node1\ninterfaces: [eth0]\nsource:\n  file: { path: manifests.yaml }\n');
+    const c = loadConfig(file);
+    assert.equal(c.source.file!.path, path.join(dir, 'manifests.yaml'));
+    assert.equal(c.log.level, 'info');
+  });
+
+  it('the error message names the file and lists problems as key.path: message (got VALUE)', () => {
+    const file = path.join(dir, 'bad.yaml');
+    fs.writeFileSync(file, 'node: { name: node1 }\ninterfaces: [eth0]\nsource: { file: { path: m.yaml } }\ndatapath: { xdpMode: fast }\n');
+    assert.throws(() => loadConfig(file), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.equal(e.message, `invalid configuration ${file}:\n  datapath.xdpMode: must be one of native, generic, auto (got "fast")`);
+      return true;
+    });
+  });
+
+  it('a YAML syntax error names the line and column', () => {
+    const file = path.join(dir, 'syntax.yaml');
+    fs.writeFileSync(file, 'node:\n  name: node1\ninterfaces: [eth0\nsource: {}\n');
+    assert.throws(() => loadConfig(file), (e: unknown) => e instanceof ConfigError && new RegExp(`${file}:\\d+:\\d+: `).test(e.problems[0]));
+  });
+
+  it('a duplicate key is an error', () => {
+    const file = path.join(dir, 'dup.yaml');
+    fs.writeFileSync(file, 'node: { name: a }\nnode: { name: b }\n');
+    assert.throws(() => loadConfig(file), (e: unknown) => e instanceof ConfigError && /:2:1: Map keys must be unique/.test(e.problems[0]));
+  });
+
+  it('a missing file is an error naming it', () => {
+    const file = path.join(dir, 'missing.yaml');
+    assert.throws(() => loadConfig(file), (e: unknown) => e instanceof ConfigError && e.message === `invalid configuration ${file}:\n  cannot read: ENOENT`);
+  });
+});

@@ -1,0 +1,228 @@
+/**
+ * src/sources/file: a manifests file on disk, edited the ways people and
+ * tools edit it, reaches the consumer as whole snapshots within 100 ms; a
+ * broken file keeps the last good state and is reported with its line.
+ */
+import { describe, it, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { FileSource, ManifestError, parseManifests } from '../../src/sources/file/index.js';
+import type { Snapshot } from '../../src/sources/source.js';
+
+const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/manifests');
+/** The bound the task sets for a change to reach the consumer. */
+const CHANGE_DEADLINE_MS = 100;
+
+/** A Service named `name` with cluster IP 198.19.0.N, as YAML. */
+function serviceYaml(name: string, n: number): string {
+  return `apiVersion: v1\nkind: Service\nmetadata:\n  name: ${name}\nspec:\n  clusterIP: 198.19.0.${n}\n  ports:\n  - port: 80\n`;
+}
+
+/** A logger that records messages by level and calls `onLine` after each. */
+function recordingLogger(onLine: () => void) {
+  const lines: Array<{ level: string; msg: string }> = [];
+  const at = (level: string) => (a: unknown, b?: unknown) => {
+    lines.push({ level, msg: String(typeof a === 'string' ? a : b) });
+    onLine();
+  };
+  const log = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } as unknown as Logger;
+  return { log, lines };
+}
+
+/** Collects snapshots and errors; `next*` wait for the next one with a deadline. */
+class Recorder {
+  snapshots: Snapshot[] = [];
+  errors: ManifestError[] = [];
+  private waiters: Array<() => void> = [];
+  onSnapshot = (s: Snapshot) => {
+    this.snapshots.push(s);
+    this.wake();
+  };
+  onError = (e: ManifestError) => {
+    this.errors.push(e);
+    this.wake();
+  };
+  wake() {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+  /** Resolves with the elapsed ms once `cond` holds; rejects after `deadlineMs`. */
+  until(cond: () => boolean, deadlineMs: number, what: string): Promise<number> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${what} within ${deadlineMs} ms`)), deadlineMs);
+      const check = () => {
+        if (cond()) {
+          clearTimeout(timer);
+          resolve(performance.now() - t0);
+        } else this.waiters.push(check);
+      };
+      check();
+    });
+  }
+  last(): Snapshot {
+    return this.snapshots[this.snapshots.length - 1];
+  }
+}
+
+const serviceNames = (s: Snapshot) => [...s.state.services.keys()];
+
+describe('FileSource', () => {
+  let dir: string;
+  let file: string;
+  let source: FileSource | undefined;
+  let rec: Recorder;
+  let logged: ReturnType<typeof recordingLogger>;
+
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-file-source-'));
+    file = path.join(dir, 'manifests.yaml');
+    rec = new Recorder();
+    logged = recordingLogger(() => rec.wake());
+  });
+  afterEach(async () => {
+    await source?.stop();
+    source = undefined;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const start = async () => {
+    source = new FileSource(file, logged.log, { onError: rec.onError });
+    await source.start(rec.onSnapshot);
+  };
+
+  it('start delivers the first snapshot before it resolves', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    assert.equal(rec.snapshots.length, 1);
+    assert.deepEqual(serviceNames(rec.snapshots[0]), ['default/a']);
+  });
+
+  it('an edit in place reaches onSnapshot within 100 ms', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    for (let i = 2; i <= 4; i++) {
+      fs.writeFileSync(file, `${serviceYaml('a', 1)}---\n${serviceYaml(`b${i}`, i)}`);
+      const ms = await rec.until(() => rec.snapshots.length === i, CHANGE_DEADLINE_MS, `snapshot ${i}`);
+      assert.deepEqual(serviceNames(rec.last()), ['default/a', `default/b${i}`], `after ${ms.toFixed(1)} ms`);
+    }
+  });
+
+  it('a rename over the file (editors, mv into place) reaches onSnapshot within 100 ms', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    const tmp = path.join(dir, '.manifests.yaml.swp');
+    fs.writeFileSync(tmp, serviceYaml('renamed', 2));
+    fs.renameSync(tmp, file);
+    await rec.until(() => rec.snapshots.length === 2, CHANGE_DEADLINE_MS, 'snapshot after rename');
+    assert.deepEqual(serviceNames(rec.last()), ['default/renamed']);
+    // A second replacement: the watch must survive the inode change.
+    fs.writeFileSync(tmp, serviceYaml('again', 3));
+    fs.renameSync(tmp, file);
+    await rec.until(() => rec.snapshots.length === 3, CHANGE_DEADLINE_MS, 'snapshot after second rename');
+    assert.deepEqual(serviceNames(rec.last()), ['default/again']);
+  });
+
+  it('broken YAML keeps the last state, reports file and line, and a fix applies', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    fs.writeFileSync(file, `${serviceYaml('a', 1)}---\nkind: Service\nmetadata:\n  name: b\n   oops: [\n`);
+    await rec.until(() => rec.errors.length === 1, CHANGE_DEADLINE_MS, 'parse error report');
+    assert.equal(rec.snapshots.length, 1, 'nothing emitted for a broken file');
+    const err = rec.errors[0];
+    assert.equal(err.file, file);
+    // yaml detects the mistake at `name: b` (line 12), whose value the
+    // over-indented line below turns into a nested mapping.
+    assert.equal(err.line, 12);
+    assert.match(err.message, new RegExp(`^${file.replace(/[.]/g, '\\.')}:12:\\d+: YAML syntax error: `));
+    assert.ok(logged.lines.some((l) => l.level === 'error' && l.msg.includes(':12:') && l.msg.includes('keeping the last good state')));
+
+    fs.writeFileSync(file, serviceYaml('fixed', 2));
+    await rec.until(() => rec.snapshots.length === 2, CHANGE_DEADLINE_MS, 'snapshot after the fix');
+    assert.deepEqual(serviceNames(rec.last()), ['default/fixed']);
+  });
+
+  it('unchanged content emits nothing', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    const seen = () => logged.lines.filter((l) => l.msg.startsWith('manifests unchanged')).length;
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await rec.until(() => seen() >= 1, CHANGE_DEADLINE_MS, 'the re-read of the unchanged file');
+    assert.equal(rec.snapshots.length, 1);
+  });
+
+  it('a deleted file is reported once and the last state kept; recreating it applies', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    fs.unlinkSync(file);
+    await rec.until(() => rec.errors.length === 1, CHANGE_DEADLINE_MS, 'missing-file report');
+    assert.match(rec.errors[0].message, /cannot read: ENOENT/);
+    fs.writeFileSync(file, serviceYaml('back', 2));
+    await rec.until(() => rec.snapshots.length === 2, CHANGE_DEADLINE_MS, 'snapshot after recreation');
+    assert.deepEqual(serviceNames(rec.last()), ['default/back']);
+    assert.equal(rec.errors.length, 1);
+  });
+
+  it('invalid objects arrive as issues in the snapshot while valid ones apply', async () => {
+    fs.copyFileSync(path.join(FIXTURES, 'invalid.yaml'), file);
+    await start();
+    assert.deepEqual(serviceNames(rec.last()), ['default/good']);
+    assert.ok(rec.last().issues.some((i) => i.object === 'Service default/typo' && i.field === 'spec.potrs'));
+  });
+
+  it('a JSON List is read', async () => {
+    file = path.join(dir, 'manifests.json');
+    const list = { apiVersion: 'v1', kind: 'List', items: [{ apiVersion: 'v1', kind: 'Service', metadata: { name: 'j' }, spec: { clusterIP: '198.19.0.5', ports: [{ port: 443 }] } }] };
+    fs.writeFileSync(file, JSON.stringify(list, null, '\t'));
+    await start();
+    assert.deepEqual(serviceNames(rec.last()), ['default/j']);
+  });
+
+  it('start fails with file and line for a broken file, and for a missing one', async () => {
+    fs.writeFileSync(file, 'kind: Service\nmetadata: {name: a\n');
+    await assert.rejects(start(), (e: unknown) => e instanceof ManifestError && e.line !== undefined && e.message.startsWith(`${file}:`));
+    await assert.rejects(
+      new FileSource(path.join(dir, 'nope.yaml'), logged.log).start(() => undefined),
+      (e: unknown) => e instanceof ManifestError && /nope\.yaml: cannot read: ENOENT/.test(e.message),
+    );
+  });
+
+  it('after stop, changes reach a running source but not the stopped one', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    await source!.stop();
+    const other = new Recorder();
+    const second = new FileSource(file, logged.log);
+    await second.start(other.onSnapshot);
+    try {
+      fs.writeFileSync(file, serviceYaml('b', 2));
+      await other.until(() => other.snapshots.length === 2, CHANGE_DEADLINE_MS, 'snapshot at the running source');
+      assert.equal(rec.snapshots.length, 1);
+    } finally {
+      await second.stop();
+    }
+  });
+});
+
+describe('parseManifests', () => {
+  it('gives each top-level object the line it starts on', () => {
+    const text = `# comment\n${serviceYaml('a', 1)}---\n${serviceYaml('b', 2)}`;
+    const p = parseManifests(text, 'm.yaml');
+    assert.deepEqual(p.positions, ['m.yaml:2', 'm.yaml:11']);
+  });
+
+  it('rejects duplicate keys with their line', () => {
+    assert.throws(() => parseManifests('kind: Service\nkind: Pod\n', 'm.yaml'), (e: unknown) => e instanceof ManifestError && e.line === 2);
+  });
+
+  it('reads a sequence of objects as objects', () => {
+    const p = parseManifests('- {kind: Service}\n- {kind: Pod}\n', 'm.yaml');
+    assert.deepEqual(p.objects, [{ kind: 'Service' }, { kind: 'Pod' }]);
+    assert.deepEqual(p.positions, ['m.yaml:1', 'm.yaml:2']);
+  });
+});

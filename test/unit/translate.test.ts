@@ -1,0 +1,367 @@
+/**
+ * src/services/translate: which frontends and backends a node programs for
+ * each service port (kube-proxy's rules), conflicts, skips and ordering.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { markNewFlowBackends, translate, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
+import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
+
+const NODE: NodeInfo = { name: 'node1', addresses: ['198.18.0.11', '198.18.0.12'] };
+
+function svc(name: string, over: Partial<ServiceModel> = {}): ServiceModel {
+  return {
+    namespace: 'default',
+    name,
+    type: 'ClusterIP',
+    clusterIPs: ['198.19.0.10'],
+    headless: false,
+    externalIPs: [],
+    loadBalancerIPs: [],
+    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
+    externalTrafficPolicy: 'Cluster',
+    internalTrafficPolicy: 'Cluster',
+    sessionAffinity: 'None',
+    loadBalancerSourceRanges: [],
+    labels: {},
+    annotations: {},
+    ...over,
+  };
+}
+
+function ep(addr: string, over: Partial<EndpointModel> = {}): EndpointModel {
+  return { addresses: [addr], ready: true, serving: true, terminating: false, ...over };
+}
+
+function slice(name: string, service: string, endpoints: EndpointModel[], over: Partial<EndpointSliceModel> = {}): EndpointSliceModel {
+  return {
+    namespace: 'default',
+    name,
+    serviceName: service,
+    addressType: 'IPv4',
+    ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
+    endpoints,
+    ...over,
+  };
+}
+
+function state(services: ServiceModel[], slices: EndpointSliceModel[] = []): ClusterState {
+  return {
+    services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, s])),
+    endpointSlices: new Map(slices.map((s) => [`${s.namespace}/${s.name}`, s])),
+  };
+}
+
+const frontends = (s: DesiredService | undefined) => (s?.frontends ?? []).map((f) => `${f.kind} ${f.addr}:${f.port}/${f.protocol}`);
+const backends = (s: DesiredService | undefined) =>
+  (s?.backends ?? []).map((b) => `${b.name}${b.local ? ' local' : ''}${b.useForNewFlows ? ' new' : ''}`);
+
+describe('translate: frontends', () => {
+  const cases: Array<{ what: string; service: ServiceModel; want: string[] }> = [
+    {
+      what: 'ClusterIP service: only the cluster IP, recorded with kind ClusterIP',
+      service: svc('a'),
+      want: ['ClusterIP 198.19.0.10:80/TCP'],
+    },
+    {
+      what: 'LoadBalancer: each VIP × port, each node address × nodePort, then the cluster IP',
+      service: svc('a', {
+        type: 'LoadBalancer',
+        loadBalancerIPs: ['203.0.113.1', '203.0.113.2'],
+        ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }],
+      }),
+      want: [
+        'LoadBalancer 203.0.113.1:80/TCP',
+        'LoadBalancer 203.0.113.2:80/TCP',
+        'NodePort 198.18.0.11:30080/TCP',
+        'NodePort 198.18.0.12:30080/TCP',
+        'ClusterIP 198.19.0.10:80/TCP',
+      ],
+    },
+    {
+      what: 'LoadBalancer without an allocated nodePort: no NodePort frontends',
+      service: svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'] }),
+      want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+    },
+    {
+      what: 'NodePort: node addresses × nodePort, no VIPs even if some are recorded',
+      service: svc('a', {
+        type: 'NodePort',
+        loadBalancerIPs: ['203.0.113.1'],
+        ports: [{ name: 'http', protocol: 'UDP', port: 53, targetPort: 53, nodePort: 30053 }],
+      }),
+      want: ['NodePort 198.18.0.11:30053/UDP', 'NodePort 198.18.0.12:30053/UDP', 'ClusterIP 198.19.0.10:53/UDP'],
+    },
+    {
+      what: 'ExternalIP: each external IP × port',
+      service: svc('a', { externalIPs: ['203.0.113.5', '203.0.113.6'] }),
+      want: ['ExternalIP 203.0.113.5:80/TCP', 'ExternalIP 203.0.113.6:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+    },
+    {
+      what: 'IPv6 addresses of a dual-stack service are not frontends',
+      service: svc('a', { type: 'LoadBalancer', clusterIPs: ['198.19.0.10', 'fd00::10'], loadBalancerIPs: ['203.0.113.1', '2001:db8::1'], externalIPs: ['2001:db8::2'] }),
+      want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+    },
+    {
+      what: 'a VIP that is also an external IP of the same port becomes one frontend',
+      service: svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], externalIPs: ['203.0.113.1'] }),
+      want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      const r = translate(state([c.service]), NODE);
+      assert.deepEqual(r.issues, []);
+      assert.equal(r.services.length, 1);
+      assert.deepEqual(frontends(r.services[0]), c.want);
+    });
+  }
+
+  it('one DesiredService per port, keyed namespace/name:portName (unnamed port gives a trailing colon)', () => {
+    const r = translate(
+      state([
+        svc('multi', { ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 80 }, { name: 'dns', protocol: 'UDP', port: 53, targetPort: 53 }] }),
+        svc('single', { clusterIPs: ['198.19.0.11'], ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }] }),
+      ]),
+      NODE,
+    );
+    assert.deepEqual(
+      r.services.map((s) => `${s.key} ${s.protocol}`),
+      ['default/multi:dns UDP', 'default/multi:http TCP', 'default/single: TCP'],
+    );
+  });
+});
+
+describe('translate: skipped services and ports', () => {
+  const cases: Array<{ what: string; service: ServiceModel; issue?: RegExp }> = [
+    { what: 'headless service', service: svc('a', { headless: true, clusterIPs: [] }) },
+    { what: 'ExternalName service', service: svc('a', { type: 'ExternalName', clusterIPs: [] }) },
+    { what: 'service labelled for another proxy', service: svc('a', { labels: { 'service.kubernetes.io/service-proxy-name': 'other' } }) },
+    { what: 'SCTP port', service: svc('a', { ports: [{ name: 'sig', protocol: 'SCTP', port: 3868, targetPort: 3868 }] }), issue: /SCTP is not supported/ },
+  ];
+  for (const c of cases) {
+    it(`${c.what}: no service port is programmed${c.issue ? ', with an issue' : ''}`, () => {
+      const r = translate(state([c.service], [slice('a-1', 'a', [ep('198.18.1.1')])]), NODE);
+      assert.deepEqual(r.services, []);
+      if (c.issue) {
+        assert.equal(r.issues.length, 1);
+        assert.equal(r.issues[0].object, 'Service default/a');
+        assert.equal(r.issues[0].field, 'spec.ports[0].protocol');
+        assert.match(r.issues[0].message, c.issue);
+      } else assert.deepEqual(r.issues, []);
+    });
+  }
+
+  it('an SCTP port is skipped while the TCP port of the same service is programmed', () => {
+    const r = translate(
+      state([svc('a', { ports: [{ name: 'sig', protocol: 'SCTP', port: 3868, targetPort: 3868 }, { name: 'http', protocol: 'TCP', port: 80, targetPort: 80 }] })]),
+      NODE,
+    );
+    assert.deepEqual(r.services.map((s) => s.key), ['default/a:http']);
+    assert.equal(r.issues[0].field, 'spec.ports[0].protocol');
+  });
+
+  it('source ranges and ClientIP affinity, which the datapath does not enforce, are reported', () => {
+    const r = translate(
+      state([svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], loadBalancerSourceRanges: ['192.0.2.0/24'], sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 60 })]),
+      NODE,
+    );
+    assert.deepEqual(r.issues.map((i) => i.field), ['spec.loadBalancerSourceRanges', 'spec.sessionAffinity']);
+    assert.equal(r.services[0].sessionAffinityTimeoutSeconds, 60);
+    assert.equal(r.services.length, 1, 'the service is still programmed');
+  });
+});
+
+describe('translate: backends', () => {
+  it('endpoints of the slices of the service, matched by port name and protocol, with the slice port', () => {
+    const r = translate(
+      state(
+        [svc('web', { ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 'web' }, { name: 'metrics', protocol: 'TCP', port: 9090, targetPort: 9090 }] })],
+        [
+          slice('web-1', 'web', [ep('198.18.1.2', { nodeName: 'node2', targetName: 'web-b' }), ep('198.18.1.1', { nodeName: 'node1', targetName: 'web-a' })], {
+            ports: [
+              { name: 'http', protocol: 'TCP', port: 8080 },
+              { name: 'metrics', protocol: 'TCP', port: 9100 },
+            ],
+          }),
+          // Same name, other protocol: not the port of this service.
+          slice('web-2', 'web', [ep('198.18.1.3')], { ports: [{ name: 'http', protocol: 'UDP', port: 8080 }] }),
+          // Another service's slice.
+          slice('api-1', 'api', [ep('198.18.1.4')]),
+          // IPv6 slice of the same service.
+          slice('web-v6', 'web', [ep('fd00::5')], { addressType: 'IPv6' }),
+        ],
+      ),
+      NODE,
+    );
+    const http = r.services.find((s) => s.key === 'default/web:http')!;
+    assert.deepEqual(http.backends, [
+      { addr: '198.18.1.1', port: 8080, protocol: 'TCP', nodeName: 'node1', local: true, ready: true, serving: true, terminating: false, useForNewFlows: true, weight: 1, name: '198.18.1.1:8080/TCP', targetName: 'web-a' },
+      { addr: '198.18.1.2', port: 8080, protocol: 'TCP', nodeName: 'node2', local: false, ready: true, serving: true, terminating: false, useForNewFlows: true, weight: 1, name: '198.18.1.2:8080/TCP', targetName: 'web-b' },
+    ]);
+    assert.deepEqual(backends(r.services.find((s) => s.key === 'default/web:metrics')), ['198.18.1.1:9100/TCP local new', '198.18.1.2:9100/TCP new']);
+  });
+
+  it('endpoints of a slice without the service port are not backends', () => {
+    const r = translate(state([svc('web')], [slice('web-1', 'web', [ep('198.18.1.1')], { ports: [{ name: 'other', protocol: 'TCP', port: 1 }] })]), NODE);
+    assert.deepEqual(r.services[0].backends, []);
+  });
+
+  it('only the first address of an endpoint is used', () => {
+    const r = translate(state([svc('web')], [slice('web-1', 'web', [{ ...ep('198.18.1.1'), addresses: ['198.18.1.1', '198.18.1.9'] }])]), NODE);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP new']);
+  });
+
+  it('the same endpoint in two slices is one backend, the ready copy winning', () => {
+    const r = translate(
+      state([svc('web')], [slice('web-a', 'web', [ep('198.18.1.1', { ready: false, serving: false })]), slice('web-b', 'web', [ep('198.18.1.1'), ep('198.18.1.2')])]),
+      NODE,
+    );
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP new', '198.18.1.2:8080/TCP new']);
+    assert.equal(r.services[0].backends[0].ready, true);
+  });
+
+  it('non-ready and terminating endpoints are listed with their flags but do not take new flows while one is ready', () => {
+    const r = translate(
+      state(
+        [svc('web')],
+        [
+          slice('web-1', 'web', [
+            ep('198.18.1.1'),
+            ep('198.18.1.2', { ready: false, serving: true, terminating: true }),
+            ep('198.18.1.3', { ready: false, serving: false, terminating: false }),
+          ]),
+        ],
+      ),
+      NODE,
+    );
+    assert.deepEqual(
+      r.services[0].backends.map((b) => [b.addr, b.ready, b.serving, b.terminating, b.useForNewFlows]),
+      [
+        ['198.18.1.1', true, true, false, true],
+        ['198.18.1.2', false, true, true, false],
+        ['198.18.1.3', false, false, false, false],
+      ],
+    );
+  });
+});
+
+describe('markNewFlowBackends: kube-proxy\'s endpoint rule', () => {
+  const b = (addr: string, local: boolean, ready: boolean, serving: boolean, terminating: boolean): BackendCandidate => ({
+    addr,
+    port: 80,
+    protocol: 'TCP',
+    local,
+    ready,
+    serving,
+    terminating,
+    weight: 1,
+    name: `${addr}:80/TCP`,
+  });
+  const R = (a: string, local = false) => b(a, local, true, true, false);
+  const ST = (a: string, local = false) => b(a, local, false, true, true);
+  const T = (a: string, local = false) => b(a, local, false, false, true);
+  const NR = (a: string, local = false) => b(a, local, false, false, false);
+
+  const cases: Array<{ what: string; backends: BackendCandidate[]; onlyLocal: boolean; want: string[] }> = [
+    { what: 'Cluster: all ready take new flows', backends: [R('a'), R('b')], onlyLocal: false, want: ['a', 'b'] },
+    { what: 'Cluster: ready ones only when some are ready', backends: [R('a'), ST('b'), NR('c')], onlyLocal: false, want: ['a'] },
+    { what: 'Cluster: none ready → serving-and-terminating ones', backends: [ST('a'), T('b'), NR('c'), ST('d')], onlyLocal: false, want: ['a', 'd'] },
+    { what: 'Cluster: none ready nor serving → none', backends: [T('a'), NR('b')], onlyLocal: false, want: [] },
+    { what: 'Cluster: no endpoints → none', backends: [], onlyLocal: false, want: [] },
+    { what: 'Local: only local ready ones', backends: [R('a', true), R('b'), R('c', true)], onlyLocal: true, want: ['a', 'c'] },
+    { what: 'Local: no local ready → local serving-terminating, even with remote ready', backends: [ST('a', true), R('b')], onlyLocal: true, want: ['a'] },
+    { what: 'Local: no local endpoint → none, even with remote ready', backends: [R('a'), R('b')], onlyLocal: true, want: [] },
+    { what: 'Local: local ready beat local serving-terminating', backends: [ST('a', true), R('b', true)], onlyLocal: true, want: ['b'] },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      const out = markNewFlowBackends(c.backends, c.onlyLocal);
+      assert.deepEqual(out.filter((x) => x.useForNewFlows).map((x) => x.addr), c.want);
+      assert.deepEqual(out.map((x) => x.addr), c.backends.map((x) => x.addr), 'every backend is kept, in order');
+    });
+  }
+
+  it('externalTrafficPolicy Local restricts new flows of an external service to this node\'s endpoints', () => {
+    const slices = [slice('web-1', 'web', [ep('198.18.1.1', { nodeName: 'node1' }), ep('198.18.1.2', { nodeName: 'node2' })])];
+    const local = translate(state([svc('web', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], externalTrafficPolicy: 'Local' })], slices), NODE);
+    assert.deepEqual(backends(local.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP']);
+    const cluster = translate(state([svc('web', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'] })], slices), NODE);
+    assert.deepEqual(backends(cluster.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP new']);
+  });
+
+  it('internalTrafficPolicy Local governs a service that is not externally accessible', () => {
+    const slices = [slice('web-1', 'web', [ep('198.18.1.1', { nodeName: 'node1' }), ep('198.18.1.2', { nodeName: 'node2' })])];
+    const r = translate(state([svc('web', { internalTrafficPolicy: 'Local', externalTrafficPolicy: 'Local' })], slices), NODE);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP']);
+    const ext = translate(state([svc('web', { internalTrafficPolicy: 'Local', externalIPs: ['203.0.113.7'] })], slices), NODE);
+    assert.deepEqual(backends(ext.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP new'], 'external: eTP Cluster applies');
+  });
+});
+
+describe('translate: frontend conflicts', () => {
+  it('two services on the same VIP and port: the one sorting first keeps it, the other gets an issue naming both', () => {
+    const lb = (name: string) => svc(name, { type: 'LoadBalancer', clusterIPs: [], loadBalancerIPs: ['203.0.113.1'] });
+    // Inserted in reverse order: the result must not depend on it.
+    const r = translate(state([lb('zeta'), lb('alpha')]), NODE);
+    assert.deepEqual(frontends(r.services.find((s) => s.name === 'alpha')), ['LoadBalancer 203.0.113.1:80/TCP']);
+    assert.deepEqual(frontends(r.services.find((s) => s.name === 'zeta')), []);
+    assert.equal(r.issues.length, 1);
+    const i = r.issues[0];
+    assert.equal(i.object, 'Service default/zeta');
+    assert.equal(i.field, 'status.loadBalancer.ingress');
+    assert.match(i.message, /203\.0\.113\.1:80\/TCP .*claimed by Service default\/alpha/);
+  });
+
+  it('namespaces sort before names: b/a loses to a/z', () => {
+    const r = translate(state([svc('a', { namespace: 'b', externalIPs: ['203.0.113.2'], clusterIPs: [] }), svc('z', { namespace: 'a', externalIPs: ['203.0.113.2'], clusterIPs: [] })]), NODE);
+    assert.equal(r.issues[0].object, 'Service b/a');
+    assert.equal(r.issues[0].field, 'spec.ports[0].port');
+  });
+
+  it('node port conflicts name spec.ports[i].nodePort', () => {
+    const np = (name: string, port: number) =>
+      svc(name, { type: 'NodePort', clusterIPs: [], ports: [{ name: 'x', protocol: 'TCP', port, targetPort: port }, { name: 'http', protocol: 'TCP', port: 80, targetPort: 80, nodePort: 30080 }] });
+    const r = translate(state([np('a', 1), np('b', 2)]), NODE);
+    assert.deepEqual(
+      r.issues.map((i) => `${i.object} ${i.field}`),
+      ['Service default/b spec.ports[1].nodePort', 'Service default/b spec.ports[1].nodePort'],
+    );
+    assert.deepEqual(frontends(r.services.find((s) => s.key === 'default/b:http')), []);
+  });
+
+  it('TCP and UDP on the same VIP and port are not a conflict', () => {
+    const r = translate(
+      state([
+        svc('dns-tcp', { type: 'LoadBalancer', clusterIPs: [], loadBalancerIPs: ['203.0.113.53'], ports: [{ name: 'dns', protocol: 'TCP', port: 53, targetPort: 53 }] }),
+        svc('dns-udp', { type: 'LoadBalancer', clusterIPs: [], loadBalancerIPs: ['203.0.113.53'], ports: [{ name: 'dns', protocol: 'UDP', port: 53, targetPort: 53 }] }),
+      ]),
+      NODE,
+    );
+    assert.deepEqual(r.issues, []);
+    assert.deepEqual(r.services.map(frontends), [['LoadBalancer 203.0.113.53:53/TCP'], ['LoadBalancer 203.0.113.53:53/UDP']]);
+  });
+
+  it('a losing service keeps its frontends that do not conflict', () => {
+    const r = translate(
+      state([
+        svc('a', { type: 'LoadBalancer', clusterIPs: ['198.19.0.1'], loadBalancerIPs: ['203.0.113.1'] }),
+        svc('b', { type: 'LoadBalancer', clusterIPs: ['198.19.0.2'], loadBalancerIPs: ['203.0.113.1', '203.0.113.2'] }),
+      ]),
+      NODE,
+    );
+    assert.deepEqual(frontends(r.services.find((s) => s.name === 'b')), ['LoadBalancer 203.0.113.2:80/TCP', 'ClusterIP 198.19.0.2:80/TCP']);
+  });
+});
+
+describe('translate: determinism', () => {
+  it('the output is sorted by key and does not depend on the order of the input maps', () => {
+    const services = ['web', 'api', 'db'].map((n, i) => svc(n, { clusterIPs: [`198.19.0.${i + 1}`] }));
+    const slices = [slice('web-2', 'web', [ep('198.18.1.9'), ep('198.18.1.10')]), slice('web-1', 'web', [ep('198.18.1.2')])];
+    const a = translate(state(services, slices), NODE);
+    const b = translate(state([...services].reverse(), [...slices].reverse()), NODE);
+    assert.deepEqual(a, b);
+    assert.deepEqual(a.services.map((s) => s.key), ['default/api:http', 'default/db:http', 'default/web:http']);
+    assert.deepEqual(a.services[2].backends.map((x) => x.addr), ['198.18.1.2', '198.18.1.9', '198.18.1.10'], 'numeric address order');
+  });
+});
