@@ -1,0 +1,202 @@
+/**
+ * The node agent: configuration → datapath → source → service controller →
+ * API. Syncs are serialised: while one runs, only the newest snapshot waits;
+ * a failed sync (a map write error) is retried with backoff and the last good
+ * state stays programmed. Bad input never stops the agent: the source and the
+ * controller report it as issues and skip the object.
+ */
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/schema.js';
+import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
+import { Datapath } from '../datapath/datapath.js';
+import { ifIndex } from '../datapath/bpf.js';
+import type { LBMaps } from '../datapath/lbmaps.js';
+import { ServiceController } from '../services/controller.js';
+import { FileSource } from '../sources/file/index.js';
+import type { Source } from '../sources/source.js';
+import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
+import { startApi, type AgentView } from '../api/server.js';
+import type { Flow } from '../api/errors.js';
+import { flowHash } from '../maglev/index.js';
+import { nodeAddresses } from './node.js';
+
+/** Retry delays after a failed sync, ms (then stays at the last). */
+const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
+
+/** A running agent. Start with {@link Agent.start}, stop with {@link Agent.stop}. */
+export class Agent implements AgentView {
+  readonly registry: Registry;
+  private readonly metrics: AgentMetrics;
+  private readonly controller: ServiceController;
+  private source?: Source;
+  private api?: FastifyInstance;
+  private isReady = false;
+  private stopping = false;
+  private pending?: { state: ClusterState; issues: InputIssue[] };
+  private syncing = false;
+  private retryTimer?: NodeJS.Timeout;
+  private failures = 0;
+  /** Resolves after each completed sync (tests and benchmarks wait on it). */
+  private syncWaiters: Array<() => void> = [];
+  lastSyncAt = 0;
+
+  private constructor(
+    readonly config: Config,
+    readonly node: NodeInfo,
+    private readonly log: Logger,
+    private readonly dp: Datapath | undefined,
+    private readonly lbmaps: LBMaps,
+  ) {
+    this.controller = new ServiceController(lbmaps, node, config.datapath.maglev);
+    this.metrics = createMetrics({
+      services: () => this.controller.services(),
+      maps: () => this.lbmaps,
+      issueCount: () => this.controller.issues().length,
+    });
+    this.registry = this.metrics.registry;
+  }
+
+  /**
+   * Start the agent: check interfaces, load and attach the datapath, start the
+   * API, then the source. Errors here are startup errors naming what failed
+   * (interface, map, file, address); nothing is left attached.
+   * @param opts.lbmaps use these maps instead of loading the datapath (tests)
+   */
+  static async start(config: Config, log: Logger, opts: { lbmaps?: LBMaps } = {}): Promise<Agent> {
+    for (const name of config.interfaces) {
+      try {
+        ifIndex(name);
+      } catch {
+        throw new Error(`interfaces: interface ${name} does not exist on this node`);
+      }
+    }
+    const addresses = config.node.addresses?.length ? config.node.addresses : nodeAddresses(config.interfaces);
+    if (!addresses.length) throw new Error(`node.addresses: none given and interfaces ${config.interfaces.join(', ')} have no IPv4 address`);
+    const node: NodeInfo = { name: config.node.name, addresses };
+    let dp: Datapath | undefined;
+    if (!opts.lbmaps) {
+      dp = Datapath.start({
+        instance: config.datapath.instance,
+        interfaces: config.interfaces,
+        nodeAddress: addresses[0],
+        xdpMode: config.datapath.xdpMode,
+        snatPorts: config.datapath.snatPorts,
+        conntrackSize: config.datapath.conntrackSize,
+        objectDir: config.datapath.objectDir ?? undefined,
+        warn: (m) => log.warn(m),
+      });
+      log.info({ attachments: dp.attachments, pinDir: dp.pinDir }, 'datapath attached');
+    }
+    const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
+    try {
+      agent.api = await startApi(agent, config.api.listen);
+      log.info({ listen: config.api.listen }, 'api listening');
+      if (!config.source.file) throw new Error('source: only source.file is supported by this agent so far');
+      agent.source = new FileSource(config.source.file.path, log);
+      await agent.source.start((snap) => agent.onSnapshot(snap.state, snap.issues));
+    } catch (e) {
+      await agent.stop();
+      throw e;
+    }
+    return agent;
+  }
+
+  private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
+    this.pending = { state, issues };
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    this.drain();
+  }
+
+  private drain(): void {
+    if (this.syncing || this.stopping || !this.pending) return;
+    this.syncing = true;
+    const snap = this.pending;
+    this.pending = undefined;
+    const t0 = performance.now();
+    try {
+      const r = this.controller.sync(snap.state, snap.issues);
+      this.metrics.observeSync((performance.now() - t0) / 1000, true);
+      this.failures = 0;
+      this.lastSyncAt = Date.now();
+      for (const i of r.issues) this.log.warn({ object: i.object, field: i.field }, `invalid input: ${i.object}: ${i.field}: ${i.message}`);
+      this.log.info({ services: r.services, backends: r.backends, frontends: r.frontends, writes: r.writes, ms: +r.durationMs.toFixed(2) }, 'synced');
+      if (!this.isReady) {
+        this.isReady = true;
+        this.log.info('ready: first full sync programmed');
+      }
+      const waiters = this.syncWaiters;
+      this.syncWaiters = [];
+      for (const w of waiters) w();
+    } catch (e) {
+      this.metrics.observeSync((performance.now() - t0) / 1000, false);
+      const delay = RETRY_BACKOFF_MS[Math.min(this.failures, RETRY_BACKOFF_MS.length - 1)];
+      this.failures++;
+      this.log.error({ err: (e as Error).message, retryInMs: delay }, 'sync failed; last good state stays programmed, retrying');
+      // Retry the same snapshot unless a newer one arrives first.
+      if (!this.pending) this.pending = snap;
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.drain();
+      }, delay);
+    } finally {
+      this.syncing = false;
+    }
+    if (this.pending && !this.retryTimer) setImmediate(() => this.drain());
+  }
+
+  /** Resolves after the next completed sync. */
+  nextSync(): Promise<void> {
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  healthy(): boolean {
+    return !this.stopping;
+  }
+  ready(): boolean {
+    return this.isReady && !this.stopping;
+  }
+  services() {
+    return this.controller.services();
+  }
+  issues() {
+    return this.controller.issues();
+  }
+  datapath() {
+    const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));
+    return {
+      attachments: this.dp?.attachedProgramIds() ?? [],
+      maps: this.lbmaps.fill(),
+      pinDir: this.dp?.pinDir,
+      drops,
+    };
+  }
+  predict(key: string, flow: Flow) {
+    const t = this.controller.tableOf(key);
+    if (!t) return undefined;
+    const hash = flowHash({ saddr: flow.saddr, daddr: flow.daddr, sport: flow.sport, dport: flow.dport, proto: flow.protocol === 'TCP' ? 6 : 17 });
+    const slot = hash % t.table.length;
+    const id = t.table[slot];
+    const view = this.controller.services().find((s) => s.key === key);
+    const b = view?.backends.find((x) => x.id === id);
+    return { backend: b ? { id, addr: b.addr, port: b.port } : null, hash, slot, tableSize: t.table.length };
+  }
+
+  /**
+   * Stop: API first (readiness goes away), then the source, then detach the
+   * datapath and remove its pins. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
+    await this.api?.close().catch(() => undefined);
+    this.dp?.stop();
+    this.log.info('stopped: programs detached, pins removed');
+  }
+}

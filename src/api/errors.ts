@@ -1,0 +1,49 @@
+/**
+ * The API's error catalogue: every error a client can get has a code, a
+ * status and a message naming what was wrong, created in one place.
+ */
+import { isIPv4 } from '../util/ip.js';
+
+/** An error with a stable code and HTTP status. */
+export class ApiError extends Error {
+  constructor(
+    readonly code: 'bad_flow' | 'service_not_found' | 'no_table',
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A 5-tuple given by a user: `SRC:SPORT,DST:DPORT,PROTO`. */
+export interface Flow {
+  saddr: string;
+  sport: number;
+  daddr: string;
+  dport: number;
+  protocol: 'TCP' | 'UDP';
+}
+
+function endpoint(s: string, which: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  const ip = s.slice(0, i);
+  const port = Number(s.slice(i + 1));
+  if (i < 0 || !isIPv4(ip)) throw new ApiError('bad_flow', 400, `flow ${which}: expected IPv4:PORT (got ${JSON.stringify(s)})`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ApiError('bad_flow', 400, `flow ${which}: port must be 1..65535 (got ${JSON.stringify(s.slice(i + 1))})`);
+  return [ip, port];
+}
+
+/**
+ * Parse `SRC:SPORT,DST:DPORT,PROTO` (PROTO tcp or udp, any case).
+ * @throws ApiError bad_flow naming the part that is wrong
+ */
+export function parseFlow(s: string | undefined): Flow {
+  if (!s) throw new ApiError('bad_flow', 400, 'flow: missing (expected SRC:SPORT,DST:DPORT,PROTO)');
+  const parts = s.split(',');
+  if (parts.length !== 3) throw new ApiError('bad_flow', 400, `flow: expected SRC:SPORT,DST:DPORT,PROTO (got ${JSON.stringify(s)})`);
+  const [saddr, sport] = endpoint(parts[0], 'source');
+  const [daddr, dport] = endpoint(parts[1], 'destination');
+  const protocol = parts[2].toUpperCase();
+  if (protocol !== 'TCP' && protocol !== 'UDP') throw new ApiError('bad_flow', 400, `flow protocol: expected tcp or udp (got ${JSON.stringify(parts[2])})`);
+  return { saddr, sport, daddr, dport, protocol };
+}

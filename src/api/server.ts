@@ -1,0 +1,112 @@
+/**
+ * The agent's HTTP API (fastify), read-only: it reads the agent's state and
+ * never changes it. Listens on loopback by default, or on a unix socket
+ * (`unix:/path`), which is how the lab's CLI reaches agents in other network
+ * namespaces.
+ *
+ * Routes: GET /healthz, /readyz, /metrics, /v1/services,
+ * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
+ * /v1/datapath, /v1/issues. Errors are JSON `{ error, message }` with a code
+ * from errors.ts.
+ */
+import Fastify, { type FastifyInstance } from 'fastify';
+import fs from 'node:fs';
+import type { Registry } from 'prom-client';
+import type { ServiceView } from '../services/controller.js';
+import type { InputIssue } from '../model/types.js';
+import type { MapFill } from '../datapath/lbmaps.js';
+import { ApiError, parseFlow, type Flow } from './errors.js';
+
+/** What the API reads from the agent. */
+export interface AgentView {
+  /** Started and not stopping. */
+  healthy(): boolean;
+  /** The first full sync is programmed. */
+  ready(): boolean;
+  services(): ServiceView[];
+  issues(): InputIssue[];
+  datapath(): { attachments: unknown[]; maps: MapFill[]; pinDir?: string; drops: Record<string, string> };
+  /** Which backend a flow goes to for the service port `key` (undefined if the service has no table). */
+  predict(key: string, flow: Flow): { backend: { id: number; addr: string; port: number } | null; hash: number; slot: number; tableSize: number } | undefined;
+  registry: Registry;
+}
+
+/** `HOST:PORT` or `unix:/path` as fastify listen options. */
+export function listenOptions(listen: string): { host: string; port: number } | { path: string } {
+  if (listen.startsWith('unix:')) return { path: listen.slice(5) };
+  const i = listen.lastIndexOf(':');
+  const port = Number(listen.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`api.listen: expected HOST:PORT or unix:/path (got ${JSON.stringify(listen)})`);
+  return { host: listen.slice(0, i), port };
+}
+
+function serviceSummary(s: ServiceView) {
+  return {
+    namespace: s.namespace,
+    name: s.name,
+    port: s.portName,
+    protocol: s.protocol,
+    serviceId: s.serviceId,
+    frontends: s.frontends,
+    backends: s.backends.length,
+    readyBackends: s.backends.filter((b) => b.state === 'ready').length,
+    tableSize: s.tableSize,
+  };
+}
+
+/** Build the fastify app (not listening): tests call `app.inject()`. */
+export function buildApi(agent: AgentView): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof ApiError) return reply.code(err.status).send({ error: err.code, message: err.message });
+    const status = (err as { statusCode?: number }).statusCode ?? 500;
+    return reply.code(status).send({ error: status === 404 ? 'not_found' : status < 500 ? 'bad_request' : 'internal', message: (err as Error).message });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url}` }));
+
+  app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
+  app.get('/readyz', async (_req, reply) => (agent.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })));
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', agent.registry.contentType);
+    return agent.registry.metrics();
+  });
+  app.get('/v1/services', async () => ({ services: agent.services().map(serviceSummary) }));
+  app.get<{ Params: { namespace: string; name: string } }>('/v1/services/:namespace/:name', async (req) => {
+    const ports = agent.services().filter((s) => s.namespace === req.params.namespace && s.name === req.params.name);
+    if (!ports.length) throw new ApiError('service_not_found', 404, `service ${req.params.namespace}/${req.params.name} is not programmed`);
+    return { namespace: req.params.namespace, name: req.params.name, ports };
+  });
+  app.get<{ Params: { namespace: string; name: string }; Querystring: { flow?: string; port?: string } }>(
+    '/v1/services/:namespace/:name/flow',
+    async (req) => {
+      const flow = parseFlow(req.query.flow);
+      const ports = agent
+        .services()
+        .filter((s) => s.namespace === req.params.namespace && s.name === req.params.name && s.protocol === flow.protocol);
+      const port = req.query.port ? ports.find((s) => s.portName === req.query.port) : ports.find((s) => s.frontends.some((f) => f.port === flow.dport)) ?? ports[0];
+      if (!port) throw new ApiError('service_not_found', 404, `service ${req.params.namespace}/${req.params.name} has no ${flow.protocol} port${req.query.port ? ` named ${req.query.port}` : ''}`);
+      const p = agent.predict(port.key, flow);
+      if (!p) throw new ApiError('no_table', 409, `service ${port.key} has no Maglev table (no ready backend)`);
+      return { service: port.key, flow, ...p };
+    },
+  );
+  app.get('/v1/datapath', async () => agent.datapath());
+  app.get('/v1/issues', async () => ({ issues: agent.issues() }));
+  return app;
+}
+
+/**
+ * Build and listen. A stale unix socket file is removed first.
+ * @throws Error naming the address when it cannot listen
+ */
+export async function startApi(agent: AgentView, listen: string): Promise<FastifyInstance> {
+  const app = buildApi(agent);
+  const opts = listenOptions(listen);
+  if ('path' in opts) fs.rmSync(opts.path, { force: true });
+  try {
+    await app.listen(opts);
+  } catch (e) {
+    throw new Error(`api.listen ${listen}: ${(e as Error).message}`);
+  }
+  return app;
+}

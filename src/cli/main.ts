@@ -1,0 +1,184 @@
+/**
+ * The `xlb` command line (commander): the agent, read-only views of a running
+ * agent (status, services, maglev), the lab and the demo. Views print a
+ * readable table by default and JSON with `--json`.
+ */
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { apiGet, defaultApi } from './client.js';
+import { printTable } from './table.js';
+
+const program = new Command();
+program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
+
+const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi());
+
+program
+  .command('agent')
+  .description('run the node agent')
+  .requiredOption('--config <file>', 'agent configuration (YAML)')
+  .action(async (opts: { config: string }) => {
+    const { loadConfig } = await import('../config/load.js');
+    const { Agent } = await import('../agent/agent.js');
+    let config;
+    try {
+      config = loadConfig(opts.config);
+    } catch (e) {
+      console.error(`xlb agent: ${(e as Error).message}`);
+      process.exit(2);
+    }
+    const log = pino({ level: config.log.level, base: { node: config.node.name } });
+    let agent: Awaited<ReturnType<typeof Agent.start>>;
+    try {
+      agent = await Agent.start(config, log);
+    } catch (e) {
+      log.fatal({ err: (e as Error).message }, 'startup failed');
+      console.error(`xlb agent: ${(e as Error).message}`);
+      process.exit(1);
+    }
+    let stopping = false;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'shutting down');
+      await agent.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('SIGINT', () => void shutdown('SIGINT'));
+    // Nothing a bad input does may bring the agent down; log what escapes.
+    process.on('uncaughtException', (e) => log.error({ err: e.message, stack: e.stack }, 'uncaught exception'));
+    process.on('unhandledRejection', (e) => log.error({ err: String(e) }, 'unhandled rejection'));
+  });
+
+program
+  .command('status')
+  .description('agent health, readiness and datapath summary')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { api: string; json?: boolean }) => {
+    const ready = await apiGet(opts.api, '/readyz', { allowError: true });
+    const dp = (await apiGet(opts.api, '/v1/datapath')) as { attachments: Array<Record<string, unknown>>; maps: Array<Record<string, unknown>>; drops: Record<string, string> };
+    const svcs = (await apiGet(opts.api, '/v1/services')) as { services: unknown[] };
+    const out = { ready: (ready as { status?: string }).status === 'ready', services: svcs.services.length, ...dp };
+    if (opts.json) return console.log(JSON.stringify(out, null, 2));
+    console.log(`ready: ${out.ready}   service ports: ${out.services}`);
+    printTable(dp.attachments, ['interface', 'hook', 'program', 'mode', 'programId']);
+    printTable(dp.maps, ['name', 'entries', 'maxEntries']);
+    const drops = Object.entries(dp.drops).filter(([, n]) => n !== '0');
+    console.log(drops.length ? `drops: ${drops.map(([r, n]) => `${r}=${n}`).join(' ')}` : 'drops: none');
+  });
+
+program
+  .command('services')
+  .description('programmed services, or one service with its backends')
+  .argument('[namespace/name]')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (which: string | undefined, opts: { api: string; json?: boolean }) => {
+    if (!which) {
+      const r = (await apiGet(opts.api, '/v1/services')) as { services: Array<Record<string, unknown>> };
+      if (opts.json) return console.log(JSON.stringify(r, null, 2));
+      printTable(
+        r.services.map((s) => ({
+          ...s,
+          service: `${s.namespace}/${s.name}${s.port ? `:${s.port}` : ''}`,
+          frontends: (s.frontends as Array<{ addr: string; port: number; served: boolean }>).filter((f) => f.served).map((f) => `${f.addr}:${f.port}`).join(' '),
+          backends: `${s.readyBackends}/${s.backends}`,
+        })),
+        ['service', 'protocol', 'frontends', 'backends', 'tableSize'],
+      );
+      return;
+    }
+    const r = (await apiGet(opts.api, `/v1/services/${which}`)) as { ports: Array<{ key: string; protocol: string; tableSize: number; backends: Array<Record<string, unknown>> }> };
+    if (opts.json) return console.log(JSON.stringify(r, null, 2));
+    for (const p of r.ports) {
+      console.log(`${p.key} ${p.protocol}  Maglev table size ${p.tableSize}`);
+      printTable(
+        p.backends.map((b) => ({ ...b, backend: `${b.addr}:${b.port}`, share: `${((b.share as number) * 100).toFixed(2)}%` })),
+        ['backend', 'id', 'nodeName', 'local', 'state', 'share'],
+      );
+    }
+  });
+
+program
+  .command('maglev')
+  .description("a service's Maglev shares, or which backend a flow goes to")
+  .argument('<namespace/name>')
+  .option('--flow <SRC:SPORT,DST:DPORT,PROTO>', 'predict the backend of this flow')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (which: string, opts: { api: string; json?: boolean; flow?: string }) => {
+    if (opts.flow) {
+      const r = (await apiGet(opts.api, `/v1/services/${which}/flow?flow=${encodeURIComponent(opts.flow)}`)) as {
+        service: string;
+        backend: { addr: string; port: number; id: number } | null;
+        hash: number;
+        slot: number;
+        tableSize: number;
+      };
+      if (opts.json) return console.log(JSON.stringify(r, null, 2));
+      console.log(`${opts.flow} → ${r.backend ? `${r.backend.addr}:${r.backend.port} (backend ${r.backend.id})` : 'no backend'}  [${r.service}, hash ${r.hash}, slot ${r.slot} of ${r.tableSize}]`);
+      return;
+    }
+    const r = (await apiGet(opts.api, `/v1/services/${which}`)) as { ports: Array<{ key: string; tableSize: number; backends: Array<{ addr: string; port: number; share: number; inTable: boolean }> }> };
+    if (opts.json) return console.log(JSON.stringify(r, null, 2));
+    for (const p of r.ports) {
+      console.log(`${p.key}: M = ${p.tableSize}`);
+      printTable(p.backends.map((b) => ({ backend: `${b.addr}:${b.port}`, inTable: b.inTable, share: `${(b.share * 100).toFixed(2)}%` })), ['backend', 'inTable', 'share']);
+    }
+  });
+
+const lab = program.command('lab').description('a lab of network namespaces: client, router, nodes with pods, one agent per node');
+lab
+  .command('up')
+  .option('--nodes <n>', 'number of nodes', (v) => Number(v), 2)
+  .option('--manifests <file>', 'Kubernetes manifests for the agents (default examples/lab-services.yaml)')
+  .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
+  .option('--no-agents', 'wire the namespaces only')
+  .option('--json', 'print the status as JSON')
+  .action(async (opts: { nodes: number; manifests?: string; stateDir: string; agents: boolean; json?: boolean }) => {
+    const { labUp } = await import('../lab/index.js');
+    const st = await labUp({ nodes: opts.nodes, manifests: opts.manifests, stateDir: opts.stateDir, agents: opts.agents });
+    console.log(opts.json ? JSON.stringify(st, null, 2) : `lab up: ${st.nodes.length} nodes, client ${st.client}, state ${opts.stateDir}`);
+  });
+lab
+  .command('status')
+  .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
+  .option('--json', 'print JSON')
+  .action(async (opts: { stateDir: string; json?: boolean }) => {
+    const { labStatus } = await import('../lab/index.js');
+    const st = await labStatus(opts.stateDir);
+    if (opts.json) return console.log(JSON.stringify(st, null, 2));
+    console.log(`client ${st.client}   router ${st.router}   manifests ${st.manifests}`);
+    printTable(st.nodes as unknown as Array<Record<string, unknown>>, ['name', 'netns', 'ip', 'mac', 'agentPid', 'api']);
+    printTable(
+      st.services.map((s) => ({ ...s, service: `${s.namespace}/${s.name}`, frontend: `${s.vip}:${s.port}/${s.protocol}`, backends: s.backends.join(' ') })),
+      ['service', 'frontend', 'backends'],
+    );
+  });
+lab
+  .command('down')
+  .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
+  .action(async (opts: { stateDir: string }) => {
+    const { labDown } = await import('../lab/index.js');
+    await labDown(opts.stateDir);
+    console.log('lab down');
+  });
+
+program
+  .command('demo')
+  .description('bring the lab up, send traffic through xlb, show the Maglev distribution and flow stickiness, take the lab down')
+  .option('--nodes <n>', 'number of nodes', (v) => Number(v), 2)
+  .option('--requests <n>', 'HTTP requests per VIP (a new connection each)', (v) => Number(v), 1000)
+  .option('--datagrams <n>', 'UDP datagrams per UDP VIP', (v) => Number(v), 200)
+  .option('--keep', 'leave the lab up afterwards')
+  .action(async (opts: { nodes: number; requests: number; datagrams: number; keep?: boolean }) => {
+    const { runDemo } = await import('../demo/demo.js');
+    await runDemo(opts);
+  });
+
+program.parseAsync(process.argv).catch((e: Error) => {
+  console.error(`xlb: ${e.message}`);
+  process.exit(1);
+});

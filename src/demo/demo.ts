@@ -1,0 +1,179 @@
+/**
+ * `xlb demo`: the README's first command, after setup. Brings the lab up,
+ * sends HTTP (a new connection per request) and UDP from the client to every
+ * VIP, prints each backend's count beside its Maglev share, then changes the
+ * web service's backends in the manifests (one added, one removed) while
+ * keep-alive connections are open and shows that they kept their backends,
+ * and takes the lab down (unless --keep).
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { labDown, labUp, type LabStatus } from '../lab/index.js';
+import { apiGet } from '../cli/client.js';
+import { editEndpoints } from './manifests.js';
+import { waitFor } from '../util/wait.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const trafficScript = path.join(repo, 'src/demo/traffic.ts');
+
+/** Run the traffic generator in the client namespace; returns its JSON lines. */
+export async function clientTraffic(lab: LabStatus, args: string[]): Promise<Array<Record<string, unknown>>> {
+  const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', trafficScript, ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c) => (out += c));
+  child.stderr.on('data', (c) => (err += c));
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? 1)));
+  if (code !== 0) throw new Error(`traffic ${args.join(' ')} failed (${code}): ${err.trim()}`);
+  return out
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}
+
+/** Shares of a service's backends by pod IP:port, from one node's agent. */
+async function sharesOf(api: string, ns: string, name: string): Promise<Map<string, number>> {
+  const r = (await apiGet(api, `/v1/services/${ns}/${name}`)) as { ports: Array<{ backends: Array<{ addr: string; port: number; share: number }> }> };
+  const out = new Map<string, number>();
+  for (const p of r.ports) for (const b of p.backends) out.set(`${b.addr}:${b.port}`, (out.get(`${b.addr}:${b.port}`) ?? 0) + b.share / r.ports.length);
+  return out;
+}
+
+function podOfBackend(lab: LabStatus, backend: string): string {
+  const ip = backend.split(':')[0];
+  return lab.pods.find((p) => p.ip === ip)?.name ?? backend;
+}
+
+function printDistribution(title: string, lab: LabStatus, counts: Record<string, number>, shares: Map<string, number>, total: number): void {
+  console.log(`\n${title}`);
+  console.log(`  ${'backend'.padEnd(22)} ${'pod'.padEnd(12)} ${'count'.padStart(6)} ${'observed'.padStart(9)} ${'maglev'.padStart(8)}`);
+  for (const [backend, share] of [...shares].sort()) {
+    const pod = podOfBackend(lab, backend);
+    const n = counts[pod] ?? 0;
+    console.log(`  ${backend.padEnd(22)} ${pod.padEnd(12)} ${String(n).padStart(6)} ${((100 * n) / total).toFixed(1).padStart(8)}% ${(100 * share).toFixed(1).padStart(7)}%`);
+  }
+  const others = Object.keys(counts).filter((pod) => ![...shares.keys()].some((b) => podOfBackend(lab, b) === pod));
+  for (const pod of others) console.log(`  ${'(not a backend)'.padEnd(22)} ${pod.padEnd(12)} ${String(counts[pod]).padStart(6)}`);
+}
+
+/** Options of {@link runDemo}. */
+export interface DemoOptions {
+  nodes: number;
+  requests: number;
+  datagrams: number;
+  keep?: boolean;
+  stateDir?: string;
+}
+
+/** The demo, start to end; the lab is taken down even when a step fails. */
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  const stateDir = opts.stateDir ?? '/run/xlb-lab';
+  console.log(`xlb demo: bringing up a lab with ${opts.nodes} nodes...`);
+  const lab = await labUp({ nodes: opts.nodes, podsPerNode: 3, stateDir, agents: true });
+  try {
+    console.log(`lab up: client ${lab.client}, router ${lab.router}, nodes ${lab.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}`);
+    for (const svc of lab.services) {
+      const shares = await sharesOf(lab.nodes[0].api, svc.namespace, svc.name);
+      if (svc.protocol === 'TCP') {
+        const [r] = await clientTraffic(lab, ['http', '--url', `http://${svc.vip}:${svc.port}/`, '--count', String(opts.requests)]);
+        printDistribution(
+          `${svc.namespace}/${svc.name} ${svc.vip}:${svc.port}/TCP: ${opts.requests} HTTP requests, a new connection each (${r.errors} errors, ${(r.seconds as number).toFixed(1)} s)`,
+          lab,
+          r.byBackend as Record<string, number>,
+          shares,
+          opts.requests,
+        );
+      } else {
+        const [r] = await clientTraffic(lab, ['udp', '--to', `${svc.vip}:${svc.port}`, '--count', String(opts.datagrams)]);
+        printDistribution(
+          `${svc.namespace}/${svc.name} ${svc.vip}:${svc.port}/UDP: ${opts.datagrams} datagrams, a new source port each (${r.errors} lost)`,
+          lab,
+          r.byBackend as Record<string, number>,
+          shares,
+          opts.datagrams,
+        );
+      }
+    }
+    await stickiness(lab, opts.requests);
+  } finally {
+    if (opts.keep) console.log(`\nlab left up (state ${stateDir}); take it down with: xlb lab down --state-dir ${stateDir}`);
+    else {
+      await labDown(stateDir);
+      console.log('\nlab down');
+    }
+  }
+}
+
+/** Keep-alive connections keep their backends while the backend set changes. */
+async function stickiness(lab: LabStatus, requests: number): Promise<void> {
+  const web = lab.services.find((s) => s.name === 'web')!;
+  const url = `http://${web.vip}:${web.port}/`;
+  const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', trafficScript, 'keepalive', '--url', url, '--connections', '24'], {
+    cwd: repo,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const lines: Array<{ pods: string[]; localPorts: number[] }> = [];
+  let buf = '';
+  child.stdout.on('data', (c) => {
+    buf += c;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buf.slice(0, i)));
+      buf = buf.slice(i + 1);
+    }
+  });
+  try {
+    await waitFor(() => lines.length >= 1, 15000, 'keep-alive connections to open');
+    const before = lines[0];
+    const used = new Set(before.pods);
+    const backendsBefore = web.backends;
+    // Remove a backend that carries some of the connections; add a lab pod that is not a backend yet.
+    const removed = backendsBefore.find((b) => used.has(podOfBackend(lab, b)))!;
+    const spare = lab.pods.find((p) => !backendsBefore.some((b) => b.startsWith(`${p.ip}:`)));
+    if (!spare) throw new Error('demo: the lab has no spare pod to add as a backend');
+    const added = `${spare.ip}:${removed.split(':')[1]}`;
+    console.log(`\nkeep-alive: 24 connections open to ${url}; now removing ${removed} (${podOfBackend(lab, removed)}) and adding ${added} (${spare.name}) in ${lab.manifests}`);
+    const t0 = performance.now();
+    editEndpoints(lab.manifests, 'default', 'web', { remove: [removed.split(':')[0]], add: [{ ip: spare.ip, nodeName: spare.node, pod: spare.name }] });
+    await waitFor(
+      async () => {
+        for (const n of lab.nodes) {
+          const s = await sharesOf(n.api, 'default', 'web');
+          if (!s.has(added) || s.has(removed)) return false;
+        }
+        return true;
+      },
+      5000,
+      'agents to program the change',
+    );
+    console.log(`  agents programmed the change in ${(performance.now() - t0).toFixed(0)} ms (file write to API showing it)`);
+    child.stdin.write('again\n');
+    await waitFor(() => lines.length >= 2, 15000, 'second round on the same connections');
+    const after = lines[1];
+    let kept = 0;
+    let movedFromRemoved = 0;
+    let broken = 0;
+    for (let i = 0; i < before.pods.length; i++) {
+      const wasRemoved = before.pods[i] === podOfBackend(lab, removed);
+      const same = after.pods[i] === before.pods[i] && after.localPorts[i] === before.localPorts[i];
+      if (!wasRemoved && same) kept++;
+      else if (wasRemoved) movedFromRemoved++;
+      else broken++;
+    }
+    const onRemoved = before.pods.filter((p) => p === podOfBackend(lab, removed)).length;
+    console.log(`  ${kept} of ${before.pods.length - onRemoved} connections on surviving backends kept their backend (same connection, same pod); ${broken} did not`);
+    console.log(`  ${movedFromRemoved} connections were on the removed backend: their flows are re-picked (the TCP connection itself is reset)`);
+    const shares = await sharesOf(lab.nodes[0].api, 'default', 'web');
+    const [r] = await clientTraffic(lab, ['http', '--url', url, '--count', String(requests)]);
+    printDistribution(`new connections after the change (${requests} requests, ${r.errors} errors)`, lab, r.byBackend as Record<string, number>, shares, requests);
+  } finally {
+    child.stdin.end();
+    child.kill();
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Prometheus metrics of the agent (prom-client). One registry, passed in;
+ * names carry their unit (`_seconds`, `_bytes`, `_total`) and every metric has
+ * help text. Datapath counters (per-CPU BPF maps) are read at scrape time, so
+ * a scrape always shows the kernel's current figures.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ServiceView } from '../services/controller.js';
+import type { LBMaps } from '../datapath/lbmaps.js';
+
+/** What metrics read from the agent at scrape time. */
+export interface MetricsSource {
+  services(): ServiceView[];
+  maps(): LBMaps | undefined;
+  issueCount(): number;
+}
+
+/** The agent's metrics; `observeSync` is called after every sync. */
+export interface AgentMetrics {
+  registry: Registry;
+  observeSync(seconds: number, ok: boolean): void;
+}
+
+/** Create the registry and metrics. @param source read at each scrape */
+export function createMetrics(source: MetricsSource): AgentMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'xlb_process_' });
+
+  const syncDuration = new Histogram({
+    name: 'xlb_sync_duration_seconds',
+    help: 'Time to program one snapshot of services and endpoints into the datapath.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const syncErrors = new Counter({ name: 'xlb_sync_errors_total', help: 'Syncs that failed to write the datapath maps (retried).', registers: [registry] });
+  new Gauge({
+    name: 'xlb_services',
+    help: 'Service ports programmed into the datapath.',
+    registers: [registry],
+    collect() {
+      this.set(source.services().filter((s) => s.serviceId > 0).length);
+    },
+  });
+  new Gauge({
+    name: 'xlb_backends',
+    help: 'Backends of programmed services, by state.',
+    labelNames: ['state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of source.services()) for (const b of s.backends) this.inc({ state: b.state });
+    },
+  });
+  new Gauge({
+    name: 'xlb_input_issues',
+    help: 'Input objects or fields skipped in the last sync because they were invalid or conflicting.',
+    registers: [registry],
+    collect() {
+      this.set(source.issueCount());
+    },
+  });
+  const labelNames = ['namespace', 'name', 'port'] as const;
+  const perService = (field: 'packets' | 'bytes') =>
+    function (this: Counter<(typeof labelNames)[number]>) {
+      this.reset();
+      const maps = source.maps();
+      if (!maps) return;
+      const svcs = source.services().filter((s) => s.serviceId > 0);
+      const stats = maps.readServiceStats(svcs.map((s) => s.serviceId));
+      for (const s of svcs) {
+        const v = stats.get(s.serviceId);
+        if (v) this.inc({ namespace: s.namespace, name: s.name, port: s.portName || String(s.frontends[0]?.port ?? '') }, Number(v[field]));
+      }
+    };
+  new Counter({ name: 'xlb_service_packets_total', help: 'Packets the datapath load-balanced or reverse-translated, per service port.', labelNames, registers: [registry], collect: perService('packets') });
+  new Counter({ name: 'xlb_service_bytes_total', help: 'Bytes the datapath load-balanced or reverse-translated, per service port.', labelNames, registers: [registry], collect: perService('bytes') });
+  new Counter({
+    name: 'xlb_drops_total',
+    help: 'Packets the datapath dropped, by reason (enum xlb_drop_reason).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const maps = source.maps();
+      if (!maps) return;
+      for (const [reason, n] of Object.entries(maps.readDrops())) this.inc({ reason }, Number(n));
+    },
+  });
+  return {
+    registry,
+    observeSync(seconds, ok) {
+      syncDuration.observe(seconds);
+      if (!ok) syncErrors.inc();
+    },
+  };
+}
