@@ -53,7 +53,7 @@ int xlb_tc_egress(struct __sk_buff *skb)
 	struct xlb_pkt pkt;
 
 	xlb_pull_headers(skb);
-	if (xlb_parse_ipv4_l4((void *)(long)skb->data, (void *)(long)skb->data_end, &pkt) != XLB_PARSE_OK)
+	if (xlb_parse_ipv4_l4((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, &pkt) != XLB_PARSE_OK)
 		return TC_ACT_OK;
 
 	/* Replies to SNATed flows are the XDP program's (they arrive, they

@@ -70,7 +70,7 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	struct xlb_pkt pkt;
 
 	/* 1. Parse; anything but an IPv4 TCP/UDP first fragment passes. */
-	parsed = xlb_parse_ipv4_l4(data, data_end, &pkt);
+	parsed = xlb_parse_ipv4_l4(data, data_end, len, &pkt);
 	if (parsed == XLB_PARSE_PASS)
 		return XDP_PASS;
 

@@ -21,6 +21,7 @@ import { startApi, type AgentView } from '../api/server.js';
 import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
+import { NeighborManager } from '../datapath/neighbors.js';
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
 const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
@@ -38,6 +39,9 @@ export class Agent implements AgentView {
   private syncing = false;
   private retryTimer?: NodeJS.Timeout;
   private failures = 0;
+  private neighbors?: NeighborManager;
+  private neighborsBusy = false;
+  private neighborsAgain = false;
   /** Resolves after each completed sync (tests and benchmarks wait on it). */
   private syncWaiters: Array<() => void> = [];
   lastSyncAt = 0;
@@ -90,6 +94,7 @@ export class Agent implements AgentView {
       log.info({ attachments: dp.attachments, pinDir: dp.pinDir }, 'datapath attached');
     }
     const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
+    if (dp) agent.neighbors = new NeighborManager(config.interfaces, (m) => log.warn(m));
     try {
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
@@ -129,6 +134,7 @@ export class Agent implements AgentView {
         this.isReady = true;
         this.log.info('ready: first full sync programmed');
       }
+      this.refreshNeighbors();
       const waiters = this.syncWaiters;
       this.syncWaiters = [];
       for (const w of waiters) w();
@@ -147,6 +153,27 @@ export class Agent implements AgentView {
       this.syncing = false;
     }
     if (this.pending && !this.retryTimer) setImmediate(() => this.drain());
+  }
+
+  /** Keep next hops of remote backends resolved (one refresh at a time, coalesced). */
+  private refreshNeighbors(): void {
+    if (!this.neighbors) return;
+    if (this.neighborsBusy) {
+      this.neighborsAgain = true;
+      return;
+    }
+    this.neighborsBusy = true;
+    const remote = new Set(this.controller.services().flatMap((s) => s.backends.filter((b) => !b.local).map((b) => b.addr)));
+    this.neighbors
+      .ensure(remote)
+      .catch((e) => this.log.warn({ err: (e as Error).message }, 'neighbour refresh failed'))
+      .finally(() => {
+        this.neighborsBusy = false;
+        if (this.neighborsAgain && !this.stopping) {
+          this.neighborsAgain = false;
+          this.refreshNeighbors();
+        }
+      });
   }
 
   /** Resolves after the next completed sync. */
@@ -172,6 +199,7 @@ export class Agent implements AgentView {
       attachments: this.dp?.attachedProgramIds() ?? [],
       maps: this.lbmaps.fill(),
       pinDir: this.dp?.pinDir,
+      neighbors: this.neighbors?.list() ?? [],
       drops,
     };
   }
@@ -196,6 +224,7 @@ export class Agent implements AgentView {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
+    await this.neighbors?.stop();
     this.dp?.stop();
     this.log.info('stopped: programs detached, pins removed');
   }

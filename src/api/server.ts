@@ -25,7 +25,7 @@ export interface AgentView {
   ready(): boolean;
   services(): ServiceView[];
   issues(): InputIssue[];
-  datapath(): { attachments: unknown[]; maps: MapFill[]; pinDir?: string; drops: Record<string, string> };
+  datapath(): { attachments: unknown[]; maps: MapFill[]; pinDir?: string; neighbors: unknown[]; drops: Record<string, string> };
   /** Which backend a flow goes to for the service port `key` (undefined if the service has no table). */
   predict(key: string, flow: Flow): { backend: { id: number; addr: string; port: number } | null; hash: number; slot: number; tableSize: number } | undefined;
   registry: Registry;

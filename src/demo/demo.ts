@@ -37,11 +37,11 @@ export async function clientTraffic(lab: LabStatus, args: string[]): Promise<Arr
     .map((l) => JSON.parse(l));
 }
 
-/** Shares of a service's backends by pod IP:port, from one node's agent. */
-async function sharesOf(api: string, ns: string, name: string): Promise<Map<string, number>> {
-  const r = (await apiGet(api, `/v1/services/${ns}/${name}`)) as { ports: Array<{ backends: Array<{ addr: string; port: number; share: number }> }> };
+/** Maglev shares of the backends of one service port (by protocol), by IP:port, from one node's agent. */
+async function sharesOf(api: string, ns: string, name: string, protocol: 'TCP' | 'UDP' = 'TCP'): Promise<Map<string, number>> {
+  const r = (await apiGet(api, `/v1/services/${ns}/${name}`)) as { ports: Array<{ protocol: string; backends: Array<{ addr: string; port: number; share: number }> }> };
   const out = new Map<string, number>();
-  for (const p of r.ports) for (const b of p.backends) out.set(`${b.addr}:${b.port}`, (out.get(`${b.addr}:${b.port}`) ?? 0) + b.share / r.ports.length);
+  for (const p of r.ports.filter((x) => x.protocol === protocol)) for (const b of p.backends) out.set(`${b.addr}:${b.port}`, b.share);
   return out;
 }
 
@@ -79,7 +79,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   try {
     console.log(`lab up: client ${lab.client}, router ${lab.router}, nodes ${lab.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}`);
     for (const svc of lab.services) {
-      const shares = await sharesOf(lab.nodes[0].api, svc.namespace, svc.name);
+      const shares = await sharesOf(lab.nodes[0].api, svc.namespace, svc.name, svc.protocol);
       if (svc.protocol === 'TCP') {
         const [r] = await clientTraffic(lab, ['http', '--url', `http://${svc.vip}:${svc.port}/`, '--count', String(opts.requests)]);
         printDistribution(
@@ -168,7 +168,7 @@ async function stickiness(lab: LabStatus, requests: number): Promise<void> {
     }
     const onRemoved = before.pods.filter((p) => p === podOfBackend(lab, removed)).length;
     console.log(`  ${kept} of ${before.pods.length - onRemoved} connections on surviving backends kept their backend (same connection, same pod); ${broken} did not`);
-    console.log(`  ${movedFromRemoved} connections were on the removed backend: their flows are re-picked (the TCP connection itself is reset)`);
+    console.log(`  ${movedFromRemoved} connections were on the removed backend: Maglev re-picks their flows, so those TCP connections break`);
     const shares = await sharesOf(lab.nodes[0].api, 'default', 'web');
     const [r] = await clientTraffic(lab, ['http', '--url', url, '--count', String(requests)]);
     printDistribution(`new connections after the change (${requests} requests, ${r.errors} errors)`, lab, r.byBackend as Record<string, number>, shares, requests);

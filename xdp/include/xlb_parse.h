@@ -51,9 +51,11 @@ enum xlb_parse_result {
 
 /* Parse Ethernet, at most one VLAN tag, IPv4 (IHL >= 5, options skipped) and
  * the TCP or UDP ports of the frame [data, data_end). Fragments (MF set or
- * a non-zero offset) are XLB_PARSE_PASS: only the first carries ports. */
+ * a non-zero offset) are XLB_PARSE_PASS: only the first carries ports.
+ * `frame_len` is the whole frame's length in bytes: data_end - data in XDP,
+ * skb->len in tc, where the payload may sit in fragments beyond data_end. */
 static __always_inline enum xlb_parse_result
-xlb_parse_ipv4_l4(void *data, void *data_end, struct xlb_pkt *pkt)
+xlb_parse_ipv4_l4(void *data, void *data_end, __u32 frame_len, struct xlb_pkt *pkt)
 {
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
@@ -110,7 +112,7 @@ xlb_parse_ipv4_l4(void *data, void *data_end, struct xlb_pkt *pkt)
 	/* A frame shorter than its IPv4 total length lost part of its payload;
 	 * one whose total length cannot hold its own headers is malformed. */
 	tot_len = bpf_ntohs(ip->tot_len);
-	if (tot_len > (__u32)(data_end - (void *)ip))
+	if (tot_len + pkt->l3_off > frame_len)
 		return XLB_PARSE_TRUNCATED;
 	if (ip->protocol == IPPROTO_TCP) {
 		struct tcphdr *tcp = l4;
