@@ -1,0 +1,46 @@
+/**
+ * The one interface every VIP announcer implements (BGP in `src/bgp`, layer 2
+ * in `src/l2`), after MetalLB's speaker: the agent says which VIPs this node
+ * should announce, and the announcer converges to that set on its own,
+ * retrying and re-announcing after its backend (gobgpd, the ARP responder)
+ * restarts. The agent never issues add/withdraw commands itself.
+ */
+
+/** One VIP this node should announce, with the service that owns it. */
+export interface AnnouncedVip {
+  /** The VIP, a dotted-quad IPv4 address; BGP announces it as a /32. */
+  vip: string;
+  /** The owning service, `namespace/name` (for status and logs only). */
+  service: string;
+  /**
+   * Extra RFC 1997 communities for this VIP, `ASN:value` with both halves
+   * 0..65535 (e.g. `65000:100`); added to the announcer's configured ones.
+   */
+  communities?: string[];
+  /**
+   * Extra RFC 8092 large communities for this VIP, `global:local1:local2`
+   * with each part 0..4294967295; added to the announcer's configured ones.
+   */
+  largeCommunities?: string[];
+}
+
+/**
+ * A VIP announcer. Implementations converge in the background: a resolved
+ * `setDesired` means the new set was accepted, not that peers have it yet;
+ * {@link Announcer.status} tells what is announced now.
+ */
+export interface Announcer {
+  /**
+   * Replace the desired set of VIPs (the whole set, not a delta). VIPs no
+   * longer in the set are withdrawn; VIPs announced before this announcer
+   * started (e.g. by a previous agent process) and not in the set are
+   * withdrawn too.
+   * @throws Error naming `vips[i].<field>` when an entry is malformed
+   *   (not IPv4, bad community); nothing of that call is applied then
+   */
+  setDesired(vips: AnnouncedVip[]): Promise<void>;
+  /** A JSON-serialisable snapshot of sessions, announced VIPs and counters. */
+  status(): unknown;
+  /** Withdraw everything this announcer announced and release its resources. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,295 @@
+/**
+ * BGP end to end: the BgpAnnouncer with a real gobgpd in a "node" network
+ * namespace, peering over a veth with BIRD 2 in a "router" namespace.
+ *
+ *   xlb-bgpr-SFX (BIRD, AS 64512)  198.18.200.1/30 ── veth ── 198.18.200.2/30  xlb-bgpn-SFX (gobgpd, AS 64513)
+ *
+ * gobgpd runs through `ip netns exec` and serves its API on a unix socket,
+ * which the test process (root namespace) reaches through the filesystem.
+ * BIRD gets short error/connect timers so that it reconnects within a second
+ * or two after gobgpd is killed (its defaults wait 60 s after an error).
+ *
+ * Needs root, gobgpd, bird2 (bird, birdc) and golang-github-osrg-gobgp-dev.
+ */
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BgpAnnouncer, type BgpStatus } from '../../src/bgp/announcer.js';
+import { parseBgpConfig } from '../../src/bgp/config.js';
+import { DEFAULT_PROTO_DIR, GobgpClient } from '../../src/bgp/client.js';
+import { GobgpdSupervisor } from '../../src/bgp/gobgpd.js';
+import { waitFor } from '../../src/util/wait.js';
+
+const SFX = randomBytes(3).toString('hex');
+const NODE_NS = `xlb-bgpn-${SFX}`;
+const ROUTER_NS = `xlb-bgpr-${SFX}`;
+const NODE_IF = `xbn-${SFX}`;
+const ROUTER_IF = `xbr-${SFX}`;
+const ROUTER_ADDR = '198.18.200.1';
+const NODE_ADDR = '198.18.200.2';
+const VIP = '192.0.2.50';
+
+function have(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const skip =
+  process.getuid?.() !== 0
+    ? 'needs root (network namespaces)'
+    : !have('gobgpd') || !have('bird') || !have('birdc')
+      ? 'needs gobgpd and bird2'
+      : !fs.existsSync(`${DEFAULT_PROTO_DIR}/gobgp.proto`)
+        ? 'needs golang-github-osrg-gobgp-dev (the gobgp API protos)'
+        : false;
+
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+
+let dir = '';
+let bird: ChildProcess | undefined;
+const announcers: BgpAnnouncer[] = [];
+const supervisors: GobgpdSupervisor[] = [];
+
+/** birdc's output; birdc exits non-zero for answers such as "Network not found", so the status is not an error here. */
+function birdc(...args: string[]): string {
+  const r = spawnSync('birdc', ['-s', path.join(dir, 'bird.ctl'), ...args], { encoding: 'utf8' });
+  if (r.error) throw r.error;
+  return r.stdout + r.stderr;
+}
+
+/**
+ * BIRD's view of a route (`show route PREFIX all`), or '' when it has none.
+ * @throws Error with birdc's output when it answered neither
+ */
+function birdRoute(prefix: string): string {
+  const out = birdc('show', 'route', prefix, 'all');
+  if (out.includes('Network not found')) return '';
+  if (out.includes(prefix)) return out;
+  throw new Error(`unexpected birdc output: ${out}`);
+}
+
+function birdEstablished(): boolean {
+  return /node1\s+BGP\s+\S+\s+up\s+\S+\s+Established/.test(birdc('show', 'protocols', 'node1'));
+}
+
+function bgpSection(over: Record<string, unknown> = {}, gobgpd: Record<string, unknown> = {}) {
+  return parseBgpConfig({
+    asn: 64513,
+    nodeAddress: NODE_ADDR,
+    communities: ['65000:100'],
+    largeCommunities: ['64513:1:2'],
+    neighbors: [{ address: ROUTER_ADDR, asn: 64512, holdTime: 9, keepaliveTime: 3, communities: ['65000:300'] }],
+    gobgpd: { apiSocket: path.join(dir, 'gobgpd.sock'), ...gobgpd },
+    ...over,
+  });
+}
+
+async function startAnnouncer(cfg: ReturnType<typeof parseBgpConfig>): Promise<BgpAnnouncer> {
+  const a = await BgpAnnouncer.start(cfg, { commandPrefix: ['ip', 'netns', 'exec', NODE_NS], resyncIntervalMs: 1000 });
+  announcers.push(a);
+  return a;
+}
+
+const ms = (t0: number) => Math.round(performance.now() - t0);
+
+describe('BGP announcer with gobgpd and BIRD', { skip }, () => {
+  let a: BgpAnnouncer;
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), `xlb-bgp-${SFX}-`));
+    sh('ip', ['netns', 'add', NODE_NS]);
+    sh('ip', ['netns', 'add', ROUTER_NS]);
+    sh('ip', ['link', 'add', NODE_IF, 'netns', NODE_NS, 'type', 'veth', 'peer', 'name', ROUTER_IF, 'netns', ROUTER_NS]);
+    sh('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_ADDR}/30`, 'dev', NODE_IF]);
+    sh('ip', ['-n', ROUTER_NS, 'addr', 'add', `${ROUTER_ADDR}/30`, 'dev', ROUTER_IF]);
+    for (const [ns, ifn] of [[NODE_NS, NODE_IF], [ROUTER_NS, ROUTER_IF]]) {
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      sh('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
+    }
+    fs.writeFileSync(
+      path.join(dir, 'bird.conf'),
+      `router id ${ROUTER_ADDR};
+protocol device {}
+protocol kernel { ipv4 { export all; }; merge paths on; }
+protocol bgp node1 {
+  local ${ROUTER_ADDR} as 64512;
+  neighbor ${NODE_ADDR} as 64513;
+  # Reconnect fast after gobgpd dies (defaults: 5 s connect delay, 60..300 s after an error).
+  connect delay time 1;
+  connect retry time 2;
+  error wait time 1, 2;
+  ipv4 { import all; export none; };
+}
+`,
+    );
+    bird = spawn('ip', ['netns', 'exec', ROUTER_NS, 'bird', '-f', '-c', path.join(dir, 'bird.conf'), '-s', path.join(dir, 'bird.ctl'), '-P', path.join(dir, 'bird.pid')], {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    await waitFor(() => fs.existsSync(path.join(dir, 'bird.ctl')) && birdc('show', 'status').includes('Daemon is up'), 5000, 'BIRD to start');
+  });
+
+  after(async () => {
+    for (const x of announcers) await x.stop().catch(() => {});
+    for (const s of supervisors) await s.stop().catch(() => {});
+    if (bird?.exitCode === null) {
+      const exited = new Promise((r) => bird!.once('exit', r));
+      bird.kill('SIGTERM');
+      await exited;
+    }
+    for (const ns of [NODE_NS, ROUTER_NS]) {
+      try {
+        sh('ip', ['netns', 'del', ns]);
+      } catch {
+        // not created
+      }
+    }
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('the session from the node to BIRD reaches Established', async () => {
+    // Listening on 179 too: BIRD connects at once, gobgp itself waits 5..10 s before its first connect.
+    a = await startAnnouncer(bgpSection({ listenPort: 179 }));
+    const t0 = performance.now();
+    await waitFor(() => a.status().peers[0].state === 'established' && birdEstablished(), 20_000, 'BGP session Established');
+    console.log(`# session Established after ${ms(t0)} ms`);
+    const p = a.status().peers[0];
+    assert.equal(p.address, ROUTER_ADDR);
+    assert.ok(p.uptimeSeconds !== undefined && p.uptimeSeconds >= 0);
+  });
+
+  it('a desired VIP appears in BIRD with the node as next hop and all configured communities', async () => {
+    const t0 = performance.now();
+    await a.setDesired([{ vip: VIP, service: 'default/web', communities: ['65000:200'], largeCommunities: ['64513:7:8'] }]);
+    let route = '';
+    await waitFor(() => (route = birdRoute(`${VIP}/32`)) !== '', 5000, `${VIP}/32 in BIRD`);
+    console.log(`# announce: ${ms(t0)} ms from setDesired to the route in BIRD`);
+    assert.match(route, new RegExp(`via ${NODE_ADDR.replace(/\./g, '\\.')} on ${ROUTER_IF}`));
+    assert.match(route, new RegExp(`BGP\\.next_hop: ${NODE_ADDR.replace(/\./g, '\\.')}`));
+    assert.match(route, /BGP\.origin: IGP/);
+    // global, per-VIP and per-neighbor (export policy) communities
+    assert.match(route, /BGP\.community: \(65000,100\) \(65000,200\) \(65000,300\)/);
+    assert.match(route, /BGP\.large_community: \(64513, 1, 2\) \(64513, 7, 8\)/);
+    await waitFor(() => a.status().peers[0].prefixes.advertised === 1, 3000, 'status to count the advertised prefix');
+    const s = a.status();
+    assert.deepEqual(s.announced, [
+      { vip: VIP, service: 'default/web', nextHop: NODE_ADDR, communities: ['65000:100', '65000:200'], largeCommunities: ['64513:1:2', '64513:7:8'] },
+    ]);
+    assert.deepEqual(s.pending, []);
+  });
+
+  it('setDesired rejects a malformed entry by its index and keeps the previous set', async () => {
+    await assert.rejects(a.setDesired([{ vip: VIP, service: 'default/web' }, { vip: '192.0.2.300', service: 'default/bad' }]), /^Error: vips\[1\]\.vip: "192\.0\.2\.300" is not an IPv4 address/);
+    await assert.rejects(a.setDesired([{ vip: VIP, service: 'default/web', communities: ['65000:70000'] }]), /^Error: vips\[0\]\.communities\[0\]: /);
+    assert.deepEqual(a.status().announced.map((x) => x.communities), [['65000:100', '65000:200']]);
+    assert.notEqual(birdRoute(`${VIP}/32`), '');
+  });
+
+  it('setDesired([]) withdraws the VIP from BIRD within 5 s', async () => {
+    const t0 = performance.now();
+    await a.setDesired([]);
+    await waitFor(() => birdRoute(`${VIP}/32`) === '', 5000, `${VIP}/32 withdrawn from BIRD`);
+    console.log(`# withdraw: ${ms(t0)} ms from setDesired([]) to the route gone from BIRD`);
+    assert.deepEqual(a.status().announced, []);
+  });
+
+  it('gobgpd killed with SIGKILL is restarted and the VIP is back in BIRD within 10 s', async () => {
+    await a.setDesired([{ vip: VIP, service: 'default/web' }]);
+    await waitFor(() => birdRoute(`${VIP}/32`) !== '', 5000, `${VIP}/32 in BIRD before the kill`);
+    const before = a.status();
+    const pid = before.gobgpd.pid!;
+    assert.ok(pid > 0);
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => birdRoute(`${VIP}/32`) === '', 5000, 'BIRD to drop the route of the dead session');
+    const tDown = ms(t0);
+    let tRestarted = 0;
+    let tResynced = 0;
+    await waitFor(
+      () => {
+        const s = a.status();
+        if (!tRestarted && s.gobgpd.pid && s.gobgpd.pid !== pid) tRestarted = ms(t0);
+        if (tRestarted && !tResynced && s.counters.bgpStarts > before.counters.bgpStarts && s.pending.length === 0) tResynced = ms(t0);
+        return birdRoute(`${VIP}/32`) !== '';
+      },
+      10_000,
+      `${VIP}/32 back in BIRD after gobgpd was killed`,
+    );
+    console.log(`# restart: route gone from BIRD ${tDown} ms, gobgpd respawned ${tRestarted} ms, StartBgp+peers+paths redone ${tResynced || 'n/a'} ms, route back in BIRD ${ms(t0)} ms after SIGKILL`);
+    const s = a.status();
+    assert.equal(s.gobgpd.restarts, before.gobgpd.restarts + 1);
+    assert.equal(s.gobgpd.lastExit?.signal, 'SIGKILL');
+    assert.ok(tResynced > 0 && tResynced < 5000, `resync took ${tResynced} ms`);
+    assert.equal(s.peers[0].flaps, 1);
+    assert.equal(s.counters.peerFlaps, 1);
+    assert.deepEqual(s.announced.map((x) => x.vip), [VIP]);
+  });
+
+  it('stop() closes the session and BIRD drops the VIP', async () => {
+    const t0 = performance.now();
+    await a.stop();
+    await waitFor(() => birdRoute(`${VIP}/32`) === '' && !birdEstablished(), 5000, 'BIRD to drop the route after stop()');
+    console.log(`# stop: route gone from BIRD ${ms(t0)} ms after stop()`);
+    assert.ok(!fs.existsSync(path.join(dir, 'gobgpd.sock')), 'the API socket is removed');
+  });
+
+  it('paths a previous agent left in an external gobgpd are withdrawn, the desired ones added', async () => {
+    const sock = path.join(dir, 'gobgpd-ext.sock');
+    const sup = new GobgpdSupervisor({ apiSocket: sock, commandPrefix: ['ip', 'netns', 'exec', NODE_NS] });
+    supervisors.push(sup);
+    await sup.start();
+    const c = new GobgpClient(sup.target);
+    try {
+      await waitFor(async () => (await c.getBgp(), true), 5000, 'the external gobgpd API');
+      // What an earlier agent left: the instance, a stale VIP, a neighbor that is no longer configured.
+      await c.startBgp({ asn: 64513, routerId: NODE_ADDR, listenPort: -1 });
+      await c.addPath({ vip: '192.0.2.99', nextHop: NODE_ADDR, communities: [], largeCommunities: [] });
+      await c.addPeer({ address: '198.18.201.1', asn: 64999 });
+      const ext = await startAnnouncer(bgpSection({}, { apiSocket: undefined, external: `unix://${sock}` }));
+      await ext.setDesired([{ vip: VIP, service: 'default/web' }]);
+      await waitFor(
+        async () => {
+          const paths = (await c.listPaths()).filter((p) => !p.fromPeer).map((p) => p.vip);
+          return paths.length === 1 && paths[0] === VIP;
+        },
+        5000,
+        `gobgpd to hold exactly ${VIP}`,
+      );
+      assert.deepEqual((await c.listPeers()).map((p) => p.address), [ROUTER_ADDR]);
+      assert.equal(ext.status().counters.bgpStarts, 0, 'the running instance was kept');
+      await ext.stop();
+      assert.deepEqual((await c.listPaths()).filter((p) => !p.fromPeer), [], 'stop() withdraws from an external gobgpd');
+    } finally {
+      c.close();
+      await sup.stop();
+    }
+  });
+
+  it('a neighbor configured with the wrong ASN never reaches Established and status() says why', async () => {
+    // Default listenPort -1: gobgp connects out (after its 5..10 s connect-retry wait).
+    const bad = await startAnnouncer(bgpSection({ neighbors: [{ address: ROUTER_ADDR, asn: 64599 }] }));
+    const t0 = performance.now();
+    const states = new Set<string>();
+    let st: BgpStatus = bad.status();
+    await waitFor(
+      () => {
+        st = bad.status();
+        states.add(st.peers[0].state);
+        return st.peers[0].lastError !== undefined && st.peers[0].notifications.sent > 0;
+      },
+      25_000,
+      'the session error in status()',
+    );
+    console.log(`# wrong ASN: error reported after ${ms(t0)} ms: ${st.peers[0].lastError?.message}`);
+    assert.match(st.peers[0].lastError!.message, /NOTIFICATION.*as number mismatch expected 64599, received 64512/);
+    assert.ok(!states.has('established'), `states seen: ${[...states].join(', ')}`);
+    assert.ok(!birdEstablished());
+    await bad.stop();
+  });
+});
