@@ -39,6 +39,8 @@ export class Agent implements AgentView {
   private syncing = false;
   private retryTimer?: NodeJS.Timeout;
   private failures = 0;
+  /** The last failure to read the source (e.g. a manifests file that does not parse), until the next good snapshot. */
+  private sourceError?: InputIssue;
   private neighbors?: NeighborManager;
   private neighborsBusy = false;
   private neighborsAgain = false;
@@ -99,7 +101,12 @@ export class Agent implements AgentView {
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
       if (!config.source.file) throw new Error('source: only source.file is supported by this agent so far');
-      agent.source = new FileSource(config.source.file.path, log);
+      const file = config.source.file.path;
+      agent.source = new FileSource(file, log, {
+        onError: (err) => {
+          agent.sourceError = { object: `file ${file}`, field: err.line ? `line ${err.line}` : '(file)', message: `${err.message}; the last good state stays programmed` };
+        },
+      });
       await agent.source.start((snap) => agent.onSnapshot(snap.state, snap.issues));
     } catch (e) {
       await agent.stop();
@@ -109,6 +116,7 @@ export class Agent implements AgentView {
   }
 
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
+    this.sourceError = undefined;
     this.pending = { state, issues };
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
@@ -190,8 +198,8 @@ export class Agent implements AgentView {
   services() {
     return this.controller.services();
   }
-  issues() {
-    return this.controller.issues();
+  issues(): InputIssue[] {
+    return this.sourceError ? [this.sourceError, ...this.controller.issues()] : this.controller.issues();
   }
   datapath() {
     const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));

@@ -100,10 +100,15 @@ function save(st: LabState): void {
   fs.writeFileSync(stateFile(st.stateDir), JSON.stringify(st, null, 2));
 }
 
-/** Start a detached process inside `ns`; its output goes to `log`. */
+/**
+ * Start a detached process inside network namespace `ns`; its output goes to
+ * `log`. nsenter (not `ip netns exec`) so that the process keeps the host's
+ * mounts: `ip netns exec` remounts /sys, which hides /sys/fs/bpf and would
+ * put an agent's pins in a private bpffs that `lab down` cannot see.
+ */
 function spawnIn(ns: string, argv: string[], log: string): number {
   const fd = fs.openSync(log, 'a');
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: repo });
+  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: repo });
   fs.closeSync(fd);
   child.unref();
   if (!child.pid) throw new Error(`could not start ${argv.join(' ')} in ${ns}`);

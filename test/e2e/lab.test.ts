@@ -1,0 +1,218 @@
+/**
+ * End to end in the lab: real namespaces, real agents with XDP and tc
+ * attached, real HTTP and UDP from the client through the router to VIPs.
+ * One lab for the whole file (bringing one up takes seconds), torn down in
+ * `after` whatever happens.
+ *
+ * Run as root: node --import tsx --test test/e2e/lab.test.ts
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { labDown, labExec, labUp, type LabStatus } from '../../src/lab/index.js';
+import { clientTraffic } from '../../src/demo/demo.js';
+import { editEndpoints } from '../../src/demo/manifests.js';
+import { apiGet } from '../../src/cli/client.js';
+import { waitFor } from '../../src/util/wait.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const stateDir = `/run/xlb-test-${randomBytes(3).toString('hex')}`;
+let lab: LabStatus;
+
+const podIp = (name: string) => lab.pods.find((p) => p.name === name)!.ip;
+const podName = (ip: string) => lab.pods.find((p) => p.ip === ip)?.name;
+const svc = (name: string, protocol = 'TCP') => lab.services.find((s) => s.name === name && s.protocol === protocol)!;
+
+async function curl(url: string, extra: string[] = []): Promise<string> {
+  return labExec(lab.client, ['curl', '-s', '-m', '3', ...extra, url]);
+}
+
+/** Web's backends (pod IPs) as each agent reports them, once all agree. */
+async function webBackends(): Promise<string[][]> {
+  return Promise.all(
+    lab.nodes.map(async (n) => {
+      const r = (await apiGet(n.api, '/v1/services/default/web')) as { ports: Array<{ backends: Array<{ addr: string; inTable: boolean }> }> };
+      return r.ports[0].backends.filter((b) => b.inTable).map((b) => b.addr).sort();
+    }),
+  );
+}
+
+before(async () => {
+  lab = await labUp({ nodes: 2, podsPerNode: 3, stateDir });
+});
+
+after(async () => {
+  await labDown(stateDir);
+});
+
+describe('traffic through xlb', () => {
+  test('HTTP to a LoadBalancer VIP reaches every backend close to its Maglev share', async () => {
+    const web = svc('web');
+    const [r] = await clientTraffic(lab, ['http', '--url', `http://${web.vip}/`, '--count', '400']);
+    assert.equal(r.errors, 0);
+    const counts = r.byBackend as Record<string, number>;
+    const backends = web.backends.map((b) => podName(b.split(':')[0])!);
+    assert.deepEqual(Object.keys(counts).sort(), [...backends].sort(), 'only and all of web’s backends answer');
+    const shares = (await apiGet(lab.nodes[0].api, '/v1/services/default/web')) as { ports: Array<{ backends: Array<{ addr: string; share: number }> }> };
+    for (const b of shares.ports[0].backends) {
+      const expected = 400 * b.share;
+      const got = counts[podName(b.addr)!];
+      assert.ok(Math.abs(got - expected) <= 0.45 * expected, `${b.addr}: ${got} requests, Maglev share predicts ${expected.toFixed(0)}`);
+    }
+  });
+
+  test('UDP datagrams to a UDP VIP are answered by every backend', async () => {
+    const dns = svc('dns-echo', 'UDP');
+    const [r] = await clientTraffic(lab, ['udp', '--to', `${dns.vip}:${dns.port}`, '--count', '120']);
+    assert.equal(r.errors, 0, 'no datagram lost');
+    assert.equal(Object.keys(r.byBackend as object).length, 4);
+  });
+
+  test('a TCP and a UDP service on the same VIP and port each reach their own servers', async () => {
+    const body = await curl('http://192.0.2.12:7000/');
+    assert.match(body, /^n\dp\d /, 'HTTP answered by a pod');
+    const udp = await labExec(lab.client, ['sh', '-c', 'echo ping | socat -t2 - UDP:192.0.2.12:7000']);
+    assert.match(udp.trim(), /^n\dp\d$/, 'UDP echo answered by a pod');
+  });
+
+  test('a NodePort answers on every node IP', async () => {
+    for (const n of lab.nodes) assert.match(await curl(`http://${n.ip}:30080/`), /^n\dp\d /, `NodePort on ${n.name}`);
+  });
+
+  test('local backends see the client address; remote ones see the node IP and a SNAT port', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 24; i++) {
+      const [pod, addr] = (await curl('http://192.0.2.10/')).trim().split(' ');
+      const [ip, port] = addr.split(':');
+      assert.ok(pod && ip, `response ${pod} ${addr}`);
+      if (ip === '198.18.1.2') seen.add('client');
+      else {
+        assert.ok(lab.nodes.some((n) => n.ip === ip), `${pod} saw ${addr}: neither the client nor a node`);
+        assert.ok(Number(port) >= 61000 && Number(port) <= 65535, `SNAT port ${port} in the configured range`);
+        seen.add('snat');
+      }
+    }
+    assert.deepEqual([...seen].sort(), ['client', 'snat'], 'both paths were exercised');
+  });
+
+  test('every node predicts the same backend for a flow, and that backend serves it', async () => {
+    for (let i = 0; i < 8; i++) {
+      const sport = 45000 + i;
+      const flow = `198.18.1.2:${sport},192.0.2.10:80,tcp`;
+      const predictions = await Promise.all(
+        lab.nodes.map(async (n) => ((await apiGet(n.api, `/v1/services/default/web/flow?flow=${flow}`)) as { backend: { addr: string } }).backend.addr),
+      );
+      assert.equal(new Set(predictions).size, 1, `nodes disagree for ${flow}: ${predictions.join(' ')}`);
+      const pod = (await curl('http://192.0.2.10/', ['--local-port', String(sport)])).split(' ')[0];
+      assert.equal(podIp(pod), predictions[0], `flow ${flow} served by ${pod}`);
+    }
+  });
+
+  test('traffic that is not for a service passes: ping to nodes, pod to pod across nodes', async () => {
+    for (const n of lab.nodes) await labExec(lab.client, ['ping', '-c', '1', '-W', '2', n.ip]);
+    const out = await labExec(lab.nodes[0].netns, ['curl', '-s', '-m', '3', `http://${podIp('n2p1')}:8080/`]);
+    assert.match(out, /^n2p1 /);
+  });
+
+  test('metrics count the packets of each service', async () => {
+    const text = (await apiGet(lab.nodes[0].api, '/metrics')) as string;
+    const line = text.split('\n').find((l) => l.startsWith('xlb_service_packets_total{') && l.includes('name="web"'));
+    assert.ok(line && Number(line.split(' ').pop()) > 0, line ?? 'no xlb_service_packets_total for web');
+    assert.match(text, /xlb_sync_duration_seconds_count \d+/);
+  });
+});
+
+describe('changes while traffic flows', () => {
+  test('keep-alive connections keep their backends while one is added and another removed; the removed one gets no new flows', async () => {
+    const web = svc('web');
+    const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', path.join(repo, 'src/demo/traffic.ts'), 'keepalive', '--url', `http://${web.vip}/`, '--connections', '16'], {
+      cwd: repo,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    const rounds: Array<{ pods: string[]; localPorts: number[] }> = [];
+    let buf = '';
+    child.stdout.on('data', (c) => {
+      buf += c;
+      for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) rounds.push(JSON.parse(buf.slice(0, i)));
+    });
+    try {
+      await waitFor(() => rounds.length >= 1, 15000, 'keep-alive connections');
+      const first = rounds[0];
+      assert.ok(first.pods.every((p) => /^n\dp\d$/.test(p)), first.pods.join(' '));
+      const removedPod = first.pods[0];
+      editEndpoints(lab.manifests, 'default', 'web', { remove: [podIp(removedPod)], add: [{ ip: podIp('n1p3'), nodeName: 'node1', pod: 'n1p3' }] });
+      await waitFor(
+        async () => (await webBackends()).every((b) => b.includes(podIp('n1p3')) && !b.includes(podIp(removedPod))),
+        3000,
+        'both agents to program the new backend set',
+      );
+      child.stdin.write('again\n');
+      await waitFor(() => rounds.length >= 2, 15000, 'second round on the same connections');
+      const second = rounds[1];
+      for (let i = 0; i < first.pods.length; i++) {
+        if (first.pods[i] === removedPod) continue;
+        assert.equal(second.pods[i], first.pods[i], `connection ${i} moved from ${first.pods[i]} to ${second.pods[i]}`);
+        assert.equal(second.localPorts[i], first.localPorts[i], `connection ${i} was re-opened`);
+      }
+      const [r] = await clientTraffic(lab, ['http', '--url', `http://${web.vip}/`, '--count', '200']);
+      const counts = r.byBackend as Record<string, number>;
+      assert.equal(counts[removedPod] ?? 0, 0, `removed backend ${removedPod} still got new flows`);
+      assert.ok((counts.n1p3 ?? 0) > 0, 'the added backend takes new flows');
+    } finally {
+      child.stdin.end();
+      child.kill();
+    }
+  });
+
+  test('invalid objects are reported by object and field, skipped, and the rest stays programmed', async () => {
+    const good = fs.readFileSync(lab.manifests, 'utf8');
+    const bad = `${good}---\napiVersion: v1\nkind: Service\nmetadata: {name: broken, namespace: default}\nspec:\n  type: LoadBalancer\n  ports: [{port: 70000, targetPort: 8080}]\n`;
+    fs.writeFileSync(`${lab.manifests}.tmp`, bad);
+    fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
+    await waitFor(
+      async () => {
+        const r = (await apiGet(lab.nodes[0].api, '/v1/issues')) as { issues: Array<{ object: string; field: string }> };
+        return r.issues.some((i) => i.object === 'Service default/broken' && i.field === 'spec.ports[0].port');
+      },
+      3000,
+      'the issue naming Service default/broken spec.ports[0].port',
+    );
+    assert.match(await curl('http://192.0.2.10/'), /^n\dp\d /, 'web still served');
+    // A file that does not parse at all: the last good state stays programmed.
+    fs.writeFileSync(`${lab.manifests}.tmp`, `${good}\n  : : not yaml [\n`);
+    fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
+    await waitFor(
+      async () => ((await apiGet(lab.nodes[0].api, '/v1/issues')) as { issues: Array<{ object: string }> }).issues.some((i) => i.object.startsWith('file ')),
+      3000,
+      'the agent to report the file that does not parse',
+    );
+    assert.match(await curl('http://192.0.2.10/'), /^n\dp\d /, 'web still served after a broken file');
+    for (const n of lab.nodes) assert.equal(((await apiGet(n.api, '/readyz')) as { status: string }).status, 'ready');
+    fs.writeFileSync(`${lab.manifests}.tmp`, good);
+    fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
+  });
+
+  test('SIGTERM detaches XDP and tc and removes the pins', async () => {
+    const n = lab.nodes[1];
+    const pinDir = `/sys/fs/bpf/xlb/lab-${lab.suffix}-${n.name}`;
+    assert.ok(fs.existsSync(pinDir));
+    process.kill(n.agentPid!, 'SIGTERM');
+    await waitFor(() => {
+      try {
+        process.kill(n.agentPid!, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 10000, `agent on ${n.name} to exit`);
+    const link = await labExec(n.netns, ['ip', '-d', 'link', 'show', 'eth0']);
+    assert.doesNotMatch(link, /prog\/xdp/, 'no XDP program left on eth0');
+    const filters = await labExec(n.netns, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress']);
+    assert.equal(filters.trim(), '', 'no tc filter left on eth0 egress');
+    assert.ok(!fs.existsSync(pinDir), `${pinDir} removed`);
+  });
+});
