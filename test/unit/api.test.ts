@@ -1,0 +1,115 @@
+/**
+ * The agent's HTTP API through fastify.inject(), and the agent's start-up
+ * errors, against in-memory maps (no root needed).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { Agent } from '../../src/agent/agent.js';
+import { buildApi, listenOptions } from '../../src/api/server.js';
+import { parseConfig } from '../../src/config/load.js';
+import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
+import { waitFor } from '../../src/util/wait.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-api-'));
+const manifests = path.join(dir, 'services.yaml');
+let agent: Agent;
+
+function config(extra: Record<string, unknown> = {}) {
+  return parseConfig(
+    {
+      node: { name: 'node1', addresses: ['198.18.0.11'] },
+      interfaces: ['lo'],
+      source: { file: { path: manifests } },
+      api: { listen: `unix:${path.join(dir, 'api.sock')}` },
+      log: { level: 'silent' },
+      ...extra,
+    },
+    dir,
+  );
+}
+
+before(async () => {
+  fs.copyFileSync(path.join(root, 'examples/lab-services.yaml'), manifests);
+  agent = await Agent.start(config(), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() });
+  await waitFor(() => agent.ready(), 5000, 'first sync');
+});
+
+after(async () => {
+  await agent.stop();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('healthz and readyz report the agent state', async () => {
+  const app = buildApi(agent);
+  assert.equal((await app.inject('/healthz')).statusCode, 200);
+  const ready = await app.inject('/readyz');
+  assert.equal(ready.statusCode, 200);
+  assert.deepEqual(ready.json(), { status: 'ready' });
+});
+
+test('/v1/services lists every programmed service port', async () => {
+  const r = (await buildApi(agent).inject('/v1/services')).json() as { services: Array<{ namespace: string; name: string; protocol: string; readyBackends: number }> };
+  const names = r.services.map((s) => `${s.namespace}/${s.name}/${s.protocol}`).sort();
+  assert.deepEqual(names, ['default/dns-echo/UDP', 'default/mixed/TCP', 'default/mixed/UDP', 'default/web-nodeport/TCP', 'default/web/TCP']);
+  assert.ok(r.services.every((s) => s.readyBackends === 4));
+});
+
+test('/v1/services/:namespace/:name shows backends, table size and shares', async () => {
+  const r = (await buildApi(agent).inject('/v1/services/default/web')).json() as { ports: Array<{ tableSize: number; backends: Array<{ share: number; state: string; local: boolean }> }> };
+  assert.equal(r.ports.length, 1);
+  assert.equal(r.ports[0].tableSize, 509, 'smallest listed prime >= 100 x 4 backends');
+  assert.equal(r.ports[0].backends.filter((b) => b.local).length, 2);
+  assert.ok(r.ports[0].backends.every((b) => b.state === 'ready' && b.share > 0.2 && b.share < 0.3));
+});
+
+test('an unknown service is a 404 naming it', async () => {
+  const res = await buildApi(agent).inject('/v1/services/default/nope');
+  assert.equal(res.statusCode, 404);
+  assert.deepEqual(res.json(), { error: 'service_not_found', message: 'service default/nope is not programmed' });
+});
+
+test('flow prediction names a backend; a malformed flow is a 400 naming the part', async () => {
+  const app = buildApi(agent);
+  const ok = await app.inject('/v1/services/default/web/flow?flow=198.18.1.2:40000,192.0.2.10:80,tcp');
+  assert.equal(ok.statusCode, 200);
+  const body = ok.json() as { backend: { addr: string }; tableSize: number; slot: number };
+  assert.match(body.backend.addr, /^198\.19\.[12]\.1[12]$/);
+  assert.ok(body.slot < body.tableSize);
+  const bad = await app.inject('/v1/services/default/web/flow?flow=198.18.1.2:99999,192.0.2.10:80,tcp');
+  assert.equal(bad.statusCode, 400);
+  assert.match((bad.json() as { message: string }).message, /flow source: port must be 1\.\.65535/);
+  const proto = await app.inject('/v1/services/default/web/flow?flow=198.18.1.2:1,192.0.2.10:80,icmp');
+  assert.match((proto.json() as { message: string }).message, /flow protocol/);
+});
+
+test('/metrics exposes the agent metrics in the Prometheus format', async () => {
+  const res = await buildApi(agent).inject('/metrics');
+  assert.equal(res.statusCode, 200);
+  assert.match(res.body, /# HELP xlb_sync_duration_seconds /);
+  assert.match(res.body, /^xlb_services 5$/m);
+  assert.match(res.body, /^xlb_backends\{state="ready"\} 20$/m);
+});
+
+test('the API is read-only: writes are 404s', async () => {
+  const res = await buildApi(agent).inject({ method: 'POST', url: '/v1/services' });
+  assert.equal(res.statusCode, 404);
+});
+
+test('a missing interface is a start-up error naming it', async () => {
+  await assert.rejects(
+    Agent.start(config({ interfaces: ['xlb-missing0'] }), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() }),
+    /interfaces: interface xlb-missing0 does not exist/,
+  );
+});
+
+test('api.listen must be HOST:PORT or unix:/path', () => {
+  assert.deepEqual(listenOptions('127.0.0.1:9876'), { host: '127.0.0.1', port: 9876 });
+  assert.deepEqual(listenOptions('unix:/run/x.sock'), { path: '/run/x.sock' });
+  assert.throws(() => listenOptions('localhost'), /api\.listen/);
+});
