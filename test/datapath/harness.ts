@@ -9,6 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, BPF_F_INNER_MAP, ensureBpffs } from '../../src/datapath/bpf.js';
@@ -16,7 +17,7 @@ import { encode, decode, u32Key, enums, type StructValue } from '../../src/datap
 import { BpfLBMaps } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Paths of the built objects. */
 export const OBJ = {
   xdp: path.join(root, 'xdp/build/xlb_xdp.bpf.o'),
