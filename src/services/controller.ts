@@ -4,9 +4,9 @@
  * tables, diffs that against what it has applied, and writes only the
  * difference (kube-proxy's change-tracker-and-sync, Cilium's reconciler).
  *
- * Identity is stable: a service port keeps its service ID and a backend
- * (`IP:port/proto`) its backend ID for as long as they exist, so conntrack
- * entries stay valid across syncs and a table is rebuilt only when its
+ * Identity is stable: a service port keeps its service ID and each of its
+ * backends (`IP:port/proto` within that service port) its backend ID for as
+ * long as they exist, so conntrack entries stay valid across syncs and a table is rebuilt only when its
  * backend set changes. IDs are not reused until the allocator wraps, so a
  * flow pinned to a removed backend cannot land on a new one by accident.
  *
@@ -145,8 +145,12 @@ export class ServiceController {
       view.serviceId = serviceId;
       const inputs: Array<{ name: string; id: number; weight: number }> = [];
       for (const b of svc.backends) {
-        liveBackendNames.add(b.name);
-        const id = this.backendIds.idFor(b.name);
+        // A backend ID belongs to one service port: removing a backend from a
+        // service must invalidate that service's conntrack entries even when
+        // the same IP:port still serves another service.
+        const identity = `${svc.key}|${b.name}`;
+        liveBackendNames.add(identity);
+        const id = this.backendIds.idFor(identity);
         const value: BackendValue = {
           addr: b.addr,
           port: b.port,

@@ -42,10 +42,10 @@ test('the lab manifests program the expected frontends, backends and tables', ()
   assert.ok(dump.frontends.some((f) => f.startsWith('198.18.0.11:30080/6 ')));
   assert.ok(dump.frontends.some((f) => f.startsWith('192.0.2.12:7000/6 ')));
   assert.ok(dump.frontends.some((f) => f.startsWith('192.0.2.12:7000/17 ')));
-  // 4 pods × (8080/TCP, 5353/UDP): 8 backends; node1's pods are local.
-  assert.equal(dump.backends.length, 8);
-  assert.equal(dump.backends.filter((b) => b.includes('198.19.1.') && b.endsWith('flags 1')).length, 4);
-  assert.equal(dump.backends.filter((b) => b.includes('198.19.2.') && b.endsWith('flags 0')).length, 4);
+  // Backend IDs are per service port: 5 service ports × 4 pods; node1's pods are local.
+  assert.equal(dump.backends.length, 20);
+  assert.equal(dump.backends.filter((b) => b.includes('198.19.1.') && b.endsWith('flags 1')).length, 10);
+  assert.equal(dump.backends.filter((b) => b.includes('198.19.2.') && b.endsWith('flags 0')).length, 10);
   // 4 backends × 100 → the smallest listed prime ≥ 400.
   for (const size of Object.values(dump.tables)) assert.ok(size >= 400 && size < 1000, `table size ${size}`);
 });
@@ -65,7 +65,7 @@ test('removing one endpoint rewrites only the tables that used it and keeps ever
   const c = new ServiceController(maps, node1, sizing);
   c.sync(load());
   const idsBefore = new Map(c.services().map((s) => [s.key, s.serviceId]));
-  const backendIdsBefore = new Map(c.services().flatMap((s) => s.backends.map((b) => [`${b.addr}:${b.port}`, b.id])));
+  const backendIdsBefore = new Map(c.services().flatMap((s) => s.backends.map((b) => [`${s.key}|${b.addr}:${b.port}`, b.id])));
   const text = fs.readFileSync(examples, 'utf8');
   // Drop pod n2p2 (198.19.2.12) from web only.
   const state = load(text);
@@ -74,9 +74,10 @@ test('removing one endpoint rewrites only the tables that used it and keeps ever
   const r = c.sync(state);
   assert.equal(r.writes.tables, 1, 'only web has a new table');
   assert.equal(r.writes.frontends + r.writes.frontendDeletes, 0);
-  assert.equal(r.writes.backendDeletes, 0, '198.19.2.12:8080 still serves other services');
+  assert.equal(r.writes.backendDeletes, 1, 'web’s entry for 198.19.2.12:8080 goes, so its conntrack entries are re-picked');
+  assert.equal(r.writes.backends, 0);
   for (const s of c.services()) assert.equal(s.serviceId, idsBefore.get(s.key));
-  for (const s of c.services()) for (const b of s.backends) assert.equal(b.id, backendIdsBefore.get(`${b.addr}:${b.port}`));
+  for (const s of c.services()) for (const b of s.backends) assert.equal(b.id, backendIdsBefore.get(`${s.key}|${b.addr}:${b.port}`));
   const webView = c.services().find((s) => s.key.startsWith('default/web:'))!;
   assert.equal(webView.backends.length, 3);
   const total = webView.backends.reduce((s, b) => s + b.share, 0);
@@ -94,7 +95,7 @@ test('a deleted service releases its frontends, table and backends no one else u
   assert.ok(r.writes.tableDeletes >= 4);
   const dump = maps.dump();
   assert.equal(Object.keys(dump.tables).length, 1);
-  assert.equal(dump.backends.length, 4, 'only web’s 4 TCP backends remain');
+  assert.equal(dump.backends.length, 4, 'only web’s 4 backends remain');
   assert.ok(dump.frontends.every((f) => f.includes(':80/6') || f.includes(':31080/6')));
 });
 
