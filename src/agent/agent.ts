@@ -22,6 +22,8 @@ import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager } from '../datapath/neighbors.js';
+import { BgpAnnouncer, type BgpStatus } from '../bgp/announcer.js';
+import { announcedVips } from '../announce/desired.js';
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
 const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
@@ -44,6 +46,11 @@ export class Agent implements AgentView {
   private neighbors?: NeighborManager;
   private neighborsBusy = false;
   private neighborsAgain = false;
+  private bgpAnnouncer?: BgpAnnouncer;
+  /** Annotations the announcers could not use, from the last sync. */
+  private announceIssues: InputIssue[] = [];
+  /** The last snapshot programmed (announcers read annotations from it). */
+  private programmed?: ClusterState;
   /** Resolves after each completed sync (tests and benchmarks wait on it). */
   private syncWaiters: Array<() => void> = [];
   lastSyncAt = 0;
@@ -59,7 +66,8 @@ export class Agent implements AgentView {
     this.metrics = createMetrics({
       services: () => this.controller.services(),
       maps: () => this.lbmaps,
-      issueCount: () => this.controller.issues().length,
+      issueCount: () => this.issues().length,
+      bgp: config.bgp ? () => this.bgpAnnouncer?.status() : undefined,
     });
     this.registry = this.metrics.registry;
   }
@@ -100,6 +108,10 @@ export class Agent implements AgentView {
     try {
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
+      if (config.bgp) {
+        agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
+        log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
+      }
       if (!config.source.file) throw new Error('source: only source.file is supported by this agent so far');
       const file = config.source.file.path;
       agent.source = new FileSource(file, log, {
@@ -142,7 +154,9 @@ export class Agent implements AgentView {
         this.isReady = true;
         this.log.info('ready: first full sync programmed');
       }
+      this.programmed = snap.state;
       this.refreshNeighbors();
+      this.updateAnnouncements();
       const waiters = this.syncWaiters;
       this.syncWaiters = [];
       for (const w of waiters) w();
@@ -161,6 +175,18 @@ export class Agent implements AgentView {
       this.syncing = false;
     }
     if (this.pending && !this.retryTimer) setImmediate(() => this.drain());
+  }
+
+  /**
+   * Tell the announcers which VIPs this node announces now. Called after each
+   * successful sync, so a VIP is announced only once its service is
+   * programmed here. An announcer's refusal is logged; it keeps its last set.
+   */
+  private updateAnnouncements(): void {
+    if (!this.bgpAnnouncer || !this.programmed) return;
+    const { vips, issues } = announcedVips(this.controller.desiredServices(), this.programmed, { externalIPs: this.config.announce.externalIPs });
+    this.announceIssues = issues;
+    this.bgpAnnouncer.setDesired(vips).catch((e) => this.log.error({ err: (e as Error).message }, 'bgp: desired VIPs refused; the last set stays announced'));
   }
 
   /** Keep next hops of remote backends resolved (one refresh at a time, coalesced). */
@@ -199,7 +225,10 @@ export class Agent implements AgentView {
     return this.controller.services();
   }
   issues(): InputIssue[] {
-    return this.sourceError ? [this.sourceError, ...this.controller.issues()] : this.controller.issues();
+    return [...(this.sourceError ? [this.sourceError] : []), ...this.controller.issues(), ...this.announceIssues];
+  }
+  bgp(): BgpStatus | undefined {
+    return this.bgpAnnouncer?.status();
   }
   datapath() {
     const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));
@@ -223,13 +252,15 @@ export class Agent implements AgentView {
   }
 
   /**
-   * Stop: API first (readiness goes away), then the source, then detach the
+   * Stop: withdraw announcements first (routers stop sending here while the
+   * datapath still serves), then the source, the API, and detach the
    * datapath and remove its pins. Idempotent.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.bgpAnnouncer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed'));
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.neighbors?.stop();

@@ -6,7 +6,7 @@
  *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
- * /v1/datapath, /v1/issues. Errors are JSON `{ error, message }` with a code
+ * /v1/datapath, /v1/bgp, /v1/issues. Errors are JSON `{ error, message }` with a code
  * from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -29,6 +29,8 @@ export interface AgentView {
   /** Which backend a flow goes to for the service port `key` (undefined if the service has no table). */
   predict(key: string, flow: Flow): { backend: { id: number; addr: string; port: number } | null; hash: number; slot: number; tableSize: number } | undefined;
   registry: Registry;
+  /** The BGP announcer's status; undefined when BGP is not configured. */
+  bgp?(): unknown;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -91,6 +93,11 @@ export function buildApi(agent: AgentView): FastifyInstance {
     },
   );
   app.get('/v1/datapath', async () => agent.datapath());
+  app.get('/v1/bgp', async () => {
+    const st = agent.bgp?.();
+    if (st === undefined) throw new ApiError('bgp_disabled', 404, 'BGP is not configured on this agent (no bgp section in its configuration)');
+    return st;
+  });
   app.get('/v1/issues', async () => ({ issues: agent.issues() }));
   return app;
 }

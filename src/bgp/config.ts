@@ -21,9 +21,10 @@ import { z } from 'zod';
 import { parseCommunity, parseLargeCommunity } from './communities.js';
 
 /** An AS number: 1..4294967295 (4-octet AS numbers, RFC 6793; 0 is reserved, RFC 7607). */
-const asn = z.int().min(1).max(4294967295);
+const ASN_MSG = 'must be an AS number 1..4294967295 (RFC 6793; 0 is reserved, RFC 7607)';
+const asn = z.int({ error: ASN_MSG }).min(1, { error: ASN_MSG }).max(4294967295, { error: ASN_MSG });
 
-const ipv4 = z.ipv4();
+const ipv4 = z.ipv4({ error: 'must be an IPv4 address' });
 
 /** A standard community string, checked by {@link parseCommunity}. */
 const community = z.string().superRefine((s, ctx) => {
@@ -110,7 +111,7 @@ export const bgpConfigSchema = z
     communities: z.array(community).default([]),
     /** Large communities on every announced VIP (RFC 8092 `global:local1:local2`). */
     largeCommunities: z.array(largeCommunity).default([]),
-    neighbors: z.array(bgpNeighborSchema).min(1),
+    neighbors: z.array(bgpNeighborSchema).min(1, { error: 'must list at least one neighbor (a router to announce VIPs to)' }),
     gobgpd: gobgpdSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
@@ -121,6 +122,7 @@ export const bgpConfigSchema = z
         ctx.addIssue({
           code: 'custom',
           path: ['neighbors', i, 'address'],
+          input: n.address,
           message: `duplicate neighbor ${n.address} (also bgp.neighbors[${first}].address)`,
         });
       } else seen.set(n.address, i);

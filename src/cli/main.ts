@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
+import type { BgpStatus } from '../bgp/announcer.js';
 
 const program = new Command();
 program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
@@ -129,6 +130,47 @@ program
     }
   });
 
+const bgp = program.command('bgp').description("the node's BGP announcer: sessions with routers and announced VIPs");
+bgp
+  .command('peers')
+  .description('BGP sessions: state, uptime, prefixes received and sent, last error')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { api: string; json?: boolean }) => {
+    const r = (await apiGet(opts.api, '/v1/bgp')) as BgpStatus;
+    if (opts.json) return console.log(JSON.stringify(r.peers, null, 2));
+    console.log(`AS ${r.asn}, router ID ${r.routerId}, gobgpd ${r.gobgpd.target}${r.gobgpd.pid ? ` (pid ${r.gobgpd.pid})` : ''}, restarts ${r.gobgpd.restarts}`);
+    printTable(
+      r.peers.map((p) => ({
+        peer: p.address,
+        asn: p.asn,
+        state: p.state,
+        uptime: p.uptimeSeconds === undefined ? '' : `${p.uptimeSeconds}s`,
+        received: p.prefixes.received,
+        sent: p.prefixes.advertised,
+        flaps: p.flaps,
+        lastError: p.lastError?.message ?? '',
+      })),
+      ['peer', 'asn', 'state', 'uptime', 'received', 'sent', 'flaps', 'lastError'],
+    );
+  });
+bgp
+  .command('routes')
+  .description('VIPs this node announces (and those still pending)')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { api: string; json?: boolean }) => {
+    const r = (await apiGet(opts.api, '/v1/bgp')) as BgpStatus;
+    if (opts.json) return console.log(JSON.stringify({ announced: r.announced, pending: r.pending }, null, 2));
+    printTable(
+      [
+        ...r.announced.map((a) => ({ prefix: `${a.vip}/32`, nextHop: a.nextHop, service: a.service, communities: [...a.communities, ...a.largeCommunities].join(' '), state: 'announced' })),
+        ...r.pending.map((v) => ({ prefix: `${v}/32`, nextHop: '', service: '', communities: '', state: 'pending' })),
+      ],
+      ['prefix', 'nextHop', 'service', 'communities', 'state'],
+    );
+  });
+
 const lab = program.command('lab').description('a lab of network namespaces: client, router, nodes with pods, one agent per node');
 lab
   .command('up')
@@ -136,10 +178,11 @@ lab
   .option('--manifests <file>', 'Kubernetes manifests for the agents (default examples/lab-services.yaml)')
   .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
   .option('--no-agents', 'wire the namespaces only')
+  .addOption(new Option('--announce <mode>', 'how the router learns VIPs: BGP from the agents to BIRD, or static routes').choices(['bgp', 'static']).default('bgp'))
   .option('--json', 'print the status as JSON')
-  .action(async (opts: { nodes: number; manifests?: string; stateDir: string; agents: boolean; json?: boolean }) => {
+  .action(async (opts: { nodes: number; manifests?: string; stateDir: string; agents: boolean; announce: 'bgp' | 'static'; json?: boolean }) => {
     const { labUp } = await import('../lab/index.js');
-    const st = await labUp({ nodes: opts.nodes, manifests: opts.manifests, stateDir: opts.stateDir, agents: opts.agents });
+    const st = await labUp({ nodes: opts.nodes, manifests: opts.manifests, stateDir: opts.stateDir, agents: opts.agents, announce: opts.announce });
     console.log(opts.json ? JSON.stringify(st, null, 2) : `lab up: ${st.nodes.length} nodes, client ${st.client}, state ${opts.stateDir}`);
   });
 lab
@@ -150,7 +193,7 @@ lab
     const { labStatus } = await import('../lab/index.js');
     const st = await labStatus(opts.stateDir);
     if (opts.json) return console.log(JSON.stringify(st, null, 2));
-    console.log(`client ${st.client}   router ${st.router}   manifests ${st.manifests}`);
+    console.log(`client ${st.client}   router ${st.router} (${st.announce === 'bgp' ? `BIRD, birdc -s ${st.routerBirdSocket}` : 'static routes'})   manifests ${st.manifests}`);
     printTable(st.nodes as unknown as Array<Record<string, unknown>>, ['name', 'netns', 'ip', 'mac', 'agentPid', 'api']);
     printTable(
       st.services.map((s) => ({ ...s, service: `${s.namespace}/${s.name}`, frontend: `${s.vip}:${s.port}/${s.protocol}`, backends: s.backends.join(' ') })),

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { MAGLEV_TABLE_SIZES, DEFAULT_BACKEND_MULTIPLIER } from '../maglev/index.js';
 import { isIPv4 } from '../util/ip.js';
+import { bgpConfigSchema } from '../bgp/config.js';
 
 /** Message for a missing key, else `msg`: zod reports both through the same check. */
 const need =
@@ -110,6 +111,10 @@ const source = obj({
  *   1024..16777216, default 131072.
  * - `api.listen`: `HOST:PORT` or `unix:PATH`, default `127.0.0.1:9876`.
  * - `log.level`: a pino level, default `info`.
+ * - `bgp`: announce VIPs over BGP through gobgpd (src/bgp/config.ts has
+ *   every key); left out: no BGP.
+ * - `announce.externalIPs`: announce `spec.externalIPs` as well as
+ *   LoadBalancer VIPs (default false).
  */
 export const ConfigSchema = obj({
   node: obj({
@@ -141,6 +146,10 @@ export const ConfigSchema = obj({
   }).prefault({}),
   api: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),
+  }).prefault({}),
+  bgp: bgpConfigSchema.optional(),
+  announce: obj({
+    externalIPs: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(false),
   }).prefault({}),
   log: obj({
     level: check<(typeof LOG_LEVELS)[number]>((v) => LOG_LEVELS.includes(v as never), `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),

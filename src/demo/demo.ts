@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { labDown, labUp, type LabStatus } from '../lab/index.js';
+import { labDown, labRoutes, labUp, type LabStatus } from '../lab/index.js';
 import { apiGet } from '../cli/client.js';
 import { editEndpoints } from './manifests.js';
 import { waitFor } from '../util/wait.js';
@@ -78,6 +78,13 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const lab = await labUp({ nodes: opts.nodes, podsPerNode: 3, stateDir, agents: true });
   try {
     console.log(`lab up: client ${lab.client}, router ${lab.router}, nodes ${lab.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}`);
+    if (lab.routerBirdSocket) {
+      console.log(`\nthe router (BIRD, birdc -s ${lab.routerBirdSocket}) learned each VIP by BGP from the nodes:`);
+      for (const r of await labRoutes(lab)) {
+        console.log(`  ${`${r.vip}/32`.padEnd(18)} from ${r.from.join(', ').padEnd(14)} kernel route: ${r.kernelNextHops.length > 1 ? 'ECMP ' : ''}via ${r.kernelNextHops.join(', ')}`);
+      }
+      console.log('');
+    }
     for (const svc of lab.services) {
       const shares = await sharesOf(lab.nodes[0].api, svc.namespace, svc.name, svc.protocol);
       if (svc.protocol === 'TCP') {

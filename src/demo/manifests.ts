@@ -46,3 +46,15 @@ export function editEndpoints(
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);
 }
+
+/**
+ * Replace the objects of a manifests file: `edit` gets every object (Lists
+ * flattened) and returns the new set, written as one v1 List (atomically).
+ */
+export function editObjects(file: string, edit: (objects: Array<Record<string, any>>) => Array<Record<string, unknown>>): void { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const docs = parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => d.toJS() as Obj);
+  const objects = docs.flatMap((d) => (d?.kind === 'List' ? (d.items ?? []) : [d])).filter(Boolean) as Array<Record<string, unknown>>;
+  const tmp = `${file}.tmp-${process.pid}`;
+  fs.writeFileSync(tmp, stringify({ apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: '' }, items: edit(objects) }));
+  fs.renameSync(tmp, file);
+}

@@ -5,8 +5,12 @@
  *                                                              ├── node1 eth0 198.18.0.11 ── pods 198.19.1.11, .12, ...
  *                                                              └── node2 eth0 198.18.0.12 ── pods 198.19.2.11, .12, ...
  *
- * The router sends the VIP range 192.0.2.0/24 to the nodes by equal-cost
- * static routes (L4 hashing); each node runs one xlb agent with XDP on eth0.
+ * The router is a BIRD 2 (bird.ts) with an eBGP session to every node: each
+ * node's agent announces its VIPs through gobgpd and the router installs one
+ * equal-cost multipath route per VIP (L4 hashing). With `announce: 'static'`
+ * the router instead sends the whole VIP range 192.0.2.0/24 to every node by
+ * static ECMP routes (no agents needed: the benchmarks' baseline). Each node
+ * runs one xlb agent with XDP on eth0.
  * Pods are wired as a CNI would: a veth per pod, a /32 on the pod, the node's
  * end answering for the pod's gateway 198.19.N.1, a host route per pod.
  * Every veth is created inside the namespaces, so the machine's own
@@ -14,7 +18,7 @@
  * made is recorded in <stateDir>/lab.json as it is made, so `labDown` also
  * removes a lab that failed half-way.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -25,6 +29,7 @@ import { labManifests, type LabPod } from './manifests.js';
 import { apiGet } from '../cli/client.js';
 import { waitFor } from '../util/wait.js';
 import { ensureBpffs } from '../datapath/bpf.js';
+import { birdConfig, birdEstablished, birdRoutes, LAB_NODE_ASN, LAB_ROUTER_ASN } from './bird.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const XDP_PASS_OBJ = path.join(repo, 'xdp/build/xlb_xdp_pass.bpf.o');
@@ -59,9 +64,15 @@ export interface LabService {
   backends: string[];
 }
 
+/** How the router learns the VIPs: BGP from the agents (default), or static routes to every node. */
+export type LabAnnounce = 'bgp' | 'static';
+
 /** `xlb lab status --json`. */
 export interface LabStatus {
   suffix: string;
+  announce: LabAnnounce;
+  /** BIRD's control socket (for `birdc -s`), in BGP mode. */
+  routerBirdSocket?: string;
   stateDir: string;
   client: string;
   clientIp: string;
@@ -89,6 +100,8 @@ export interface LabUpOptions {
   manifests?: string;
   agents?: boolean;
   stateDir?: string;
+  /** How the router learns VIPs; default 'bgp'. */
+  announce?: LabAnnounce;
   /** Extra agent configuration merged into each node's config (tests). */
   agentConfig?: Record<string, unknown>;
 }
@@ -143,9 +156,17 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   if (!fs.existsSync(XDP_PASS_OBJ)) throw new Error(`${XDP_PASS_OBJ} is missing: run make -C xdp (scripts/setup.sh does)`);
   ensureBpffs();
   fs.mkdirSync(stateDir, { recursive: true });
+  const announce = opts.announce ?? 'bgp';
+  if (announce !== 'bgp' && announce !== 'static') throw new Error(`--announce: bgp or static (got ${JSON.stringify(announce)})`);
+  if (announce === 'bgp') {
+    for (const bin of ['bird', 'birdc', 'gobgpd']) {
+      if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`${bin} is missing: install bird2 and gobgpd (scripts/setup.sh does)`);
+    }
+  }
   const sfx = randomBytes(2).toString('hex');
   const st: LabState = {
     suffix: sfx,
+    announce,
     stateDir,
     client: `xlb-client-${sfx}`,
     clientIp: '198.18.1.2',
@@ -222,7 +243,16 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     for (const n of st.nodes) {
       for (const m of st.nodes) if (m !== n) await ipn(n.netns, 'route', 'add', m.podCidr, 'via', m.ip);
     }
-    await ipn(st.router, 'route', 'add', '192.0.2.0/24', ...st.nodes.flatMap((n) => ['nexthop', 'via', n.ip]));
+    if (announce === 'static') await ipn(st.router, 'route', 'add', '192.0.2.0/24', ...st.nodes.flatMap((n) => ['nexthop', 'via', n.ip]));
+    else {
+      const conf = path.join(stateDir, 'bird.conf');
+      st.routerBirdSocket = path.join(stateDir, 'bird.ctl');
+      fs.writeFileSync(conf, birdConfig('198.18.0.1', st.nodes));
+      const pid = spawnIn(st.router, ['bird', '-f', '-c', conf, '-s', st.routerBirdSocket, '-P', path.join(stateDir, 'bird.pid')], path.join(stateDir, 'bird.log'));
+      st.pids.push(pid);
+      save(st);
+      await waitFor(() => fs.existsSync(st.routerBirdSocket!), 5000, 'BIRD to open its control socket', 50);
+    }
 
     // Workloads.
     for (const p of st.pods) {
@@ -256,6 +286,17 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536 },
           api: { listen: n.api },
           log: { level: 'info' },
+          ...(announce === 'bgp'
+            ? {
+                bgp: {
+                  asn: LAB_NODE_ASN,
+                  // Listening too, so BIRD reconnects at once after gobgpd restarts (gobgp waits 5..10 s before connecting out).
+                  listenPort: 179,
+                  neighbors: [{ address: '198.18.0.1', asn: LAB_ROUTER_ASN, holdTime: 9, keepaliveTime: 3 }],
+                  gobgpd: { apiSocket: path.join(stateDir, `${n.name}-gobgpd.sock`) },
+                },
+              }
+            : {}),
           ...(opts.agentConfig ?? {}),
         };
         const cfgPath = path.join(stateDir, `${n.name}.yaml`);
@@ -265,6 +306,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         save(st);
       }
       for (const n of st.nodes) await waitAgentReady(n, stateDir);
+      if (announce === 'bgp') await waitRoutesConverged(st);
     }
     save(st);
     return { ...publicStatus(st), services: readServices(st) };
@@ -272,6 +314,61 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     await labDown(stateDir).catch(() => undefined);
     throw e;
   }
+}
+
+/** One VIP's routes: what BIRD learned (one path per node) and the router's kernel next hops. */
+export interface LabRoute {
+  vip: string;
+  /** Nodes (BIRD protocol names) that announce the VIP. */
+  from: string[];
+  /** Next hops of the router's kernel route for the VIP /32 (ECMP when more than one). */
+  kernelNextHops: string[];
+}
+
+/** The router's routes for VIPs (192.0.2.0/24 and 203.0.113.0/24 /32s), in BGP mode. */
+export async function labRoutes(st: Pick<LabStatus, 'router' | 'routerBirdSocket'>): Promise<LabRoute[]> {
+  if (!st.routerBirdSocket) throw new Error('the lab runs without BGP (lab up --announce static): the router has static routes only');
+  const bird = birdRoutes(st.routerBirdSocket);
+  const kernel = JSON.parse(await ipn(st.router, '-j', 'route', 'show', 'proto', 'bird')) as Array<{ dst: string; gateway?: string; nexthops?: Array<{ gateway: string }> }>;
+  const out: LabRoute[] = [];
+  for (const [prefix, paths] of bird) {
+    if (!/^(192\.0\.2|203\.0\.113)\.\d+\/32$/.test(prefix)) continue;
+    const vip = prefix.slice(0, -3);
+    const k = kernel.find((r) => r.dst === vip || r.dst === prefix);
+    out.push({
+      vip,
+      from: paths.map((p) => p.protocol).sort(),
+      kernelNextHops: k ? (k.nexthops?.map((h) => h.gateway) ?? (k.gateway ? [k.gateway] : [])).sort() : [],
+    });
+  }
+  return out.sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+}
+
+/**
+ * Wait until BIRD has a session with every node and, for every VIP an agent
+ * announces, one path per announcing node, installed as the kernel's ECMP route.
+ */
+export async function waitRoutesConverged(st: Pick<LabStatus, 'router' | 'routerBirdSocket' | 'nodes'>, timeoutMs = 20000): Promise<void> {
+  const sock = st.routerBirdSocket!;
+  await waitFor(() => st.nodes.every((n) => birdEstablished(sock, n.name)), timeoutMs, 'BIRD sessions with every node to be Established', 100);
+  await waitFor(
+    async () => {
+      const want = new Map<string, string[]>();
+      for (const n of st.nodes) {
+        const b = (await apiGet(n.api, '/v1/bgp', { timeoutMs: 1000 })) as { announced: Array<{ vip: string }>; pending: string[] };
+        if (b.pending.length) return false;
+        for (const a of b.announced) want.set(a.vip, [...(want.get(a.vip) ?? []), n.name].sort());
+      }
+      const have = await labRoutes(st);
+      return (
+        have.length === want.size &&
+        have.every((r) => JSON.stringify(r.from) === JSON.stringify(want.get(r.vip)) && r.kernelNextHops.length === r.from.length)
+      );
+    },
+    timeoutMs,
+    'the router to hold every announced VIP with one path per announcing node',
+    100,
+  );
 }
 
 function alive(pid: number): boolean {
@@ -336,6 +433,48 @@ function readServices(st: LabState): LabService[] {
     }
   }
   return out;
+}
+
+function readState(stateDir: string): LabState {
+  const file = stateFile(path.resolve(stateDir));
+  if (!fs.existsSync(file)) throw new Error(`no lab in ${stateDir} (xlb lab up first)`);
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as LabState;
+}
+
+/**
+ * Stop one node's agent with SIGTERM (a clean stop: announcements withdrawn,
+ * programs detached) and wait until it has exited.
+ * @throws Error naming the node when it has no running agent or does not exit within 10 s
+ */
+export async function labStopAgent(stateDir: string, node: string): Promise<void> {
+  const st = readState(stateDir);
+  const n = st.nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`lab: no node ${node}`);
+  if (!n.agentPid || !alive(n.agentPid)) throw new Error(`lab: ${node} has no running agent`);
+  process.kill(n.agentPid, 'SIGTERM');
+  const pid = n.agentPid;
+  await waitFor(() => !alive(pid), 10000, `agent on ${node} to exit`, 20);
+  n.agentPid = null;
+  save(st);
+}
+
+/**
+ * Start one node's agent again (after {@link labStopAgent}), optionally with
+ * its configuration edited first, and wait for it to be ready.
+ * @param edit receives the node's agent configuration (as YAML data) and returns the one to use
+ */
+export async function labStartAgent(stateDir: string, node: string, edit?: (cfg: Record<string, any>) => Record<string, unknown>): Promise<LabNode> { // eslint-disable-line @typescript-eslint/no-explicit-any
+  const st = readState(stateDir);
+  const n = st.nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`lab: no node ${node}`);
+  if (n.agentPid && alive(n.agentPid)) throw new Error(`lab: ${node}'s agent is running (pid ${n.agentPid})`);
+  const cfgPath = path.join(st.stateDir, `${n.name}.yaml`);
+  if (edit) fs.writeFileSync(cfgPath, stringify(edit(parseAllDocuments(fs.readFileSync(cfgPath, 'utf8'))[0].toJS())));
+  n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath], path.join(st.stateDir, `${n.name}.log`));
+  st.pids.push(n.agentPid);
+  save(st);
+  await waitAgentReady(n, st.stateDir);
+  return n;
 }
 
 /** Status of the lab in `stateDir`. @throws Error when there is none */

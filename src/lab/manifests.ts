@@ -21,7 +21,8 @@ export const LAB_SERVICES = {
   mixed: { vip: '192.0.2.12', port: 7000 },
 } as const;
 
-function service(name: string, spec: Record<string, unknown>, status: Record<string, unknown> = {}) {
+/** A v1 Service in namespace default, selector app=NAME; `status` is its `status.loadBalancer`. */
+export function service(name: string, spec: Record<string, unknown>, status: Record<string, unknown> = {}) {
   return {
     apiVersion: 'v1',
     kind: 'Service',
@@ -31,7 +32,8 @@ function service(name: string, spec: Record<string, unknown>, status: Record<str
   };
 }
 
-function slice(service: string, ports: Array<{ name: string; port: number; protocol: string }>, pods: LabPod[]) {
+/** The EndpointSlice `NAME-lab` of service `service` over `pods`, every endpoint ready. */
+export function slice(service: string, ports: Array<{ name: string; port: number; protocol: string }>, pods: LabPod[]) {
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',

@@ -7,12 +7,15 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
+import type { BgpStatus } from '../bgp/announcer.js';
 
 /** What metrics read from the agent at scrape time. */
 export interface MetricsSource {
   services(): ServiceView[];
   maps(): LBMaps | undefined;
   issueCount(): number;
+  /** The BGP announcer's status, when BGP is configured. */
+  bgp?(): BgpStatus | undefined;
 }
 
 /** The agent's metrics; `observeSync` is called after every sync. */
@@ -86,6 +89,7 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
       for (const [reason, n] of Object.entries(maps.readDrops())) this.inc({ reason }, Number(n));
     },
   });
+  if (source.bgp) registerBgpMetrics(registry, source.bgp.bind(source));
   return {
     registry,
     observeSync(seconds, ok) {
@@ -93,4 +97,49 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
       if (!ok) syncErrors.inc();
     },
   };
+}
+
+/**
+ * BGP metrics, read from the announcer's status at scrape time:
+ * `xlb_bgp_peer_up{peer}`, `xlb_bgp_announced_prefixes`,
+ * `xlb_bgp_session_flaps_total{peer}`, `xlb_bgp_gobgpd_restarts_total`.
+ */
+function registerBgpMetrics(registry: Registry, status: () => BgpStatus | undefined): void {
+  new Gauge({
+    name: 'xlb_bgp_peer_up',
+    help: 'Whether the BGP session with the peer is Established (1) or not (0).',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of status()?.peers ?? []) this.set({ peer: p.address }, p.state === 'established' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'xlb_bgp_announced_prefixes',
+    help: 'VIP /32 prefixes gobgpd holds for this node, as desired.',
+    registers: [registry],
+    collect() {
+      this.set(status()?.announced.length ?? 0);
+    },
+  });
+  new Counter({
+    name: 'xlb_bgp_session_flaps_total',
+    help: 'Times a BGP session left Established since the agent started.',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of status()?.peers ?? []) this.inc({ peer: p.address }, p.flaps);
+    },
+  });
+  new Counter({
+    name: 'xlb_bgp_gobgpd_restarts_total',
+    help: 'Times the supervised gobgpd exited and was restarted.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(status()?.counters.gobgpdRestarts ?? 0);
+    },
+  });
 }

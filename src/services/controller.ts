@@ -99,6 +99,7 @@ export class ServiceController {
   private readonly appliedBackends = new Map<number, { value: BackendValue; sig: string }>();
   private readonly appliedTables = new Map<number, AppliedTable>();
   private views: ServiceView[] = [];
+  private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
 
   constructor(
@@ -110,6 +111,15 @@ export class ServiceController {
   /** The services as last programmed, sorted by key. */
   services(): ServiceView[] {
     return this.views;
+  }
+
+  /**
+   * The translated service ports of the last successful sync (traffic
+   * policies and every backend's readiness and locality): what announcers
+   * decide from.
+   */
+  desiredServices(): DesiredService[] {
+    return this.lastDesired;
   }
 
   /** Problems found in the input of the last sync (objects skipped, conflicts). */
@@ -225,6 +235,7 @@ export class ServiceController {
       for (const b of v.backends) b.share = t && b.id ? (t.shares.get(b.id) ?? 0) / t.size : 0;
     }
     this.views = views;
+    this.lastDesired = services;
     this.lastIssues = [...sourceIssues, ...issues];
     return {
       services: liveServiceKeys.size,

@@ -113,3 +113,10 @@ test('api.listen must be HOST:PORT or unix:/path', () => {
   assert.deepEqual(listenOptions('unix:/run/x.sock'), { path: '/run/x.sock' });
   assert.throws(() => listenOptions('localhost'), /api\.listen/);
 });
+
+test('/v1/bgp is a 404 with code bgp_disabled when the agent has no bgp section', async () => {
+  const res = await buildApi(agent).inject('/v1/bgp');
+  assert.equal(res.statusCode, 404);
+  assert.equal((res.json() as { error: string }).error, 'bgp_disabled');
+  assert.doesNotMatch(await agent.registry.metrics(), /xlb_bgp_peer_up/, 'no BGP metrics without BGP');
+});

@@ -54,7 +54,7 @@ describe('bgp config section', () => {
     ['ASN 2^32', { ...base, asn: 4294967296 }, /^bgp\.asn: /m],
     ['a fractional ASN', { ...base, asn: 645.5 }, /^bgp\.asn: /m],
     ['a neighbor ASN of 0', withNeighbor({ asn: 0 }), /^bgp\.neighbors\[0\]\.asn: /m],
-    ['a neighbor address that is not IPv4', withNeighbor({ address: '198.18.0.256' }), /^bgp\.neighbors\[0\]\.address: Invalid IPv4/m],
+    ['a neighbor address that is not IPv4', withNeighbor({ address: '198.18.0.256' }), /^bgp\.neighbors\[0\]\.address: must be an IPv4 address/m],
     ['an IPv6 neighbor', withNeighbor({ address: '2001:db8::1' }), /^bgp\.neighbors\[0\]\.address: /m],
     ['a router ID that is not IPv4', { ...base, routerId: 'node-1' }, /^bgp\.routerId: /m],
     ['a node address that is not IPv4', { ...base, nodeAddress: '10.0.0' }, /^bgp\.nodeAddress: /m],

@@ -48,6 +48,7 @@ describe('config: good configurations', () => {
         snatPorts: { min: 61000, max: 65535 },
         conntrackSize: 131072,
       },
+      announce: { externalIPs: false },
       api: { listen: '127.0.0.1:9876' },
       log: { level: 'info' },
     };
@@ -114,6 +115,16 @@ describe('config: bad configurations name the key path and the value', () => {
     ['listen port too large', { api: { listen: '127.0.0.1:70000' } }, ['api.listen: must be HOST:PORT, [IPv6]:PORT or unix:PATH (got "127.0.0.1:70000")']],
     ['bad log level', { log: { level: 'verbose' } }, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")']],
     ['a section that is not a map', { datapath: 5 }, ['datapath: must be a map (got 5)']],
+    ['BGP: bad ASN', { bgp: { asn: 0, neighbors: [{ address: '198.18.0.1', asn: 64512 }] } }, ['bgp.asn: must be an AS number 1..4294967295 (RFC 6793; 0 is reserved, RFC 7607) (got 0)']],
+    ['BGP: bad neighbor address', { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.300', asn: 64512 }] } }, ['bgp.neighbors[0].address: must be an IPv4 address (got "198.18.0.300")']],
+    [
+      'BGP: duplicate neighbor',
+      { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.1', asn: 64512 }, { address: '198.18.0.1', asn: 64512 }] } },
+      ['bgp.neighbors[1].address: duplicate neighbor 198.18.0.1 (also bgp.neighbors[0].address) (got "198.18.0.1")'],
+    ],
+    ['BGP: no neighbor', { bgp: { asn: 64513, neighbors: [] } }, ['bgp.neighbors: must list at least one neighbor (a router to announce VIPs to) (got [])']],
+    ['BGP: misspelt key', { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.1', asn: 64512 }], routerid: '198.18.0.11' } }, ['bgp.routerid: unknown key (got "198.18.0.11")']],
+    ['announce.externalIPs not a boolean', { announce: { externalIPs: 'yes' } }, ['announce.externalIPs: must be true or false (got "yes")']],
   ];
   for (const [what, patch, want] of bad) it(what, () => assert.deepEqual(problems(merge(MINIMAL, patch)), want));
 
