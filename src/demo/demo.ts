@@ -83,7 +83,6 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       for (const r of await labRoutes(lab)) {
         console.log(`  ${`${r.vip}/32`.padEnd(18)} from ${r.from.join(', ').padEnd(14)} kernel route: ${r.kernelNextHops.length > 1 ? 'ECMP ' : ''}via ${r.kernelNextHops.join(', ')}`);
       }
-      console.log('');
     }
     for (const svc of lab.services) {
       const shares = await sharesOf(lab.nodes[0].api, svc.namespace, svc.name, svc.protocol);
