@@ -30,6 +30,8 @@
 #include "xlb_maglev.h"
 #include "xlb_conntrack.h"
 #include "xlb_nat.h"
+#include "xlb_policy.h"
+#include "xlb_arp.h"
 
 /* Run-time knobs, set by the loader before load (docs/datapath.md). */
 
@@ -50,7 +52,7 @@ static __always_inline int xlb_drop(enum xlb_drop_reason reason)
 
 /* The steps after the entry point, defined below in the order a packet
  * meets them. */
-static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 service_id,
+static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
 					  const struct xlb_ct_entry *stale);
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
 				       __be16 sport, __be32 daddr, __be16 dport);
@@ -69,10 +71,12 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	enum xlb_parse_result parsed;
 	struct xlb_pkt pkt;
 
-	/* 1. Parse; anything but an IPv4 TCP/UDP first fragment passes. */
+	/* 1. Parse; anything but an IPv4 TCP/UDP first fragment passes, except
+	 * an ARP request for a VIP this node announces in layer 2 mode, which
+	 * is answered (xlb_arp.h). Off the TCP/UDP path: no cost there. */
 	parsed = xlb_parse_ipv4_l4(data, data_end, len, &pkt);
 	if (parsed == XLB_PARSE_PASS)
-		return XDP_PASS;
+		return xlb_arp_respond(ctx);
 
 	/* 2. Frontend lookup. A miss may be a reply to a SNAT port (6), or
 	 * nothing of ours (7). */
@@ -93,7 +97,7 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	/* 3. Conntrack: an established flow keeps its current backend. */
 	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
 	if (!ct || !xlb_ct_is_current(ct, svc->id))
-		return xlb_place_flow(ctx, &pkt, svc->id, ct);
+		return xlb_place_flow(ctx, &pkt, svc, ct);
 
 	/* 4. Local backend: DNAT, the stack does the rest. */
 	if (!(ct->flags & XLB_CT_F_SNAT)) {
@@ -105,22 +109,37 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 }
 
 /* Steps 3 to 5 for a flow without a current conntrack entry (`stale` is
- * the outdated one, if any): Maglev pick, conntrack and reverse NAT
+ * the outdated one, if any): the service's policies (source ranges, ClientIP
+ * affinity; xlb_policy.h), else the Maglev pick; conntrack and reverse NAT
  * entries, then DNAT and pass to the stack (local backend) or DNAT + SNAT
  * and forward (remote backend). */
-static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 service_id,
+static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
 					  const struct xlb_ct_entry *stale)
 {
+	__u32 service_id = svc->id;
 	__u32 hash = xlb_flow_hash(&pkt->flow);
-	__u32 backend_id = xlb_maglev_backend_id(service_id, hash);
+	__u32 backend_id = 0;
 	const struct xlb_backend *backend;
 	__be16 snat_port;
+	bool affinity_hit = false;
+	__u64 now = 0;
 
+	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
+		return xlb_drop(XLB_DROP_SOURCE_RANGE);
+	if (svc->flags & XLB_SVC_F_AFFINITY) {
+		now = bpf_ktime_get_ns();
+		backend_id = xlb_affinity_backend(pkt->flow.saddr, svc, now);
+		affinity_hit = backend_id != 0;
+	}
+	if (!backend_id)
+		backend_id = xlb_maglev_backend_id(service_id, hash);
 	if (!backend_id)
 		return xlb_drop(XLB_DROP_NO_BACKEND);
 	backend = bpf_map_lookup_elem(&xlb_backends, &backend_id);
 	if (!backend || !backend->addr)
 		return xlb_drop(XLB_DROP_NO_BACKEND);
+	if (now && !affinity_hit)
+		xlb_affinity_store(pkt->flow.saddr, service_id, backend_id, backend, now);
 	if (stale)
 		xlb_rnat_forget(&pkt->flow, stale, xlb_node_addr);
 

@@ -22,7 +22,7 @@ import {
   type XdpMode,
 } from './bpf.js';
 import { sizeOf, type StructName } from './codec.js';
-import { BpfLBMaps, type LBMapSet } from './maps.js';
+import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ipToU32 } from '../util/ip.js';
 
 /** Where `make -C xdp` puts the objects. */
@@ -82,17 +82,7 @@ export class Datapath {
     private readonly xdpObj: BpfObject,
     private readonly tcObj: BpfObject,
   ) {
-    const m = (name: string): BpfMap => xdpObj.map(name);
-    const set: LBMapSet = {
-      frontends: m('xlb_frontends'),
-      backends: m('xlb_backends'),
-      maglev: m('xlb_maglev'),
-      conntrack: m('xlb_conntrack'),
-      rnat: m('xlb_rnat'),
-      serviceStats: m('xlb_service_stats'),
-      drops: m('xlb_drops'),
-    };
-    this.lbmaps = new BpfLBMaps(set);
+    this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj));
   }
 
   /**

@@ -18,10 +18,12 @@ export const structs = {
     },
   },
   xlb_service: {
-    size: 8,
+    size: 16,
     fields: {
       id: { offset: 0, size: 4, type: '__u32' },
       flags: { offset: 4, size: 4, type: '__u32' },
+      affinity_timeout: { offset: 8, size: 4, type: '__u32' },
+      pad: { offset: 12, size: 4, type: '__u32' },
     },
   },
   xlb_backend: {
@@ -74,6 +76,47 @@ export const structs = {
       bytes: { offset: 8, size: 8, type: '__u64' },
     },
   },
+  xlb_affinity_key: {
+    size: 8,
+    fields: {
+      client_addr: { offset: 0, size: 4, type: '__be32' },
+      service_id: { offset: 4, size: 4, type: '__u32' },
+    },
+  },
+  xlb_affinity_entry: {
+    size: 24,
+    fields: {
+      last_ns: { offset: 0, size: 8, type: '__u64' },
+      backend_id: { offset: 8, size: 4, type: '__u32' },
+      backend_addr: { offset: 12, size: 4, type: '__be32' },
+      backend_port: { offset: 16, size: 2, type: '__be16' },
+      pad: { offset: 18, size: 6, type: '__u8', count: 6 },
+    },
+  },
+  xlb_source_range_key: {
+    size: 12,
+    fields: {
+      prefixlen: { offset: 0, size: 4, type: '__u32' },
+      service_id: { offset: 4, size: 4, type: '__u32' },
+      addr: { offset: 8, size: 4, type: '__be32' },
+    },
+  },
+  xlb_arp_key: {
+    size: 12,
+    fields: {
+      vip: { offset: 0, size: 4, type: '__be32' },
+      ifindex: { offset: 4, size: 4, type: '__u32' },
+      vlan: { offset: 8, size: 2, type: '__u16' },
+      pad: { offset: 10, size: 2, type: '__u8', count: 2 },
+    },
+  },
+  xlb_arp_answer: {
+    size: 8,
+    fields: {
+      mac: { offset: 0, size: 6, type: '__u8', count: 6 },
+      pad: { offset: 6, size: 2, type: '__u8', count: 2 },
+    },
+  },
 } as const satisfies Record<string, StructLayout>;
 
 /** Every xlb_* enum of xlb_types.h: name to value. */
@@ -81,9 +124,12 @@ export const enums = {
   xlb_service_flags: {
     XLB_SVC_F_NODEPORT: 1,
     XLB_SVC_F_EXTERNAL: 2,
+    XLB_SVC_F_AFFINITY: 4,
+    XLB_SVC_F_SOURCE_RANGES: 8,
   },
   xlb_backend_flags: {
     XLB_BE_F_LOCAL: 1,
+    XLB_BE_F_DRAINING: 2,
   },
   xlb_ct_flags: {
     XLB_CT_F_SNAT: 1,
@@ -96,7 +142,8 @@ export const enums = {
     XLB_DROP_FRAG_NEEDED: 4,
     XLB_DROP_CT_INSERT: 5,
     XLB_DROP_REDIRECT: 6,
-    XLB_DROP_REASON_MAX: 7,
+    XLB_DROP_SOURCE_RANGE: 7,
+    XLB_DROP_REASON_MAX: 8,
   },
   xlb_limits: {
     XLB_MAGLEV_HEADER_SLOTS: 1,

@@ -11,8 +11,8 @@ import type { StructValue } from './codec.js';
 
 /** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
 export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
-/** `struct xlb_service`. */
-export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'>;
+/** `struct xlb_service`; `affinity_timeout` (seconds) only with XLB_SVC_F_AFFINITY. */
+export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number };
 /** `struct xlb_backend`. */
 export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'>;
 
@@ -51,6 +51,12 @@ export interface LBMaps {
   putMaglevTable(serviceId: number, table: Uint32Array): void;
   /** Remove a service's table (packets to it then drop with no_backend). */
   deleteMaglevTable(serviceId: number): void;
+  /**
+   * Replace the loadBalancerSourceRanges of a service ID (IPv4 CIDRs
+   * `a.b.c.d/n`); `[]` removes them. Only frontends flagged
+   * XLB_SVC_F_SOURCE_RANGES consult them.
+   */
+  putSourceRanges(serviceId: number, cidrs: string[]): void;
   /** Zero a service ID's counters (before an ID is reused). */
   resetServiceStats(serviceId: number): void;
   /** Counters of the given service IDs, summed over CPUs. */
@@ -74,6 +80,7 @@ export class FakeLBMaps implements LBMaps {
   readonly frontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
   readonly backends = new Map<number, BackendValue>();
   readonly tables = new Map<number, Uint32Array>();
+  readonly sourceRanges = new Map<number, string[]>();
   /** Number of write calls by method, to assert minimal writes. */
   readonly writes: Record<string, number> = {};
   /** When set, called before every write; throw from it to inject a fault. */
@@ -111,6 +118,11 @@ export class FakeLBMaps implements LBMaps {
     this.count('deleteMaglevTable');
     this.tables.delete(serviceId);
   }
+  putSourceRanges(serviceId: number, cidrs: string[]): void {
+    this.count('putSourceRanges');
+    if (cidrs.length) this.sourceRanges.set(serviceId, [...cidrs].sort());
+    else this.sourceRanges.delete(serviceId);
+  }
   resetServiceStats(): void {}
   readServiceStats(serviceIds: number[]): Map<number, ServiceCounters> {
     return new Map(serviceIds.map((id) => [id, { packets: 0n, bytes: 0n }]));
@@ -128,7 +140,9 @@ export class FakeLBMaps implements LBMaps {
   /** A stable, readable dump of the maps, for scenario tests. */
   dump(): { frontends: string[]; backends: string[]; tables: Record<number, number> } {
     return {
-      frontends: [...this.frontends.values()].map((e) => `${frontendKeyString(e.key)} -> svc ${e.service.id} flags ${e.service.flags}`).sort(),
+      frontends: [...this.frontends.values()]
+        .map((e) => `${frontendKeyString(e.key)} -> svc ${e.service.id} flags ${e.service.flags}${e.service.affinity_timeout ? ` affinity ${e.service.affinity_timeout}s` : ''}`)
+        .sort(),
       backends: [...this.backends.entries()].map(([id, b]) => `${id}: ${b.addr}:${b.port}/${b.proto} flags ${b.flags}`).sort(),
       tables: Object.fromEntries([...this.tables.entries()].map(([id, t]) => [id, t.length])),
     };

@@ -5,7 +5,8 @@
  * batched update and then swapped into xlb_maglev with one more, so the
  * datapath always sees a whole table (slot 0 = M, slots 1..M = backend IDs).
  */
-import { BpfMap, BPF_F_INNER_MAP, possibleCpus } from './bpf.js';
+import { BpfMap, BPF_F_INNER_MAP, possibleCpus, type BpfObject } from './bpf.js';
+import { ipToU32 } from '../util/ip.js';
 import { decode, dropReasonNames, encode, sizeOf, u32Key, enums } from './codec.js';
 import type { BackendValue, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
 
@@ -18,6 +19,36 @@ export interface LBMapSet {
   rnat: BpfMap;
   serviceStats: BpfMap;
   drops: BpfMap;
+  affinity: BpfMap;
+  sourceRanges: BpfMap;
+}
+
+/** The maps of a loaded xlb_xdp object, by role (names as in xdp/include/xlb_maps.h). */
+export function lbMapSetOf(obj: BpfObject): LBMapSet {
+  const m = (name: string): BpfMap => obj.map(name);
+  return {
+    frontends: m('xlb_frontends'),
+    backends: m('xlb_backends'),
+    maglev: m('xlb_maglev'),
+    conntrack: m('xlb_conntrack'),
+    rnat: m('xlb_rnat'),
+    serviceStats: m('xlb_service_stats'),
+    drops: m('xlb_drops'),
+    affinity: m('xlb_affinity'),
+    sourceRanges: m('xlb_source_ranges'),
+  };
+}
+
+/** `struct xlb_source_range_key` of `cidr` (IPv4 `a.b.c.d/n`, host bits cleared) for a service. */
+function sourceRangeKey(serviceId: number, cidr: string): Buffer {
+  const [addr, len] = cidr.split('/');
+  const bits = Number(len);
+  const mask = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  const key = Buffer.alloc(sizeOf('xlb_source_range_key'));
+  key.writeUInt32LE(32 + bits, 0);
+  key.writeUInt32LE(serviceId, 4);
+  key.writeUInt32BE((ipToU32(addr) & mask) >>> 0, 8);
+  return key;
 }
 
 const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
@@ -26,6 +57,8 @@ const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
 export class BpfLBMaps implements LBMaps {
   private frontendCount = 0;
   private readonly backendIds = new Set<number>();
+  /** Source ranges written per service ID, to delete exactly those on change. */
+  private readonly sourceRanges = new Map<number, Set<string>>();
 
   constructor(readonly maps: LBMapSet) {}
 
@@ -98,6 +131,18 @@ export class BpfLBMaps implements LBMaps {
     this.maps.maglev.delete(u32Key(serviceId));
   }
 
+  putSourceRanges(serviceId: number, cidrs: string[]): void {
+    const want = new Set(cidrs);
+    const have = this.sourceRanges.get(serviceId) ?? new Set<string>();
+    const allow = Buffer.alloc(4);
+    allow.writeUInt32LE(1);
+    // Add before removing: a range that only changes its neighbours never disappears.
+    for (const c of want) if (!have.has(c)) this.maps.sourceRanges.update(sourceRangeKey(serviceId, c), allow);
+    for (const c of have) if (!want.has(c)) this.maps.sourceRanges.delete(sourceRangeKey(serviceId, c));
+    if (want.size) this.sourceRanges.set(serviceId, want);
+    else this.sourceRanges.delete(serviceId);
+  }
+
   resetServiceStats(serviceId: number): void {
     this.maps.serviceStats.update(u32Key(serviceId), Buffer.alloc(this.perCpuStride(this.maps.serviceStats) * possibleCpus));
   }
@@ -139,6 +184,8 @@ export class BpfLBMaps implements LBMaps {
       { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries },
       { name: 'xlb_conntrack', maxEntries: this.maps.conntrack.maxEntries },
       { name: 'xlb_rnat', maxEntries: this.maps.rnat.maxEntries },
+      { name: 'xlb_affinity', maxEntries: this.maps.affinity.maxEntries },
+      { name: 'xlb_source_ranges', maxEntries: this.maps.sourceRanges.maxEntries, entries: [...this.sourceRanges.values()].reduce((n, s) => n + s.size, 0) },
     ];
   }
 }

@@ -20,6 +20,7 @@ import { enums, IPPROTO } from '../datapath/codec.js';
 import { buildMaglevTable, tableSizeFor, type MaglevSizing } from '../maglev/index.js';
 import { translate, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
+import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
 
 /** Frontend kinds the XDP datapath serves (ClusterIP is recorded, served by a later hook). */
 const SERVED_KINDS = new Set(['LoadBalancer', 'ExternalIP', 'NodePort']);
@@ -64,7 +65,7 @@ export interface SyncResult {
   backends: number;
   frontends: number;
   /** Map writes by kind, to see that only the difference was written. */
-  writes: { frontends: number; frontendDeletes: number; backends: number; backendDeletes: number; tables: number; tableDeletes: number };
+  writes: { frontends: number; frontendDeletes: number; backends: number; backendDeletes: number; tables: number; tableDeletes: number; sourceRanges: number };
   issues: InputIssue[];
   durationMs: number;
 }
@@ -98,6 +99,8 @@ export class ServiceController {
   private readonly appliedFrontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
   private readonly appliedBackends = new Map<number, { value: BackendValue; sig: string }>();
   private readonly appliedTables = new Map<number, AppliedTable>();
+  /** loadBalancerSourceRanges written per service ID, as a sorted, joined signature. */
+  private readonly appliedRanges = new Map<number, string>();
   private views: ServiceView[] = [];
   private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
@@ -135,12 +138,13 @@ export class ServiceController {
   sync(state: ClusterState, sourceIssues: InputIssue[] = []): SyncResult {
     const t0 = performance.now();
     const { services, issues } = translate(state, this.node);
-    const writes = { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0 };
+    const writes = { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 };
 
     // 1. Desired state, with stable IDs.
     const wantFrontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
     const wantBackends = new Map<number, { value: BackendValue; sig: string }>();
     const wantTables = new Map<number, { signature: string; size: number; inputs: Array<{ name: string; id: number; weight: number }> }>();
+    const wantRanges = new Map<number, string[]>();
     const views: ServiceView[] = [];
     const liveServiceKeys = new Set<string>();
     const liveBackendNames = new Set<string>();
@@ -165,7 +169,10 @@ export class ServiceController {
           addr: b.addr,
           port: b.port,
           proto: protoNumber(b.protocol),
-          flags: b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0,
+          flags:
+            (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
+            // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
+            (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
         };
         wantBackends.set(id, { value, sig: `${value.addr}:${value.port}/${value.proto}/${value.flags}` });
         if (b.useForNewFlows && b.weight > 0) inputs.push({ name: b.name, id, weight: b.weight });
@@ -178,10 +185,19 @@ export class ServiceController {
       const size = inputs.length ? tableSizeFor(inputs.length, this.sizing) : 0;
       if (size) wantTables.set(serviceId, { signature: tableSignature(size, inputs), size, inputs });
       view.tableSize = size;
+      const F = enums.xlb_service_flags;
+      const affinity = svc.sessionAffinity === 'ClientIP';
+      // kube-proxy restricts LoadBalancer ingress IPs only, not NodePorts or ExternalIPs.
+      const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
+      if (ranges.length) wantRanges.set(serviceId, [...ranges].sort());
       for (const f of served) {
-        const flags = f.kind === 'NodePort' ? enums.xlb_service_flags.XLB_SVC_F_NODEPORT : enums.xlb_service_flags.XLB_SVC_F_EXTERNAL;
+        let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
+        if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
+        if (ranges.length && f.kind === 'LoadBalancer') flags |= F.XLB_SVC_F_SOURCE_RANGES;
         const key: FrontendKey = { addr: f.addr, port: f.port, proto: protoNumber(svc.protocol) };
-        wantFrontends.set(frontendKeyString(key), { key, service: { id: serviceId, flags } });
+        const service: ServiceValue = { id: serviceId, flags };
+        if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+        wantFrontends.set(frontendKeyString(key), { key, service });
       }
     }
 
@@ -200,9 +216,18 @@ export class ServiceController {
       writes.tables++;
     }
 
+    // Source ranges before the frontends that consult them.
+    for (const [serviceId, ranges] of wantRanges) {
+      const sig = ranges.join(',');
+      if (this.appliedRanges.get(serviceId) === sig) continue;
+      this.maps.putSourceRanges(serviceId, ranges);
+      this.appliedRanges.set(serviceId, sig);
+      writes.sourceRanges++;
+    }
+
     const putFrontends = [...wantFrontends].filter(([k, f]) => {
       const cur = this.appliedFrontends.get(k);
-      return !cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags;
+      return !cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0);
     });
     this.maps.putFrontends(putFrontends.map(([, f]) => f));
     for (const [k, f] of putFrontends) this.appliedFrontends.set(k, f);
@@ -219,6 +244,13 @@ export class ServiceController {
       this.maps.deleteMaglevTable(serviceId);
       this.appliedTables.delete(serviceId);
       writes.tableDeletes++;
+    }
+
+    for (const serviceId of [...this.appliedRanges.keys()]) {
+      if (wantRanges.has(serviceId)) continue;
+      this.maps.putSourceRanges(serviceId, []);
+      this.appliedRanges.delete(serviceId);
+      writes.sourceRanges++;
     }
 
     const dropBackends = [...this.appliedBackends.keys()].filter((id) => !wantBackends.has(id));

@@ -88,6 +88,7 @@ export interface DesiredService {
   sessionAffinity: 'None' | 'ClientIP';
   /** Seconds, when sessionAffinity is ClientIP. */
   sessionAffinityTimeoutSeconds?: number;
+  /** IPv4 CIDRs of `spec.loadBalancerSourceRanges` (IPv6 ones are reported, not served). */
   loadBalancerSourceRanges: string[];
 }
 
@@ -197,8 +198,8 @@ const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * same address and port do not conflict.
  *
  * Issues (the rest of the service still applies): SCTP ports (skipped);
- * frontend conflicts; `loadBalancerSourceRanges` and ClientIP session
- * affinity, which the datapath does not enforce yet.
+ * frontend conflicts; IPv6 `loadBalancerSourceRanges` (recorded, not
+ * enforced: the datapath serves IPv4).
  *
  * @returns service ports sorted by key, and the issues found
  */
@@ -221,18 +222,12 @@ export function translate(state: ClusterState, node: NodeInfo): { services: Desi
     if (skipReason(svc)) continue;
     const serviceKey = `${svc.namespace}/${svc.name}`;
     const object = `Service ${serviceKey}`;
-    if (svc.loadBalancerSourceRanges.length && externallyAccessible(svc)) {
+    const v4Ranges = svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0]));
+    if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) {
       issues.push({
         object,
         field: 'spec.loadBalancerSourceRanges',
-        message: `not enforced by xlb's datapath yet: its frontends accept every source (ranges ${svc.loadBalancerSourceRanges.join(', ')})`,
-      });
-    }
-    if (svc.sessionAffinity === 'ClientIP') {
-      issues.push({
-        object,
-        field: 'spec.sessionAffinity',
-        message: 'ClientIP is not implemented by xlb yet: each flow is balanced on its own (Maglev keeps a flow on its backend)',
+        message: `IPv6 ranges are recorded, not enforced (the datapath serves IPv4)${v4Ranges.length ? '' : '; with no IPv4 range, IPv4 clients are not restricted (kube-proxy filters ranges per IP family)'}`,
       });
     }
     const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
@@ -289,7 +284,7 @@ export function translate(state: ClusterState, node: NodeInfo): { services: Desi
         internalTrafficPolicy: svc.internalTrafficPolicy,
         sessionAffinity: svc.sessionAffinity,
         ...(svc.sessionAffinityTimeoutSeconds !== undefined ? { sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds } : {}),
-        loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+        loadBalancerSourceRanges: v4Ranges,
       });
     });
   }

@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, BPF_F_INNER_MAP, ensureBpffs } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
-import { BpfLBMaps } from '../../src/datapath/maps.js';
+import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -71,15 +71,7 @@ export class Datapath {
     this.ingress = xdpObj.program('xlb_xdp_ingress');
     this.egress = tcObj?.program('xlb_tc_egress');
     const m = (name: string) => xdpObj.map(name);
-    this.lbmaps = new BpfLBMaps({
-      frontends: m('xlb_frontends'),
-      backends: m('xlb_backends'),
-      maglev: m('xlb_maglev'),
-      conntrack: m('xlb_conntrack'),
-      rnat: m('xlb_rnat'),
-      serviceStats: m('xlb_service_stats'),
-      drops: m('xlb_drops'),
-    });
+    this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj));
   }
 
   /** Load a fresh instance with private pins. */

@@ -63,7 +63,7 @@ function assertEveryRunServed(dp: Datapath, runs: number): void {
   // The frames alternate, so each service sees half of the runs.
   assert.equal(dp.serviceStats(VIP1.id).packets + dp.serviceStats(VIP2.id).packets, BigInt(runs));
   assert.equal(dp.serviceStats(VIP1.id).packets, BigInt(runs / 2));
-  assert.deepEqual(Object.values(dp.drops()), Array(7).fill(0n), 'no drops');
+  assert.ok(Object.values(dp.drops()).every((n) => n === 0n), 'no drops');
 }
 
 test('established flow: frontend hit, conntrack hit, DNAT (ns/packet printed)', () => {

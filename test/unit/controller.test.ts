@@ -57,7 +57,7 @@ test('a second sync of the same state writes nothing', () => {
   const before = { ...maps.writes };
   const r = c.sync(load());
   assert.deepEqual(maps.writes, before);
-  assert.deepEqual(r.writes, { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0 });
+  assert.deepEqual(r.writes, { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 });
 });
 
 test('removing one endpoint rewrites only the tables that used it and keeps every ID', () => {
@@ -146,4 +146,31 @@ test('conflicting frontends are reported with both services, and the rest is pro
   assert.match(`${issue.object} ${issue.message}`, /dns-echo/);
   assert.match(`${issue.object} ${issue.message}`, /mixed/);
   assert.ok(maps.dump().frontends.some((f) => f.startsWith('192.0.2.10:80/6 ')), 'web is still programmed');
+});
+
+test('ClientIP affinity and source ranges reach the frontends and the source-range map, diffed like the rest', () => {
+  const maps = new FakeLBMaps();
+  const c = new ServiceController(maps, node1, sizing);
+  const text = fs.readFileSync(examples, 'utf8').replace(
+    "      selector:\n        app: web\n      sessionAffinity: None\n",
+    "      selector:\n        app: web\n      sessionAffinity: ClientIP\n      sessionAffinityConfig: { clientIP: { timeoutSeconds: 600 } }\n      loadBalancerSourceRanges: [198.18.1.0/24, 203.0.113.0/25]\n",
+  );
+  assert.notEqual(text, fs.readFileSync(examples, 'utf8'), 'the fixture edit applied');
+  const state = load(text);
+  const r = c.sync(state);
+  const web = c.services().find((s) => s.name === 'web')!;
+  const dump = maps.dump().frontends;
+  const AFF = 4;
+  const RANGES = 8;
+  // The VIP: external + affinity + source ranges; the web service's NodePort: affinity only.
+  assert.ok(dump.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} flags ${2 | AFF | RANGES} affinity 600s`), dump.join('\n'));
+  assert.ok(dump.includes(`198.18.0.11:31080/6 -> svc ${web.serviceId} flags ${1 | AFF} affinity 600s`), dump.join('\n'));
+  assert.deepEqual(maps.sourceRanges.get(web.serviceId), ['198.18.1.0/24', '203.0.113.0/25']);
+  assert.equal(r.writes.sourceRanges, 1);
+  // Same state again: nothing written; ranges removed: one write clears them.
+  assert.equal(c.sync(state).writes.sourceRanges, 0);
+  const cleared = c.sync(load());
+  assert.equal(cleared.writes.sourceRanges, 1);
+  assert.equal(maps.sourceRanges.size, 0);
+  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} flags 2`));
 });

@@ -23,6 +23,11 @@
 #define XLB_CONNTRACK_MAX 131072
 /* One reverse NAT entry per tracked flow. */
 #define XLB_RNAT_MAX 131072
+/* Clients remembered for sessionAffinity: ClientIP (an LRU: the least
+ * recently seen client is forgotten first, as an expired one would be). */
+#define XLB_AFFINITY_MAX 65536
+/* loadBalancerSourceRanges CIDRs, summed over services. */
+#define XLB_SOURCE_RANGES_MAX 16384
 
 /* Default SNAT port range for flows to remote backends, host order. It sits
  * above Linux's default ephemeral range (32768..60999, net.ipv4.

@@ -81,6 +81,27 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_rnat SEC(".maps");
 
+/* (client, service) -> the backend of its new flows, for sessionAffinity:
+ * ClientIP (kube-proxy's `recent` match, Cilium's affinity map). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_AFFINITY_MAX);
+	__type(key, struct xlb_affinity_key);
+	__type(value, struct xlb_affinity_entry);
+	XLB_PIN_BY_NAME;
+} xlb_affinity SEC(".maps");
+
+/* (service, client CIDR) -> allowed, for loadBalancerSourceRanges. LPM tries
+ * must not be preallocated. The value is unused (presence allows). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XLB_SOURCE_RANGES_MAX);
+	__type(key, struct xlb_source_range_key);
+	__type(value, __u32);
+	XLB_PIN_BY_NAME;
+} xlb_source_ranges SEC(".maps");
+
 /* Service ID -> packets and bytes, per CPU so that counting needs no atomics. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -98,5 +119,21 @@ struct {
 	__type(value, __u64);
 	XLB_PIN_BY_NAME;
 } xlb_drops SEC(".maps");
+
+/* Owned VIPs times announcing interfaces (and VLANs); 16384 leaves room for
+ * 4096 layer 2 VIPs on four interfaces each. */
+#define XLB_ARP_VIPS_MAX 16384
+
+/* (VIP, ingress ifindex, VLAN) -> MAC: where this node answers ARP for a VIP
+ * (xlb_arp.h). Written only by src/l2 when ownership changes, so no
+ * preallocation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, XLB_ARP_VIPS_MAX);
+	__type(key, struct xlb_arp_key);
+	__type(value, struct xlb_arp_answer);
+	XLB_PIN_BY_NAME;
+} xlb_arp_vips SEC(".maps");
 
 #endif /* XLB_MAPS_H */

@@ -25,10 +25,12 @@ struct xlb_frontend_key {
 	__u8 pad;
 };
 
-/* What a frontend resolves to. Value of xlb_frontends. 8 bytes. */
+/* What a frontend resolves to. Value of xlb_frontends. 16 bytes. */
 struct xlb_service {
-	__u32 id;      /* service ID: index into xlb_maglev and xlb_service_stats */
-	__u32 flags;   /* enum xlb_service_flags */
+	__u32 id;                /* service ID: index into xlb_maglev and xlb_service_stats */
+	__u32 flags;             /* enum xlb_service_flags */
+	__u32 affinity_timeout;  /* seconds a client keeps its backend (XLB_SVC_F_AFFINITY) */
+	__u32 pad;
 };
 
 /* A backend (an endpoint: pod IP and target port). Value of the xlb_backends
@@ -77,19 +79,63 @@ struct xlb_rnat_entry {
 	__u32 flags;          /* enum xlb_ct_flags */
 };
 
+/* A client of a service with sessionAffinity: ClientIP. Key of
+ * xlb_affinity. 8 bytes. */
+struct xlb_affinity_key {
+	__be32 client_addr;
+	__u32 service_id;
+};
+
+/* The backend a client's new flows go to, and when it was last chosen
+ * (bpf_ktime_get_ns, CLOCK_MONOTONIC). Value of xlb_affinity. 24 bytes. */
+struct xlb_affinity_entry {
+	__u64 last_ns;
+	__u32 backend_id;
+	__be32 backend_addr;  /* copy, so that a reused ID is noticed */
+	__be16 backend_port;  /* copy, as above */
+	__u8 pad[6];
+};
+
+/* loadBalancerSourceRanges: key of the xlb_source_ranges LPM trie. The
+ * service ID is matched whole (prefixlen = 32 + the CIDR's length). 12 bytes. */
+struct xlb_source_range_key {
+	__u32 prefixlen;
+	__u32 service_id;
+	__be32 addr;
+};
+
 /* Per-CPU packet and byte counters of one service (xlb_service_stats). */
 struct xlb_service_stats {
 	__u64 packets;
 	__u64 bytes;
 };
 
+/* Where this node answers ARP for a VIP (layer 2 mode): the VIP, the
+ * interface the request arrives on, and its VLAN. Key of xlb_arp_vips.
+ * 12 bytes. */
+struct xlb_arp_key {
+	__be32 vip;
+	__u32 ifindex; /* XDP ingress ifindex (the parent of a VLAN sub-interface) */
+	__u16 vlan;    /* VLAN ID of the request's 802.1Q/802.1ad tag, 0 untagged */
+	__u8 pad[2];
+};
+
+/* The MAC to answer with. Value of xlb_arp_vips. 8 bytes. */
+struct xlb_arp_answer {
+	__u8 mac[6];   /* the announcing interface's MAC */
+	__u8 pad[2];
+};
+
 enum xlb_service_flags {
 	XLB_SVC_F_NODEPORT = 1 << 0,   /* frontend is a node IP and nodePort */
 	XLB_SVC_F_EXTERNAL = 1 << 1,   /* LoadBalancer VIP or ExternalIP */
+	XLB_SVC_F_AFFINITY = 1 << 2,   /* sessionAffinity ClientIP: see xlb_affinity */
+	XLB_SVC_F_SOURCE_RANGES = 1 << 3, /* new flows only from xlb_source_ranges */
 };
 
 enum xlb_backend_flags {
 	XLB_BE_F_LOCAL = 1 << 0,       /* runs on this node: DNAT and pass */
+	XLB_BE_F_DRAINING = 1 << 1,    /* keeps its flows, takes no new ones (terminating) */
 };
 
 enum xlb_ct_flags {
@@ -106,7 +152,8 @@ enum xlb_drop_reason {
 	XLB_DROP_FRAG_NEEDED = 4,      /* packet larger than the egress MTU (DF set) */
 	XLB_DROP_CT_INSERT = 5,        /* conntrack or reverse NAT insert failed */
 	XLB_DROP_REDIRECT = 6,         /* bpf_redirect failed */
-	XLB_DROP_REASON_MAX = 7,
+	XLB_DROP_SOURCE_RANGE = 7,     /* new flow from outside the service's loadBalancerSourceRanges */
+	XLB_DROP_REASON_MAX = 8,
 };
 
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
