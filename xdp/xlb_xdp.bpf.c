@@ -193,10 +193,19 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, 
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 		return xlb_drop(XLB_DROP_FRAG_NEEDED);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		/* A route, but no neighbour entry for the next hop yet (a client
+		 * on the node's own link that never spoke to the node itself,
+		 * as in layer 2 mode). Translated, the packet is the stack's to
+		 * forward: it resolves the neighbour, and the next packets take
+		 * the XDP path. */
+		xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, false);
+		return XDP_PASS;
+	}
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return xlb_drop(XLB_DROP_FIB_LOOKUP);
 
-	xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport);
+	xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, true);
 	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
 	if (fib.ifindex == ctx->ingress_ifindex)

@@ -236,15 +236,30 @@ describe('remote backend edge cases', () => {
     assert.deepEqual(r2.dataOut, late);
   });
 
-  test('no neighbour entry for the gateway, or no route at all, drops with fib_lookup, untouched', () => {
-    for (const s of [NO_NEIGH, NO_ROUTE]) {
-      const before = dp!.drops();
-      const input = syn(s.port, freshPort());
-      const r = ingress(input);
-      assert.equal(r.retval, XDP.DROP, `service ${s.id}`);
-      assert.deepEqual(r.dataOut, input);
-      assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_FIB_LOOKUP: 1 });
-    }
+  test('no route at all drops with fib_lookup, untouched', () => {
+    const before = dp!.drops();
+    const input = syn(NO_ROUTE.port, freshPort());
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.DROP);
+    assert.deepEqual(r.dataOut, input);
+    assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_FIB_LOOKUP: 1 });
+  });
+
+  test('a route without a neighbour entry: translated and passed to the stack, which resolves the neighbour; TTL left to the stack', () => {
+    const before = dp!.drops();
+    const input = syn(NO_NEIGH.port, freshPort());
+    const r = ingress(input);
+    assert.equal(r.retval, XDP.PASS);
+    const out = parsePacket(r.dataOut);
+    const inp = parsePacket(input);
+    assert.equal(out.ip!.dst, NO_NEIGH.backend.addr);
+    assert.equal(out.l4!.dport, NO_NEIGH.backend.port);
+    assert.equal(out.ip!.src, NODE);
+    assert.ok(out.l4!.sport >= SNAT_MIN && out.l4!.sport <= SNAT_MAX, 'SNAT port from the range');
+    assert.equal(out.ip!.ttl, inp.ip!.ttl, 'the stack decrements the TTL when it forwards');
+    verifyChecksums(r.dataOut);
+    assert.deepEqual(out.eth, inp.eth, 'MACs are the stack\'s to set');
+    assert.deepEqual(dropsDelta(before, dp!.drops()), {});
   });
 
   test('a taken SNAT port moves the flow to the next one; eight taken ports drop with snat_exhausted', () => {

@@ -40,16 +40,18 @@ static __always_inline void xlb_nat_rewrite_dst(struct xlb_pkt *pkt, __be32 addr
 }
 
 /* Rewrite both ends of a packet this node forwards itself (SNATed request
- * to a remote backend, or its reply to the client) and decrement the TTL as
- * a router would (RFC 1812 5.3.1). The caller has checked TTL > 1. */
+ * to a remote backend, or its reply to the client) and, when `forward_here`,
+ * decrement the TTL as a router would (RFC 1812 5.3.1); a packet left to the
+ * stack to forward keeps its TTL, the stack decrements it. The caller has
+ * checked TTL > 1. */
 static __always_inline void xlb_nat_rewrite_forwarded(struct xlb_pkt *pkt, __be32 saddr, __be16 sport,
-						      __be32 daddr, __be16 dport)
+						      __be32 daddr, __be16 dport, bool forward_here)
 {
 	struct iphdr *ip = pkt->ip;
 	/* TTL and protocol form one 16-bit word of the header checksum */
 	__be16 *ttl_proto = (__be16 *)&ip->ttl;
 	__be16 old_ttl_proto = *ttl_proto;
-	__be16 new_ttl_proto = bpf_htons(bpf_ntohs(old_ttl_proto) - 0x100);
+	__be16 new_ttl_proto = forward_here ? bpf_htons(bpf_ntohs(old_ttl_proto) - 0x100) : old_ttl_proto;
 	__u64 addr_diff;
 
 	addr_diff = xlb_csum_diff32(0, pkt->flow.saddr, saddr);
