@@ -198,7 +198,9 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, 
 		 * on the node's own link that never spoke to the node itself,
 		 * as in layer 2 mode). Translated, the packet is the stack's to
 		 * forward: it resolves the neighbour, and the next packets take
-		 * the XDP path. */
+		 * the XDP path. This serves replies to clients; a request SNATed
+		 * to the node's own address would be a martian to the stack, which
+		 * is why the agent keeps remote backends' next hops resolved. */
 		xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, false);
 		return XDP_PASS;
 	}
