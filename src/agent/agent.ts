@@ -24,6 +24,9 @@ import { nodeAddresses } from './node.js';
 import { NeighborManager } from '../datapath/neighbors.js';
 import { BgpAnnouncer, type BgpStatus } from '../bgp/announcer.js';
 import { announcedVips } from '../announce/desired.js';
+import type { Announcer } from '../announce/announcer.js';
+import { L2Announcer, type L2Status } from '../l2/announcer.js';
+import { FakeL2Maps, type L2Maps } from '../datapath/l2maps.js';
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
 const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
@@ -47,6 +50,7 @@ export class Agent implements AgentView {
   private neighborsBusy = false;
   private neighborsAgain = false;
   private bgpAnnouncer?: BgpAnnouncer;
+  private l2Announcer?: L2Announcer;
   /** Annotations the announcers could not use, from the last sync. */
   private announceIssues: InputIssue[] = [];
   /** The last snapshot programmed (announcers read annotations from it). */
@@ -68,6 +72,7 @@ export class Agent implements AgentView {
       maps: () => this.lbmaps,
       issueCount: () => this.issues().length,
       bgp: config.bgp ? () => this.bgpAnnouncer?.status() : undefined,
+      l2: config.l2 ? () => this.l2Announcer?.status() : undefined,
     });
     this.registry = this.metrics.registry;
   }
@@ -77,8 +82,9 @@ export class Agent implements AgentView {
    * API, then the source. Errors here are startup errors naming what failed
    * (interface, map, file, address); nothing is left attached.
    * @param opts.lbmaps use these maps instead of loading the datapath (tests)
+   * @param opts.l2maps the ARP map to use with opts.lbmaps (tests); default in memory
    */
-  static async start(config: Config, log: Logger, opts: { lbmaps?: LBMaps } = {}): Promise<Agent> {
+  static async start(config: Config, log: Logger, opts: { lbmaps?: LBMaps; l2maps?: L2Maps } = {}): Promise<Agent> {
     for (const name of config.interfaces) {
       try {
         ifIndex(name);
@@ -111,6 +117,15 @@ export class Agent implements AgentView {
       if (config.bgp) {
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
+      }
+      if (config.l2) {
+        agent.l2Announcer = await L2Announcer.start(config.l2, {
+          nodeName: config.node.name,
+          xdpInterfaces: config.interfaces,
+          maps: dp ? dp.l2maps : (opts.l2maps ?? new FakeL2Maps()),
+          log: log.child({ component: 'l2' }),
+        });
+        log.info({ peers: config.l2.peers.map((p) => p.name), interfaces: config.l2.interfaces ?? config.interfaces }, 'l2 announcer started');
       }
       if (!config.source.file) throw new Error('source: only source.file is supported by this agent so far');
       const file = config.source.file.path;
@@ -183,10 +198,15 @@ export class Agent implements AgentView {
    * programmed here. An announcer's refusal is logged; it keeps its last set.
    */
   private updateAnnouncements(): void {
-    if (!this.bgpAnnouncer || !this.programmed) return;
+    const announcers: Array<[string, Announcer]> = [];
+    if (this.bgpAnnouncer) announcers.push(['bgp', this.bgpAnnouncer]);
+    if (this.l2Announcer) announcers.push(['l2', this.l2Announcer]);
+    if (!announcers.length || !this.programmed) return;
     const { vips, issues } = announcedVips(this.controller.desiredServices(), this.programmed, { externalIPs: this.config.announce.externalIPs });
     this.announceIssues = issues;
-    this.bgpAnnouncer.setDesired(vips).catch((e) => this.log.error({ err: (e as Error).message }, 'bgp: desired VIPs refused; the last set stays announced'));
+    for (const [name, a] of announcers) {
+      a.setDesired(vips).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
+    }
   }
 
   /** Keep next hops of remote backends resolved (one refresh at a time, coalesced). */
@@ -230,6 +250,9 @@ export class Agent implements AgentView {
   bgp(): BgpStatus | undefined {
     return this.bgpAnnouncer?.status();
   }
+  l2(): L2Status | undefined {
+    return this.l2Announcer?.status();
+  }
   datapath() {
     const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));
     return {
@@ -260,7 +283,11 @@ export class Agent implements AgentView {
     if (this.stopping) return;
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.bgpAnnouncer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed'));
+    await Promise.all([
+      this.bgpAnnouncer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed')),
+      // Hands the VIPs over at once: peers take them before this node's datapath goes.
+      this.l2Announcer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'l2 stop failed')),
+    ]);
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.neighbors?.stop();

@@ -6,7 +6,7 @@
  *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
- * /v1/datapath, /v1/bgp, /v1/issues. Errors are JSON `{ error, message }` with a code
+ * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues. Errors are JSON `{ error, message }` with a code
  * from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -31,6 +31,8 @@ export interface AgentView {
   registry: Registry;
   /** The BGP announcer's status; undefined when BGP is not configured. */
   bgp?(): unknown;
+  /** The layer 2 announcer's status; undefined when L2 is not configured. */
+  l2?(): unknown;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -96,6 +98,11 @@ export function buildApi(agent: AgentView): FastifyInstance {
   app.get('/v1/bgp', async () => {
     const st = agent.bgp?.();
     if (st === undefined) throw new ApiError('bgp_disabled', 404, 'BGP is not configured on this agent (no bgp section in its configuration)');
+    return st;
+  });
+  app.get('/v1/l2', async () => {
+    const st = agent.l2?.();
+    if (st === undefined) throw new ApiError('l2_disabled', 404, 'layer 2 announcements are not configured on this agent (no l2 section in its configuration)');
     return st;
   });
   app.get('/v1/issues', async () => ({ issues: agent.issues() }));

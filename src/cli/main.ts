@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
 import type { BgpStatus } from '../bgp/announcer.js';
+import type { L2Status } from '../l2/announcer.js';
 
 const program = new Command();
 program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
@@ -171,6 +172,25 @@ bgp
     );
   });
 
+program
+  .command('l2')
+  .description('layer 2 announcements: which node answers ARP for each VIP, on which interfaces, since when; peers')
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { api: string; json?: boolean }) => {
+    const r = (await apiGet(opts.api, '/v1/l2')) as L2Status;
+    if (opts.json) return console.log(JSON.stringify(r, null, 2));
+    console.log(`node ${r.node}, ownership by ${r.ownership}, links ${r.health}, takeovers ${r.takeovers}`);
+    printTable(
+      r.vips.map((v) => ({ vip: v.vip, service: v.service, owner: v.owner ?? '(none)', here: v.local ? 'yes' : 'no', interfaces: v.interfaces.join(' '), since: v.since ?? '' })),
+      ['vip', 'service', 'owner', 'here', 'interfaces', 'since'],
+    );
+    printTable(
+      r.peers.map((p) => ({ peer: p.name, address: `${p.address}:${p.port}`, alive: p.alive ? 'yes' : p.left ? 'left' : 'no', lastSeen: p.lastSeenMs === null ? 'never' : `${p.lastSeenMs} ms ago`, claims: p.claims })),
+      ['peer', 'address', 'alive', 'lastSeen', 'claims'],
+    );
+  });
+
 const lab = program.command('lab').description('a lab of network namespaces: client, router, nodes with pods, one agent per node');
 lab
   .command('up')
@@ -178,9 +198,9 @@ lab
   .option('--manifests <file>', 'Kubernetes manifests for the agents (default examples/lab-services.yaml)')
   .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
   .option('--no-agents', 'wire the namespaces only')
-  .addOption(new Option('--announce <mode>', 'how the router learns VIPs: BGP from the agents to BIRD, or static routes').choices(['bgp', 'static']).default('bgp'))
+  .addOption(new Option('--announce <mode>', 'how the client reaches VIPs: BGP from the agents to the router (BIRD), static routes, or l2 (client on the nodes\' segment, ARP answered by the owner)').choices(['bgp', 'static', 'l2']).default('bgp'))
   .option('--json', 'print the status as JSON')
-  .action(async (opts: { nodes: number; manifests?: string; stateDir: string; agents: boolean; announce: 'bgp' | 'static'; json?: boolean }) => {
+  .action(async (opts: { nodes: number; manifests?: string; stateDir: string; agents: boolean; announce: 'bgp' | 'static' | 'l2'; json?: boolean }) => {
     const { labUp } = await import('../lab/index.js');
     const st = await labUp({ nodes: opts.nodes, manifests: opts.manifests, stateDir: opts.stateDir, agents: opts.agents, announce: opts.announce });
     console.log(opts.json ? JSON.stringify(st, null, 2) : `lab up: ${st.nodes.length} nodes, client ${st.client}, state ${opts.stateDir}`);
@@ -193,7 +213,7 @@ lab
     const { labStatus } = await import('../lab/index.js');
     const st = await labStatus(opts.stateDir);
     if (opts.json) return console.log(JSON.stringify(st, null, 2));
-    console.log(`client ${st.client}   router ${st.router} (${st.announce === 'bgp' ? `BIRD, birdc -s ${st.routerBirdSocket}` : 'static routes'})   manifests ${st.manifests}`);
+    console.log(`client ${st.client}   router ${st.router} (${st.announce === 'bgp' ? `BIRD, birdc -s ${st.routerBirdSocket}` : st.announce === 'l2' ? 'layer 2: client on the fabric' : 'static routes'})   manifests ${st.manifests}`);
     printTable(st.nodes as unknown as Array<Record<string, unknown>>, ['name', 'netns', 'ip', 'mac', 'agentPid', 'api']);
     printTable(
       st.services.map((s) => ({ ...s, service: `${s.namespace}/${s.name}`, frontend: `${s.vip}:${s.port}/${s.protocol}`, backends: s.backends.join(' ') })),

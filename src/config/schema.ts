@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { MAGLEV_TABLE_SIZES, DEFAULT_BACKEND_MULTIPLIER } from '../maglev/index.js';
 import { isIPv4 } from '../util/ip.js';
 import { bgpConfigSchema } from '../bgp/config.js';
+import { l2ConfigSchema } from '../l2/config.js';
 
 /** Message for a missing key, else `msg`: zod reports both through the same check. */
 const need =
@@ -113,6 +114,8 @@ const source = obj({
  * - `log.level`: a pino level, default `info`.
  * - `bgp`: announce VIPs over BGP through gobgpd (src/bgp/config.ts has
  *   every key); left out: no BGP.
+ * - `l2`: answer ARP for the VIPs this node owns (src/l2/config.ts has
+ *   every key); left out: no layer 2 announcements.
  * - `announce.externalIPs`: announce `spec.externalIPs` as well as
  *   LoadBalancer VIPs (default false).
  */
@@ -148,6 +151,7 @@ export const ConfigSchema = obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),
   }).prefault({}),
   bgp: bgpConfigSchema.optional(),
+  l2: l2ConfigSchema.optional(),
   announce: obj({
     externalIPs: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(false),
   }).prefault({}),

@@ -23,6 +23,7 @@ import {
 } from './bpf.js';
 import { sizeOf, type StructName } from './codec.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
+import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
 import { ipToU32 } from '../util/ip.js';
 
 /** Where `make -C xdp` puts the objects. */
@@ -65,6 +66,9 @@ const LAYOUT_CHECKS: Record<string, [StructName | number, StructName | number]> 
   xlb_rnat: ['xlb_flow_key', 'xlb_rnat_entry'],
   xlb_service_stats: [4, 'xlb_service_stats'],
   xlb_drops: [4, 8],
+  xlb_affinity: ['xlb_affinity_key', 'xlb_affinity_entry'],
+  xlb_source_ranges: ['xlb_source_range_key', 4],
+  xlb_arp_vips: ['xlb_arp_key', 'xlb_arp_answer'],
 };
 
 /**
@@ -74,6 +78,8 @@ const LAYOUT_CHECKS: Record<string, [StructName | number, StructName | number]> 
 export class Datapath {
   readonly attachments: Attachment[] = [];
   readonly lbmaps: BpfLBMaps;
+  /** The ARP responder's map (layer 2 mode). */
+  readonly l2maps: BpfL2Maps;
   private createdQdisc = new Set<number>();
 
   private constructor(
@@ -83,6 +89,7 @@ export class Datapath {
     private readonly tcObj: BpfObject,
   ) {
     this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj));
+    this.l2maps = new BpfL2Maps(xdpObj.map(ARP_VIPS_MAP));
   }
 
   /**

@@ -64,8 +64,13 @@ export interface LabService {
   backends: string[];
 }
 
-/** How the router learns the VIPs: BGP from the agents (default), or static routes to every node. */
-export type LabAnnounce = 'bgp' | 'static';
+/**
+ * How the client reaches the VIPs: the router learns them by BGP from the
+ * agents (default), or has static routes to every node, or (l2) the client
+ * sits on the nodes' own segment and finds each VIP by ARP, answered by the
+ * node that owns it.
+ */
+export type LabAnnounce = 'bgp' | 'static' | 'l2';
 
 /** `xlb lab status --json`. */
 export interface LabStatus {
@@ -157,7 +162,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   ensureBpffs();
   fs.mkdirSync(stateDir, { recursive: true });
   const announce = opts.announce ?? 'bgp';
-  if (announce !== 'bgp' && announce !== 'static') throw new Error(`--announce: bgp or static (got ${JSON.stringify(announce)})`);
+  if (!['bgp', 'static', 'l2'].includes(announce)) throw new Error(`--announce: bgp, static or l2 (got ${JSON.stringify(announce)})`);
+  if (announce === 'l2' && spawnSync('sh', ['-c', 'command -v arping']).status !== 0) throw new Error('arping is missing: install iputils-arping (scripts/setup.sh does)');
   if (announce === 'bgp') {
     for (const bin of ['bird', 'birdc', 'gobgpd']) {
       if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`${bin} is missing: install bird2 and gobgpd (scripts/setup.sh does)`);
@@ -169,7 +175,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     announce,
     stateDir,
     client: `xlb-client-${sfx}`,
-    clientIp: '198.18.1.2',
+    // In layer 2 mode the client is on the nodes' segment.
+    clientIp: announce === 'l2' ? '198.18.0.2' : '198.18.1.2',
     router: `xlb-router-${sfx}`,
     fabric: `xlb-fabric-${sfx}`,
     manifests: path.join(stateDir, 'manifests.yaml'),
@@ -192,17 +199,29 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     await ipn(st.fabric, 'link', 'add', 'br0', 'type', 'bridge');
     await ipn(st.fabric, 'link', 'set', 'br0', 'up');
     await ipn(st.router, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'r0', 'netns', st.fabric);
-    await ipn(st.router, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', st.client);
     await ipn(st.fabric, 'link', 'set', 'r0', 'master', 'br0', 'up');
     await ipn(st.router, 'addr', 'add', '198.18.0.1/24', 'dev', 'eth0');
-    await ipn(st.router, 'addr', 'add', '198.18.1.1/24', 'dev', 'eth1');
     await ipn(st.router, 'link', 'set', 'eth0', 'up');
-    await ipn(st.router, 'link', 'set', 'eth1', 'up');
-    await ipn(st.client, 'addr', 'add', `${st.clientIp}/24`, 'dev', 'eth0');
-    await ipn(st.client, 'link', 'set', 'eth0', 'up');
-    await ipn(st.client, 'route', 'add', 'default', 'via', '198.18.1.1');
+    if (announce === 'l2') {
+      // The client on the fabric; the VIP range is on-link, so the client ARPs for each VIP.
+      await ipn(st.client, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'c0', 'netns', st.fabric);
+      await ipn(st.fabric, 'link', 'set', 'c0', 'master', 'br0', 'up');
+      await ipn(st.client, 'addr', 'add', `${st.clientIp}/24`, 'dev', 'eth0');
+      await ipn(st.client, 'link', 'set', 'eth0', 'up');
+      await ipn(st.client, 'route', 'add', '192.0.2.0/24', 'dev', 'eth0', 'scope', 'link');
+      await ipn(st.client, 'route', 'add', 'default', 'via', '198.18.0.1');
+      await noOffloads(st.fabric, 'c0');
+    } else {
+      await ipn(st.router, 'link', 'add', 'eth1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', st.client);
+      await ipn(st.router, 'addr', 'add', '198.18.1.1/24', 'dev', 'eth1');
+      await ipn(st.router, 'link', 'set', 'eth1', 'up');
+      await ipn(st.client, 'addr', 'add', `${st.clientIp}/24`, 'dev', 'eth0');
+      await ipn(st.client, 'link', 'set', 'eth0', 'up');
+      await ipn(st.client, 'route', 'add', 'default', 'via', '198.18.1.1');
+      await noOffloads(st.router, 'eth1');
+    }
     await sysctl(st.router, 'net.ipv4.ip_forward=1', 'net.ipv4.fib_multipath_hash_policy=1');
-    for (const [ns, dev] of [[st.client, 'eth0'], [st.router, 'eth0'], [st.router, 'eth1'], [st.fabric, 'r0']]) await noOffloads(ns, dev);
+    for (const [ns, dev] of [[st.client, 'eth0'], [st.router, 'eth0'], [st.fabric, 'r0']]) await noOffloads(ns, dev);
 
     // Nodes and their pods.
     for (let i = 1; i <= nodes; i++) {
@@ -244,7 +263,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       for (const m of st.nodes) if (m !== n) await ipn(n.netns, 'route', 'add', m.podCidr, 'via', m.ip);
     }
     if (announce === 'static') await ipn(st.router, 'route', 'add', '192.0.2.0/24', ...st.nodes.flatMap((n) => ['nexthop', 'via', n.ip]));
-    else {
+    else if (announce === 'bgp') {
       const conf = path.join(stateDir, 'bird.conf');
       st.routerBirdSocket = path.join(stateDir, 'bird.ctl');
       fs.writeFileSync(conf, birdConfig('198.18.0.1', st.nodes));
@@ -296,7 +315,9 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
                   gobgpd: { apiSocket: path.join(stateDir, `${n.name}-gobgpd.sock`) },
                 },
               }
-            : {}),
+            : announce === 'l2'
+              ? { l2: { peers: st.nodes.map((m) => ({ name: m.name, address: m.ip })), heartbeat: { intervalMs: 200, deadAfterMissed: 5 } } }
+              : {}),
           ...(opts.agentConfig ?? {}),
         };
         const cfgPath = path.join(stateDir, `${n.name}.yaml`);
@@ -307,6 +328,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       }
       for (const n of st.nodes) await waitAgentReady(n, stateDir);
       if (announce === 'bgp') await waitRoutesConverged(st);
+      if (announce === 'l2') await waitL2Converged(st);
     }
     save(st);
     return { ...publicStatus(st), services: readServices(st) };
@@ -367,6 +389,40 @@ export async function waitRoutesConverged(st: Pick<LabStatus, 'router' | 'router
     },
     timeoutMs,
     'the router to hold every announced VIP with one path per announcing node',
+    100,
+  );
+}
+
+/** One VIP's owner in layer 2 mode, as the agents report it. */
+export interface LabL2Owner {
+  vip: string;
+  /** Nodes that say they answer ARP for it (exactly one when converged). */
+  answering: string[];
+}
+
+/** Which node answers ARP for each VIP, from every agent's /v1/l2. */
+export async function labL2Owners(st: Pick<LabStatus, 'nodes'>): Promise<LabL2Owner[]> {
+  const by = new Map<string, string[]>();
+  for (const n of st.nodes) {
+    if (!n.agentPid || !alive(n.agentPid)) continue;
+    const l2 = (await apiGet(n.api, '/v1/l2', { timeoutMs: 1000 })) as { vips: Array<{ vip: string; local: boolean }> };
+    for (const v of l2.vips) {
+      if (!by.has(v.vip)) by.set(v.vip, []);
+      if (v.local) by.get(v.vip)!.push(n.name);
+    }
+  }
+  return [...by].map(([vip, answering]) => ({ vip, answering: answering.sort() })).sort((a, b) => a.vip.localeCompare(b.vip, 'en', { numeric: true }));
+}
+
+/** Wait until every VIP the agents know has exactly one node answering ARP for it. */
+export async function waitL2Converged(st: Pick<LabStatus, 'nodes'>, timeoutMs = 20000): Promise<void> {
+  await waitFor(
+    async () => {
+      const owners = await labL2Owners(st);
+      return owners.length > 0 && owners.every((o) => o.answering.length === 1);
+    },
+    timeoutMs,
+    'every VIP to have exactly one node answering ARP',
     100,
   );
 }

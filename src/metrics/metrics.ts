@@ -8,6 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { ServiceView } from '../services/controller.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import type { BgpStatus } from '../bgp/announcer.js';
+import type { L2Status } from '../l2/announcer.js';
 
 /** What metrics read from the agent at scrape time. */
 export interface MetricsSource {
@@ -16,6 +17,8 @@ export interface MetricsSource {
   issueCount(): number;
   /** The BGP announcer's status, when BGP is configured. */
   bgp?(): BgpStatus | undefined;
+  /** The layer 2 announcer's status, when L2 is configured. */
+  l2?(): L2Status | undefined;
 }
 
 /** The agent's metrics; `observeSync` is called after every sync. */
@@ -90,6 +93,7 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
     },
   });
   if (source.bgp) registerBgpMetrics(registry, source.bgp.bind(source));
+  if (source.l2) registerL2Metrics(registry, source.l2.bind(source));
   return {
     registry,
     observeSync(seconds, ok) {
@@ -140,6 +144,50 @@ function registerBgpMetrics(registry: Registry, status: () => BgpStatus | undefi
     collect() {
       this.reset();
       this.inc(status()?.counters.gobgpdRestarts ?? 0);
+    },
+  });
+}
+
+/**
+ * Layer 2 metrics, read from the announcer's status at scrape time:
+ * `xlb_l2_owned_vips`, `xlb_l2_takeovers_total`, `xlb_l2_peer_alive{peer}`,
+ * `xlb_l2_gratuitous_arp_sent_total`.
+ */
+function registerL2Metrics(registry: Registry, status: () => L2Status | undefined): void {
+  new Gauge({
+    name: 'xlb_l2_owned_vips',
+    help: 'VIPs this node answers ARP for.',
+    registers: [registry],
+    collect() {
+      this.set(status()?.counters.ownedVips ?? 0);
+    },
+  });
+  new Counter({
+    name: 'xlb_l2_takeovers_total',
+    help: 'Times this node took a VIP over (became its owner).',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(status()?.counters.takeoversTotal ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'xlb_l2_peer_alive',
+    help: 'Whether a layer 2 peer is alive by its heartbeats (1) or not (0).',
+    labelNames: ['peer'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of status()?.peers ?? []) this.set({ peer: p.name }, p.alive ? 1 : 0);
+    },
+  });
+  new Counter({
+    name: 'xlb_l2_gratuitous_arp_sent_total',
+    help: 'Gratuitous ARP frames sent on taking VIPs over.',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(status()?.counters.garpSent ?? 0);
     },
   });
 }

@@ -120,3 +120,9 @@ test('/v1/bgp is a 404 with code bgp_disabled when the agent has no bgp section'
   assert.equal((res.json() as { error: string }).error, 'bgp_disabled');
   assert.doesNotMatch(await agent.registry.metrics(), /xlb_bgp_peer_up/, 'no BGP metrics without BGP');
 });
+
+test('/v1/l2 is a 404 with code l2_disabled when the agent has no l2 section', async () => {
+  const res = await buildApi(agent).inject('/v1/l2');
+  assert.equal(res.statusCode, 404);
+  assert.equal((res.json() as { error: string }).error, 'l2_disabled');
+});

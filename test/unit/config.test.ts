@@ -124,6 +124,7 @@ describe('config: bad configurations name the key path and the value', () => {
     ],
     ['BGP: no neighbor', { bgp: { asn: 64513, neighbors: [] } }, ['bgp.neighbors: must list at least one neighbor (a router to announce VIPs to) (got [])']],
     ['BGP: misspelt key', { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.1', asn: 64512 }], routerid: '198.18.0.11' } }, ['bgp.routerid: unknown key (got "198.18.0.11")']],
+    ['L2: bad peer address', { l2: { peers: [{ name: 'node2', address: '198.18.0.300' }] } }, ['l2.peers[0].address: must be an IPv4 address (got "198.18.0.300")']],
     ['announce.externalIPs not a boolean', { announce: { externalIPs: 'yes' } }, ['announce.externalIPs: must be true or false (got "yes")']],
   ];
   for (const [what, patch, want] of bad) it(what, () => assert.deepEqual(problems(merge(MINIMAL, patch)), want));

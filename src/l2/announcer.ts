@@ -1,0 +1,358 @@
+/**
+ * The layer 2 announcer, after MetalLB's and Cilium's L2 modes: for each VIP
+ * it owns, this node answers ARP on its announcing interfaces (through the
+ * XDP ARP responder's map, xdp/include/xlb_arp.h) and no other node does.
+ *
+ * The agent gives it the VIPs this node may announce (setDesired: services
+ * with a ready backend it can serve); an OwnershipStrategy (peers or, later,
+ * Kubernetes Leases) says which of them this node owns; the announcer
+ * converges the ARP map to owned VIPs × interfaces, sends gratuitous ARP
+ * when it takes a VIP over, and removes the entries when it loses one.
+ *
+ * Links are watched: when every announcing interface has lost carrier the
+ * node owns nothing at once (it cannot answer anyway, and must not come back
+ * with stale claims); when an interface comes back, the VIPs it still owns
+ * are announced on it again. stop() hands the VIPs over (the strategy tells
+ * the peers at once) and removes the map entries.
+ */
+import type { Logger } from 'pino';
+import type { Announcer, AnnouncedVip } from '../announce/announcer.js';
+import { arpKeyString, type ArpEntry, type L2Maps } from '../datapath/l2maps.js';
+import { isIPv4 } from '../util/ip.js';
+import type { L2Config } from './config.js';
+import { ArpingGarpSender, checkArping, ensureNonlocalBind, type GarpSender } from './garp.js';
+import type { PeerStatus } from './heartbeat.js';
+import { IpLinkMonitor, linkHealth, resolveInterfaces, type AnnounceInterface, type LinkInfo, type LinkMonitor } from './interfaces.js';
+import type { LinkHealth } from './ownership.js';
+import { PeerOwnership, type HeartbeatTransport } from './peer-ownership.js';
+import type { OwnershipStrategy } from './strategy.js';
+
+/** Retry delay after a failed map write, ms. */
+const MAP_RETRY_MS = 500;
+
+/** Runtime options that are not part of the `l2:` config section. */
+export interface L2AnnouncerOptions {
+  /** This node's name (`node.name`): heartbeats carry it, and `l2.peers` may list it. */
+  nodeName: string;
+  /** The agent's `interfaces` (they carry the XDP program); the default of `l2.interfaces`. */
+  xdpInterfaces: string[];
+  /** The ARP responder's map (Datapath's BpfL2Maps; FakeL2Maps in tests). */
+  maps: L2Maps;
+  /** Default: {@link PeerOwnership} built from the config. */
+  strategy?: OwnershipStrategy;
+  /** The default strategy's socket; default UDP. */
+  transport?: HeartbeatTransport;
+  /** Default: {@link ArpingGarpSender} (then arping and ip_nonlocal_bind are checked at start). */
+  garp?: GarpSender;
+  /** Default: {@link IpLinkMonitor}. */
+  links?: LinkMonitor;
+  log?: Logger;
+}
+
+/** One VIP in {@link L2Status}. */
+export interface L2VipStatus {
+  vip: string;
+  /** `namespace/name` of the service(s), comma-joined. */
+  service: string;
+  /** The owner node as this node knows it; null when nobody owns it (yet). */
+  owner: string | null;
+  /** This node answers ARP for it. */
+  local: boolean;
+  /** Interfaces this node answers on (empty when another node owns it). */
+  interfaces: string[];
+  /** When the owner took it (or this node first saw it own it), ISO 8601; null without owner. */
+  since: string | null;
+}
+
+/** One announcing interface in {@link L2Status}. */
+export interface L2InterfaceStatus {
+  name: string;
+  ifindex: number;
+  xdpInterface: string;
+  vlan: number;
+  mac: string;
+  up: boolean;
+}
+
+/** Counters for metrics (all since start). */
+export interface L2Metrics {
+  /** VIPs this node answers ARP for now. */
+  ownedVips: number;
+  /** VIPs this node took over (each time it became owner). */
+  takeoversTotal: number;
+  /** Gratuitous ARP frames sent / failed. */
+  garpSent: number;
+  garpFailed: number;
+  heartbeatsSent: number;
+  heartbeatsReceived: number;
+  /** Malformed, stale or from unknown senders. */
+  heartbeatsRejected: number;
+  heartbeatSendErrors: number;
+  mapWriteFailures: number;
+}
+
+/** What {@link L2Announcer.status} returns (JSON-serialisable), for `GET /v1/l2`. */
+export interface L2Status {
+  announcer: 'l2';
+  node: string;
+  /** The ownership strategy: `peers` (or `lease`). */
+  ownership: string;
+  health: LinkHealth;
+  interfaces: L2InterfaceStatus[];
+  vips: L2VipStatus[];
+  peers: PeerStatus[];
+  takeovers: number;
+  counters: L2Metrics;
+  lastError?: { message: string; at: string };
+}
+
+const ipOrder = (ip: string): number => ip.split('.').reduce((acc, o) => acc * 256 + Number(o), 0);
+
+/** Announces VIPs on layer 2. Create with {@link L2Announcer.start}. */
+export class L2Announcer implements Announcer {
+  private readonly log?: Logger;
+  private readonly maps: L2Maps;
+  private readonly strategy: OwnershipStrategy;
+  private readonly garp: GarpSender;
+  private readonly links: LinkMonitor;
+  private readonly names: string[];
+  private ifaces: AnnounceInterface[] = [];
+  private health: LinkHealth = 'down';
+  /** Desired VIP -> service. */
+  private services = new Map<string, string>();
+  /**
+   * The strategy hears of this node only after the first setDesired: until
+   * the agent's first sync, an empty set would mean "wants nothing", and
+   * peers would take (and, being sticky, keep) this node's share.
+   */
+  private desiredKnown = false;
+  /** Map entries written, by arpKeyString. */
+  private readonly written = new Map<string, ArpEntry>();
+  /** VIPs owned at the last reconcile (to see takeovers and losses). */
+  private announced = new Set<string>();
+  private takeovers = 0;
+  private mapWriteFailures = 0;
+  private retryTimer?: NodeJS.Timeout;
+  private stopped = false;
+  private lastError?: { message: string; at: string };
+
+  private constructor(
+    private readonly config: L2Config,
+    private readonly opts: L2AnnouncerOptions,
+  ) {
+    this.log = opts.log;
+    this.maps = opts.maps;
+    this.names = config.interfaces ?? opts.xdpInterfaces;
+    const self = config.peers.find((p) => p.name === opts.nodeName);
+    this.strategy =
+      opts.strategy ??
+      new PeerOwnership({
+        nodeName: opts.nodeName,
+        peers: config.peers.map((p) => ({ name: p.name, address: p.address, port: p.port ?? config.port })),
+        bindAddress: config.bindAddress ?? self?.address ?? '0.0.0.0',
+        port: self?.port ?? config.port,
+        intervalMs: config.heartbeat.intervalMs,
+        deadAfterMissed: config.heartbeat.deadAfterMissed,
+        transport: opts.transport,
+        log: opts.log,
+      });
+    this.garp = opts.garp ?? new ArpingGarpSender({ count: config.gratuitousArp.count, intervalMs: config.gratuitousArp.intervalMs, log: opts.log });
+    this.links = opts.links ?? new IpLinkMonitor({ log: opts.log });
+  }
+
+  /**
+   * Check the environment, resolve the interfaces, remove ARP map entries
+   * left by an earlier run, and start the ownership strategy and link watch.
+   * @throws Error naming the config key: `l2.interfaces[i]` (missing, no XDP
+   *   on it or its parent), `l2.gratuitousArp` (arping, ip_nonlocal_bind),
+   *   the heartbeat socket (port in use)
+   */
+  static async start(config: L2Config, opts: L2AnnouncerOptions): Promise<L2Announcer> {
+    const a = new L2Announcer(config, opts);
+    try {
+      await a.init();
+      return a;
+    } catch (e) {
+      await a.stop().catch(() => {});
+      throw e;
+    }
+  }
+
+  private async init(): Promise<void> {
+    if (!this.opts.garp && this.config.gratuitousArp.count > 0) {
+      await checkArping();
+      if (ensureNonlocalBind(this.config.gratuitousArp.setNonlocalBind))
+        this.log?.warn('l2: set net.ipv4.ip_nonlocal_bind=1 so that arping can send gratuitous ARP from VIPs (l2.gratuitousArp.setNonlocalBind)');
+    }
+    this.ifaces = resolveInterfaces(this.names, await this.links.read(), this.opts.xdpInterfaces);
+    this.health = linkHealth(this.ifaces);
+    const stale = this.maps.list();
+    if (stale.length) {
+      this.maps.delete(stale);
+      this.log?.info({ entries: stale.length }, 'l2: removed ARP entries left by an earlier run');
+    }
+    this.strategy.onChange(() => this.reconcile());
+    try {
+      await this.strategy.start();
+    } catch (e) {
+      throw new Error(`l2.port / l2.bindAddress (default: this node's l2.peers address, else 0.0.0.0): ${(e as Error).message}`);
+    }
+    await this.links.start((links) => this.onLinks(links));
+    this.log?.info({ interfaces: this.ifaces.map((i) => i.name), health: this.health, ownership: this.strategy.kind }, 'l2 announcer started');
+  }
+
+  /**
+   * Replace the VIPs this node may announce. Which of them it owns is the
+   * strategy's decision; the map follows within one reconcile.
+   * @throws Error naming `vips[i].vip` when one is not IPv4; nothing is applied then
+   */
+  async setDesired(vips: AnnouncedVip[]): Promise<void> {
+    const next = new Map<string, string>();
+    vips.forEach((v, i) => {
+      if (typeof v.vip !== 'string' || !isIPv4(v.vip)) throw new Error(`vips[${i}].vip: ${JSON.stringify(v.vip)} is not an IPv4 address (layer 2 mode answers ARP, IPv4 only)`);
+      const prev = next.get(v.vip);
+      next.set(v.vip, prev && prev !== v.service ? [...new Set([...prev.split(','), v.service])].sort().join(',') : v.service);
+    });
+    this.services = next;
+    this.desiredKnown = true;
+    if (!this.stopped) this.strategy.update(this.candidates(), this.health);
+  }
+
+  private candidates(): Array<{ vip: string; service: string }> {
+    return [...this.services].map(([vip, service]) => ({ vip, service }));
+  }
+
+  private onLinks(links: LinkInfo[]): void {
+    if (this.stopped) return;
+    let next: AnnounceInterface[];
+    try {
+      next = resolveInterfaces(this.names, links, this.opts.xdpInterfaces);
+    } catch (e) {
+      // An interface vanished or changed kind: it cannot answer; keep the rest.
+      this.setError(`l2: ${(e as Error).message}`);
+      const byName = new Map(links.map((l) => [l.ifname, l]));
+      next = this.ifaces.map((i) => {
+        try {
+          return resolveInterfaces([i.name], [...byName.values()], this.opts.xdpInterfaces)[0];
+        } catch {
+          return { ...i, up: false };
+        }
+      });
+    }
+    const cameUp = next.filter((n) => n.up && !this.ifaces.find((o) => o.name === n.name)?.up);
+    const wentDown = next.filter((n) => !n.up && this.ifaces.find((o) => o.name === n.name)?.up);
+    this.ifaces = next;
+    const health = linkHealth(next);
+    if (cameUp.length || wentDown.length)
+      this.log?.warn({ up: cameUp.map((i) => i.name), down: wentDown.map((i) => i.name), health }, 'l2: announcing interface carrier changed');
+    this.health = health;
+    if (this.desiredKnown) this.strategy.update(this.candidates(), health);
+    this.reconcile();
+    // VIPs kept through a link flap: tell that segment where they are again.
+    for (const vip of this.strategy.owned().keys()) if (this.announced.has(vip)) for (const i of cameUp) this.garp.announce(vip, i.name);
+  }
+
+  /** Converge the ARP map to owned VIPs × interfaces; gratuitous ARP for VIPs just taken over. */
+  private reconcile(): void {
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    const owned = this.stopped ? new Set<string>() : new Set(this.strategy.owned().keys());
+    const want = new Map<string, ArpEntry>();
+    for (const vip of owned) {
+      for (const i of this.ifaces) {
+        const e: ArpEntry = { vip, ifindex: i.xdpIfindex, vlan: i.vlan, mac: i.mac };
+        want.set(arpKeyString(e), e);
+      }
+    }
+    const put = [...want].filter(([k, e]) => this.written.get(k)?.mac !== e.mac).map(([, e]) => e);
+    const del = [...this.written].filter(([k]) => !want.has(k)).map(([, e]) => e);
+    try {
+      if (put.length) this.maps.put(put);
+      for (const e of put) this.written.set(arpKeyString(e), e);
+      if (del.length) this.maps.delete(del);
+      for (const e of del) this.written.delete(arpKeyString(e));
+    } catch (e) {
+      this.mapWriteFailures++;
+      this.setError(`l2: ARP map write failed: ${(e as Error).message}`);
+      if (!this.stopped) {
+        this.retryTimer = setTimeout(() => this.reconcile(), MAP_RETRY_MS);
+        this.retryTimer.unref();
+      }
+    }
+    const lost = [...this.announced].filter((v) => !owned.has(v));
+    const gained = [...owned].filter((v) => !this.announced.has(v));
+    for (const vip of lost) this.garp.cancel(vip);
+    for (const vip of gained) {
+      this.takeovers++;
+      for (const i of this.ifaces) if (i.up) this.garp.announce(vip, i.name);
+    }
+    if (lost.length || gained.length) this.log?.info({ gained, lost, owned: owned.size }, 'l2: VIP ownership changed');
+    this.announced = owned;
+  }
+
+  private setError(message: string): void {
+    this.lastError = { message, at: new Date().toISOString() };
+    this.log?.error(message);
+  }
+
+  /** A JSON-serialisable snapshot for `GET /v1/l2`. */
+  status(): L2Status {
+    const owned = this.strategy.owned();
+    const s: L2Status = {
+      announcer: 'l2',
+      node: this.opts.nodeName,
+      ownership: this.strategy.kind,
+      health: this.health,
+      interfaces: this.ifaces.map((i) => ({ name: i.name, ifindex: i.ifindex, xdpInterface: i.xdpInterface, vlan: i.vlan, mac: i.mac, up: i.up })),
+      vips: [...this.services]
+        .sort(([a], [b]) => ipOrder(a) - ipOrder(b))
+        .map(([vip, service]) => {
+          const o = this.strategy.ownerOf(vip);
+          const local = owned.has(vip);
+          return { vip, service, owner: o.owner ?? null, local, interfaces: local ? this.ifaces.map((i) => i.name) : [], since: o.since !== undefined ? new Date(o.since).toISOString() : null };
+        }),
+      peers: this.strategy.peers(),
+      takeovers: this.takeovers,
+      counters: this.metrics(),
+    };
+    if (this.lastError) s.lastError = this.lastError;
+    return s;
+  }
+
+  /** Counters for the agent's metrics (`xlb_l2_owned_vips`, `xlb_l2_takeovers_total`, ...). */
+  metrics(): L2Metrics {
+    const g = this.garp.counters();
+    const h = this.strategy.counters();
+    return {
+      ownedVips: this.strategy.owned().size,
+      takeoversTotal: this.takeovers,
+      garpSent: g.sent,
+      garpFailed: g.failed,
+      heartbeatsSent: h.sent,
+      heartbeatsReceived: h.received,
+      heartbeatsRejected: h.rejected,
+      heartbeatSendErrors: h.sendErrors,
+      mapWriteFailures: this.mapWriteFailures,
+    };
+  }
+
+  /**
+   * Hand the VIPs over (the strategy tells the peers, which take over at
+   * once), remove this node's ARP map entries, stop watching links and
+   * sending gratuitous ARP. Idempotent.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.links.stop();
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    try {
+      await this.strategy.stop();
+    } finally {
+      this.reconcile(); // stopped: wants nothing, deletes everything written
+      await this.garp.stop();
+    }
+  }
+}

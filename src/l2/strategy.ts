@@ -1,0 +1,67 @@
+/**
+ * How a node learns which VIPs it owns in layer 2 mode. The announcer
+ * (announcer.ts) does the node-local work (ARP map, gratuitous ARP, link
+ * watching) and asks an OwnershipStrategy who owns what:
+ *
+ * - `peers` (peer-ownership.ts): heartbeats between the configured nodes and
+ *   rendezvous hashing; for the file source, with no API server.
+ * - `lease` (to come, with the Kubernetes source): one
+ *   coordination.k8s.io Lease per service, as Cilium and kube-vip do; it
+ *   takes the same inputs (candidates with their services, link health) and
+ *   reports the same outputs.
+ */
+import type { LinkHealth } from './ownership.js';
+import type { PeerStatus } from './heartbeat.js';
+
+/** One VIP this node may own, with its service (`namespace/name`, comma-joined when shared). */
+export interface CandidateVip {
+  vip: string;
+  service: string;
+}
+
+/** Who owns a VIP as this node knows it. */
+export interface VipOwner {
+  /** Node name, or undefined when nobody owns it (as far as this node knows). */
+  owner?: string;
+  /** When that owner took it (or this node first saw it own it), ms since the epoch. */
+  since?: number;
+}
+
+/** Counters every strategy keeps (exported as metrics by the agent). */
+export interface StrategyCounters {
+  /** Messages sent to peers (heartbeats, lease renewals). */
+  sent: number;
+  /** Messages received and accepted. */
+  received: number;
+  /** Messages dropped: malformed, unknown sender, stale. */
+  rejected: number;
+  /** Messages that could not be sent. */
+  sendErrors: number;
+}
+
+/**
+ * Decides which VIPs this node owns. Implementations converge in the
+ * background and call the change listener whenever {@link owned} changes.
+ */
+export interface OwnershipStrategy {
+  /** `peers` or `lease`: shown in status. */
+  readonly kind: string;
+  /** Begin (bind sockets, start timers, acquire). @throws Error naming the setting that failed (e.g. the port in use) */
+  start(): Promise<void>;
+  /**
+   * This node's candidates (the whole set) and link health: `down` means it
+   * cannot answer ARP and must own nothing, at once.
+   */
+  update(candidates: readonly CandidateVip[], health: LinkHealth): void;
+  /** The VIPs this node owns now, with the time (ms since the epoch) it took each. */
+  owned(): ReadonlyMap<string, number>;
+  /** The owner of `vip` as this node knows it. */
+  ownerOf(vip: string): VipOwner;
+  /** The other nodes, for status. */
+  peers(): PeerStatus[];
+  counters(): StrategyCounters;
+  /** Register the listener called (synchronously, after the change) when {@link owned} changes. */
+  onChange(listener: () => void): void;
+  /** Give every VIP up and tell the others at once (hand-over), then release resources. Idempotent. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,136 @@
+/**
+ * Layer 2 mode end to end in the lab (`lab up --announce l2`): the client
+ * sits on the nodes' segment and finds each VIP by ARP; exactly one node's
+ * agent answers for it (XDP ARP responder), and another takes over when it
+ * fails. One lab for the file, torn down in `after`.
+ *
+ * Run as root: node --import tsx --test test/e2e/lab-l2.test.ts
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { labDown, labExec, labL2Owners, labStartAgent, labStopAgent, labUp, waitL2Converged, type LabStatus } from '../../src/lab/index.js';
+import { apiGet } from '../../src/cli/client.js';
+import { waitFor } from '../../src/util/wait.js';
+import { ipn } from '../../src/lab/sh.js';
+import type { L2Status } from '../../src/l2/announcer.js';
+
+const stateDir = `/run/xlb-test-l2-${randomBytes(3).toString('hex')}`;
+let lab: LabStatus;
+
+const WEB = '192.0.2.10';
+const nodeNamed = (name: string) => lab.nodes.find((n) => n.name === name)!;
+const ms = (t0: number) => Math.round(performance.now() - t0);
+
+/** MACs that answer `arping` for `vip` from the client (the client's own ARP, for checks only). */
+async function arpingMacs(vip: string): Promise<string[]> {
+  const out = await labExec(lab.client, ['arping', '-c', '3', '-w', '4', '-I', 'eth0', vip]).catch((e: Error) => e.message);
+  return [...new Set([...out.matchAll(/reply from \S+ \[([0-9A-F:]+)\]/gi)].map((m) => m[1].toLowerCase()))].sort();
+}
+
+/** The MAC in the client's neighbour entry for `vip` ('' when none). */
+async function clientNeighbour(vip: string): Promise<string> {
+  const j = JSON.parse(await ipn(lab.client, '-j', 'neigh', 'show', vip)) as Array<{ lladdr?: string }>;
+  return j[0]?.lladdr ?? '';
+}
+
+async function ownerOf(vip: string): Promise<string> {
+  const o = (await labL2Owners(lab)).find((x) => x.vip === vip);
+  assert.ok(o && o.answering.length === 1, `exactly one node answers for ${vip}: ${JSON.stringify(o)}`);
+  return o.answering[0];
+}
+
+async function curlOk(vip: string, timeoutS = 1): Promise<boolean> {
+  const out = await labExec(lab.client, ['curl', '-s', '-m', String(timeoutS), `http://${vip}/`]).catch(() => '');
+  return /^n\dp\d /.test(out);
+}
+
+before(async () => {
+  lab = await labUp({ nodes: 2, podsPerNode: 3, stateDir, announce: 'l2' });
+});
+
+after(async () => {
+  await labDown(stateDir);
+});
+
+describe('layer 2 announcements in the lab', () => {
+  test('lab status gives each node its MAC and agent PID; the client is on the nodes’ segment', () => {
+    assert.equal(lab.announce, 'l2');
+    assert.equal(lab.clientIp, '198.18.0.2');
+    for (const n of lab.nodes) {
+      assert.match(n.mac, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+      assert.ok(n.agentPid && n.agentPid > 0);
+    }
+  });
+
+  test('exactly one MAC answers ARP for each VIP, the owner’s, and HTTP through the VIP works', async () => {
+    for (const o of await labL2Owners(lab)) {
+      assert.equal(o.answering.length, 1, `${o.vip}: ${o.answering.join(',')}`);
+      assert.deepEqual(await arpingMacs(o.vip), [nodeNamed(o.answering[0]).mac], `${o.vip} answered by ${o.answering[0]} only`);
+    }
+    const seen = new Set<string>();
+    for (let i = 0; i < 16; i++) seen.add((await labExec(lab.client, ['curl', '-s', '-m', '3', `http://${WEB}/`])).split(' ')[0]);
+    assert.ok(seen.size >= 3, `HTTP through the owner reaches backends on both nodes: ${[...seen].join(' ')}`);
+  });
+
+  test('the VIPs of several services spread over both nodes', async () => {
+    const owners = new Set((await labL2Owners(lab)).map((o) => o.answering[0]));
+    assert.deepEqual([...owners].sort(), ['node1', 'node2']);
+    const l2 = (await apiGet(lab.nodes[0].api, '/v1/l2')) as L2Status;
+    assert.ok(l2.vips.every((v) => v.owner && v.since), 'every VIP has an owner and a since');
+    const metrics = (await apiGet(lab.nodes[0].api, '/metrics')) as string;
+    assert.match(metrics, /xlb_l2_owned_vips \d+/);
+    assert.match(metrics, /xlb_l2_peer_alive\{peer="node2"\} 1/);
+  });
+
+  test('the owner’s link goes down: HTTP through the VIP works again within 3 s, the client never sending ARP itself', async () => {
+    const owner = await ownerOf(WEB);
+    const other = lab.nodes.find((n) => n.name !== owner)!;
+    assert.ok(await curlOk(WEB, 3));
+    assert.equal(await clientNeighbour(WEB), nodeNamed(owner).mac, 'the client knows the owner’s MAC');
+    // Keep the entry fresh and forbid the client from resolving on its own: only gratuitous ARP may move it.
+    await ipn(lab.client, 'neigh', 'replace', WEB, 'lladdr', nodeNamed(owner).mac, 'dev', 'eth0', 'nud', 'stale');
+    await labExec(lab.client, ['sysctl', '-qw', 'net.ipv4.neigh.eth0.mcast_solicit=0', 'net.ipv4.neigh.eth0.ucast_solicit=0', 'net.ipv4.neigh.eth0.app_solicit=0']);
+    const t0 = performance.now();
+    // The switch port goes down (the fabric's end of the owner's veth): the owner loses carrier and is off the segment.
+    const port = `n${owner.replace('node', '')}`;
+    await ipn(lab.fabric, 'link', 'set', port, 'down');
+    try {
+      await waitFor(async () => (await clientNeighbour(WEB)) === other.mac, 3000, 'gratuitous ARP to move the client’s neighbour entry', 10).catch(() => undefined);
+      const arpMs = ms(t0);
+      await waitFor(() => curlOk(WEB, 0.5), 3000, 'HTTP through the VIP after the owner’s link went down', 50).catch(async (e) => {
+        const st = (await apiGet(other.api, '/v1/l2')) as L2Status;
+        throw new Error(`${(e as Error).message}; client neighbour ${await clientNeighbour(WEB)}; ${other.name} sees ${JSON.stringify(st.vips.find((v) => v.vip === WEB))} peers ${JSON.stringify(st.peers)} garp ${st.counters.garpSent}/${st.counters.garpFailed}`);
+      });
+      const failoverMs = ms(t0);
+      console.log(`# failover: ${arpMs} ms from the owner's link down to the client's ARP entry on ${other.name}; ${failoverMs} ms to HTTP answered through it`);
+      assert.equal(await clientNeighbour(WEB), other.mac, 'gratuitous ARP moved the client’s entry');
+      assert.ok(failoverMs < 3000);
+    } finally {
+      await labExec(lab.client, ['sysctl', '-qw', 'net.ipv4.neigh.eth0.mcast_solicit=3', 'net.ipv4.neigh.eth0.ucast_solicit=3']);
+      await ipn(lab.fabric, 'link', 'set', port, 'up');
+    }
+    assert.deepEqual(await arpingMacs(WEB), [other.mac], 'arping shows the new owner');
+    // The node that comes back takes nothing back.
+    await waitFor(async () => ((await apiGet(nodeNamed(owner).api, '/v1/l2')) as L2Status).health === 'up', 5000, 'the old owner’s link to be seen up');
+    await waitL2Converged(lab);
+    assert.equal(await ownerOf(WEB), other.name, 'no needless move back');
+  });
+
+  test('the owner’s agent stops cleanly: another node answers in under 1 s', async () => {
+    const owner = await ownerOf(WEB);
+    const other = lab.nodes.find((n) => n.name !== owner)!;
+    const t0 = performance.now();
+    await labStopAgent(stateDir, owner);
+    try {
+      await waitFor(async () => ((await apiGet(other.api, '/v1/l2')) as L2Status).vips.find((v) => v.vip === WEB)?.local === true, 1000, `${other.name} to own ${WEB}`, 20);
+      console.log(`# handover: ${ms(t0)} ms from SIGTERM to ${other.name} answering`);
+      assert.deepEqual(await arpingMacs(WEB), [other.mac]);
+      assert.ok(await curlOk(WEB, 3));
+    } finally {
+      await labStartAgent(stateDir, owner);
+    }
+    await waitL2Converged(lab);
+    assert.equal(await ownerOf(WEB), other.name, 'the restarted node does not take it back');
+  });
+});
