@@ -12,8 +12,15 @@ import { randomBytes } from 'node:crypto';
 import { labDown, labExec, labL2Owners, labStartAgent, labStopAgent, labUp, waitL2Converged, type LabStatus } from '../../src/lab/index.js';
 import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
-import { ipn } from '../../src/lab/sh.js';
+import { ipn, sh } from '../../src/lab/sh.js';
 import type { L2Status } from '../../src/l2/announcer.js';
+import { rendezvousOrder } from '../../src/l2/ownership.js';
+import { service, slice } from '../../src/lab/manifests.js';
+import { editObjects } from '../../src/demo/manifests.js';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const XDP_PASS_OBJ = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../xdp/build/xlb_xdp_pass.bpf.o');
 
 const stateDir = `/run/xlb-test-l2-${randomBytes(3).toString('hex')}`;
 let lab: LabStatus;
@@ -132,5 +139,62 @@ describe('layer 2 announcements in the lab', () => {
     }
     await waitL2Converged(lab);
     assert.equal(await ownerOf(WEB), other.name, 'the restarted node does not take it back');
+  });
+
+  test('an interface list restricts where ARP is answered', async () => {
+    // node1 gets a second link, eth1, to a second client; the agent puts XDP on both.
+    const c2 = `xlb-c2-${lab.suffix}`;
+    const n1 = nodeNamed('node1');
+    const vipFor = (from: number) => {
+      for (let i = from; ; i++) if (rendezvousOrder(`192.0.2.${i}`, ['node1', 'node2'])[0] === 'node1') return `192.0.2.${i}`;
+    };
+    const addService = (name: string, vip: string) =>
+      editObjects(lab.manifests, (objs) => [
+        ...objs,
+        service(name, { type: 'LoadBalancer', ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] }, { ingress: [{ ip: vip }] }),
+        slice(name, [{ name: 'http', port: 8080, protocol: 'TCP' }], [lab.pods.find((p) => p.name === 'n1p1')!].map((p) => ({ name: p.name, ip: p.ip, node: p.node }))),
+      ]);
+    const arpingFrom = async (ns: string, vip: string) => {
+      const out = await labExec(ns, ['arping', '-c', '2', '-w', '3', '-I', 'eth0', vip]).catch((e: Error) => e.message);
+      return [...new Set([...out.matchAll(/reply from \S+ \[([0-9A-F:]+)\]/gi)].map((m) => m[1].toLowerCase()))];
+    };
+    await sh('ip', ['netns', 'add', c2]);
+    try {
+      await ipn(c2, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1', 'netns', n1.netns);
+      await ipn(c2, 'addr', 'add', '198.18.2.2/24', 'dev', 'eth0');
+      await ipn(c2, 'link', 'set', 'eth0', 'up');
+      await ipn(c2, 'link', 'set', 'dev', 'eth0', 'xdpdrv', 'obj', XDP_PASS_OBJ, 'sec', 'xdp');
+      await ipn(c2, 'route', 'add', '192.0.2.0/24', 'dev', 'eth0', 'scope', 'link');
+      await ipn(n1.netns, 'addr', 'add', '198.18.2.1/24', 'dev', 'eth1');
+      await ipn(n1.netns, 'link', 'set', 'eth1', 'up');
+      const eth1Mac = (JSON.parse(await ipn(n1.netns, '-j', 'link', 'show', 'eth1')) as Array<{ address: string }>)[0].address;
+
+      // Answer on eth0 only: a VIP node1 owns is answered to the client on eth0, not on eth1.
+      await labStopAgent(stateDir, 'node1');
+      await labStartAgent(stateDir, 'node1', (cfg) => ({ ...cfg, interfaces: ['eth0', 'eth1'], l2: { ...cfg.l2, interfaces: ['eth0'] } }));
+      const a = vipFor(40);
+      addService('only-eth0', a);
+      await waitFor(async () => (await labL2Owners(lab)).find((o) => o.vip === a)?.answering.join() === 'node1', 5000, `node1 to own ${a}`);
+      assert.deepEqual(await arpingMacs(a), [n1.mac], 'answered on eth0');
+      assert.deepEqual(await arpingFrom(c2, a), [], 'not answered on eth1, which l2.interfaces leaves out');
+
+      // Both interfaces listed: a new VIP of node1's is answered on eth1 with eth1's MAC.
+      await labStopAgent(stateDir, 'node1');
+      await labStartAgent(stateDir, 'node1', (cfg) => ({ ...cfg, l2: { ...cfg.l2, interfaces: ['eth0', 'eth1'] } }));
+      const b = vipFor(Number(a.split('.')[3]) + 1);
+      addService('both', b);
+      await waitFor(async () => (await labL2Owners(lab)).find((o) => o.vip === b)?.answering.join() === 'node1', 5000, `node1 to own ${b}`);
+      assert.deepEqual(await arpingFrom(c2, b), [eth1Mac], 'answered on eth1 with its own MAC');
+      assert.deepEqual(await arpingMacs(b), [n1.mac], 'and on eth0 with eth0’s');
+    } finally {
+      editObjects(lab.manifests, (objs) => objs.filter((o) => !['only-eth0', 'both'].includes(o.metadata?.name) && !['only-eth0', 'both'].includes(o.metadata?.labels?.['kubernetes.io/service-name'])));
+      await labStopAgent(stateDir, 'node1').catch(() => undefined);
+      await labStartAgent(stateDir, 'node1', (cfg) => {
+        const { l2, ...rest } = cfg;
+        const { interfaces: _i, ...l2rest } = l2;
+        return { ...rest, interfaces: ['eth0'], l2: l2rest };
+      });
+      await sh('ip', ['netns', 'del', c2]).catch(() => undefined);
+    }
   });
 });
