@@ -236,7 +236,8 @@ program
   .option('--requests <n>', 'HTTP requests per VIP (a new connection each)', (v) => Number(v), 1000)
   .option('--datagrams <n>', 'UDP datagrams per UDP VIP', (v) => Number(v), 200)
   .option('--keep', 'leave the lab up afterwards')
-  .action(async (opts: { nodes: number; requests: number; datagrams: number; keep?: boolean }) => {
+  .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
+  .action(async (opts: { nodes: number; requests: number; datagrams: number; keep?: boolean; stateDir: string }) => {
     const { runDemo } = await import('../demo/demo.js');
     await runDemo(opts);
   });

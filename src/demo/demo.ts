@@ -76,6 +76,24 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
   const stateDir = opts.stateDir ?? '/run/xlb-lab';
   console.log(`xlb demo: bringing up a lab with ${opts.nodes} nodes...`);
   const lab = await labUp({ nodes: opts.nodes, podsPerNode: 3, stateDir, agents: true });
+  // Interrupted (Ctrl-C, SIGTERM) or its output closed (`xlb demo | head`): still take the lab down.
+  let downing = false;
+  const interrupted = (signal: string) => {
+    if (downing) return;
+    downing = true;
+    try {
+      process.stderr.write(`\nxlb demo: ${signal}, taking the lab down\n`);
+    } catch {
+      // stderr may be the closed pipe too
+    }
+    labDown(stateDir).finally(() => process.exit(130));
+  };
+  process.stderr.on('error', () => undefined);
+  process.once('SIGINT', () => interrupted('SIGINT'));
+  process.once('SIGTERM', () => interrupted('SIGTERM'));
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE' && !opts.keep) interrupted('output closed');
+  });
   try {
     console.log(`lab up: client ${lab.client}, router ${lab.router}, nodes ${lab.nodes.map((n) => `${n.name} ${n.ip}`).join(', ')}`);
     if (lab.routerBirdSocket) {
