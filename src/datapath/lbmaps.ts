@@ -45,12 +45,15 @@ export interface LBMaps {
   /** Remove backends by ID: established flows on them are re-picked. */
   deleteBackends(ids: number[]): void;
   /**
-   * Install a service's Maglev lookup table (backend IDs, length M, M prime)
-   * atomically: the datapath sees either the old or the new table, whole.
+   * Install services' Maglev lookup tables (backend IDs, length M, M prime)
+   * atomically per table: the datapath sees either the old or the new table
+   * of a service, whole. One call for many tables: the kernel waits for an
+   * RCU grace period after each write to a map-in-map, so the tables of a
+   * sync are swapped in with one batched update (one wait), not one each.
    */
-  putMaglevTable(serviceId: number, table: Uint32Array): void;
-  /** Remove a service's table (packets to it then drop with no_backend). */
-  deleteMaglevTable(serviceId: number): void;
+  putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void;
+  /** Remove services' tables (packets to them then drop with no_backend); one batched delete. */
+  deleteMaglevTables(serviceIds: number[]): void;
   /**
    * Replace the loadBalancerSourceRanges of a service ID (IPv4 CIDRs
    * `a.b.c.d/n`); `[]` removes them. Only frontends flagged
@@ -110,13 +113,15 @@ export class FakeLBMaps implements LBMaps {
     this.count('deleteBackends');
     for (const id of ids) this.backends.delete(id);
   }
-  putMaglevTable(serviceId: number, table: Uint32Array): void {
-    this.count('putMaglevTable');
-    this.tables.set(serviceId, Uint32Array.from(table));
+  putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
+    if (!tables.length) return;
+    this.count('putMaglevTables');
+    for (const t of tables) this.tables.set(t.serviceId, Uint32Array.from(t.table));
   }
-  deleteMaglevTable(serviceId: number): void {
-    this.count('deleteMaglevTable');
-    this.tables.delete(serviceId);
+  deleteMaglevTables(serviceIds: number[]): void {
+    if (!serviceIds.length) return;
+    this.count('deleteMaglevTables');
+    for (const id of serviceIds) this.tables.delete(id);
   }
   putSourceRanges(serviceId: number, cidrs: string[]): void {
     this.count('putSourceRanges');

@@ -106,29 +106,57 @@ export class BpfLBMaps implements LBMaps {
     this.maps.backends.updateBatch(keys, Buffer.alloc(sizeOf('xlb_backend') * ids.length), ids.length);
   }
 
-  putMaglevTable(serviceId: number, table: Uint32Array): void {
-    const m = table.length;
-    const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: m + HEADER, flags: BPF_F_INNER_MAP });
+  putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
+    if (!tables.length) return;
+    const inners: BpfMap[] = [];
     try {
-      const keys = Buffer.alloc(4 * (m + HEADER));
-      for (let i = 0; i < m + HEADER; i++) keys.writeUInt32LE(i, i * 4);
-      const values = Buffer.alloc(4 * (m + HEADER));
-      values.writeUInt32LE(m, 0);
-      Buffer.from(table.buffer, table.byteOffset, table.byteLength).copy(values, 4 * HEADER);
-      inner.updateBatch(keys, values, m + HEADER);
-      const fdBuf = Buffer.alloc(4);
-      fdBuf.writeUInt32LE(inner.fd, 0);
-      this.maps.maglev.update(u32Key(serviceId), fdBuf);
-    } catch (e) {
-      inner.close();
-      throw e;
+      for (const { serviceId, table } of tables) {
+        const m = table.length;
+        const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: m + HEADER, flags: BPF_F_INNER_MAP });
+        inners.push(inner);
+        const keys = Buffer.alloc(4 * (m + HEADER));
+        for (let i = 0; i < m + HEADER; i++) keys.writeUInt32LE(i, i * 4);
+        const values = Buffer.alloc(4 * (m + HEADER));
+        values.writeUInt32LE(m, 0);
+        Buffer.from(table.buffer, table.byteOffset, table.byteLength).copy(values, 4 * HEADER);
+        inner.updateBatch(keys, values, m + HEADER);
+      }
+      // One batched swap into the outer map: one RCU grace period for the whole sync.
+      const keys = Buffer.alloc(4 * tables.length);
+      const fds = Buffer.alloc(4 * tables.length);
+      tables.forEach((t, i) => {
+        keys.writeUInt32LE(t.serviceId, 4 * i);
+        fds.writeUInt32LE(inners[i].fd, 4 * i);
+      });
+      this.maps.maglev.updateBatch(keys, fds, tables.length);
+    } finally {
+      // The outer map holds the tables now (or nothing was swapped): our fds are not needed.
+      for (const inner of inners) inner.close();
     }
-    // The outer map now holds the table; our fd is no longer needed.
-    inner.close();
   }
 
-  deleteMaglevTable(serviceId: number): void {
-    this.maps.maglev.delete(u32Key(serviceId));
+  deleteMaglevTables(serviceIds: number[]): void {
+    if (!serviceIds.length) return;
+    if (serviceIds.length === 1) {
+      this.maps.maglev.delete(u32Key(serviceIds[0]));
+      return;
+    }
+    // Array-of-maps has no batched delete (EOPNOTSUPP), and each single
+    // delete waits for an RCU grace period (~16 ms here). So many tables go
+    // at once by one batched swap to a shared empty table (M = 0 in slot 0),
+    // which the datapath treats as no table (XLB_DROP_NO_BACKEND).
+    const empty = BpfMap.createArray({ name: 'xlb_mg_empty', valueSize: 4, maxEntries: HEADER, flags: BPF_F_INNER_MAP });
+    try {
+      const keys = Buffer.alloc(4 * serviceIds.length);
+      const fds = Buffer.alloc(4 * serviceIds.length);
+      serviceIds.forEach((id, i) => {
+        keys.writeUInt32LE(id, 4 * i);
+        fds.writeUInt32LE(empty.fd, 4 * i);
+      });
+      this.maps.maglev.updateBatch(keys, fds, serviceIds.length);
+    } finally {
+      empty.close();
+    }
   }
 
   putSourceRanges(serviceId: number, cidrs: string[]): void {

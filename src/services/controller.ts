@@ -207,14 +207,14 @@ export class ServiceController {
     for (const [id, b] of putBackends) this.appliedBackends.set(id, b);
     writes.backends = putBackends.length;
 
+    const newTables: Array<{ serviceId: number; table: Uint32Array; signature: string; size: number }> = [];
     for (const [serviceId, t] of wantTables) {
-      const cur = this.appliedTables.get(serviceId);
-      if (cur?.signature === t.signature) continue;
-      const table = buildMaglevTable(t.inputs, t.size);
-      this.maps.putMaglevTable(serviceId, table);
-      this.appliedTables.set(serviceId, { signature: t.signature, size: t.size, shares: countShares(table) });
-      writes.tables++;
+      if (this.appliedTables.get(serviceId)?.signature === t.signature) continue;
+      newTables.push({ serviceId, table: buildMaglevTable(t.inputs, t.size), signature: t.signature, size: t.size });
     }
+    this.maps.putMaglevTables(newTables);
+    for (const t of newTables) this.appliedTables.set(t.serviceId, { signature: t.signature, size: t.size, shares: countShares(t.table) });
+    writes.tables = newTables.length;
 
     // Source ranges before the frontends that consult them.
     for (const [serviceId, ranges] of wantRanges) {
@@ -239,12 +239,10 @@ export class ServiceController {
     for (const k of dropFrontends) this.appliedFrontends.delete(k);
     writes.frontendDeletes = dropFrontends.length;
 
-    for (const serviceId of [...this.appliedTables.keys()]) {
-      if (wantTables.has(serviceId)) continue;
-      this.maps.deleteMaglevTable(serviceId);
-      this.appliedTables.delete(serviceId);
-      writes.tableDeletes++;
-    }
+    const dropTables = [...this.appliedTables.keys()].filter((id) => !wantTables.has(id));
+    this.maps.deleteMaglevTables(dropTables);
+    for (const id of dropTables) this.appliedTables.delete(id);
+    writes.tableDeletes = dropTables.length;
 
     for (const serviceId of [...this.appliedRanges.keys()]) {
       if (wantRanges.has(serviceId)) continue;

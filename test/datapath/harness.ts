@@ -130,7 +130,7 @@ export class Datapath {
    * `rawSlots` writes the inner map's slots as given (slot 0 included).
    */
   setTable(serviceId: number, table: number[] | { rawSlots: number[] }): void {
-    if (Array.isArray(table)) return this.lbmaps.putMaglevTable(serviceId, Uint32Array.from(table));
+    if (Array.isArray(table)) return this.lbmaps.putMaglevTables([{ serviceId, table: Uint32Array.from(table) }]);
     const slots = table.rawSlots;
     const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: BPF_F_INNER_MAP });
     try {
@@ -149,7 +149,7 @@ export class Datapath {
 
   /** Remove service `serviceId`'s table. */
   removeTable(serviceId: number): void {
-    this.lbmaps.deleteMaglevTable(serviceId);
+    this.lbmaps.deleteMaglevTables([serviceId]);
   }
 
   /** Conntrack entry of a client -> frontend flow, if any. */

@@ -412,3 +412,21 @@ describe('counters', () => {
     assert.deepEqual(dp.serviceStats(COUNTED.id), before);
   });
 });
+
+describe('removing Maglev tables', () => {
+  test('tables removed together (one batched swap to an empty table) and alone both leave their services without a backend', () => {
+    const ids = [40, 41, 42];
+    ids.forEach((id, i) => {
+      dp.addFrontend(VIP, 300 + i, PROTO.TCP, id);
+      dp.setTable(id, [COUNTED.backend.id, COUNTED.backend.id, COUNTED.backend.id]);
+      assert.equal(dp.ingress.testRun(toVip(300 + i)).retval, XDP.PASS, `service ${id} serves before`);
+    });
+    dp.lbmaps.deleteMaglevTables([40, 41]);
+    dp.lbmaps.deleteMaglevTables([42]);
+    const before = dp.drops();
+    ids.forEach((_, i) => assert.equal(dp.ingress.testRun(toVip(300 + i)).retval, XDP.DROP));
+    assert.deepEqual(dropsDelta(before, dp.drops()), { XLB_DROP_NO_BACKEND: 3 });
+    dp.setTable(40, [COUNTED.backend.id]);
+    assert.equal(dp.ingress.testRun(toVip(300)).retval, XDP.PASS, 'a new table replaces the empty one');
+  });
+});
