@@ -18,7 +18,7 @@ import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapat
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { buildMaglevTable, tableSizeFor, type MaglevSizing } from '../maglev/index.js';
-import { translate, type DesiredBackend, type DesiredService } from './translate.js';
+import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
 
@@ -70,6 +70,19 @@ export interface SyncResult {
   durationMs: number;
 }
 
+/** What one service port wants in the maps. */
+interface PortWant {
+  /** 0 when the port has no frontend the datapath serves. */
+  serviceId: number;
+  frontends: Map<string, { key: FrontendKey; service: ServiceValue }>;
+  /** By backend ID; `identity` is the allocator name (`portKey|IP:port/proto`). */
+  backends: Map<number, { value: BackendValue; sig: string; identity: string }>;
+  table?: { signature: string; size: number; inputs: Array<{ name: string; id: number; weight: number }> };
+  /** loadBalancerSourceRanges to enforce, sorted. */
+  ranges: string[];
+  view: ServiceView;
+}
+
 interface AppliedTable {
   signature: string;
   size: number;
@@ -101,6 +114,13 @@ export class ServiceController {
   private readonly appliedTables = new Map<number, AppliedTable>();
   /** loadBalancerSourceRanges written per service ID, as a sorted, joined signature. */
   private readonly appliedRanges = new Map<number, string>();
+  /** Which port a frontend in the maps belongs to (a frontend may move between ports in one sync). */
+  private readonly frontendOwner = new Map<string, string>();
+  /** What each service port wants, by port key, with the DesiredService it was made from. */
+  private readonly ports = new Map<string, { desired: DesiredService; want: PortWant }>();
+  /** Ports whose last sync failed half-way: redone on the next sync even if unchanged. */
+  private readonly failed = new Set<string>();
+  private readonly translator: Translator;
   private views: ServiceView[] = [];
   private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
@@ -109,7 +129,9 @@ export class ServiceController {
     private readonly maps: LBMaps,
     private readonly node: NodeInfo,
     private readonly sizing: MaglevSizing,
-  ) {}
+  ) {
+    this.translator = new Translator(node);
+  }
 
   /** The services as last programmed, sorted by key. */
   services(): ServiceView[] {
@@ -134,147 +156,191 @@ export class ServiceController {
    * Program `state` (plus issues the source already found). Throws only when
    * a map write fails; what was written stays recorded, so the next sync
    * writes the remaining difference.
+   *
+   * Work is proportional to what changed: the translator hands back the
+   * same DesiredService object for a port whose inputs did not change
+   * (src/services/translate.ts), and such a port is skipped whole.
    */
   sync(state: ClusterState, sourceIssues: InputIssue[] = []): SyncResult {
     const t0 = performance.now();
-    const { services, issues } = translate(state, this.node);
+    const { services, issues } = this.translator.run(state);
     const writes = { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 };
 
-    // 1. Desired state, with stable IDs.
-    const wantFrontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
-    const wantBackends = new Map<number, { value: BackendValue; sig: string }>();
-    const wantTables = new Map<number, { signature: string; size: number; inputs: Array<{ name: string; id: number; weight: number }> }>();
-    const wantRanges = new Map<number, string[]>();
-    const views: ServiceView[] = [];
-    const liveServiceKeys = new Set<string>();
-    const liveBackendNames = new Set<string>();
+    // 1. The ports to redo: new or changed objects, and ports that are gone.
+    const redo: Array<{ key: string; want?: PortWant; desired?: DesiredService; old?: PortWant }> = [];
+    const present = new Set<string>();
+    for (const d of services) {
+      present.add(d.key);
+      const cur = this.ports.get(d.key);
+      if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
+      redo.push({ key: d.key, desired: d, old: cur?.want });
+    }
+    for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur.want });
+    for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
 
-    for (const svc of services) {
-      const served = svc.frontends.filter((f) => SERVED_KINDS.has(f.kind));
-      const view = this.describe(svc, served.length > 0);
-      views.push(view);
-      if (!served.length) continue;
-      liveServiceKeys.add(svc.key);
-      const serviceId = this.serviceIds.idFor(svc.key, (id) => this.maps.resetServiceStats(id));
-      view.serviceId = serviceId;
-      const inputs: Array<{ name: string; id: number; weight: number }> = [];
-      for (const b of svc.backends) {
-        // A backend ID belongs to one service port: removing a backend from a
-        // service must invalidate that service's conntrack entries even when
-        // the same IP:port still serves another service.
-        const identity = `${svc.key}|${b.name}`;
-        liveBackendNames.add(identity);
-        const id = this.backendIds.idFor(identity);
-        const value: BackendValue = {
-          addr: b.addr,
-          port: b.port,
-          proto: protoNumber(b.protocol),
-          flags:
-            (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
-            // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
-            (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
-        };
-        wantBackends.set(id, { value, sig: `${value.addr}:${value.port}/${value.proto}/${value.flags}` });
-        if (b.useForNewFlows && b.weight > 0) inputs.push({ name: b.name, id, weight: b.weight });
-        const bv = view.backends.find((x) => x.addr === b.addr && x.port === b.port);
-        if (bv) {
-          bv.id = id;
-          bv.inTable = b.useForNewFlows && b.weight > 0;
-        }
+    // 2. Writes that add: backends, tables, source ranges, frontends.
+    const putBackends: Array<{ id: number; backend: BackendValue; sig: string }> = [];
+    const newTables: Array<{ serviceId: number; table: Uint32Array; signature: string; size: number }> = [];
+    const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
+    for (const r of redo) {
+      if (!r.want) continue;
+      this.failed.add(r.key); // until every write below succeeds
+      for (const [id, b] of r.want.backends) if (this.appliedBackends.get(id)?.sig !== b.sig) putBackends.push({ id, backend: b.value, sig: b.sig });
+      const t = r.want.table;
+      if (t && this.appliedTables.get(r.want.serviceId)?.signature !== t.signature) {
+        newTables.push({ serviceId: r.want.serviceId, table: buildMaglevTable(t.inputs, t.size), signature: t.signature, size: t.size });
       }
-      const size = inputs.length ? tableSizeFor(inputs.length, this.sizing) : 0;
-      if (size) wantTables.set(serviceId, { signature: tableSignature(size, inputs), size, inputs });
-      view.tableSize = size;
-      const F = enums.xlb_service_flags;
-      const affinity = svc.sessionAffinity === 'ClientIP';
-      // kube-proxy restricts LoadBalancer ingress IPs only, not NodePorts or ExternalIPs.
-      const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
-      if (ranges.length) wantRanges.set(serviceId, [...ranges].sort());
-      for (const f of served) {
-        let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
-        if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
-        if (ranges.length && f.kind === 'LoadBalancer') flags |= F.XLB_SVC_F_SOURCE_RANGES;
-        const key: FrontendKey = { addr: f.addr, port: f.port, proto: protoNumber(svc.protocol) };
-        const service: ServiceValue = { id: serviceId, flags };
-        if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
-        wantFrontends.set(frontendKeyString(key), { key, service });
+      for (const [fk, f] of r.want.frontends) {
+        const cur = this.appliedFrontends.get(fk);
+        if (!cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)) {
+          putFrontends.push({ fk, port: r.key, entry: f });
+        } else this.frontendOwner.set(fk, r.key);
       }
     }
-
-    // 2. Writes that add: backends, tables, frontends.
-    const putBackends = [...wantBackends].filter(([id, b]) => this.appliedBackends.get(id)?.sig !== b.sig);
-    this.maps.putBackends(putBackends.map(([id, b]) => ({ id, backend: b.value })));
-    for (const [id, b] of putBackends) this.appliedBackends.set(id, b);
+    this.maps.putBackends(putBackends.map((b) => ({ id: b.id, backend: b.backend })));
+    for (const b of putBackends) this.appliedBackends.set(b.id, { value: b.backend, sig: b.sig });
     writes.backends = putBackends.length;
 
-    const newTables: Array<{ serviceId: number; table: Uint32Array; signature: string; size: number }> = [];
-    for (const [serviceId, t] of wantTables) {
-      if (this.appliedTables.get(serviceId)?.signature === t.signature) continue;
-      newTables.push({ serviceId, table: buildMaglevTable(t.inputs, t.size), signature: t.signature, size: t.size });
-    }
     this.maps.putMaglevTables(newTables);
     for (const t of newTables) this.appliedTables.set(t.serviceId, { signature: t.signature, size: t.size, shares: countShares(t.table) });
     writes.tables = newTables.length;
 
     // Source ranges before the frontends that consult them.
-    for (const [serviceId, ranges] of wantRanges) {
-      const sig = ranges.join(',');
-      if (this.appliedRanges.get(serviceId) === sig) continue;
-      this.maps.putSourceRanges(serviceId, ranges);
-      this.appliedRanges.set(serviceId, sig);
+    for (const r of redo) {
+      if (!r.want || !r.want.ranges.length) continue;
+      const sig = r.want.ranges.join(',');
+      if (this.appliedRanges.get(r.want.serviceId) === sig) continue;
+      this.maps.putSourceRanges(r.want.serviceId, r.want.ranges);
+      this.appliedRanges.set(r.want.serviceId, sig);
       writes.sourceRanges++;
     }
 
-    const putFrontends = [...wantFrontends].filter(([k, f]) => {
-      const cur = this.appliedFrontends.get(k);
-      return !cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0);
-    });
-    this.maps.putFrontends(putFrontends.map(([, f]) => f));
-    for (const [k, f] of putFrontends) this.appliedFrontends.set(k, f);
+    this.maps.putFrontends(putFrontends.map((f) => f.entry));
+    for (const f of putFrontends) {
+      this.appliedFrontends.set(f.fk, f.entry);
+      this.frontendOwner.set(f.fk, f.port);
+    }
     writes.frontends = putFrontends.length;
 
-    // 3. Writes that remove: frontends, tables, backends.
-    const dropFrontends = [...this.appliedFrontends.keys()].filter((k) => !wantFrontends.has(k));
-    this.maps.deleteFrontends(dropFrontends.map((k) => this.appliedFrontends.get(k)!.key));
-    for (const k of dropFrontends) this.appliedFrontends.delete(k);
+    // 3. Writes that remove: frontends, tables, source ranges, backends; what
+    // an old port had and its new self (if any) does not. A frontend that
+    // moved to another port in this sync is that port's now: not removed.
+    const dropFrontends: string[] = [];
+    const dropTables: number[] = [];
+    const dropRanges: number[] = [];
+    const dropBackends: Array<{ id: number; identity: string }> = [];
+    const releaseServices: string[] = [];
+    for (const r of redo) {
+      const old = r.old;
+      if (!old) continue;
+      const now = r.want;
+      for (const fk of old.frontends.keys()) if (!now?.frontends.has(fk) && this.frontendOwner.get(fk) === r.key) dropFrontends.push(fk);
+      if (old.serviceId && old.table && (!now || now.serviceId !== old.serviceId || !now.table)) dropTables.push(old.serviceId);
+      if (old.serviceId && old.ranges.length && (!now || now.serviceId !== old.serviceId || !now.ranges.length)) dropRanges.push(old.serviceId);
+      for (const [id, b] of old.backends) if (!now?.backends.has(id)) dropBackends.push({ id, identity: b.identity });
+      if (old.serviceId && (!now || !now.serviceId)) releaseServices.push(r.key);
+    }
+    this.maps.deleteFrontends(dropFrontends.map((fk) => this.appliedFrontends.get(fk)!.key));
+    for (const fk of dropFrontends) {
+      this.appliedFrontends.delete(fk);
+      this.frontendOwner.delete(fk);
+    }
     writes.frontendDeletes = dropFrontends.length;
 
-    const dropTables = [...this.appliedTables.keys()].filter((id) => !wantTables.has(id));
     this.maps.deleteMaglevTables(dropTables);
     for (const id of dropTables) this.appliedTables.delete(id);
     writes.tableDeletes = dropTables.length;
 
-    for (const serviceId of [...this.appliedRanges.keys()]) {
-      if (wantRanges.has(serviceId)) continue;
-      this.maps.putSourceRanges(serviceId, []);
-      this.appliedRanges.delete(serviceId);
+    for (const id of dropRanges) {
+      this.maps.putSourceRanges(id, []);
+      this.appliedRanges.delete(id);
       writes.sourceRanges++;
     }
 
-    const dropBackends = [...this.appliedBackends.keys()].filter((id) => !wantBackends.has(id));
-    this.maps.deleteBackends(dropBackends);
-    for (const id of dropBackends) this.appliedBackends.delete(id);
+    this.maps.deleteBackends(dropBackends.map((b) => b.id));
+    for (const b of dropBackends) this.appliedBackends.delete(b.id);
     writes.backendDeletes = dropBackends.length;
 
-    // 4. Release identities that are gone (after the maps no longer use them).
-    this.serviceIds.releaseExcept(liveServiceKeys);
-    this.backendIds.releaseExcept(liveBackendNames);
-
-    for (const v of views) {
-      const t = this.appliedTables.get(v.serviceId);
-      for (const b of v.backends) b.share = t && b.id ? (t.shares.get(b.id) ?? 0) / t.size : 0;
+    // 4. Release identities that are gone (after the maps no longer use them), record the ports.
+    for (const b of dropBackends) this.backendIds.release(b.identity);
+    for (const key of releaseServices) this.serviceIds.release(key);
+    for (const r of redo) {
+      if (!r.want || !r.desired) {
+        this.ports.delete(r.key);
+        this.failed.delete(r.key);
+        continue;
+      }
+      const t = this.appliedTables.get(r.want.serviceId);
+      for (const b of r.want.view.backends) b.share = t && b.id ? (t.shares.get(b.id) ?? 0) / t.size : 0;
+      this.ports.set(r.key, { desired: r.desired, want: r.want });
+      this.failed.delete(r.key);
     }
-    this.views = views;
+
+    this.views = services.map((d) => this.ports.get(d.key)!.want.view);
     this.lastDesired = services;
-    this.lastIssues = [...sourceIssues, ...issues];
+    this.lastIssues = sourceIssues.length ? [...sourceIssues, ...issues] : issues;
+    let served = 0;
+    for (const v of this.views) if (v.serviceId > 0) served++;
     return {
-      services: liveServiceKeys.size,
-      backends: wantBackends.size,
-      frontends: wantFrontends.size,
+      services: served,
+      backends: this.appliedBackends.size,
+      frontends: this.appliedFrontends.size,
       writes,
       issues: this.lastIssues,
       durationMs: performance.now() - t0,
     };
+  }
+
+  /** What one service port wants in the maps, with stable IDs (allocated here). */
+  private wantOf(svc: DesiredService): PortWant {
+    const served = svc.frontends.filter((f) => SERVED_KINDS.has(f.kind));
+    const view = this.describe(svc, served.length > 0);
+    const want: PortWant = { serviceId: 0, frontends: new Map(), backends: new Map(), ranges: [], view };
+    if (!served.length) return want;
+    const serviceId = this.serviceIds.idFor(svc.key, (id) => this.maps.resetServiceStats(id));
+    want.serviceId = serviceId;
+    view.serviceId = serviceId;
+    const inputs: Array<{ name: string; id: number; weight: number }> = [];
+    svc.backends.forEach((b, i) => {
+      // A backend ID belongs to one service port: removing a backend from a
+      // service must invalidate that service's conntrack entries even when
+      // the same IP:port still serves another service.
+      const identity = `${svc.key}|${b.name}`;
+      const id = this.backendIds.idFor(identity);
+      const value: BackendValue = {
+        addr: b.addr,
+        port: b.port,
+        proto: protoNumber(b.protocol),
+        flags:
+          (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
+          // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
+          (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
+      };
+      want.backends.set(id, { value, sig: `${value.addr}:${value.port}/${value.proto}/${value.flags}`, identity });
+      const inTable = b.useForNewFlows && b.weight > 0;
+      if (inTable) inputs.push({ name: b.name, id, weight: b.weight });
+      // describe() lists the backends in the same order.
+      view.backends[i].id = id;
+      view.backends[i].inTable = inTable;
+    });
+    const size = inputs.length ? tableSizeFor(inputs.length, this.sizing) : 0;
+    if (size) want.table = { signature: tableSignature(size, inputs), size, inputs };
+    view.tableSize = size;
+    const F = enums.xlb_service_flags;
+    const affinity = svc.sessionAffinity === 'ClientIP';
+    // kube-proxy restricts LoadBalancer ingress IPs only, not NodePorts or ExternalIPs.
+    const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
+    want.ranges = [...ranges].sort();
+    for (const f of served) {
+      let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
+      if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
+      if (ranges.length && f.kind === 'LoadBalancer') flags |= F.XLB_SVC_F_SOURCE_RANGES;
+      const key: FrontendKey = { addr: f.addr, port: f.port, proto: protoNumber(svc.protocol) };
+      const service: ServiceValue = { id: serviceId, flags };
+      if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
+      want.frontends.set(frontendKeyString(key), { key, service });
+    }
+    return want;
   }
 
   /**
@@ -312,8 +378,19 @@ export class ServiceController {
   }
 }
 
+/** Scratch counters indexed by backend ID (IDs are at most MAX_BACKEND_ID): no Map per table. */
+const shareScratch = new Uint32Array(MAX_BACKEND_ID + 1);
+
+/** Slots per backend ID in a Maglev table. */
 function countShares(table: Uint32Array): Map<number, number> {
+  for (let i = 0; i < table.length; i++) shareScratch[table[i]]++;
   const out = new Map<number, number>();
-  for (let i = 0; i < table.length; i++) out.set(table[i], (out.get(table[i]) ?? 0) + 1);
+  for (let i = 0; i < table.length; i++) {
+    const id = table[i];
+    if (shareScratch[id]) {
+      out.set(id, shareScratch[id]);
+      shareScratch[id] = 0;
+    }
+  }
   return out;
 }

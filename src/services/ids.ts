@@ -38,6 +38,14 @@ export class IdAllocator {
     return this.byName.get(name);
   }
 
+  /** Release `name`'s ID, if it has one. */
+  release(name: string): void {
+    const id = this.byName.get(name);
+    if (id === undefined) return;
+    this.byName.delete(name);
+    this.used.delete(id);
+  }
+
   /** Release every name not in `live`. */
   releaseExcept(live: Set<string>): void {
     for (const [name, id] of this.byName) {

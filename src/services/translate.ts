@@ -181,6 +181,240 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
 
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
+/** A candidate frontend of a port, before conflicts between services are settled. */
+interface Candidate {
+  f: DesiredFrontend;
+  /** Field that names it in a conflict issue. */
+  field: string;
+  /** `addr:port/protocol`. */
+  key: string;
+}
+
+/** One service port as {@link translateService} makes it: everything but the settled frontends. */
+interface PortTemplate {
+  base: Omit<DesiredService, 'frontends'>;
+  portIndex: number;
+  portName: string;
+  candidates: Candidate[];
+}
+
+/** One service, translated on its own (cacheable: a function of the service, its slices and the node). */
+interface ServiceTranslation {
+  serviceKey: string;
+  ports: PortTemplate[];
+  issues: InputIssue[];
+}
+
+/**
+ * Translate one service with its IPv4 slices (sorted by name): every port's
+ * candidate frontends and backends, and the issues of the service alone.
+ * Undefined for services xlb does not proxy.
+ */
+function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node: NodeInfo): ServiceTranslation | undefined {
+  if (skipReason(svc)) return undefined;
+  const serviceKey = `${svc.namespace}/${svc.name}`;
+  const object = `Service ${serviceKey}`;
+  const issues: InputIssue[] = [];
+  const v4Ranges = svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0]));
+  if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) {
+    issues.push({
+      object,
+      field: 'spec.loadBalancerSourceRanges',
+      message: `IPv6 ranges are recorded, not enforced (the datapath serves IPv4)${v4Ranges.length ? '' : '; with no IPv4 range, IPv4 clients are not restricted (kube-proxy filters ranges per IP family)'}`,
+    });
+  }
+  const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
+  const ports: PortTemplate[] = [];
+  svc.ports.forEach((sp, i) => {
+    if (sp.protocol === 'SCTP') {
+      issues.push({ object, field: `spec.ports[${i}].protocol`, message: 'SCTP is not supported by xlb\'s datapath; this port is skipped' });
+      return;
+    }
+    const protocol: ServedProtocol = sp.protocol;
+    const candidates: Candidate[] = [];
+    const add = (kind: FrontendKind, addrs: string[], port: number | undefined, field: string) => {
+      if (port === undefined) return;
+      for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field, key: `${addr}:${port}/${protocol}` });
+    };
+    if (svc.type === 'LoadBalancer') add('LoadBalancer', svc.loadBalancerIPs, sp.port, 'status.loadBalancer.ingress');
+    add('ExternalIP', svc.externalIPs, sp.port, `spec.ports[${i}].port`);
+    if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') add('NodePort', node.addresses, sp.nodePort, `spec.ports[${i}].nodePort`);
+    add('ClusterIP', svc.clusterIPs, sp.port, `spec.ports[${i}].port`);
+    ports.push({
+      portIndex: i,
+      portName: sp.name,
+      candidates,
+      base: {
+        key: `${serviceKey}:${sp.name}`,
+        namespace: svc.namespace,
+        name: svc.name,
+        portName: sp.name,
+        protocol,
+        type: svc.type,
+        backends: markNewFlowBackends(backendsOf(slices, sp.name, protocol, node), onlyLocal),
+        externalTrafficPolicy: svc.externalTrafficPolicy,
+        internalTrafficPolicy: svc.internalTrafficPolicy,
+        sessionAffinity: svc.sessionAffinity,
+        ...(svc.sessionAffinityTimeoutSeconds !== undefined ? { sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds } : {}),
+        loadBalancerSourceRanges: v4Ranges,
+      },
+    });
+  });
+  return { serviceKey, ports, issues };
+}
+
+/** What a {@link Translator} produced for one snapshot. */
+export interface Translation {
+  /** Service ports sorted by key. An unchanged port is the same object as in the previous run. */
+  services: DesiredService[];
+  issues: InputIssue[];
+  /** Keys of service ports that are new or differ from the previous run (by object identity). */
+  changed: Set<string>;
+}
+
+interface CacheEntry {
+  svc: ServiceModel;
+  slices: EndpointSliceModel[];
+  t: ServiceTranslation | undefined;
+  /** The settled DesiredService of each port, by port key, from the last run. */
+  desired: Map<string, DesiredService>;
+}
+
+/**
+ * Translates snapshot after snapshot, redoing only the services whose
+ * Service object or EndpointSlice objects changed (compared by identity: a
+ * source that keeps unchanged objects from one snapshot to the next gets
+ * work proportional to the change; one that rebuilds every object, such as
+ * the manifests file, gets a full translation). Conflicts between services
+ * over a frontend are settled again only when some candidate changed.
+ */
+export class Translator {
+  private cache = new Map<string, CacheEntry>();
+  private order: string[] = [];
+  private lastServices: DesiredService[] = [];
+  /** Settled frontends and conflict issues of the last run, by port key. */
+  private settled = new Map<string, { frontends: DesiredFrontend[]; issues: InputIssue[] }>();
+
+  constructor(private readonly node: NodeInfo) {}
+
+  /** Translate `state`; see {@link translate} for the rules. */
+  run(state: ClusterState): Translation {
+    const slicesByService = new Map<string, EndpointSliceModel[]>();
+    for (const slice of state.endpointSlices.values()) {
+      if (slice.addressType !== 'IPv4') continue;
+      const k = `${slice.namespace}/${slice.serviceName}`;
+      const list = slicesByService.get(k);
+      if (list) list.push(slice);
+      else slicesByService.set(k, [slice]);
+    }
+
+    let candidatesChanged = false;
+    const next = new Map<string, CacheEntry>();
+    for (const [serviceKey, svc] of state.services) {
+      const slices = slicesByService.get(serviceKey) ?? [];
+      const prev = this.cache.get(serviceKey);
+      if (prev && prev.svc === svc && sameRefs(prev.slices, slices)) {
+        next.set(serviceKey, prev);
+        continue;
+      }
+      slices.sort((a, b) => byCodeUnits(a.name, b.name));
+      const t = translateService(svc, slices, this.node);
+      if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
+      next.set(serviceKey, { svc, slices, t, desired: new Map() });
+    }
+    if (next.size !== this.cache.size || [...this.cache.keys()].some((k) => !next.has(k))) {
+      candidatesChanged = true;
+      this.order = [...next.keys()].sort(byCodeUnits);
+    }
+    const previous = this.cache;
+    this.cache = next;
+
+    if (candidatesChanged) this.settleClaims();
+
+    const services: DesiredService[] = [];
+    const issues: InputIssue[] = [];
+    const changed = new Set<string>();
+    for (const serviceKey of this.order) {
+      const e = this.cache.get(serviceKey)!;
+      if (!e.t) continue;
+      issues.push(...e.t.issues);
+      const old = previous.get(serviceKey);
+      for (const p of e.t.ports) {
+        const settled = this.settled.get(p.base.key)!;
+        issues.push(...settled.issues);
+        const before = old?.desired.get(p.base.key);
+        // Reuse the previous object when nothing of this port changed: the controller skips it by identity.
+        if (before && old === e && sameFrontends(before.frontends, settled.frontends)) {
+          services.push(before);
+          continue;
+        }
+        const d: DesiredService = { ...p.base, frontends: settled.frontends };
+        e.desired.set(p.base.key, d);
+        services.push(d);
+        changed.add(d.key);
+      }
+    }
+    if (candidatesChanged) {
+      services.sort((a, b) => byCodeUnits(a.key, b.key));
+      this.lastServices = services;
+    } else if (changed.size) {
+      // Same ports as last time (no candidate changed): substitute, no sort.
+      const byKey = new Map(services.filter((d) => changed.has(d.key)).map((d) => [d.key, d]));
+      this.lastServices = this.lastServices.map((d) => byKey.get(d.key) ?? d);
+    }
+    return { services: this.lastServices, issues, changed };
+  }
+
+  /** Settle who owns each candidate frontend: the first claimant by service key, then port index. */
+  private settleClaims(): void {
+    const claims = new Map<string, Claim>();
+    this.settled = new Map();
+    for (const serviceKey of this.order) {
+      const t = this.cache.get(serviceKey)!.t;
+      if (!t) continue;
+      const object = `Service ${serviceKey}`;
+      for (const p of t.ports) {
+        const frontends: DesiredFrontend[] = [];
+        const issues: InputIssue[] = [];
+        for (const { f, field, key: fk } of p.candidates) {
+          const owner = claims.get(fk);
+          if (!owner) {
+            claims.set(fk, { serviceKey, portIndex: p.portIndex, portName: p.portName });
+            frontends.push(f);
+          } else if (owner.serviceKey === serviceKey && owner.portIndex === p.portIndex) {
+            // The same port reaches this address twice (say, an external IP that
+            // is also its VIP): one frontend serves both.
+          } else {
+            const ownerPort = `spec.ports[${owner.portIndex}]${owner.portName ? ` (${owner.portName})` : ''}`;
+            issues.push({
+              object,
+              field,
+              message:
+                `frontend ${fk} (${f.kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
+                `which sorts first and keeps it; this port is not reachable there`,
+            });
+          }
+        }
+        this.settled.set(p.base.key, { frontends, issues });
+      }
+    }
+  }
+}
+
+function sameRefs<T>(a: T[], b: T[]): boolean {
+  if (a.length !== b.length) return false;
+  // `b` is unsorted (map order); slices are few per service.
+  return a.every((x) => b.includes(x));
+}
+
+function candidateSignature(t: ServiceTranslation | undefined): string {
+  return t ? t.ports.map((p) => `${p.base.key}=${p.candidates.map((c) => `${c.key}/${c.f.kind}`).join(',')}`).join(';') : '';
+}
+
+function sameFrontends(a: DesiredFrontend[], b: DesiredFrontend[]): boolean {
+  return a.length === b.length && a.every((f, i) => f.addr === b[i].addr && f.port === b[i].port && f.protocol === b[i].protocol && f.kind === b[i].kind);
+}
+
 /**
  * Translate a snapshot into the service ports this node programs.
  *
@@ -188,8 +422,7 @@ const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * services are recorded in the model but not served):
  * - LoadBalancer (type LoadBalancer): each of `loadBalancerIPs` × port;
  * - ExternalIP: each of `externalIPs` × port;
- * - NodePort (types NodePort and LoadBalancer, when `nodePort` is set):
- *   each of `node.addresses` × nodePort;
+ * - NodePort (types NodePort and LoadBalancer): each node address × nodePort;
  * - ClusterIP: each IPv4 cluster IP × port.
  *
  * Two service ports claiming the same (address, port, protocol): the service
@@ -204,91 +437,6 @@ const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
  * @returns service ports sorted by key, and the issues found
  */
 export function translate(state: ClusterState, node: NodeInfo): { services: DesiredService[]; issues: InputIssue[] } {
-  const issues: InputIssue[] = [];
-  const out: DesiredService[] = [];
-  const claims = new Map<string, Claim>();
-
-  const slicesByService = new Map<string, EndpointSliceModel[]>();
-  for (const slice of [...state.endpointSlices.values()].sort((a, b) => byCodeUnits(a.name, b.name))) {
-    if (slice.addressType !== 'IPv4') continue;
-    const k = `${slice.namespace}/${slice.serviceName}`;
-    const list = slicesByService.get(k);
-    if (list) list.push(slice);
-    else slicesByService.set(k, [slice]);
-  }
-
-  const services = [...state.services.values()].sort((a, b) => byCodeUnits(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
-  for (const svc of services) {
-    if (skipReason(svc)) continue;
-    const serviceKey = `${svc.namespace}/${svc.name}`;
-    const object = `Service ${serviceKey}`;
-    const v4Ranges = svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0]));
-    if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) {
-      issues.push({
-        object,
-        field: 'spec.loadBalancerSourceRanges',
-        message: `IPv6 ranges are recorded, not enforced (the datapath serves IPv4)${v4Ranges.length ? '' : '; with no IPv4 range, IPv4 clients are not restricted (kube-proxy filters ranges per IP family)'}`,
-      });
-    }
-    const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
-    const slices = slicesByService.get(serviceKey) ?? [];
-
-    svc.ports.forEach((sp, i) => {
-      if (sp.protocol === 'SCTP') {
-        issues.push({ object, field: `spec.ports[${i}].protocol`, message: 'SCTP is not supported by xlb\'s datapath; this port is skipped' });
-        return;
-      }
-      const protocol: ServedProtocol = sp.protocol;
-      const candidates: Array<{ f: DesiredFrontend; field: string }> = [];
-      const add = (kind: FrontendKind, addrs: string[], port: number | undefined, field: string) => {
-        if (port === undefined) return;
-        for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field });
-      };
-      if (svc.type === 'LoadBalancer') add('LoadBalancer', svc.loadBalancerIPs, sp.port, 'status.loadBalancer.ingress');
-      add('ExternalIP', svc.externalIPs, sp.port, `spec.ports[${i}].port`);
-      if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') add('NodePort', node.addresses, sp.nodePort, `spec.ports[${i}].nodePort`);
-      add('ClusterIP', svc.clusterIPs, sp.port, `spec.ports[${i}].port`);
-
-      const frontends: DesiredFrontend[] = [];
-      for (const { f, field } of candidates) {
-        const fk = `${f.addr}:${f.port}/${f.protocol}`;
-        const owner = claims.get(fk);
-        if (!owner) {
-          claims.set(fk, { serviceKey, portIndex: i, portName: sp.name });
-          frontends.push(f);
-        } else if (owner.serviceKey === serviceKey && owner.portIndex === i) {
-          // The same port reaches this address twice (say, an external IP that
-          // is also its VIP): one frontend serves both.
-        } else {
-          const ownerPort = `spec.ports[${owner.portIndex}]${owner.portName ? ` (${owner.portName})` : ''}`;
-          issues.push({
-            object,
-            field,
-            message:
-              `frontend ${fk} (${f.kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
-              `which sorts first and keeps it; this port is not reachable there`,
-          });
-        }
-      }
-
-      out.push({
-        key: `${serviceKey}:${sp.name}`,
-        namespace: svc.namespace,
-        name: svc.name,
-        portName: sp.name,
-        protocol,
-        type: svc.type,
-        frontends,
-        backends: markNewFlowBackends(backendsOf(slices, sp.name, protocol, node), onlyLocal),
-        externalTrafficPolicy: svc.externalTrafficPolicy,
-        internalTrafficPolicy: svc.internalTrafficPolicy,
-        sessionAffinity: svc.sessionAffinity,
-        ...(svc.sessionAffinityTimeoutSeconds !== undefined ? { sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds } : {}),
-        loadBalancerSourceRanges: v4Ranges,
-      });
-    });
-  }
-
-  out.sort((a, b) => byCodeUnits(a.key, b.key));
-  return { services: out, issues };
+  const { services, issues } = new Translator(node).run(state);
+  return { services, issues };
 }
