@@ -113,6 +113,18 @@ describe('FileSource', () => {
     }
   });
 
+  it('an object the edit did not touch is handed on as the same object (the controller compares by identity)', async () => {
+    fs.writeFileSync(file, `${serviceYaml('a', 1)}---\n${serviceYaml('b', 2)}`);
+    await start();
+    const first = rec.last();
+    fs.writeFileSync(file, `${serviceYaml('a', 1)}---\n${serviceYaml('b', 3)}`);
+    await rec.until(() => rec.snapshots.length === 2, CHANGE_DEADLINE_MS, 'the edit');
+    const second = rec.last();
+    assert.equal(second.state.services.get('default/a'), first.state.services.get('default/a'), 'a: unchanged, same object');
+    assert.notEqual(second.state.services.get('default/b'), first.state.services.get('default/b'), 'b: changed, a new object');
+    assert.deepEqual(second.state.services.get('default/b')!.clusterIPs, ['198.19.0.3']);
+  });
+
   it('a rename over the file (editors, mv into place) reaches onSnapshot within 100 ms', async () => {
     fs.writeFileSync(file, serviceYaml('a', 1));
     await start();

@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Source, Snapshot } from '../source.js';
 import { normalizeObjects, type NormalizeOptions } from '../normalize.js';
+import type { EndpointSliceModel, ServiceModel } from '../../model/types.js';
 import { ManifestError, parseManifests } from './parse.js';
 
 export { ManifestError, parseManifests, type ParsedManifests } from './parse.js';
@@ -52,6 +53,11 @@ export class FileSource implements Source {
   private onSnapshot?: (s: Snapshot) => void;
   /** Text of the last read (good or bad), null after a failed read: only a change is processed. */
   private lastText: string | null = null;
+  /** The last snapshot's objects with their JSON, to hand unchanged ones on (see keepUnchanged). */
+  private readonly previous = {
+    services: new Map<string, { json: string; value: ServiceModel }>(),
+    endpointSlices: new Map<string, { json: string; value: EndpointSliceModel }>(),
+  };
   private stopped = false;
 
   /**
@@ -156,7 +162,28 @@ export class FileSource implements Source {
     const { objects, positions } = parseManifests(text, this.file);
     const r = normalizeObjects(objects, this.opts.normalize, (i) => positions[i]);
     for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads only Services and EndpointSlices');
+    this.keepUnchanged(r.state.services, this.previous.services);
+    this.keepUnchanged(r.state.endpointSlices, this.previous.endpointSlices);
     return { state: r.state, issues: r.issues };
+  }
+
+  /**
+   * Hand on the previous snapshot's object for every object that did not
+   * change, so that the service controller (which compares by identity)
+   * redoes only what an edit touched.
+   */
+  private keepUnchanged<T>(now: Map<string, T>, before: Map<string, { json: string; value: T }>): void {
+    const seen = new Map<string, { json: string; value: T }>();
+    for (const [key, value] of now) {
+      const json = JSON.stringify(value);
+      const prev = before.get(key);
+      if (prev && prev.json === json) {
+        now.set(key, prev.value);
+        seen.set(key, prev);
+      } else seen.set(key, { json, value });
+    }
+    before.clear();
+    for (const [k, v] of seen) before.set(k, v);
   }
 
   private emit(snap: Snapshot): void {
