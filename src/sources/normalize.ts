@@ -48,9 +48,16 @@ export const DEFAULT_AFFINITY_TIMEOUT_SECONDS = 10800;
  *   not define in the parts read here and skips the object; `'ignore'` drops
  *   them silently. A manifests file wants `'reject'` (typos); an informer
  *   talking to a newer API server than xlb knows may want `'ignore'`.
+ * - `loadBalancerIPs`: where a LoadBalancer service's VIPs come from.
+ *   `'status-or-spec'` (default, for manifests files that carry no status):
+ *   `status.loadBalancer.ingress[].ip`, else `spec.loadBalancerIP`.
+ *   `'status'` (the Kubernetes source): only the status, as kube-proxy and
+ *   Cilium do: a requested address is served once an IPAM (xlb's or
+ *   another) has assigned it there, never before or when it was refused.
  */
 export interface NormalizeOptions {
   unknownFields?: 'reject' | 'ignore';
+  loadBalancerIPs?: 'status-or-spec' | 'status';
 }
 
 /** Result of normalizing one object: the model, or issues and no model. */
@@ -390,7 +397,8 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   // Proxy-mode ingress points (KEP-1860) are reached through an external
   // proxy, not on the VIP itself: kube-proxy does not capture them either.
   const ingressIPs = (status?.loadBalancer?.ingress ?? []).filter((g) => g.ip && g.ipMode !== 'Proxy').map((g) => g.ip as string);
-  const loadBalancerIPs = ingressIPs.length ? ingressIPs : spec.loadBalancerIP ? [spec.loadBalancerIP] : [];
+  const fromSpec = (opts?.loadBalancerIPs ?? 'status-or-spec') === 'status-or-spec' && spec.loadBalancerIP ? [spec.loadBalancerIP] : [];
+  const loadBalancerIPs = ingressIPs.length ? ingressIPs : fromSpec;
   const sessionAffinity = spec.sessionAffinity ?? 'None';
   if (issues.length) return { issues };
 

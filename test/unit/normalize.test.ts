@@ -197,6 +197,13 @@ describe('normalize: Kubernetes defaults', () => {
     const fromSpec = normalizeService(service({ type: 'LoadBalancer', loadBalancerIP: '203.0.113.1' }, { status: { loadBalancer: {} } }));
     assert.deepEqual(fromSpec.value!.loadBalancerIPs, ['203.0.113.1']);
   });
+
+  it('with loadBalancerIPs "status" (the Kubernetes source), a requested spec.loadBalancerIP is not served until it is in the status', () => {
+    const requested = service({ type: 'LoadBalancer', loadBalancerIP: '203.0.113.1' }, { status: { loadBalancer: {} } });
+    assert.deepEqual(normalizeService(requested, { loadBalancerIPs: 'status' }).value!.loadBalancerIPs, []);
+    const assigned = service({ type: 'LoadBalancer', loadBalancerIP: '203.0.113.1' }, { status: { loadBalancer: { ingress: [{ ip: '203.0.113.1' }] } } });
+    assert.deepEqual(normalizeService(assigned, { loadBalancerIPs: 'status' }).value!.loadBalancerIPs, ['203.0.113.1']);
+  });
 });
 
 describe('normalize: issues name the object and the field', () => {

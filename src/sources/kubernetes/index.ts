@@ -1,0 +1,379 @@
+/**
+ * The Kubernetes source: informers on Services, EndpointSlices and this
+ * node's Node object, normalized into the same model as the manifests file
+ * (src/sources/normalize.ts), delivered as whole snapshots.
+ *
+ * - Objects are normalized as they arrive (one Service or slice per event),
+ *   so a snapshot costs a copy of two maps, not a pass over every object.
+ *   An unchanged object is handed on as the same model object, and so is
+ *   one whose update normalizes to an equal model (a managedFields or
+ *   resourceVersion-only change): the service controller compares by
+ *   identity and redoes only what changed.
+ * - Events are coalesced ({@link Coalescer}: `debounceMs` of quiet, at most
+ *   `maxDelayMs` after the first event), so the 10 000 ADDs of a relist make
+ *   one snapshot and a single endpoint change waits at most `debounceMs`.
+ * - An object that fails normalization is skipped and reported in every
+ *   snapshot's `issues` until it is fixed or deleted; unknown fields are
+ *   ignored (an API server newer than xlb adds fields). Watch input no
+ *   object owns (an event without metadata.name) is logged and counted in
+ *   {@link KubernetesSource.stats}.
+ * - EndpointSlices are joined to their Service downstream by the
+ *   `kubernetes.io/service-name` label (translate.ts), several per service.
+ * - The Node informer watches only `metadata.name=<nodeName>`; its InternalIP
+ *   and ExternalIP IPv4 addresses are this node's NodePort addresses
+ *   ({@link KubernetesSource.nodeAddresses}). A change calls `onNode` and
+ *   then delivers a snapshot, so the consumer re-syncs with the new addresses.
+ * - Raw Service objects are shared with LB IPAM through
+ *   {@link KubernetesSource.serviceFeed}: one watch serves both.
+ *
+ * `start()` resolves after every informer has listed once and the first
+ * snapshot was delivered; it rejects after `startTimeoutMs` without a sync,
+ * naming the API server and each informer's last error.
+ */
+import type { Logger } from 'pino';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Snapshot, Source } from '../source.js';
+import type { EndpointSliceModel, InputIssue, ServiceModel } from '../../model/types.js';
+import { normalizeEndpointSlice, normalizeService, type NormalizeOptions } from '../normalize.js';
+import { Informer, type InformerEventType, type InformerStats, type RawObject } from './informer.js';
+import { Coalescer } from './coalesce.js';
+import { loadKubeConfig } from './kubeconfig.js';
+import { nodeAddresses } from './nodes.js';
+import type { BackoffOptions } from './backoff.js';
+
+export { loadKubeConfig, apiErrorInfo, formatApiError } from './kubeconfig.js';
+export { Informer, type RawObject, type InformerStats, type InformerEventType } from './informer.js';
+export { nodeAddresses, type NodeAddresses } from './nodes.js';
+export { Backoff, type BackoffOptions } from './backoff.js';
+
+/** Default quiet time before a snapshot, ms: one endpoint change reaches the consumer within this. */
+export const DEFAULT_DEBOUNCE_MS = 2;
+/** Default bound of a burst, ms: a steady stream of events still yields a snapshot this often. */
+export const DEFAULT_MAX_DELAY_MS = 50;
+/** Default wait for the first sync, ms (then start() rejects and the agent exits, visibly). */
+export const DEFAULT_START_TIMEOUT_MS = 120_000;
+
+/**
+ * How the source normalizes objects unless told otherwise: fields newer than
+ * xlb are ignored, and VIPs come only from `status.loadBalancer` (normalize.ts).
+ */
+export const K8S_NORMALIZE: NormalizeOptions = { unknownFields: 'ignore', loadBalancerIPs: 'status' };
+
+/** API paths of the informers (all namespaces). */
+export const PATHS = {
+  services: '/api/v1/services',
+  endpointSlices: '/apis/discovery.k8s.io/v1/endpointslices',
+  nodes: '/api/v1/nodes',
+} as const;
+
+type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+/** Options of {@link KubernetesSource}. */
+export interface KubernetesSourceOptions {
+  /** Kubeconfig file; without it in-cluster, then KUBECONFIG / ~/.kube/config (kubeconfig.ts). */
+  kubeconfig?: string;
+  /** An already loaded config (tests, benchmarks); takes precedence over `kubeconfig`. */
+  kubeConfig?: KubeConfig;
+  /** This node's name (its Node object; `endpoints[].nodeName` of local endpoints). */
+  nodeName: string;
+  log: Log;
+  /**
+   * This node's IPv4 NodePort addresses (InternalIP, then ExternalIP), called
+   * before the first snapshot and again before the snapshot that follows any
+   * change; `[]` when the Node object is missing.
+   */
+  onNode?: (addresses: string[]) => void;
+  /** Quiet time before a snapshot, ms (default {@link DEFAULT_DEBOUNCE_MS}). */
+  debounceMs?: number;
+  /** Longest delay of a snapshot after the first event of a burst, ms (default {@link DEFAULT_MAX_DELAY_MS}). */
+  maxDelayMs?: number;
+  /** Wait for the first sync, ms (default {@link DEFAULT_START_TIMEOUT_MS}); 0 waits forever. */
+  startTimeoutMs?: number;
+  /** Items per list page (default 500). */
+  pageSize?: number;
+  /** Informer restart backoff (default: client-go's reflector). */
+  backoff?: BackoffOptions;
+  /** Server-side watch timeout, seconds (default random 300..600). */
+  watchTimeoutSeconds?: () => number;
+  /** Passed to the normalizer (default {@link K8S_NORMALIZE}). */
+  normalize?: NormalizeOptions;
+}
+
+/**
+ * What changed between two snapshots, for a consumer that syncs only what
+ * changed: `namespace/name` keys of Services and EndpointSlices that were
+ * added, updated or deleted. `full` for the first snapshot (everything is new).
+ * A node address change shows as a snapshot with no keys.
+ */
+export interface SnapshotChanges {
+  full: boolean;
+  services: string[];
+  endpointSlices: string[];
+}
+
+/** A change to a raw Service, as IPAM consumes it. */
+export type ServiceFeedListener = (type: InformerEventType, service: RawObject) => void;
+
+/**
+ * Read access to the raw Service objects the source watches, and their
+ * changes (LB IPAM needs `status` and `spec` as written, which the model
+ * folds together).
+ */
+export interface ServiceFeed {
+  /** Every Service in the cache. */
+  list(): ReadonlyArray<RawObject>;
+  /** One Service, or undefined. */
+  get(namespace: string, name: string): RawObject | undefined;
+  /** Be told of every change after this call; returns the unsubscribe function. */
+  subscribe(listener: ServiceFeedListener): () => void;
+}
+
+/** Follows an API server. See the module comment. */
+export class KubernetesSource implements Source {
+  readonly kubeConfig: KubeConfig;
+  private readonly log: Log;
+  private readonly services: Informer;
+  private readonly slices: Informer;
+  private readonly nodes: Informer;
+  private readonly serviceModels = new Map<string, ServiceModel>();
+  private readonly sliceModels = new Map<string, EndpointSliceModel>();
+  /** Issues per object (`Service ns/name`), replaced on every event for that object. */
+  private readonly objectIssues = new Map<string, InputIssue[]>();
+  private readonly coalescer: Coalescer;
+  private readonly serviceListeners = new Set<ServiceFeedListener>();
+  private onSnapshot?: (s: Snapshot) => void;
+  private addresses: string[] = [];
+  private readonly pending = { services: new Set<string>(), endpointSlices: new Set<string>() };
+  private lastChanges: SnapshotChanges = { full: true, services: [], endpointSlices: [] };
+  private nodeSeen = false;
+  private stopped = false;
+  private snapshots = 0;
+
+  constructor(private readonly opts: KubernetesSourceOptions) {
+    this.log = opts.log;
+    this.kubeConfig = opts.kubeConfig ?? loadKubeConfig(opts.kubeconfig);
+    this.coalescer = new Coalescer(() => this.emit(), opts.debounceMs ?? DEFAULT_DEBOUNCE_MS, opts.maxDelayMs ?? DEFAULT_MAX_DELAY_MS);
+    const common = {
+      kubeConfig: this.kubeConfig,
+      log: this.log,
+      pageSize: opts.pageSize,
+      backoff: opts.backoff,
+      watchTimeoutSeconds: opts.watchTimeoutSeconds,
+    };
+    this.services = new Informer({
+      ...common,
+      path: PATHS.services,
+      kind: 'Service',
+      onEvent: (t, o) => this.onService(t, o),
+    });
+    this.slices = new Informer({
+      ...common,
+      path: PATHS.endpointSlices,
+      kind: 'EndpointSlice',
+      onEvent: (t, o) => this.onSlice(t, o),
+    });
+    this.nodes = new Informer({
+      ...common,
+      path: PATHS.nodes,
+      kind: 'Node',
+      fieldSelector: `metadata.name=${opts.nodeName}`,
+      onEvent: (t, o) => this.onNodeEvent(t, o),
+      onListed: () => {
+        if (!this.nodeSeen) this.log.warn({ node: opts.nodeName }, 'Node object not found: no NodePort addresses from the API (check node.name)');
+      },
+    });
+  }
+
+  /**
+   * Start the informers, wait for all of them to sync, call `onNode`, then
+   * deliver the first snapshot.
+   * @throws Error naming the API server and each informer's last error when
+   *   no sync happened within `startTimeoutMs`
+   */
+  async start(onSnapshot: (s: Snapshot) => void): Promise<void> {
+    if (this.onSnapshot) throw new Error('kubernetes source: already started');
+    this.onSnapshot = onSnapshot;
+    const server = this.kubeConfig.getCurrentCluster()?.server;
+    this.log.info({ server, node: this.opts.nodeName }, 'kubernetes source: listing Services, EndpointSlices and the Node');
+    const all = [this.services, this.slices, this.nodes];
+    for (const i of all) i.start();
+    const timeoutMs = this.opts.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const synced = Promise.all(all.map((i) => i.whenSynced()));
+    try {
+      await (timeoutMs > 0
+        ? Promise.race([
+            synced,
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => {
+                const why = all
+                  .filter((i) => !i.synced())
+                  .map((i) => `${i.kind}: ${i.stats().lastError ?? 'no answer yet'}`)
+                  .join('; ');
+                reject(new Error(`kubernetes source: API server ${server} not synced after ${timeoutMs} ms (${why})`));
+              }, timeoutMs);
+            }),
+          ])
+        : synced);
+    } catch (e) {
+      await this.stop();
+      throw e;
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+    if (this.stopped) throw new Error('kubernetes source: stopped before the first sync');
+    this.coalescer.cancel();
+    this.opts.onNode?.(this.addresses);
+    this.emit();
+  }
+
+  /** Stop the informers; no snapshot is delivered after this resolves. Idempotent. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.coalescer.stop();
+    await Promise.all([this.services.stop(), this.slices.stop(), this.nodes.stop()]);
+  }
+
+  /** Whether every informer has listed once (for `/readyz`). */
+  synced(): boolean {
+    return this.services.synced() && this.slices.synced() && this.nodes.synced();
+  }
+
+  /** This node's IPv4 NodePort addresses as last read from its Node object. */
+  nodeAddresses(): string[] {
+    return [...this.addresses];
+  }
+
+  /** Informer counters, for the API and logs. */
+  stats(): { informers: InformerStats[]; snapshots: number } {
+    return { informers: [this.services.stats(), this.slices.stats(), this.nodes.stats()], snapshots: this.snapshots };
+  }
+
+  /**
+   * The keys that changed in the snapshot being (or last) delivered: call it
+   * from `onSnapshot`.
+   */
+  changes(): SnapshotChanges {
+    return this.lastChanges;
+  }
+
+  /** The raw Services, for LB IPAM (see {@link ServiceFeed}). */
+  serviceFeed(): ServiceFeed {
+    return {
+      list: () => this.services.list(),
+      get: (namespace, name) => this.services.get(namespace, name),
+      subscribe: (listener) => {
+        this.serviceListeners.add(listener);
+        return () => this.serviceListeners.delete(listener);
+      },
+    };
+  }
+
+  // ---------------------------------------------------------------------------
+
+  private poke(): void {
+    if (this.onSnapshot && this.synced()) this.coalescer.poke();
+  }
+
+  private onService(type: InformerEventType, obj: RawObject): void {
+    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`;
+    const label = `Service ${key}`;
+    let changed = true;
+    if (type === 'delete') {
+      this.serviceModels.delete(key);
+      this.objectIssues.delete(label);
+    } else {
+      const r = normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
+      if (r.value) {
+        if (sameModel(this.serviceModels.get(key), r.value)) changed = false;
+        else this.serviceModels.set(key, r.value);
+        this.objectIssues.delete(label);
+      } else {
+        this.serviceModels.delete(key);
+        this.objectIssues.set(label, r.issues);
+        this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid Service skipped');
+      }
+    }
+    for (const l of this.serviceListeners) {
+      try {
+        l(type, obj);
+      } catch (e) {
+        this.log.error({ object: label, err: (e as Error).message }, 'service feed listener failed');
+      }
+    }
+    if (changed) {
+      this.pending.services.add(key);
+      this.poke();
+    }
+  }
+
+  private onSlice(type: InformerEventType, obj: RawObject): void {
+    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`;
+    const label = `EndpointSlice ${key}`;
+    let changed = true;
+    if (type === 'delete') {
+      this.sliceModels.delete(key);
+      this.objectIssues.delete(label);
+    } else {
+      const r = normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
+      if (r.value) {
+        if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
+        else this.sliceModels.set(key, r.value);
+        this.objectIssues.delete(label);
+      } else {
+        this.sliceModels.delete(key);
+        this.objectIssues.set(label, r.issues);
+        this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid EndpointSlice skipped');
+      }
+    }
+    if (changed) {
+      this.pending.endpointSlices.add(key);
+      this.poke();
+    }
+  }
+
+  private onNodeEvent(type: InformerEventType, obj: RawObject): void {
+    if (obj.metadata.name !== this.opts.nodeName) return;
+    this.nodeSeen = type !== 'delete';
+    const a = type === 'delete' ? { ipv4: [], ipv6: [] } : nodeAddresses(obj);
+    if (type === 'delete') this.log.warn({ node: this.opts.nodeName }, 'Node object deleted: no NodePort addresses');
+    if (a.ipv6.length) this.log.info({ node: this.opts.nodeName, ipv6: a.ipv6 }, 'IPv6 node addresses recorded, not served (the datapath serves IPv4)');
+    if (a.ipv4.join(',') === this.addresses.join(',')) return;
+    this.addresses = a.ipv4;
+    this.log.info({ node: this.opts.nodeName, addresses: a.ipv4 }, 'node addresses');
+    // Before the first sync start() reports them; afterwards the consumer
+    // learns them first, then gets a snapshot to re-sync with.
+    if (this.onSnapshot && this.synced()) {
+      try {
+        this.opts.onNode?.(this.nodeAddresses());
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'onNode handler failed');
+      }
+      this.poke();
+    }
+  }
+
+  private emit(): void {
+    if (this.stopped || !this.onSnapshot) return;
+    const issues: InputIssue[] = [];
+    for (const list of this.objectIssues.values()) for (const i of list) issues.push(i);
+    const snap: Snapshot = {
+      state: { services: new Map(this.serviceModels), endpointSlices: new Map(this.sliceModels) },
+      issues,
+    };
+    this.lastChanges = { full: this.snapshots === 0, services: [...this.pending.services], endpointSlices: [...this.pending.endpointSlices] };
+    this.pending.services.clear();
+    this.pending.endpointSlices.clear();
+    this.snapshots++;
+    try {
+      this.onSnapshot(snap);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'snapshot consumer failed');
+    }
+  }
+}
+
+/** Whether two models are equal (normalize builds them with a fixed key order). */
+function sameModel(a: unknown, b: unknown): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}
