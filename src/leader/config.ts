@@ -1,0 +1,61 @@
+/**
+ * Leader election settings, as a zod schema fragment for the sections that
+ * need one (`ipam.leaderElection`; later the L2 announcer's per-service
+ * leases). Strict: unknown keys are errors. Times are seconds, as on the
+ * Lease and in kube-controller-manager's `--leader-elect-*` flags.
+ *
+ * ```yaml
+ * leaderElection:
+ *   namespace: xlb-system      # where the Lease lives (the DaemonSet's namespace)
+ *   leaseName: xlb-ipam
+ *   leaseDurationSeconds: 15   # a silent leader is replaced after this
+ *   renewDeadlineSeconds: 10   # the leader gives up after failing to renew this long
+ *   retryPeriodSeconds: 2      # between attempts
+ * ```
+ */
+import { z } from 'zod';
+import { JITTER_FACTOR } from './elector.js';
+
+/** DNS-1123 label (namespaces). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** DNS-1123 subdomain (object names). */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Namespace of the Lease unless configured: the one deploy/ creates. */
+export const DEFAULT_LEASE_NAMESPACE = 'xlb-system';
+
+/** Schema of a leader election section; `leaseName` defaults per user (`defaultName`). */
+export function leaderElectionSchema(defaultName: string) {
+  return z
+    .strictObject({
+      namespace: z
+        .string()
+        .max(63)
+        .regex(DNS_LABEL, { error: 'must be a namespace name (DNS-1123 label)' })
+        .default(DEFAULT_LEASE_NAMESPACE),
+      leaseName: z
+        .string()
+        .max(253)
+        .regex(DNS_SUBDOMAIN, { error: 'must be an object name (DNS-1123 subdomain)' })
+        .default(defaultName),
+      leaseDurationSeconds: z.int().min(1).max(3600).default(15),
+      renewDeadlineSeconds: z.number().positive().max(3600).default(10),
+      retryPeriodSeconds: z.number().positive().max(600).default(2),
+    })
+    .superRefine((c, ctx) => {
+      if (!(c.leaseDurationSeconds > c.renewDeadlineSeconds)) {
+        ctx.addIssue({ code: 'custom', path: ['renewDeadlineSeconds'], message: `${c.renewDeadlineSeconds} must be below leaseDurationSeconds ${c.leaseDurationSeconds}` });
+      }
+      if (!(c.renewDeadlineSeconds > JITTER_FACTOR * c.retryPeriodSeconds)) {
+        ctx.addIssue({ code: 'custom', path: ['retryPeriodSeconds'], message: `${c.retryPeriodSeconds} × ${JITTER_FACTOR} must be below renewDeadlineSeconds ${c.renewDeadlineSeconds}` });
+      }
+    });
+}
+
+/** A leader election section after parsing. */
+export type LeaderElectionConfig = z.infer<ReturnType<typeof leaderElectionSchema>>;
+
+/** Elector timing options (ms) from a parsed section. */
+export function electorTimes(c: LeaderElectionConfig): { leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number } {
+  return { leaseDurationMs: c.leaseDurationSeconds * 1000, renewDeadlineMs: c.renewDeadlineSeconds * 1000, retryPeriodMs: c.retryPeriodSeconds * 1000 };
+}
