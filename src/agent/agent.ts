@@ -15,6 +15,9 @@ import { ifIndex } from '../datapath/bpf.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import { ServiceController } from '../services/controller.js';
 import { FileSource } from '../sources/file/index.js';
+import { KubernetesSource } from '../sources/kubernetes/index.js';
+import { IpamController, KubeIpamApi, poolsFromConfig, type IpamStats } from '../ipam/index.js';
+import { LeaseElector, electorTimes } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { startApi, type AgentView } from '../api/server.js';
@@ -27,6 +30,19 @@ import { announcedVips } from '../announce/desired.js';
 import type { Announcer } from '../announce/announcer.js';
 import { L2Announcer, type L2Status } from '../l2/announcer.js';
 import { FakeL2Maps, type L2Maps } from '../datapath/l2maps.js';
+
+/** `GET /v1/kubernetes`: the informers, and LB IPAM when configured. */
+export interface KubernetesStatus {
+  /** Every informer has listed once. */
+  synced: boolean;
+  /** This node's NodePort addresses from its Node object. */
+  nodeAddresses: string[];
+  informers: ReturnType<KubernetesSource['stats']>['informers'];
+  /** Snapshots delivered to the controller. */
+  snapshots: number;
+  /** LB IPAM: the Lease holder, whether it is this agent, and its counters. */
+  ipam?: IpamStats & { leader?: string; isLeader: boolean };
+}
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
 const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
@@ -51,6 +67,9 @@ export class Agent implements AgentView {
   private neighborsAgain = false;
   private bgpAnnouncer?: BgpAnnouncer;
   private l2Announcer?: L2Announcer;
+  private kubeSource?: KubernetesSource;
+  private ipam?: IpamController;
+  private ipamElector?: LeaseElector;
   /** Annotations the announcers could not use, from the last sync. */
   private announceIssues: InputIssue[] = [];
   /** The last snapshot programmed (announcers read annotations from it). */
@@ -127,19 +146,73 @@ export class Agent implements AgentView {
         });
         log.info({ peers: config.l2.peers.map((p) => p.name), interfaces: config.l2.interfaces ?? config.interfaces }, 'l2 announcer started');
       }
-      if (!config.source.file) throw new Error('source: only source.file is supported by this agent so far');
-      const file = config.source.file.path;
-      agent.source = new FileSource(file, log, {
-        onError: (err) => {
-          agent.sourceError = { object: `file ${file}`, field: err.line ? `line ${err.line}` : '(file)', message: `${err.message}; the last good state stays programmed` };
-        },
-      });
-      await agent.source.start((snap) => agent.onSnapshot(snap.state, snap.issues));
+      if (config.source.kubernetes) await agent.startKubernetes(config, node, log);
+      else {
+        const file = config.source.file!.path;
+        agent.source = new FileSource(file, log, {
+          onError: (err) => {
+            agent.sourceError = { object: `file ${file}`, field: err.line ? `line ${err.line}` : '(file)', message: `${err.message}; the last good state stays programmed` };
+          },
+        });
+        await agent.source.start((snap) => agent.onSnapshot(snap.state, snap.issues));
+      }
     } catch (e) {
       await agent.stop();
       throw e;
     }
     return agent;
+  }
+
+  /**
+   * Follow the API server: informers on Services, EndpointSlices and this
+   * node's Node (src/sources/kubernetes), and, with an `ipam` section, LB
+   * IPAM run by whichever agent holds the IPAM Lease (src/ipam, src/leader).
+   * Resolves once the informers have listed and the first snapshot was
+   * handed to the controller.
+   * @throws Error naming the API server when it does not sync in time (the
+   *   source's start timeout), or the kubeconfig when it cannot be loaded
+   */
+  private async startKubernetes(config: Config, node: NodeInfo, log: Logger): Promise<void> {
+    const k = config.source.kubernetes!;
+    const source = new KubernetesSource({
+      kubeconfig: k.kubeconfig,
+      nodeName: node.name,
+      log: log.child({ component: 'kubernetes' }),
+      // NodePort addresses from the Node object unless configured. The
+      // first call comes before the first snapshot; a later change is
+      // logged (the translator keeps the addresses it started with).
+      onNode: (addresses) => {
+        if (config.node.addresses?.length || !addresses.length) return;
+        if (!this.isReady) node.addresses = addresses;
+        else if (addresses.join() !== node.addresses.join()) {
+          log.warn({ was: node.addresses, now: addresses }, 'Node addresses changed; NodePort frontends keep the old ones until the agent restarts');
+        }
+      },
+    });
+    this.source = this.kubeSource = source;
+    await source.start((snap) => this.onSnapshot(snap.state, snap.issues));
+    if (!config.ipam) return;
+    const le = config.ipam.leaderElection;
+    const ipamLog = log.child({ component: 'ipam' });
+    const ipam = new IpamController({ feed: source.serviceFeed(), api: new KubeIpamApi(source.kubeConfig, node.name, ipamLog), pools: poolsFromConfig(config.ipam), log: ipamLog });
+    this.ipam = ipam;
+    this.ipamElector = new LeaseElector({
+      kubeConfig: source.kubeConfig,
+      namespace: le.namespace,
+      name: le.leaseName,
+      identity: node.name,
+      log: ipamLog,
+      ...electorTimes(le),
+      onStartedLeading: () => {
+        ipamLog.info({ lease: `${le.namespace}/${le.leaseName}` }, 'leading LB IPAM');
+        ipam.start();
+      },
+      onStoppedLeading: () => {
+        ipamLog.info('no longer leading LB IPAM');
+        ipam.stop();
+      },
+    });
+    this.ipamElector.start();
   }
 
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
@@ -253,6 +326,18 @@ export class Agent implements AgentView {
   l2(): L2Status | undefined {
     return this.l2Announcer?.status();
   }
+  /** The Kubernetes source's informers and LB IPAM; undefined with the file source. */
+  kubernetes(): KubernetesStatus | undefined {
+    if (!this.kubeSource) return undefined;
+    return {
+      synced: this.kubeSource.synced(),
+      nodeAddresses: this.kubeSource.nodeAddresses(),
+      ...this.kubeSource.stats(),
+      ipam: this.ipam
+        ? { leader: this.ipamElector?.leader(), isLeader: this.ipamElector?.isLeader() ?? false, ...this.ipam.stats() }
+        : undefined,
+    };
+  }
   datapath() {
     const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));
     return {
@@ -288,6 +373,9 @@ export class Agent implements AgentView {
       // Hands the VIPs over at once: peers take them before this node's datapath goes.
       this.l2Announcer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'l2 stop failed')),
     ]);
+    // IPAM stops (and gives its Lease back) while the informers still feed it.
+    await this.ipamElector?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'ipam leader election stop failed'));
+    this.ipam?.stop();
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.neighbors?.stop();

@@ -7,7 +7,7 @@ import { isIPv4 } from '../util/ip.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled',
+    readonly code: 'bad_flow' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled',
     readonly status: number,
     message: string,
   ) {

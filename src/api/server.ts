@@ -33,6 +33,8 @@ export interface AgentView {
   bgp?(): unknown;
   /** The layer 2 announcer's status; undefined when L2 is not configured. */
   l2?(): unknown;
+  /** The Kubernetes source's informers and LB IPAM; undefined with the file source. */
+  kubernetes?(): unknown;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -103,6 +105,11 @@ export function buildApi(agent: AgentView): FastifyInstance {
   app.get('/v1/l2', async () => {
     const st = agent.l2?.();
     if (st === undefined) throw new ApiError('l2_disabled', 404, 'layer 2 announcements are not configured on this agent (no l2 section in its configuration)');
+    return st;
+  });
+  app.get('/v1/kubernetes', async () => {
+    const st = agent.kubernetes?.();
+    if (st === undefined) throw new ApiError('kubernetes_disabled', 404, 'this agent reads a manifests file, not the Kubernetes API (source.file in its configuration)');
     return st;
   });
   app.get('/v1/issues', async () => ({ issues: agent.issues() }));

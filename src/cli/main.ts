@@ -18,13 +18,24 @@ const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix
 program
   .command('agent')
   .description('run the node agent')
-  .requiredOption('--config <file>', 'agent configuration (YAML)')
-  .action(async (opts: { config: string }) => {
+  .option('--config <file>', 'agent configuration (YAML); without it, the options below and the defaults')
+  .option('--kubeconfig <file>', 'follow this API server (sets source.kubernetes.kubeconfig, replacing the file\'s source)')
+  .option('--node-name <name>', 'this node\'s name, as its Node object and EndpointSlices name it (sets node.name)')
+  .option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces)')
+  .action(async (opts: { config?: string; kubeconfig?: string; nodeName?: string; interfaces?: string }) => {
     const { loadConfig } = await import('../config/load.js');
     const { Agent } = await import('../agent/agent.js');
+    if (!opts.config && !opts.kubeconfig) {
+      console.error('xlb agent: give --config FILE, or --kubeconfig FILE with --node-name and --interfaces');
+      process.exit(2);
+    }
     let config;
     try {
-      config = loadConfig(opts.config);
+      config = loadConfig(opts.config, {
+        nodeName: opts.nodeName,
+        kubeconfig: opts.kubeconfig,
+        interfaces: opts.interfaces?.split(',').map((s) => s.trim()).filter(Boolean),
+      });
     } catch (e) {
       console.error(`xlb agent: ${(e as Error).message}`);
       process.exit(2);

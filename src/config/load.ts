@@ -73,12 +73,44 @@ export function parseConfig(raw: unknown, baseDir: string, file = '<config>'): C
 }
 
 /**
- * Read and validate the configuration file at `file` (YAML, one document).
+ * What the command line may set over the file (`xlb agent --node-name
+ * --kubeconfig --interfaces`): the DaemonSet passes the node's name this way,
+ * and `--kubeconfig` alone is enough to follow an API server.
+ *
+ * - `nodeName` sets `node.name`.
+ * - `kubeconfig` sets `source` to `{ kubernetes: { kubeconfig } }`, replacing
+ *   whatever source the file names (relative to the working directory).
+ * - `interfaces` sets `interfaces`.
+ */
+export interface ConfigOverrides {
+  nodeName?: string;
+  kubeconfig?: string;
+  interfaces?: string[];
+}
+
+/** `raw` (a parsed YAML document, or undefined for none) with `o` applied. */
+function applyOverrides(raw: unknown, o: ConfigOverrides): unknown {
+  if (!o.nodeName && !o.kubeconfig && !o.interfaces) return raw;
+  const c: Record<string, unknown> = raw && typeof raw === 'object' && !Array.isArray(raw) ? { ...(raw as Record<string, unknown>) } : {};
+  if (o.nodeName !== undefined) {
+    const node = c.node && typeof c.node === 'object' ? (c.node as Record<string, unknown>) : {};
+    c.node = { ...node, name: o.nodeName };
+  }
+  if (o.kubeconfig !== undefined) c.source = { kubernetes: { kubeconfig: path.resolve(o.kubeconfig) } };
+  if (o.interfaces !== undefined) c.interfaces = o.interfaces;
+  return c;
+}
+
+/**
+ * Read and validate the configuration file at `file` (YAML, one document),
+ * with the command line's `overrides` applied. Without a file, the
+ * configuration is the overrides and the defaults.
  * @returns the configuration with defaults filled and paths absolute
  * @throws ConfigError naming the file: unreadable, YAML syntax error (with
  *   line and column), or every schema problem as `key.path: message (got VALUE)`
  */
-export function loadConfig(file: string): Config {
+export function loadConfig(file: string | undefined, overrides: ConfigOverrides = {}): Config {
+  if (file === undefined) return parseConfig(applyOverrides(undefined, overrides), process.cwd(), '(command line)');
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -98,5 +130,5 @@ export function loadConfig(file: string): Config {
       }),
     );
   }
-  return parseConfig(doc.toJS(), path.dirname(path.resolve(file)), file);
+  return parseConfig(applyOverrides(doc.toJS(), overrides), path.dirname(path.resolve(file)), file);
 }

@@ -13,6 +13,7 @@ import { MAGLEV_TABLE_SIZES, DEFAULT_BACKEND_MULTIPLIER } from '../maglev/index.
 import { isIPv4 } from '../util/ip.js';
 import { bgpConfigSchema } from '../bgp/config.js';
 import { l2ConfigSchema } from '../l2/config.js';
+import { ipamConfigSchema } from '../ipam/config.js';
 
 /** Message for a missing key, else `msg`: zod reports both through the same check. */
 const need =
@@ -116,6 +117,8 @@ const source = obj({
  *   every key); left out: no BGP.
  * - `l2`: answer ARP for the VIPs this node owns (src/l2/config.ts has
  *   every key); left out: no layer 2 announcements.
+ * - `ipam`: LB IPAM pools and its leader election (src/ipam/config.ts);
+ *   only with `source.kubernetes`; left out: no addresses assigned.
  * - `announce.externalIPs`: announce `spec.externalIPs` as well as
  *   LoadBalancer VIPs (default false).
  */
@@ -152,12 +155,17 @@ export const ConfigSchema = obj({
   }).prefault({}),
   bgp: bgpConfigSchema.optional(),
   l2: l2ConfigSchema.optional(),
+  ipam: ipamConfigSchema.optional(),
   announce: obj({
     externalIPs: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(false),
   }).prefault({}),
   log: obj({
     level: check<(typeof LOG_LEVELS)[number]>((v) => LOG_LEVELS.includes(v as never), `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),
   }).prefault({}),
+}).superRefine((c, ctx) => {
+  if (c.ipam && !c.source.kubernetes) {
+    ctx.addIssue({ code: 'custom', path: ['ipam'], input: undefined, message: 'needs source.kubernetes: IPAM writes Service status through the API server' });
+  }
 });
 
 /**

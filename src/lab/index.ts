@@ -519,15 +519,21 @@ export async function labStopAgent(stateDir: string, node: string): Promise<void
  * Start one node's agent again (after {@link labStopAgent}), optionally with
  * its configuration edited first, and wait for it to be ready.
  * @param edit receives the node's agent configuration (as YAML data) and returns the one to use
+ * @param opts.args more `xlb agent` arguments (e.g. `--kubeconfig FILE`)
  */
-export async function labStartAgent(stateDir: string, node: string, edit?: (cfg: Record<string, any>) => Record<string, unknown>): Promise<LabNode> { // eslint-disable-line @typescript-eslint/no-explicit-any
+export async function labStartAgent(
+  stateDir: string,
+  node: string,
+  edit?: (cfg: Record<string, any>) => Record<string, unknown>, // eslint-disable-line @typescript-eslint/no-explicit-any
+  opts: { args?: string[] } = {},
+): Promise<LabNode> {
   const st = readState(stateDir);
   const n = st.nodes.find((x) => x.name === node);
   if (!n) throw new Error(`lab: no node ${node}`);
   if (n.agentPid && alive(n.agentPid)) throw new Error(`lab: ${node}'s agent is running (pid ${n.agentPid})`);
   const cfgPath = path.join(st.stateDir, `${n.name}.yaml`);
   if (edit) fs.writeFileSync(cfgPath, stringify(edit(parseAllDocuments(fs.readFileSync(cfgPath, 'utf8'))[0].toJS())));
-  n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath], path.join(st.stateDir, `${n.name}.log`));
+  n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath, ...(opts.args ?? [])], path.join(st.stateDir, `${n.name}.log`));
   st.pids.push(n.agentPid);
   save(st);
   await waitAgentReady(n, st.stateDir);

@@ -184,4 +184,44 @@ describe('loadConfig: files', () => {
     const file = path.join(dir, 'missing.yaml');
     assert.throws(() => loadConfig(file), (e: unknown) => e instanceof ConfigError && e.message === `invalid configuration ${file}:\n  cannot read: ENOENT`);
   });
+
+  it('command-line overrides: --node-name sets node.name, --kubeconfig replaces the file\'s source, --interfaces sets interfaces', () => {
+    const file = path.join(dir, 'deploy.yaml');
+    // deploy/20-configmap.yaml's shape: no node name in the file.
+    fs.writeFileSync(file, 'interfaces: [eth0]\nsource:\n  file: { path: m.yaml }\n');
+    const c = loadConfig(file, { nodeName: 'worker-3', kubeconfig: 'kube/config', interfaces: ['eth1', 'eth2'] });
+    assert.equal(c.node.name, 'worker-3');
+    assert.deepEqual(c.source, { kubernetes: { kubeconfig: path.resolve('kube/config') } });
+    assert.deepEqual(c.interfaces, ['eth1', 'eth2']);
+  });
+
+  it('without a file, the overrides and the defaults make the configuration; what is missing is named', () => {
+    const c = loadConfig(undefined, { nodeName: 'n1', kubeconfig: '/k', interfaces: ['eth0'] });
+    assert.equal(c.node.name, 'n1');
+    assert.equal(c.api.listen, '127.0.0.1:9876');
+    assert.throws(
+      () => loadConfig(undefined, { kubeconfig: '/k' }),
+      (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('node: ')) && e.problems.some((p) => p.startsWith('interfaces: ')),
+    );
+  });
+});
+
+describe('config: ipam', () => {
+  const K8S = { ...MINIMAL, source: { kubernetes: {} } };
+  it('pools with the Kubernetes source are accepted, with leader election defaults', () => {
+    const c = parseConfig({ ...K8S, ipam: { pools: [{ name: 'default', addresses: ['203.0.113.0/28'] }] } }, '/etc/xlb');
+    assert.equal(c.ipam!.pools[0].name, 'default');
+    assert.equal(c.ipam!.leaderElection.leaseName, 'xlb-ipam');
+    assert.equal(c.ipam!.leaderElection.namespace, 'xlb-system');
+  });
+  it('ipam with the file source is refused: it writes status through the API server', () => {
+    assert.deepEqual(problems({ ...MINIMAL, ipam: { pools: [{ name: 'default', addresses: ['203.0.113.0/28'] }] } }), [
+      'ipam: needs source.kubernetes: IPAM writes Service status through the API server',
+    ]);
+  });
+  it('a bad pool entry names its key path', () => {
+    const p = problems({ ...K8S, ipam: { pools: [{ name: 'default', addresses: ['203.0.113.0/33'] }] } });
+    assert.equal(p.length, 1);
+    assert.match(p[0], /^ipam\.pools\[0\]\.addresses\[0\]: /);
+  });
 });

@@ -1,0 +1,201 @@
+/**
+ * The agent following an API server end to end: the lab's two agents are
+ * restarted against the in-test API server (test/helpers/fake-apiserver.ts,
+ * the real list/watch protocol), one with `xlb agent --kubeconfig FILE`, the
+ * other with `source.kubernetes` in its configuration file, both with LB
+ * IPAM. The client's HTTP goes through the XDP datapath of whichever node
+ * the router's static ECMP route picks.
+ *
+ * The API server listens on the test's loopback; each node reaches it on its
+ * own loopback through two socat relays (node TCP → unix socket → test TCP),
+ * so the kubeconfig's `http://127.0.0.1:PORT` is right in every namespace.
+ *
+ * Run as root: node --import tsx --test test/e2e/lab-kubernetes.test.ts
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { parseAllDocuments } from 'yaml';
+import { labDown, labExec, labStartAgent, labStopAgent, labUp, type LabNode, type LabStatus } from '../../src/lab/index.js';
+import { apiGet } from '../../src/cli/client.js';
+import { waitFor } from '../../src/util/wait.js';
+import { service, slice } from '../../src/lab/manifests.js';
+import type { KubernetesStatus } from '../../src/agent/agent.js';
+import { FakeApiServer } from '../helpers/fake-apiserver.js';
+
+const suffix = randomBytes(3).toString('hex');
+const stateDir = `/run/xlb-test-k8s-${suffix}`;
+const relaySocket = `${stateDir}-api.sock`;
+const POOL_FIRST = 200;
+const POOL = `192.0.2.${POOL_FIRST}-192.0.2.${POOL_FIRST + 9}`;
+
+let lab: LabStatus;
+/** The node whose agent the leader test stopped. */
+let stopped = '';
+let api: FakeApiServer;
+const relays: ChildProcess[] = [];
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+function relay(argv: string[]): ChildProcess {
+  const p = spawn(argv[0], argv.slice(1), { stdio: 'ignore' });
+  relays.push(p);
+  return p;
+}
+
+async function kube(n: LabNode): Promise<KubernetesStatus> {
+  return (await apiGet(n.api, '/v1/kubernetes')) as KubernetesStatus;
+}
+
+async function servicesOf(n: LabNode): Promise<Array<{ namespace: string; name: string; backends: number }>> {
+  return ((await apiGet(n.api, '/v1/services')) as { services: never }).services;
+}
+
+/** The backend pod that answers HTTP on `vip` from the client, or '' when none does within 1 s. */
+async function curlPod(vip: string): Promise<string> {
+  const out = await labExec(lab.client, ['curl', '-sS', '-m', '1', `http://${vip}/`]).catch((e: Error) => {
+    if (process.env.XLB_TEST_DEBUG) console.log(`curl ${vip}: ${e.message}`);
+    return '';
+  });
+  return /^n\dp\d /.test(out) ? out.split(' ')[0] : '';
+}
+
+function ingressOf(name: string): string | undefined {
+  const svc = api.get('services', 'default', name) as Obj | undefined;
+  return svc?.status?.loadBalancer?.ingress?.[0]?.ip;
+}
+
+const LEADER = { namespace: 'xlb-system', leaseName: 'xlb-ipam', leaseDurationSeconds: 3, renewDeadlineSeconds: 2, retryPeriodSeconds: 0.5 };
+
+before(async () => {
+  lab = await labUp({ nodes: 2, podsPerNode: 2, stateDir, announce: 'static' });
+  api = await FakeApiServer.start({ bookmarkIntervalMs: 1000 });
+  // The lab's own objects, their VIPs in status as another load balancer
+  // controller (their loadBalancerClass) wrote them: xlb serves them, as
+  // kube-proxy serves any status address, and its IPAM leaves them alone.
+  // Then the Node objects, whose addresses become NodePort frontends.
+  const docs = parseAllDocuments(fs.readFileSync(lab.manifests, 'utf8')).map((d) => d.toJS() as Obj);
+  for (const o of docs.flatMap((d) => (d?.kind === 'List' ? d.items : [d])).filter(Boolean)) {
+    if (o.kind === 'Service') {
+      if (o.spec.type === 'LoadBalancer') o.spec.loadBalancerClass = 'example.com/other-lb';
+      api.upsert('services', o);
+    } else api.upsert('endpointslices', o);
+  }
+  for (const n of lab.nodes) {
+    api.upsert('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n.name }, status: { addresses: [{ type: 'InternalIP', address: n.ip }, { type: 'Hostname', address: n.name }] } });
+  }
+  const port = new URL(api.url).port;
+  relay(['socat', `UNIX-LISTEN:${relaySocket},fork,unlink-early`, `TCP:127.0.0.1:${port}`]);
+  await waitFor(() => fs.existsSync(relaySocket), 5000, 'the unix relay socket');
+  for (const n of lab.nodes) relay(['ip', 'netns', 'exec', n.netns, 'socat', `TCP-LISTEN:${port},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${relaySocket}`]);
+  const ipam = { pools: [{ name: 'lab', addresses: [POOL] }], leaderElection: LEADER };
+  const [n1, n2] = lab.nodes;
+  await labStopAgent(stateDir, n1.name);
+  await labStopAgent(stateDir, n2.name);
+  // node1: the command line's --kubeconfig replaces the file's source.
+  await labStartAgent(stateDir, n1.name, (cfg) => ({ ...cfg, ipam }), { args: ['--kubeconfig', api.kubeconfigPath] });
+  // node2: source.kubernetes in the configuration file.
+  await labStartAgent(stateDir, n2.name, (cfg) => ({ ...cfg, source: { kubernetes: { kubeconfig: api.kubeconfigPath } }, ipam }));
+});
+
+after(async () => {
+  for (const p of relays) p.kill('SIGKILL');
+  await labDown(stateDir).catch(() => undefined);
+  await api?.close();
+  fs.rmSync(relaySocket, { force: true });
+});
+
+describe('the agent follows a Kubernetes API server', () => {
+  test('both agents are ready with synced informers, NodePort addresses from their Node objects, and serve the listed services', async () => {
+    for (const n of lab.nodes) {
+      const k = await kube(n);
+      assert.equal(k.synced, true);
+      assert.deepEqual(k.nodeAddresses, [n.ip]);
+      assert.deepEqual(k.informers.map((i) => i.synced), [true, true, true]);
+      const names = (await servicesOf(n)).map((s) => s.name);
+      for (const want of ['web', 'dns-echo', 'web-nodeport', 'mixed']) assert.ok(names.includes(want), `${n.name} serves ${want}: ${names.join(',')}`);
+    }
+    const pods = new Set<string>();
+    await waitFor(async () => {
+      pods.add(await curlPod('192.0.2.10'));
+      pods.delete('');
+      return pods.size >= 3;
+    }, 10000, `HTTP to the web VIP to reach backends on both nodes (so far: ${[...pods].join(' ')})`);
+  });
+
+  test('a new LoadBalancer service gets an address from the pool, written to its status by the IPAM leader, and serves HTTP there', async () => {
+    const web = lab.pods.filter((p) => p.name.endsWith('p1'));
+    api.upsert('services', service('shop', { type: 'LoadBalancer', clusterIP: '198.18.128.40', clusterIPs: ['198.18.128.40'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 31090 }] }));
+    api.upsert('endpointslices', slice('shop', [{ name: 'http', port: 8080, protocol: 'TCP' }], web));
+    await waitFor(() => ingressOf('shop') !== undefined, 10000, 'IPAM to write shop\'s status');
+    const vip = ingressOf('shop')!;
+    const last = Number(vip.split('.')[3]);
+    assert.ok(vip.startsWith('192.0.2.') && last >= POOL_FIRST && last < POOL_FIRST + 10, `${vip} from ${POOL}`);
+    assert.equal(ingressOf('web'), '192.0.2.10', 'a service of another class keeps the status its controller wrote');
+    const leaders = await Promise.all(lab.nodes.map(async (n) => (await kube(n)).ipam));
+    assert.equal(leaders.filter((l) => l?.isLeader).length, 1, `one IPAM leader: ${JSON.stringify(leaders.map((l) => l?.leader))}`);
+    const t0 = performance.now();
+    const pods = new Set<string>();
+    await waitFor(async () => {
+      pods.add(await curlPod(vip));
+      pods.delete('');
+      return pods.size >= 2;
+    }, 10000, `HTTP through ${vip} from both shop backends`);
+    assert.deepEqual([...pods].sort(), web.map((p) => p.name).sort());
+    console.log(`shop: status written and served through ${vip} within ${Math.round(performance.now() - t0)} ms of the write`);
+  });
+
+  test('an endpoint removed from a slice leaves the maps of both nodes, and traffic avoids it', async () => {
+    const web = lab.pods.filter((p) => p.name.endsWith('p1'));
+    const gone = web[0];
+    api.upsert('endpointslices', slice('shop', [{ name: 'http', port: 8080, protocol: 'TCP' }], web.slice(1)));
+    for (const n of lab.nodes) {
+      await waitFor(async () => (await servicesOf(n)).find((s) => s.name === 'shop')?.backends === 1, 5000, `${n.name}: shop down to one backend`);
+    }
+    const vip = ingressOf('shop')!;
+    for (let i = 0; i < 8; i++) assert.notEqual(await curlPod(vip), gone.name);
+  });
+
+  test('deleting a service removes it from both nodes, and its address goes back to the pool', async () => {
+    const vip = ingressOf('shop')!;
+    api.remove('services', 'default', 'shop');
+    api.remove('endpointslices', 'default', 'shop-lab');
+    for (const n of lab.nodes) {
+      await waitFor(async () => !(await servicesOf(n)).some((s) => s.name === 'shop'), 5000, `${n.name}: shop removed`);
+    }
+    assert.equal(await curlPod(vip), '');
+    // The freed address is the lowest free one again: the next service gets it.
+    api.upsert('services', service('shop2', { type: 'LoadBalancer', clusterIP: '198.18.128.41', clusterIPs: ['198.18.128.41'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 31091 }] }));
+    await waitFor(() => ingressOf('shop2') !== undefined, 10000, 'IPAM to assign shop2');
+    assert.equal(ingressOf('shop2'), vip);
+  });
+
+  test('when the IPAM leader stops, the other agent takes the lease and assigns the next service', async () => {
+    const states = await Promise.all(lab.nodes.map(async (n) => ({ n, k: await kube(n) })));
+    const leader = states.find((s) => s.k.ipam?.isLeader)!;
+    const other = states.find((s) => s !== leader)!;
+    assert.ok(leader && other);
+    const t0 = performance.now();
+    await labStopAgent(stateDir, leader.n.name);
+    stopped = leader.n.name;
+    await waitFor(async () => (await kube(other.n)).ipam?.isLeader === true, 10000, `${other.n.name} to lead IPAM`);
+    console.log(`IPAM leadership moved to ${other.n.name} ${Math.round(performance.now() - t0)} ms after the leader was told to stop`);
+    api.upsert('services', service('shop3', { type: 'LoadBalancer', clusterIP: '198.18.128.42', clusterIPs: ['198.18.128.42'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 31092 }] }));
+    await waitFor(() => ingressOf('shop3') !== undefined, 10000, 'the new leader to assign shop3');
+    assert.notEqual(ingressOf('shop3'), ingressOf('shop2'));
+  });
+
+  test('an invalid object from the API server is reported in /v1/issues and skipped; the rest stays served', async () => {
+    const n = lab.nodes.find((x) => x.name !== stopped)!;
+    api.upsert('services', service('broken', { type: 'LoadBalancer', clusterIP: '198.18.128.43', ports: [{ name: 'http', protocol: 'TCP', port: 70000 }] }));
+    await waitFor(
+      async () => ((await apiGet(n.api, '/v1/issues')) as { issues: Array<{ object: string; field: string }> }).issues.some((i) => /broken/.test(i.object) && /port/.test(i.field)),
+      5000,
+      'the broken service in /v1/issues',
+    );
+    assert.ok((await servicesOf(n)).some((s) => s.name === 'web'));
+    assert.notEqual(await curlPod('192.0.2.10'), '');
+  });
+});
