@@ -15,7 +15,9 @@ import { ifIndex } from '../datapath/bpf.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import { ServiceController } from '../services/controller.js';
 import { FileSource } from '../sources/file/index.js';
-import { KubernetesSource } from '../sources/kubernetes/index.js';
+import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes/index.js';
+import { LeaseOwnership } from '../l2/lease-ownership.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { IpamController, KubeIpamApi, poolsFromConfig, type IpamStats } from '../ipam/index.js';
 import { LeaseElector, electorTimes } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
@@ -137,16 +139,21 @@ export class Agent implements AgentView {
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
       }
+      // One kubeconfig for the source, IPAM and the layer 2 Leases.
+      const kubeConfig = config.source.kubernetes ? loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
       if (config.l2) {
+        const l2Log = log.child({ component: 'l2' });
+        const leases = config.l2.ownership === 'lease' || (config.l2.ownership === 'auto' && kubeConfig !== undefined);
         agent.l2Announcer = await L2Announcer.start(config.l2, {
           nodeName: config.node.name,
           xdpInterfaces: config.interfaces,
           maps: dp ? dp.l2maps : (opts.l2maps ?? new FakeL2Maps()),
-          log: log.child({ component: 'l2' }),
+          log: l2Log,
+          strategy: leases ? new LeaseOwnership({ nodeName: config.node.name, config: config.l2.lease, kubeConfig, log: l2Log }) : undefined,
         });
-        log.info({ peers: config.l2.peers.map((p) => p.name), interfaces: config.l2.interfaces ?? config.interfaces }, 'l2 announcer started');
+        log.info({ ownership: leases ? 'lease' : 'peers', peers: config.l2.peers.map((p) => p.name), interfaces: config.l2.interfaces ?? config.interfaces }, 'l2 announcer started');
       }
-      if (config.source.kubernetes) await agent.startKubernetes(config, node, log);
+      if (kubeConfig) await agent.startKubernetes(config, node, log, kubeConfig);
       else {
         const file = config.source.file!.path;
         agent.source = new FileSource(file, log, {
@@ -172,10 +179,9 @@ export class Agent implements AgentView {
    * @throws Error naming the API server when it does not sync in time (the
    *   source's start timeout), or the kubeconfig when it cannot be loaded
    */
-  private async startKubernetes(config: Config, node: NodeInfo, log: Logger): Promise<void> {
-    const k = config.source.kubernetes!;
+  private async startKubernetes(config: Config, node: NodeInfo, log: Logger, kubeConfig: KubeConfig): Promise<void> {
     const source = new KubernetesSource({
-      kubeconfig: k.kubeconfig,
+      kubeConfig,
       nodeName: node.name,
       log: log.child({ component: 'kubernetes' }),
       // NodePort addresses from the Node object unless configured. The

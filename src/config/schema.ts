@@ -163,6 +163,12 @@ export const ConfigSchema = obj({
     level: check<(typeof LOG_LEVELS)[number]>((v) => LOG_LEVELS.includes(v as never), `must be one of ${LOG_LEVELS.join(', ')}`).default('info'),
   }).prefault({}),
 }).superRefine((c, ctx) => {
+  if (c.l2?.ownership === 'lease' && !c.source.kubernetes) {
+    ctx.addIssue({ code: 'custom', path: ['l2', 'ownership'], input: undefined, message: 'lease needs source.kubernetes (the Leases live in the API server); use peers with the file source' });
+  }
+  if (c.l2 && c.l2.ownership !== 'lease' && !c.source.kubernetes && c.l2.peers.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['l2', 'peers'], input: undefined, message: 'must list the nodes of the layer 2 group (peers ownership, the file source\'s)' });
+  }
   if (c.ipam && !c.source.kubernetes) {
     ctx.addIssue({ code: 'custom', path: ['ipam'], input: undefined, message: 'needs source.kubernetes: IPAM writes Service status through the API server' });
   }

@@ -13,6 +13,8 @@
  *   port: 7947                    # UDP heartbeat port (listen, and peers' default)
  *   heartbeat: { intervalMs: 200, deadAfterMissed: 5 }   # a silent peer is dead after 1 s
  *   gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true }
+ *   ownership: auto               # peers | lease | auto (lease with the Kubernetes source)
+ *   lease: { namespace: xlb-system, leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 }
  * ```
  *
  * With the defaults a node that drops off loses its VIPs after
@@ -22,6 +24,7 @@
  * seconds").
  */
 import { z } from 'zod';
+import { l2LeaseSchema } from './lease-ownership.js';
 
 /** DNS-1123 subdomain: what Kubernetes allows as a node name (as `node.name`). */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -95,6 +98,15 @@ export const l2ConfigSchema = z
     bindAddress: ipv4.optional(),
     heartbeat: l2HeartbeatSchema.prefault({}),
     gratuitousArp: l2GarpSchema.prefault({}),
+    /**
+     * How nodes agree on owners: `peers` (heartbeats between `peers` and
+     * rendezvous hashing, no API server), `lease` (one coordination.k8s.io
+     * Lease per service; needs source.kubernetes), or `auto` (default):
+     * `lease` with the Kubernetes source, else `peers`.
+     */
+    ownership: z.enum(['auto', 'peers', 'lease'], { error: 'must be one of auto, peers, lease' }).default('auto'),
+    /** The per-service Leases of `lease` ownership (lease-ownership.ts). */
+    lease: l2LeaseSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {
     const names = new Map<string, number>();

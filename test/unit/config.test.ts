@@ -224,4 +224,12 @@ describe('config: ipam', () => {
     assert.equal(p.length, 1);
     assert.match(p[0], /^ipam\.pools\[0\]\.addresses\[0\]: /);
   });
+
+  it('l2 lease ownership needs the Kubernetes source, and peers ownership needs peers', () => {
+    assert.deepEqual(problems({ ...MINIMAL, l2: { ownership: 'lease', peers: [{ name: 'node1', address: '198.18.0.11' }] } }), [
+      'l2.ownership: lease needs source.kubernetes (the Leases live in the API server); use peers with the file source',
+    ]);
+    assert.deepEqual(problems({ ...MINIMAL, l2: {} }), ['l2.peers: must list the nodes of the layer 2 group (peers ownership, the file source\'s)']);
+    assert.equal(parseConfig({ ...K8S, l2: {} }, '/etc/xlb').l2!.ownership, 'auto');
+  });
 });

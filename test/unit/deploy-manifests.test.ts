@@ -93,7 +93,7 @@ describe('deploy/ manifests', () => {
     ]);
     const role = one('Role', 'xlb-leader-election');
     assert.equal(role.metadata.namespace, 'xlb-system');
-    assert.deepEqual(rules(role), ['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get[xlb-ipam]', 'coordination.k8s.io/leases:update[xlb-ipam]']);
+    assert.deepEqual(rules(role), ['coordination.k8s.io/leases:create', 'coordination.k8s.io/leases:get', 'coordination.k8s.io/leases:update']);
     // No wildcard anywhere.
     for (const o of [...find('ClusterRole'), ...find('Role')]) {
       for (const r of o.rules) for (const f of ['apiGroups', 'resources', 'verbs']) assert.ok(!r[f].includes('*'), `${o.metadata.name}: wildcard in ${f}`);

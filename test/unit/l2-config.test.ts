@@ -17,7 +17,7 @@ function throwsMessage(fn: () => unknown, re: RegExp): void {
 }
 
 describe('l2 config section', () => {
-  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, 3 gratuitous ARP rounds 200 ms apart', () => {
+  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s', () => {
     const c = parseL2Config({});
     assert.equal(c.interfaces, undefined, 'left out: the agent\'s interfaces');
     assert.deepEqual(c, {
@@ -25,7 +25,14 @@ describe('l2 config section', () => {
       port: 7947,
       heartbeat: { intervalMs: 200, deadAfterMissed: 5 },
       gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true },
+      ownership: 'auto',
+      lease: { namespace: 'xlb-system', leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 },
     });
+  });
+
+  it('lease times are checked as client-go checks them, naming the key', () => {
+    assert.throws(() => parseL2Config({ lease: { leaseDurationSeconds: 3, renewDeadlineSeconds: 3 } }), /l2\.lease\.renewDeadlineSeconds: 3 must be below leaseDurationSeconds 3$/m);
+    assert.throws(() => parseL2Config({ ownership: 'raft' }), /l2\.ownership: must be one of auto, peers, lease$/m);
   });
 
   it('the default failover budget is under the 3 s target (1.05 s)', () => {
