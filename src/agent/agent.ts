@@ -15,11 +15,12 @@ import { ifIndex } from '../datapath/bpf.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import { ServiceController } from '../services/controller.js';
 import { FileSource } from '../sources/file/index.js';
-import { KubernetesSource, loadKubeConfig } from '../sources/kubernetes/index.js';
-import { LeaseOwnership } from '../l2/lease-ownership.js';
+// The Kubernetes client and gRPC are loaded only when configured (import()
+// below): @kubernetes/client-node alone adds ~80 MB of resident memory.
+import type { KubernetesSource } from '../sources/kubernetes/index.js';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { IpamController, KubeIpamApi, poolsFromConfig, type IpamStats } from '../ipam/index.js';
-import { LeaseElector, electorTimes } from '../leader/index.js';
+import type { IpamController, IpamStats } from '../ipam/index.js';
+import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { startApi, type AgentView } from '../api/server.js';
@@ -27,7 +28,7 @@ import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager } from '../datapath/neighbors.js';
-import { BgpAnnouncer, type BgpStatus } from '../bgp/announcer.js';
+import type { BgpAnnouncer, BgpStatus } from '../bgp/announcer.js';
 import { announcedVips } from '../announce/desired.js';
 import type { Announcer } from '../announce/announcer.js';
 import { L2Announcer, type L2Status } from '../l2/announcer.js';
@@ -136,11 +137,12 @@ export class Agent implements AgentView {
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
       if (config.bgp) {
+        const { BgpAnnouncer } = await import('../bgp/announcer.js');
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
       }
       // One kubeconfig for the source, IPAM and the layer 2 Leases.
-      const kubeConfig = config.source.kubernetes ? loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
+      const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
       if (config.l2) {
         const l2Log = log.child({ component: 'l2' });
         const leases = config.l2.ownership === 'lease' || (config.l2.ownership === 'auto' && kubeConfig !== undefined);
@@ -149,7 +151,7 @@ export class Agent implements AgentView {
           xdpInterfaces: config.interfaces,
           maps: dp ? dp.l2maps : (opts.l2maps ?? new FakeL2Maps()),
           log: l2Log,
-          strategy: leases ? new LeaseOwnership({ nodeName: config.node.name, config: config.l2.lease, kubeConfig, log: l2Log }) : undefined,
+          strategy: leases ? new (await import('../l2/lease-ownership.js')).LeaseOwnership({ nodeName: config.node.name, config: config.l2.lease, kubeConfig, log: l2Log }) : undefined,
         });
         log.info({ ownership: leases ? 'lease' : 'peers', peers: config.l2.peers.map((p) => p.name), interfaces: config.l2.interfaces ?? config.interfaces }, 'l2 announcer started');
       }
@@ -180,6 +182,7 @@ export class Agent implements AgentView {
    *   source's start timeout), or the kubeconfig when it cannot be loaded
    */
   private async startKubernetes(config: Config, node: NodeInfo, log: Logger, kubeConfig: KubeConfig): Promise<void> {
+    const { KubernetesSource } = await import('../sources/kubernetes/index.js');
     const source = new KubernetesSource({
       kubeConfig,
       nodeName: node.name,
@@ -198,6 +201,8 @@ export class Agent implements AgentView {
     this.source = this.kubeSource = source;
     await source.start((snap) => this.onSnapshot(snap.state, snap.issues));
     if (!config.ipam) return;
+    const { IpamController, KubeIpamApi, poolsFromConfig } = await import('../ipam/index.js');
+    const { LeaseElector, electorTimes } = await import('../leader/index.js');
     const le = config.ipam.leaderElection;
     const ipamLog = log.child({ component: 'ipam' });
     const ipam = new IpamController({ feed: source.serviceFeed(), api: new KubeIpamApi(source.kubeConfig, node.name, ipamLog), pools: poolsFromConfig(config.ipam), log: ipamLog });

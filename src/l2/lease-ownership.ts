@@ -25,44 +25,16 @@
  */
 import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
+export { l2LeaseSchema, type L2LeaseConfig } from './config.js';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { LeaseElector, JITTER_FACTOR, type LeaseClient } from '../leader/elector.js';
-import { DEFAULT_LEASE_NAMESPACE } from '../leader/config.js';
+import { LeaseElector, type LeaseClient } from '../leader/elector.js';
+import type { L2LeaseConfig } from './config.js';
 import type { LinkHealth } from './ownership.js';
 import { rendezvousOrder } from './ownership.js';
 import type { PeerStatus } from './heartbeat.js';
 import type { CandidateVip, OwnershipStrategy, StrategyCounters, VipOwner } from './strategy.js';
 
 type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
-/**
- * The `l2.lease` section: where the per-service Leases live and their times.
- * Defaults 5 s / 3 s / 1 s: a node that dies loses its VIPs within 5 s plus
- * at most 1.2 retry periods (6.2 s; Cilium's defaults 15 s / 5 s / 2 s take
- * 10 to 20 s), a clean stop or a link going down hands over within about
- * one retry period.
- */
-export const l2LeaseSchema = z
-  .strictObject({
-    namespace: z.string().max(63).regex(DNS_LABEL, { error: 'must be a namespace name (DNS-1123 label)' }).default(DEFAULT_LEASE_NAMESPACE),
-    leaseDurationSeconds: z.int().min(1).max(3600).default(5),
-    renewDeadlineSeconds: z.number().positive().max(3600).default(3),
-    retryPeriodSeconds: z.number().positive().max(600).default(1),
-  })
-  .superRefine((c, ctx) => {
-    if (!(c.leaseDurationSeconds > c.renewDeadlineSeconds)) {
-      ctx.addIssue({ code: 'custom', path: ['renewDeadlineSeconds'], message: `${c.renewDeadlineSeconds} must be below leaseDurationSeconds ${c.leaseDurationSeconds}` });
-    }
-    if (!(c.renewDeadlineSeconds > JITTER_FACTOR * c.retryPeriodSeconds)) {
-      ctx.addIssue({ code: 'custom', path: ['retryPeriodSeconds'], message: `${c.retryPeriodSeconds} × ${JITTER_FACTOR} must be below renewDeadlineSeconds ${c.renewDeadlineSeconds}` });
-    }
-  });
-
-/** The `l2.lease` section after parsing. */
-export type L2LeaseConfig = z.infer<typeof l2LeaseSchema>;
 
 /**
  * The Lease name of a service (`namespace/name`, or several comma-joined when

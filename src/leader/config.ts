@@ -14,7 +14,9 @@
  * ```
  */
 import { z } from 'zod';
-import { JITTER_FACTOR } from './elector.js';
+
+/** client-go's JitterFactor: candidates retry after retryPeriod × U[1, 1.2]. */
+export const JITTER_FACTOR = 1.2;
 
 /** DNS-1123 label (namespaces). */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;

@@ -31,8 +31,8 @@ import { apiErrorInfo, formatApiError } from '../sources/kubernetes/kubeconfig.j
 export const DEFAULT_LEASE_DURATION_MS = 15_000;
 export const DEFAULT_RENEW_DEADLINE_MS = 10_000;
 export const DEFAULT_RETRY_PERIOD_MS = 2_000;
-/** client-go's JitterFactor: candidates retry after retryPeriod × U[1, 1.2]. */
-export const JITTER_FACTOR = 1.2;
+export { JITTER_FACTOR } from './config.js';
+import { JITTER_FACTOR } from './config.js';
 
 type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
