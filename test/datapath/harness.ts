@@ -12,9 +12,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { BpfObject, BpfMap, BpfProgram, BPF_F_INNER_MAP, ensureBpffs } from '../../src/datapath/bpf.js';
+import { BpfObject, BpfMap, BpfProgram, ensureBpffs } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
-import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
+import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -132,7 +132,7 @@ export class Datapath {
   setTable(serviceId: number, table: number[] | { rawSlots: number[] }): void {
     if (Array.isArray(table)) return this.lbmaps.putMaglevTables([{ serviceId, table: Uint32Array.from(table) }]);
     const slots = table.rawSlots;
-    const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: BPF_F_INNER_MAP });
+    const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: MAGLEV_TABLE_FLAGS });
     try {
       const keys = Buffer.alloc(4 * slots.length);
       const values = Buffer.alloc(4 * slots.length);
