@@ -122,6 +122,9 @@ export class ServiceController {
   private readonly failed = new Set<string>();
   private readonly translator: Translator;
   private views: ServiceView[] = [];
+  /** Index of each port key in `views` (and in the last desired list); how many views are served. */
+  private viewIndex = new Map<string, number>();
+  private served = 0;
   private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
 
@@ -163,19 +166,31 @@ export class ServiceController {
    */
   sync(state: ClusterState, sourceIssues: InputIssue[] = []): SyncResult {
     const t0 = performance.now();
-    const { services, issues } = this.translator.run(state);
+    const { services, issues, changed, structural } = this.translator.run(state);
     const writes = { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 };
 
     // 1. The ports to redo: new or changed objects, and ports that are gone.
+    // Same ports in the same order as the last sync, nothing failed: only the
+    // changed ones (work proportional to the change). Otherwise compare all.
+    const fast = !structural && !this.failed.size && this.lastDesired.length === services.length && this.viewIndex.size === services.length;
     const redo: Array<{ key: string; want?: PortWant; desired?: DesiredService; old?: PortWant }> = [];
-    const present = new Set<string>();
-    for (const d of services) {
-      present.add(d.key);
-      const cur = this.ports.get(d.key);
-      if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
-      redo.push({ key: d.key, desired: d, old: cur?.want });
+    if (fast) {
+      for (const key of changed) {
+        const d = services[this.viewIndex.get(key)!];
+        const cur = this.ports.get(key);
+        if (cur && cur.desired === d) continue;
+        redo.push({ key, desired: d, old: cur?.want });
+      }
+    } else {
+      const present = new Set<string>();
+      for (const d of services) {
+        present.add(d.key);
+        const cur = this.ports.get(d.key);
+        if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
+        redo.push({ key: d.key, desired: d, old: cur?.want });
+      }
+      for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur.want });
     }
-    for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur.want });
     for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
 
     // 2. Writes that add: backends, tables, source ranges, frontends.
@@ -276,11 +291,23 @@ export class ServiceController {
       this.failed.delete(r.key);
     }
 
-    this.views = services.map((d) => this.ports.get(d.key)!.want.view);
+    if (fast) {
+      this.views = [...this.views];
+      for (const r of redo) {
+        const i = this.viewIndex.get(r.key)!;
+        const was = this.views[i].serviceId > 0;
+        this.views[i] = this.ports.get(r.key)!.want.view;
+        this.served += (this.views[i].serviceId > 0 ? 1 : 0) - (was ? 1 : 0);
+      }
+    } else {
+      this.views = services.map((d) => this.ports.get(d.key)!.want.view);
+      this.viewIndex = new Map(services.map((d, i) => [d.key, i]));
+      this.served = 0;
+      for (const v of this.views) if (v.serviceId > 0) this.served++;
+    }
     this.lastDesired = services;
     this.lastIssues = sourceIssues.length ? [...sourceIssues, ...issues] : issues;
-    let served = 0;
-    for (const v of this.views) if (v.serviceId > 0) served++;
+    const served = this.served;
     return {
       services: served,
       backends: this.appliedBackends.size,

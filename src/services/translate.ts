@@ -270,6 +270,12 @@ export interface Translation {
   issues: InputIssue[];
   /** Keys of service ports that are new or differ from the previous run (by object identity). */
   changed: Set<string>;
+  /**
+   * False when the ports are the same keys in the same order as in the
+   * previous run, and only those in `changed` are new objects (each at its
+   * old index): a consumer may then look at those alone.
+   */
+  structural: boolean;
 }
 
 interface CacheEntry {
@@ -294,75 +300,141 @@ export class Translator {
   private lastServices: DesiredService[] = [];
   /** Settled frontends and conflict issues of the last run, by port key. */
   private settled = new Map<string, { frontends: DesiredFrontend[]; issues: InputIssue[] }>();
+  /** The last run's slices (to see which changed), and IPv4 slices by service key, by slice key. */
+  private prevSlices: ReadonlyMap<string, EndpointSliceModel> = new Map();
+  /** Index of each port key in lastServices; the array last handed out (copied before a change). */
+  private position = new Map<string, number>();
+  private published: DesiredService[] = [];
+  private lastIssues: InputIssue[] = [];
+  private readonly slicesOf = new Map<string, Map<string, EndpointSliceModel>>();
+
+  /** Add slice `k` to its service's IPv4 slices and mark the service dirty. */
+  private index(k: string, slice: EndpointSliceModel, dirty: Set<string>): void {
+    const serviceKey = `${slice.namespace}/${slice.serviceName}`;
+    dirty.add(serviceKey);
+    if (slice.addressType !== 'IPv4') return;
+    let m = this.slicesOf.get(serviceKey);
+    if (!m) this.slicesOf.set(serviceKey, (m = new Map()));
+    m.set(k, slice);
+  }
+
+  /** Remove slice `k` (as it was) from its service's slices and mark the service dirty. */
+  private unindex(k: string, slice: EndpointSliceModel, dirty: Set<string>): void {
+    const serviceKey = `${slice.namespace}/${slice.serviceName}`;
+    dirty.add(serviceKey);
+    const m = this.slicesOf.get(serviceKey);
+    if (!m) return;
+    m.delete(k);
+    if (!m.size) this.slicesOf.delete(serviceKey);
+  }
 
   constructor(private readonly node: NodeInfo) {}
 
   /** Translate `state`; see {@link translate} for the rules. */
   run(state: ClusterState): Translation {
-    const slicesByService = new Map<string, EndpointSliceModel[]>();
-    for (const slice of state.endpointSlices.values()) {
-      if (slice.addressType !== 'IPv4') continue;
-      const k = `${slice.namespace}/${slice.serviceName}`;
-      const list = slicesByService.get(k);
-      if (list) list.push(slice);
-      else slicesByService.set(k, [slice]);
+    // Which services' IPv4 slices changed since the last run, by object
+    // identity per slice key: unchanged services then cost two Map lookups.
+    const dirty = new Set<string>();
+    let added = 0;
+    for (const [k, slice] of state.endpointSlices) {
+      const prev = this.prevSlices.get(k);
+      if (prev === slice) continue;
+      if (prev) this.unindex(k, prev, dirty);
+      else added++;
+      this.index(k, slice, dirty);
     }
+    if (added || this.prevSlices.size !== state.endpointSlices.size) {
+      for (const [k, prev] of this.prevSlices) if (!state.endpointSlices.has(k)) this.unindex(k, prev, dirty);
+    }
+    // A copy: a caller may change its Map in place between runs.
+    this.prevSlices = new Map(state.endpointSlices);
 
+    // Services whose object or slices changed are translated again; the
+    // cache is updated in place, so an unchanged service costs two lookups.
     let candidatesChanged = false;
-    const next = new Map<string, CacheEntry>();
+    const retranslated: string[] = [];
+    const previous = new Map<string, CacheEntry>();
     for (const [serviceKey, svc] of state.services) {
-      const slices = slicesByService.get(serviceKey) ?? [];
       const prev = this.cache.get(serviceKey);
-      if (prev && prev.svc === svc && sameRefs(prev.slices, slices)) {
-        next.set(serviceKey, prev);
-        continue;
-      }
+      if (prev && prev.svc === svc && !dirty.has(serviceKey)) continue;
+      const slices = [...(this.slicesOf.get(serviceKey)?.values() ?? [])];
       slices.sort((a, b) => byCodeUnits(a.name, b.name));
       const t = translateService(svc, slices, this.node);
       if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
-      next.set(serviceKey, { svc, slices, t, desired: new Map() });
+      if (prev) previous.set(serviceKey, prev);
+      this.cache.set(serviceKey, { svc, slices, t, desired: new Map() });
+      retranslated.push(serviceKey);
     }
-    if (next.size !== this.cache.size || [...this.cache.keys()].some((k) => !next.has(k))) {
+    if (this.cache.size !== state.services.size) {
+      for (const k of [...this.cache.keys()]) if (!state.services.has(k)) this.cache.delete(k);
+    }
+    if (candidatesChanged || this.order.length !== this.cache.size || retranslated.some((k) => !previous.has(k))) {
       candidatesChanged = true;
-      this.order = [...next.keys()].sort(byCodeUnits);
+      this.order = [...this.cache.keys()].sort(byCodeUnits);
     }
-    const previous = this.cache;
-    this.cache = next;
 
-    if (candidatesChanged) this.settleClaims();
-
-    const services: DesiredService[] = [];
-    const issues: InputIssue[] = [];
-    const changed = new Set<string>();
-    for (const serviceKey of this.order) {
-      const e = this.cache.get(serviceKey)!;
-      if (!e.t) continue;
-      issues.push(...e.t.issues);
-      const old = previous.get(serviceKey);
-      for (const p of e.t.ports) {
-        const settled = this.settled.get(p.base.key)!;
-        issues.push(...settled.issues);
-        const before = old?.desired.get(p.base.key);
-        // Reuse the previous object when nothing of this port changed: the controller skips it by identity.
-        if (before && old === e && sameFrontends(before.frontends, settled.frontends)) {
-          services.push(before);
-          continue;
+    if (candidatesChanged) {
+      // Who owns which frontend may have changed anywhere: settle and list everything.
+      this.settleClaims();
+      const services: DesiredService[] = [];
+      const changed = new Set<string>();
+      for (const serviceKey of this.order) {
+        const e = this.cache.get(serviceKey)!;
+        if (!e.t) continue;
+        for (const p of e.t.ports) {
+          const settled = this.settled.get(p.base.key)!;
+          const before = e.desired.get(p.base.key);
+          // Reuse the previous object when nothing of this port changed: the controller skips it by identity.
+          if (before && sameFrontends(before.frontends, settled.frontends)) {
+            services.push(before);
+            continue;
+          }
+          const d: DesiredService = { ...p.base, frontends: settled.frontends };
+          e.desired.set(p.base.key, d);
+          services.push(d);
+          changed.add(d.key);
         }
-        const d: DesiredService = { ...p.base, frontends: settled.frontends };
+      }
+      services.sort((a, b) => byCodeUnits(a.key, b.key));
+      this.lastServices = services;
+      this.position = new Map(services.map((d, i) => [d.key, i]));
+      this.lastIssues = this.collectIssues();
+      return { services: this.lastServices, issues: this.lastIssues, changed, structural: true };
+    }
+
+    // Same services and candidates as last time: only the retranslated
+    // services' ports change, each in its place (no sort, no settling).
+    const changed = new Set<string>();
+    let issuesChanged = false;
+    for (const serviceKey of retranslated) {
+      const e = this.cache.get(serviceKey)!;
+      const old = previous.get(serviceKey);
+      if ((e.t?.issues.length ?? 0) || (old?.t?.issues.length ?? 0)) issuesChanged = true;
+      if (!e.t) continue;
+      for (const p of e.t.ports) {
+        const d: DesiredService = { ...p.base, frontends: this.settled.get(p.base.key)!.frontends };
         e.desired.set(p.base.key, d);
-        services.push(d);
+        const i = this.position.get(d.key)!;
+        if (this.lastServices === this.published) this.lastServices = [...this.lastServices];
+        this.lastServices[i] = d;
         changed.add(d.key);
       }
     }
-    if (candidatesChanged) {
-      services.sort((a, b) => byCodeUnits(a.key, b.key));
-      this.lastServices = services;
-    } else if (changed.size) {
-      // Same ports as last time (no candidate changed): substitute, no sort.
-      const byKey = new Map(services.filter((d) => changed.has(d.key)).map((d) => [d.key, d]));
-      this.lastServices = this.lastServices.map((d) => byKey.get(d.key) ?? d);
+    this.published = this.lastServices;
+    if (issuesChanged) this.lastIssues = this.collectIssues();
+    return { services: this.lastServices, issues: this.lastIssues, changed, structural: false };
+  }
+
+  /** Every issue of the cached translations and settled claims, in service order. */
+  private collectIssues(): InputIssue[] {
+    const issues: InputIssue[] = [];
+    for (const serviceKey of this.order) {
+      const t = this.cache.get(serviceKey)!.t;
+      if (!t) continue;
+      for (const i of t.issues) issues.push(i);
+      for (const p of t.ports) for (const i of this.settled.get(p.base.key)!.issues) issues.push(i);
     }
-    return { services: this.lastServices, issues, changed };
+    return issues;
   }
 
   /** Settle who owns each candidate frontend: the first claimant by service key, then port index. */
@@ -399,12 +471,6 @@ export class Translator {
       }
     }
   }
-}
-
-function sameRefs<T>(a: T[], b: T[]): boolean {
-  if (a.length !== b.length) return false;
-  // `b` is unsorted (map order); slices are few per service.
-  return a.every((x) => b.includes(x));
 }
 
 function candidateSignature(t: ServiceTranslation | undefined): string {
