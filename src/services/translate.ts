@@ -223,6 +223,15 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
       message: `IPv6 ranges are recorded, not enforced (the datapath serves IPv4)${v4Ranges.length ? '' : '; with no IPv4 range, IPv4 clients are not restricted (kube-proxy filters ranges per IP family)'}`,
     });
   }
+  // Dual-stack: the IPv6 side is recorded and reported, not served (the datapath is IPv4 for now).
+  const v6 = [
+    ...svc.clusterIPs.filter((a) => !isIPv4(a)).map((a) => `spec.clusterIPs ${a}`),
+    ...svc.externalIPs.filter((a) => !isIPv4(a)).map((a) => `spec.externalIPs ${a}`),
+    ...(svc.type === 'LoadBalancer' ? svc.loadBalancerIPs.filter((a) => !isIPv4(a)).map((a) => `status.loadBalancer.ingress ${a}`) : []),
+  ];
+  if (v6.length) {
+    issues.push({ object, field: 'spec.ipFamilies', message: `IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): ${v6.join(', ')}` });
+  }
   const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
   const ports: PortTemplate[] = [];
   svc.ports.forEach((sp, i) => {
@@ -497,8 +506,9 @@ function sameFrontends(a: DesiredFrontend[], b: DesiredFrontend[]): boolean {
  * same address and port do not conflict.
  *
  * Issues (the rest of the service still applies): SCTP ports (skipped);
- * frontend conflicts; IPv6 `loadBalancerSourceRanges` (recorded, not
- * enforced: the datapath serves IPv4).
+ * frontend conflicts; IPv6 addresses of dual-stack services and IPv6
+ * `loadBalancerSourceRanges` (recorded, not served or enforced: the
+ * datapath serves IPv4).
  *
  * @returns service ports sorted by key, and the issues found
  */

@@ -57,7 +57,7 @@ const backends = (s: DesiredService | undefined) =>
   (s?.backends ?? []).map((b) => `${b.name}${b.local ? ' local' : ''}${b.useForNewFlows ? ' new' : ''}`);
 
 describe('translate: frontends', () => {
-  const cases: Array<{ what: string; service: ServiceModel; want: string[] }> = [
+  const cases: Array<{ what: string; service: ServiceModel; want: string[]; issues?: unknown[] }> = [
     {
       what: 'ClusterIP service: only the cluster IP, recorded with kind ClusterIP',
       service: svc('a'),
@@ -98,9 +98,16 @@ describe('translate: frontends', () => {
       want: ['ExternalIP 203.0.113.5:80/TCP', 'ExternalIP 203.0.113.6:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
     },
     {
-      what: 'IPv6 addresses of a dual-stack service are not frontends',
+      what: 'IPv6 addresses of a dual-stack service are not frontends, and are reported as recorded, not served',
       service: svc('a', { type: 'LoadBalancer', clusterIPs: ['198.19.0.10', 'fd00::10'], loadBalancerIPs: ['203.0.113.1', '2001:db8::1'], externalIPs: ['2001:db8::2'] }),
       want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+      issues: [
+        {
+          object: 'Service default/a',
+          field: 'spec.ipFamilies',
+          message: "IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): spec.clusterIPs fd00::10, spec.externalIPs 2001:db8::2, status.loadBalancer.ingress 2001:db8::1",
+        },
+      ],
     },
     {
       what: 'a VIP that is also an external IP of the same port becomes one frontend',
@@ -111,7 +118,7 @@ describe('translate: frontends', () => {
   for (const c of cases) {
     it(c.what, () => {
       const r = translate(state([c.service]), NODE);
-      assert.deepEqual(r.issues, []);
+      assert.deepEqual(r.issues, c.issues ?? []);
       assert.equal(r.services.length, 1);
       assert.deepEqual(frontends(r.services[0]), c.want);
     });
