@@ -199,7 +199,14 @@ export class Agent implements AgentView {
       },
     });
     this.source = this.kubeSource = source;
+    // IPAM exists (and shows in /v1/kubernetes) before the agent is ready; it campaigns once the informers have synced.
+    if (config.ipam) await this.prepareIpam(config, node, log, source);
     await source.start((snap) => this.onSnapshot(snap.state, snap.issues));
+    this.ipamElector?.start();
+  }
+
+  /** LB IPAM and the elector that runs it (not started). */
+  private async prepareIpam(config: Config, node: NodeInfo, log: Logger, source: KubernetesSource): Promise<void> {
     if (!config.ipam) return;
     const { IpamController, KubeIpamApi, poolsFromConfig } = await import('../ipam/index.js');
     const { LeaseElector, electorTimes } = await import('../leader/index.js');
@@ -223,7 +230,6 @@ export class Agent implements AgentView {
         ipam.stop();
       },
     });
-    this.ipamElector.start();
   }
 
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {

@@ -47,6 +47,19 @@ async function ownerOf(vip: string): Promise<string> {
   return o.answering[0];
 }
 
+/**
+ * Wait until node2 hears the restarted node1 as alive and past its first
+ * sync: a VIP that appears before that is node2's to take (node1 looks
+ * dead), and node2 then keeps it (no stealing back).
+ */
+async function node2SeesNode1(): Promise<void> {
+  await waitFor(
+    async () => ((await apiGet(nodeNamed('node2').api, '/v1/l2')) as L2Status).peers.some((p) => p.name === 'node1' && p.alive && !p.starting),
+    5000,
+    'node2 to hear node1 alive and synced',
+  );
+}
+
 async function curlOk(vip: string, timeoutS = 1): Promise<boolean> {
   const out = await labExec(lab.client, ['curl', '-s', '-m', String(timeoutS), `http://${vip}/`]).catch(() => '');
   return /^n\dp\d /.test(out);
@@ -172,6 +185,7 @@ describe('layer 2 announcements in the lab', () => {
       // Answer on eth0 only: a VIP node1 owns is answered to the client on eth0, not on eth1.
       await labStopAgent(stateDir, 'node1');
       await labStartAgent(stateDir, 'node1', (cfg) => ({ ...cfg, interfaces: ['eth0', 'eth1'], l2: { ...cfg.l2, interfaces: ['eth0'] } }));
+      await node2SeesNode1();
       const a = vipFor(40);
       addService('only-eth0', a);
       await waitFor(async () => (await labL2Owners(lab)).find((o) => o.vip === a)?.answering.join() === 'node1', 5000, `node1 to own ${a}`);
@@ -181,6 +195,7 @@ describe('layer 2 announcements in the lab', () => {
       // Both interfaces listed: a new VIP of node1's is answered on eth1 with eth1's MAC.
       await labStopAgent(stateDir, 'node1');
       await labStartAgent(stateDir, 'node1', (cfg) => ({ ...cfg, l2: { ...cfg.l2, interfaces: ['eth0', 'eth1'] } }));
+      await node2SeesNode1();
       const b = vipFor(Number(a.split('.')[3]) + 1);
       addService('both', b);
       await waitFor(async () => (await labL2Owners(lab)).find((o) => o.vip === b)?.answering.join() === 'node1', 5000, `node1 to own ${b}`);
