@@ -137,6 +137,7 @@ const f = {
   vsnprintf: libc.func('int vsnprintf(_Out_ char *buf, size_t size, const char *fmt, void *args)'),
   close_fd: libc.func('int close(int fd)'),
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
+  map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
 };
@@ -289,6 +290,17 @@ export class BpfMap {
     return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, keySize, opts.valueSize, opts.maxEntries, true);
   }
 
+  /**
+   * Open a map by its kernel ID (e.g. the inner map an array-of-maps entry
+   * holds: a lookup from user space returns its ID). Sizes are those the
+   * caller knows.
+   * @throws BpfError naming the ID when it does not exist (any more)
+   */
+  static fromId(id: number, opts: { name: string; keySize: number; valueSize: number; maxEntries: number }): BpfMap {
+    const fd = check(f.map_get_fd_by_id(id), `bpf_map_get_fd_by_id ${id} (${opts.name})`);
+    return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, opts.keySize, opts.valueSize, opts.maxEntries, true);
+  }
+
   /** Open a pinned map by path; sizes are those the caller expects (checked by the kernel on use). */
   static fromPin(path: string, keySize: number, valueSize: number): BpfMap {
     const fd = check(f.obj_get(path), `bpf_obj_get ${path}`);
@@ -394,14 +406,23 @@ export class BpfMap {
    */
   writeMmappedSlots(slots: Uint8Array | Uint32Array): void {
     const bytes = slots instanceof Uint8Array ? slots : new Uint8Array(slots.buffer, slots.byteOffset, slots.byteLength);
-    const len = bytes.byteLength;
+    if (bytes.byteLength === 0) return;
+    this.withMmap(bytes.byteLength, (mem) => new Uint8Array(mem).set(bytes));
+  }
+
+  /**
+   * Run `fn` on the first `len` bytes of an mmapable array map's values
+   * (the layout of {@link writeMmappedSlots}), shared with the kernel: what
+   * `fn` writes, programs see at once. Unmapped when `fn` returns.
+   * @throws Error naming the map when `len` exceeds it or it cannot be mapped
+   */
+  withMmap<T>(len: number, fn: (mem: ArrayBuffer) => T): T {
     if (len > this.maxEntries * Math.ceil(this.valueSize / 8) * 8) throw new Error(`map ${this.name}: ${len} bytes exceed its ${this.maxEntries} slots`);
-    if (len === 0) return;
     const p = f.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, this.fd, 0);
     // MAP_FAILED is (void *)-1.
     if (!p || koffi.address(p) === 0xffffffffffffffffn) throw new BpfError(`mmap of map ${this.name}`, koffi.errno());
     try {
-      new Uint8Array(koffi.view(p, len)).set(bytes);
+      return fn(koffi.view(p, len));
     } finally {
       f.munmap(p, len);
     }

@@ -147,6 +147,7 @@ export const enums = {
   },
   xlb_limits: {
     XLB_MAGLEV_HEADER_SLOTS: 1,
+    XLB_MAGLEV_HALF_BIT: 31,
     XLB_MAGLEV_MAX_M: 131071,
     XLB_FLOW_HASH_SEED: 7892066,
     XLB_SNAT_RETRIES: 8,

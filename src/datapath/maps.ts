@@ -55,6 +55,8 @@ function sourceRangeKey(serviceId: number, cidr: string): Buffer {
 }
 
 const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
+/** Header bit of a Maglev table whose second half is active (xlb_types.h). */
+const HALF = 2 ** enums.xlb_limits.XLB_MAGLEV_HALF_BIT;
 
 /** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
 export class BpfLBMaps implements LBMaps {
@@ -62,6 +64,8 @@ export class BpfLBMaps implements LBMaps {
   private readonly backendIds = new Set<number>();
   /** Source ranges written per service ID, to delete exactly those on change. */
   private readonly sourceRanges = new Map<number, Set<string>>();
+  /** M of the two-half table this process swapped in, per service ID (what may be rewritten in place). */
+  private readonly tableSizes = new Map<number, number>();
 
   constructor(readonly maps: LBMapSet) {}
 
@@ -109,13 +113,31 @@ export class BpfLBMaps implements LBMaps {
     this.maps.backends.updateBatch(keys, Buffer.alloc(sizeOf('xlb_backend') * ids.length), ids.length);
   }
 
+  /**
+   * Write Maglev lookup tables. A table of the same size M as the one the
+   * service has is written in place: into the inactive half of its inner
+   * map through a memory mapping, then the header flips to it (one aligned
+   * 4-byte store, xlb_types.h), with no map swap and so no RCU grace period
+   * (~10 ms each). Other tables get new inner maps (2M + 1 slots), filled the
+   * same way and swapped in with one batched update of xlb_maglev.
+   *
+   * The half written in place was last active one table change ago; a
+   * packet still reading it would have to take longer than the time between
+   * two changes of the service (milliseconds at least, against an XDP run of
+   * microseconds).
+   */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
     if (!tables.length) return;
+    const swap: Array<{ serviceId: number; table: Uint32Array }> = [];
+    for (const t of tables) {
+      if (this.tableSizes.get(t.serviceId) !== t.table.length || !this.rewriteTable(t.serviceId, t.table)) swap.push(t);
+    }
+    if (!swap.length) return;
     const inners: BpfMap[] = [];
     try {
-      for (const { serviceId, table } of tables) {
+      for (const { serviceId, table } of swap) {
         const m = table.length;
-        const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: m + HEADER, flags: MAGLEV_TABLE_FLAGS });
+        const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: 2 * m + HEADER, flags: MAGLEV_TABLE_FLAGS });
         inners.push(inner);
         // Filled through a memory mapping before any program can see it: a
         // batched update would cost ~250 ns per slot (measured), the copy
@@ -126,21 +148,53 @@ export class BpfLBMaps implements LBMaps {
         inner.writeMmappedSlots(slots);
       }
       // One batched swap into the outer map: one RCU grace period for the whole sync.
-      const keys = Buffer.alloc(4 * tables.length);
-      const fds = Buffer.alloc(4 * tables.length);
-      tables.forEach((t, i) => {
+      const keys = Buffer.alloc(4 * swap.length);
+      const fds = Buffer.alloc(4 * swap.length);
+      swap.forEach((t, i) => {
         keys.writeUInt32LE(t.serviceId, 4 * i);
         fds.writeUInt32LE(inners[i].fd, 4 * i);
       });
-      this.maps.maglev.updateBatch(keys, fds, tables.length);
+      this.maps.maglev.updateBatch(keys, fds, swap.length);
+      for (const t of swap) this.tableSizes.set(t.serviceId, t.table.length);
     } finally {
       // The outer map holds the tables now (or nothing was swapped): our fds are not needed.
       for (const inner of inners) inner.close();
     }
   }
 
+  /** Rewrite service `serviceId`'s table of the same M in place (see putMaglevTables); false when it cannot. */
+  private rewriteTable(serviceId: number, table: Uint32Array): boolean {
+    const id = this.maps.maglev.lookup(u32Key(serviceId));
+    if (!id) return false;
+    const m = table.length;
+    let inner: BpfMap;
+    try {
+      inner = BpfMap.fromId(id.readUInt32LE(0), { name: `xlb_mg_${serviceId}`, keySize: 4, valueSize: 4, maxEntries: 2 * m + HEADER });
+    } catch {
+      return false;
+    }
+    try {
+      return inner.withMmap(8 * (2 * m + HEADER), (mem) => {
+        const slots = new Uint32Array(mem);
+        const header = Atomics.load(slots, 0);
+        if ((header & ~HALF) >>> 0 !== m) return false;
+        const next = (header & HALF) === 0 ? 1 : 0;
+        const base = 2 * (HEADER + next * m);
+        for (let i = 0; i < m; i++) slots[base + 2 * i] = table[i];
+        // The flip: a sequentially consistent store, after every slot of the half.
+        Atomics.store(slots, 0, (m | (next ? HALF : 0)) >>> 0);
+        return true;
+      });
+    } catch {
+      return false;
+    } finally {
+      inner.close();
+    }
+  }
+
   deleteMaglevTables(serviceIds: number[]): void {
     if (!serviceIds.length) return;
+    for (const id of serviceIds) this.tableSizes.delete(id);
     if (serviceIds.length === 1) {
       this.maps.maglev.delete(u32Key(serviceIds[0]));
       return;

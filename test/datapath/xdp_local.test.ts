@@ -430,3 +430,39 @@ describe('removing Maglev tables', () => {
     assert.equal(dp.ingress.testRun(toVip(300)).retval, XDP.PASS, 'a new table replaces the empty one');
   });
 });
+
+describe('rewriting Maglev tables', () => {
+  /** The kernel ID of service `id`'s inner map (an array-of-maps lookup from user space returns it). */
+  const innerId = (id: number) => dp.map('xlb_maglev').lookup(Buffer.from(new Uint32Array([id]).buffer))!.readUInt32LE(0);
+  /** The backend address a new flow to VIP:port is DNATed to. */
+  const pick = (port: number) => {
+    const r = dp.ingress.testRun(toVip(port));
+    assert.equal(r.retval, XDP.PASS);
+    return parsePacket(r.dataOut).ip!.dst;
+  };
+
+  test('a table of the same size is rewritten in place (the other half, then the header flips): same inner map, new flows follow it', () => {
+    const svc = 50;
+    const [a, b] = [WEB_BACKENDS[0], WEB_BACKENDS[1]];
+    dp.addFrontend(VIP, 400, PROTO.TCP, svc);
+    dp.setTable(svc, Array(7).fill(a.id));
+    const first = innerId(svc);
+    assert.equal(pick(400), a.addr);
+    dp.setTable(svc, Array(7).fill(b.id));
+    assert.equal(innerId(svc), first, 'no swap: the same inner map');
+    assert.equal(pick(400), b.addr, 'second half active');
+    dp.setTable(svc, Array(7).fill(a.id));
+    assert.equal(innerId(svc), first);
+    assert.equal(pick(400), a.addr, 'back to the first half');
+  });
+
+  test('a table of another size is swapped in as a new inner map', () => {
+    const svc = 51;
+    dp.addFrontend(VIP, 401, PROTO.TCP, svc);
+    dp.setTable(svc, Array(7).fill(WEB_BACKENDS[0].id));
+    const first = innerId(svc);
+    dp.setTable(svc, Array(11).fill(WEB_BACKENDS[2].id));
+    assert.notEqual(innerId(svc), first);
+    assert.equal(pick(401), WEB_BACKENDS[2].addr);
+  });
+});

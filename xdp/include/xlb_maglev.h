@@ -26,22 +26,28 @@ static __always_inline __u32 xlb_flow_hash(const struct xlb_flow_key *flow)
 }
 
 /* The backend ID that service `service_id`'s Maglev table holds for `hash`:
- * table[1 + hash % M], M read from slot 0 of the same table, so that a table
- * swapped in by the control plane is always read whole. 0 when the service
- * has no table, M is 0, or the slot is empty. */
+ * slot base + hash % M of its table, where the header (slot 0) gives M and
+ * which half is active (base 1 or 1 + M), so that the control plane can
+ * rewrite the other half and flip the header. 0 when the service has no
+ * table, M is 0, or the slot is empty or missing. */
 static __always_inline __u32 xlb_maglev_backend_id(__u32 service_id, __u32 hash)
 {
-	__u32 slot = 0;
-	__u32 *size, *backend_id;
+	__u32 slot = 0, header, m;
+	__u32 *hdr, *backend_id;
 	void *table;
 
 	table = bpf_map_lookup_elem(&xlb_maglev, &service_id);
 	if (!table)
 		return 0;
-	size = bpf_map_lookup_elem(table, &slot);
-	if (!size || !*size)
+	hdr = bpf_map_lookup_elem(table, &slot);
+	if (!hdr)
 		return 0;
-	slot = XLB_MAGLEV_HEADER_SLOTS + hash % *size;
+	/* One read of the header: M and the half come from the same store. */
+	header = *(volatile __u32 *)hdr;
+	m = header & ~(1U << XLB_MAGLEV_HALF_BIT);
+	if (!m)
+		return 0;
+	slot = XLB_MAGLEV_HEADER_SLOTS + (header >> XLB_MAGLEV_HALF_BIT ? m : 0) + hash % m;
 	backend_id = bpf_map_lookup_elem(table, &slot);
 	return backend_id ? *backend_id : 0;
 }

@@ -43,15 +43,19 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_backends SEC(".maps");
 
-/* Template of a Maglev lookup table: slot 0 holds M, slots 1..M backend IDs.
- * BPF_F_INNER_MAP lets each service's table have its own max_entries (M + 1);
+/* Template of a Maglev lookup table: slot 0 the header (M and the active
+ * half, xlb_types.h), then one or two halves of M backend IDs: the control
+ * plane writes the inactive half and flips the header (one aligned 4-byte
+ * store), so that a changed table of the same size needs no map swap and no
+ * RCU grace period. BPF_F_INNER_MAP lets each service's table have its own
+ * max_entries (2M + 1, or M + 1 for a table never rewritten in place);
  * BPF_F_MMAPABLE lets the control plane fill a new table by a memory copy
  * before swapping it in (a batched update costs ~250 ns per slot). Every
  * inner map must carry the same flags as this template. */
 struct xlb_maglev_table {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-	__uint(max_entries, XLB_MAGLEV_MAX_M + XLB_MAGLEV_HEADER_SLOTS);
+	__uint(max_entries, 2 * XLB_MAGLEV_MAX_M + XLB_MAGLEV_HEADER_SLOTS);
 	__type(key, __u32);
 	__type(value, __u32);
 };

@@ -158,8 +158,11 @@ enum xlb_drop_reason {
 
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
 enum xlb_limits {
-	/* Maglev slot 0 holds the table size M; slots 1..M hold backend IDs. */
+	/* Maglev slot 0 is the header: the table size M, with bit XLB_MAGLEV_HALF_BIT (31) set when
+	 * the second half is the active one. Slots 1..M hold the first half's
+	 * backend IDs, slots M+1..2M (if the map has them) the second half's. */
 	XLB_MAGLEV_HEADER_SLOTS = 1,
+	XLB_MAGLEV_HALF_BIT = 31,
 	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
 	XLB_MAGLEV_MAX_M = 131071,
 	/* Added to the protocol number to seed the flow hash; the same on every
