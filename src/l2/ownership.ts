@@ -56,6 +56,14 @@ export interface OwnershipInput {
    * it then keeps its claims but claims nothing new.
    */
   settled: boolean;
+  /**
+   * VIPs this node must not newly claim yet: new candidates of its own for
+   * which a live peer ranks higher and has not said whether it wants them
+   * (peer-ownership.ts waits a dead-after window for it). Without this, a
+   * node that learns of a new service a heartbeat before its peer takes a
+   * VIP that rendezvous hashing gives the peer, and keeps it (stickiness).
+   */
+  deferred?: ReadonlySet<string>;
 }
 
 /** FNV-1a, 32 bits, over the UTF-8 bytes of `s` (http://www.isthe.com/chongo/tech/comp/fnv/). */
@@ -129,6 +137,7 @@ export function decideOwnership(input: OwnershipInput): Set<string> {
   const owned = new Set<string>();
   for (const vip of self.candidates) {
     if (!settled && !self.claims.has(vip)) continue;
+    if (input.deferred?.has(vip) && !self.claims.has(vip)) continue;
     if (electOwner(vip, nodes) === self.name) owned.add(vip);
   }
   return owned;

@@ -18,7 +18,7 @@
  */
 import dgram from 'node:dgram';
 import type { Logger } from 'pino';
-import { decideOwnership, electOwner, type LinkHealth, type NodeView } from './ownership.js';
+import { decideOwnership, electOwner, rendezvousOrder, type LinkHealth, type NodeView } from './ownership.js';
 import { decodeHeartbeat, encodeHeartbeat, PeerTable, type HeartbeatMessage, type PeerEndpoint, type PeerStatus } from './heartbeat.js';
 import type { CandidateVip, OwnershipStrategy, StrategyCounters, VipOwner } from './strategy.js';
 
@@ -112,6 +112,10 @@ export class PeerOwnership implements OwnershipStrategy {
   private readonly incarnation: number;
   private seq = 0;
   private candidateSet = new Set<string>();
+  /** When each candidate VIP became one (ms, monotonic), for the patience with new VIPs. */
+  private readonly candidateSince = new Map<string, number>();
+  /** When the earliest deferred claim may be taken (monotonic ms), if any. */
+  private deferredUntil?: number;
   private health: LinkHealth = 'down';
   private readonly ownedSince = new Map<string, number>();
   /** Owner of each VIP this node has seen, and since when (for status). */
@@ -156,6 +160,9 @@ export class PeerOwnership implements OwnershipStrategy {
     const set = new Set(candidates.map((c) => c.vip));
     const changed = health !== this.health || set.size !== this.candidateSet.size || [...set].some((v) => !this.candidateSet.has(v));
     this.candidateSet = set;
+    const now = this.now();
+    for (const vip of set) if (!this.candidateSince.has(vip)) this.candidateSince.set(vip, now);
+    for (const vip of [...this.candidateSince.keys()]) if (!set.has(vip)) this.candidateSince.delete(vip);
     // Links back after being down: this node heard nothing meanwhile, so its
     // view is stale; settle again before taking anything (no stealing back).
     if (this.health === 'down' && health !== 'down' && this.announcing) this.table.unsettle(this.now());
@@ -225,7 +232,8 @@ export class PeerOwnership implements OwnershipStrategy {
     const died = this.table.expire(now);
     for (const name of died) this.opts.log?.warn({ peer: name }, 'l2: peer silent for the dead-after window: taking over its VIPs as needed');
     const settling = this.table.settled(now) && !this.wasSettled;
-    if (died.length || settling) this.evaluate();
+    const patienceOver = this.deferredUntil !== undefined && now >= this.deferredUntil;
+    if (died.length || settling || patienceOver) this.evaluate();
   }
 
   private receive(buf: Buffer, from: DatagramSource): void {
@@ -269,7 +277,8 @@ export class PeerOwnership implements OwnershipStrategy {
     this.wasSettled = settled;
     const live = this.table.live(now);
     const self: NodeView = { name: this.opts.nodeName, health: this.health, candidates: this.candidateSet, claims: new Set(this.ownedSince.keys()) };
-    const next = decideOwnership({ self, livePeers: live, settled });
+    const deferred = this.deferredClaims(self, live, now);
+    const next = decideOwnership({ self, livePeers: live, settled, deferred });
     const wall = this.wallClock();
     let changed = false;
     for (const vip of [...this.ownedSince.keys()]) {
@@ -290,6 +299,30 @@ export class PeerOwnership implements OwnershipStrategy {
       this.emit();
     }
     return changed;
+  }
+
+  /**
+   * New candidate VIPs (younger than a dead-after window) that nobody claims
+   * and whose rendezvous-first live node is a peer that has not listed them
+   * yet: that peer may simply not have seen the service yet, so this node
+   * waits for its next heartbeats before taking the VIP. Sets when to look
+   * again.
+   */
+  private deferredClaims(self: NodeView, live: readonly NodeView[], now: number): Set<string> {
+    const patience = this.opts.intervalMs * this.opts.deadAfterMissed;
+    const deferred = new Set<string>();
+    this.deferredUntil = undefined;
+    const able = live.filter((p) => p.health !== 'down');
+    for (const vip of self.candidates) {
+      if (self.claims.has(vip)) continue;
+      const until = (this.candidateSince.get(vip) ?? now) + patience;
+      if (now >= until || live.some((p) => p.claims.has(vip))) continue;
+      const first = rendezvousOrder(vip, [self.name, ...able.map((p) => p.name)])[0];
+      if (first === self.name || able.find((p) => p.name === first)!.candidates.has(vip)) continue;
+      deferred.add(vip);
+      this.deferredUntil = Math.min(this.deferredUntil ?? until, until);
+    }
+    return deferred;
   }
 
   /** Who claims each of this node's candidate VIPs now (this node, or the winning claimant among live peers). */

@@ -173,6 +173,12 @@ describe('decideOwnership', () => {
     });
   }
 
+  it('a deferred VIP is not newly claimed, but one already claimed is kept', () => {
+    const self = node('node-a', { candidates: ['192.0.2.10', '192.0.2.11'], claims: ['192.0.2.11'] });
+    const owns = decideOwnership({ self, livePeers: [], settled: true, deferred: new Set(['192.0.2.10', '192.0.2.11']) });
+    assert.deepEqual(sorted(owns), ['192.0.2.11']);
+  });
+
   it('does not change its input', () => {
     const self = node('node-a', { claims: ['192.0.2.10'] });
     decideOwnership({ self, livePeers: [node('node-b')], settled: true });
