@@ -365,8 +365,10 @@ export class BpfMap {
    */
   updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = 0): void {
     if (count === 0) return;
-    if (keys.length !== count * this.keySize || values.length !== count * this.valueSize)
-      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * this.valueSize} key/value bytes`);
+    // Per-CPU maps take one 8-byte aligned value per possible CPU for each key.
+    const valueBytes = this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus : this.valueSize;
+    if (keys.length !== count * this.keySize || values.length !== count * valueBytes)
+      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * valueBytes} key/value bytes`);
     const n = [count];
     check(
       f.update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(BatchOpts), elem_flags: elemFlags, flags: 0 }),

@@ -61,7 +61,7 @@ export interface LBMaps {
    */
   putSourceRanges(serviceId: number, cidrs: string[]): void;
   /** Zero a service ID's counters (before an ID is reused). */
-  resetServiceStats(serviceId: number): void;
+  resetServiceStats(serviceIds: number[]): void;
   /** Counters of the given service IDs, summed over CPUs. */
   readServiceStats(serviceIds: number[]): Map<number, ServiceCounters>;
   /** Drop counters by reason name (see codec.dropReasonNames), summed over CPUs. */

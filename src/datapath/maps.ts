@@ -229,8 +229,12 @@ export class BpfLBMaps implements LBMaps {
     else this.sourceRanges.delete(serviceId);
   }
 
-  resetServiceStats(serviceId: number): void {
-    this.maps.serviceStats.update(u32Key(serviceId), Buffer.alloc(this.perCpuStride(this.maps.serviceStats) * possibleCpus));
+  resetServiceStats(serviceIds: number[]): void {
+    if (!serviceIds.length) return;
+    const keys = Buffer.alloc(4 * serviceIds.length);
+    serviceIds.forEach((id, i) => keys.writeUInt32LE(id, 4 * i));
+    const per = this.perCpuStride(this.maps.serviceStats) * possibleCpus;
+    this.maps.serviceStats.updateBatch(keys, Buffer.alloc(per * serviceIds.length), serviceIds.length);
   }
 
   private perCpuStride(m: BpfMap): number {

@@ -125,6 +125,8 @@ export class ServiceController {
   /** Index of each port key in `views` (and in the last desired list); how many views are served. */
   private viewIndex = new Map<string, number>();
   private served = 0;
+  /** Service IDs allocated in this sync, whose counters are zeroed in one batch. */
+  private statsToReset: number[] = [];
   private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
 
@@ -230,6 +232,8 @@ export class ServiceController {
       writes.sourceRanges++;
     }
 
+    // Counters of newly allocated service IDs start at zero (an ID may be reused), before any frontend leads there.
+    this.maps.resetServiceStats(this.statsToReset.splice(0));
     this.maps.putFrontends(putFrontends.map((f) => f.entry));
     for (const f of putFrontends) {
       this.appliedFrontends.set(f.fk, f.entry);
@@ -324,7 +328,7 @@ export class ServiceController {
     const view = this.describe(svc, served.length > 0);
     const want: PortWant = { serviceId: 0, frontends: new Map(), backends: new Map(), ranges: [], view };
     if (!served.length) return want;
-    const serviceId = this.serviceIds.idFor(svc.key, (id) => this.maps.resetServiceStats(id));
+    const serviceId = this.serviceIds.idFor(svc.key, (id) => this.statsToReset.push(id));
     want.serviceId = serviceId;
     view.serviceId = serviceId;
     const inputs: Array<{ name: string; id: number; weight: number }> = [];

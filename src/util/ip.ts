@@ -21,9 +21,32 @@ export function isIPv6(s: string): boolean {
  * @throws Error naming the string when it is not IPv4
  */
 export function ipToU32(ip: string): number {
-  if (!isIPv4(ip)) throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
-  const [a, b, c, d] = ip.split('.').map(Number);
-  return ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+  // A char-code scan (this runs once per backend and frontend of a sync): four
+  // decimal octets 0..255 without leading zeros, as isIPv4 accepts.
+  let n = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return bad(ip);
+      n = n * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && octet === 0) return bad(ip); // leading zero
+      octet = octet * 10 + (c - 48);
+      if (++digits > 3 || octet > 255) return bad(ip);
+    } else return bad(ip);
+  }
+  if (dots !== 3 || digits === 0) return bad(ip);
+  return (n * 256 + octet) >>> 0;
+}
+
+function bad(ip: string): never {
+  throw new Error(`not an IPv4 address: ${JSON.stringify(ip)}`);
 }
 
 /** An unsigned 32-bit host-order number as a dotted quad. */
