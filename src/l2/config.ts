@@ -24,7 +24,7 @@
  * seconds").
  */
 import { z } from 'zod';
-import { DEFAULT_LEASE_NAMESPACE, JITTER_FACTOR } from '../leader/config.js';
+import { leaseSectionSchema } from '../leader/config.js';
 
 /** DNS-1123 subdomain: what Kubernetes allows as a node name (as `node.name`). */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -78,8 +78,6 @@ export const l2GarpSchema = z.strictObject({
   setNonlocalBind: z.boolean().default(true),
 });
 
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-
 /**
  * The `l2.lease` section (lease-ownership.ts): where the per-service Leases live and their times.
  * Defaults 5 s / 3 s / 1 s: a node that dies loses its VIPs within 5 s plus
@@ -87,21 +85,7 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
  * 10 to 20 s), a clean stop or a link going down hands over within about
  * one retry period.
  */
-export const l2LeaseSchema = z
-  .strictObject({
-    namespace: z.string().max(63).regex(DNS_LABEL, { error: 'must be a namespace name (DNS-1123 label)' }).default(DEFAULT_LEASE_NAMESPACE),
-    leaseDurationSeconds: z.int().min(1).max(3600).default(5),
-    renewDeadlineSeconds: z.number().positive().max(3600).default(3),
-    retryPeriodSeconds: z.number().positive().max(600).default(1),
-  })
-  .superRefine((c, ctx) => {
-    if (!(c.leaseDurationSeconds > c.renewDeadlineSeconds)) {
-      ctx.addIssue({ code: 'custom', path: ['renewDeadlineSeconds'], message: `${c.renewDeadlineSeconds} must be below leaseDurationSeconds ${c.leaseDurationSeconds}` });
-    }
-    if (!(c.renewDeadlineSeconds > JITTER_FACTOR * c.retryPeriodSeconds)) {
-      ctx.addIssue({ code: 'custom', path: ['retryPeriodSeconds'], message: `${c.retryPeriodSeconds} × ${JITTER_FACTOR} must be below renewDeadlineSeconds ${c.renewDeadlineSeconds}` });
-    }
-  });
+export const l2LeaseSchema = leaseSectionSchema({ leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 }, {});
 
 /** The `l2.lease` section after parsing. */
 export type L2LeaseConfig = z.infer<typeof l2LeaseSchema>;

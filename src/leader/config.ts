@@ -26,8 +26,12 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0
 /** Namespace of the Lease unless configured: the one deploy/ creates. */
 export const DEFAULT_LEASE_NAMESPACE = 'xlb-system';
 
-/** Schema of a leader election section; `leaseName` defaults per user (`defaultName`). */
-export function leaderElectionSchema(defaultName: string) {
+/**
+ * The Lease fields every lease section has (namespace, and the three times
+ * in seconds with `defaults`), checked as client-go checks them: lease
+ * duration > renew deadline > JITTER_FACTOR × retry period.
+ */
+export function leaseSectionSchema<S extends z.ZodRawShape>(defaults: { leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number }, extra: S) {
   return z
     .strictObject({
       namespace: z
@@ -35,16 +39,13 @@ export function leaderElectionSchema(defaultName: string) {
         .max(63)
         .regex(DNS_LABEL, { error: 'must be a namespace name (DNS-1123 label)' })
         .default(DEFAULT_LEASE_NAMESPACE),
-      leaseName: z
-        .string()
-        .max(253)
-        .regex(DNS_SUBDOMAIN, { error: 'must be an object name (DNS-1123 subdomain)' })
-        .default(defaultName),
-      leaseDurationSeconds: z.int().min(1).max(3600).default(15),
-      renewDeadlineSeconds: z.number().positive().max(3600).default(10),
-      retryPeriodSeconds: z.number().positive().max(600).default(2),
+      ...extra,
+      leaseDurationSeconds: z.int().min(1).max(3600).default(defaults.leaseDurationSeconds),
+      renewDeadlineSeconds: z.number().positive().max(3600).default(defaults.renewDeadlineSeconds),
+      retryPeriodSeconds: z.number().positive().max(600).default(defaults.retryPeriodSeconds),
     })
-    .superRefine((c, ctx) => {
+    .superRefine((parsed, ctx) => {
+      const c = parsed as unknown as { leaseDurationSeconds: number; renewDeadlineSeconds: number; retryPeriodSeconds: number };
       if (!(c.leaseDurationSeconds > c.renewDeadlineSeconds)) {
         ctx.addIssue({ code: 'custom', path: ['renewDeadlineSeconds'], message: `${c.renewDeadlineSeconds} must be below leaseDurationSeconds ${c.leaseDurationSeconds}` });
       }
@@ -52,6 +53,14 @@ export function leaderElectionSchema(defaultName: string) {
         ctx.addIssue({ code: 'custom', path: ['retryPeriodSeconds'], message: `${c.retryPeriodSeconds} × ${JITTER_FACTOR} must be below renewDeadlineSeconds ${c.renewDeadlineSeconds}` });
       }
     });
+}
+
+/** Schema of a leader election section (client-go's 15/10/2 s); `leaseName` defaults per user (`defaultName`). */
+export function leaderElectionSchema(defaultName: string) {
+  return leaseSectionSchema(
+    { leaseDurationSeconds: 15, renewDeadlineSeconds: 10, retryPeriodSeconds: 2 },
+    { leaseName: z.string().max(253).regex(DNS_SUBDOMAIN, { error: 'must be an object name (DNS-1123 subdomain)' }).default(defaultName) },
+  );
 }
 
 /** A leader election section after parsing. */
