@@ -195,6 +195,14 @@ describe('FileSource', () => {
     assert.deepEqual(serviceNames(rec.last()), ['default/j']);
   });
 
+  it('JSON is parsed as JSON (a top-level array gives item positions); broken JSON is reported with its line and column', () => {
+    const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'a' }, spec: { ports: [{ port: 80 }] } };
+    const r = parseManifests(JSON.stringify([svc, svc]), 'm.json');
+    assert.deepEqual(r.objects, [svc, svc]);
+    assert.deepEqual(r.positions, ['m.json: item 0', 'm.json: item 1']);
+    assert.throws(() => parseManifests('{\n  "kind": "Service",\n  "metadata": {"name": "a"\n}\n', 'm.json'), (e: unknown) => e instanceof ManifestError && /^m\.json:\d+:\d+: /.test(e.message));
+  });
+
   it('start fails with file and line for a broken file, and for a missing one', async () => {
     fs.writeFileSync(file, 'kind: Service\nmetadata: {name: a\n');
     await assert.rejects(start(), (e: unknown) => e instanceof ManifestError && e.line !== undefined && e.message.startsWith(`${file}:`));

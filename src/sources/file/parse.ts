@@ -52,6 +52,24 @@ function fromYamlError(file: string, e: YAMLError, what: string): ManifestError 
  * @throws ManifestError naming the file, line and column of the first problem
  */
 export function parseManifests(text: string, file: string): ParsedManifests {
+  // JSON (`kubectl get -o json`, generated files) through JSON.parse: the
+  // YAML parser takes ~2 s and over a GB of memory for 10,000 services, JSON
+  // 0.2 s. What JSON.parse refuses goes through the YAML parser below, which
+  // names the line and column of the problem. (JSON.parse keeps the last of
+  // duplicate keys where YAML refuses them.)
+  const first = text.match(/^\s*([[{])/)?.[1];
+  if (first) {
+    let js: unknown;
+    try {
+      js = JSON.parse(text);
+    } catch {
+      js = undefined;
+    }
+    if (js !== undefined) {
+      const objects = Array.isArray(js) ? js : [js];
+      return { objects, positions: objects.map((_, i) => (Array.isArray(js) ? `${file}: item ${i}` : `${file}:1`)) };
+    }
+  }
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: true });
   const objects: unknown[] = [];
