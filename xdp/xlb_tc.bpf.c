@@ -18,6 +18,7 @@
 #include "xlb_consts.h"
 #include "xlb_maps.h"
 #include "xlb_parse.h"
+#include "xlb_clock.h"
 
 /* Make the headers that xlb reads linear, so that direct packet access
  * sees them (a no-op when they already are). */
@@ -49,8 +50,9 @@ static __always_inline void xlb_tc_rewrite_src(struct __sk_buff *skb, const stru
 SEC("tc")
 int xlb_tc_egress(struct __sk_buff *skb)
 {
-	const struct xlb_rnat_entry *rnat;
+	struct xlb_rnat_entry *rnat;
 	struct xlb_pkt pkt;
+	__u32 now;
 
 	xlb_pull_headers(skb);
 	if (xlb_parse_ipv4_l4((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, &pkt) != XLB_PARSE_OK)
@@ -61,6 +63,10 @@ int xlb_tc_egress(struct __sk_buff *skb)
 	rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt.flow);
 	if (!rnat || (rnat->flags & XLB_CT_F_SNAT))
 		return TC_ACT_OK;
+	/* a reply keeps its flow alive (xlb_ct_expired reads this) */
+	now = xlb_now();
+	if (rnat->seen != now)
+		rnat->seen = now;
 	xlb_tc_rewrite_src(skb, &pkt, rnat->vip, rnat->vip_port);
 	return TC_ACT_OK;
 }

@@ -7,11 +7,14 @@
  * a new flow is placed (3 to 5), a packet this node forwards is sent out
  * (5, 6), and a reply from a remote backend is restored (6).
  *
- * The established path costs a frontend lookup, a conntrack lookup and two
- * inlined array lookups (backend still there? per-CPU counters), with no map
- * writes: the conntrack and reverse NAT entries are written only when a flow
- * is placed, because on this path a map write costs more than everything
- * else together (an LRU hash update is ~150 ns under BPF_PROG_TEST_RUN).
+ * The established path costs a frontend lookup, a conntrack lookup, two
+ * inlined array lookups (backend still there? per-CPU counters) and a read
+ * of the coarse clock, with no map updates: the conntrack and reverse NAT
+ * entries are inserted only when a flow is placed, because on this path a
+ * map update costs more than everything else together (an LRU hash update is
+ * ~150 ns under BPF_PROG_TEST_RUN). What a packet changes in its entry (the
+ * tick it was seen, once a tick of ~1 s; the TCP state, once a state) is
+ * stored into the map value in place.
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -53,7 +56,7 @@ static __always_inline int xlb_drop(enum xlb_drop_reason reason)
 /* The steps after the entry point, defined below in the order a packet
  * meets them. */
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
-					  const struct xlb_ct_entry *stale);
+					  const struct xlb_ct_entry *stale, __u32 now);
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
 				       __be16 sport, __be32 daddr, __be16 dport);
 static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow);
@@ -65,11 +68,12 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 len = data_end - data;
-	const struct xlb_ct_entry *ct;
+	struct xlb_ct_entry *ct;
 	const struct xlb_service *svc;
 	struct xlb_frontend_key frontend;
 	enum xlb_parse_result parsed;
 	struct xlb_pkt pkt;
+	__u32 now;
 
 	/* 1. Parse; anything but an IPv4 TCP/UDP first fragment passes, except
 	 * an ARP request for a VIP this node announces in layer 2 mode, which
@@ -94,10 +98,15 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 		return xlb_drop(XLB_DROP_TRUNCATED);
 	xlb_count_service(svc->id, len);
 
-	/* 3. Conntrack: an established flow keeps its current backend. */
+	/* 3. Conntrack: an established flow keeps its current backend, until
+	 * it has been silent for the lifetime of its state or the client opens
+	 * a new connection from the port of a closing one. */
+	now = xlb_now();
 	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
-	if (!ct || !xlb_ct_is_current(ct, svc->id))
-		return xlb_place_flow(ctx, &pkt, svc, ct);
+	if (!ct || !xlb_ct_is_current(ct, svc->id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
+	    xlb_ct_expired(&pkt.flow, ct, now, xlb_node_addr))
+		return xlb_place_flow(ctx, &pkt, svc, ct, now);
+	xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now);
 
 	/* 4. Local backend: DNAT, the stack does the rest. */
 	if (!(ct->flags & XLB_CT_F_SNAT)) {
@@ -109,12 +118,12 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 }
 
 /* Steps 3 to 5 for a flow without a current conntrack entry (`stale` is
- * the outdated one, if any): the service's policies (source ranges, ClientIP
- * affinity; xlb_policy.h), else the Maglev pick; conntrack and reverse NAT
- * entries, then DNAT and pass to the stack (local backend) or DNAT + SNAT
- * and forward (remote backend). */
+ * the outdated one, if any; `now` from xlb_now): the service's policies
+ * (source ranges, ClientIP affinity; xlb_policy.h), else the Maglev pick;
+ * conntrack and reverse NAT entries, then DNAT and pass to the stack (local
+ * backend) or DNAT + SNAT and forward (remote backend). */
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
-					  const struct xlb_ct_entry *stale)
+					  const struct xlb_ct_entry *stale, __u32 now)
 {
 	__u32 service_id = svc->id;
 	__u32 hash = xlb_flow_hash(&pkt->flow);
@@ -122,13 +131,13 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	const struct xlb_backend *backend;
 	__be16 snat_port;
 	bool affinity_hit = false;
-	__u64 now = 0;
+	__u64 now_ns = 0;
 
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
 		return xlb_drop(XLB_DROP_SOURCE_RANGE);
 	if (svc->flags & XLB_SVC_F_AFFINITY) {
-		now = bpf_ktime_get_ns();
-		backend_id = xlb_affinity_backend(pkt->flow.saddr, svc, now);
+		now_ns = bpf_ktime_get_ns();
+		backend_id = xlb_affinity_backend(pkt->flow.saddr, svc, now_ns);
 		affinity_hit = backend_id != 0;
 	}
 	if (!backend_id)
@@ -138,16 +147,16 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	backend = bpf_map_lookup_elem(&xlb_backends, &backend_id);
 	if (!backend || !backend->addr)
 		return xlb_drop(XLB_DROP_NO_BACKEND);
-	if (now && !affinity_hit)
-		xlb_affinity_store(pkt->flow.saddr, service_id, backend_id, backend, now);
+	if (now_ns && !affinity_hit)
+		xlb_affinity_store(pkt->flow.saddr, service_id, backend_id, backend, now_ns);
 	if (stale)
 		xlb_rnat_forget(&pkt->flow, stale, xlb_node_addr);
 
 	/* Step 4: local backend; the stack forwards to the pod and
 	 * decrements the TTL. */
 	if (backend->flags & XLB_BE_F_LOCAL) {
-		if (xlb_rnat_store_local(&pkt->flow, backend, service_id) ||
-		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id))
+		if (xlb_rnat_store_local(&pkt->flow, backend, service_id, now) ||
+		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now))
 			return xlb_drop(XLB_DROP_CT_INSERT);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
@@ -158,10 +167,10 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	if (pkt->ip->ttl <= 1)
 		return XDP_PASS;
 	snat_port = xlb_snat_port_alloc(&pkt->flow, backend, service_id, hash, xlb_node_addr,
-					xlb_snat_port_min, xlb_snat_port_max);
+					xlb_snat_port_min, xlb_snat_port_max, now);
 	if (!snat_port)
 		return xlb_drop(XLB_DROP_SNAT_EXHAUSTED);
-	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id))
+	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now))
 		return xlb_drop(XLB_DROP_CT_INSERT);
 	return xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port);
 }
@@ -228,13 +237,15 @@ static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow)
 }
 
 /* Step 6: a reply from a remote backend to node:SNAT port goes back to the
- * client from VIP:port. Anything else to those ports is the stack's. */
+ * client from VIP:port, and keeps its flow (and port) alive. Anything else
+ * to those ports is the stack's. */
 static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 len)
 {
-	const struct xlb_rnat_entry *rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt->flow);
+	struct xlb_rnat_entry *rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt->flow);
 
 	if (!rnat || !(rnat->flags & XLB_CT_F_SNAT))
 		return XDP_PASS;
+	xlb_rnat_touch(rnat, pkt->tcp_flags, xlb_now());
 	xlb_count_service(rnat->service_id, len);
 	return xlb_forward(ctx, pkt, rnat->vip, rnat->vip_port, rnat->client_addr, rnat->client_port);
 }

@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, ensureBpffs, type BpfProgram } from '../../src/datapath/bpf.js';
 import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
+import { clockRodata, kernelHz, DEFAULT_CONNTRACK_LIFETIMES } from '../../src/datapath/clock.js';
 import { encode, sizeOf, u32Key, enums } from '../../src/datapath/codec.js';
 import { buildMaglevTable, tableSizeFor } from '../../src/maglev/index.js';
 import { ipToU32, u32ToIp } from '../../src/util/ip.js';
@@ -26,6 +27,7 @@ export const OBJ = {
   xdp: path.join(repoRoot, 'xdp/build/xlb_xdp.bpf.o'),
   restore: path.join(repoRoot, 'xdp/build/xlb_bench_restore.bpf.o'),
   floor: path.join(repoRoot, 'xdp/build/xlb_bench_floor.bpf.o'),
+  clock: path.join(repoRoot, 'xdp/build/xlb_clock.bpf.o'),
 };
 
 /** Build the datapath objects and the benchmark wrappers (make is incremental). */
@@ -97,7 +99,8 @@ export class Rig {
     let xdp: BpfObject | undefined;
     let wrappers: BpfObject | undefined;
     try {
-      xdp = BpfObject.open(OBJ.xdp, { pinRoot, rodata: { xlb_node_addr: nodeBe }, maxEntries: o.maxEntries });
+      const hz = kernelHz(OBJ.clock);
+      xdp = BpfObject.open(OBJ.xdp, { pinRoot, rodata: { xlb_node_addr: nodeBe, ...clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) }, maxEntries: o.maxEntries });
       xdp.load();
       wrappers = BpfObject.open(OBJ.restore);
       wrappers.load();

@@ -126,6 +126,7 @@ export class Agent implements AgentView {
         xdpMode: config.datapath.xdpMode,
         snatPorts: config.datapath.snatPorts,
         conntrackSize: config.datapath.conntrackSize,
+        conntrackLifetimes: config.datapath.conntrackLifetimes,
         objectDir: config.datapath.objectDir ?? undefined,
         warn: (m) => log.warn(m),
       });

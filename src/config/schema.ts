@@ -11,6 +11,7 @@ import net from 'node:net';
 import { z } from 'zod';
 import { MAGLEV_TABLE_SIZES, DEFAULT_BACKEND_MULTIPLIER } from '../maglev/index.js';
 import { isIPv4 } from '../util/ip.js';
+import { enums } from '../datapath/layouts.generated.js';
 import { bgpConfigSchema } from '../bgp/config.js';
 import { l2ConfigSchema } from '../l2/config.js';
 import { ipamConfigSchema } from '../ipam/config.js';
@@ -73,6 +74,16 @@ const snatPorts = obj({
   if (p.min > p.max) ctx.addIssue({ code: 'custom', path: ['min'], input: p.min, message: `must be <= max ${p.max}` });
 });
 
+const lifetime = (dflt: number) => check<number>((v) => isInt(v, 1, 31536000), 'must be a whole number of seconds 1..31536000').default(dflt);
+const L = enums.xlb_limits;
+/** Conntrack lifetimes in seconds; the defaults are the datapath's (xlb_types.h), Cilium's. */
+const conntrackLifetimes = obj({
+  tcp: lifetime(L.XLB_CT_TIMEOUT_TCP),
+  tcpSyn: lifetime(L.XLB_CT_TIMEOUT_TCP_SYN),
+  tcpFin: lifetime(L.XLB_CT_TIMEOUT_TCP_FIN),
+  any: lifetime(L.XLB_CT_TIMEOUT_ANY),
+});
+
 const source = obj({
   file: obj({ path: nonEmptyString }).optional(),
   kubernetes: obj({ kubeconfig: nonEmptyString.optional() }).optional(),
@@ -111,6 +122,10 @@ const source = obj({
  *   61000..65535 (above Linux's default ephemeral range 32768..60999).
  * - `datapath.conntrackSize`: entries of xlb_conntrack and xlb_rnat,
  *   1024..16777216, default 131072.
+ * - `datapath.conntrackLifetimes`: seconds a flow may stay silent before
+ *   its entries and SNAT port may be reused: `tcp` (established, 21600),
+ *   `tcpSyn` (only SYNs seen, 60), `tcpFin` (a FIN or RST seen, 10), `any`
+ *   (UDP, 60); Cilium's defaults (docs/datapath.md, "Conntrack lifetimes").
  * - `api.listen`: `HOST:PORT` or `unix:PATH`, default `127.0.0.1:9876`.
  * - `log.level`: a pino level, default `info`.
  * - `bgp`: announce VIPs over BGP through gobgpd (src/bgp/config.ts has
@@ -149,6 +164,7 @@ export const ConfigSchema = obj({
     maglev: maglev.prefault({}),
     snatPorts: snatPorts.prefault({}),
     conntrackSize: check<number>((v) => isInt(v, 1024, 16777216), 'must be an integer 1024..16777216').default(131072),
+    conntrackLifetimes: conntrackLifetimes.prefault({}),
   }).prefault({}),
   api: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),

@@ -22,6 +22,7 @@ import {
   type XdpMode,
 } from './bpf.js';
 import { sizeOf, type StructName } from './codec.js';
+import { clockRodata, kernelHz, probeObjectIn, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
 import { ipToU32 } from '../util/ip.js';
@@ -44,6 +45,11 @@ export interface DatapathOptions {
   snatPorts: { min: number; max: number };
   /** Entries of xlb_conntrack and xlb_rnat. */
   conntrackSize: number;
+  /**
+   * Conntrack lifetimes in seconds (the xlb_ct_timeout_* knobs of
+   * xlb_conntrack.h, set in ticks); left out, the datapath's defaults.
+   */
+  conntrackLifetimes?: ConntrackLifetimes;
   objectDir?: string;
   /** Called for warnings (fallbacks); defaults to console.warn. */
   warn?: (msg: string) => void;
@@ -104,17 +110,19 @@ export class Datapath {
     const pinDir = path.join(PIN_BASE, opts.instance);
     fs.rmSync(pinDir, { recursive: true, force: true });
     const dir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
+    const hz = kernelHz(probeObjectIn(dir));
     const rodata = {
       xlb_node_addr: Buffer.from(ipToU32(opts.nodeAddress).toString(16).padStart(8, '0'), 'hex'),
       xlb_snat_port_min: opts.snatPorts.min,
       xlb_snat_port_max: opts.snatPorts.max,
+      ...clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES),
     };
     const maxEntries = { xlb_conntrack: opts.conntrackSize, xlb_rnat: opts.conntrackSize };
     const xdpObj = BpfObject.open(path.join(dir, 'xlb_xdp.bpf.o'), { pinRoot: pinDir, rodata, maxEntries });
     let tcObj: BpfObject | undefined;
     try {
       xdpObj.load();
-      tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries });
+      tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: clockRodata(hz) });
       tcObj.load();
       const dp = new Datapath(opts, pinDir, xdpObj, tcObj);
       dp.checkLayouts();

@@ -48,7 +48,7 @@ export const structs = {
     },
   },
   xlb_ct_entry: {
-    size: 20,
+    size: 24,
     fields: {
       backend_id: { offset: 0, size: 4, type: '__u32' },
       backend_addr: { offset: 4, size: 4, type: '__be32' },
@@ -56,10 +56,11 @@ export const structs = {
       snat_port: { offset: 10, size: 2, type: '__be16' },
       service_id: { offset: 12, size: 4, type: '__u32' },
       flags: { offset: 16, size: 4, type: '__u32' },
+      seen: { offset: 20, size: 4, type: '__u32' },
     },
   },
   xlb_rnat_entry: {
-    size: 20,
+    size: 24,
     fields: {
       vip: { offset: 0, size: 4, type: '__be32' },
       client_addr: { offset: 4, size: 4, type: '__be32' },
@@ -67,6 +68,7 @@ export const structs = {
       client_port: { offset: 10, size: 2, type: '__be16' },
       service_id: { offset: 12, size: 4, type: '__u32' },
       flags: { offset: 16, size: 4, type: '__u32' },
+      seen: { offset: 20, size: 4, type: '__u32' },
     },
   },
   xlb_service_stats: {
@@ -133,6 +135,8 @@ export const enums = {
   },
   xlb_ct_flags: {
     XLB_CT_F_SNAT: 1,
+    XLB_CT_F_ESTABLISHED: 2,
+    XLB_CT_F_CLOSING: 4,
   },
   xlb_drop_reason: {
     XLB_DROP_TRUNCATED: 0,
@@ -151,5 +155,10 @@ export const enums = {
     XLB_MAGLEV_MAX_M: 131071,
     XLB_FLOW_HASH_SEED: 7892066,
     XLB_SNAT_RETRIES: 8,
+    XLB_CT_TIMEOUT_TCP: 21600,
+    XLB_CT_TIMEOUT_TCP_SYN: 60,
+    XLB_CT_TIMEOUT_TCP_FIN: 10,
+    XLB_CT_TIMEOUT_ANY: 60,
+    XLB_SNAT_CLOSED_REUSE: 2,
   },
 } as const;

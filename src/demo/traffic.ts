@@ -3,9 +3,11 @@
  * prints one JSON line per result on stdout, so the demo, the tests and the
  * benchmarks read it the same way.
  *
- *   http --url URL --count N [--concurrency C]
+ *   http --url URL --count N [--concurrency C] [--rate R]
  *       N requests, a new TCP connection each; counts responses by the first
- *       word of the body (the backend pod's name).
+ *       word of the body (the backend pod's name), and the requests slower
+ *       than 900 ms (`slow`: a lost SYN is retransmitted after 1 s). With
+ *       --rate, request k starts no earlier than k/R seconds in.
  *   udp --to IP:PORT --count N
  *       N datagrams, each from a new source port; counts replies by pod name.
  *   keepalive --url URL --connections K
@@ -48,23 +50,31 @@ async function httpMode(): Promise<void> {
   const url = new URL(arg('url'));
   const count = Number(arg('count', '1000'));
   const concurrency = Number(arg('concurrency', '16'));
+  const rate = Number(arg('rate', '0'));
   const byBackend: Record<string, number> = {};
   let errors = 0;
+  let slow = 0;
   let next = 0;
   const t0 = performance.now();
   const worker = async () => {
     while (next < count) {
-      next++;
+      const k = next++;
+      if (rate > 0) {
+        const wait = t0 + (k * 1000) / rate - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
+      const start = performance.now();
       try {
         const pod = await getOnce(url, false);
         byBackend[pod] = (byBackend[pod] ?? 0) + 1;
       } catch {
         errors++;
       }
+      if (performance.now() - start > 900) slow++;
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  emit({ mode: 'http', url: url.href, count, errors, byBackend, seconds: (performance.now() - t0) / 1000 });
+  emit({ mode: 'http', url: url.href, count, errors, slow, byBackend, seconds: (performance.now() - t0) / 1000 });
 }
 
 async function udpMode(): Promise<void> {

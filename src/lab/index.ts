@@ -319,6 +319,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
               ? { l2: { peers: st.nodes.map((m) => ({ name: m.name, address: m.ip })), heartbeat: { intervalMs: 200, deadAfterMissed: 5 } } }
               : {}),
           ...(opts.agentConfig ?? {}),
+          // datapath keys of agentConfig go with the lab's own (the instance is per node)
+          datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536, ...((opts.agentConfig?.datapath as object | undefined) ?? {}) },
         };
         const cfgPath = path.join(stateDir, `${n.name}.yaml`);
         fs.writeFileSync(cfgPath, stringify(cfg));

@@ -16,6 +16,7 @@ import { BpfObject, BpfMap, BpfProgram, ensureBpffs } from '../../src/datapath/b
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
+import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Paths of the built objects. */
@@ -24,6 +25,7 @@ export const OBJ = {
   tc: path.join(root, 'xdp/build/xlb_tc.bpf.o'),
   floor: path.join(root, 'xdp/build/xlb_bench_floor.bpf.o'),
   pass: path.join(root, 'xdp/build/xlb_xdp_pass.bpf.o'),
+  clock: path.join(root, 'xdp/build/xlb_clock.bpf.o'),
 };
 
 /** Build the objects if needed (make is incremental). */
@@ -42,6 +44,13 @@ export type DropReason = Exclude<keyof typeof DROP, 'XLB_DROP_REASON_MAX'>;
 /** Backend flags. */
 export const BE_LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
 export const CT_SNAT = enums.xlb_ct_flags.XLB_CT_F_SNAT;
+export const CT_ESTABLISHED = enums.xlb_ct_flags.XLB_CT_F_ESTABLISHED;
+export const CT_CLOSING = enums.xlb_ct_flags.XLB_CT_F_CLOSING;
+
+/** Seconds as ticks of the datapath's lifetime clock (about 1 s; xlb_clock.h), rounded up, as the loader converts lifetimes. */
+export function ticks(seconds: number): number {
+  return secondsToTicks(seconds, kernelHz(OBJ.clock));
+}
 
 /** A 4-byte host-order u32. */
 const u32le = (n: number): Buffer => u32Key(n);
@@ -55,6 +64,8 @@ export interface LoadOptions {
   maxEntries?: Record<string, number>;
   /** Load the tc program too (default true). */
   withTc?: boolean;
+  /** Conntrack lifetimes (s); left out, the datapath's defaults. */
+  conntrackLifetimes?: ConntrackLifetimes;
 }
 
 /** Both programs of one datapath instance and its maps. */
@@ -86,13 +97,15 @@ export class Datapath {
     }
     if (opts.snatPortMin !== undefined) rodata.xlb_snat_port_min = opts.snatPortMin;
     if (opts.snatPortMax !== undefined) rodata.xlb_snat_port_max = opts.snatPortMax;
+    const hz = kernelHz(OBJ.clock);
+    Object.assign(rodata, clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES));
     let xdpObj: BpfObject | undefined;
     let tcObj: BpfObject | undefined;
     try {
       xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: opts.maxEntries });
       xdpObj.load();
       if (opts.withTc !== false) {
-        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries });
+        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: clockRodata(hz) });
         tcObj.load();
       }
       return new Datapath(pinRoot, xdpObj, tcObj);
@@ -164,6 +177,11 @@ export class Datapath {
     return v && decode('xlb_rnat_entry', v);
   }
 
+  /** Write a conntrack entry directly (to age a flow in tests). */
+  putConntrack(flow: FlowKey, entry: Partial<StructValue<'xlb_ct_entry'>>): void {
+    this.map('xlb_conntrack').update(flowKey(flow), encode('xlb_ct_entry', entry));
+  }
+
   /** Write a reverse NAT entry directly (to occupy SNAT ports in tests). */
   putRnat(reply: FlowKey, entry: Partial<StructValue<'xlb_rnat_entry'>>): void {
     this.map('xlb_rnat').update(flowKey(reply), encode('xlb_rnat_entry', entry));
@@ -184,8 +202,16 @@ export class Datapath {
     return out;
   }
 
+  private clock?: ClockProbe;
+  /** Now in the datapath's ticks (the unit of `seen`), read through xlb_clock.bpf.o. */
+  nowTicks(): number {
+    this.clock ??= new ClockProbe(OBJ.clock, kernelHz(OBJ.clock));
+    return this.clock.now();
+  }
+
   /** Close both objects and remove the pins. */
   close(): void {
+    this.clock?.close();
     this.tcObj?.close();
     this.xdpObj.close();
     fs.rmSync(this.pinRoot, { recursive: true, force: true });

@@ -8,8 +8,9 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
+import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
 import { predictBackend } from '../../src/maglev/flowhash.js';
+import { enums } from '../../src/datapath/codec.js';
 import {
   tcpPacket,
   udpPacket,
@@ -262,8 +263,12 @@ describe('conntrack', () => {
     assert.equal(dp.conntrack(flow), undefined);
     const r = dp.ingress.testRun(toVip(WEB.port, { sport }));
     assert.equal(r.retval, XDP.PASS);
-    assert.deepEqual(dp.conntrack(flow), { backend_id: want.id, backend_addr: want.addr, backend_port: want.port, snat_port: 0, service_id: WEB.id, flags: 0 });
-    assert.deepEqual(dp.rnat({ saddr: want.addr, daddr: CLIENT, sport: want.port, dport: sport, proto: PROTO.TCP }), {
+    const now = dp.nowTicks();
+    const { seen, ...ct } = dp.conntrack(flow)!;
+    assert.deepEqual(ct, { backend_id: want.id, backend_addr: want.addr, backend_port: want.port, snat_port: 0, service_id: WEB.id, flags: 0 }, 'a SYN alone: not established');
+    assert.ok(Math.abs(seen - now) <= 1, `seen ${seen} is now (${now})`);
+    const { seen: rseen, ...rnat } = dp.rnat({ saddr: want.addr, daddr: CLIENT, sport: want.port, dport: sport, proto: PROTO.TCP })!;
+    assert.deepEqual(rnat, {
       vip: VIP,
       client_addr: CLIENT,
       vip_port: WEB.port,
@@ -271,6 +276,7 @@ describe('conntrack', () => {
       service_id: WEB.id,
       flags: 0,
     });
+    assert.ok(Math.abs(rseen - now) <= 1);
   });
 
   test('the flow hash agrees with predictBackend over a table of 61 distinct backends', () => {
@@ -329,6 +335,89 @@ describe('conntrack', () => {
     dp.setBackend(c.id, { addr: '198.19.5.142', port: c.port, proto: PROTO.TCP, flags: BE_LOCAL });
     const next = toVip(87, { sport, flags: TCP_FLAG.ACK });
     assertDnat(next, dp.ingress.testRun(next).dataOut, '198.19.5.142', c.port);
+  });
+});
+
+describe('conntrack lifetimes', () => {
+  /** A flow of WEB placed on the Maglev pick, then moved by hand to another backend: which one a packet reaches tells kept from placed afresh. */
+  function flowOnOther(): { sport: number; flow: FlowKey; pick: { id: number; addr: string; port: number }; other: { id: number; addr: string; port: number } } {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP };
+    const pick = backendOf(predictBackend(Uint32Array.from(WEB_TABLE), flow));
+    const other = WEB_BACKENDS.find((b) => b.id !== pick.id)!;
+    assert.equal(dp.ingress.testRun(toVip(WEB.port, { sport })).retval, XDP.PASS);
+    dp.putConntrack(flow, { ...dp.conntrack(flow)!, backend_id: other.id, backend_addr: other.addr, backend_port: other.port });
+    return { sport, flow, pick, other };
+  }
+  const send = (sport: number, flags: number) => {
+    const input = toVip(WEB.port, { sport, flags });
+    const r = dp.ingress.testRun(input);
+    assert.equal(r.retval, XDP.PASS);
+    return parsePacket(r.dataOut).ip!.dst;
+  };
+
+  test('an ACK makes a flow established, a FIN closing; a SYN from the port of a closing flow is a new connection, placed afresh', () => {
+    const { sport, flow, pick, other } = flowOnOther();
+    assert.equal(dp.conntrack(flow)!.flags, 0, 'SYN only');
+    assert.equal(send(sport, TCP_FLAG.ACK), other.addr, 'kept');
+    assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED);
+    assert.equal(send(sport, TCP_FLAG.SYN), other.addr, 'a SYN of an open flow (a retransmission) keeps its backend');
+    assert.equal(send(sport, TCP_FLAG.FIN | TCP_FLAG.ACK), other.addr, 'the FIN itself is delivered');
+    assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED | CT_CLOSING);
+    assert.equal(send(sport, TCP_FLAG.ACK), other.addr, 'the last ACK too');
+    assert.equal(send(sport, TCP_FLAG.SYN), pick.addr, 'a new connection from the same port');
+    const ct = dp.conntrack(flow)!;
+    assert.equal(ct.backend_id, pick.id);
+    assert.equal(ct.flags, 0, 'its state starts over');
+  });
+
+  test('an RST makes a flow closing', () => {
+    const { sport, flow } = flowOnOther();
+    send(sport, TCP_FLAG.ACK);
+    send(sport, TCP_FLAG.RST);
+    assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED | CT_CLOSING);
+  });
+
+  test('a flow silent in both directions for longer than its lifetime is placed afresh; a recent reply keeps it', () => {
+    const now = dp.nowTicks();
+    const lifetime = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP); // ages below are in ticks (~1.07 s)
+    // silent for longer than the established lifetime, replies as old: over
+    const a = flowOnOther();
+    dp.putConntrack(a.flow, { ...dp.conntrack(a.flow)!, flags: CT_ESTABLISHED, seen: now - lifetime - 5 });
+    const replyA = { saddr: a.pick.addr, daddr: CLIENT, sport: a.pick.port, dport: a.sport, proto: PROTO.TCP };
+    assert.equal(send(a.sport, TCP_FLAG.ACK), a.pick.addr, 'placed afresh');
+    assert.ok(Math.abs(dp.conntrack(a.flow)!.seen - now) <= 1, 'its entry is new');
+    assert.ok(dp.rnat(replyA), 'with a reverse NAT entry for the new backend');
+
+    // the client silent as long, but the backend replied a moment ago: kept
+    const b = flowOnOther();
+    dp.putConntrack(b.flow, { ...dp.conntrack(b.flow)!, flags: CT_ESTABLISHED, seen: now - lifetime - 5 });
+    const replyB = { saddr: b.other.addr, daddr: CLIENT, sport: b.other.port, dport: b.sport, proto: PROTO.TCP };
+    dp.putRnat(replyB, { vip: VIP, client_addr: CLIENT, vip_port: WEB.port, client_port: b.sport, service_id: WEB.id, flags: 0, seen: now - 2 });
+    assert.equal(send(b.sport, TCP_FLAG.ACK), b.other.addr, 'kept: the flow is alive in the reply direction');
+    assert.ok(Math.abs(dp.conntrack(b.flow)!.seen - now) <= 1, 'and the client\'s packet refreshed it');
+
+    // silent for 100 s but established: far from its lifetime, kept
+    const c = flowOnOther();
+    dp.putConntrack(c.flow, { ...dp.conntrack(c.flow)!, flags: CT_ESTABLISHED, seen: now - 100 });
+    assert.equal(send(c.sport, TCP_FLAG.ACK), c.other.addr);
+
+    // only SYNs so far and silent for longer than the SYN lifetime: over
+    const d = flowOnOther();
+    dp.putConntrack(d.flow, { ...dp.conntrack(d.flow)!, seen: now - ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_SYN) - 5 });
+    assert.equal(send(d.sport, TCP_FLAG.SYN), d.pick.addr);
+  });
+
+  test("a local backend's reply refreshes its reverse NAT entry in tc", () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP };
+    assert.equal(dp.ingress.testRun(toVip(WEB.port, { sport })).retval, XDP.PASS);
+    const be = backendOf(dp.conntrack(flow)!.backend_id);
+    const reply = { saddr: be.addr, daddr: CLIENT, sport: be.port, dport: sport, proto: PROTO.TCP };
+    dp.putRnat(reply, { ...dp.rnat(reply)!, seen: 5 });
+    const pkt = tcpPacket({ ip: { src: be.addr, dst: CLIENT }, tcp: { sport: be.port, dport: sport, flags: TCP_FLAG.ACK } });
+    assert.equal(dp.egress!.testRun(pkt).retval, TC_ACT_OK);
+    assert.ok(Math.abs(dp.rnat(reply)!.seen - dp.nowTicks()) <= 1);
   });
 });
 

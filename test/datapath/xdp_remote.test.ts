@@ -20,9 +20,10 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, CT_SNAT, buildObjects, dropsDelta, flowKey, xdpCtx, type FlowKey } from './harness.js';
+import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex } from '../../src/datapath/bpf.js';
+import { enums } from '../../src/datapath/codec.js';
 import { enterNetns } from '../../src/util/netns.js';
 import { tcpPacket, udpPacket, parsePacket, verifyChecksums, PROTO, TCP_FLAG } from '../helpers/packet.js';
 
@@ -138,6 +139,7 @@ describe('remote backend through the ingress interface (XDP_TX)', () => {
     const snat = predictedSnatPort(flow);
     assert.ok(snat >= SNAT_MIN && snat <= SNAT_MAX);
     assertForwarded(input, r.dataOut, { src: NODE, sport: snat, dst: VIA_A.backend.addr, dport: VIA_A.backend.port, smac: MAC.A, dmac: MAC.B });
+    const now = dp!.nowTicks();
     assert.deepEqual(dp!.conntrack(flow), {
       backend_id: VIA_A.backend.id,
       backend_addr: VIA_A.backend.addr,
@@ -145,15 +147,20 @@ describe('remote backend through the ingress interface (XDP_TX)', () => {
       snat_port: snat,
       service_id: VIA_A.id,
       flags: CT_SNAT,
+      seen: dp!.conntrack(flow)!.seen,
     });
-    assert.deepEqual(dp!.rnat({ saddr: VIA_A.backend.addr, daddr: NODE, sport: VIA_A.backend.port, dport: snat, proto: PROTO.TCP }), {
+    assert.ok(Math.abs(dp!.conntrack(flow)!.seen - now) <= 1);
+    const reply = { saddr: VIA_A.backend.addr, daddr: NODE, sport: VIA_A.backend.port, dport: snat, proto: PROTO.TCP };
+    assert.deepEqual(dp!.rnat(reply), {
       vip: VIP,
       client_addr: CLIENT,
       vip_port: VIA_A.port,
       client_port: sport,
       service_id: VIA_A.id,
       flags: CT_SNAT,
+      seen: dp!.rnat(reply)!.seen,
     });
+    assert.ok(Math.abs(dp!.rnat(reply)!.seen - now) <= 1);
   });
 
   test('the next packet of the flow takes the same SNAT port', () => {
@@ -270,7 +277,7 @@ describe('remote backend edge cases', () => {
     const occupy = (k: number) =>
       dp!.putRnat(
         { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: portAt(k), proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: 1000 + k, service_id: CROWDED.id, flags: CT_SNAT },
+        { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: 1000 + k, service_id: CROWDED.id, flags: CT_SNAT, seen: dp!.nowTicks() },
       );
     occupy(0);
     const r = ingress(syn(CROWDED.port, sport));
@@ -284,7 +291,7 @@ describe('remote backend edge cases', () => {
       const port = SNAT_MIN + ((first2 - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
       dp!.putRnat(
         { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.98', vip_port: CROWDED.port, client_port: 2000 + k, service_id: CROWDED.id, flags: CT_SNAT },
+        { vip: VIP, client_addr: '192.0.2.98', vip_port: CROWDED.port, client_port: 2000 + k, service_id: CROWDED.id, flags: CT_SNAT, seen: dp!.nowTicks() },
       );
     }
     const before = dp!.drops();
@@ -305,5 +312,140 @@ describe('remote backend edge cases', () => {
     const r2 = ingress(syn(VIA_A.port, sport, { flags: TCP_FLAG.ACK }));
     assert.equal(r2.retval, XDP.TX);
     assert.equal(parsePacket(r2.dataOut).l4!.sport, port1);
+  });
+});
+
+describe('SNAT ports of flows that are over are reused', () => {
+  /** Service 17: VIP:93/TCP, this block's own backend and ports. */
+  const REUSE = { id: 17, port: 93, backend: { id: 7, addr: '198.19.1.70', port: 7070 } };
+  before(() => {
+    dp!.setBackend(REUSE.backend.id, { addr: REUSE.backend.addr, port: REUSE.backend.port, proto: PROTO.TCP });
+    dp!.addFrontend(VIP, REUSE.port, PROTO.TCP, REUSE.id);
+    dp!.setTable(REUSE.id, [REUSE.backend.id, REUSE.backend.id, REUSE.backend.id]);
+  });
+
+  /**
+   * A new flow whose first SNAT port is held by another flow (client
+   * 192.0.2.90:`ownerPort`) in the given state: its reverse NAT entry last
+   * saw a reply `replyAge` s ago and, unless `ownerCt` is false, its
+   * conntrack entry (the port's owner) last saw the client `clientAge` s ago.
+   * Returns the port the new flow got and the port it wanted.
+   */
+  function contend(o: { flags: number; replyAge: number; clientAge?: number; ownerCt?: boolean; ownerPort: number }): { got: number; wanted: number; sport: number } {
+    const now = dp!.nowTicks();
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
+    const wanted = predictedSnatPort(flow);
+    const owner: FlowKey = { saddr: '192.0.2.90', daddr: VIP, sport: o.ownerPort, dport: REUSE.port, proto: PROTO.TCP };
+    dp!.putRnat(
+      { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: wanted, proto: PROTO.TCP },
+      { vip: VIP, client_addr: owner.saddr, vip_port: REUSE.port, client_port: owner.sport, service_id: REUSE.id, flags: CT_SNAT | (o.flags & CT_CLOSING), seen: now - o.replyAge },
+    );
+    if (o.ownerCt !== false) {
+      dp!.putConntrack(owner, {
+        backend_id: REUSE.backend.id,
+        backend_addr: REUSE.backend.addr,
+        backend_port: REUSE.backend.port,
+        snat_port: wanted,
+        service_id: REUSE.id,
+        flags: CT_SNAT | o.flags,
+        seen: now - (o.clientAge ?? o.replyAge),
+      });
+    }
+    const r = ingress(syn(REUSE.port, sport));
+    assert.equal(r.retval, XDP.TX);
+    return { got: parsePacket(r.dataOut).l4!.sport, wanted, sport };
+  }
+  const next = (p: number) => (p === SNAT_MAX ? SNAT_MIN : p + 1);
+  // lifetimes and ages in ticks of the datapath's clock (~1.07 s)
+  const FIN = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_FIN);
+  const SYN_ONLY = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_SYN);
+
+  test('the port of a closed flow, silent both ways for longer than the FIN lifetime, goes to the new flow', () => {
+    const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: FIN + 2, ownerPort: 3001 });
+    assert.equal(c.got, c.wanted);
+    const entry = dp!.rnat({ saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: c.got, proto: PROTO.TCP })!;
+    assert.deepEqual({ client: entry.client_addr, port: entry.client_port, flags: entry.flags }, { client: CLIENT, port: c.sport, flags: CT_SNAT }, 'the entry is the new flow\'s');
+    assert.ok(Math.abs(entry.seen - dp!.nowTicks()) <= 1);
+  });
+
+  test('a closing flow that replied within the FIN lifetime keeps its port', () => {
+    const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: FIN - 5, clientAge: FIN + 2, ownerPort: 3002 });
+    assert.equal(c.got, next(c.wanted));
+  });
+
+  test('an established flow silent for minutes keeps its port (its lifetime is hours)', () => {
+    const c = contend({ flags: CT_ESTABLISHED, replyAge: 600, ownerPort: 3003 });
+    assert.equal(c.got, next(c.wanted));
+  });
+
+  test('a port whose flow lost its conntrack entry is reused once replies have stopped for the SYN lifetime, not before', () => {
+    const kept = contend({ flags: 0, replyAge: SYN_ONLY - 10, ownerCt: false, ownerPort: 3004 });
+    assert.equal(kept.got, next(kept.wanted));
+    const taken = contend({ flags: 0, replyAge: SYN_ONLY + 2, ownerCt: false, ownerPort: 3005 });
+    assert.equal(taken.got, taken.wanted);
+  });
+
+  test('when every try is held, the port of the closed flow silent the longest is taken instead of dropping the SYN', () => {
+    const now = dp!.nowTicks();
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
+    const wanted = predictedSnatPort(flow);
+    const portAt = (k: number) => SNAT_MIN + ((wanted - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
+    const idle = [3, 4, 3, 2, 6, 3, 4, 3]; // all closed a while ago, none for the FIN lifetime
+    assert.ok(Math.max(...idle) < FIN && Math.min(...idle) >= ticks(enums.xlb_limits.XLB_SNAT_CLOSED_REUSE));
+    idle.forEach((age, k) =>
+      dp!.putRnat(
+        { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: portAt(k), proto: PROTO.TCP },
+        { vip: VIP, client_addr: '192.0.2.92', vip_port: REUSE.port, client_port: 5000 + k, service_id: REUSE.id, flags: CT_SNAT | CT_CLOSING, seen: now - age },
+      ),
+    );
+    const before = dp!.drops();
+    const r = ingress(syn(REUSE.port, sport));
+    assert.equal(r.retval, XDP.TX);
+    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(4), 'the port idle for 6 s');
+    assert.deepEqual(dropsDelta(before, dp!.drops()), {});
+    assert.equal(dp!.conntrack(flow)!.snat_port, portAt(4));
+  });
+
+  test("a backend's FIN marks the reverse NAT entry closing and its replies refresh it", () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
+    const r = ingress(syn(REUSE.port, sport));
+    assert.equal(r.retval, XDP.TX);
+    const port = dp!.conntrack(flow)!.snat_port;
+    const key = { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: port, proto: PROTO.TCP };
+    dp!.putRnat(key, { ...dp!.rnat(key)!, seen: 7 });
+    const fin = tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: REUSE.backend.addr, dst: NODE }, tcp: { sport: REUSE.backend.port, dport: port, flags: TCP_FLAG.FIN | TCP_FLAG.ACK } });
+    const out = ingress(fin);
+    assert.equal(out.retval, XDP.TX);
+    assert.equal(parsePacket(out.dataOut).ip!.src, VIP, 'restored');
+    const e = dp!.rnat(key)!;
+    assert.equal(e.flags, CT_SNAT | CT_CLOSING);
+    assert.ok(Math.abs(e.seen - dp!.nowTicks()) <= 1);
+  });
+});
+
+describe('conntrack lifetimes are the loader\'s to set', () => {
+  test('with tcpFin = 30 s a flow closed 15 ticks (~16 s) ago keeps its port, as it would not with the default 10 s', () => {
+    const own = Datapath.load({ nodeAddr: NODE, snatPortMin: SNAT_MIN, snatPortMax: SNAT_MAX, withTc: false, conntrackLifetimes: { tcp: 21600, tcpSyn: 60, tcpFin: 30, any: 60 } });
+    try {
+      const svc = { id: 1, port: 94, backend: { id: 1, addr: '198.19.1.80', port: 8080 } };
+      own.setBackend(svc.backend.id, { addr: svc.backend.addr, port: svc.backend.port, proto: PROTO.TCP });
+      own.addFrontend(VIP, svc.port, PROTO.TCP, svc.id);
+      own.setTable(svc.id, [1, 1, 1]);
+      const now = dp!.nowTicks();
+      const sport = freshPort();
+      const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: svc.port, proto: PROTO.TCP };
+      const wanted = predictedSnatPort(flow);
+      const owner: FlowKey = { saddr: '192.0.2.91', daddr: VIP, sport: 4000, dport: svc.port, proto: PROTO.TCP };
+      own.putRnat({ saddr: svc.backend.addr, daddr: NODE, sport: svc.backend.port, dport: wanted, proto: PROTO.TCP }, { vip: VIP, client_addr: owner.saddr, vip_port: svc.port, client_port: owner.sport, service_id: svc.id, flags: CT_SNAT, seen: now - 15 });
+      own.putConntrack(owner, { backend_id: 1, backend_addr: svc.backend.addr, backend_port: svc.backend.port, snat_port: wanted, service_id: svc.id, flags: CT_SNAT | CT_ESTABLISHED | CT_CLOSING, seen: now - 15 });
+      const r = own.ingress.testRun(syn(svc.port, sport), { ctxIn: xdpCtx(54, ifA) });
+      assert.equal(r.retval, XDP.TX);
+      assert.equal(parsePacket(r.dataOut).l4!.sport, wanted === SNAT_MAX ? SNAT_MIN : wanted + 1);
+    } finally {
+      own.close();
+    }
   });
 });

@@ -11,8 +11,71 @@
 
 #include <stdbool.h>
 #include <linux/types.h>
+#include <linux/in.h>
 #include "xlb_types.h"
+#include "xlb_consts.h"
 #include "xlb_maps.h"
+#include "xlb_clock.h"
+
+/* Lifetimes in ticks (xlb_clock.h), set by the loader before load from
+ * datapath.conntrackLifetimes (seconds; the defaults here are seconds too,
+ * a tick being about one): a flow silent for longer than the
+ * lifetime of its state is over, and its entries, SNAT port included, may
+ * be reused (docs/datapath.md, "Conntrack lifetimes"). */
+const volatile __u32 xlb_ct_timeout_tcp = XLB_CT_TIMEOUT_TCP;         /* established */
+const volatile __u32 xlb_ct_timeout_tcp_syn = XLB_CT_TIMEOUT_TCP_SYN; /* only SYNs so far */
+const volatile __u32 xlb_ct_timeout_tcp_fin = XLB_CT_TIMEOUT_TCP_FIN; /* FIN or RST seen */
+const volatile __u32 xlb_ct_timeout_any = XLB_CT_TIMEOUT_ANY;         /* UDP */
+/* Ticks a closing flow must have been silent before the SNAT allocator,
+ * finding every try held, takes its port (XLB_SNAT_CLOSED_REUSE seconds). */
+const volatile __u32 xlb_snat_closed_reuse = XLB_SNAT_CLOSED_REUSE;
+
+/* Lifetime in ticks of a `proto` flow in state `flags` (enum xlb_ct_flags). */
+static __always_inline __u32 xlb_ct_lifetime(__u8 proto, __u32 flags)
+{
+	if (proto != IPPROTO_TCP)
+		return xlb_ct_timeout_any;
+	if (flags & XLB_CT_F_CLOSING)
+		return xlb_ct_timeout_tcp_fin;
+	if (flags & XLB_CT_F_ESTABLISHED)
+		return xlb_ct_timeout_tcp;
+	return xlb_ct_timeout_tcp_syn;
+}
+
+/* The state flags of a flow in state `flags` after one more packet with
+ * TCP flags `tcp_flags` from the client: a FIN or RST makes it closing, any
+ * packet without SYN established. */
+static __always_inline __u32 xlb_ct_next_flags(__u8 proto, __u32 flags, __u8 tcp_flags)
+{
+	if (proto != IPPROTO_TCP)
+		return flags;
+	if (tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST))
+		return flags | XLB_CT_F_CLOSING | XLB_CT_F_ESTABLISHED;
+	if (!(tcp_flags & XLB_TCP_SYN))
+		return flags | XLB_CT_F_ESTABLISHED;
+	return flags;
+}
+
+/* A SYN without ACK on a closing flow: the client opens a new connection
+ * from the same port, which is placed afresh. */
+static __always_inline bool xlb_ct_reopened(const struct xlb_ct_entry *ct, __u8 tcp_flags)
+{
+	return (ct->flags & XLB_CT_F_CLOSING) && (tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+}
+
+/* Record a packet from the client on established entry `ct`: `seen` at most
+ * once a tick and the state when it changes, both as plain stores into
+ * the map value (no map update on this path). */
+static __always_inline void xlb_ct_touch(struct xlb_ct_entry *ct, __u8 proto, __u8 tcp_flags, __u32 now)
+{
+	__u32 flags = ct->flags;
+	__u32 next = xlb_ct_next_flags(proto, flags, tcp_flags);
+
+	if (ct->seen != now)
+		ct->seen = now;
+	if (next != flags)
+		ct->flags = next;
+}
 
 /* True when conntrack entry `ct`, found for a packet of service
  * `service_id`, still names a backend that exists with the same address,
@@ -34,10 +97,12 @@ static __always_inline bool xlb_ct_is_current(const struct xlb_ct_entry *ct, __u
 	return local != snat;
 }
 
-/* Write (or overwrite) the conntrack entry of `flow`. 0 or a negative errno. */
+/* Write (or overwrite) the conntrack entry of `flow`, whose first packet
+ * (here) has TCP flags `tcp_flags`, at `now` (xlb_now, ticks). 0 or a negative
+ * errno. */
 static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 backend_id,
 					 const struct xlb_backend *backend, __be16 snat_port,
-					 __u32 service_id)
+					 __u32 service_id, __u8 tcp_flags, __u32 now)
 {
 	struct xlb_ct_entry entry = {
 		.backend_id = backend_id,
@@ -45,7 +110,8 @@ static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 
 		.backend_port = backend->port,
 		.snat_port = snat_port,
 		.service_id = service_id,
-		.flags = snat_port ? XLB_CT_F_SNAT : 0,
+		.flags = xlb_ct_next_flags(flow->proto, snat_port ? XLB_CT_F_SNAT : 0, tcp_flags),
+		.seen = now,
 	};
 
 	return bpf_map_update_elem(&xlb_conntrack, flow, &entry, BPF_ANY);

@@ -41,6 +41,13 @@
 #define XLB_IP_MF 0x2000
 #define XLB_IP_OFFSET 0x1fff
 
+/* TCP header flag bits (RFC 9293 3.1), the 14th byte of the header. */
+#define XLB_TCP_FIN 0x01
+#define XLB_TCP_SYN 0x02
+#define XLB_TCP_RST 0x04
+#define XLB_TCP_ACK 0x10
+#define XLB_TCP_FLAGS_OFF 13
+
 /* Address family of bpf_fib_lookup (AF_INET from <sys/socket.h>, which is a
  * libc header and not available to -target bpf). */
 #define XLB_AF_INET 2

@@ -17,6 +17,8 @@
 #include "xlb_maps.h"
 #include "xlb_parse.h"
 #include "xlb_csum.h"
+#include "xlb_clock.h"
+#include "xlb_conntrack.h"
 
 /* Apply `diff` to the packet's TCP or UDP checksum (XLB_PARSE_OK packets). */
 static __always_inline void xlb_l4_csum_update(struct xlb_pkt *pkt, __u64 diff)
@@ -76,9 +78,10 @@ static __always_inline bool xlb_rnat_same_flow(const struct xlb_rnat_entry *entr
 	       entry->vip == want->vip && entry->vip_port == want->vip_port;
 }
 
-/* The reverse NAT entry that restores client -> frontend `flow`. */
+/* The reverse NAT entry that restores client -> frontend `flow`, made at
+ * `now` (xlb_now, ticks). */
 static __always_inline struct xlb_rnat_entry xlb_rnat_entry_of(const struct xlb_flow_key *flow,
-							       __u32 service_id, __u32 flags)
+							       __u32 service_id, __u32 flags, __u32 now)
 {
 	struct xlb_rnat_entry entry = {
 		.vip = flow->daddr,
@@ -87,16 +90,135 @@ static __always_inline struct xlb_rnat_entry xlb_rnat_entry_of(const struct xlb_
 		.client_port = flow->sport,
 		.service_id = service_id,
 		.flags = flags,
+		.seen = now,
 	};
 
 	return entry;
+}
+
+/* The key of the reverse NAT entry of `flow` placed as conntrack entry `ct`
+ * says: backend -> node:SNAT port for a remote backend, else backend ->
+ * client. */
+static __always_inline struct xlb_flow_key xlb_rnat_key_of(const struct xlb_flow_key *flow,
+							   const struct xlb_ct_entry *ct, __be32 node_addr)
+{
+	struct xlb_flow_key reply = {
+		.saddr = ct->backend_addr,
+		.daddr = flow->saddr,
+		.sport = ct->backend_port,
+		.dport = flow->sport,
+		.proto = flow->proto,
+	};
+
+	if (ct->flags & XLB_CT_F_SNAT) {
+		reply.daddr = node_addr;
+		reply.dport = ct->snat_port;
+	}
+	return reply;
+}
+
+/* True when the flow of `flow`, placed as `ct`, is over at `now`: silent
+ * for longer than the lifetime of its state in both directions. The client's
+ * packets refresh ct->seen, replies refresh their reverse NAT entry's
+ * (which is read only when the client has been silent that long). */
+static __always_inline bool xlb_ct_expired(const struct xlb_flow_key *flow, const struct xlb_ct_entry *ct,
+					   __u32 now, __be32 node_addr)
+{
+	struct xlb_rnat_entry want = xlb_rnat_entry_of(flow, 0, 0, 0);
+	const struct xlb_rnat_entry *rnat;
+	struct xlb_flow_key reply;
+	__u32 flags = ct->flags;
+
+	if (!xlb_silent_for(now, ct->seen, xlb_ct_lifetime(flow->proto, flags)))
+		return false;
+	reply = xlb_rnat_key_of(flow, ct, node_addr);
+	rnat = bpf_map_lookup_elem(&xlb_rnat, &reply);
+	if (!rnat || !xlb_rnat_same_flow(rnat, &want))
+		return true;
+	return xlb_silent_for(now, rnat->seen, xlb_ct_lifetime(flow->proto, flags | rnat->flags));
+}
+
+/* Record a reply on reverse NAT entry `rnat` (a map value): `seen` at most
+ * once a tick, CLOSING on the backend's FIN or RST. Plain stores, no map
+ * update. */
+static __always_inline void xlb_rnat_touch(struct xlb_rnat_entry *rnat, __u8 tcp_flags, __u32 now)
+{
+	if (rnat->seen != now)
+		rnat->seen = now;
+	if ((tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST)) && !(rnat->flags & XLB_CT_F_CLOSING))
+		__sync_fetch_and_or(&rnat->flags, XLB_CT_F_CLOSING);
+}
+
+/* What the SNAT allocator may do with a port another flow holds. */
+enum xlb_port_use {
+	XLB_PORT_LIVE,    /* its flow is alive: leave it */
+	XLB_PORT_STALE,   /* its flow is over: take it */
+	XLB_PORT_CLOSED,  /* its flow saw a FIN or RST and has been silent for a
+	                   * while, but not yet for the FIN lifetime: take it only
+	                   * if every try finds no better port */
+};
+
+/* How the port held by reverse NAT entry `taken` (key `reply`) may be used
+ * at `now`, and for how many ticks its flow has been silent (`*idle`).
+ * The flow is the one its conntrack entry (the port's owner) still places
+ * on this backend and port, whose silence is the shorter of the two
+ * directions'; or, when the flow has moved on (its conntrack entry is gone,
+ * or names another backend or port), the reverse NAT entry alone. */
+static __always_inline enum xlb_port_use xlb_snat_port_use(const struct xlb_rnat_entry *taken,
+							   const struct xlb_flow_key *reply, __u32 now,
+							   __s32 *idle)
+{
+	struct xlb_flow_key owner = {
+		.saddr = taken->client_addr,
+		.daddr = taken->vip,
+		.sport = taken->client_port,
+		.dport = taken->vip_port,
+		.proto = reply->proto,
+	};
+	const struct xlb_ct_entry *ct = bpf_map_lookup_elem(&xlb_conntrack, &owner);
+	__u32 flags = taken->flags;
+	__s32 silent = (__s32)(now - taken->seen);
+
+	if (ct && (ct->flags & XLB_CT_F_SNAT) && ct->snat_port == reply->dport &&
+	    ct->backend_addr == reply->saddr && ct->backend_port == reply->sport) {
+		__s32 client_silent = (__s32)(now - ct->seen);
+
+		flags |= ct->flags;
+		if (client_silent < silent)
+			silent = client_silent;
+	}
+	*idle = silent;
+	if (silent > (__s32)xlb_ct_lifetime(reply->proto, flags))
+		return XLB_PORT_STALE;
+	if ((flags & XLB_CT_F_CLOSING) && silent >= (__s32)xlb_snat_closed_reuse)
+		return XLB_PORT_CLOSED;
+	return XLB_PORT_LIVE;
+}
+
+/* Give the SNAT port of entry `taken` (stale, or closed) to the flow of `entry`: the
+ * first CPU to swap `seen` from the value it judged wins; then the rest of
+ * the entry is rewritten (the old flow is over, the new one sends its first
+ * packet only after this returns). */
+static __always_inline bool xlb_snat_port_claim(struct xlb_rnat_entry *taken, const struct xlb_rnat_entry *entry)
+{
+	__u32 seen = taken->seen;
+
+	if (__sync_val_compare_and_swap(&taken->seen, seen, entry->seen) != seen)
+		return false;
+	taken->vip = entry->vip;
+	taken->client_addr = entry->client_addr;
+	taken->vip_port = entry->vip_port;
+	taken->client_port = entry->client_port;
+	taken->service_id = entry->service_id;
+	taken->flags = entry->flags;
+	return true;
 }
 
 /* Write the reverse NAT entry for `flow` DNATed to a local backend: keyed
  * by the reply (backend -> client), read by the tc egress program.
  * 0 or a negative errno. */
 static __always_inline long xlb_rnat_store_local(const struct xlb_flow_key *flow,
-						 const struct xlb_backend *backend, __u32 service_id)
+						 const struct xlb_backend *backend, __u32 service_id, __u32 now)
 {
 	struct xlb_flow_key reply = {
 		.saddr = backend->addr,
@@ -105,7 +227,7 @@ static __always_inline long xlb_rnat_store_local(const struct xlb_flow_key *flow
 		.dport = flow->sport,
 		.proto = flow->proto,
 	};
-	struct xlb_rnat_entry entry = xlb_rnat_entry_of(flow, service_id, 0);
+	struct xlb_rnat_entry entry = xlb_rnat_entry_of(flow, service_id, 0, now);
 
 	return bpf_map_update_elem(&xlb_rnat, &reply, &entry, BPF_ANY);
 }
@@ -114,13 +236,15 @@ static __always_inline long xlb_rnat_store_local(const struct xlb_flow_key *flow
  * inserting its reverse NAT entry (backend -> node:port) with BPF_NOEXIST:
  * the first port is min + hash % range, then the next ones (wrapping), at
  * most XLB_SNAT_RETRIES in all. A port whose entry already restores this
- * same flow (its conntrack entry was evicted) is reused.
+ * same flow (its conntrack entry was evicted or expired) is reused, and so
+ * is a port whose flow is over (xlb_snat_port_use); when all tries are
+ * held, the port of the closed flow silent the longest.
  * Returns the port in network order, or 0 when all tries are taken (or
  * there is no node address or range to take from). */
 static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flow,
 						  const struct xlb_backend *backend, __u32 service_id,
 						  __u32 hash, __be32 node_addr, __u16 port_min,
-						  __u16 port_max)
+						  __u16 port_max, __u32 now)
 {
 	struct xlb_flow_key reply = {
 		.saddr = backend->addr,
@@ -128,7 +252,10 @@ static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flo
 		.sport = backend->port,
 		.proto = flow->proto,
 	};
-	struct xlb_rnat_entry entry = xlb_rnat_entry_of(flow, service_id, XLB_CT_F_SNAT);
+	struct xlb_rnat_entry entry = xlb_rnat_entry_of(flow, service_id, XLB_CT_F_SNAT, now);
+	struct xlb_rnat_entry *taken;
+	__be16 closed_port = 0;
+	__s32 closed_idle = 0, idle;
 	__u32 range, offset;
 	int i;
 
@@ -137,16 +264,38 @@ static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flo
 	range = (__u32)port_max - port_min + 1;
 	offset = hash % range;
 	for (i = 0; i < XLB_SNAT_RETRIES; i++) {
-		const struct xlb_rnat_entry *taken;
+		enum xlb_port_use use;
 
 		reply.dport = bpf_htons(port_min + offset);
+		offset = offset + 1 == range ? 0 : offset + 1;
 		if (!bpf_map_update_elem(&xlb_rnat, &reply, &entry, BPF_NOEXIST))
 			return reply.dport;
 		taken = bpf_map_lookup_elem(&xlb_rnat, &reply);
-		if (taken && xlb_rnat_same_flow(taken, &entry))
+		if (!taken)
+			continue;
+		if (xlb_rnat_same_flow(taken, &entry)) {
+			/* the flow again, placed afresh: its state starts over */
+			taken->seen = now;
+			taken->service_id = service_id;
+			taken->flags = XLB_CT_F_SNAT;
 			return reply.dport;
-		offset = offset + 1 == range ? 0 : offset + 1;
+		}
+		use = xlb_snat_port_use(taken, &reply, now, &idle);
+		if (use == XLB_PORT_STALE && xlb_snat_port_claim(taken, &entry))
+			return reply.dport;
+		if (use == XLB_PORT_CLOSED && idle > closed_idle) {
+			closed_port = reply.dport;
+			closed_idle = idle;
+		}
 	}
+	/* Every try is held. Rather than drop the SYN (its client would retry
+	 * in a second), take the port of the closed flow silent the longest. */
+	if (!closed_port)
+		return 0;
+	reply.dport = closed_port;
+	taken = bpf_map_lookup_elem(&xlb_rnat, &reply);
+	if (taken && xlb_snat_port_claim(taken, &entry))
+		return closed_port;
 	return 0;
 }
 
@@ -155,20 +304,10 @@ static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flo
 static __always_inline void xlb_rnat_forget(const struct xlb_flow_key *flow,
 					    const struct xlb_ct_entry *stale, __be32 node_addr)
 {
-	struct xlb_flow_key reply = {
-		.saddr = stale->backend_addr,
-		.daddr = flow->saddr,
-		.sport = stale->backend_port,
-		.dport = flow->sport,
-		.proto = flow->proto,
-	};
-	struct xlb_rnat_entry want = xlb_rnat_entry_of(flow, 0, 0);
+	struct xlb_flow_key reply = xlb_rnat_key_of(flow, stale, node_addr);
+	struct xlb_rnat_entry want = xlb_rnat_entry_of(flow, 0, 0, 0);
 	const struct xlb_rnat_entry *entry;
 
-	if (stale->flags & XLB_CT_F_SNAT) {
-		reply.daddr = node_addr;
-		reply.dport = stale->snat_port;
-	}
 	entry = bpf_map_lookup_elem(&xlb_rnat, &reply);
 	if (entry && xlb_rnat_same_flow(entry, &want))
 		bpf_map_delete_elem(&xlb_rnat, &reply);

@@ -35,6 +35,7 @@ struct xlb_pkt {
 	struct xlb_flow_key flow; /* the 5-tuple as it is on the wire */
 	__u16 l3_off;        /* byte offset of the IPv4 header in the frame */
 	__u16 l4_off;        /* byte offset of the L4 header in the frame */
+	__u8 tcp_flags;      /* TCP: the header's flag bits (XLB_TCP_*); UDP: 0 (XLB_PARSE_OK only) */
 };
 
 enum xlb_parse_result {
@@ -120,12 +121,14 @@ xlb_parse_ipv4_l4(void *data, void *data_end, __u32 frame_len, struct xlb_pkt *p
 		if ((void *)(tcp + 1) > data_end || tot_len < ip_hdr_len + sizeof(*tcp))
 			return XLB_PARSE_TRUNCATED;
 		pkt->l4_check = &tcp->check;
+		pkt->tcp_flags = ((__u8 *)tcp)[XLB_TCP_FLAGS_OFF];
 	} else {
 		struct udphdr *udp = l4;
 
 		if ((void *)(udp + 1) > data_end || tot_len < ip_hdr_len + sizeof(*udp))
 			return XLB_PARSE_TRUNCATED;
 		pkt->l4_check = &udp->check;
+		pkt->tcp_flags = 0;
 	}
 	return XLB_PARSE_OK;
 }

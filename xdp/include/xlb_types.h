@@ -56,8 +56,9 @@ struct xlb_flow_key {
 	__u8 pad[3];
 };
 
-/* Conntrack entry of a flow: which backend it keeps. Value of xlb_conntrack.
- * 20 bytes. */
+/* Conntrack entry of a flow: which backend it keeps, its TCP state and when
+ * the client last sent (docs/datapath.md, "Conntrack lifetimes"). Value of
+ * xlb_conntrack. 24 bytes. */
 struct xlb_ct_entry {
 	__u32 backend_id;     /* ID at the time of the pick */
 	__be32 backend_addr;  /* copy, so that a reused ID is noticed */
@@ -65,18 +66,20 @@ struct xlb_ct_entry {
 	__be16 snat_port;     /* source port on this node when SNATed, else 0 */
 	__u32 service_id;
 	__u32 flags;          /* enum xlb_ct_flags */
+	__u32 seen;           /* last packet from the client, ticks of ~1 s (xlb_now) */
 };
 
 /* Reverse NAT entry: how to restore a reply. Value of xlb_rnat, keyed by the
  * reply's 5-tuple (backend -> client, or backend -> node IP:SNAT port).
- * 20 bytes. */
+ * 24 bytes. */
 struct xlb_rnat_entry {
 	__be32 vip;           /* becomes the reply's source address */
 	__be32 client_addr;   /* becomes the reply's destination address */
 	__be16 vip_port;      /* becomes the reply's source port */
 	__be16 client_port;   /* becomes the reply's destination port */
 	__u32 service_id;
-	__u32 flags;          /* enum xlb_ct_flags */
+	__u32 flags;          /* enum xlb_ct_flags: SNAT, and CLOSING from the backend's side */
+	__u32 seen;           /* last reply (created: the flow's first packet), ticks (xlb_now) */
 };
 
 /* A client of a service with sessionAffinity: ClientIP. Key of
@@ -140,6 +143,9 @@ enum xlb_backend_flags {
 
 enum xlb_ct_flags {
 	XLB_CT_F_SNAT = 1 << 0,        /* remote backend: SNATed to the node IP */
+	XLB_CT_F_ESTABLISHED = 1 << 1, /* TCP: the client sent more than SYNs */
+	XLB_CT_F_CLOSING = 1 << 2,     /* TCP: a FIN or RST went by (conntrack: the
+	                                * client's; reverse NAT: the backend's) */
 };
 
 /* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
@@ -170,6 +176,20 @@ enum xlb_limits {
 	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
 	/* Tries to find a free SNAT port before giving up (bounded loop). */
 	XLB_SNAT_RETRIES = 8,
+	/* Default conntrack lifetimes in seconds (the configuration's defaults;
+	 * the loader sets the xlb_ct_timeout_* knobs in ticks): how long a flow
+	 * may stay silent before its entries (and SNAT port) may be reused.
+	 * Cilium's defaults (bpf-ct-timeout-regular-tcp, -tcp-syn, -tcp-fin,
+	 * -any). */
+	XLB_CT_TIMEOUT_TCP = 21600,
+	XLB_CT_TIMEOUT_TCP_SYN = 60,
+	XLB_CT_TIMEOUT_TCP_FIN = 10,
+	XLB_CT_TIMEOUT_ANY = 60,
+	/* A SNAT port whose flow saw a FIN or RST and has been silent this many
+	 * seconds (xlb_snat_closed_reuse, in ticks) is taken before its FIN lifetime is up when every try of
+	 * the allocator finds its port held: a new flow is worth more than the
+	 * retransmissions a closed one may still see. */
+	XLB_SNAT_CLOSED_REUSE = 2,
 };
 
 #endif /* XLB_TYPES_H */
