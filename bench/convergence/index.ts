@@ -111,7 +111,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
   const res = new BenchResult('convergence', 'Control plane: services programmed and endpoint changes, xlb against kube-proxy rules', opts.quick);
   res.method.push(
     `N in ${plan.sizes.join(', ')} LoadBalancer services of ${ENDPOINTS} endpoints each (bench/convergence/manifests.ts), endpoints on the agent's node.`,
-    'xlb: the real agent (Agent.start) in a private namespace, XDP on a veth; programmed = Agent.start until the first full sync is in the maps; sync = the controller sync alone (agent log); change = one endpoint of one service replaced (a different service each time), handed as a new snapshot to the agent\'s ServiceController and timed until sync() returns with the maps written; a few changes also through the manifests file, timed from the write until the agent\'s sync completed (adds debounce and parsing the whole file).',
+    'xlb: the real agent (Agent.start) in a private namespace, XDP on a veth; programmed = Agent.start until the first full sync is in the maps; sync = the controller sync alone (agent log); change = one endpoint of one service replaced (a different service each time), handed as a new snapshot (with the change hint the Kubernetes source gives) to the agent\'s ServiceController and timed until sync() returns with the maps written; a few changes also through the manifests file, timed from the write until the agent\'s sync completed (adds debounce and parsing the whole file).',
     "kube-proxy: iptables-legacy-restore, iptables-nft-restore and nft -f in a private network namespace (nsenter), wall time of the process; full = whole rule set into an empty table, change = kube-proxy's partial sync of one endpoint change.",
     'RSS: VmRSS of a separate `xlb agent` process (src/cli/main.ts through tsx) once ready at the largest N.',
   );
@@ -238,9 +238,11 @@ async function measureXlb(res: BenchResult, ns: BenchNetns, tmp: string, n: numb
             const c = withChange(services, s, k);
             const slice = normalizeEndpointSlice(endpointSliceObject(c.after)).value;
             if (!slice) throw new Error(`bench/convergence: change ${k}: the changed EndpointSlice does not normalize`);
+            const sliceKey = `${slice.namespace}/${slice.name}`;
             const slices = new Map(state.endpointSlices);
-            slices.set(`${slice.namespace}/${slice.name}`, slice);
-            const next = { services: state.services, endpointSlices: slices };
+            slices.set(sliceKey, slice);
+            // with the change hint the Kubernetes source gives (ClusterState.changed)
+            const next = { services: state.services, endpointSlices: slices, changed: { services: [], endpointSlices: [sliceKey] } };
             const c0 = performance.now();
             const r2 = controller.sync(next);
             changeSync.push(performance.now() - c0);
@@ -248,7 +250,7 @@ async function measureXlb(res: BenchResult, ns: BenchNetns, tmp: string, n: numb
             const view = controller.services().find((v) => v.name === c.after.name);
             if (!view?.backends.some((b) => b.addr === c.after.endpoints[0].ip && b.inTable)) throw new Error(`bench/convergence: change ${k}: ${c.after.endpoints[0].ip} is not in ${c.after.name}'s table`);
             state = { services: state.services, endpointSlices: new Map(state0.endpointSlices) };
-            controller.sync(state); // back to the original cluster (untimed)
+            controller.sync({ ...state, changed: { services: [], endpointSlices: [sliceKey] } }); // back to the original cluster (untimed)
           }
           // The same through the manifests file: watch, debounce, parse the whole file, sync.
           for (let k = 0; k < plan.fileChanges(n); k++) {

@@ -235,6 +235,14 @@ export class Agent implements AgentView {
 
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
     this.sourceError = undefined;
+    // A snapshot not yet synced is replaced: the new one's change hint must
+    // cover the old one's too (ClusterState.changed), or be dropped.
+    const skipped = this.pending?.state;
+    if (skipped && state.changed) {
+      state = skipped.changed
+        ? { ...state, changed: { services: [...skipped.changed.services, ...state.changed.services], endpointSlices: [...skipped.changed.endpointSlices, ...state.changed.endpointSlices] } }
+        : { services: state.services, endpointSlices: state.endpointSlices };
+    }
     this.pending = { state, issues };
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);

@@ -302,7 +302,6 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           node: { name: n.name, addresses: [n.ip] },
           interfaces: ['eth0'],
           source: { file: { path: st.manifests } },
-          datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536 },
           api: { listen: n.api },
           log: { level: 'info' },
           ...(announce === 'bgp'

@@ -95,6 +95,15 @@ export interface EndpointSliceModel {
 export interface ClusterState {
   services: Map<ObjectKey, ServiceModel>;
   endpointSlices: Map<ObjectKey, EndpointSliceModel>;
+  /**
+   * Optional hint from a source that tracks its changes: every key whose
+   * entry may differ (by object identity, deleted included) from the
+   * previous state the source delivered. A consumer that saw that previous
+   * state may look at these keys only; one that did not, or that merged
+   * snapshots, must take the union of their hints or ignore them. Absent:
+   * anything may have changed.
+   */
+  changed?: { services: readonly ObjectKey[]; endpointSlices: readonly ObjectKey[] };
 }
 
 /**

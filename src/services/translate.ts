@@ -310,7 +310,9 @@ export class Translator {
   /** Settled frontends and conflict issues of the last run, by port key. */
   private settled = new Map<string, { frontends: DesiredFrontend[]; issues: InputIssue[] }>();
   /** The last run's slices (to see which changed), and IPv4 slices by service key, by slice key. */
-  private prevSlices: ReadonlyMap<string, EndpointSliceModel> = new Map();
+  private prevSlices = new Map<string, EndpointSliceModel>();
+  /** Whether a run has seen a whole state (hints are relative to it). */
+  private ran = false;
   /** Index of each port key in lastServices; the array last handed out (copied before a change). */
   private position = new Map<string, number>();
   private published: DesiredService[] = [];
@@ -344,28 +346,46 @@ export class Translator {
     // Which services' IPv4 slices changed since the last run, by object
     // identity per slice key: unchanged services then cost two Map lookups.
     const dirty = new Set<string>();
-    let added = 0;
-    for (const [k, slice] of state.endpointSlices) {
-      const prev = this.prevSlices.get(k);
-      if (prev === slice) continue;
-      if (prev) this.unindex(k, prev, dirty);
-      else added++;
-      this.index(k, slice, dirty);
+    // With the source's hint (after a first full run), only the keys it
+    // names are looked at: no pass over 10,000 entries for one change. The
+    // sizes must then agree, or the hint missed something: look at all.
+    const hint = this.ran ? state.changed : undefined;
+    if (hint) {
+      for (const k of hint.endpointSlices) {
+        const slice = state.endpointSlices.get(k);
+        const prev = this.prevSlices.get(k);
+        if (prev === slice) continue;
+        if (prev) this.unindex(k, prev, dirty);
+        if (slice) {
+          this.index(k, slice, dirty);
+          this.prevSlices.set(k, slice);
+        } else this.prevSlices.delete(k);
+      }
     }
-    if (added || this.prevSlices.size !== state.endpointSlices.size) {
-      for (const [k, prev] of this.prevSlices) if (!state.endpointSlices.has(k)) this.unindex(k, prev, dirty);
+    if (!hint || this.prevSlices.size !== state.endpointSlices.size) {
+      let added = 0;
+      for (const [k, slice] of state.endpointSlices) {
+        const prev = this.prevSlices.get(k);
+        if (prev === slice) continue;
+        if (prev) this.unindex(k, prev, dirty);
+        else added++;
+        this.index(k, slice, dirty);
+      }
+      if (added || this.prevSlices.size !== state.endpointSlices.size) {
+        for (const [k, prev] of this.prevSlices) if (!state.endpointSlices.has(k)) this.unindex(k, prev, dirty);
+      }
+      // A copy: a caller may change its Map in place between runs.
+      this.prevSlices = new Map(state.endpointSlices);
     }
-    // A copy: a caller may change its Map in place between runs.
-    this.prevSlices = new Map(state.endpointSlices);
 
     // Services whose object or slices changed are translated again; the
     // cache is updated in place, so an unchanged service costs two lookups.
     let candidatesChanged = false;
     const retranslated: string[] = [];
     const previous = new Map<string, CacheEntry>();
-    for (const [serviceKey, svc] of state.services) {
+    const retranslate = (serviceKey: string, svc: ServiceModel): void => {
       const prev = this.cache.get(serviceKey);
-      if (prev && prev.svc === svc && !dirty.has(serviceKey)) continue;
+      if (prev && prev.svc === svc && !dirty.has(serviceKey)) return;
       const slices = [...(this.slicesOf.get(serviceKey)?.values() ?? [])];
       slices.sort((a, b) => byCodeUnits(a.name, b.name));
       const t = translateService(svc, slices, this.node);
@@ -373,10 +393,24 @@ export class Translator {
       if (prev) previous.set(serviceKey, prev);
       this.cache.set(serviceKey, { svc, slices, t, desired: new Map() });
       retranslated.push(serviceKey);
+    };
+    let scanned = false;
+    if (hint) {
+      const keys = new Set<string>([...hint.services, ...dirty]);
+      for (const serviceKey of keys) {
+        const svc = state.services.get(serviceKey);
+        if (svc) retranslate(serviceKey, svc);
+        else if (this.cache.delete(serviceKey)) candidatesChanged = true;
+      }
     }
-    if (this.cache.size !== state.services.size) {
+    if (!hint || this.cache.size !== state.services.size) {
+      scanned = true;
+      for (const [serviceKey, svc] of state.services) retranslate(serviceKey, svc);
+    }
+    if (scanned && this.cache.size !== state.services.size) {
       for (const k of [...this.cache.keys()]) if (!state.services.has(k)) this.cache.delete(k);
     }
+    this.ran = true;
     if (candidatesChanged || this.order.length !== this.cache.size || retranslated.some((k) => !previous.has(k))) {
       candidatesChanged = true;
       this.order = [...this.cache.keys()].sort(byCodeUnits);

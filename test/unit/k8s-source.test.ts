@@ -273,12 +273,17 @@ describe('kubernetes source', () => {
     assert.equal(second.state.services.get('default/a'), first.state.services.get('default/a'), 'a: same object');
     assert.notEqual(second.state.services.get('default/b'), first.state.services.get('default/b'));
     assert.deepEqual(h.src.changes(), { full: false, services: ['default/b'], endpointSlices: [] });
+    assert.deepEqual(second.state.changed, { services: ['default/b'], endpointSlices: [] }, 'the snapshot carries the hint');
+    assert.equal(first.state.changed, undefined, 'the first snapshot has no hint: everything is new');
+    assert.equal(first.state.services.get('default/b')!.ports[0].port, 80, 'a delivered snapshot never changes (copy-on-write)');
+    assert.equal(first.state.services.size, 2);
     // A managedFields-only update (new resourceVersion, same model), then a marker.
     server.upsert('services', { ...service('a'), metadata: { ...service('a').metadata, managedFields: [{ manager: 'kubectl' }] } });
     server.upsert('services', service('marker', { clusterIP: '10.96.0.12' }));
     const third = await h.until((s) => s.state.services.has('default/marker'), 'marker');
     assert.equal(third.state.services.get('default/a'), first.state.services.get('default/a'), 'a: still the same object');
     assert.deepEqual(h.src.changes().services, ['default/marker']);
+    assert.equal(second.state.services.has('default/marker'), false, 'nor does the second');
   });
 
   it('a burst of 2,000 creates after the sync is coalesced into few snapshots', async () => {

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { markNewFlowBackends, translate, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
+import { markNewFlowBackends, translate, Translator, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
 import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
 
 const NODE: NodeInfo = { name: 'node1', addresses: ['198.18.0.11', '198.18.0.12'] };
@@ -372,5 +372,73 @@ describe('translate: determinism', () => {
     assert.deepEqual(a, b);
     assert.deepEqual(a.services.map((s) => s.key), ['default/api:http', 'default/db:http', 'default/web:http']);
     assert.deepEqual(a.services[2].backends.map((x) => x.addr), ['198.18.1.2', '198.18.1.9', '198.18.1.10'], 'numeric address order');
+  });
+});
+
+describe('translate: change hints (ClusterState.changed)', () => {
+  /** A small deterministic PRNG (mulberry32), so a failure replays. */
+  function rng(seed: number): () => number {
+    let a = seed >>> 0;
+    return () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = a;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  it('a translator given only the changed keys ends where one that compares everything ends, over 300 random edits', () => {
+    const rand = rng(20261123);
+    const pick = <T,>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
+    const services = new Map<string, ServiceModel>();
+    const slices = new Map<string, EndpointSliceModel>();
+    const names = Array.from({ length: 12 }, (_, i) => `s${i}`);
+    const lbService = (name: string, vip: number) =>
+      svc(name, { type: 'LoadBalancer', loadBalancerIPs: [`203.0.113.${vip}`], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30000 + vip }] });
+    for (const n of names.slice(0, 8)) services.set(`default/${n}`, lbService(n, 1 + Math.floor(rand() * 6)));
+    const hinted = new Translator(NODE);
+    const plain = new Translator(NODE);
+    hinted.run({ services: new Map(services), endpointSlices: new Map(slices) });
+    plain.run({ services: new Map(services), endpointSlices: new Map(slices) });
+    for (let step = 0; step < 300; step++) {
+      const changedServices: string[] = [];
+      const changedSlices: string[] = [];
+      const edits = 1 + Math.floor(rand() * 3);
+      for (let e = 0; e < edits; e++) {
+        const n = pick(names);
+        const r = rand();
+        if (r < 0.25) {
+          // a service appears, moves to another VIP (frontends may collide) or goes
+          if (services.has(`default/${n}`) && rand() < 0.4) services.delete(`default/${n}`);
+          else services.set(`default/${n}`, lbService(n, 1 + Math.floor(rand() * 6)));
+          changedServices.push(`default/${n}`);
+        } else {
+          // a slice of service n appears, changes endpoints, moves to another service, or goes
+          const sliceName = `${n}-${Math.floor(rand() * 2)}`;
+          const key = `default/${sliceName}`;
+          if (slices.has(key) && rand() < 0.3) slices.delete(key);
+          else {
+            const owner = rand() < 0.1 ? pick(names) : n;
+            const eps = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => ep(`198.19.${Math.floor(rand() * 4)}.${1 + Math.floor(rand() * 20)}`, { nodeName: rand() < 0.5 ? 'node1' : 'node2', ready: rand() < 0.8 }));
+            slices.set(key, slice(sliceName, owner, eps));
+          }
+          changedSlices.push(key);
+        }
+      }
+      const a = hinted.run({ services: new Map(services), endpointSlices: new Map(slices), changed: { services: changedServices, endpointSlices: changedSlices } });
+      const b = plain.run({ services: new Map(services), endpointSlices: new Map(slices) });
+      const view = (t: typeof a) => JSON.stringify({ services: t.services, issues: t.issues });
+      assert.equal(view(a), view(b), `step ${step}: hinted and full translations differ`);
+    }
+  });
+
+  it('a hint that misses an added service is caught by the sizes, and everything is compared', () => {
+    const t = new Translator(NODE);
+    const one = svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'] });
+    const two = svc('b', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.2'] });
+    t.run(state([one]));
+    const r = t.run({ ...state([one, two]), changed: { services: [], endpointSlices: [] } });
+    assert.deepEqual(r.services.map((d) => d.key).sort(), ['default/a:http', 'default/b:http']);
   });
 });

@@ -4,7 +4,9 @@
  * (src/sources/normalize.ts), delivered as whole snapshots.
  *
  * - Objects are normalized as they arrive (one Service or slice per event),
- *   so a snapshot costs a copy of two maps, not a pass over every object.
+ *   so a snapshot costs no pass over every object; its Maps are copied only
+ *   when the next change comes (copy-on-write, one Map), and it names the
+ *   keys that changed (ClusterState.changed).
  *   An unchanged object is handed on as the same model object, and so is
  *   one whose update normalizes to an equal model (a managedFields or
  *   resourceVersion-only change): the service controller compares by
@@ -135,8 +137,15 @@ export class KubernetesSource implements Source {
   private readonly services: Informer;
   private readonly slices: Informer;
   private readonly nodes: Informer;
-  private readonly serviceModels = new Map<string, ServiceModel>();
-  private readonly sliceModels = new Map<string, EndpointSliceModel>();
+  /**
+   * The models, copy-on-write: a snapshot hands these Maps out as they are
+   * (no copy of 10,000 entries per change), and the first change after that
+   * copies the one Map it changes, so a delivered snapshot never changes.
+   */
+  private serviceModels = new Map<string, ServiceModel>();
+  private sliceModels = new Map<string, EndpointSliceModel>();
+  private servicesHandedOut = false;
+  private slicesHandedOut = false;
   /** Issues per object (`Service ns/name`), replaced on every event for that object. */
   private readonly objectIssues = new Map<string, InputIssue[]>();
   private readonly coalescer: Coalescer;
@@ -271,6 +280,24 @@ export class KubernetesSource implements Source {
 
   // ---------------------------------------------------------------------------
 
+  /** The service models, to change: copied first if a snapshot holds them. */
+  private services_(): Map<string, ServiceModel> {
+    if (this.servicesHandedOut) {
+      this.serviceModels = new Map(this.serviceModels);
+      this.servicesHandedOut = false;
+    }
+    return this.serviceModels;
+  }
+
+  /** The EndpointSlice models, to change: copied first if a snapshot holds them. */
+  private slices_(): Map<string, EndpointSliceModel> {
+    if (this.slicesHandedOut) {
+      this.sliceModels = new Map(this.sliceModels);
+      this.slicesHandedOut = false;
+    }
+    return this.sliceModels;
+  }
+
   private poke(): void {
     if (this.onSnapshot && this.synced()) this.coalescer.poke();
   }
@@ -280,16 +307,16 @@ export class KubernetesSource implements Source {
     const label = `Service ${key}`;
     let changed = true;
     if (type === 'delete') {
-      this.serviceModels.delete(key);
+      this.services_().delete(key);
       this.objectIssues.delete(label);
     } else {
       const r = normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.serviceModels.get(key), r.value)) changed = false;
-        else this.serviceModels.set(key, r.value);
+        else this.services_().set(key, r.value);
         this.objectIssues.delete(label);
       } else {
-        this.serviceModels.delete(key);
+        this.services_().delete(key);
         this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid Service skipped');
       }
@@ -312,16 +339,16 @@ export class KubernetesSource implements Source {
     const label = `EndpointSlice ${key}`;
     let changed = true;
     if (type === 'delete') {
-      this.sliceModels.delete(key);
+      this.slices_().delete(key);
       this.objectIssues.delete(label);
     } else {
       const r = normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
-        else this.sliceModels.set(key, r.value);
+        else this.slices_().set(key, r.value);
         this.objectIssues.delete(label);
       } else {
-        this.sliceModels.delete(key);
+        this.slices_().delete(key);
         this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid EndpointSlice skipped');
       }
@@ -357,11 +384,18 @@ export class KubernetesSource implements Source {
     if (this.stopped || !this.onSnapshot) return;
     const issues: InputIssue[] = [];
     for (const list of this.objectIssues.values()) for (const i of list) issues.push(i);
+    this.lastChanges = { full: this.snapshots === 0, services: [...this.pending.services], endpointSlices: [...this.pending.endpointSlices] };
     const snap: Snapshot = {
-      state: { services: new Map(this.serviceModels), endpointSlices: new Map(this.sliceModels) },
+      state: {
+        services: this.serviceModels,
+        endpointSlices: this.sliceModels,
+        // Relative to the previous snapshot; the first has none (everything is new).
+        ...(this.lastChanges.full ? {} : { changed: { services: this.lastChanges.services, endpointSlices: this.lastChanges.endpointSlices } }),
+      },
       issues,
     };
-    this.lastChanges = { full: this.snapshots === 0, services: [...this.pending.services], endpointSlices: [...this.pending.endpointSlices] };
+    this.servicesHandedOut = true;
+    this.slicesHandedOut = true;
     this.pending.services.clear();
     this.pending.endpointSlices.clear();
     this.snapshots++;
