@@ -25,7 +25,10 @@ export interface Snapshot {
  *   to `onSnapshot`, and rejects (with an Error naming what failed: the file
  *   and line, the API server) when no first snapshot can be produced.
  * - After that, `onSnapshot` is called again each time the state changes,
- *   always with the whole state, never a delta. Calls are not concurrent.
+ *   always with the whole state, never a delta; a source that tracks its
+ *   changes may add `state.changed`, the keys that differ from its previous
+ *   snapshot (ClusterState.changed). Calls are not concurrent. A delivered
+ *   snapshot never changes afterwards.
  * - When the input later becomes unreadable (a file that does not parse, a
  *   lost connection), the source reports it through its logger and emits
  *   nothing: the last good snapshot stays in force.

@@ -60,9 +60,26 @@ async function node2SeesNode1(): Promise<void> {
   );
 }
 
-async function curlOk(vip: string, timeoutS = 1): Promise<boolean> {
-  const out = await labExec(lab.client, ['curl', '-s', '-m', String(timeoutS), `http://${vip}/`]).catch(() => '');
+async function curlOk(vip: string, timeoutS = 1, localPort?: number): Promise<boolean> {
+  const out = await labExec(lab.client, ['curl', '-s', '-m', String(timeoutS), ...(localPort ? ['--local-port', String(localPort)] : []), `http://${vip}/`]).catch(() => '');
   return /^n\dp\d /.test(out);
+}
+
+/**
+ * Client source ports whose flows to `vip`:80 `node`'s Maglev table sends to
+ * a backend on `node` itself: after the other node drops off the network,
+ * its pods are unreachable too (until their endpoints go not-ready), and a
+ * request that hashes to one of them says nothing about the VIP's failover.
+ */
+async function portsServedOn(node: LabStatus['nodes'][number], vip: string, count: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let p = 41000; out.length < count && p < 42000; p++) {
+    const r = (await apiGet(node.api, `/v1/services/default/web/flow?flow=${lab.clientIp}:${p},${vip}:80,tcp`)) as { backend: { addr: string } | null };
+    const pod = lab.pods.find((x) => x.ip === r.backend?.addr);
+    if (pod?.node === node.name) out.push(p);
+  }
+  assert.equal(out.length, count, `${count} source ports served on ${node.name}`);
+  return out;
 }
 
 before(async () => {
@@ -111,6 +128,7 @@ describe('layer 2 announcements in the lab', () => {
     // Keep the entry fresh and forbid the client from resolving on its own: only gratuitous ARP may move it.
     await ipn(lab.client, 'neigh', 'replace', WEB, 'lladdr', nodeNamed(owner).mac, 'dev', 'eth0', 'nud', 'stale');
     await labExec(lab.client, ['sysctl', '-qw', 'net.ipv4.neigh.eth0.mcast_solicit=0', 'net.ipv4.neigh.eth0.ucast_solicit=0', 'net.ipv4.neigh.eth0.app_solicit=0']);
+    const served = await portsServedOn(other, WEB, 60);
     const t0 = performance.now();
     // The switch port goes down (the fabric's end of the owner's veth): the owner loses carrier and is off the segment.
     const port = `n${owner.replace('node', '')}`;
@@ -118,7 +136,8 @@ describe('layer 2 announcements in the lab', () => {
     try {
       await waitFor(async () => (await clientNeighbour(WEB)) === other.mac, 3000, 'gratuitous ARP to move the client’s neighbour entry', 10).catch(() => undefined);
       const arpMs = ms(t0);
-      await waitFor(() => curlOk(WEB, 0.5), 3000, 'HTTP through the VIP after the owner’s link went down', 50).catch(async (e) => {
+      let attempt = 0;
+      await waitFor(() => curlOk(WEB, 0.5, served[attempt++ % served.length]), 3000, 'HTTP through the VIP after the owner’s link went down', 50).catch(async (e) => {
         const st = (await apiGet(other.api, '/v1/l2')) as L2Status;
         throw new Error(`${(e as Error).message}; client neighbour ${await clientNeighbour(WEB)}; ${other.name} sees ${JSON.stringify(st.vips.find((v) => v.vip === WEB))} peers ${JSON.stringify(st.peers)} garp ${st.counters.garpSent}/${st.counters.garpFailed}`);
       });
