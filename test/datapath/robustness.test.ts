@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
 import { Datapath, XDP, BE_LOCAL, buildObjects, dropsDelta, type DropReason } from './harness.js';
 import { BpfError } from '../../src/datapath/bpf.js';
 import { tcpPacket, udpPacket, parsePacket, verifyChecksums, truncate, PROTO, ETH_P, type ChecksumVerdict } from '../helpers/packet.js';
+import { prng } from '../helpers/prng.js';
 
 const CLIENT = '192.0.2.7';
 const VIP = '203.0.113.10';
@@ -39,18 +40,6 @@ before(() => {
 });
 
 after(() => dp?.close());
-
-/** mulberry32: a small seeded PRNG, so that failures replay. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const checksumsOf = (frame: Buffer): ChecksumVerdict | undefined => {
   try {

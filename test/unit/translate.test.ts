@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { markNewFlowBackends, translate, Translator, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
 import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
+import { prng } from '../helpers/prng.js';
 
 const NODE: NodeInfo = { name: 'node1', addresses: ['198.18.0.11', '198.18.0.12'] };
 
@@ -376,20 +377,8 @@ describe('translate: determinism', () => {
 });
 
 describe('translate: change hints (ClusterState.changed)', () => {
-  /** A small deterministic PRNG (mulberry32), so a failure replays. */
-  function rng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   it('a translator given only the changed keys ends where one that compares everything ends, over 300 random edits', () => {
-    const rand = rng(20261123);
+    const rand = prng(20261123);
     const pick = <T,>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
     const services = new Map<string, ServiceModel>();
     const slices = new Map<string, EndpointSliceModel>();
