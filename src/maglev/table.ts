@@ -95,11 +95,25 @@ function tailEmptySlots(tableSize: number): number {
  * Cost: under M·ln(M) slot probes (M = 65521, N = 1000: about 2 ms, see
  * `npm run bench -- --only maglev`); unequal weights add one credit step per backend
  * per round, at most M × N in all.
+ *
+ * @param opts.counts when given, filled with the number of slots each
+ *   backend ID got (IDs of backends with weight 0 are left out): what the
+ *   build knows anyway, and a pass over the table to count them would cost
+ *   a fifth of it
+ * @param opts.into where to build: M zeroed slots (a view into one buffer
+ *   for many tables spares the garbage collector 10,000 separate buffers);
+ *   returned. RangeError when its length is not M.
  */
-export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: number): Uint32Array {
+export function buildMaglevTable(
+  backends: readonly MaglevBackend[],
+  tableSize: number,
+  opts: { counts?: Map<number, number>; into?: Uint32Array } = {},
+): Uint32Array {
   const M = tableSize;
   const active = validatedByName(backends, tableSize).filter((b) => b.weight > 0);
-  const table = new Uint32Array(M);
+  if (opts.into && opts.into.length !== M) throw new RangeError(`Maglev table: into has ${opts.into.length} slots, tableSize is ${M}`);
+  const table = opts.into ?? new Uint32Array(M);
+  const counts = opts.counts;
   const n = active.length;
   if (n === 0) return table;
   if (n > M) {
@@ -107,13 +121,18 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
     throw new RangeError(`Maglev table: ${n} backends with weight > 0 do not fit in tableSize ${M}`);
   }
 
-  const ids = new Uint32Array(n);
+  // Per-backend state in scratch arrays shared by every build (a build
+  // allocates only its table: at 10,000 services of 10 backends, fresh
+  // arrays per build cost more than the slots of small tables).
+  const s = scratchFor(n, M);
+  const ids = s.ids;
   // Slots fit in int32, and Int32Array keeps the JIT on integer arithmetic
   // (Uint32Array loads may become doubles).
-  const next = new Int32Array(n); // slot each backend tries at its next turn
-  const skips = new Int32Array(n);
-  const weights = new Float64Array(n);
-  const credit = new Float64Array(n);
+  const next = s.next; // slot each backend tries at its next turn
+  const skips = s.skips;
+  const weights = s.weights;
+  const credit = s.credit;
+  const taken = s.taken; // slots each backend got
   let maxWeight = 0;
   let equalWeights = true;
   for (let i = 0; i < n; i++) {
@@ -123,13 +142,15 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
     next[i] = p.offset;
     skips[i] = p.skip;
     weights[i] = b.weight;
+    credit[i] = 0;
+    taken[i] = 0;
+    s.inverses[i] = 0;
     if (b.weight > maxWeight) maxWeight = b.weight;
     if (b.weight !== active[0].weight) equalWeights = false;
   }
 
   /** Whether backend k takes the turn it is offered (see the weights note above). */
   const takesTurn = (k: number): boolean => {
-    if (equalWeights) return true;
     const c = credit[k] + weights[k];
     if (c < maxWeight) {
       credit[k] = c;
@@ -151,7 +172,7 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
   // as a branch it mispredicts half the time (measured: builds a quarter
   // slower).
   while (filled < walkUntil) {
-    if (takesTurn(i)) {
+    if (equalWeights || takesTurn(i)) {
       const back = M - skips[i];
       let slot = next[i];
       while (table[slot] !== 0) {
@@ -159,6 +180,7 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
         slot += M & (slot >> 31);
       }
       table[slot] = ids[i];
+      taken[i]++;
       slot -= back;
       slot += M & (slot >> 31);
       next[i] = slot;
@@ -172,11 +194,12 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
   // the empty slot e with the fewest steps, (e - x) × skip⁻¹ mod M: found by
   // looking at the E empty slots instead.
   let emptyCount = 0;
-  const empty = new Int32Array(M - filled);
+  const empty = s.empty;
   for (let slot = 0; slot < M; slot++) if (table[slot] === 0) empty[emptyCount++] = slot;
-  const inverses = new Int32Array(n); // skip⁻¹ mod M, 0 until first needed
+  const inverses = s.inverses; // skip⁻¹ mod M, 0 until first needed
+  const reciprocal = 1 / M;
   while (emptyCount > 0) {
-    if (takesTurn(i)) {
+    if (equalWeights || takesTurn(i)) {
       const x = next[i];
       if (inverses[i] === 0) inverses[i] = inverseModPrime(skips[i], M);
       const inverse = inverses[i];
@@ -185,10 +208,13 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
       for (let j = 0; j < emptyCount; j++) {
         let delta = empty[j] - x;
         if (delta < 0) delta += M;
-        // delta, inverse < 2^17: the product is exact in a double, and the
-        // quotient is never within rounding error of an integer unless exact.
+        // delta, inverse < 2^17: the product is exact in a double. The
+        // quotient through the reciprocal (a multiply, not a divide) may be
+        // one off near an integer; the remainder is then out of 0..M-1 by M.
         const product = delta * inverse;
-        const steps = product - Math.floor(product / M) * M;
+        let steps = product - Math.floor(product * reciprocal) * M;
+        if (steps < 0) steps += M;
+        else if (steps >= M) steps -= M;
         if (steps < bestSteps) {
           bestSteps = steps;
           best = j;
@@ -197,11 +223,47 @@ export function buildMaglevTable(backends: readonly MaglevBackend[], tableSize: 
       const slot = empty[best];
       empty[best] = empty[--emptyCount];
       table[slot] = ids[i];
+      taken[i]++;
       next[i] = slot + skips[i] >= M ? slot + skips[i] - M : slot + skips[i];
     }
     if (++i === n) i = 0;
   }
+  if (counts) for (let k = 0; k < n; k++) counts.set(ids[k], taken[k]);
   return table;
+}
+
+/** Per-backend and per-slot working arrays of {@link buildMaglevTable}, grown on demand. */
+interface BuildScratch {
+  ids: Uint32Array;
+  next: Int32Array;
+  skips: Int32Array;
+  weights: Float64Array;
+  credit: Float64Array;
+  taken: Int32Array;
+  inverses: Int32Array;
+  empty: Int32Array;
+}
+let scratch: BuildScratch | undefined;
+
+/** Scratch arrays for n backends and M slots (builds are synchronous: one user at a time). */
+function scratchFor(n: number, M: number): BuildScratch {
+  if (!scratch || scratch.ids.length < n) {
+    const cap = Math.max(n, 64, scratch ? 2 * scratch.ids.length : 0);
+    scratch = {
+      ids: new Uint32Array(cap),
+      next: new Int32Array(cap),
+      skips: new Int32Array(cap),
+      weights: new Float64Array(cap),
+      credit: new Float64Array(cap),
+      taken: new Int32Array(cap),
+      inverses: new Int32Array(cap),
+      empty: scratch?.empty ?? new Int32Array(0),
+    };
+  }
+  // Phase 2 holds at most the √M empty slots phase 1 leaves.
+  const emptyCap = tailEmptySlots(M) + 1;
+  if (scratch.empty.length < emptyCap) scratch.empty = new Int32Array(Math.max(emptyCap, 2 * scratch.empty.length));
+  return scratch;
 }
 
 /** x⁻¹ mod p for a prime p and 0 < x < p (extended Euclid), in 1..p-1. */
