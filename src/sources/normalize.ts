@@ -391,7 +391,9 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
       if (prev !== undefined) issue(`spec.ports[${i}].nodePort`, `duplicate node port ${nodePort}/${proto} (also spec.ports[${prev}])`);
       else byNodePort.set(`${nodePort}/${proto}`, i);
     }
-    ports.push({ name, protocol: proto, port: p.port, targetPort: p.targetPort ?? p.port, ...(nodePort !== undefined ? { nodePort } : {}) });
+    const sp: ServicePort = { name, protocol: proto, port: p.port, targetPort: p.targetPort ?? p.port };
+    if (nodePort !== undefined) sp.nodePort = nodePort;
+    ports.push(sp);
   });
 
   // Proxy-mode ingress points (KEP-1860) are reached through an external
