@@ -116,7 +116,7 @@ export class FakeLBMaps implements LBMaps {
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
     if (!tables.length) return;
     this.count('putMaglevTables');
-    for (const t of tables) this.tables.set(t.serviceId, Uint32Array.from(t.table));
+    for (const t of tables) this.tables.set(t.serviceId, t.table.slice());
   }
   deleteMaglevTables(serviceIds: number[]): void {
     if (!serviceIds.length) return;

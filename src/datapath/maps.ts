@@ -66,6 +66,7 @@ export class BpfLBMaps implements LBMaps {
   private readonly sourceRanges = new Map<number, Set<string>>();
   /** M of the two-half table this process swapped in, per service ID (what may be rewritten in place). */
   private readonly tableSizes = new Map<number, number>();
+  private slotScratch = new Uint32Array(0);
 
   constructor(readonly maps: LBMapSet) {}
 
@@ -142,7 +143,10 @@ export class BpfLBMaps implements LBMaps {
         // Filled through a memory mapping before any program can see it: a
         // batched update would cost ~250 ns per slot (measured), the copy
         // ~10 µs a table. u32 values sit in 8-byte slots there: index 2i.
-        const slots = new Uint32Array(2 * (m + HEADER));
+        // One scratch buffer for every table: only slot 0 and the even
+        // words up to 2(M + HEADER) are ever written, the rest stays zero.
+        if (this.slotScratch.length < 2 * (m + HEADER)) this.slotScratch = new Uint32Array(2 * (m + HEADER));
+        const slots = this.slotScratch.subarray(0, 2 * (m + HEADER));
         slots[0] = m;
         for (let i = 0; i < m; i++) slots[2 * (HEADER + i)] = table[i];
         inner.writeMmappedSlots(slots);

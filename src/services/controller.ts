@@ -17,7 +17,7 @@ import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
 import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
-import { buildMaglevTable, tableSizeFor, type MaglevSizing } from '../maglev/index.js';
+import { buildMaglevTable, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
@@ -72,28 +72,56 @@ export interface SyncResult {
 
 /** What one service port wants in the maps. */
 interface PortWant {
+  /** The translated port it was made from. */
+  desired: DesiredService;
   /** 0 when the port has no frontend the datapath serves. */
   serviceId: number;
   frontends: Map<string, { key: FrontendKey; service: ServiceValue }>;
-  /** By backend ID; `identity` is the allocator name (`portKey|IP:port/proto`). */
-  backends: Map<number, { value: BackendValue; sig: string; identity: string }>;
-  table?: { signature: string; size: number; inputs: Array<{ name: string; id: number; weight: number }> };
+  /**
+   * Backend ID of each of `desired.backends`, in that order (empty when the
+   * port is not served). An ID's allocator name is (port key, backend name).
+   */
+  backendIds: number[];
+  /** The `xlb_backends` value of each, in the same order. */
+  backendValues: BackendValue[];
+  /** Whether each takes new flows (is in the Maglev table), in the same order. */
+  inTable: boolean[];
+  table?: TableInputs;
   /** loadBalancerSourceRanges to enforce, sorted. */
   ranges: string[];
-  view: ServiceView;
 }
 
-interface AppliedTable {
-  signature: string;
+/**
+ * What a Maglev table is built from: M and the backends in table-input
+ * order (the port's backends are sorted by address and port, so the same
+ * set always comes in the same order). A table is rebuilt only when these
+ * change.
+ */
+interface TableInputs {
   size: number;
-  shares: Map<number, number>;
+  inputs: MaglevBackend[];
+}
+
+/** A table in the maps: its inputs and the slots each backend ID got. */
+interface AppliedTable extends TableInputs {
+  counts: Map<number, number>;
 }
 
 const protoNumber = (p: 'TCP' | 'UDP'): number => IPPROTO[p];
+const EMPTY_TABLE = new Uint32Array(0);
 
-/** Stable signature of a table's inputs: rebuild only when it changes. */
-function tableSignature(size: number, backends: Array<{ name: string; id: number; weight: number }>): string {
-  return `${size}|${backends.map((b) => `${b.name}#${b.id}*${b.weight}`).sort().join(',')}`;
+function sameTable(a: TableInputs | undefined, b: TableInputs): boolean {
+  if (!a || a.size !== b.size || a.inputs.length !== b.inputs.length) return false;
+  for (let i = 0; i < b.inputs.length; i++) {
+    const x = a.inputs[i];
+    const y = b.inputs[i];
+    if (x.id !== y.id || x.weight !== y.weight || x.name !== y.name) return false;
+  }
+  return true;
+}
+
+function sameBackend(a: BackendValue | undefined, b: BackendValue): boolean {
+  return a !== undefined && a.addr === b.addr && a.port === b.port && a.proto === b.proto && a.flags === b.flags;
 }
 
 function backendState(b: DesiredBackend): BackendView['state'] {
@@ -110,20 +138,26 @@ export class ServiceController {
   private readonly serviceIds = new IdAllocator(MAX_SERVICE_ID);
   private readonly backendIds = new IdAllocator(MAX_BACKEND_ID);
   private readonly appliedFrontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
-  private readonly appliedBackends = new Map<number, { value: BackendValue; sig: string }>();
+  private readonly appliedBackends = new Map<number, BackendValue>();
   private readonly appliedTables = new Map<number, AppliedTable>();
   /** loadBalancerSourceRanges written per service ID, as a sorted, joined signature. */
   private readonly appliedRanges = new Map<number, string>();
   /** Which port a frontend in the maps belongs to (a frontend may move between ports in one sync). */
   private readonly frontendOwner = new Map<string, string>();
-  /** What each service port wants, by port key, with the DesiredService it was made from. */
-  private readonly ports = new Map<string, { desired: DesiredService; want: PortWant }>();
+  /** What each service port wants (and has in the maps), by port key. */
+  private readonly ports = new Map<string, PortWant>();
   /** Ports whose last sync failed half-way: redone on the next sync even if unchanged. */
   private readonly failed = new Set<string>();
   private readonly translator: Translator;
-  private views: ServiceView[] = [];
-  /** Index of each port key in `views` (and in the last desired list); how many views are served. */
-  private viewIndex = new Map<string, number>();
+  /**
+   * Views are built when asked for (the API, metrics), not by every sync:
+   * at 10,000 services they are 110,000 objects nobody may read. Cached per
+   * port until the port changes; the list until any port changes.
+   */
+  private readonly viewCache = new Map<string, ServiceView>();
+  private viewList?: ServiceView[];
+  /** Index of each port key in the last desired list; how many ports are served. */
+  private position = new Map<string, number>();
   private served = 0;
   /** Service IDs allocated in this sync, whose counters are zeroed in one batch. */
   private statsToReset: number[] = [];
@@ -140,7 +174,8 @@ export class ServiceController {
 
   /** The services as last programmed, sorted by key. */
   services(): ServiceView[] {
-    return this.views;
+    if (!this.viewList) this.viewList = this.lastDesired.map((d) => this.viewOf(d.key));
+    return this.viewList;
   }
 
   /**
@@ -174,14 +209,14 @@ export class ServiceController {
     // 1. The ports to redo: new or changed objects, and ports that are gone.
     // Same ports in the same order as the last sync, nothing failed: only the
     // changed ones (work proportional to the change). Otherwise compare all.
-    const fast = !structural && !this.failed.size && this.lastDesired.length === services.length && this.viewIndex.size === services.length;
+    const fast = !structural && !this.failed.size && this.lastDesired.length === services.length && this.position.size === services.length;
     const redo: Array<{ key: string; want?: PortWant; desired?: DesiredService; old?: PortWant }> = [];
     if (fast) {
       for (const key of changed) {
-        const d = services[this.viewIndex.get(key)!];
+        const d = services[this.position.get(key)!];
         const cur = this.ports.get(key);
         if (cur && cur.desired === d) continue;
-        redo.push({ key, desired: d, old: cur?.want });
+        redo.push({ key, desired: d, old: cur });
       }
     } else {
       const present = new Set<string>();
@@ -189,37 +224,51 @@ export class ServiceController {
         present.add(d.key);
         const cur = this.ports.get(d.key);
         if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
-        redo.push({ key: d.key, desired: d, old: cur?.want });
+        redo.push({ key: d.key, desired: d, old: cur });
       }
-      for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur.want });
+      for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur });
     }
     for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
 
     // 2. Writes that add: backends, tables, source ranges, frontends.
-    const putBackends: Array<{ id: number; backend: BackendValue; sig: string }> = [];
-    const newTables: Array<{ serviceId: number; table: Uint32Array; signature: string; size: number }> = [];
+    const putBackends: Array<{ id: number; backend: BackendValue }> = [];
+    const newTables: Array<{ serviceId: number; table: Uint32Array; inputs: TableInputs; counts: Map<number, number> }> = [];
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
+    let tableSlots = 0;
     for (const r of redo) {
-      if (!r.want) continue;
+      const w = r.want;
+      if (!w) continue;
       this.failed.add(r.key); // until every write below succeeds
-      for (const [id, b] of r.want.backends) if (this.appliedBackends.get(id)?.sig !== b.sig) putBackends.push({ id, backend: b.value, sig: b.sig });
-      const t = r.want.table;
-      if (t && this.appliedTables.get(r.want.serviceId)?.signature !== t.signature) {
-        newTables.push({ serviceId: r.want.serviceId, table: buildMaglevTable(t.inputs, t.size), signature: t.signature, size: t.size });
+      for (let i = 0; i < w.backendIds.length; i++) {
+        if (!sameBackend(this.appliedBackends.get(w.backendIds[i]), w.backendValues[i])) putBackends.push({ id: w.backendIds[i], backend: w.backendValues[i] });
       }
-      for (const [fk, f] of r.want.frontends) {
+      const t = w.table;
+      if (t && !sameTable(this.appliedTables.get(w.serviceId), t)) {
+        newTables.push({ serviceId: w.serviceId, table: EMPTY_TABLE, inputs: t, counts: new Map() });
+        tableSlots += t.size;
+      }
+      for (const [fk, f] of w.frontends) {
         const cur = this.appliedFrontends.get(fk);
         if (!cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)) {
           putFrontends.push({ fk, port: r.key, entry: f });
         } else this.frontendOwner.set(fk, r.key);
       }
     }
-    this.maps.putBackends(putBackends.map((b) => ({ id: b.id, backend: b.backend })));
-    for (const b of putBackends) this.appliedBackends.set(b.id, { value: b.backend, sig: b.sig });
+    // The tables of one sync are built into one buffer (dropped after the
+    // writes: the maps hold them).
+    const slab = new Uint32Array(tableSlots);
+    let at = 0;
+    for (const t of newTables) {
+      t.table = buildMaglevTable(t.inputs.inputs, t.inputs.size, { counts: t.counts, into: slab.subarray(at, at + t.inputs.size) });
+      at += t.inputs.size;
+    }
+
+    this.maps.putBackends(putBackends);
+    for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);
     writes.backends = putBackends.length;
 
     this.maps.putMaglevTables(newTables);
-    for (const t of newTables) this.appliedTables.set(t.serviceId, { signature: t.signature, size: t.size, shares: countShares(t.table) });
+    for (const t of newTables) this.appliedTables.set(t.serviceId, { size: t.inputs.size, inputs: t.inputs.inputs, counts: t.counts });
     writes.tables = newTables.length;
 
     // Source ranges before the frontends that consult them.
@@ -247,7 +296,7 @@ export class ServiceController {
     const dropFrontends: string[] = [];
     const dropTables: number[] = [];
     const dropRanges: number[] = [];
-    const dropBackends: Array<{ id: number; identity: string }> = [];
+    const dropBackends: Array<{ id: number; port: string; name: string }> = [];
     const releaseServices: string[] = [];
     for (const r of redo) {
       const old = r.old;
@@ -256,7 +305,12 @@ export class ServiceController {
       for (const fk of old.frontends.keys()) if (!now?.frontends.has(fk) && this.frontendOwner.get(fk) === r.key) dropFrontends.push(fk);
       if (old.serviceId && old.table && (!now || now.serviceId !== old.serviceId || !now.table)) dropTables.push(old.serviceId);
       if (old.serviceId && old.ranges.length && (!now || now.serviceId !== old.serviceId || !now.ranges.length)) dropRanges.push(old.serviceId);
-      for (const [id, b] of old.backends) if (!now?.backends.has(id)) dropBackends.push({ id, identity: b.identity });
+      if (old.backendIds.length) {
+        const kept = now?.backendIds.length ? new Set(now.backendIds) : undefined;
+        old.backendIds.forEach((id, i) => {
+          if (!kept?.has(id)) dropBackends.push({ id, port: r.key, name: old.desired.backends[i].name });
+        });
+      }
       if (old.serviceId && (!now || !now.serviceId)) releaseServices.push(r.key);
     }
     this.maps.deleteFrontends(dropFrontends.map((fk) => this.appliedFrontends.get(fk)!.key));
@@ -281,39 +335,25 @@ export class ServiceController {
     writes.backendDeletes = dropBackends.length;
 
     // 4. Release identities that are gone (after the maps no longer use them), record the ports.
-    for (const b of dropBackends) this.backendIds.release(b.identity);
-    for (const key of releaseServices) this.serviceIds.release(key);
+    for (const b of dropBackends) this.backendIds.release(b.port, b.name);
+    for (const key of releaseServices) this.serviceIds.release('', key);
     for (const r of redo) {
-      if (!r.want || !r.desired) {
+      this.viewCache.delete(r.key);
+      this.failed.delete(r.key);
+      this.served -= r.old?.serviceId ? 1 : 0;
+      if (!r.want) {
         this.ports.delete(r.key);
-        this.failed.delete(r.key);
         continue;
       }
-      const t = this.appliedTables.get(r.want.serviceId);
-      for (const b of r.want.view.backends) b.share = t && b.id ? (t.shares.get(b.id) ?? 0) / t.size : 0;
-      this.ports.set(r.key, { desired: r.desired, want: r.want });
-      this.failed.delete(r.key);
+      this.ports.set(r.key, r.want);
+      this.served += r.want.serviceId ? 1 : 0;
     }
-
-    if (fast) {
-      this.views = [...this.views];
-      for (const r of redo) {
-        const i = this.viewIndex.get(r.key)!;
-        const was = this.views[i].serviceId > 0;
-        this.views[i] = this.ports.get(r.key)!.want.view;
-        this.served += (this.views[i].serviceId > 0 ? 1 : 0) - (was ? 1 : 0);
-      }
-    } else {
-      this.views = services.map((d) => this.ports.get(d.key)!.want.view);
-      this.viewIndex = new Map(services.map((d, i) => [d.key, i]));
-      this.served = 0;
-      for (const v of this.views) if (v.serviceId > 0) this.served++;
-    }
+    if (!fast) this.position = new Map(services.map((d, i) => [d.key, i]));
+    if (redo.length || !fast) this.viewList = undefined;
     this.lastDesired = services;
     this.lastIssues = sourceIssues.length ? [...sourceIssues, ...issues] : issues;
-    const served = this.served;
     return {
-      services: served,
+      services: this.served,
       backends: this.appliedBackends.size,
       frontends: this.appliedFrontends.size,
       writes,
@@ -324,21 +364,20 @@ export class ServiceController {
 
   /** What one service port wants in the maps, with stable IDs (allocated here). */
   private wantOf(svc: DesiredService): PortWant {
-    const served = svc.frontends.filter((f) => SERVED_KINDS.has(f.kind));
-    const view = this.describe(svc, served.length > 0);
-    const want: PortWant = { serviceId: 0, frontends: new Map(), backends: new Map(), ranges: [], view };
-    if (!served.length) return want;
-    const serviceId = this.serviceIds.idFor(svc.key, (id) => this.statsToReset.push(id));
+    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendValues: [], inTable: [], ranges: [] };
+    let served = false;
+    for (const f of svc.frontends) if (SERVED_KINDS.has(f.kind)) served = true;
+    if (!served) return want;
+    const serviceId = this.serviceIds.idFor('', svc.key, (id) => this.statsToReset.push(id));
     want.serviceId = serviceId;
-    view.serviceId = serviceId;
-    const inputs: Array<{ name: string; id: number; weight: number }> = [];
-    svc.backends.forEach((b, i) => {
+    const inputs: MaglevBackend[] = [];
+    for (const b of svc.backends) {
       // A backend ID belongs to one service port: removing a backend from a
       // service must invalidate that service's conntrack entries even when
       // the same IP:port still serves another service.
-      const identity = `${svc.key}|${b.name}`;
-      const id = this.backendIds.idFor(identity);
-      const value: BackendValue = {
+      const id = this.backendIds.idFor(svc.key, b.name);
+      want.backendIds.push(id);
+      want.backendValues.push({
         addr: b.addr,
         port: b.port,
         proto: protoNumber(b.protocol),
@@ -346,27 +385,24 @@ export class ServiceController {
           (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
           // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
           (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
-      };
-      want.backends.set(id, { value, sig: `${value.addr}:${value.port}/${value.proto}/${value.flags}`, identity });
+      });
       const inTable = b.useForNewFlows && b.weight > 0;
+      want.inTable.push(inTable);
       if (inTable) inputs.push({ name: b.name, id, weight: b.weight });
-      // describe() lists the backends in the same order.
-      view.backends[i].id = id;
-      view.backends[i].inTable = inTable;
-    });
-    const size = inputs.length ? tableSizeFor(inputs.length, this.sizing) : 0;
-    if (size) want.table = { signature: tableSignature(size, inputs), size, inputs };
-    view.tableSize = size;
+    }
+    if (inputs.length) want.table = { size: tableSizeFor(inputs.length, this.sizing), inputs };
     const F = enums.xlb_service_flags;
     const affinity = svc.sessionAffinity === 'ClientIP';
     // kube-proxy restricts LoadBalancer ingress IPs only, not NodePorts or ExternalIPs.
     const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
-    want.ranges = [...ranges].sort();
-    for (const f of served) {
+    want.ranges = ranges.length ? [...ranges].sort() : [];
+    const proto = protoNumber(svc.protocol);
+    for (const f of svc.frontends) {
+      if (!SERVED_KINDS.has(f.kind)) continue;
       let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
       if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
       if (ranges.length && f.kind === 'LoadBalancer') flags |= F.XLB_SVC_F_SOURCE_RANGES;
-      const key: FrontendKey = { addr: f.addr, port: f.port, proto: protoNumber(svc.protocol) };
+      const key: FrontendKey = { addr: f.addr, port: f.port, proto };
       const service: ServiceValue = { id: serviceId, flags };
       if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
       want.frontends.set(frontendKeyString(key), { key, service });
@@ -375,53 +411,48 @@ export class ServiceController {
   }
 
   /**
-   * The Maglev lookup table a service currently uses, rebuilt from the same
-   * inputs (tables are not kept in memory: M × 4 bytes each).
+   * The Maglev lookup table a service port has in the maps, rebuilt from
+   * the same inputs (tables are not kept in memory: M × 4 bytes each).
    */
   tableOf(key: string): { serviceId: number; table: Uint32Array } | undefined {
-    const view = this.views.find((v) => v.key === key);
-    if (!view || !view.tableSize) return undefined;
-    const inputs = view.backends.filter((b) => b.inTable).map((b) => ({ name: `${b.addr}:${b.port}/${view.protocol}`, id: b.id, weight: 1 }));
-    return { serviceId: view.serviceId, table: buildMaglevTable(inputs, view.tableSize) };
+    const serviceId = this.ports.get(key)?.serviceId;
+    const applied = serviceId ? this.appliedTables.get(serviceId) : undefined;
+    if (!serviceId || !applied) return undefined;
+    return { serviceId, table: buildMaglevTable(applied.inputs, applied.size) };
   }
 
-  private describe(svc: DesiredService, served: boolean): ServiceView {
-    return {
+  /** The view of port `key` (cached until the port changes). */
+  private viewOf(key: string): ServiceView {
+    const cached = this.viewCache.get(key);
+    if (cached) return cached;
+    const want = this.ports.get(key)!;
+    const svc = want.desired;
+    const served = want.serviceId > 0;
+    const table = served ? this.appliedTables.get(want.serviceId) : undefined;
+    const view: ServiceView = {
       key: svc.key,
       namespace: svc.namespace,
       name: svc.name,
       portName: svc.portName,
       protocol: svc.protocol,
-      serviceId: 0,
+      serviceId: want.serviceId,
       frontends: svc.frontends.map((f) => ({ addr: f.addr, port: f.port, kind: f.kind, served: served && SERVED_KINDS.has(f.kind) })),
-      backends: svc.backends.map((b) => ({
-        id: 0,
-        addr: b.addr,
-        port: b.port,
-        nodeName: b.nodeName,
-        local: b.local,
-        state: backendState(b),
-        inTable: false,
-        share: 0,
-      })),
-      tableSize: 0,
+      backends: svc.backends.map((b, i) => {
+        const id = want.backendIds[i] ?? 0;
+        return {
+          id,
+          addr: b.addr,
+          port: b.port,
+          nodeName: b.nodeName,
+          local: b.local,
+          state: backendState(b),
+          inTable: want.inTable[i] ?? false,
+          share: table && id ? (table.counts.get(id) ?? 0) / table.size : 0,
+        };
+      }),
+      tableSize: want.table?.size ?? 0,
     };
+    this.viewCache.set(key, view);
+    return view;
   }
-}
-
-/** Scratch counters indexed by backend ID (IDs are at most MAX_BACKEND_ID): no Map per table. */
-const shareScratch = new Uint32Array(MAX_BACKEND_ID + 1);
-
-/** Slots per backend ID in a Maglev table. */
-function countShares(table: Uint32Array): Map<number, number> {
-  for (let i = 0; i < table.length; i++) shareScratch[table[i]]++;
-  const out = new Map<number, number>();
-  for (let i = 0; i < table.length; i++) {
-    const id = table[i];
-    if (shareScratch[id]) {
-      out.set(id, shareScratch[id]);
-      shareScratch[id] = 0;
-    }
-  }
-  return out;
 }
