@@ -110,80 +110,129 @@ export function buildMaglevTable(
   opts: { counts?: Map<number, number>; into?: Uint32Array } = {},
 ): Uint32Array {
   const M = tableSize;
-  const active = validatedByName(backends, tableSize).filter((b) => b.weight > 0);
   if (opts.into && opts.into.length !== M) throw new RangeError(`Maglev table: into has ${opts.into.length} slots, tableSize is ${M}`);
+  // Per-backend state in scratch arrays shared by every build (a build
+  // allocates only its table: at 10,000 services of 10 backends, fresh
+  // arrays per build cost more than the slots of small tables).
+  const s = scratchFor(backends.length, M);
+  const n = prepareMaglevBuild(backends, M, s, 0);
   const table = opts.into ?? new Uint32Array(M);
-  const counts = opts.counts;
-  const n = active.length;
   if (n === 0) return table;
+  fillMaglevTable(table, M, n, 0, s.ids, s.next, s.skips, s.weights, s.credit, s.taken, s.empty, s.inverses);
+  if (opts.counts) for (let k = 0; k < n; k++) opts.counts.set(s.ids[k], s.taken[k]);
+  return table;
+}
+
+/**
+ * Per-backend arrays of builds: backend k of a build whose backends start
+ * at `at` is at index `at + k`. `next` and `skips` are slots (the
+ * permutation, updated as the build walks it), `credit` and `taken` are
+ * working state and output of {@link fillMaglevTable}. They may live in
+ * SharedArrayBuffers that worker threads fill from (pool.ts).
+ */
+export interface MaglevBuildArrays {
+  ids: Uint32Array;
+  next: Int32Array;
+  skips: Int32Array;
+  weights: Float64Array;
+  credit: Float64Array;
+  taken: Int32Array;
+}
+
+/**
+ * The first half of a build: check the backends, order them by name, and
+ * write the ones with weight > 0 with their permutations into `arrays` from
+ * index `at` (room for `backends.length` is needed).
+ * @returns n, how many backends take part (0: the table stays empty)
+ * @throws RangeError as {@link buildMaglevTable}
+ */
+export function prepareMaglevBuild(backends: readonly MaglevBackend[], tableSize: number, arrays: MaglevBuildArrays, at: number): number {
+  const M = tableSize;
+  const active = validatedByName(backends, tableSize).filter((b) => b.weight > 0);
+  const n = active.length;
   if (n > M) {
     // Backends late in the order would silently get no slot.
     throw new RangeError(`Maglev table: ${n} backends with weight > 0 do not fit in tableSize ${M}`);
   }
+  for (let k = 0; k < n; k++) {
+    const b = active[k];
+    const p = permutationOf(b.name, M);
+    arrays.ids[at + k] = b.id;
+    arrays.next[at + k] = p.offset;
+    arrays.skips[at + k] = p.skip;
+    arrays.weights[at + k] = b.weight;
+  }
+  return n;
+}
 
-  // Per-backend state in scratch arrays shared by every build (a build
-  // allocates only its table: at 10,000 services of 10 backends, fresh
-  // arrays per build cost more than the slots of small tables).
-  const s = scratchFor(n, M);
-  const ids = s.ids;
-  // Slots fit in int32, and Int32Array keeps the JIT on integer arithmetic
-  // (Uint32Array loads may become doubles).
-  const next = s.next; // slot each backend tries at its next turn
-  const skips = s.skips;
-  const weights = s.weights;
-  const credit = s.credit;
-  const taken = s.taken; // slots each backend got
+/**
+ * The second half of a build: the turns of Pseudocode 1 (with weights)
+ * over n prepared backends, filling `table` (M zeroed slots) and counting
+ * each backend's slots in `taken`. `empty` (at least ⌊√M⌋ + 1 entries) and
+ * `inverses` (at least n) are scratch.
+ *
+ * Self-contained on purpose (no closures, no calls to other functions of
+ * this module): the build pool (pool.ts) runs this very function's source in
+ * worker threads.
+ */
+export function fillMaglevTable(
+  table: Uint32Array,
+  M: number,
+  n: number,
+  at: number,
+  ids: Uint32Array,
+  next: Int32Array,
+  skips: Int32Array,
+  weights: Float64Array,
+  credit: Float64Array,
+  taken: Int32Array,
+  empty: Int32Array,
+  inverses: Int32Array,
+): void {
   let maxWeight = 0;
   let equalWeights = true;
-  for (let i = 0; i < n; i++) {
-    const b = active[i];
-    const p = permutationOf(b.name, M);
-    ids[i] = b.id;
-    next[i] = p.offset;
-    skips[i] = p.skip;
-    weights[i] = b.weight;
-    credit[i] = 0;
-    taken[i] = 0;
-    s.inverses[i] = 0;
-    if (b.weight > maxWeight) maxWeight = b.weight;
-    if (b.weight !== active[0].weight) equalWeights = false;
+  for (let k = 0; k < n; k++) {
+    const w = weights[at + k];
+    if (w > maxWeight) maxWeight = w;
+    if (w !== weights[at]) equalWeights = false;
+    credit[at + k] = 0;
+    taken[at + k] = 0;
+    inverses[k] = 0;
   }
-
-  /** Whether backend k takes the turn it is offered (see the weights note above). */
-  const takesTurn = (k: number): boolean => {
-    const c = credit[k] + weights[k];
-    if (c < maxWeight) {
-      credit[k] = c;
-      return false;
-    }
-    credit[k] = c - maxWeight;
-    return true;
-  };
-
+  // Weights: each round a backend adds its weight to a credit and takes its
+  // turn only when the credit reaches the largest weight (module comment).
   let filled = 0;
   let i = 0; // the backend offered the next turn; turns run on across both phases
 
   // Phase 1, Pseudocode 1 as written: at its turn a backend walks its
   // permutation to the first empty slot. Slot value 0 marks "empty" (IDs are
-  // > 0), so the table is its own occupancy map.
-  const walkUntil = M - tailEmptySlots(M);
+  // > 0), so the table is its own occupancy map. The walks stop with √M
+  // slots left (see tailEmptySlots).
+  const walkUntil = M - Math.floor(Math.sqrt(M));
   // A step is slot + skip mod M, written as slot - (M - skip), plus M when
   // that went negative (sign mask): whether a step wraps is a coin toss, and
   // as a branch it mispredicts half the time (measured: builds a quarter
   // slower).
   while (filled < walkUntil) {
-    if (equalWeights || takesTurn(i)) {
-      const back = M - skips[i];
-      let slot = next[i];
+    const b = at + i;
+    let turn = equalWeights;
+    if (!turn) {
+      const c = credit[b] + weights[b];
+      turn = c >= maxWeight;
+      credit[b] = turn ? c - maxWeight : c;
+    }
+    if (turn) {
+      const back = M - skips[b];
+      let slot = next[b];
       while (table[slot] !== 0) {
         slot -= back;
         slot += M & (slot >> 31);
       }
-      table[slot] = ids[i];
-      taken[i]++;
+      table[slot] = ids[b];
+      taken[b]++;
       slot -= back;
       slot += M & (slot >> 31);
-      next[i] = slot;
+      next[b] = slot;
       filled++;
     }
     if (++i === n) i = 0;
@@ -194,14 +243,35 @@ export function buildMaglevTable(
   // the empty slot e with the fewest steps, (e - x) × skip⁻¹ mod M: found by
   // looking at the E empty slots instead.
   let emptyCount = 0;
-  const empty = s.empty;
   for (let slot = 0; slot < M; slot++) if (table[slot] === 0) empty[emptyCount++] = slot;
-  const inverses = s.inverses; // skip⁻¹ mod M, 0 until first needed
   const reciprocal = 1 / M;
   while (emptyCount > 0) {
-    if (equalWeights || takesTurn(i)) {
-      const x = next[i];
-      if (inverses[i] === 0) inverses[i] = inverseModPrime(skips[i], M);
+    const b = at + i;
+    let turn = equalWeights;
+    if (!turn) {
+      const c = credit[b] + weights[b];
+      turn = c >= maxWeight;
+      credit[b] = turn ? c - maxWeight : c;
+    }
+    if (turn) {
+      const x = next[b];
+      if (inverses[i] === 0) {
+        // skip⁻¹ mod M (M prime, 0 < skip < M), by the extended Euclid algorithm.
+        let r0 = M;
+        let r1 = skips[b];
+        let t0 = 0;
+        let t1 = 1;
+        while (r1 !== 0) {
+          const q = Math.floor(r0 / r1);
+          const r = r0 - q * r1;
+          r0 = r1;
+          r1 = r;
+          const t = t0 - q * t1;
+          t0 = t1;
+          t1 = t;
+        }
+        inverses[i] = t0 < 0 ? t0 + M : t0;
+      }
       const inverse = inverses[i];
       let best = 0;
       let bestSteps = M;
@@ -222,24 +292,16 @@ export function buildMaglevTable(
       }
       const slot = empty[best];
       empty[best] = empty[--emptyCount];
-      table[slot] = ids[i];
-      taken[i]++;
-      next[i] = slot + skips[i] >= M ? slot + skips[i] - M : slot + skips[i];
+      table[slot] = ids[b];
+      taken[b]++;
+      next[b] = slot + skips[b] >= M ? slot + skips[b] - M : slot + skips[b];
     }
     if (++i === n) i = 0;
   }
-  if (counts) for (let k = 0; k < n; k++) counts.set(ids[k], taken[k]);
-  return table;
 }
 
-/** Per-backend and per-slot working arrays of {@link buildMaglevTable}, grown on demand. */
-interface BuildScratch {
-  ids: Uint32Array;
-  next: Int32Array;
-  skips: Int32Array;
-  weights: Float64Array;
-  credit: Float64Array;
-  taken: Int32Array;
+/** {@link MaglevBuildArrays} plus the per-thread scratch of {@link fillMaglevTable}. */
+interface BuildScratch extends MaglevBuildArrays {
   inverses: Int32Array;
   empty: Int32Array;
 }
@@ -260,28 +322,14 @@ function scratchFor(n: number, M: number): BuildScratch {
       empty: scratch?.empty ?? new Int32Array(0),
     };
   }
-  // Phase 2 holds at most the √M empty slots phase 1 leaves.
-  const emptyCap = tailEmptySlots(M) + 1;
+  const emptyCap = emptyScratchSize(M);
   if (scratch.empty.length < emptyCap) scratch.empty = new Int32Array(Math.max(emptyCap, 2 * scratch.empty.length));
   return scratch;
 }
 
-/** x⁻¹ mod p for a prime p and 0 < x < p (extended Euclid), in 1..p-1. */
-function inverseModPrime(x: number, p: number): number {
-  let r0 = p;
-  let r1 = x;
-  let t0 = 0;
-  let t1 = 1;
-  while (r1 !== 0) {
-    const q = Math.floor(r0 / r1);
-    const r = r0 - q * r1;
-    r0 = r1;
-    r1 = r;
-    const t = t0 - q * t1;
-    t0 = t1;
-    t1 = t;
-  }
-  return t0 < 0 ? t0 + p : t0;
+/** Phase 2 holds at most the ⌊√M⌋ empty slots phase 1 leaves. */
+export function emptyScratchSize(M: number): number {
+  return tailEmptySlots(M) + 1;
 }
 
 /**

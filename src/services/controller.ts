@@ -17,7 +17,7 @@ import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
 import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
-import { buildMaglevTable, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
+import { buildMaglevTable, buildMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
@@ -109,6 +109,7 @@ interface AppliedTable extends TableInputs {
 
 const protoNumber = (p: 'TCP' | 'UDP'): number => IPPROTO[p];
 const EMPTY_TABLE = new Uint32Array(0);
+const EMPTY_COUNTS = new Map<number, number>();
 
 function sameTable(a: TableInputs | undefined, b: TableInputs): boolean {
   if (!a || a.size !== b.size || a.inputs.length !== b.inputs.length) return false;
@@ -170,6 +171,9 @@ export class ServiceController {
     private readonly sizing: MaglevSizing,
   ) {
     this.translator = new Translator(node);
+    // Table builds of large syncs use every core; the threads take tens of
+    // ms to start, so they start now rather than in the first sync.
+    startMaglevPool();
   }
 
   /** The services as last programmed, sorted by key. */
@@ -234,7 +238,6 @@ export class ServiceController {
     const putBackends: Array<{ id: number; backend: BackendValue }> = [];
     const newTables: Array<{ serviceId: number; table: Uint32Array; inputs: TableInputs; counts: Map<number, number> }> = [];
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
-    let tableSlots = 0;
     for (const r of redo) {
       const w = r.want;
       if (!w) continue;
@@ -244,8 +247,7 @@ export class ServiceController {
       }
       const t = w.table;
       if (t && !sameTable(this.appliedTables.get(w.serviceId), t)) {
-        newTables.push({ serviceId: w.serviceId, table: EMPTY_TABLE, inputs: t, counts: new Map() });
-        tableSlots += t.size;
+        newTables.push({ serviceId: w.serviceId, table: EMPTY_TABLE, inputs: t, counts: EMPTY_COUNTS });
       }
       for (const [fk, f] of w.frontends) {
         const cur = this.appliedFrontends.get(fk);
@@ -254,14 +256,13 @@ export class ServiceController {
         } else this.frontendOwner.set(fk, r.key);
       }
     }
-    // The tables of one sync are built into one buffer (dropped after the
-    // writes: the maps hold them).
-    const slab = new Uint32Array(tableSlots);
-    let at = 0;
-    for (const t of newTables) {
-      t.table = buildMaglevTable(t.inputs.inputs, t.inputs.size, { counts: t.counts, into: slab.subarray(at, at + t.inputs.size) });
-      at += t.inputs.size;
-    }
+    // The tables of one sync are built together, on every core for a large
+    // sync, into one buffer (dropped after the writes: the maps hold them).
+    const built = buildMaglevTables(newTables.map((t) => ({ backends: t.inputs.inputs, tableSize: t.inputs.size })));
+    newTables.forEach((t, i) => {
+      t.table = built[i].table;
+      t.counts = built[i].counts;
+    });
 
     this.maps.putBackends(putBackends);
     for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);

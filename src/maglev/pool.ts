@@ -1,0 +1,255 @@
+/**
+ * Many Maglev lookup tables at once, on every core: the initial sync of a
+ * large cluster builds one table per service (10,000 tables of M = 1021
+ * take ~300 ms on one core), and nothing else in the sync needs them until
+ * the map writes.
+ *
+ * How: the calling thread checks and orders every table's backends
+ * (prepareMaglevBuild, which also throws for bad input) into arrays in
+ * SharedArrayBuffers, then it and the pool's worker threads take tables from
+ * a shared counter (Atomics.add) and run fillMaglevTable, the very function
+ * buildMaglevTable runs, into one shared buffer of slots. The caller stays
+ * synchronous: it works through the counter itself and then waits
+ * (Atomics.wait) for the tables a worker took. A worker that is still
+ * starting simply takes no table; one that does not finish a table within
+ * {@link WORKER_TIMEOUT_MS} has it rebuilt by the caller. The result is the
+ * same as buildMaglevTable's for each table (tested).
+ *
+ * Workers are threads of this process (node:worker_threads), started on
+ * first use, unreferenced (they never keep the process alive), one fewer
+ * than the available cores, at most {@link MAX_THREADS}; none on one core.
+ */
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { emptyScratchSize, fillMaglevTable, prepareMaglevBuild, type MaglevBackend, type MaglevBuildArrays } from './table.js';
+
+/** Most worker threads the pool starts. */
+export const MAX_THREADS = 3;
+/** Fewer tables than this are built on the calling thread alone (a message round is not worth it). */
+export const POOL_MIN_TABLES = 32;
+/**
+ * Tables taken at a time. Neighbouring tables' backends share cache lines
+ * (a build writes each backend's next slot and count in its inner loop):
+ * with one table per take, two threads kept stealing those lines from each
+ * other and together built no faster than one (measured).
+ */
+const CHUNK = 64;
+/** How long the caller waits for a table a worker took before building it itself, ms. */
+export const WORKER_TIMEOUT_MS = 2000;
+
+/** One table to build. */
+export interface MaglevJob {
+  backends: readonly MaglevBackend[];
+  /** M, as for buildMaglevTable. */
+  tableSize: number;
+}
+
+/** One built table: M backend IDs (a view into a buffer shared by the batch) and slots per backend ID. */
+export interface MaglevBuilt {
+  table: Uint32Array;
+  counts: Map<number, number>;
+}
+
+/** What the workers are sent: every array of a batch (SharedArrayBuffers, not copied). */
+interface Batch extends MaglevBuildArrays {
+  slab: Uint32Array;
+  /** Per table: slab offset, M, n, first backend index. */
+  jobs: Int32Array;
+  /** Per table: 2 once a worker has built it. */
+  state: Int32Array;
+  /** [0]: the next table to take. */
+  control: Int32Array;
+  count: number;
+}
+
+/** The worker's program: fillMaglevTable's own source, and the loop over the shared counter. */
+function workerSource(): string {
+  return `'use strict';
+const { parentPort } = require('node:worker_threads');
+const __name = (f) => f; // esbuild's keepNames helper, should the source carry it
+const fill = (${fillMaglevTable.toString()});
+let empty = new Int32Array(0);
+let inverses = new Int32Array(0);
+parentPort.on('message', (b) => {
+  for (;;) {
+    const c = Atomics.add(b.control, 0, 1) * ${CHUNK};
+    if (c >= b.count) return;
+    const end = Math.min(b.count, c + ${CHUNK});
+    for (let j = c; j < end; j++) {
+      const off = b.jobs[4 * j], M = b.jobs[4 * j + 1], n = b.jobs[4 * j + 2], at = b.jobs[4 * j + 3];
+      const e = Math.floor(Math.sqrt(M)) + 1;
+      if (empty.length < e) empty = new Int32Array(e);
+      if (inverses.length < n) inverses = new Int32Array(n);
+      if (n > 0) fill(b.slab.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
+      Atomics.store(b.state, j, 2);
+      Atomics.notify(b.state, j);
+    }
+  }
+});
+`;
+}
+
+let workers: Worker[] | undefined;
+
+/** Worker threads to use here: one fewer than the cores, at most MAX_THREADS. */
+function threadCount(): number {
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  return Math.max(0, Math.min(MAX_THREADS, cores - 1));
+}
+
+/**
+ * Start the pool's threads now rather than at the first large batch (they
+ * take tens of ms to start; the agent calls this before its first sync).
+ * Idempotent. A thread that fails to start is left out, with no error:
+ * the caller then builds the tables itself.
+ */
+export function startMaglevPool(): void {
+  if (workers) return;
+  workers = [];
+  for (let i = 0; i < threadCount(); i++) {
+    try {
+      // No execArgv: the worker runs plain JavaScript (no TypeScript loader).
+      const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}` });
+      w.unref();
+      w.on('error', () => {
+        workers = workers?.filter((x) => x !== w);
+      });
+      workers.push(w);
+    } catch {
+      break;
+    }
+  }
+}
+
+/** Stop the pool's threads (tests; the agent's threads are unreferenced and end with it). */
+export async function stopMaglevPool(): Promise<void> {
+  const ws = workers ?? [];
+  workers = undefined;
+  await Promise.all(ws.map((w) => w.terminate()));
+}
+
+const scratchEmpty = { buf: new Int32Array(0) };
+const stats = { threads: 0, batches: 0, tables: 0, byWorkers: 0 };
+
+/**
+ * What the pool has done in this process: worker threads running, batches
+ * that used them, tables in those batches, and how many of those the
+ * workers built (the rest the calling thread did).
+ */
+export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number } {
+  return { ...stats, threads: workers?.length ?? 0 };
+}
+
+/**
+ * Build every table of `jobs` (see the module comment for how).
+ * @returns one entry per job, in order
+ * @throws RangeError as buildMaglevTable, naming the job's backend or size,
+ *   before any table is built
+ */
+export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
+  let slots = 0;
+  let backends = 0;
+  for (const j of jobs) {
+    slots += j.tableSize;
+    backends += j.backends.length;
+  }
+  const pooled = jobs.length >= POOL_MIN_TABLES;
+  if (pooled) startMaglevPool();
+  const ws = pooled ? (workers ?? []) : [];
+  const Shared = ws.length ? SharedArrayBuffer : ArrayBuffer;
+  const u32 = (n: number) => new Uint32Array(new Shared(4 * n));
+  const i32 = (n: number) => new Int32Array(new Shared(4 * n));
+  const f64 = (n: number) => new Float64Array(new Shared(8 * n));
+  const b: Batch = {
+    slab: u32(slots),
+    ids: u32(backends),
+    next: i32(backends),
+    skips: i32(backends),
+    weights: f64(backends),
+    credit: f64(backends),
+    taken: i32(backends),
+    jobs: i32(4 * jobs.length),
+    state: i32(jobs.length),
+    control: i32(1),
+    count: jobs.length,
+  };
+  let off = 0;
+  let at = 0;
+  jobs.forEach((j, k) => {
+    const n = prepareMaglevBuild(j.backends, j.tableSize, b, at);
+    b.jobs.set([off, j.tableSize, n, at], 4 * k);
+    off += j.tableSize;
+    at += j.backends.length;
+  });
+  // Fault the fresh slab's pages in here, before the threads write it: two
+  // threads faulting pages of one process in at once took turns (measured:
+  // both at half speed, no gain from the second thread).
+  if (ws.length) b.slab.fill(0);
+  for (const w of ws) w.postMessage(b);
+
+  // This thread takes tables too, then waits for the ones a worker took.
+  let inverses = new Int32Array(0);
+  const fill = (table: Uint32Array, M: number, n: number, first: number, a: MaglevBuildArrays) => {
+    if (n === 0) return; // no backend: every slot stays 0
+    if (scratchEmpty.buf.length < emptyScratchSize(M)) scratchEmpty.buf = new Int32Array(emptyScratchSize(M));
+    if (inverses.length < n) inverses = new Int32Array(n);
+    fillMaglevTable(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken, scratchEmpty.buf, inverses);
+  };
+  const mine = new Uint8Array(jobs.length);
+  for (;;) {
+    const c = Atomics.add(b.control, 0, 1) * CHUNK;
+    if (c >= jobs.length) break;
+    for (let k = c; k < Math.min(jobs.length, c + CHUNK); k++) {
+      mine[k] = 1;
+      const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
+      fill(b.slab.subarray(o, o + M), M, n, first, b);
+    }
+  }
+  if (ws.length) {
+    stats.batches++;
+    stats.tables += jobs.length;
+    for (const m of mine) if (!m) stats.byWorkers++;
+  }
+  return jobs.map((j, k) => {
+    const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
+    // Every table was taken by someone: the ones not taken here by a worker.
+    if (!mine[k] && !awaitWorker(b.state, k)) {
+      // The worker is stuck or gone: build this table here, privately (the
+      // worker may still be writing its copy of the same slots), from a
+      // fresh preparation (the shared one may be half walked).
+      const len = j.backends.length;
+      const own: MaglevBuildArrays = {
+        ids: new Uint32Array(len),
+        next: new Int32Array(len),
+        skips: new Int32Array(len),
+        weights: new Float64Array(len),
+        credit: new Float64Array(len),
+        taken: new Int32Array(len),
+      };
+      const table = new Uint32Array(M);
+      const m = prepareMaglevBuild(j.backends, M, own, 0);
+      fill(table, M, m, 0, own);
+      return { table, counts: countsOf(own, 0, m) };
+    }
+    return { table: b.slab.subarray(o, o + M), counts: countsOf(b, first, n) };
+  });
+}
+
+/** Wait until a worker has built table k; false after WORKER_TIMEOUT_MS. */
+function awaitWorker(state: Int32Array, k: number): boolean {
+  const deadline = performance.now() + WORKER_TIMEOUT_MS;
+  for (;;) {
+    const s = Atomics.load(state, k);
+    if (s === 2) return true;
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(state, k, s, left);
+  }
+}
+
+/** Slots per backend ID of a filled table whose n backends start at `first`. */
+function countsOf(a: MaglevBuildArrays, first: number, n: number): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (let i = 0; i < n; i++) counts.set(a.ids[first + i], a.taken[first + i]);
+  return counts;
+}

@@ -1,0 +1,86 @@
+/**
+ * The Maglev build pool (src/maglev/pool.ts): many tables at once, on worker
+ * threads, must give exactly what buildMaglevTable gives for each, with the
+ * same slot counts, and reject bad input before building anything.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import os from 'node:os';
+import {
+  buildMaglevTable,
+  buildMaglevTables,
+  MAGLEV_TABLE_SIZES,
+  startMaglevPool,
+  stopMaglevPool,
+  type MaglevBackend,
+  type MaglevJob,
+} from '../../src/maglev/index.js';
+import { maglevPoolStats, POOL_MIN_TABLES } from '../../src/maglev/pool.js';
+import { prng } from '../helpers/prng.js';
+
+/** Jobs of random sizes and backend counts; some weighted, some with weight-0 or no backends. */
+function randomJobs(count: number, seed: number): MaglevJob[] {
+  const rand = prng(seed);
+  const jobs: MaglevJob[] = [];
+  for (let j = 0; j < count; j++) {
+    const n = j % 17 === 0 ? 0 : 1 + Math.floor(rand() * 40);
+    const weighted = j % 5 === 0;
+    const backends: MaglevBackend[] = Array.from({ length: n }, (_, i) => ({
+      name: `198.18.${j % 250}.${i}:${8000 + (j % 7)}/TCP`,
+      id: 1 + j * 64 + i,
+      weight: weighted ? Math.floor(rand() * 4) : 1,
+    }));
+    jobs.push({ backends, tableSize: MAGLEV_TABLE_SIZES[Math.floor(rand() * 6)] });
+  }
+  return jobs;
+}
+
+function slotCounts(table: Uint32Array): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const id of table) if (id) m.set(id, (m.get(id) ?? 0) + 1);
+  return m;
+}
+
+describe('buildMaglevTables (the build pool)', () => {
+  before(() => startMaglevPool());
+  after(() => stopMaglevPool());
+
+  it('gives every table and slot count exactly as buildMaglevTable does', async () => {
+    // Let the worker threads start, so that they take part.
+    await new Promise((r) => setTimeout(r, 300));
+    const jobs = randomJobs(600, 20261123);
+    const before = maglevPoolStats();
+    const built = buildMaglevTables(jobs);
+    const after = maglevPoolStats();
+    assert.equal(built.length, jobs.length);
+    jobs.forEach((j, k) => {
+      const counts = new Map<number, number>();
+      const want = buildMaglevTable(j.backends, j.tableSize, { counts });
+      assert.deepEqual(built[k].table, want, `table ${k} (M=${j.tableSize}, N=${j.backends.length})`);
+      assert.deepEqual(built[k].counts, counts, `counts of table ${k}`);
+      assert.deepEqual(slotCounts(built[k].table), new Map([...counts].filter(([, c]) => c > 0)), `counts of table ${k} match its slots`);
+    });
+    const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+    if (cores > 1) {
+      assert.ok(after.threads >= 1, 'worker threads running');
+      assert.equal(after.batches, before.batches + 1, 'the batch used the pool');
+      assert.ok(after.byWorkers > before.byWorkers, `workers built some of the ${jobs.length} tables`);
+    }
+  });
+
+  it('builds small batches on the calling thread with the same results', () => {
+    const jobs = randomJobs(POOL_MIN_TABLES - 1, 7);
+    const before = maglevPoolStats().batches;
+    const built = buildMaglevTables(jobs);
+    assert.equal(maglevPoolStats().batches, before, 'no pool round for a small batch');
+    jobs.forEach((j, k) => assert.deepEqual(built[k].table, buildMaglevTable(j.backends, j.tableSize)));
+  });
+
+  it('rejects a bad job with buildMaglevTable\'s error, naming the backend', () => {
+    const jobs = randomJobs(100, 3);
+    jobs[57] = { backends: [{ name: 'a', id: 1, weight: 1 }, { name: 'a', id: 2, weight: 1 }], tableSize: 251 };
+    assert.throws(() => buildMaglevTables(jobs), /Maglev backend 1 \("a"\): name is repeated/);
+    jobs[57] = { backends: [{ name: 'a', id: 1, weight: 1 }], tableSize: 250 };
+    assert.throws(() => buildMaglevTables(jobs), /tableSize must be a prime/);
+  });
+});
