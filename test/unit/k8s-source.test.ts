@@ -8,7 +8,7 @@
 import { describe, it, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeApiServer, recordingLog, serviceObject as service, sliceObject as slice, nodeObject as node } from '../helpers/fake-apiserver.js';
-import { KubernetesSource, type KubernetesSourceOptions } from '../../src/sources/kubernetes/index.js';
+import { Informer, KubernetesSource, loadKubeConfig, type KubernetesSourceOptions } from '../../src/sources/kubernetes/index.js';
 import type { Snapshot } from '../../src/sources/source.js';
 import { ServiceController } from '../../src/services/controller.js';
 import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
@@ -162,6 +162,39 @@ describe('kubernetes source', () => {
     const st = h.src.stats().informers.find((i) => i.kind === 'Service')!;
     assert.equal(st.restarts, 1, 'the broken connection counted as an error and restarted');
     assert.ok(h.log.lines.some((l) => l.level === 'warn' && /restarting after backoff/.test(l.msg)), 'the error is logged');
+  });
+
+  it('an informer with metadataOnly hands full objects to its handler and caches them trimmed; updates and deletes still apply', async () => {
+    server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1']));
+    const seen: Array<{ type: string; endpoints: number }> = [];
+    const inf = new Informer({
+      kubeConfig: loadKubeConfig(server.kubeconfigPath),
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      kind: 'EndpointSlice',
+      metadataOnly: true,
+      log: recordingLog(),
+      onEvent: (type, o) => seen.push({ type, endpoints: Array.isArray(o.endpoints) ? o.endpoints.length : -1 }),
+    });
+    try {
+      inf.start();
+      await inf.whenSynced();
+      assert.deepEqual(seen, [{ type: 'add', endpoints: 1 }], 'the handler saw the whole object');
+      const cached = inf.get('default', 'web-1')!;
+      // List items carry no apiVersion and kind; nothing but those and metadata stays.
+      assert.deepEqual(Object.keys(cached).filter((k) => k !== 'apiVersion' && k !== 'kind'), ['metadata'], 'the cache keeps no endpoints or ports');
+      assert.deepEqual(Object.keys(cached.metadata).sort(), ['name', 'namespace', 'resourceVersion', 'uid'].filter((k) => k in cached.metadata).sort());
+      assert.ok(cached.metadata.resourceVersion, 'resourceVersion kept (updates are told apart by it)');
+      await waitFor(() => server.watchCount() === 1, 5000, 'the watch open', 5);
+      server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1', '198.18.1.2']));
+      await waitFor(() => seen.length === 2, 5000, 'the update', 5);
+      assert.deepEqual(seen[1], { type: 'update', endpoints: 2 });
+      server.remove('endpointslices', 'default', 'web-1');
+      await waitFor(() => seen.length === 3, 5000, 'the delete', 5);
+      assert.equal(seen[2].type, 'delete');
+      assert.equal(inf.list().length, 0);
+    } finally {
+      await inf.stop();
+    }
   });
 
   it('a watch the server ends normally (its timeout) is resumed at once', async () => {

@@ -179,6 +179,8 @@ export class KubernetesSource implements Source {
       ...common,
       path: PATHS.endpointSlices,
       kind: 'EndpointSlice',
+      // Slices are read once into their model; nothing needs them raw.
+      metadataOnly: true,
       onEvent: (t, o) => this.onSlice(t, o),
     });
     this.nodes = new Informer({
