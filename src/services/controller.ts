@@ -17,6 +17,7 @@ import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
 import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
+import { ipToU32 } from '../util/ip.js';
 import { buildMaglevTable, buildMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
@@ -82,8 +83,8 @@ interface PortWant {
    * port is not served). An ID's allocator name is (port key, backend name).
    */
   backendIds: number[];
-  /** The `xlb_backends` value of each, in the same order. */
-  backendValues: BackendValue[];
+  /** The `xlb_backends` flags of each (XLB_BE_F_*), in the same order. */
+  backendFlags: number[];
   /** Whether each takes new flows (is in the Maglev table), in the same order. */
   inTable: boolean[];
   table?: TableInputs;
@@ -121,8 +122,37 @@ function sameTable(a: TableInputs | undefined, b: TableInputs): boolean {
   return true;
 }
 
-function sameBackend(a: BackendValue | undefined, b: BackendValue): boolean {
-  return a !== undefined && a.addr === b.addr && a.port === b.port && a.proto === b.proto && a.flags === b.flags;
+/**
+ * The `xlb_backends` entries written, by backend ID, in flat arrays (IDs
+ * are at most MAX_BACKEND_ID): 100,000 backends are then no 100,000
+ * objects for the garbage collector to walk.
+ */
+class AppliedBackends {
+  private readonly addr = new Uint32Array(MAX_BACKEND_ID + 1);
+  private readonly port = new Uint16Array(MAX_BACKEND_ID + 1);
+  private readonly proto = new Uint8Array(MAX_BACKEND_ID + 1);
+  private readonly flags = new Uint8Array(MAX_BACKEND_ID + 1);
+  private readonly present = new Uint8Array(MAX_BACKEND_ID + 1);
+  size = 0;
+
+  /** Whether backend `id` is written with exactly this value. */
+  holds(id: number, v: BackendValue): boolean {
+    return this.present[id] === 1 && this.port[id] === v.port && this.proto[id] === v.proto && this.flags[id] === v.flags && this.addr[id] === ipToU32(v.addr);
+  }
+
+  set(id: number, v: BackendValue): void {
+    if (!this.present[id]) this.size++;
+    this.present[id] = 1;
+    this.addr[id] = ipToU32(v.addr);
+    this.port[id] = v.port;
+    this.proto[id] = v.proto;
+    this.flags[id] = v.flags;
+  }
+
+  delete(id: number): void {
+    if (this.present[id]) this.size--;
+    this.present[id] = 0;
+  }
 }
 
 function backendState(b: DesiredBackend): BackendView['state'] {
@@ -139,7 +169,7 @@ export class ServiceController {
   private readonly serviceIds = new IdAllocator(MAX_SERVICE_ID);
   private readonly backendIds = new IdAllocator(MAX_BACKEND_ID);
   private readonly appliedFrontends = new Map<string, { key: FrontendKey; service: ServiceValue }>();
-  private readonly appliedBackends = new Map<number, BackendValue>();
+  private readonly appliedBackends = new AppliedBackends();
   private readonly appliedTables = new Map<number, AppliedTable>();
   /** loadBalancerSourceRanges written per service ID, as a sorted, joined signature. */
   private readonly appliedRanges = new Map<number, string>();
@@ -243,7 +273,9 @@ export class ServiceController {
       if (!w) continue;
       this.failed.add(r.key); // until every write below succeeds
       for (let i = 0; i < w.backendIds.length; i++) {
-        if (!sameBackend(this.appliedBackends.get(w.backendIds[i]), w.backendValues[i])) putBackends.push({ id: w.backendIds[i], backend: w.backendValues[i] });
+        const b = w.desired.backends[i];
+        const value: BackendValue = { addr: b.addr, port: b.port, proto: protoNumber(b.protocol), flags: w.backendFlags[i] };
+        if (!this.appliedBackends.holds(w.backendIds[i], value)) putBackends.push({ id: w.backendIds[i], backend: value });
       }
       const t = w.table;
       if (t && !sameTable(this.appliedTables.get(w.serviceId), t)) {
@@ -365,7 +397,7 @@ export class ServiceController {
 
   /** What one service port wants in the maps, with stable IDs (allocated here). */
   private wantOf(svc: DesiredService): PortWant {
-    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendValues: [], inTable: [], ranges: [] };
+    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendFlags: [], inTable: [], ranges: [] };
     let served = false;
     for (const f of svc.frontends) if (SERVED_KINDS.has(f.kind)) served = true;
     if (!served) return want;
@@ -378,15 +410,11 @@ export class ServiceController {
       // the same IP:port still serves another service.
       const id = this.backendIds.idFor(svc.key, b.name);
       want.backendIds.push(id);
-      want.backendValues.push({
-        addr: b.addr,
-        port: b.port,
-        proto: protoNumber(b.protocol),
-        flags:
-          (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
+      want.backendFlags.push(
+        (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
           // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
           (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
-      });
+      );
       const inTable = b.useForNewFlows && b.weight > 0;
       want.inTable.push(inTable);
       if (inTable) inputs.push({ name: b.name, id, weight: b.weight });

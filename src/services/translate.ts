@@ -200,14 +200,16 @@ function better(a: DesiredBackend, b: DesiredBackend): DesiredBackend {
  * (first slice by name on a tie).
  */
 function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, node: NodeInfo): DesiredBackend[] {
-  const byName = new Map<string, DesiredBackend>();
+  // Every endpoint keyed by address and port (each address parsed once),
+  // in slice order; a stable sort by key then puts copies of one endpoint
+  // next to each other, in slice order. No Map per service port.
+  const keyed: Array<{ k: number; b: DesiredBackend }> = [];
   for (const slice of slices) {
     const sp = slice.ports.find((p) => p.name === portName && p.protocol === protocol);
     if (!sp) continue;
     for (const e of slice.endpoints) {
       const addr = e.addresses[0];
       if (!addr) continue;
-      const name = `${addr}:${sp.port}/${protocol}`;
       const b: DesiredBackend = {
         addr,
         port: sp.port,
@@ -218,19 +220,20 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
         terminating: e.terminating,
         useForNewFlows: false,
         weight: 1,
-        name,
+        name: `${addr}:${sp.port}/${protocol}`,
       };
       if (e.nodeName !== undefined) b.nodeName = e.nodeName;
       if (e.targetName !== undefined) b.targetName = e.targetName;
-      const prev = byName.get(name);
-      byName.set(name, prev ? better(prev, b) : b);
+      keyed.push({ k: ipToU32(addr) * 65536 + sp.port, b });
     }
   }
-  // Sorted by address, then port: each address parsed once, not in every comparison.
-  const keyed: Array<{ k: number; b: DesiredBackend }> = [];
-  for (const b of byName.values()) keyed.push({ k: ipToU32(b.addr) * 65536 + b.port, b });
   keyed.sort((x, y) => x.k - y.k);
-  return keyed.map((x) => x.b);
+  const out: DesiredBackend[] = [];
+  for (let i = 0; i < keyed.length; i++) {
+    if (i > 0 && keyed[i].k === keyed[i - 1].k) out[out.length - 1] = better(out[out.length - 1], keyed[i].b);
+    else out.push(keyed[i].b);
+  }
+  return out;
 }
 
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
