@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseManifests } from '../../src/sources/file/parse.js';
-import { normalizeEndpointSlice, normalizeObjects, normalizeService } from '../../src/sources/normalize.js';
+import { normalizeEndpointSlice, normalizeObjects, normalizeService, plainEndpointSlice } from '../../src/sources/normalize.js';
 import type { EndpointSliceModel, ServiceModel } from '../../src/model/types.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/manifests');
@@ -347,5 +347,81 @@ describe('normalizeObjects', () => {
   it('an unnamed object is located by the position the caller gives', () => {
     const r = normalizeObjects([service({}, { metadata: {} })], undefined, () => 'm.yaml:12');
     assert.equal(r.issues[0].object, 'Service default/<no name at m.yaml:12>');
+  });
+});
+
+describe('EndpointSlice fast path (unknown fields ignored)', () => {
+  /** A slice as the API server sends it, with every field the schema reads. */
+  const base = () => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: {
+      name: 'web-abcde',
+      namespace: 'shop',
+      labels: { 'kubernetes.io/service-name': 'web', 'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io' },
+      annotations: { note: 'x' },
+      resourceVersion: '42',
+      managedFields: [{ manager: 'kube-controller-manager' }],
+    },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', protocol: 'TCP', port: 8080, appProtocol: 'http' }, { name: 'dns', protocol: 'UDP', port: 53 }],
+    endpoints: [
+      { addresses: ['198.18.0.10'], conditions: { ready: true, serving: true, terminating: false }, nodeName: 'node-a', zone: 'z1', targetRef: { kind: 'Pod', name: 'web-0', namespace: 'shop' } },
+      { addresses: ['198.18.0.11'], conditions: { ready: false, serving: true, terminating: true }, hints: { forZones: [{ name: 'z1' }] } },
+      { addresses: ['198.18.0.12'] },
+    ],
+  });
+
+  /** Values to put anywhere: right types, wrong types, edge values. */
+  const oddValues: unknown[] = [null, undefined, '', 'x', 'UPPER', 'a'.repeat(64), 0, 1, -1, 65535, 65536, 1.5, true, false, [], [1], {}, { a: 1 }, '198.18.0.1', 'TCP', 'SCTP', 'IPv6', 'FQDN', '::1'];
+
+  /** Every path to a leaf or container of `obj`. */
+  function paths(obj: unknown, prefix: Array<string | number> = []): Array<Array<string | number>> {
+    const out: Array<Array<string | number>> = [prefix];
+    if (obj && typeof obj === 'object') for (const [k, v] of Object.entries(obj)) out.push(...paths(v, [...prefix, Array.isArray(obj) ? Number(k) : k]));
+    return out;
+  }
+  function setAt(obj: Record<string, unknown>, path: Array<string | number>, v: unknown): unknown {
+    if (!path.length) return v;
+    let o = obj as Record<string | number, unknown>;
+    for (const k of path.slice(0, -1)) o = o[k] as Record<string | number, unknown>;
+    const last = path[path.length - 1];
+    if (v === undefined && !Array.isArray(o)) delete o[last];
+    else o[last] = v;
+    return obj;
+  }
+
+  const fast = (o: unknown) => normalizeEndpointSlice(o, { unknownFields: 'ignore' });
+  const schema = (o: unknown) => normalizeEndpointSlice(o, { unknownFields: 'ignore', fastPath: false });
+
+  it('takes the plain shape, with the same model as the schema', () => {
+    assert.equal(plainEndpointSlice(base()), true);
+    const r = fast(base());
+    assert.ok(r.value);
+    assert.deepEqual(r, schema(base()));
+  });
+
+  it('gives the same result as the schema for every field set to every odd value', () => {
+    let tried = 0;
+    let fastTaken = 0;
+    for (const path of paths(base())) {
+      for (const v of oddValues) {
+        const o = setAt(base(), path, v);
+        if (plainEndpointSlice(o)) fastTaken++;
+        // Equal results: the fast check never accepts what the schema
+        // rejects, and what it accepts becomes the same model.
+        assert.deepEqual(fast(o), schema(o), `${path.join('.') || '(root)'} = ${JSON.stringify(v)}`);
+        tried++;
+      }
+    }
+    assert.ok(tried > 1000 && fastTaken > 100, `${tried} variants, ${fastTaken} through the fast path`);
+  });
+
+  it('is not used when unknown fields are rejected (manifests files report them)', () => {
+    const o = base() as Record<string, unknown>;
+    o.extra = 1;
+    const r = normalizeEndpointSlice(o, { unknownFields: 'reject' });
+    assert.equal(r.value, undefined);
+    assert.deepEqual(r.issues.map((i) => i.field), ['extra']);
   });
 });
