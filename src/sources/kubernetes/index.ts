@@ -4,9 +4,10 @@
  * (src/sources/normalize.ts), delivered as whole snapshots.
  *
  * - Objects are normalized as they arrive (one Service or slice per event),
- *   so a snapshot costs no pass over every object; its Maps are copied only
- *   when the next change comes (copy-on-write, one Map), and it names the
- *   keys that changed (ClusterState.changed).
+ *   so a snapshot costs no pass over every object; its Maps are shared
+ *   with the source and copied by shard when the next change comes
+ *   (copy-on-write, src/util/cowmap.ts), and it names the keys that changed
+ *   (ClusterState.changed).
  *   An unchanged object is handed on as the same model object, and so is
  *   one whose update normalizes to an equal model (a managedFields or
  *   resourceVersion-only change): the service controller compares by
@@ -41,6 +42,7 @@ import { Informer, type InformerEventType, type InformerStats, type RawObject } 
 import { Coalescer } from './coalesce.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { nodeAddresses } from './nodes.js';
+import { CowMap } from '../../util/cowmap.js';
 import type { BackoffOptions } from './backoff.js';
 
 export { loadKubeConfig, apiErrorInfo, formatApiError } from './kubeconfig.js';
@@ -138,14 +140,12 @@ export class KubernetesSource implements Source {
   private readonly slices: Informer;
   private readonly nodes: Informer;
   /**
-   * The models, copy-on-write: a snapshot hands these Maps out as they are
-   * (no copy of 10,000 entries per change), and the first change after that
-   * copies the one Map it changes, so a delivered snapshot never changes.
+   * The models, copy-on-write by shard (src/util/cowmap.ts): a snapshot
+   * shares them, and the first change after it copies the one shard it
+   * changes, so a delivered snapshot never changes.
    */
-  private serviceModels = new Map<string, ServiceModel>();
-  private sliceModels = new Map<string, EndpointSliceModel>();
-  private servicesHandedOut = false;
-  private slicesHandedOut = false;
+  private readonly serviceModels = new CowMap<ServiceModel>();
+  private readonly sliceModels = new CowMap<EndpointSliceModel>();
   /** Issues per object (`Service ns/name`), replaced on every event for that object. */
   private readonly objectIssues = new Map<string, InputIssue[]>();
   private readonly coalescer: Coalescer;
@@ -282,24 +282,6 @@ export class KubernetesSource implements Source {
 
   // ---------------------------------------------------------------------------
 
-  /** The service models, to change: copied first if a snapshot holds them. */
-  private services_(): Map<string, ServiceModel> {
-    if (this.servicesHandedOut) {
-      this.serviceModels = new Map(this.serviceModels);
-      this.servicesHandedOut = false;
-    }
-    return this.serviceModels;
-  }
-
-  /** The EndpointSlice models, to change: copied first if a snapshot holds them. */
-  private slices_(): Map<string, EndpointSliceModel> {
-    if (this.slicesHandedOut) {
-      this.sliceModels = new Map(this.sliceModels);
-      this.slicesHandedOut = false;
-    }
-    return this.sliceModels;
-  }
-
   private poke(): void {
     if (this.onSnapshot && this.synced()) this.coalescer.poke();
   }
@@ -309,16 +291,16 @@ export class KubernetesSource implements Source {
     const label = `Service ${key}`;
     let changed = true;
     if (type === 'delete') {
-      this.services_().delete(key);
+      this.serviceModels.delete(key);
       this.objectIssues.delete(label);
     } else {
       const r = normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.serviceModels.get(key), r.value)) changed = false;
-        else this.services_().set(key, r.value);
+        else this.serviceModels.set(key, r.value);
         this.objectIssues.delete(label);
       } else {
-        this.services_().delete(key);
+        this.serviceModels.delete(key);
         this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid Service skipped');
       }
@@ -341,16 +323,16 @@ export class KubernetesSource implements Source {
     const label = `EndpointSlice ${key}`;
     let changed = true;
     if (type === 'delete') {
-      this.slices_().delete(key);
+      this.sliceModels.delete(key);
       this.objectIssues.delete(label);
     } else {
       const r = normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
-        else this.slices_().set(key, r.value);
+        else this.sliceModels.set(key, r.value);
         this.objectIssues.delete(label);
       } else {
-        this.slices_().delete(key);
+        this.sliceModels.delete(key);
         this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid EndpointSlice skipped');
       }
@@ -389,15 +371,13 @@ export class KubernetesSource implements Source {
     this.lastChanges = { full: this.snapshots === 0, services: [...this.pending.services], endpointSlices: [...this.pending.endpointSlices] };
     const snap: Snapshot = {
       state: {
-        services: this.serviceModels,
-        endpointSlices: this.sliceModels,
+        services: this.serviceModels.snapshot(),
+        endpointSlices: this.sliceModels.snapshot(),
         // Relative to the previous snapshot; the first has none (everything is new).
         ...(this.lastChanges.full ? {} : { changed: { services: this.lastChanges.services, endpointSlices: this.lastChanges.endpointSlices } }),
       },
       issues,
     };
-    this.servicesHandedOut = true;
-    this.slicesHandedOut = true;
     this.pending.services.clear();
     this.pending.endpointSlices.clear();
     this.snapshots++;
