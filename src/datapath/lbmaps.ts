@@ -8,6 +8,7 @@
  * Shapes follow xdp/include/xlb_types.h (see codec.ts for the conventions).
  */
 import type { StructValue } from './codec.js';
+import { flat } from '../util/flat.js';
 
 /** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
 export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
@@ -72,7 +73,7 @@ export interface LBMaps {
 
 /** Canonical string of a frontend key, for maps and sets. */
 export function frontendKeyString(k: FrontendKey): string {
-  return `${k.addr}:${k.port}/${k.proto}`;
+  return flat(k.addr, ':', k.port, '/', k.proto);
 }
 
 /**

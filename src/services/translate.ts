@@ -16,6 +16,7 @@
  */
 import type { ClusterState, EndpointSliceModel, InputIssue, NodeInfo, ServiceModel } from '../model/types.js';
 import { ipToU32, isIPv4 } from '../util/ip.js';
+import { flat } from '../util/flat.js';
 
 /** Label with which a Service opts out of the default proxy (kube-proxy skips it too). */
 export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
@@ -220,7 +221,7 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
         terminating: e.terminating,
         useForNewFlows: false,
         weight: 1,
-        name: `${addr}:${sp.port}/${protocol}`,
+        name: flat(addr, ':', sp.port, '/', protocol),
       };
       if (e.nodeName !== undefined) b.nodeName = e.nodeName;
       if (e.targetName !== undefined) b.targetName = e.targetName;
@@ -269,7 +270,7 @@ interface ServiceTranslation {
  */
 function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node: NodeInfo): ServiceTranslation | undefined {
   if (skipReason(svc)) return undefined;
-  const serviceKey = `${svc.namespace}/${svc.name}`;
+  const serviceKey = flat(svc.namespace, '/', svc.name);
   const object = `Service ${serviceKey}`;
   const issues: InputIssue[] = [];
   const v4Ranges = svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0]));
@@ -300,7 +301,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
     const candidates: Candidate[] = [];
     const add = (kind: FrontendKind, addrs: string[], port: number | undefined, field: string) => {
       if (port === undefined) return;
-      for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field, key: `${addr}:${port}/${protocol}` });
+      for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field, key: flat(addr, ':', port, '/', protocol) });
     };
     if (svc.type === 'LoadBalancer') add('LoadBalancer', svc.loadBalancerIPs, sp.port, 'status.loadBalancer.ingress');
     add('ExternalIP', svc.externalIPs, sp.port, `spec.ports[${i}].port`);
@@ -309,7 +310,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
     const backends = backendsOf(slices, sp.name, protocol, node);
     setNewFlowBackends(backends, onlyLocal);
     const base: Omit<DesiredService, 'frontends'> = {
-      key: `${serviceKey}:${sp.name}`,
+      key: flat(serviceKey, ':', sp.name),
       namespace: svc.namespace,
       name: svc.name,
       portName: sp.name,
@@ -376,7 +377,7 @@ export class Translator {
 
   /** Add slice `k` to its service's IPv4 slices and mark the service dirty. */
   private index(k: string, slice: EndpointSliceModel, dirty: Set<string>): void {
-    const serviceKey = `${slice.namespace}/${slice.serviceName}`;
+    const serviceKey = flat(slice.namespace, '/', slice.serviceName);
     dirty.add(serviceKey);
     if (slice.addressType !== 'IPv4') return;
     let m = this.slicesOf.get(serviceKey);
@@ -386,7 +387,7 @@ export class Translator {
 
   /** Remove slice `k` (as it was) from its service's slices and mark the service dirty. */
   private unindex(k: string, slice: EndpointSliceModel, dirty: Set<string>): void {
-    const serviceKey = `${slice.namespace}/${slice.serviceName}`;
+    const serviceKey = flat(slice.namespace, '/', slice.serviceName);
     dirty.add(serviceKey);
     const m = this.slicesOf.get(serviceKey);
     if (!m) return;

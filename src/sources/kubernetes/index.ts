@@ -43,6 +43,7 @@ import { Coalescer } from './coalesce.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { nodeAddresses } from './nodes.js';
 import { CowMap } from '../../util/cowmap.js';
+import { flat } from '../../util/flat.js';
 import type { BackoffOptions } from './backoff.js';
 
 export { loadKubeConfig, apiErrorInfo, formatApiError } from './kubeconfig.js';
@@ -287,7 +288,7 @@ export class KubernetesSource implements Source {
   }
 
   private onService(type: InformerEventType, obj: RawObject): void {
-    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`;
+    const key = flat(obj.metadata.namespace ?? 'default', '/', obj.metadata.name);
     const label = `Service ${key}`;
     let changed = true;
     if (type === 'delete') {
@@ -319,7 +320,7 @@ export class KubernetesSource implements Source {
   }
 
   private onSlice(type: InformerEventType, obj: RawObject): void {
-    const key = `${obj.metadata.namespace ?? 'default'}/${obj.metadata.name}`;
+    const key = flat(obj.metadata.namespace ?? 'default', '/', obj.metadata.name);
     const label = `EndpointSlice ${key}`;
     let changed = true;
     if (type === 'delete') {
