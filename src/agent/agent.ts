@@ -316,7 +316,9 @@ export class Agent implements AgentView {
       return;
     }
     this.neighborsBusy = true;
-    const remote = new Set(this.controller.services().flatMap((s) => s.backends.filter((b) => !b.local).map((b) => b.addr)));
+    // From the translated ports, not the views: views are built on demand (controller.ts).
+    const remote = new Set<string>();
+    for (const s of this.controller.desiredServices()) for (const b of s.backends) if (!b.local) remote.add(b.addr);
     this.neighbors
       .ensure(remote)
       .catch((e) => this.log.warn({ err: (e as Error).message }, 'neighbour refresh failed'))
