@@ -7,6 +7,8 @@
  */
 import { describe, it, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { FakeApiServer, recordingLog, serviceObject as service, sliceObject as slice, nodeObject as node } from '../helpers/fake-apiserver.js';
 import { Informer, KubernetesSource, loadKubeConfig, type KubernetesSourceOptions } from '../../src/sources/kubernetes/index.js';
 import type { Snapshot } from '../../src/sources/source.js';
@@ -195,6 +197,31 @@ describe('kubernetes source', () => {
     } finally {
       await inf.stop();
     }
+  });
+
+  it('a stopped source holds nothing: it is garbage even when stopped while its watches connect', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    server.upsert('services', service('a'));
+    const freed: string[] = [];
+    const registry = new FinalizationRegistry((what: string) => freed.push(what));
+    await (async () => {
+      // In a function of its own: no reference to the source outlives it.
+      const src = new KubernetesSource({ kubeconfig: server.kubeconfigPath, nodeName: 'node-a', log: recordingLog() });
+      await src.start(() => {});
+      await src.stop(); // at once: the watch requests are still being made
+      registry.register(src, 'source');
+    })();
+    await waitFor(
+      async () => {
+        gc();
+        await new Promise((r) => setTimeout(r, 20));
+        return freed.includes('source');
+      },
+      5000,
+      'the stopped source to be collected (a watch timer kept it, with its caches, for the watch timeout)',
+      50,
+    );
   });
 
   it('a watch the server ends normally (its timeout) is resumed at once', async () => {

@@ -116,6 +116,8 @@ type WatchCallback = (phase: string, obj: unknown, watchObj?: unknown) => void;
 class ResilientWatch extends Watch {
   private shortCloses = 0;
   private readonly reconnect: Backoff;
+  /** Dead-connection timers of open watches (each holds the informer, and with it its cache, until it fires). */
+  private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
     kc: KubeConfig,
@@ -146,7 +148,10 @@ class ResilientWatch extends Watch {
       { ...queryParams, allowWatchBookmarks: true, timeoutSeconds },
       (phase, obj, watchObj) => this.owner.screen(phase, obj, watchObj, callback),
       (err) => {
-        if (timer) clearTimeout(timer);
+        if (timer) {
+          clearTimeout(timer);
+          this.timers.delete(timer);
+        }
         const lived = performance.now() - started;
         if (lived < 1000) this.shortCloses++;
         else {
@@ -157,15 +162,29 @@ class ResilientWatch extends Watch {
         done(clientTimeout ? null : err);
       },
     );
+    // Stopped while the watch was connecting: no timer (it would hold the
+    // informer, and its cache, for the watch's whole timeout).
+    if (this.owner.isStopped()) {
+      controller.abort();
+      return controller;
+    }
     // The server ends the watch after timeoutSeconds; if it has not a minute
     // later, the connection is dead without a reset (a lost peer): abort it.
     timer = setTimeout(() => {
+      this.timers.delete(timer!);
       clientTimeout = true;
       this.owner.log.warn({ kind: this.owner.kind, timeoutSeconds }, 'watch outlived its timeout; the connection is presumed dead, reconnecting');
       controller.abort();
     }, (timeoutSeconds + 60) * 1000);
     timer.unref();
+    this.timers.add(timer);
     return controller;
+  }
+
+  /** Clear every timer (the informer stops: an aborted watch need not call done). */
+  clearTimers(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
   }
 }
 
@@ -174,6 +193,7 @@ export class Informer {
   readonly kind: string;
   readonly log: Log;
   private readonly lw: ListWatch<KubernetesObject>;
+  private readonly watch: ResilientWatch;
   private readonly backoff: Backoff;
   private stopped = false;
   private started = false;
@@ -190,6 +210,7 @@ export class Informer {
     this.backoff = new Backoff(opts.backoff);
     this.st = { kind: opts.kind, synced: false, lists: 0, listPages: 0, watches: 0, restarts: 0, bookmarks: 0, events: 0, invalid: 0, resourceVersion: '', lastListReceivedAt: 0 };
     const watch = new ResilientWatch(opts.kubeConfig, this, opts.backoff);
+    this.watch = watch;
     this.lw = new ListWatch<KubernetesObject>(opts.path, watch, () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
     const forward = (type: InformerEventType) => (obj: KubernetesObject) => {
       this.st.events++;
@@ -247,6 +268,7 @@ export class Informer {
     this.restartTimer = undefined;
     this.pauses.abort();
     await this.lw.stop();
+    this.watch.clearTimers();
   }
 
   // ---- used by ResilientWatch ---------------------------------------------
