@@ -52,6 +52,7 @@ import { ServiceController } from '../../src/services/controller.js';
 import { normalizeEndpointSlice, normalizeObjects } from '../../src/sources/normalize.js';
 import * as kp from './kubeproxy.js';
 import { BenchResult } from '../lib/results.js';
+import { fullGc } from '../lib/gc.js';
 import { summarize } from '../lib/stats.js';
 import { printTable, sig, times } from '../lib/table.js';
 import { groupedBars } from '../lib/chart.js';
@@ -213,6 +214,9 @@ async function measureXlb(res: BenchResult, ns: BenchNetns, tmp: string, n: numb
   const leave = enterNetns(ns.name);
   try {
     for (let r = 0; r < plan.startRuns(n); r++) {
+      // The last run's garbage is collected now, not during this start (an
+      // agent starts in a fresh process).
+      fullGc();
       const log = new LogCapture();
       const instance = `bench-conv-${randomBytes(3).toString('hex')}`;
       const t0 = performance.now();

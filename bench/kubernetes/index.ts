@@ -29,6 +29,7 @@ import { repoRoot } from '../lib/paths.js';
 import { DEFAULT_BACKEND_MULTIPLIER } from '../../src/maglev/index.js';
 import type { NodeInfo } from '../../src/model/types.js';
 import { BenchResult } from '../lib/results.js';
+import { fullGc } from '../lib/gc.js';
 import { printTable, sig } from '../lib/table.js';
 import { FLIP_ADDRESS, type ChildMessage } from './cluster.js';
 
@@ -156,7 +157,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
       lists.push(firstAt - t0 - first.durationMs);
       if (r < listRuns - 1) await a.source.stop();
       else live = a;
-      (globalThis as { gc?: () => void }).gc?.();
+      fullGc();
     }
 
     // One endpoint change at a time → maps.
@@ -184,6 +185,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     // closed datapath would disturb.
     await live?.source.stop();
     live = undefined;
+    fullGc();
     const bpfFromArrival: number[] = [];
     const bpfSyncs: number[] = [];
     const bpfRuns = process.getuid?.() === 0 ? (opts.quick ? 2 : 3) : 0;
@@ -196,7 +198,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
       } finally {
         dp.close();
       }
-      (globalThis as { gc?: () => void }).gc?.();
+      fullGc();
     }
 
     res.add({
