@@ -7,16 +7,17 @@
  * How: the calling thread checks and orders every table's backends
  * (prepareMaglevBuild, which also throws for bad input) into arrays in
  * SharedArrayBuffers, then it and the pool's worker threads take tables from
- * a shared counter (Atomics.add) and run fillMaglevTable, the very function
- * buildMaglevTable runs, into one shared buffer of slots. The caller stays
- * synchronous: it works through the counter itself and then waits
- * (Atomics.wait) for the tables a worker took. A worker that is still
- * starting simply takes no table; one that does not finish a table within
- * {@link WORKER_TIMEOUT_MS} has it rebuilt by the caller. The result is the
- * same as buildMaglevTable's for each table (tested).
+ * a shared counter (Atomics.add, 64 tables at a time) and run
+ * fillMaglevTable, the very function buildMaglevTable runs, into one shared
+ * buffer of slots. The caller stays synchronous: it works through the
+ * counter itself and then waits (Atomics.wait) for the tables the workers
+ * took. A worker that is still starting simply takes no table; tables the
+ * workers have not finished {@link WORKER_TIMEOUT_MS} after the caller ran
+ * out of work are rebuilt by the caller. The result is the same as
+ * buildMaglevTable's for each table (tested).
  *
- * Workers are threads of this process (node:worker_threads), started on
- * first use, unreferenced (they never keep the process alive), one fewer
+ * Workers are threads of this process (node:worker_threads), started by
+ * startMaglevPool or the first large batch, unreferenced (they never keep the process alive), one fewer
  * than the available cores, at most {@link MAX_THREADS}; none on one core.
  */
 import os from 'node:os';
@@ -34,7 +35,7 @@ export const POOL_MIN_TABLES = 32;
  * other and together built no faster than one (measured).
  */
 const CHUNK = 64;
-/** How long the caller waits for a table a worker took before building it itself, ms. */
+/** How long the caller waits for the tables workers took before building the rest itself, ms. */
 export const WORKER_TIMEOUT_MS = 2000;
 
 /** One table to build. */
@@ -99,7 +100,8 @@ function threadCount(): number {
 
 /**
  * Start the pool's threads now rather than at the first large batch (they
- * take tens of ms to start; the agent calls this before its first sync).
+ * take tens of ms to start; the ServiceController calls this when it is
+ * made, well before its first sync).
  * Idempotent. A thread that fails to start is left out, with no error:
  * the caller then builds the tables itself.
  */
@@ -210,10 +212,13 @@ export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
     stats.tables += jobs.length;
     for (const m of mine) if (!m) stats.byWorkers++;
   }
+  // One deadline for the whole batch: a worker that died holding a chunk
+  // costs one wait, then its tables are built here.
+  const deadline = performance.now() + WORKER_TIMEOUT_MS;
   return jobs.map((j, k) => {
     const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
     // Every table was taken by someone: the ones not taken here by a worker.
-    if (!mine[k] && !awaitWorker(b.state, k)) {
+    if (!mine[k] && !awaitWorker(b.state, k, deadline)) {
       // The worker is stuck or gone: build this table here, privately (the
       // worker may still be writing its copy of the same slots), from a
       // fresh preparation (the shared one may be half walked).
@@ -235,9 +240,8 @@ export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
   });
 }
 
-/** Wait until a worker has built table k; false after WORKER_TIMEOUT_MS. */
-function awaitWorker(state: Int32Array, k: number): boolean {
-  const deadline = performance.now() + WORKER_TIMEOUT_MS;
+/** Wait until a worker has built table k; false once `deadline` (performance.now(), ms) has passed. */
+function awaitWorker(state: Int32Array, k: number, deadline: number): boolean {
   for (;;) {
     const s = Atomics.load(state, k);
     if (s === 2) return true;
