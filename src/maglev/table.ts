@@ -171,9 +171,9 @@ export function prepareMaglevBuild(backends: readonly MaglevBackend[], tableSize
  * each backend's slots in `taken`. `empty` (at least ⌊√M⌋ + 1 entries) and
  * `inverses` (at least n) are scratch.
  *
- * Self-contained on purpose (no closures, no calls to other functions of
- * this module): the build pool (pool.ts) runs this very function's source in
- * worker threads.
+ * Self-contained on purpose (no calls to other functions of this module,
+ * no variables from outside it): the build pool (pool.ts) runs this very
+ * function's source in worker threads.
  */
 export function fillMaglevTable(
   table: Uint32Array,
@@ -199,8 +199,20 @@ export function fillMaglevTable(
     taken[at + k] = 0;
     inverses[k] = 0;
   }
-  // Weights: each round a backend adds its weight to a credit and takes its
-  // turn only when the credit reaches the largest weight (module comment).
+  /**
+   * Whether backend b takes the turn it is offered, with unequal weights:
+   * each round it adds its weight to a credit and takes its turn only when
+   * the credit reaches the largest weight (module comment).
+   */
+  const takesTurn = (b: number): boolean => {
+    const c = credit[b] + weights[b];
+    if (c < maxWeight) {
+      credit[b] = c;
+      return false;
+    }
+    credit[b] = c - maxWeight;
+    return true;
+  };
   let filled = 0;
   let i = 0; // the backend offered the next turn; turns run on across both phases
 
@@ -215,13 +227,7 @@ export function fillMaglevTable(
   // slower).
   while (filled < walkUntil) {
     const b = at + i;
-    let turn = equalWeights;
-    if (!turn) {
-      const c = credit[b] + weights[b];
-      turn = c >= maxWeight;
-      credit[b] = turn ? c - maxWeight : c;
-    }
-    if (turn) {
+    if (equalWeights || takesTurn(b)) {
       const back = M - skips[b];
       let slot = next[b];
       while (table[slot] !== 0) {
@@ -247,13 +253,7 @@ export function fillMaglevTable(
   const reciprocal = 1 / M;
   while (emptyCount > 0) {
     const b = at + i;
-    let turn = equalWeights;
-    if (!turn) {
-      const c = credit[b] + weights[b];
-      turn = c >= maxWeight;
-      credit[b] = turn ? c - maxWeight : c;
-    }
-    if (turn) {
+    if (equalWeights || takesTurn(b)) {
       const x = next[b];
       if (inverses[i] === 0) {
         // skip⁻¹ mod M (M prime, 0 < skip < M), by the extended Euclid algorithm.
