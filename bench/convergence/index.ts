@@ -42,6 +42,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { stringify } from 'yaml';
 import { Agent } from '../../src/agent/agent.js';
+import { PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { apiGet } from '../../src/cli/client.js';
 import { enterNetns } from '../../src/util/netns.js';
@@ -342,7 +343,7 @@ async function measureRss(res: BenchResult, ns: BenchNetns, tmp: string, n: numb
   } finally {
     child.kill('SIGTERM');
     await waitFor(() => child.exitCode !== null || child.signalCode !== null, 30_000, 'the RSS agent to exit').catch(() => child.kill('SIGKILL'));
-    fs.rmSync(`/sys/fs/bpf/xlb/${instance}`, { recursive: true, force: true });
+    removePins(`${PIN_BASE}/${instance}`);
   }
 }
 

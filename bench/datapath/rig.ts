@@ -15,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { BpfObject, BpfMap, ensureBpffs, type BpfProgram } from '../../src/datapath/bpf.js';
+import { BpfObject, BpfMap, ensureBpffs, PIN_BASE, removePins, type BpfProgram } from '../../src/datapath/bpf.js';
 import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
 import { clockRodata, kernelHz, DEFAULT_CONNTRACK_LIFETIMES } from '../../src/datapath/clock.js';
 import { encode, sizeOf, u32Key, enums } from '../../src/datapath/codec.js';
@@ -93,7 +93,7 @@ export class Rig {
   /** Load and fill. @throws BpfError naming the object or map */
   static load(o: RigOptions): Rig {
     ensureBpffs();
-    const pinRoot = `/sys/fs/bpf/xlb/bench-${randomBytes(4).toString('hex')}`;
+    const pinRoot = `${PIN_BASE}/bench-${randomBytes(4).toString('hex')}`;
     const nodeBe = Buffer.alloc(4);
     nodeBe.writeUInt32BE(ipToU32(o.nodeAddr));
     let xdp: BpfObject | undefined;
@@ -111,7 +111,7 @@ export class Rig {
     } catch (e) {
       wrappers?.close();
       xdp?.close();
-      fs.rmSync(pinRoot, { recursive: true, force: true });
+      removePins(pinRoot);
       throw e;
     }
   }
@@ -153,7 +153,7 @@ export class Rig {
   close(): void {
     this.wrappers.close();
     this.xdp.close();
-    fs.rmSync(this.pinRoot, { recursive: true, force: true });
+    removePins(this.pinRoot);
   }
 }
 

@@ -22,7 +22,7 @@ import { ServiceController, type SyncResult } from '../../src/services/controlle
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { FakeLBMaps, type LBMaps } from '../../src/datapath/lbmaps.js';
-import { BpfObject, ensureBpffs } from '../../src/datapath/bpf.js';
+import { BpfObject, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { clockRodata, kernelHz, DEFAULT_CONNTRACK_LIFETIMES } from '../../src/datapath/clock.js';
 import { repoRoot } from '../lib/paths.js';
@@ -74,13 +74,13 @@ function agent<M extends LBMaps = FakeLBMaps>(kubeconfig: string, maps: M = new 
 /** A loaded (not attached) xlb_xdp object with private pins, and its maps as BpfLBMaps. */
 function loadDatapath(): { maps: BpfLBMaps; close: () => void } {
   ensureBpffs();
-  const pinRoot = `/sys/fs/bpf/xlb/bench-k8s-${randomBytes(4).toString('hex')}`;
+  const pinRoot = `${PIN_BASE}/bench-k8s-${randomBytes(4).toString('hex')}`;
   const obj = path.join(repoRoot, 'xdp/build');
   const hz = kernelHz(path.join(obj, 'xlb_clock.bpf.o'));
   const xdp = BpfObject.open(path.join(obj, 'xlb_xdp.bpf.o'), { pinRoot, rodata: clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) });
   const close = () => {
     xdp.close();
-    fs.rmSync(pinRoot, { recursive: true, force: true });
+    removePins(pinRoot);
   };
   try {
     xdp.load();

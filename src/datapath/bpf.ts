@@ -15,6 +15,7 @@
  */
 import koffi from 'koffi';
 import fs from 'node:fs';
+import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
 const lib = koffi.load('libbpf.so.1');
@@ -100,6 +101,7 @@ const f = {
   find_prog: lib.func('bpf_program *bpf_object__find_program_by_name(const bpf_object *obj, const char *name)'),
   next_map: lib.func('bpf_map *bpf_object__next_map(const bpf_object *obj, const bpf_map *map)'),
   map_name: lib.func('const char *bpf_map__name(const bpf_map *map)'),
+  map_pin_path: lib.func('const char *bpf_map__pin_path(const bpf_map *map)'),
   map_fd: lib.func('int bpf_map__fd(const bpf_map *map)'),
   map_type: lib.func('int bpf_map__type(const bpf_map *map)'),
   map_key_size: lib.func('uint32_t bpf_map__key_size(const bpf_map *map)'),
@@ -534,6 +536,13 @@ export class BpfObject {
     if (!ptr) throw new BpfError(`bpf_object__open_file ${path}`, koffi.errno(), drainLog());
     const obj = new BpfObject(path, ptr, opts.pinRoot);
     try {
+      // Without a pin root libbpf pins by-name maps under /sys/fs/bpf itself,
+      // where they outlive every test and collide between instances.
+      if (!opts.pinRoot) {
+        for (let m = f.next_map(ptr, null); m; m = f.next_map(ptr, m)) {
+          if (f.map_pin_path(m)) throw new Error(`BPF object ${path}: map ${f.map_name(m)} is pinned by name; give a pinRoot (it would be pinned at ${f.map_pin_path(m)})`);
+        }
+      }
       for (const [name, n] of Object.entries(opts.maxEntries ?? {})) {
         check(f.map_set_max_entries(obj.mapPtr(name), n), `bpf_map__set_max_entries ${name}=${n}`);
       }
@@ -701,6 +710,24 @@ export function detachTc(ifindex: number, ifname: string, point: 'ingress' | 'eg
   if (destroyQdisc) {
     const all = { ...hook, attach_point: BPF_TC.INGRESS | BPF_TC.EGRESS };
     f.tc_hook_destroy(all);
+  }
+}
+
+/** Parent of every pin directory xlb makes: /sys/fs/bpf/xlb/<instance>. */
+export const PIN_BASE = '/sys/fs/bpf/xlb';
+
+/**
+ * Remove a pin directory (`PIN_BASE/<name>`) with everything pinned in it,
+ * and PIN_BASE itself once no other instance has pins there, so that a test
+ * or benchmark leaves /sys/fs/bpf as it found it. Missing is not an error.
+ */
+export function removePins(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (path.dirname(dir) !== PIN_BASE) return;
+  try {
+    fs.rmdirSync(PIN_BASE);
+  } catch {
+    // Not empty (another instance) or gone: both fine.
   }
 }
 

@@ -17,6 +17,8 @@ import {
   detachXdp,
   ensureBpffs,
   ifIndex,
+  PIN_BASE,
+  removePins,
   xdpProgramId,
   type BpfMap,
   type XdpMode,
@@ -30,7 +32,7 @@ import { ipToU32 } from '../util/ip.js';
 /** Where `make -C xdp` puts the objects. */
 export const DEFAULT_OBJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../xdp/build');
 /** Root of every xlb pin directory. */
-export const PIN_BASE = '/sys/fs/bpf/xlb';
+export { PIN_BASE };
 
 /** Settings of one node's datapath. */
 export interface DatapathOptions {
@@ -108,7 +110,7 @@ export class Datapath {
     const ifindexes = opts.interfaces.map((name) => ({ name, index: ifIndex(name) }));
     ensureBpffs();
     const pinDir = path.join(PIN_BASE, opts.instance);
-    fs.rmSync(pinDir, { recursive: true, force: true });
+    removePins(pinDir);
     const dir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
     const hz = kernelHz(probeObjectIn(dir));
     const rodata = {
@@ -136,7 +138,7 @@ export class Datapath {
       }
       tcObj?.close();
       xdpObj.close();
-      fs.rmSync(pinDir, { recursive: true, force: true });
+      removePins(pinDir);
       throw e;
     }
   }
@@ -190,6 +192,6 @@ export class Datapath {
     this.attachments.length = 0;
     this.tcObj.close();
     this.xdpObj.close();
-    fs.rmSync(this.pinDir, { recursive: true, force: true });
+    removePins(this.pinDir);
   }
 }

@@ -28,13 +28,12 @@ import { ipn, nsExec, sh } from './sh.js';
 import { labManifests, type LabPod } from './manifests.js';
 import { apiGet } from '../cli/client.js';
 import { waitFor } from '../util/wait.js';
-import { ensureBpffs } from '../datapath/bpf.js';
+import { ensureBpffs, PIN_BASE, removePins } from '../datapath/bpf.js';
 import { birdConfig, birdEstablished, birdRoutes, LAB_NODE_ASN, LAB_ROUTER_ASN } from './bird.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const XDP_PASS_OBJ = path.join(repo, 'xdp/build/xlb_xdp_pass.bpf.o');
 /** Pin directories of lab agents: /sys/fs/bpf/xlb/lab-<suffix>-<node>. */
-const PIN_BASE = '/sys/fs/bpf/xlb';
 
 /** One node of the lab. */
 export interface LabNode {
@@ -583,7 +582,7 @@ export async function labDown(stateDir = DEFAULT_STATE_DIR): Promise<void> {
   await waitFor(() => st.pids.every((p) => !alive(p)), 5000, 'lab processes to die').catch(() => undefined);
   for (const ns of [...st.namespaces].reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
   if (fs.existsSync(PIN_BASE)) {
-    for (const d of fs.readdirSync(PIN_BASE)) if (d.startsWith(`lab-${st.suffix}-`)) fs.rmSync(path.join(PIN_BASE, d), { recursive: true, force: true });
+    for (const d of fs.readdirSync(PIN_BASE)) if (d.startsWith(`lab-${st.suffix}-`)) removePins(path.join(PIN_BASE, d));
   }
   fs.rmSync(stateDir, { recursive: true, force: true });
 }

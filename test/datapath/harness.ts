@@ -12,7 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { BpfObject, BpfMap, BpfProgram, ensureBpffs } from '../../src/datapath/bpf.js';
+import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
@@ -88,7 +88,7 @@ export class Datapath {
   /** Load a fresh instance with private pins. */
   static load(opts: LoadOptions = {}): Datapath {
     ensureBpffs();
-    const pinRoot = `/sys/fs/bpf/xlb/test-${randomBytes(4).toString('hex')}`;
+    const pinRoot = `${PIN_BASE}/test-${randomBytes(4).toString('hex')}`;
     const rodata: Record<string, number | Buffer> = {};
     if (opts.nodeAddr) {
       const be32 = Buffer.alloc(4);
@@ -112,7 +112,7 @@ export class Datapath {
     } catch (e) {
       tcObj?.close();
       xdpObj?.close();
-      fs.rmSync(pinRoot, { recursive: true, force: true });
+      removePins(pinRoot);
       throw e;
     }
   }
@@ -214,7 +214,7 @@ export class Datapath {
     this.clock?.close();
     this.tcObj?.close();
     this.xdpObj.close();
-    fs.rmSync(this.pinRoot, { recursive: true, force: true });
+    removePins(this.pinRoot);
   }
 }
 

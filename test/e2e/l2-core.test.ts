@@ -27,6 +27,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { rendezvousOrder } from '../../src/l2/ownership.js';
 import { waitFor } from '../../src/util/wait.js';
+import { PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import type { L2Status } from '../../src/l2/announcer.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -152,7 +153,7 @@ async function localVips(node: Node): Promise<string[]> {
 function cleanup(): void {
   for (const p of Object.values(procs)) if (p && p.child.exitCode === null) p.child.kill('SIGKILL');
   for (const ns of Object.values(NS)) spawnQuiet('ip', ['netns', 'del', ns]);
-  for (const n of ['a', 'b']) fs.rmSync(`/sys/fs/bpf/xlb/l2e2e-${SFX}-${n}`, { recursive: true, force: true });
+  for (const n of ['a', 'b']) removePins(`${PIN_BASE}/l2e2e-${SFX}-${n}`);
 }
 function spawnQuiet(cmd: string, args: string[]): void {
   try {
