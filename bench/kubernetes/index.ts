@@ -64,7 +64,7 @@ async function startCluster(): Promise<{ child: ChildProcess; kubeconfig: string
 }
 
 /** One agent's control plane on the given maps (default: the fake). */
-function agent<M extends LBMaps = FakeLBMaps>(kubeconfig: string, maps: M = new FakeLBMaps() as unknown as M) {
+function agent<M extends LBMaps>(kubeconfig: string, maps: M) {
   const node: NodeInfo = { name: 'node-0', addresses: [] };
   const ctl = new ServiceController(maps, node, { minTableSize: 251, maxTableSize: 131071, backendMultiplier: DEFAULT_BACKEND_MULTIPLIER });
   const source = new KubernetesSource({ kubeconfig, nodeName: 'node-0', log: pino({ level: 'silent' }), onNode: (a) => (node.addresses = a), startTimeoutMs: 300_000 });
@@ -92,7 +92,7 @@ function loadDatapath(): { maps: BpfLBMaps; close: () => void } {
 }
 
 /** One initial list into `maps`: ms from start() and from the last list's arrival until the first sync is in the maps. */
-async function initialList(kubeconfig: string, maps?: LBMaps) {
+async function initialList(kubeconfig: string, maps: LBMaps) {
   const a = agent(kubeconfig, maps);
   let first: SyncResult | undefined;
   let firstAt = 0;
@@ -133,7 +133,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
   let onSync: ((r: SyncResult, deliveredAt: number) => void) | undefined;
   try {
     for (let r = 0; r < listRuns; r++) {
-      const a = agent(cluster.kubeconfig);
+      const a = agent(cluster.kubeconfig, new FakeLBMaps());
       let first: SyncResult | undefined;
       let firstAt = 0;
       const t0 = performance.now();

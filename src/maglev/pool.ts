@@ -131,7 +131,7 @@ export async function stopMaglevPool(): Promise<void> {
 }
 
 const scratchEmpty = { buf: new Int32Array(0) };
-const stats = { threads: 0, batches: 0, tables: 0, byWorkers: 0 };
+const stats = { batches: 0, tables: 0, byWorkers: 0 };
 
 /**
  * What the pool has done in this process: worker threads running, batches

@@ -85,8 +85,6 @@ interface PortWant {
   backendIds: number[];
   /** The `xlb_backends` flags of each (XLB_BE_F_*), in the same order. */
   backendFlags: number[];
-  /** Whether each takes new flows (is in the Maglev table), in the same order. */
-  inTable: boolean[];
   table?: TableInputs;
   /** loadBalancerSourceRanges to enforce, sorted. */
   ranges: string[];
@@ -109,8 +107,6 @@ interface AppliedTable extends TableInputs {
 }
 
 const protoNumber = (p: 'TCP' | 'UDP'): number => IPPROTO[p];
-const EMPTY_TABLE = new Uint32Array(0);
-const EMPTY_COUNTS = new Map<number, number>();
 
 function sameTable(a: TableInputs | undefined, b: TableInputs): boolean {
   if (!a || a.size !== b.size || a.inputs.length !== b.inputs.length) return false;
@@ -154,6 +150,9 @@ class AppliedBackends {
     this.present[id] = 0;
   }
 }
+
+/** Whether a backend of a served port is in its Maglev table (takes new flows). */
+const inTable = (b: DesiredBackend): boolean => b.useForNewFlows && b.weight > 0;
 
 function backendState(b: DesiredBackend): BackendView['state'] {
   if (b.ready) return 'ready';
@@ -266,7 +265,7 @@ export class ServiceController {
 
     // 2. Writes that add: backends, tables, source ranges, frontends.
     const putBackends: Array<{ id: number; backend: BackendValue }> = [];
-    const newTables: Array<{ serviceId: number; table: Uint32Array; inputs: TableInputs; counts: Map<number, number> }> = [];
+    const tableJobs: Array<{ serviceId: number; inputs: TableInputs }> = [];
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
     for (const r of redo) {
       const w = r.want;
@@ -279,7 +278,7 @@ export class ServiceController {
       }
       const t = w.table;
       if (t && !sameTable(this.appliedTables.get(w.serviceId), t)) {
-        newTables.push({ serviceId: w.serviceId, table: EMPTY_TABLE, inputs: t, counts: EMPTY_COUNTS });
+        tableJobs.push({ serviceId: w.serviceId, inputs: t });
       }
       for (const [fk, f] of w.frontends) {
         const cur = this.appliedFrontends.get(fk);
@@ -290,11 +289,8 @@ export class ServiceController {
     }
     // The tables of one sync are built together, on every core for a large
     // sync, into one buffer (dropped after the writes: the maps hold them).
-    const built = buildMaglevTables(newTables.map((t) => ({ backends: t.inputs.inputs, tableSize: t.inputs.size })));
-    newTables.forEach((t, i) => {
-      t.table = built[i].table;
-      t.counts = built[i].counts;
-    });
+    const built = buildMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
+    const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));
 
     this.maps.putBackends(putBackends);
     for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);
@@ -397,7 +393,7 @@ export class ServiceController {
 
   /** What one service port wants in the maps, with stable IDs (allocated here). */
   private wantOf(svc: DesiredService): PortWant {
-    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendFlags: [], inTable: [], ranges: [] };
+    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendFlags: [], ranges: [] };
     let served = false;
     for (const f of svc.frontends) if (SERVED_KINDS.has(f.kind)) served = true;
     if (!served) return want;
@@ -415,9 +411,7 @@ export class ServiceController {
           // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
           (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
       );
-      const inTable = b.useForNewFlows && b.weight > 0;
-      want.inTable.push(inTable);
-      if (inTable) inputs.push({ name: b.name, id, weight: b.weight });
+      if (inTable(b)) inputs.push({ name: b.name, id, weight: b.weight });
     }
     if (inputs.length) want.table = { size: tableSizeFor(inputs.length, this.sizing), inputs };
     const F = enums.xlb_service_flags;
@@ -475,7 +469,7 @@ export class ServiceController {
           nodeName: b.nodeName,
           local: b.local,
           state: backendState(b),
-          inTable: want.inTable[i] ?? false,
+          inTable: served && inTable(b),
           share: table && id ? (table.counts.get(id) ?? 0) / table.size : 0,
         };
       }),

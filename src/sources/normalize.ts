@@ -463,8 +463,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
     if (!parsed.success) return { issues: zodIssues(object, parsed.error) };
     data = parsed.data;
   }
-  const parsed = { data };
-  const { metadata, addressType } = parsed.data;
+  const { metadata, addressType } = data;
   const issues: InputIssue[] = [];
   const issue = (field: string, message: string) => issues.push({ object, field, message });
 
@@ -475,7 +474,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
 
   const ports: EndpointPortModel[] = [];
   const portNames = new Map<string, number>();
-  (parsed.data.ports ?? []).forEach((p, i) => {
+  (data.ports ?? []).forEach((p, i) => {
     const name = p.name ?? '';
     const prev = portNames.get(name);
     if (prev !== undefined) issue(`ports[${i}].name`, `duplicate port name ${showValue(name)} (also ports[${prev}].name)`);
@@ -486,7 +485,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   const validAddress =
     addressType === 'IPv4' ? isIPv4 : addressType === 'IPv6' ? (s: string) => net.isIPv6(s) : (s: string) => s.length > 0 && s.length <= 253;
   const endpoints: EndpointModel[] = [];
-  (parsed.data.endpoints ?? []).forEach((e, i) => {
+  (data.endpoints ?? []).forEach((e, i) => {
     if (e.addresses.length < 1 || e.addresses.length > 100) {
       issue(`endpoints[${i}].addresses`, `must hold 1..100 addresses (got ${e.addresses.length})`);
     }
