@@ -16,7 +16,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, ensureBpffs, PIN_BASE, removePins, type BpfProgram } from '../../src/datapath/bpf.js';
-import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
+import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { clockRodata, kernelHz, DEFAULT_CONNTRACK_LIFETIMES } from '../../src/datapath/clock.js';
 import { encode, sizeOf, u32Key, enums } from '../../src/datapath/codec.js';
 import { buildMaglevTable, tableSizeFor } from '../../src/maglev/index.js';
@@ -41,7 +41,6 @@ const LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
 const EXTERNAL = enums.xlb_service_flags.XLB_SVC_F_EXTERNAL;
 /** Largest frame the restore wrapper holds (XLB_BENCH_FRAME_MAX). */
 const FRAME_MAX = 128;
-const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
 
 /** A service of the rig, as the benchmark addresses it. */
 export interface RigService {
@@ -151,6 +150,7 @@ export class Rig {
   }
 
   close(): void {
+    this.lbmaps.close();
     this.wrappers.close();
     this.xdp.close();
     removePins(this.pinRoot);
@@ -172,7 +172,12 @@ function fill(lbmaps: BpfLBMaps, o: RigOptions): RigService[] {
     backendEntries.length = 0;
   };
   const measured: RigService[] = [];
-  const tables = new TableWriter(lbmaps.maps.maglev);
+  // Tables go in as the agent writes them, a batch at a time.
+  const tables: Array<{ serviceId: number; table: Uint32Array }> = [];
+  const flushTables = () => {
+    lbmaps.putMaglevTables(tables);
+    tables.length = 0;
+  };
   const first = o.services - o.measured.length + 1;
   for (let k = 1; k <= o.services; k++) {
     const { vip, port } = frontendOf(k);
@@ -190,66 +195,18 @@ function fill(lbmaps: BpfLBMaps, o: RigOptions): RigService[] {
       backends.map((b) => ({ name: `${b.addr}:${b.port}/TCP`, id: b.id, weight: 1 })),
       tableSizeFor(backends.length, sizing),
     );
-    tables.add(k, table);
+    tables.push({ serviceId: k, table });
+    if (tables.length >= 8192) flushTables();
     frontends.push({ key: { addr: vip, port, proto: TCP }, service: { id: k, flags: EXTERNAL } });
     if (spec) measured.push({ id: k, vip, port, backends });
   }
-  tables.flush();
+  flushTables();
   // No packet runs during the fill, so the agent's write order (backends,
   // tables, frontends) does not matter here; backends go in batches.
   flushBackends();
   for (let i = 0; i < frontends.length; i += 8192) lbmaps.putFrontends(frontends.slice(i, i + 8192));
   prefillConntrack(lbmaps, first - 1);
   return measured;
-}
-
-/**
- * Maglev tables written as BpfLBMaps.putMaglevTable writes one (a fresh
- * inner array, slot 0 = M, one batched update), but swapped into
- * xlb_maglev 1024 at a time with one BPF_MAP_UPDATE_BATCH instead of one
- * update each. Why: the kernel waits for an RCU grace period after every
- * update of a map-in-map (maybe_wait_bpf_programs; measured here: 8 ms per
- * update), so 100,000 single updates take over 13 minutes; a batch waits
- * once. The datapath sees the same maps either way.
- */
-class TableWriter {
-  private pending: Array<{ id: number; inner: BpfMap }> = [];
-  constructor(private readonly outer: BpfMap) {}
-
-  add(serviceId: number, table: Uint32Array): void {
-    const m = table.length;
-    const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: m + HEADER, flags: MAGLEV_TABLE_FLAGS });
-    try {
-      const keys = Buffer.alloc(4 * (m + HEADER));
-      for (let i = 0; i < m + HEADER; i++) keys.writeUInt32LE(i, i * 4);
-      const values = Buffer.alloc(4 * (m + HEADER));
-      values.writeUInt32LE(m, 0);
-      Buffer.from(table.buffer, table.byteOffset, table.byteLength).copy(values, 4 * HEADER);
-      inner.updateBatch(keys, values, m + HEADER);
-    } catch (e) {
-      inner.close();
-      throw e;
-    }
-    this.pending.push({ id: serviceId, inner });
-    if (this.pending.length >= 1024) this.flush();
-  }
-
-  flush(): void {
-    const n = this.pending.length;
-    if (!n) return;
-    const keys = Buffer.alloc(4 * n);
-    const fds = Buffer.alloc(4 * n);
-    this.pending.forEach((p, i) => {
-      keys.writeUInt32LE(p.id, 4 * i);
-      fds.writeUInt32LE(p.inner.fd, 4 * i);
-    });
-    try {
-      this.outer.updateBatch(keys, fds, n);
-    } finally {
-      for (const p of this.pending) p.inner.close();
-      this.pending = [];
-    }
-  }
 }
 
 /**

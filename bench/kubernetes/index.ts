@@ -78,13 +78,16 @@ function loadDatapath(): { maps: BpfLBMaps; close: () => void } {
   const obj = path.join(repoRoot, 'xdp/build');
   const hz = kernelHz(path.join(obj, 'xlb_clock.bpf.o'));
   const xdp = BpfObject.open(path.join(obj, 'xlb_xdp.bpf.o'), { pinRoot, rodata: clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) });
+  let maps: BpfLBMaps | undefined;
   const close = () => {
+    maps?.close();
     xdp.close();
     removePins(pinRoot);
   };
   try {
     xdp.load();
-    return { maps: new BpfLBMaps(lbMapSetOf(xdp)), close };
+    maps = new BpfLBMaps(lbMapSetOf(xdp));
+    return { maps, close };
   } catch (e) {
     close();
     throw e;
@@ -120,7 +123,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
   res.method.push(
     `An in-test API server (test/helpers/fake-apiserver.ts: list pages of 500 with continue tokens, chunked JSON watch streams) in a child process serves ${SERVICES.toLocaleString('en')} LoadBalancer Services (one TCP port, a VIP in status) and one EndpointSlice each with ${ENDPOINTS} ready endpoints.`,
     `Initial list: a new KubernetesSource and ServiceController on FakeLBMaps (in-memory maps, no BPF) per run, ${listRuns} runs; time from start() until the first snapshot has been synced into the maps (lists of all three informers, normalization, translation, ${SERVICES.toLocaleString('en')} Maglev tables, map writes), and from the moment the last list response had been received (the issue's "list arriving"). The first lists use resourceVersion=0 (one response each, as kube-apiserver's watch cache answers client-go's reflector); about 29 MB of JSON.`,
-    `Into the BPF maps (root only): the same initial list, ${opts.quick ? 2 : 3} runs, each into the maps of a freshly loaded xlb_xdp object (BpfLBMaps: batched frontend and backend updates, one inner map per Maglev table filled through mmap and swapped in by one batched update of xlb_maglev); the program is not attached.`,
+    `Into the BPF maps (root only): the same initial list, ${opts.quick ? 2 : 3} runs, each into the maps of a freshly loaded xlb_xdp object (BpfLBMaps: batched frontend and backend updates, Maglev tables copied into mmapped slabs and switched in by their descriptors); the program is not attached.`,
     `One endpoint change: ${changes} times, endpoint 0 of one service's slice is replaced (alternately by ${FLIP_ADDRESS} and back) in the API server; time from the parent's request to the child until the controller has written the new backend and table (includes the IPC hop, the watch event, the ${2}-ms coalescing quiet time, a full-state translation and diff).`,
   );
 

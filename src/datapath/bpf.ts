@@ -142,7 +142,7 @@ const f = {
   map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
-  memcpy: libc.func('void *memcpy(void *dest, const void *src, size_t n)'),
+  dup: libc.func('int dup(int fd)'),
 };
 
 /** mmap(2) constants (asm-generic/mman-common.h): read and write, shared with the kernel. */
@@ -163,8 +163,6 @@ export const BPF_MAP_TYPE = {
 export const BPF_ANY = 0;
 export const BPF_NOEXIST = 1;
 export const BPF_EXIST = 2;
-/** Map creation flag: an inner map whose max_entries may differ from the template's. */
-export const BPF_F_INNER_MAP = 0x1000;
 /** Map creation flag: an array whose values user space may mmap (kernel 5.5). */
 export const BPF_F_MMAPABLE = 0x400;
 
@@ -228,11 +226,6 @@ export function ifIndex(name: string): number {
   return idx;
 }
 
-/** Close a raw file descriptor (an inner map once it is referenced elsewhere). */
-export function closeFd(fd: number): void {
-  f.close_fd(fd);
-}
-
 /** Options for {@link BpfObject.open}. */
 export interface OpenOptions {
   /** Directory for LIBBPF_PIN_BY_NAME maps; created if missing. Maps already pinned there are reused. */
@@ -279,7 +272,7 @@ export class BpfMap {
   }
 
   /**
-   * Create a standalone ARRAY map (e.g. an inner Maglev table).
+   * Create a standalone ARRAY map (e.g. a Maglev slab).
    * @param opts.flags map_flags such as {@link BPF_F_INNER_MAP}
    * @throws BpfError naming the map
    */
@@ -291,17 +284,6 @@ export class BpfMap {
       `bpf_map_create ${opts.name} (${opts.maxEntries} entries)`,
     );
     return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, keySize, opts.valueSize, opts.maxEntries, true);
-  }
-
-  /**
-   * Open a map by its kernel ID (e.g. the inner map an array-of-maps entry
-   * holds: a lookup from user space returns its ID). Sizes are those the
-   * caller knows.
-   * @throws BpfError naming the ID when it does not exist (any more)
-   */
-  static fromId(id: number, opts: { name: string; keySize: number; valueSize: number; maxEntries: number }): BpfMap {
-    const fd = check(f.map_get_fd_by_id(id), `bpf_map_get_fd_by_id ${id} (${opts.name})`);
-    return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, opts.keySize, opts.valueSize, opts.maxEntries, true);
   }
 
   /** Open a pinned map by path; sizes are those the caller expects (checked by the kernel on use). */
@@ -380,68 +362,46 @@ export class BpfMap {
   }
 
   /**
-   * Write `values` (the values of entries 0, 1, ... packed back to back,
-   * `valueSize` bytes each) over an array map created with
-   * {@link BPF_F_MMAPABLE}, through a shared memory mapping of the map
-   * (mmap(2) on the map fd; the kernel's array_map_mmap): a copy at memory
-   * speed, where a batched update costs ~250 ns per element. The mapping
-   * holds each value in an 8-byte aligned slot (the array's elem_size is
-   * value_size rounded up to 8), which this lays out. BPF programs see the
-   * bytes as they are written, so write only maps that no program reads yet
-   * (a new inner map, before it is swapped in).
-   * @throws Error naming the map when it cannot be mapped (not mmapable) or `values` hold more entries than the map
-   */
-  writeMmapped(values: Uint8Array): void {
-    const vs = this.valueSize;
-    const count = values.byteLength / vs;
-    if (!Number.isInteger(count) || count > this.maxEntries) throw new Error(`map ${this.name}: ${values.byteLength} bytes are not at most ${this.maxEntries} values of ${vs} bytes`);
-    if (count === 0) return;
-    const stride = Math.ceil(vs / 8) * 8;
-    let bytes = values;
-    if (stride !== vs) {
-      bytes = new Uint8Array(count * stride);
-      for (let i = 0; i < count; i++) bytes.set(values.subarray(i * vs, (i + 1) * vs), i * stride);
-    }
-    this.writeMmappedSlots(bytes);
-  }
-
-  /**
-   * {@link writeMmapped} for data already in the mapping's layout: entry i's
-   * value at byte i × round_up(valueSize, 8).
-   */
-  writeMmappedSlots(slots: Uint8Array | Uint32Array): void {
-    const len = slots.byteLength;
-    if (len === 0) return;
-    if (len > this.maxEntries * Math.ceil(this.valueSize / 8) * 8) throw new Error(`map ${this.name}: ${len} bytes exceed its ${this.maxEntries} slots`);
-    const p = f.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, this.fd, 0);
-    if (!p || koffi.address(p) === 0xffffffffffffffffn) throw new BpfError(`mmap of map ${this.name}`, koffi.errno());
-    try {
-      // memcpy, not a JavaScript view of the mapping: a view is an external
-      // ArrayBuffer, and 10,000 of them in one sync made V8 run full garbage
-      // collections for the external memory (measured: 10,000 new tables
-      // took 1.1 s instead of 0.3 s with a large heap).
-      f.memcpy(p, slots, len);
-    } finally {
-      f.munmap(p, len);
-    }
-  }
-
-  /**
-   * Run `fn` on the first `len` bytes of an mmapable array map's values
-   * (the layout of {@link writeMmappedSlots}), shared with the kernel: what
-   * `fn` writes, programs see at once. Unmapped when `fn` returns.
+   * Map the first `len` bytes of an mmapable array map's values (entry i's value
+   * at byte i x round_up(valueSize, 8)) until `unmap()`: for a map written often,
+   * such as the Maglev slabs. What is written through `view`, programs see
+   * at once. The mapping holds its own reference to the map, so it outlives
+   * this fd; touching `view` after `unmap()` crashes the process.
    * @throws Error naming the map when `len` exceeds it or it cannot be mapped
    */
-  withMmap<T>(len: number, fn: (mem: ArrayBuffer) => T): T {
+  mmap(len: number): { view: ArrayBuffer; unmap(): void } {
     if (len > this.maxEntries * Math.ceil(this.valueSize / 8) * 8) throw new Error(`map ${this.name}: ${len} bytes exceed its ${this.maxEntries} slots`);
     const p = f.mmap(null, len, PROT_READ_WRITE, MAP_SHARED, this.fd, 0);
-    // MAP_FAILED is (void *)-1.
     if (!p || koffi.address(p) === 0xffffffffffffffffn) throw new BpfError(`mmap of map ${this.name}`, koffi.errno());
-    try {
-      return fn(koffi.view(p, len));
-    } finally {
-      f.munmap(p, len);
-    }
+    let mapped = true;
+    return {
+      view: koffi.view(p, len),
+      unmap: () => {
+        if (mapped) f.munmap(p, len);
+        mapped = false;
+      },
+    };
+  }
+
+  /** A second fd of this map (dup(2)), owned by the caller and closed with close(). */
+  dup(): BpfMap {
+    const fd = f.dup(this.fd);
+    if (fd < 0) throw new BpfError(`dup of map ${this.name}`, koffi.errno());
+    return new BpfMap(this.name, fd, this.type, this.keySize, this.valueSize, this.maxEntries, true);
+  }
+
+  /**
+   * {@link update} on a thread of libuv's pool, for updates that block: one
+   * of a map-in-map waits for an RCU grace period (the kernel's
+   * maybe_wait_bpf_programs). `done` gets null or the BpfError. The fd must
+   * stay open until then.
+   */
+  updateAsync(key: Buffer, value: Buffer, done: (err: Error | null) => void, flags: number = BPF_ANY): void {
+    this.checkKey(key);
+    f.update_elem.async(this.fd, key, value, flags, (err: unknown, rc: number) => {
+      if (err) return done(err instanceof Error ? err : new Error(String(err)));
+      done(rc < 0 ? new BpfError(`bpf_map_update_elem ${this.name}`, -rc) : null);
+    });
   }
 
   /** Delete `count` keys in one syscall; ENOENT for any key fails the batch, so only pass present keys. */

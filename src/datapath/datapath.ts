@@ -122,11 +122,12 @@ export class Datapath {
     const maxEntries = { xlb_conntrack: opts.conntrackSize, xlb_rnat: opts.conntrackSize };
     const xdpObj = BpfObject.open(path.join(dir, 'xlb_xdp.bpf.o'), { pinRoot: pinDir, rodata, maxEntries });
     let tcObj: BpfObject | undefined;
+    let dp: Datapath | undefined;
     try {
       xdpObj.load();
       tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: clockRodata(hz) });
       tcObj.load();
-      const dp = new Datapath(opts, pinDir, xdpObj, tcObj);
+      dp = new Datapath(opts, pinDir, xdpObj, tcObj);
       dp.checkLayouts();
       dp.attach(ifindexes);
       return dp;
@@ -136,6 +137,7 @@ export class Datapath {
         detachXdp(index, name, 'generic');
         detachTc(index, name, 'egress', false);
       }
+      dp?.lbmaps.close();
       tcObj?.close();
       xdpObj.close();
       removePins(pinDir);
@@ -190,6 +192,7 @@ export class Datapath {
       }
     }
     this.attachments.length = 0;
+    this.lbmaps.close();
     this.tcObj.close();
     this.xdpObj.close();
     removePins(this.pinDir);

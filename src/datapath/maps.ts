@@ -1,14 +1,12 @@
 /**
  * The real LBMaps: xlb's load-balancing maps (docs/datapath.md, "Maps")
  * written through libbpf. Frontends and backends go in one batched update per
- * sync; a Maglev lookup table is written into a fresh inner array with one
- * batched update and then swapped into xlb_maglev with one more, so the
- * datapath always sees a whole table (slot 0 = M, slots 1..M = backend IDs).
+ * sync; Maglev lookup tables go into the slabs through a memory mapping and
+ * are switched in by their descriptors (maglev_slabs.ts), so the datapath
+ * always sees a whole table (M, then M backend IDs).
  */
-import { BpfMap, BPF_F_INNER_MAP, BPF_F_MMAPABLE, possibleCpus, type BpfObject } from './bpf.js';
-
-/** Flags of every Maglev table: those of the template in xlb_maps.h (the kernel compares them on insert). */
-export const MAGLEV_TABLE_FLAGS = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
+import { BpfMap, possibleCpus, type BpfObject } from './bpf.js';
+import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
 import { ipToU32 } from '../util/ip.js';
 import { decode, dropReasonNames, encode, sizeOf, u32Key, enums } from './codec.js';
 import type { BackendValue, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
@@ -18,6 +16,7 @@ export interface LBMapSet {
   frontends: BpfMap;
   backends: BpfMap;
   maglev: BpfMap;
+  maglevSlabs: BpfMap;
   conntrack: BpfMap;
   rnat: BpfMap;
   serviceStats: BpfMap;
@@ -33,6 +32,7 @@ export function lbMapSetOf(obj: BpfObject): LBMapSet {
     frontends: m('xlb_frontends'),
     backends: m('xlb_backends'),
     maglev: m('xlb_maglev'),
+    maglevSlabs: m('xlb_maglev_slabs'),
     conntrack: m('xlb_conntrack'),
     rnat: m('xlb_rnat'),
     serviceStats: m('xlb_service_stats'),
@@ -54,21 +54,24 @@ function sourceRangeKey(serviceId: number, cidr: string): Buffer {
   return key;
 }
 
-const HEADER = enums.xlb_limits.XLB_MAGLEV_HEADER_SLOTS;
-/** Header bit of a Maglev table whose second half is active (xlb_types.h). */
-const HALF = 2 ** enums.xlb_limits.XLB_MAGLEV_HALF_BIT;
-
 /** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
 export class BpfLBMaps implements LBMaps {
   private frontendCount = 0;
   private readonly backendIds = new Set<number>();
   /** Source ranges written per service ID, to delete exactly those on change. */
   private readonly sourceRanges = new Map<number, Set<string>>();
-  /** M of the two-half table this process swapped in, per service ID (what may be rewritten in place). */
-  private readonly tableSizes = new Map<number, number>();
-  private slotScratch = new Uint32Array(0);
+  /** The Maglev tables' writer: owns xlb_maglev and xlb_maglev_slabs. */
+  readonly tables: MaglevSlabs;
 
-  constructor(readonly maps: LBMapSet) {}
+  /** @throws BpfError when the Maglev maps cannot be mapped */
+  constructor(readonly maps: LBMapSet) {
+    this.tables = new MaglevSlabs(maps.maglev, maps.maglevSlabs);
+  }
+
+  /** Release the Maglev slabs' mappings (before the datapath's maps close). */
+  close(): void {
+    this.tables.close();
+  }
 
   putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void {
     if (!entries.length) return;
@@ -115,110 +118,20 @@ export class BpfLBMaps implements LBMaps {
   }
 
   /**
-   * Write Maglev lookup tables. A table of the same size M as the one the
-   * service has is written in place: into the inactive half of its inner
-   * map through a memory mapping, then the header flips to it (one aligned
-   * 4-byte store, xlb_types.h), with no map swap and so no RCU grace period
-   * (~10 ms each). Other tables get new inner maps (2M + 1 slots), filled the
-   * same way and swapped in with one batched update of xlb_maglev.
-   *
-   * The half written in place was last active one table change ago; a
-   * packet still reading it would have to take longer than the time between
-   * two changes of the service (milliseconds at least, against an XDP run of
-   * microseconds).
+   * Write Maglev lookup tables: each into free slots of a slab, then
+   * switched in by one store of its descriptor (see MaglevSlabs.put).
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
-    if (!tables.length) return;
-    const swap: Array<{ serviceId: number; table: Uint32Array }> = [];
-    for (const t of tables) {
-      if (this.tableSizes.get(t.serviceId) !== t.table.length || !this.rewriteTable(t.serviceId, t.table)) swap.push(t);
-    }
-    if (!swap.length) return;
-    const inners: BpfMap[] = [];
-    try {
-      for (const { serviceId, table } of swap) {
-        const m = table.length;
-        const inner = BpfMap.createArray({ name: `xlb_mg_${serviceId}`, valueSize: 4, maxEntries: 2 * m + HEADER, flags: MAGLEV_TABLE_FLAGS });
-        inners.push(inner);
-        // Filled through a memory mapping before any program can see it: a
-        // batched update would cost ~250 ns per slot (measured), the copy
-        // ~10 µs a table. u32 values sit in 8-byte slots there: index 2i.
-        // One scratch buffer for every table: only slot 0 and the even
-        // words up to 2(M + HEADER) are ever written, the rest stays zero.
-        if (this.slotScratch.length < 2 * (m + HEADER)) this.slotScratch = new Uint32Array(2 * (m + HEADER));
-        const slots = this.slotScratch.subarray(0, 2 * (m + HEADER));
-        slots[0] = m;
-        for (let i = 0; i < m; i++) slots[2 * (HEADER + i)] = table[i];
-        inner.writeMmappedSlots(slots);
-      }
-      // One batched swap into the outer map: one RCU grace period for the whole sync.
-      const keys = Buffer.alloc(4 * swap.length);
-      const fds = Buffer.alloc(4 * swap.length);
-      swap.forEach((t, i) => {
-        keys.writeUInt32LE(t.serviceId, 4 * i);
-        fds.writeUInt32LE(inners[i].fd, 4 * i);
-      });
-      this.maps.maglev.updateBatch(keys, fds, swap.length);
-      for (const t of swap) this.tableSizes.set(t.serviceId, t.table.length);
-    } finally {
-      // The outer map holds the tables now (or nothing was swapped): our fds are not needed.
-      for (const inner of inners) inner.close();
-    }
-  }
-
-  /** Rewrite service `serviceId`'s table of the same M in place (see putMaglevTables); false when it cannot. */
-  private rewriteTable(serviceId: number, table: Uint32Array): boolean {
-    const id = this.maps.maglev.lookup(u32Key(serviceId));
-    if (!id) return false;
-    const m = table.length;
-    let inner: BpfMap;
-    try {
-      inner = BpfMap.fromId(id.readUInt32LE(0), { name: `xlb_mg_${serviceId}`, keySize: 4, valueSize: 4, maxEntries: 2 * m + HEADER });
-    } catch {
-      return false;
-    }
-    try {
-      return inner.withMmap(8 * (2 * m + HEADER), (mem) => {
-        const slots = new Uint32Array(mem);
-        const header = Atomics.load(slots, 0);
-        if ((header & ~HALF) >>> 0 !== m) return false;
-        const next = (header & HALF) === 0 ? 1 : 0;
-        const base = 2 * (HEADER + next * m);
-        for (let i = 0; i < m; i++) slots[base + 2 * i] = table[i];
-        // The flip: a sequentially consistent store, after every slot of the half.
-        Atomics.store(slots, 0, (m | (next ? HALF : 0)) >>> 0);
-        return true;
-      });
-    } catch {
-      return false;
-    } finally {
-      inner.close();
-    }
+    if (tables.length) this.tables.put(tables);
   }
 
   deleteMaglevTables(serviceIds: number[]): void {
-    if (!serviceIds.length) return;
-    for (const id of serviceIds) this.tableSizes.delete(id);
-    if (serviceIds.length === 1) {
-      this.maps.maglev.delete(u32Key(serviceIds[0]));
-      return;
-    }
-    // Array-of-maps has no batched delete (EOPNOTSUPP), and each single
-    // delete waits for an RCU grace period (~16 ms here). So many tables go
-    // at once by one batched swap to a shared empty table (M = 0 in slot 0),
-    // which the datapath treats as no table (XLB_DROP_NO_BACKEND).
-    const empty = BpfMap.createArray({ name: 'xlb_mg_empty', valueSize: 4, maxEntries: HEADER, flags: MAGLEV_TABLE_FLAGS });
-    try {
-      const keys = Buffer.alloc(4 * serviceIds.length);
-      const fds = Buffer.alloc(4 * serviceIds.length);
-      serviceIds.forEach((id, i) => {
-        keys.writeUInt32LE(id, 4 * i);
-        fds.writeUInt32LE(empty.fd, 4 * i);
-      });
-      this.maps.maglev.updateBatch(keys, fds, serviceIds.length);
-    } finally {
-      empty.close();
-    }
+    if (serviceIds.length) this.tables.delete(serviceIds);
+  }
+
+  /** Slots, slabs and tables of the Maglev slabs. */
+  maglevStats(): MaglevSlabStats {
+    return this.tables.stats();
   }
 
   putSourceRanges(serviceId: number, cidrs: string[]): void {
@@ -275,7 +188,8 @@ export class BpfLBMaps implements LBMaps {
     return [
       { name: 'xlb_frontends', maxEntries: this.maps.frontends.maxEntries, entries: this.frontendCount },
       { name: 'xlb_backends', maxEntries: this.maps.backends.maxEntries, entries: this.backendIds.size },
-      { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries },
+      { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries, entries: this.tables.stats().tables },
+      { name: 'xlb_maglev_slabs', maxEntries: this.maps.maglevSlabs.maxEntries, entries: this.tables.stats().slabs },
       { name: 'xlb_conntrack', maxEntries: this.maps.conntrack.maxEntries },
       { name: 'xlb_rnat', maxEntries: this.maps.rnat.maxEntries },
       { name: 'xlb_affinity', maxEntries: this.maps.affinity.maxEntries },

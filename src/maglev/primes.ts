@@ -14,7 +14,7 @@
  * largest prime below 2^k (k = 8..17) or below 1.5 × 2^k (k = 8..16), so
  * consecutive sizes differ by a factor of 1.33 to 1.53: tables are never much
  * larger than asked for. The last entry is the datapath's limit `XLB_MAGLEV_MAX_M`
- * (xdp/include/xlb_types.h): inner maps hold 1 + M slots.
+ * (xdp/include/xlb_types.h): a table takes 1 + M slots of a slab.
  */
 export const MAGLEV_TABLE_SIZES: readonly number[] = Object.freeze([
   251, 383, 509, 761, 1021, 1531, 2039, 3067, 4093, 6143, 8191, 12281, 16381, 24571, 32749, 49139,

@@ -84,8 +84,8 @@ function tailEmptySlots(tableSize: number): number {
  * @param backends backends of one service; names and IDs must be unique
  * @param tableSize M, a prime in 2..131071 (`XLB_MAGLEV_MAX_M`); normally
  *   from `tableSizeFor` (primes.ts)
- * @returns `Uint32Array` of M backend IDs, 0-based (the datapath stores it at
- *   slots 1..M of the inner map, M at slot 0). When no backend has a weight
+ * @returns `Uint32Array` of M backend IDs, 0-based (the datapath stores it
+ *   after a header slot holding M, docs/datapath.md). When no backend has a weight
  *   > 0 every slot is 0, "no backend": the datapath drops such flows with
  *   `XLB_DROP_NO_BACKEND`. Otherwise every slot holds a backend ID.
  * @throws RangeError naming the backend and field (`name`, `id`, `weight`)

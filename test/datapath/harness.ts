@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
-import { BpfLBMaps, lbMapSetOf, MAGLEV_TABLE_FLAGS } from '../../src/datapath/maps.js';
+import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 
@@ -138,26 +138,16 @@ export class Datapath {
   }
 
   /**
-   * Install service `serviceId`'s Maglev table: a 0-based list of M backend
-   * IDs goes into a fresh inner map as slot 0 = M, slots 1..M = the IDs.
-   * `rawSlots` writes the inner map's slots as given (slot 0 included).
+   * Install service `serviceId`'s Maglev table, a 0-based list of M backend
+   * IDs, as the agent does (free slots of a slab, then the descriptor).
    */
-  setTable(serviceId: number, table: number[] | { rawSlots: number[] }): void {
-    if (Array.isArray(table)) return this.lbmaps.putMaglevTables([{ serviceId, table: Uint32Array.from(table) }]);
-    const slots = table.rawSlots;
-    const inner = BpfMap.createArray({ name: `xlb_mgl_${serviceId}`, valueSize: 4, maxEntries: slots.length, flags: MAGLEV_TABLE_FLAGS });
-    try {
-      const keys = Buffer.alloc(4 * slots.length);
-      const values = Buffer.alloc(4 * slots.length);
-      slots.forEach((v, i) => {
-        keys.writeUInt32LE(i, 4 * i);
-        values.writeUInt32LE(v >>> 0, 4 * i);
-      });
-      inner.updateBatch(keys, values, slots.length);
-      this.map('xlb_maglev').update(u32le(serviceId), u32le(inner.fd));
-    } finally {
-      inner.close();
-    }
+  setTable(serviceId: number, table: number[]): void {
+    this.lbmaps.putMaglevTables([{ serviceId, table: Uint32Array.from(table) }]);
+  }
+
+  /** Write service `serviceId`'s table descriptor in xlb_maglev as given (slab << 20 | first slot). */
+  setDescriptor(serviceId: number, descriptor: number): void {
+    this.map('xlb_maglev').update(u32le(serviceId), u32le(descriptor));
   }
 
   /** Remove service `serviceId`'s table. */
@@ -212,6 +202,7 @@ export class Datapath {
   /** Close both objects and remove the pins. */
   close(): void {
     this.clock?.close();
+    this.lbmaps.close();
     this.tcObj?.close();
     this.xdpObj.close();
     removePins(this.pinRoot);

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
 import { predictBackend } from '../../src/maglev/flowhash.js';
 import { enums } from '../../src/datapath/codec.js';
+import { waitFor } from '../../src/util/wait.js';
 import {
   tcpPacket,
   udpPacket,
@@ -42,6 +43,7 @@ const DNS_UDP = { id: 3, port: 53, backend: { id: 21, addr: '198.19.2.21', port:
 const NO_TABLE = { id: 4, port: 81 };
 const ZERO_TABLE = { id: 5, port: 82 };
 const ZERO_SIZE = { id: 6, port: 83 };
+const NO_SLAB = { id: 60, port: 88 };
 /** Service 7: only the counters test sends to it. */
 const COUNTED = { id: 7, port: 84, backend: { id: 30, addr: '198.19.3.30', port: 9000 } };
 /** Service 8: the conntrack lifecycle test, backends 40 and 41. */
@@ -70,9 +72,11 @@ before(() => {
 
   dp.addFrontend(VIP, NO_TABLE.port, PROTO.TCP, NO_TABLE.id);
   dp.addFrontend(VIP, ZERO_TABLE.port, PROTO.TCP, ZERO_TABLE.id);
-  dp.setTable(ZERO_TABLE.id, { rawSlots: [7, 0, 0, 0, 0, 0, 0, 0] });
+  dp.setTable(ZERO_TABLE.id, Array(7).fill(0));
   dp.addFrontend(VIP, ZERO_SIZE.port, PROTO.TCP, ZERO_SIZE.id);
-  dp.setTable(ZERO_SIZE.id, { rawSlots: [0, 1, 2] });
+  dp.setTable(ZERO_SIZE.id, []);
+  dp.addFrontend(VIP, NO_SLAB.port, PROTO.TCP, NO_SLAB.id);
+  dp.setDescriptor(NO_SLAB.id, (9 << enums.xlb_limits.XLB_MAGLEV_SLAB_SHIFT) | 17);
 
   dp.setBackend(COUNTED.backend.id, { ...COUNTED.backend, proto: PROTO.TCP, flags: BE_LOCAL });
   dp.addFrontend(VIP, COUNTED.port, PROTO.TCP, COUNTED.id);
@@ -237,7 +241,8 @@ const fixtures: Fixture[] = [
   },
   { description: 'a service without a Maglev table drops with no_backend', packet: () => toVip(NO_TABLE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
   { description: 'a service with an all-zero table drops with no_backend', packet: () => toVip(ZERO_TABLE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
-  { description: 'a service whose table says M = 0 drops with no_backend', packet: () => toVip(ZERO_SIZE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
+  { description: 'a service whose table says M = 0 drops with no_backend (the next table\'s slots follow it)', packet: () => toVip(ZERO_SIZE.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
+  { description: 'a service whose descriptor names a slab that does not exist drops with no_backend', packet: () => toVip(NO_SLAB.port), verdict: XDP.DROP, expect: 'unchanged', drop: 'XLB_DROP_NO_BACKEND' },
 ];
 
 describe('xlb_xdp_ingress fixtures', () => {
@@ -503,7 +508,7 @@ describe('counters', () => {
 });
 
 describe('removing Maglev tables', () => {
-  test('tables removed together (one batched swap to an empty table) and alone both leave their services without a backend', () => {
+  test('tables removed together and alone (descriptor 0) both leave their services without a backend', () => {
     const ids = [40, 41, 42];
     ids.forEach((id, i) => {
       dp.addFrontend(VIP, 300 + i, PROTO.TCP, id);
@@ -520,38 +525,72 @@ describe('removing Maglev tables', () => {
   });
 });
 
-describe('rewriting Maglev tables', () => {
-  /** The kernel ID of service `id`'s inner map (an array-of-maps lookup from user space returns it). */
-  const innerId = (id: number) => dp.map('xlb_maglev').lookup(Buffer.from(new Uint32Array([id]).buffer))!.readUInt32LE(0);
+describe('Maglev slabs', () => {
+  // An instance of its own, so that slot positions are those of empty slabs.
+  let fresh: Datapath;
+  const BACKENDS = [1, 2, 3].map((id) => ({ id, addr: `198.19.5.${id}`, port: 8000 + id }));
+  before(() => {
+    fresh = Datapath.load({ nodeAddr: NODE, withTc: false });
+    for (const b of BACKENDS) fresh.setBackend(b.id, { addr: b.addr, port: b.port, proto: PROTO.TCP, flags: BE_LOCAL });
+  });
+  after(() => fresh?.close());
+  const SHIFT = enums.xlb_limits.XLB_MAGLEV_SLAB_SHIFT;
   /** The backend address a new flow to VIP:port is DNATed to. */
   const pick = (port: number) => {
-    const r = dp.ingress.testRun(toVip(port));
+    const r = fresh.ingress.testRun(toVip(port));
     assert.equal(r.retval, XDP.PASS);
     return parsePacket(r.dataOut).ip!.dst;
   };
+  const slots = () => fresh.lbmaps.maglevStats();
 
-  test('a table of the same size is rewritten in place (the other half, then the header flips): same inner map, new flows follow it', () => {
-    const svc = 50;
-    const [a, b] = [WEB_BACKENDS[0], WEB_BACKENDS[1]];
-    dp.addFrontend(VIP, 400, PROTO.TCP, svc);
-    dp.setTable(svc, Array(7).fill(a.id));
-    const first = innerId(svc);
-    assert.equal(pick(400), a.addr);
-    dp.setTable(svc, Array(7).fill(b.id));
-    assert.equal(innerId(svc), first, 'no swap: the same inner map');
-    assert.equal(pick(400), b.addr, 'second half active');
-    dp.setTable(svc, Array(7).fill(a.id));
-    assert.equal(innerId(svc), first);
-    assert.equal(pick(400), a.addr, 'back to the first half');
+  test('a changed table goes into other slots and its descriptor switches; the old slots are reused only after a grace period', () => {
+    const [a, b] = BACKENDS;
+    fresh.addFrontend(VIP, 500, PROTO.TCP, 50);
+    fresh.addFrontend(VIP, 501, PROTO.TCP, 51);
+    fresh.addFrontend(VIP, 502, PROTO.TCP, 52);
+    fresh.setTable(50, Array(7).fill(a.id));
+    assert.equal(fresh.lbmaps.tables.descriptor(50), 1, 'slab 0, slot 1: slot 0 of slab 0 is never used');
+    assert.equal(pick(500), a.addr);
+    fresh.setTable(50, Array(7).fill(b.id));
+    assert.equal(fresh.lbmaps.tables.descriptor(50), 9, 'the next 8 slots');
+    assert.equal(pick(500), b.addr);
+    fresh.setTable(51, Array(7).fill(a.id));
+    assert.equal(fresh.lbmaps.tables.descriptor(51), 17, 'the first table\'s slots wait for their grace period');
+    assert.equal(slots().retired, 8);
+    assert.equal(fresh.lbmaps.tables.reclaim(), 8);
+    fresh.setTable(52, Array(7).fill(a.id));
+    assert.equal(fresh.lbmaps.tables.descriptor(52), 1, 'reused after it');
+    assert.deepEqual([pick(500), pick(501), pick(502)], [b.addr, a.addr, a.addr]);
+    assert.deepEqual(fresh.lbmaps.tables.table(50), Uint32Array.from(Array(7).fill(b.id)));
   });
 
-  test('a table of another size is swapped in as a new inner map', () => {
-    const svc = 51;
-    dp.addFrontend(VIP, 401, PROTO.TCP, svc);
-    dp.setTable(svc, Array(7).fill(WEB_BACKENDS[0].id));
-    const first = innerId(svc);
-    dp.setTable(svc, Array(11).fill(WEB_BACKENDS[2].id));
-    assert.notEqual(innerId(svc), first);
-    assert.equal(pick(401), WEB_BACKENDS[2].addr);
+  test('retired slots are released by a grace period on the thread pool, without a caller waiting for it', async () => {
+    const before = slots().gracePeriods;
+    fresh.setTable(52, Array(7).fill(BACKENDS[2].id));
+    fresh.lbmaps.deleteMaglevTables([51]);
+    assert.ok(slots().retired >= 16);
+    await waitFor(() => slots().retired === 0, 5000, 'retired Maglev slots released');
+    assert.ok(slots().gracePeriods > before);
+    assert.equal(pick(502), BACKENDS[2].addr);
+  });
+
+  test('tables that fill a slab spill into a new one, which the datapath follows', () => {
+    const M = enums.xlb_limits.XLB_MAGLEV_MAX_M;
+    const tables = Array.from({ length: 8 }, (_, i) => ({ serviceId: 60 + i, table: new Uint32Array(M).fill(BACKENDS[i % 3].id) }));
+    fresh.lbmaps.putMaglevTables(tables);
+    const descs = tables.map((t) => fresh.lbmaps.tables.descriptor(t.serviceId));
+    assert.deepEqual(descs.map((d) => d >>> SHIFT), [0, 0, 0, 0, 0, 0, 0, 1], 'seven of M + 1 = 2^17 slots fit beside the small tables');
+    assert.equal(slots().slabs, 2);
+    fresh.addFrontend(VIP, 503, PROTO.TCP, 67);
+    assert.equal(pick(503), BACKENDS[7 % 3].addr);
+  });
+
+  test('a table larger than a slab is refused naming its service, and nothing of its batch is published', () => {
+    const before = slots();
+    const big = new Uint32Array(enums.xlb_limits.XLB_MAGLEV_SLAB_SLOTS);
+    assert.throws(() => fresh.lbmaps.putMaglevTables([{ serviceId: 53, table: Uint32Array.of(1) }, { serviceId: 54, table: big }]), /service 54's table has 1048576 slots/);
+    assert.equal(fresh.lbmaps.tables.descriptor(53), 0);
+    assert.deepEqual(slots(), before);
+    assert.throws(() => fresh.lbmaps.putMaglevTables([{ serviceId: 1 << 20, table: Uint32Array.of(1) }]), /service ID 1048576 is outside/);
   });
 });

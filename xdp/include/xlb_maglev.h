@@ -25,31 +25,41 @@ static __always_inline __u32 xlb_flow_hash(const struct xlb_flow_key *flow)
 				XLB_FLOW_HASH_SEED + flow->proto);
 }
 
+/* Slot `slot` of a Maglev slab; 0 when it is out of the slab. */
+static __always_inline __u32 xlb_maglev_slot(void *slab, __u32 slot)
+{
+	__u32 entry = slot / XLB_MAGLEV_ENTRY_SLOTS;
+	__u32 *e = bpf_map_lookup_elem(slab, &entry);
+
+	return e ? e[slot % XLB_MAGLEV_ENTRY_SLOTS] : 0;
+}
+
 /* The backend ID that service `service_id`'s Maglev table holds for `hash`:
- * slot base + hash % M of its table, where the header (slot 0) gives M and
- * which half is active (base 1 or 1 + M), so that the control plane can
- * rewrite the other half and flip the header. 0 when the service has no
- * table, M is 0, or the slot is empty or missing. */
+ * slot first + 1 + hash % M of the slab its descriptor names, where slot
+ * `first` holds M. 0 when the service has no table, M is 0, or the slot is
+ * empty or missing. The descriptor is read once, and the control plane
+ * stores it only after the whole table, so a packet sees one whole table,
+ * the old one or the new. */
 static __always_inline __u32 xlb_maglev_backend_id(__u32 service_id, __u32 hash)
 {
-	__u32 slot = 0, header, m;
-	__u32 *hdr, *backend_id;
-	void *table;
+	__u32 *descp, desc, first, slab_index, m;
+	void *slab;
 
-	table = bpf_map_lookup_elem(&xlb_maglev, &service_id);
-	if (!table)
+	descp = bpf_map_lookup_elem(&xlb_maglev, &service_id);
+	if (!descp)
 		return 0;
-	hdr = bpf_map_lookup_elem(table, &slot);
-	if (!hdr)
+	desc = *(volatile __u32 *)descp;
+	if (!desc)
 		return 0;
-	/* One read of the header: M and the half come from the same store. */
-	header = *(volatile __u32 *)hdr;
-	m = header & ~(1U << XLB_MAGLEV_HALF_BIT);
+	slab_index = desc >> XLB_MAGLEV_SLAB_SHIFT;
+	first = desc & (XLB_MAGLEV_SLAB_SLOTS - 1);
+	slab = bpf_map_lookup_elem(&xlb_maglev_slabs, &slab_index);
+	if (!slab)
+		return 0;
+	m = xlb_maglev_slot(slab, first);
 	if (!m)
 		return 0;
-	slot = XLB_MAGLEV_HEADER_SLOTS + (header >> XLB_MAGLEV_HALF_BIT ? m : 0) + hash % m;
-	backend_id = bpf_map_lookup_elem(table, &slot);
-	return backend_id ? *backend_id : 0;
+	return xlb_maglev_slot(slab, first + XLB_MAGLEV_HEADER_SLOTS + hash % m);
 }
 
 #endif /* XLB_MAGLEV_H */

@@ -43,30 +43,40 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_backends SEC(".maps");
 
-/* Template of a Maglev lookup table: slot 0 the header (M and the active
- * half, xlb_types.h), then one or two halves of M backend IDs: the control
- * plane writes the inactive half and flips the header (one aligned 4-byte
- * store), so that a changed table of the same size needs no map swap and no
- * RCU grace period. BPF_F_INNER_MAP lets each service's table have its own
- * max_entries (2M + 1, or M + 1 for a table never rewritten in place);
- * BPF_F_MMAPABLE lets the control plane fill a new table by a memory copy
- * before swapping it in (a batched update costs ~250 ns per slot). Every
- * inner map must carry the same flags as this template. */
-struct xlb_maglev_table {
+/* Maglev lookup tables live in slabs: mmapable arrays of 2^20 slots (4 MiB),
+ * created by the control plane as it needs them and held here. A table is
+ * M + 1 consecutive slots of one slab (xlb_types.h). The control plane
+ * writes a new or changed table into free slots through the slab's memory
+ * mapping and then points the service's descriptor at it; the slots it left
+ * are reused only after an RCU grace period, so a packet never reads a
+ * table being overwritten. All slabs have the template's size and flags, so
+ * the verifier inlines their lookups. */
+struct xlb_maglev_slab {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
-	__uint(max_entries, 2 * XLB_MAGLEV_MAX_M + XLB_MAGLEV_HEADER_SLOTS);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, XLB_MAGLEV_SLAB_SLOTS / XLB_MAGLEV_ENTRY_SLOTS);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u32[XLB_MAGLEV_ENTRY_SLOTS]); /* slot s: entry s / 16, index s % 16 */
 };
 
-/* Service ID -> that service's Maglev table, swapped whole by one update. */
+/* Slab index -> slab. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, XLB_SERVICES_MAX);
+	__uint(max_entries, XLB_MAGLEV_SLABS_MAX);
 	__type(key, __u32);
 	XLB_PIN_BY_NAME;
-	__array(values, struct xlb_maglev_table); /* a flexible array: last */
+	__array(values, struct xlb_maglev_slab); /* a flexible array: last */
+} xlb_maglev_slabs SEC(".maps");
+
+/* Service ID -> its table descriptor (slab << 20 | first slot, 0 = none),
+ * switched by one aligned 4-byte store through the map's memory mapping. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, XLB_SERVICES_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+	XLB_PIN_BY_NAME;
 } xlb_maglev SEC(".maps");
 
 /* Flow (client -> frontend) -> the backend it keeps. */

@@ -164,11 +164,20 @@ enum xlb_drop_reason {
 
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
 enum xlb_limits {
-	/* Maglev slot 0 is the header: the table size M, with bit XLB_MAGLEV_HALF_BIT (31) set when
-	 * the second half is the active one. Slots 1..M hold the first half's
-	 * backend IDs, slots M+1..2M (if the map has them) the second half's. */
+	/* A Maglev lookup table is M + 1 consecutive slots of one slab
+	 * (xlb_maglev_slabs): slot 0 the header, the table size M, then the M
+	 * backend IDs. xlb_maglev holds each service's table descriptor, slab <<
+	 * XLB_MAGLEV_SLAB_SHIFT | first slot; 0 means no table (slab 0 never
+	 * hands out slot 0). */
 	XLB_MAGLEV_HEADER_SLOTS = 1,
-	XLB_MAGLEV_HALF_BIT = 31,
+	XLB_MAGLEV_SLAB_SHIFT = 20,
+	XLB_MAGLEV_SLAB_SLOTS = 1 << 20,
+	/* Slots per slab array entry: a 64-byte value, so that the slab's
+	 * memory mapping holds the slots back to back (an array's elements are
+	 * 8-byte aligned, a 4-byte value would leave a gap after each). */
+	XLB_MAGLEV_ENTRY_SLOTS = 16,
+	/* Slabs: the descriptor's remaining 12 bits (4096 x 4 MiB). */
+	XLB_MAGLEV_SLABS_MAX = 4096,
 	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
 	XLB_MAGLEV_MAX_M = 131071,
 	/* Added to the protocol number to seed the flow hash; the same on every
