@@ -20,6 +20,6 @@ export {
   type MaglevBackend,
   type MaglevPermutation,
 } from './table.js';
-export { buildMaglevTables, startMaglevPool, stopMaglevPool, type MaglevJob, type MaglevBuilt } from './pool.js';
+export { buildMaglevTables, startMaglevTables, startMaglevPool, stopMaglevPool, type MaglevJob, type MaglevBuilt, type MaglevBatch } from './pool.js';
 export { flowHash, predictBackend, jhash3Words, XLB_FLOW_HASH_SEED, type FlowTuple } from './flowhash.js';
 export { nameHashes, type NameHashes } from './hash.js';

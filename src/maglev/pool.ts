@@ -149,6 +149,24 @@ export function maglevPoolStats(): { threads: number; batches: number; tables: n
  *   before any table is built
  */
 export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
+  return startMaglevTables(jobs).finish();
+}
+
+/** A batch of tables the pool's workers are building: {@link MaglevBatch.finish} builds the rest here and returns all. */
+export interface MaglevBatch {
+  /** Take part in the build until every table is done (at most {@link WORKER_TIMEOUT_MS} of waiting), then return them, in job order. */
+  finish(): MaglevBuilt[];
+}
+
+/**
+ * {@link buildMaglevTables} in two steps, so that the caller can do other
+ * work (the controller writes the backends) while the workers start on the
+ * tables: this checks and prepares every table and hands the batch to the
+ * workers; finish() does the rest. A batch that is never finished is
+ * completed by the workers and dropped.
+ * @throws RangeError as buildMaglevTables, before any table is built
+ */
+export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
   let slots = 0;
   let backends = 0;
   for (const j of jobs) {
@@ -188,8 +206,11 @@ export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
   // both at half speed, no gain from the second thread).
   if (ws.length) b.slab.fill(0);
   for (const w of ws) w.postMessage(b);
+  return { finish: () => finishBatch(jobs, b, ws.length > 0) };
+}
 
-  // This thread takes tables too, then waits for the ones a worker took.
+/** The calling thread's part of a batch: take tables too, then wait for the ones a worker took. */
+function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): MaglevBuilt[] {
   let inverses = new Int32Array(0);
   const fill = (table: Uint32Array, M: number, n: number, first: number, a: MaglevBuildArrays) => {
     if (n === 0) return; // no backend: every slot stays 0
@@ -207,7 +228,7 @@ export function buildMaglevTables(jobs: readonly MaglevJob[]): MaglevBuilt[] {
       fill(b.slab.subarray(o, o + M), M, n, first, b);
     }
   }
-  if (ws.length) {
+  if (pooled) {
     stats.batches++;
     stats.tables += jobs.length;
     for (const m of mine) if (!m) stats.byWorkers++;

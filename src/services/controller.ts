@@ -18,7 +18,7 @@ import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapat
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
-import { buildMaglevTable, buildMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
+import { buildMaglevTable, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
@@ -289,12 +289,15 @@ export class ServiceController {
     }
     // The tables of one sync are built together, on every core for a large
     // sync, into one buffer (dropped after the writes: the maps hold them).
-    const built = buildMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
-    const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));
+    // The workers start on them while this thread writes the backends.
+    const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
 
     this.maps.putBackends(putBackends);
     for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);
     writes.backends = putBackends.length;
+
+    const built = batch.finish();
+    const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));
 
     this.maps.putMaglevTables(newTables);
     for (const t of newTables) this.appliedTables.set(t.serviceId, { size: t.inputs.size, inputs: t.inputs.inputs, counts: t.counts });
