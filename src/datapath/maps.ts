@@ -8,7 +8,7 @@
 import { BpfMap, possibleCpus, type BpfObject } from './bpf.js';
 import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
 import { ipToU32 } from '../util/ip.js';
-import { decode, dropReasonNames, encode, sizeOf, u32Key, enums } from './codec.js';
+import { decode, dropReasonNames, encode, encodeAll, sizeOf, u32Key } from './codec.js';
 import type { BackendValue, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
 
 /** The maps of a loaded datapath, by role. */
@@ -57,7 +57,9 @@ function sourceRangeKey(serviceId: number, cidr: string): Buffer {
 /** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
 export class BpfLBMaps implements LBMaps {
   private frontendCount = 0;
-  private readonly backendIds = new Set<number>();
+  /** Per backend ID: 1 when this process wrote it (xlb_backends cannot say: it is an array). */
+  private readonly backendPresent: Uint8Array;
+  private backendCount = 0;
   /** Source ranges written per service ID, to delete exactly those on change. */
   private readonly sourceRanges = new Map<number, Set<string>>();
   /** The Maglev tables' writer: owns xlb_maglev and xlb_maglev_slabs. */
@@ -65,6 +67,7 @@ export class BpfLBMaps implements LBMaps {
 
   /** @throws BpfError when the Maglev maps cannot be mapped */
   constructor(readonly maps: LBMapSet) {
+    this.backendPresent = new Uint8Array(maps.backends.maxEntries);
     this.tables = new MaglevSlabs(maps.maglev, maps.maglevSlabs);
   }
 
@@ -75,14 +78,8 @@ export class BpfLBMaps implements LBMaps {
 
   putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void {
     if (!entries.length) return;
-    const ks = sizeOf('xlb_frontend_key');
-    const vs = sizeOf('xlb_service');
-    const keys = Buffer.alloc(ks * entries.length);
-    const values = Buffer.alloc(vs * entries.length);
-    entries.forEach((e, i) => {
-      encode('xlb_frontend_key', e.key, keys, i * ks);
-      encode('xlb_service', e.service, values, i * vs);
-    });
+    const keys = encodeAll('xlb_frontend_key', entries.length, (i) => entries[i].key);
+    const values = encodeAll('xlb_service', entries.length, (i) => entries[i].service);
     this.maps.frontends.updateBatch(keys, values, entries.length);
     this.frontendCount = -1; // recounted lazily
   }
@@ -94,27 +91,32 @@ export class BpfLBMaps implements LBMaps {
 
   putBackends(entries: Array<{ id: number; backend: BackendValue }>): void {
     if (!entries.length) return;
-    const vs = sizeOf('xlb_backend');
     const keys = Buffer.alloc(4 * entries.length);
-    const values = Buffer.alloc(vs * entries.length);
-    entries.forEach((e, i) => {
-      if (e.id <= 0) throw new Error(`xlb_backends: backend ID ${e.id} is reserved`);
-      keys.writeUInt32LE(e.id, i * 4);
-      encode('xlb_backend', e.backend, values, i * vs);
-      this.backendIds.add(e.id);
-    });
+    for (let i = 0; i < entries.length; i++) {
+      const id = entries[i].id;
+      if (!(id > 0 && id < this.maps.backends.maxEntries)) throw new Error(`xlb_backends: backend ID ${id} is ${id <= 0 ? 'reserved' : 'outside the map'}`);
+      keys.writeUInt32LE(id, i * 4);
+    }
+    const values = encodeAll('xlb_backend', entries.length, (i) => entries[i].backend);
     this.maps.backends.updateBatch(keys, values, entries.length);
+    for (const e of entries) this.markBackend(e.id, true);
   }
 
   deleteBackends(ids: number[]): void {
     if (!ids.length) return;
     // An array entry cannot be deleted: an all-zero backend means "gone".
     const keys = Buffer.alloc(4 * ids.length);
-    ids.forEach((id, i) => {
-      keys.writeUInt32LE(id, i * 4);
-      this.backendIds.delete(id);
-    });
+    ids.forEach((id, i) => keys.writeUInt32LE(id, i * 4));
     this.maps.backends.updateBatch(keys, Buffer.alloc(sizeOf('xlb_backend') * ids.length), ids.length);
+    for (const id of ids) this.markBackend(id, false);
+  }
+
+  /** Record whether backend `id` is written (a bitmap and a count, for fill()). */
+  private markBackend(id: number, present: boolean): void {
+    const was = this.backendPresent[id] === 1;
+    if (was === present) return;
+    this.backendPresent[id] = present ? 1 : 0;
+    this.backendCount += present ? 1 : -1;
   }
 
   /**
@@ -187,7 +189,7 @@ export class BpfLBMaps implements LBMaps {
     if (this.frontendCount < 0) this.frontendCount = this.maps.frontends.keys().length;
     return [
       { name: 'xlb_frontends', maxEntries: this.maps.frontends.maxEntries, entries: this.frontendCount },
-      { name: 'xlb_backends', maxEntries: this.maps.backends.maxEntries, entries: this.backendIds.size },
+      { name: 'xlb_backends', maxEntries: this.maps.backends.maxEntries, entries: this.backendCount },
       { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries, entries: this.tables.stats().tables },
       { name: 'xlb_maglev_slabs', maxEntries: this.maps.maglevSlabs.maxEntries, entries: this.tables.stats().slabs },
       { name: 'xlb_conntrack', maxEntries: this.maps.conntrack.maxEntries },
