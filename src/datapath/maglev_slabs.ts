@@ -69,6 +69,8 @@ export class MaglevSlabs {
   private readonly outer: BpfMap;
   /** Ranges whose grace period is running on the thread pool. */
   private inGrace: SlotRange[] | null = null;
+  /** Slabs made but not yet in xlb_maglev_slabs (no descriptor may name them). */
+  private pendingSlabs: number[] = [];
   private closed = false;
   private tableCount = 0;
   private graceCount = 0;
@@ -110,20 +112,20 @@ export class MaglevSlabs {
       if (table.length + HEADER > SLAB_SLOTS) throw new RangeError(`xlb_maglev: service ${serviceId}'s table has ${table.length} slots, more than a slab holds`);
     }
     const placed: SlotRange[] = [];
-    const fresh: number[] = [];
     try {
       for (const { table } of tables) {
-        const range = this.place(table.length + HEADER, fresh);
+        const range = this.place(table.length + HEADER);
         placed.push(range);
         const slots = this.slabs[range.slab].slots;
         slots[range.first] = table.length;
         slots.set(table, range.first + HEADER);
       }
+      // New slabs go in before any descriptor names them. Should that fail,
+      // they stay pending (a later batch inserts them) and nothing is published.
+      this.insertPendingSlabs();
     } catch (e) {
       this.alloc.release(placed);
       throw e;
-    } finally {
-      this.insertSlabs(fresh);
     }
     for (let i = 0; i < tables.length; i++) this.switchTo(tables[i].serviceId, maglevDescriptor(placed[i]));
     this.startGrace();
@@ -144,9 +146,8 @@ export class MaglevSlabs {
     this.checkOpen();
     this.checkId(serviceId);
     const desc = this.descriptors[2 * serviceId];
-    if (!desc) return undefined;
-    const r = this.rangeOf(desc);
-    return this.slabs[r.slab].slots.slice(r.first + HEADER, r.first + r.size);
+    const r = desc ? this.rangeOf(desc) : undefined;
+    return r && this.slabs[r.slab].slots.slice(r.first + HEADER, r.first + r.size);
   }
 
   /** Service `serviceId`'s descriptor (0: none), as the datapath reads it. */
@@ -204,22 +205,24 @@ export class MaglevSlabs {
     if (!Number.isInteger(serviceId) || serviceId < 0 || serviceId >= this.capacity) throw new RangeError(`xlb_maglev: service ID ${serviceId} is outside 0..${this.capacity - 1}`);
   }
 
-  /** The range descriptor `desc` names (its size from the header slot). */
-  private rangeOf(desc: number): SlotRange {
+  /** The range descriptor `desc` names (its size from the header slot); undefined when it names no slab of ours. */
+  private rangeOf(desc: number): SlotRange | undefined {
     const slab = desc >>> SLAB_SHIFT;
     const first = desc & (SLAB_SLOTS - 1);
-    return { slab, first, size: this.slabs[slab].slots[first] + HEADER };
+    const s = this.slabs[slab];
+    return s ? { slab, first, size: s.slots[first] + HEADER } : undefined;
   }
 
   /** Point `serviceId` at `desc` and retire what it named. */
   private switchTo(serviceId: number, desc: number): void {
     const old = Atomics.exchange(this.descriptors, 2 * serviceId, desc);
-    if (old) this.alloc.retire(this.rangeOf(old));
-    this.tableCount += (desc ? 1 : 0) - (old ? 1 : 0);
+    const range = old ? this.rangeOf(old) : undefined;
+    if (range) this.alloc.retire(range);
+    this.tableCount += (desc ? 1 : 0) - (range ? 1 : 0);
   }
 
-  /** Free slots for `size`: a free range, else retired ones after a grace period, else a new slab (recorded in `fresh`). */
-  private place(size: number, fresh: number[]): SlotRange {
+  /** Free slots for `size`: a free range, else retired ones after a grace period, else a new slab (inserted before publishing). */
+  private place(size: number): SlotRange {
     let r = this.alloc.alloc(size);
     if (r) return r;
     if (this.alloc.retiredCount || this.inGrace?.length) {
@@ -227,7 +230,7 @@ export class MaglevSlabs {
       r = this.alloc.alloc(size);
       if (r) return r;
     }
-    fresh.push(this.addSlab());
+    this.pendingSlabs.push(this.addSlab());
     return this.alloc.alloc(size)!;
   }
 
@@ -247,16 +250,18 @@ export class MaglevSlabs {
     return index;
   }
 
-  /** Put new slabs into xlb_maglev_slabs with one update (one grace period for all). */
-  private insertSlabs(indexes: number[]): void {
-    if (!indexes.length) return;
-    const keys = Buffer.alloc(4 * indexes.length);
-    const fds = Buffer.alloc(4 * indexes.length);
-    indexes.forEach((s, i) => {
+  /** Put the slabs not yet in xlb_maglev_slabs there with one update (one grace period for all). */
+  private insertPendingSlabs(): void {
+    const pending = this.pendingSlabs;
+    if (!pending.length) return;
+    const keys = Buffer.alloc(4 * pending.length);
+    const fds = Buffer.alloc(4 * pending.length);
+    pending.forEach((s, i) => {
       keys.writeUInt32LE(s, 4 * i);
       fds.writeUInt32LE(this.slabs[s].map.fd, 4 * i);
     });
-    this.outer.updateBatch(keys, fds, indexes.length);
+    this.outer.updateBatch(keys, fds, pending.length);
+    this.pendingSlabs = [];
     this.graceCount++;
   }
 
