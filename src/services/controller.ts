@@ -264,21 +264,27 @@ export class ServiceController {
     for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
 
     // 2. Writes that add: backends, tables, source ranges, frontends.
-    const putBackends: Array<{ id: number; backend: BackendValue }> = [];
+    // The tables of one sync are built together, on every core for a large
+    // sync, into one buffer (dropped after the writes: the maps hold them).
+    // The workers start on them while this thread lists and writes the backends.
     const tableJobs: Array<{ serviceId: number; inputs: TableInputs }> = [];
-    const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
     for (const r of redo) {
       const w = r.want;
       if (!w) continue;
       this.failed.add(r.key); // until every write below succeeds
+      if (w.table && !sameTable(this.appliedTables.get(w.serviceId), w.table)) tableJobs.push({ serviceId: w.serviceId, inputs: w.table });
+    }
+    const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
+
+    const putBackends: Array<{ id: number; backend: BackendValue }> = [];
+    const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
+    for (const r of redo) {
+      const w = r.want;
+      if (!w) continue;
       for (let i = 0; i < w.backendIds.length; i++) {
         const b = w.desired.backends[i];
         const value: BackendValue = { addr: b.addr, port: b.port, proto: protoNumber(b.protocol), flags: w.backendFlags[i] };
         if (!this.appliedBackends.holds(w.backendIds[i], value)) putBackends.push({ id: w.backendIds[i], backend: value });
-      }
-      const t = w.table;
-      if (t && !sameTable(this.appliedTables.get(w.serviceId), t)) {
-        tableJobs.push({ serviceId: w.serviceId, inputs: t });
       }
       for (const [fk, f] of w.frontends) {
         const cur = this.appliedFrontends.get(fk);
@@ -287,11 +293,6 @@ export class ServiceController {
         } else this.frontendOwner.set(fk, r.key);
       }
     }
-    // The tables of one sync are built together, on every core for a large
-    // sync, into one buffer (dropped after the writes: the maps hold them).
-    // The workers start on them while this thread writes the backends.
-    const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
-
     this.maps.putBackends(putBackends);
     for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);
     writes.backends = putBackends.length;
