@@ -9,6 +9,7 @@
  */
 import type { StructValue } from './codec.js';
 import { flat } from '../util/flat.js';
+import { ipToU32, u32ToIp } from '../util/ip.js';
 
 /** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
 export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
@@ -16,6 +17,69 @@ export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' 
 export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number };
 /** `struct xlb_backend`. */
 export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'>;
+
+/**
+ * Backends to write, as parallel arrays rather than an object per backend (a
+ * first sync writes 100,000 of them, and every object there lives through
+ * the whole sync: work for the garbage collector). Entry i (0 <= i < count):
+ * backend ID ids[i], IPv4 address addrs[i] in host order (as ipToU32),
+ * ports[i], IP protocol number protos[i], XLB_BE_F_* flags[i].
+ */
+export class BackendBatch {
+  count = 0;
+  ids: Uint32Array;
+  addrs: Uint32Array;
+  ports: Uint16Array;
+  protos: Uint8Array;
+  flags: Uint8Array;
+
+  /** @param capacity entries before the arrays grow (they double) */
+  constructor(capacity = 16) {
+    const n = Math.max(1, capacity);
+    this.ids = new Uint32Array(n);
+    this.addrs = new Uint32Array(n);
+    this.ports = new Uint16Array(n);
+    this.protos = new Uint8Array(n);
+    this.flags = new Uint8Array(n);
+  }
+
+  /** A batch of these backends (addresses as dotted quads). @throws Error naming the address when it is not IPv4 */
+  static of(entries: Array<{ id: number; backend: BackendValue }>): BackendBatch {
+    const b = new BackendBatch(entries.length);
+    for (const e of entries) b.push(e.id, ipToU32(e.backend.addr), e.backend.port, e.backend.proto, e.backend.flags);
+    return b;
+  }
+
+  /** Append one backend. */
+  push(id: number, addr: number, port: number, proto: number, flags: number): void {
+    if (this.count === this.ids.length) this.grow();
+    const i = this.count++;
+    this.ids[i] = id;
+    this.addrs[i] = addr;
+    this.ports[i] = port;
+    this.protos[i] = proto;
+    this.flags[i] = flags;
+  }
+
+  /** Entry i as a BackendValue. */
+  value(i: number): BackendValue {
+    return { addr: u32ToIp(this.addrs[i]), port: this.ports[i], proto: this.protos[i], flags: this.flags[i] };
+  }
+
+  private grow(): void {
+    const n = this.ids.length * 2;
+    const grown = <T extends Uint32Array | Uint16Array | Uint8Array>(a: T, make: (n: number) => T): T => {
+      const b = make(n);
+      b.set(a);
+      return b;
+    };
+    this.ids = grown(this.ids, (k) => new Uint32Array(k));
+    this.addrs = grown(this.addrs, (k) => new Uint32Array(k));
+    this.ports = grown(this.ports, (k) => new Uint16Array(k));
+    this.protos = grown(this.protos, (k) => new Uint8Array(k));
+    this.flags = grown(this.flags, (k) => new Uint8Array(k));
+  }
+}
 
 /** Per-service counters summed over CPUs. */
 export interface ServiceCounters {
@@ -41,16 +105,16 @@ export interface LBMaps {
   putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void;
   /** Delete frontends that exist. */
   deleteFrontends(keys: FrontendKey[]): void;
-  /** Insert or replace backends by ID (ID 0 is reserved for "none"). */
-  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void;
+  /** Insert or replace backends by ID (ID 0 is reserved for "none"); one batched update. */
+  putBackends(batch: BackendBatch): void;
   /** Remove backends by ID: established flows on them are re-picked. */
   deleteBackends(ids: number[]): void;
   /**
    * Install services' Maglev lookup tables (backend IDs, length M, M prime)
    * atomically per table: the datapath sees either the old or the new table
-   * of a service, whole. One call for many tables: the kernel waits for an
-   * RCU grace period after each write to a map-in-map, so the tables of a
-   * sync are swapped in with one batched update (one wait), not one each.
+   * of a service, whole. One call for many tables: new slabs for them, if
+   * any, go into the datapath with one update (docs/datapath.md, "Maglev
+   * tables").
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void;
   /** Remove services' tables (packets to them then drop with no_backend); one batched delete. */
@@ -104,10 +168,10 @@ export class FakeLBMaps implements LBMaps {
     this.count('deleteFrontends');
     for (const k of keys) this.frontends.delete(frontendKeyString(k));
   }
-  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void {
-    if (!entries.length) return;
+  putBackends(batch: BackendBatch): void {
+    if (!batch.count) return;
     this.count('putBackends');
-    for (const e of entries) this.backends.set(e.id, { ...e.backend });
+    for (let i = 0; i < batch.count; i++) this.backends.set(batch.ids[i], batch.value(i));
   }
   deleteBackends(ids: number[]): void {
     if (!ids.length) return;

@@ -9,7 +9,8 @@ import { BpfMap, possibleCpus, type BpfObject } from './bpf.js';
 import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
 import { ipToU32 } from '../util/ip.js';
 import { decode, dropReasonNames, encode, encodeAll, sizeOf, u32Key } from './codec.js';
-import type { BackendValue, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
+import type { BackendBatch, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
+import { structs } from './layouts.generated.js';
 
 /** The maps of a loaded datapath, by role. */
 export interface LBMapSet {
@@ -54,6 +55,26 @@ function sourceRangeKey(serviceId: number, cidr: string): Buffer {
   return key;
 }
 
+const BE = structs.xlb_backend;
+// The writer below assumes these field types (xlb_types.h); a change there must fail here, not garble backends.
+if (BE.fields.addr.type !== '__be32' || BE.fields.port.type !== '__be16' || BE.fields.proto.size !== 1 || BE.fields.flags.size !== 1) {
+  throw new Error('maps.ts: struct xlb_backend changed its field types; update encodeBackends');
+}
+
+/** `struct xlb_backend` values of a batch, back to back (offsets from layouts.generated.ts; padding zero). */
+function encodeBackends(b: BackendBatch): Buffer {
+  const buf = Buffer.alloc(BE.size * b.count);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const { addr, port, proto, flags } = BE.fields;
+  for (let i = 0, at = 0; i < b.count; i++, at += BE.size) {
+    dv.setUint32(at + addr.offset, b.addrs[i], false);
+    dv.setUint16(at + port.offset, b.ports[i], false);
+    dv.setUint8(at + proto.offset, b.protos[i]);
+    dv.setUint8(at + flags.offset, b.flags[i]);
+  }
+  return buf;
+}
+
 /** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
 export class BpfLBMaps implements LBMaps {
   private frontendCount = 0;
@@ -89,17 +110,18 @@ export class BpfLBMaps implements LBMaps {
     if (keys.length) this.frontendCount = -1;
   }
 
-  putBackends(entries: Array<{ id: number; backend: BackendValue }>): void {
-    if (!entries.length) return;
-    const keys = Buffer.alloc(4 * entries.length);
-    for (let i = 0; i < entries.length; i++) {
-      const id = entries[i].id;
-      if (!(id > 0 && id < this.maps.backends.maxEntries)) throw new Error(`xlb_backends: backend ID ${id} is ${id <= 0 ? 'reserved' : 'outside the map'}`);
-      keys.writeUInt32LE(id, i * 4);
+  putBackends(batch: BackendBatch): void {
+    const n = batch.count;
+    if (!n) return;
+    const max = this.maps.backends.maxEntries;
+    for (let i = 0; i < n; i++) {
+      const id = batch.ids[i];
+      if (!(id > 0 && id < max)) throw new Error(`xlb_backends: backend ID ${id} is ${id === 0 ? 'reserved' : 'outside the map'}`);
     }
-    const values = encodeAll('xlb_backend', entries.length, (i) => entries[i].backend);
-    this.maps.backends.updateBatch(keys, values, entries.length);
-    for (const e of entries) this.markBackend(e.id, true);
+    // Keys: the IDs as they are (u32 in host order, as the map's keys).
+    const keys = Buffer.from(batch.ids.buffer, batch.ids.byteOffset, 4 * n);
+    this.maps.backends.updateBatch(keys, encodeBackends(batch), n);
+    for (let i = 0; i < n; i++) this.markBackend(batch.ids[i], true);
   }
 
   deleteBackends(ids: number[]): void {

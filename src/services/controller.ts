@@ -14,7 +14,7 @@
  * tables, then frontends; removals in the reverse order.
  */
 import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
-import type { BackendValue, FrontendKey, LBMaps, ServiceValue } from '../datapath/lbmaps.js';
+import { BackendBatch, type FrontendKey, type LBMaps, type ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
@@ -131,18 +131,20 @@ class AppliedBackends {
   private readonly present = new Uint8Array(MAX_BACKEND_ID + 1);
   size = 0;
 
-  /** Whether backend `id` is written with exactly this value. */
-  holds(id: number, v: BackendValue): boolean {
-    return this.present[id] === 1 && this.port[id] === v.port && this.proto[id] === v.proto && this.flags[id] === v.flags && this.addr[id] === ipToU32(v.addr);
+  /** Whether backend `id` is written with exactly these values (addr: IPv4 in host order). */
+  holds(id: number, addr: number, port: number, proto: number, flags: number): boolean {
+    return this.present[id] === 1 && this.port[id] === port && this.proto[id] === proto && this.flags[id] === flags && this.addr[id] === addr;
   }
 
-  set(id: number, v: BackendValue): void {
+  /** Record what entry i of a written batch holds. */
+  set(b: BackendBatch, i: number): void {
+    const id = b.ids[i];
     if (!this.present[id]) this.size++;
     this.present[id] = 1;
-    this.addr[id] = ipToU32(v.addr);
-    this.port[id] = v.port;
-    this.proto[id] = v.proto;
-    this.flags[id] = v.flags;
+    this.addr[id] = b.addrs[i];
+    this.port[id] = b.ports[i];
+    this.proto[id] = b.protos[i];
+    this.flags[id] = b.flags[i];
   }
 
   delete(id: number): void {
@@ -276,15 +278,17 @@ export class ServiceController {
     }
     const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
 
-    const putBackends: Array<{ id: number; backend: BackendValue }> = [];
+    const putBackends = new BackendBatch(this.appliedBackends.size ? 64 : 1024);
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
     for (const r of redo) {
       const w = r.want;
       if (!w) continue;
       for (let i = 0; i < w.backendIds.length; i++) {
         const b = w.desired.backends[i];
-        const value: BackendValue = { addr: b.addr, port: b.port, proto: protoNumber(b.protocol), flags: w.backendFlags[i] };
-        if (!this.appliedBackends.holds(w.backendIds[i], value)) putBackends.push({ id: w.backendIds[i], backend: value });
+        const id = w.backendIds[i];
+        const addr = ipToU32(b.addr);
+        const proto = protoNumber(b.protocol);
+        if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i])) putBackends.push(id, addr, b.port, proto, w.backendFlags[i]);
       }
       for (const [fk, f] of w.frontends) {
         const cur = this.appliedFrontends.get(fk);
@@ -294,8 +298,8 @@ export class ServiceController {
       }
     }
     this.maps.putBackends(putBackends);
-    for (const b of putBackends) this.appliedBackends.set(b.id, b.backend);
-    writes.backends = putBackends.length;
+    for (let i = 0; i < putBackends.count; i++) this.appliedBackends.set(putBackends, i);
+    writes.backends = putBackends.count;
 
     const built = batch.finish();
     const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));

@@ -15,6 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
+import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 
@@ -129,7 +130,7 @@ export class Datapath {
 
   /** Write backend `id`. */
   setBackend(id: number, b: { addr: string; port: number; proto: number; flags?: number }): void {
-    this.lbmaps.putBackends([{ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 } }]);
+    this.lbmaps.putBackends(BackendBatch.of([{ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 } }]));
   }
 
   /** Zero backend `id` (how the control plane removes one). */
