@@ -34,6 +34,13 @@ const HEADER = L.XLB_MAGLEV_HEADER_SLOTS;
 /** Bytes of one slab entry: XLB_MAGLEV_ENTRY_SLOTS u32 slots (xlb_maps.h). */
 const ENTRY_BYTES = 4 * L.XLB_MAGLEV_ENTRY_SLOTS;
 const SLAB_ENTRIES = SLAB_SLOTS / L.XLB_MAGLEV_ENTRY_SLOTS;
+/**
+ * Free slots kept at hand (a quarter slab, ~250 tables of M = 1021): with
+ * less, a batch that makes slabs makes one more, and after any batch a spare
+ * slab is made and put in on the thread pool. Without it, a change that
+ * finds no free slots waits for a grace period or a slab insertion (~10 ms).
+ */
+const HEADROOM = SLAB_SLOTS / 4;
 
 /** A slab: its map (our fd) and its mapping, slot s at `slots[s]`. */
 interface Slab {
@@ -71,6 +78,8 @@ export class MaglevSlabs {
   private inGrace: SlotRange[] | null = null;
   /** Slabs made but not yet in xlb_maglev_slabs (no descriptor may name them). */
   private pendingSlabs: number[] = [];
+  /** A spare slab being put in on the thread pool (reserved in the allocator until then). */
+  private spareInFlight: number | null = null;
   private closed = false;
   private tableCount = 0;
   private graceCount = 0;
@@ -122,6 +131,8 @@ export class MaglevSlabs {
       }
       // New slabs go in before any descriptor names them. Should that fail,
       // they stay pending (a later batch inserts them) and nothing is published.
+      // When little room is left, one more goes in with them, at no extra wait.
+      if (this.pendingSlabs.length && this.alloc.freeCount < HEADROOM && this.slabs.length < SLABS_MAX) this.pendingSlabs.push(this.addSlab());
       this.insertPendingSlabs();
     } catch (e) {
       this.alloc.release(placed);
@@ -129,6 +140,7 @@ export class MaglevSlabs {
     }
     for (let i = 0; i < tables.length; i++) this.switchTo(tables[i].serviceId, maglevDescriptor(placed[i]));
     this.startGrace();
+    this.keepHeadroom();
   }
 
   /** Remove tables (descriptor 0: the datapath drops with XLB_DROP_NO_BACKEND). Unknown IDs are ignored. */
@@ -189,7 +201,12 @@ export class MaglevSlabs {
     this.closed = true;
     this.unmapDescriptors();
     for (const s of this.slabs) s.unmap();
-    if (!this.inGrace) this.closeFds();
+    this.closeFdsWhenIdle();
+  }
+
+  /** Close our fds once no call on the thread pool uses them. */
+  private closeFdsWhenIdle(): void {
+    if (this.closed && !this.inGrace && this.spareInFlight === null) this.closeFds();
   }
 
   private closeFds(): void {
@@ -234,7 +251,8 @@ export class MaglevSlabs {
     return this.alloc.alloc(size)!;
   }
 
-  private addSlab(): number {
+  /** Make a slab (map and mapping); `reserved`: no free slots until released. */
+  private addSlab(reserved = false): number {
     const index = this.slabs.length;
     if (index >= SLABS_MAX) throw new Error(`xlb_maglev_slabs: all ${SLABS_MAX} slabs (${SLAB_SLOTS} slots each) are full`);
     const map = BpfMap.createArray({ name: `xlb_mg_slab${index}`, valueSize: ENTRY_BYTES, maxEntries: SLAB_ENTRIES, flags: BPF_F_MMAPABLE });
@@ -246,7 +264,7 @@ export class MaglevSlabs {
       throw e;
     }
     this.slabs.push({ map, slots: new Uint32Array(m.view), unmap: m.unmap });
-    this.alloc.addSlab();
+    this.alloc.addSlab(reserved);
     return index;
   }
 
@@ -265,6 +283,27 @@ export class MaglevSlabs {
     this.graceCount++;
   }
 
+  /**
+   * With less than HEADROOM free slots, none coming back from retired
+   * tables and no spare on its way, make a spare slab and put it in on the
+   * thread pool; its slots become free once the datapath can see it.
+   */
+  private keepHeadroom(): void {
+    if (this.spareInFlight !== null || !this.slabs.length || this.slabs.length >= SLABS_MAX) return;
+    const coming = this.alloc.retiredCount + (this.inGrace ? this.inGrace.reduce((n, r) => n + r.size, 0) : 0);
+    if (this.alloc.freeCount + coming >= HEADROOM) return;
+    const index = this.addSlab(true);
+    this.spareInFlight = index;
+    this.outer.updateAsync(u32(index), u32(this.slabs[index].map.fd), (err) => {
+      this.spareInFlight = null;
+      if (this.closed) return this.closeFdsWhenIdle();
+      // Failed: the next batch puts it in itself, before naming it.
+      if (err) this.pendingSlabs.push(index);
+      else this.graceCount++;
+      this.alloc.release([this.alloc.wholeRange(index)]);
+    });
+  }
+
   /** Start a grace period on the thread pool for what is retired now, unless one runs. */
   private startGrace(): void {
     if (this.inGrace || !this.alloc.retiredCount || !this.slabs.length) return;
@@ -272,7 +311,7 @@ export class MaglevSlabs {
     this.inGrace = ranges;
     this.outer.updateAsync(u32(0), u32(this.slabs[0].map.fd), (err) => {
       this.inGrace = null;
-      if (this.closed) return this.closeFds();
+      if (this.closed) return this.closeFdsWhenIdle();
       if (err) {
         // Not known to have waited: retire them again for the next one.
         for (const r of ranges) this.alloc.retire(r);

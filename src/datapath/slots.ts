@@ -47,14 +47,28 @@ export class SlabAllocator {
     return this.freeRanges.length;
   }
 
-  /** Add an empty slab; returns its index. */
-  addSlab(): number {
+  /**
+   * Add an empty slab; returns its index. A reserved slab has no free range
+   * until its whole range ({@link wholeRange}) is released, e.g. once the
+   * datapath can see it.
+   */
+  addSlab(reserved = false): number {
     const index = this.freeRanges.length;
-    const first = index === 0 ? 1 : 0;
-    this.freeRanges.push([first, this.slabSlots - first]);
-    this.largest.push(this.slabSlots - first);
-    this.freeSlots += this.slabSlots - first;
+    this.freeRanges.push([]);
+    this.largest.push(0);
+    if (!reserved) this.release([this.wholeRange(index)]);
     return index;
+  }
+
+  /** Every slot slab `slab` can hand out (all but slot 0 of slab 0). */
+  wholeRange(slab: number): SlotRange {
+    const first = slab === 0 ? 1 : 0;
+    return { slab, first, size: this.slabSlots - first };
+  }
+
+  /** Free slots over all slabs. */
+  get freeCount(): number {
+    return this.freeSlots;
   }
 
   /**

@@ -585,6 +585,32 @@ describe('Maglev slabs', () => {
     assert.equal(pick(503), BACKENDS[7 % 3].addr);
   });
 
+  test('free slots are kept at hand: a batch that makes a slab makes one more when little room is left, and a spare slab arrives on the thread pool', async () => {
+    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
+    try {
+      const M = enums.xlb_limits.XLB_MAGLEV_MAX_M; // M + 1 = 2^17 slots: eight fill a slab
+      const big = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ serviceId: first + i, table: new Uint32Array(M).fill(1) }));
+      const st = () => own.lbmaps.maglevStats();
+      own.lbmaps.putMaglevTables(big(1, 7));
+      assert.equal(st().slabs, 2, 'slab 0 holds seven with 2^17 - 1 slots left, so slab 1 went in with it');
+      assert.equal(st().free, 2 ** 17 - 1 + 2 ** 20);
+      assert.equal(st().gracePeriods, 1, 'one update for both');
+      own.lbmaps.putMaglevTables(big(8, 8));
+      assert.equal(st().free, 2 ** 17 - 1, 'slab 1 is full now');
+      assert.equal(st().slabs, 3, 'a spare slab is on its way');
+      await waitFor(() => st().free === 2 ** 17 - 1 + 2 ** 20, 5000, 'the spare slab to be put in');
+      own.lbmaps.putMaglevTables(big(16, 1));
+      assert.equal(own.lbmaps.tables.descriptor(16) >>> enums.xlb_limits.XLB_MAGLEV_SLAB_SHIFT, 2, 'the next table goes into the spare');
+      own.addFrontend(VIP, 510, PROTO.TCP, 16);
+      own.setBackend(1, { addr: '198.19.6.1', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
+      const r = own.ingress.testRun(toVip(510));
+      assert.equal(r.retval, XDP.PASS);
+      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.1');
+    } finally {
+      own.close();
+    }
+  });
+
   test('a table larger than a slab is refused naming its service, and nothing of its batch is published', () => {
     const before = slots();
     const big = new Uint32Array(enums.xlb_limits.XLB_MAGLEV_SLAB_SLOTS);

@@ -91,3 +91,16 @@ test('random allocations and releases keep the books exact: no overlap, counts a
   assert.deepEqual(a.alloc(999), { slab: 0, first: 1, size: 999 });
   for (let s = 1; s < slabs; s++) assert.deepEqual(a.alloc(1000), { slab: s, first: 0, size: 1000 });
 });
+
+test('a reserved slab hands out nothing until its whole range is released', () => {
+  const a = new SlabAllocator(100);
+  a.addSlab();
+  a.alloc(99);
+  assert.equal(a.addSlab(true), 1);
+  assert.equal(a.alloc(1), undefined);
+  assert.equal(a.freeCount, 0);
+  assert.deepEqual(a.wholeRange(0), { slab: 0, first: 1, size: 99 });
+  a.release([a.wholeRange(1)]);
+  assert.equal(a.freeCount, 100);
+  assert.deepEqual(a.alloc(100), { slab: 1, first: 0, size: 100 });
+});
