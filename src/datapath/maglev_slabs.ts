@@ -12,10 +12,11 @@
  * when no XDP or tc run that could have read the old descriptor is left.
  * User space cannot call synchronize_rcu(), but every successful update of a
  * map-in-map waits for one before it returns (kernel/bpf/syscall.c,
- * maybe_wait_bpf_programs: "userspace ... knows that all non-sleepable
- * programs that could be running use the new map value"); re-inserting slab
- * 0 into xlb_maglev_slabs is such an update, run on libuv's thread pool so
- * that the agent does not block on it (~10 ms).
+ * maybe_wait_bpf_programs: on return, no non-sleepable program still runs
+ * with the old value); re-inserting slab 0 into xlb_maglev_slabs is such an
+ * update, run on libuv's thread pool so that the agent does not block on it
+ * (~10 ms). A quarter slab of free slots is kept at hand (HEADROOM), so that
+ * a change does not have to wait for one.
  *
  * Compared with one inner map per table (Cilium's layout), this needs no map
  * creation per table (~30 µs each, 0.3 s at 10,000 services) and no map
