@@ -25,26 +25,6 @@ export function sizeOf(name: StructName): number {
   return structs[name].size;
 }
 
-function writeField(buf: Buffer, at: number, f: FieldLayout, v: unknown): void {
-  if (f.count !== undefined) return; // padding arrays stay zero
-  switch (f.type) {
-    case '__be32':
-      buf.writeUInt32BE(v === undefined ? 0 : ipToU32(String(v)), at);
-      return;
-    case '__be16':
-      buf.writeUInt16BE(Number(v ?? 0), at);
-      return;
-    case '__u64':
-      buf.writeBigUInt64LE(BigInt((v as bigint | number | undefined) ?? 0n), at);
-      return;
-  }
-  const n = Number(v ?? 0);
-  if (f.size === 4) buf.writeUInt32LE(n >>> 0, at);
-  else if (f.size === 2) buf.writeUInt16LE(n, at);
-  else if (f.size === 1) buf.writeUInt8(n, at);
-  else throw new Error(`codec: unsupported field type ${f.type}/${f.size}`);
-}
-
 function readField(buf: Buffer, at: number, f: FieldLayout): string | number | bigint {
   if (f.count !== undefined) return 0;
   switch (f.type) {
@@ -69,25 +49,14 @@ export function encode<N extends StructName>(name: N, value: Partial<StructValue
   const layout = structs[name];
   const buf = into ?? Buffer.alloc(layout.size);
   if (into) buf.fill(0, offset, offset + layout.size);
-  const v = value as Record<string, unknown>;
-  // One try for the struct, not one per field: batches encode 100,000 values.
-  let field = '';
-  try {
-    for (const [name_, f] of fieldsOf(name)) {
-      field = name_;
-      writeField(buf, offset + f.offset, f, v[name_]);
-    }
-  } catch (e) {
-    throw new Error(`${name}.${field}: ${(e as Error).message}`);
-  }
+  writerOf(name)(new DataView(buf.buffer, buf.byteOffset, buf.byteLength), offset, value as Record<string, unknown>);
   return buf;
 }
 
 /**
  * Encode `count` values of struct `name` back to back into one fresh buffer
  * (a batched map update's keys or values): {@link encode}'s result for each,
- * through writers chosen once per field instead of per value (100,000
- * backends in ~5 ms instead of ~40).
+ * without a buffer and a view per value.
  * @param valueAt the i-th value (0 <= i < count)
  * @throws Error naming the entry and the field when a value does not fit
  */
@@ -97,17 +66,10 @@ export function encodeAll<N extends StructName>(name: N, count: number, valueAt:
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const write = writerOf(name);
   for (let i = 0; i < count; i++) {
-    const v = valueAt(i);
     try {
-      write(dv, i * size, v as Record<string, unknown>);
-    } catch {
-      // Again through encode(), whose error names the field.
-      try {
-        encode(name, v);
-      } catch (e) {
-        throw new Error(`entry ${i}: ${(e as Error).message}`);
-      }
-      throw new Error(`entry ${i}: ${name} does not encode`);
+      write(dv, i * size, valueAt(i) as Record<string, unknown>);
+    } catch (e) {
+      throw new Error(`entry ${i}: ${(e as Error).message}`);
     }
   }
   return buf;
@@ -115,27 +77,46 @@ export function encodeAll<N extends StructName>(name: N, count: number, valueAt:
 
 type Writer = (dv: DataView, at: number, v: Record<string, unknown>) => void;
 const writers = new Map<StructName, Writer>();
-/** One struct's writer: per field, the writeField case for its type, chosen here once. Throws on a bad value. */
+/**
+ * Struct `name`'s writer: per field, the store for its type, chosen once per
+ * struct. Values are refused where Buffer's writers refuse them (outside
+ * the field's range, a bad IPv4 address), with an Error naming the field;
+ * padding arrays stay zero.
+ */
 function writerOf(name: StructName): Writer {
   let w = writers.get(name);
   if (w) return w;
-  const parts: Writer[] = [];
+  const parts: Array<[string, Writer]> = [];
   for (const [field, f] of fieldsOf(name)) {
-    if (f.count !== undefined) continue; // padding arrays stay zero
+    if (f.count !== undefined) continue;
     const o = f.offset;
-    if (f.type === '__be32') parts.push((dv, at, v) => v[field] !== undefined && dv.setUint32(at + o, ipToU32(String(v[field])), false));
-    else if (f.type === '__be16') parts.push((dv, at, v) => dv.setUint16(at + o, checked(v[field], 0xffff), false));
-    else if (f.type === '__u64') parts.push((dv, at, v) => dv.setBigUint64(at + o, BigInt((v[field] as bigint | number | undefined) ?? 0n), true));
-    else if (f.size === 4) parts.push((dv, at, v) => dv.setUint32(at + o, Number(v[field] ?? 0) >>> 0, true));
-    else if (f.size === 2) parts.push((dv, at, v) => dv.setUint16(at + o, checked(v[field], 0xffff), true));
-    else if (f.size === 1) parts.push((dv, at, v) => dv.setUint8(at + o, checked(v[field], 0xff)));
+    let part: Writer;
+    if (f.type === '__be32') part = (dv, at, v) => v[field] !== undefined && dv.setUint32(at + o, ipToU32(String(v[field])), false);
+    else if (f.type === '__be16') part = (dv, at, v) => dv.setUint16(at + o, checked(v[field], 0xffff), false);
+    else if (f.type === '__u64') part = (dv, at, v) => dv.setBigUint64(at + o, checked64(v[field]), true);
+    else if (f.size === 4) part = (dv, at, v) => dv.setUint32(at + o, Number(v[field] ?? 0) >>> 0, true);
+    else if (f.size === 2) part = (dv, at, v) => dv.setUint16(at + o, checked(v[field], 0xffff), true);
+    else if (f.size === 1) part = (dv, at, v) => dv.setUint8(at + o, checked(v[field], 0xff));
     else throw new Error(`codec: unsupported field type ${f.type}/${f.size}`);
+    parts.push([field, part]);
   }
   w = (dv, at, v) => {
-    for (let i = 0; i < parts.length; i++) parts[i](dv, at, v);
+    let i = 0;
+    try {
+      for (; i < parts.length; i++) parts[i][1](dv, at, v);
+    } catch (e) {
+      throw new Error(`${name}.${parts[i][0]}: ${(e as Error).message}`);
+    }
   };
   writers.set(name, w);
   return w;
+}
+
+/** A `__u64` field's value as a bigint in 0..2^64 - 1 (DataView would wrap what Buffer refuses). */
+function checked64(v: unknown): bigint {
+  const n = BigInt((v as bigint | number | undefined) ?? 0n);
+  if (n < 0n || n > 0xffffffffffffffffn) throw new RangeError(`${String(v)} is outside 0..2^64 - 1`);
+  return n;
 }
 
 /** `v` as a number for a field of 0..max, refused exactly where Buffer's writeUInt8/16 refuse it (outside the range). */

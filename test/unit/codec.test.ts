@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encode, encodeAll, sizeOf, type StructName } from '../../src/datapath/codec.js';
+import { decode, encode, encodeAll, sizeOf, type StructName } from '../../src/datapath/codec.js';
 import { structs, type FieldLayout } from '../../src/datapath/layouts.generated.js';
 import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { ipToU32 } from '../../src/util/ip.js';
@@ -26,13 +26,22 @@ function valueFor(f: FieldLayout): unknown {
   return pick === 1 ? max : pick === 2 ? 0 : rand(max + 1);
 }
 
+/** What decode gives back for a value written as `v` (left-out fields read as zero). */
+function expected(fields: Array<[string, FieldLayout]>, v: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(fields.map(([k, f]) => [k, f.count !== undefined ? 0 : (v[k] ?? (f.type === '__be32' ? '0.0.0.0' : f.type === '__u64' ? 0n : 0))]));
+}
+
 for (const name of Object.keys(structs) as StructName[]) {
-  test(`encodeAll writes what encode writes: ${name}`, () => {
+  test(`encodeAll and encode write what decode reads back: ${name}`, () => {
     const fields = Object.entries(structs[name].fields) as Array<[string, FieldLayout]>;
     const values = Array.from({ length: 200 }, () => Object.fromEntries(fields.map(([k, f]) => [k, valueFor(f)])));
     const all = encodeAll(name, values.length, (i) => values[i] as never);
     assert.equal(all.length, values.length * sizeOf(name));
-    values.forEach((v, i) => assert.deepEqual(all.subarray(i * sizeOf(name), (i + 1) * sizeOf(name)), encode(name, v as never), `entry ${i}`));
+    values.forEach((v, i) => {
+      const one = all.subarray(i * sizeOf(name), (i + 1) * sizeOf(name));
+      assert.deepEqual(one, encode(name, v as never), `entry ${i}: encodeAll and encode`);
+      assert.deepEqual(decode(name, one), expected(fields, v), `entry ${i}: read back`);
+    });
   });
 }
 
@@ -42,6 +51,7 @@ test('a bad value is refused naming the entry and the field', () => {
   assert.throws(() => encodeAll('xlb_backend', 2, (i) => (i === 0 ? { ...good, port: 65536 } : good)), /entry 0: xlb_backend\.port: /);
   assert.throws(() => encodeAll('xlb_backend', 1, () => ({ ...good, flags: 256 })), /entry 0: xlb_backend\.flags: /);
   assert.throws(() => encodeAll('xlb_backend', 1, () => ({ ...good, flags: -1 })), /entry 0: xlb_backend\.flags: /);
+  assert.throws(() => encode('xlb_service_stats', { packets: 2n ** 64n }), /xlb_service_stats\.packets: .*outside/);
 });
 
 test('BackendBatch keeps every entry through its growth and gives them back as values', () => {
