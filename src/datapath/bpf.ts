@@ -139,7 +139,6 @@ const f = {
   vsnprintf: libc.func('int vsnprintf(_Out_ char *buf, size_t size, const char *fmt, void *args)'),
   close_fd: libc.func('int close(int fd)'),
   if_nametoindex: libc.func('unsigned int if_nametoindex(const char *ifname)'),
-  map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)'),
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   dup: libc.func('int dup(int fd)'),
@@ -273,7 +272,7 @@ export class BpfMap {
 
   /**
    * Create a standalone ARRAY map (e.g. a Maglev slab).
-   * @param opts.flags map_flags such as {@link BPF_F_INNER_MAP}
+   * @param opts.flags map_flags such as {@link BPF_F_MMAPABLE}
    * @throws BpfError naming the map
    */
   static createArray(opts: { name: string; keySize?: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {

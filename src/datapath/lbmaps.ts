@@ -117,7 +117,7 @@ export interface LBMaps {
    * tables").
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void;
-  /** Remove services' tables (packets to them then drop with no_backend); one batched delete. */
+  /** Remove services' tables (packets to them then drop with no_backend). */
   deleteMaglevTables(serviceIds: number[]): void;
   /**
    * Replace the loadBalancerSourceRanges of a service ID (IPv4 CIDRs

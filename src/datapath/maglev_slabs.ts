@@ -144,7 +144,7 @@ export class MaglevSlabs {
     this.keepHeadroom();
   }
 
-  /** Remove tables (descriptor 0: the datapath drops with XLB_DROP_NO_BACKEND). Unknown IDs are ignored. */
+  /** Remove tables (descriptor 0: the datapath drops with XLB_DROP_NO_BACKEND). IDs without a table are ignored. */
   delete(serviceIds: number[]): void {
     this.checkOpen();
     for (const id of serviceIds) {
@@ -182,8 +182,13 @@ export class MaglevSlabs {
       ranges.push(...this.inGrace);
       this.inGrace.length = 0; // released here; the pending callback finds nothing
     }
-    if (!ranges.length || !this.slabs.length) return 0;
-    this.outer.update(u32(0), u32(this.slabs[0].map.fd));
+    if (!ranges.length) return 0;
+    try {
+      this.outer.update(u32(0), u32(this.slabs[0].map.fd));
+    } catch (e) {
+      for (const r of ranges) this.alloc.retire(r); // not known to have waited
+      throw e;
+    }
     this.graceCount++;
     this.alloc.release(ranges);
     return ranges.reduce((n, r) => n + r.size, 0);
@@ -192,8 +197,7 @@ export class MaglevSlabs {
   /** Slots, slabs and tables now. */
   stats(): MaglevSlabStats {
     const s = this.alloc.stats();
-    const pending = this.inGrace ? this.inGrace.reduce((n, r) => n + r.size, 0) : 0;
-    return { ...s, retired: s.retired + pending, tables: this.tableCount, gracePeriods: this.graceCount };
+    return { ...s, retired: s.retired + this.inGraceSlots(), tables: this.tableCount, gracePeriods: this.graceCount };
   }
 
   /** Unmap the slabs and close our fds (deferred while a grace period runs). The maps stay while the datapath holds them. */
@@ -203,6 +207,11 @@ export class MaglevSlabs {
     this.unmapDescriptors();
     for (const s of this.slabs) s.unmap();
     this.closeFdsWhenIdle();
+  }
+
+  /** Slots whose grace period runs on the thread pool. */
+  private inGraceSlots(): number {
+    return this.inGrace ? this.inGrace.reduce((n, r) => n + r.size, 0) : 0;
   }
 
   /** Close our fds once no call on the thread pool uses them. */
@@ -291,7 +300,7 @@ export class MaglevSlabs {
    */
   private keepHeadroom(): void {
     if (this.spareInFlight !== null || !this.slabs.length || this.slabs.length >= SLABS_MAX) return;
-    const coming = this.alloc.retiredCount + (this.inGrace ? this.inGrace.reduce((n, r) => n + r.size, 0) : 0);
+    const coming = this.alloc.retiredCount + this.inGraceSlots();
     if (this.alloc.freeCount + coming >= HEADROOM) return;
     const index = this.addSlab(true);
     this.spareInFlight = index;

@@ -209,11 +209,12 @@ export class BpfLBMaps implements LBMaps {
 
   fill(): MapFill[] {
     if (this.frontendCount < 0) this.frontendCount = this.maps.frontends.keys().length;
+    const maglev = this.tables.stats();
     return [
       { name: 'xlb_frontends', maxEntries: this.maps.frontends.maxEntries, entries: this.frontendCount },
       { name: 'xlb_backends', maxEntries: this.maps.backends.maxEntries, entries: this.backendCount },
-      { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries, entries: this.tables.stats().tables },
-      { name: 'xlb_maglev_slabs', maxEntries: this.maps.maglevSlabs.maxEntries, entries: this.tables.stats().slabs },
+      { name: 'xlb_maglev', maxEntries: this.maps.maglev.maxEntries, entries: maglev.tables },
+      { name: 'xlb_maglev_slabs', maxEntries: this.maps.maglevSlabs.maxEntries, entries: maglev.slabs },
       { name: 'xlb_conntrack', maxEntries: this.maps.conntrack.maxEntries },
       { name: 'xlb_rnat', maxEntries: this.maps.rnat.maxEntries },
       { name: 'xlb_affinity', maxEntries: this.maps.affinity.maxEntries },

@@ -53,8 +53,9 @@ export interface MaglevBuilt {
 
 /** What the workers are sent: every array of a batch (SharedArrayBuffers, not copied). */
 interface Batch extends MaglevBuildArrays {
-  slab: Uint32Array;
-  /** Per table: slab offset, M, n, first backend index. */
+  /** Every table's slots, back to back. */
+  out: Uint32Array;
+  /** Per table: offset in `out`, M, n, first backend index. */
   jobs: Int32Array;
   /** Per table: 2 once a worker has built it. */
   state: Int32Array;
@@ -81,7 +82,7 @@ parentPort.on('message', (b) => {
       const e = Math.floor(Math.sqrt(M)) + 1;
       if (empty.length < e) empty = new Int32Array(e);
       if (inverses.length < n) inverses = new Int32Array(n);
-      if (n > 0) fill(b.slab.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
+      if (n > 0) fill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
       Atomics.store(b.state, j, 2);
       Atomics.notify(b.state, j);
     }
@@ -181,7 +182,7 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
   const i32 = (n: number) => new Int32Array(new Shared(4 * n));
   const f64 = (n: number) => new Float64Array(new Shared(8 * n));
   const b: Batch = {
-    slab: u32(slots),
+    out: u32(slots),
     ids: u32(backends),
     next: i32(backends),
     skips: i32(backends),
@@ -201,10 +202,10 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
     off += j.tableSize;
     at += j.backends.length;
   });
-  // Fault the fresh slab's pages in here, before the threads write it: two
+  // Fault the fresh buffer's pages in here, before the threads write it: two
   // threads faulting pages of one process in at once took turns (measured:
   // both at half speed, no gain from the second thread).
-  if (ws.length) b.slab.fill(0);
+  if (ws.length) b.out.fill(0);
   for (const w of ws) w.postMessage(b);
   return { finish: () => finishBatch(jobs, b, ws.length > 0) };
 }
@@ -225,7 +226,7 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     for (let k = c; k < Math.min(jobs.length, c + CHUNK); k++) {
       mine[k] = 1;
       const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
-      fill(b.slab.subarray(o, o + M), M, n, first, b);
+      fill(b.out.subarray(o, o + M), M, n, first, b);
     }
   }
   if (pooled) {
@@ -257,7 +258,7 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
       fill(table, M, m, 0, own);
       return { table, counts: countsOf(own, 0, m) };
     }
-    return { table: b.slab.subarray(o, o + M), counts: countsOf(b, first, n) };
+    return { table: b.out.subarray(o, o + M), counts: countsOf(b, first, n) };
   });
 }
 
