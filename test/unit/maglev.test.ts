@@ -257,9 +257,22 @@ describe('Maglev lookup table', () => {
   }
 
   it('gives the same table whatever the order of the input', () => {
-    const bs = backends(200, (i) => (i % 3) + 1);
-    const want = buildMaglevTable(bs, 16381);
-    for (let seed = 1; seed <= 5; seed++) assert.deepEqual(buildMaglevTable(shuffled(bs, seed), 16381), want);
+    // 200 backends go through the sort for large inputs, 10 and 32 through the insertion sort.
+    for (const [n, m] of [[200, 16381], [32, 4093], [10, 1021]]) {
+      const bs = backends(n, (i) => (i % 3) + 1);
+      const want = buildMaglevTable(bs, m);
+      for (let seed = 1; seed <= 5; seed++) assert.deepEqual(buildMaglevTable(shuffled(bs, seed), m), want, `${n} backends, seed ${seed}`);
+    }
+  });
+
+  it('finds a repeated name or ID among many backends, wherever it is', () => {
+    for (const n of [12, 40]) {
+      const bs = backends(n);
+      const twinName = shuffled([...bs.slice(1), { ...bs[0], id: 9999 }, bs[0]], 3);
+      assert.throws(() => buildMaglevTable(twinName, 4093), (e: unknown) => e instanceof RangeError && /name is repeated/.test(e.message), `${n} backends`);
+      const twinId = shuffled([...bs, { name: 'other:80/TCP', id: bs[n - 1].id, weight: 1 }], 5);
+      assert.throws(() => buildMaglevTable(twinId, 4093), (e: unknown) => e instanceof RangeError && new RegExp(`id ${bs[n - 1].id} is also the id of`).test(e.message), `${n} backends`);
+    }
   });
 
   it('keeps a fixed input pinned to a fixed table (nodes on different versions must agree)', () => {
