@@ -7,9 +7,10 @@
  * How: the calling thread checks and orders every table's backends
  * (prepareMaglevBuild, which also throws for bad input) into arrays in
  * SharedArrayBuffers, then it and the pool's worker threads take tables from
- * a shared counter (Atomics.add, 64 tables at a time) and run
- * fillMaglevTable, the very function buildMaglevTable runs, into one shared
- * buffer of slots. The caller stays synchronous: it works through the
+ * a shared counter (Atomics.add, 64 tables at a time) and fill them into one
+ * shared buffer of slots: with the WebAssembly fill (wasm.ts, built from
+ * fill.c) when it is built, else with fillMaglevTable, the very function
+ * buildMaglevTable runs. The caller stays synchronous: it works through the
  * counter itself and then waits (Atomics.wait) for the tables the workers
  * took. A worker that is still starting simply takes no table; tables the
  * workers have not finished {@link WORKER_TIMEOUT_MS} after the caller ran
@@ -23,6 +24,7 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { emptyScratchSize, fillMaglevTable, prepareMaglevBuild, type MaglevBackend, type MaglevBuildArrays } from './table.js';
+import { maglevFillModule, wasmMaglevFill, type MaglevFill } from './wasm.js';
 
 /** Most worker threads the pool starts. */
 export const MAX_THREADS = 3;
@@ -67,9 +69,10 @@ interface Batch extends MaglevBuildArrays {
 /** The worker's program: fillMaglevTable's own source, and the loop over the shared counter. */
 function workerSource(): string {
   return `'use strict';
-const { parentPort } = require('node:worker_threads');
+const { parentPort, workerData } = require('node:worker_threads');
 const __name = (f) => f; // esbuild's keepNames helper, should the source carry it
 const fill = (${fillMaglevTable.toString()});
+const wasmFill = workerData && workerData.module ? (${wasmMaglevFill.toString()})(workerData.module) : null;
 let empty = new Int32Array(0);
 let inverses = new Int32Array(0);
 parentPort.on('message', (b) => {
@@ -82,7 +85,8 @@ parentPort.on('message', (b) => {
       const e = Math.floor(Math.sqrt(M)) + 1;
       if (empty.length < e) empty = new Int32Array(e);
       if (inverses.length < n) inverses = new Int32Array(n);
-      if (n > 0) fill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
+      if (n > 0 && wasmFill) wasmFill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken);
+      else if (n > 0) fill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
       Atomics.store(b.state, j, 2);
       Atomics.notify(b.state, j);
     }
@@ -112,7 +116,7 @@ export function startMaglevPool(): void {
   for (let i = 0; i < threadCount(); i++) {
     try {
       // No execArgv: the worker runs plain JavaScript (no TypeScript loader).
-      const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}` });
+      const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}`, workerData: { module: maglevFillModule() } });
       w.unref();
       w.on('error', () => {
         workers = workers?.filter((x) => x !== w);
@@ -134,13 +138,23 @@ export async function stopMaglevPool(): Promise<void> {
 const scratchEmpty = { buf: new Int32Array(0) };
 const stats = { batches: 0, tables: 0, byWorkers: 0 };
 
+let mainFiller: MaglevFill | null | undefined;
+/** This thread's WebAssembly filler (wasm.ts), or null when the module is not built. */
+function mainFill(): MaglevFill | null {
+  if (mainFiller === undefined) {
+    const module = maglevFillModule();
+    mainFiller = module ? wasmMaglevFill(module) : null;
+  }
+  return mainFiller;
+}
+
 /**
  * What the pool has done in this process: worker threads running, batches
  * that used them, tables in those batches, and how many of those the
  * workers built (the rest the calling thread did).
  */
-export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number } {
-  return { ...stats, threads: workers?.length ?? 0 };
+export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number; filler: 'wasm' | 'js' } {
+  return { ...stats, threads: workers?.length ?? 0, filler: mainFill() ? 'wasm' : 'js' };
 }
 
 /**
@@ -213,8 +227,10 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
 /** The calling thread's part of a batch: take tables too, then wait for the ones a worker took. */
 function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): MaglevBuilt[] {
   let inverses = new Int32Array(0);
+  const wasm = mainFill();
   const fill = (table: Uint32Array, M: number, n: number, first: number, a: MaglevBuildArrays) => {
     if (n === 0) return; // no backend: every slot stays 0
+    if (wasm) return wasm(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken);
     if (scratchEmpty.buf.length < emptyScratchSize(M)) scratchEmpty.buf = new Int32Array(emptyScratchSize(M));
     if (inverses.length < n) inverses = new Int32Array(n);
     fillMaglevTable(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken, scratchEmpty.buf, inverses);
