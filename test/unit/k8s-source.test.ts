@@ -248,7 +248,11 @@ describe('kubernetes source', () => {
     server.compact();
     await waitFor(() => server.heldWatchCount() === 3, 5000, 'all three informers reconnecting');
     server.releaseWatches();
-    const s = await h.until((x) => x.state.services.has('default/new') && !x.state.services.has('default/gone'), 'state replaced by the relist');
+    // Each informer relists on its own: wait for both lists to be applied.
+    const s = await h.until(
+      (x) => x.state.services.has('default/new') && !x.state.services.has('default/gone') && !x.state.endpointSlices.has('default/gone-1'),
+      'state replaced by the relists',
+    );
     assert.deepEqual([...s.state.services.keys()].sort(), ['default/keep', 'default/new']);
     assert.equal(s.state.endpointSlices.size, 0, 'the slice deleted during the outage is gone too');
     assert.equal(server.countRequests({ path: /^\/api\/v1\/services$/, watch: false }), 2, 'listed again');

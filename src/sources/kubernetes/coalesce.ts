@@ -5,11 +5,16 @@
  * after the first, so a steady stream of events cannot starve the consumer.
  * (kube-proxy's `BoundedFrequencyRunner` bounds the other way, a minimum
  * interval between syncs; xlb's syncs are cheap diffs, so latency wins.)
+ *
+ * A quiet time of 0 coalesces the events of one turn of the event loop
+ * (all events of one watch read, all ADDs of one list): the call comes from
+ * `setImmediate`, right after the I/O that brought them, where a 0 ms
+ * timer would wait for the next timer tick (1 ms or more).
  */
 
 /** Debounces `fire` with a bound. Times in ms. */
 export class Coalescer {
-  private timer?: NodeJS.Timeout;
+  private timer?: { cancel: () => void };
   private first = 0;
   private stopped = false;
 
@@ -30,13 +35,23 @@ export class Coalescer {
   poke(): void {
     if (this.stopped) return;
     const now = performance.now();
-    if (this.timer) clearTimeout(this.timer);
-    else this.first = now;
+    if (this.timer) {
+      // The pending setImmediate runs after this turn's other events too.
+      if (this.quietMs === 0) return;
+      this.timer.cancel();
+    } else this.first = now;
     const delay = Math.max(0, Math.min(this.quietMs, this.first + this.maxDelayMs - now));
-    this.timer = setTimeout(() => {
+    const run = () => {
       this.timer = undefined;
       if (!this.stopped) this.fire();
-    }, delay);
+    };
+    if (delay === 0) {
+      const i = setImmediate(run);
+      this.timer = { cancel: () => clearImmediate(i) };
+    } else {
+      const t = setTimeout(run, delay);
+      this.timer = { cancel: () => clearTimeout(t) };
+    }
   }
 
   /** Whether a call is pending. */
@@ -46,7 +61,7 @@ export class Coalescer {
 
   /** Drop a pending call (the caller is about to deliver the state itself). */
   cancel(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.cancel();
     this.timer = undefined;
   }
 
