@@ -163,6 +163,7 @@ describe('kubernetes source', () => {
     assert.equal(resumed[1].query.resourceVersion, resumed[0].query.resourceVersion, 'resumed from the last version seen');
     const st = h.src.stats().informers.find((i) => i.kind === 'Service')!;
     assert.equal(st.restarts, 1, 'the broken connection counted as an error and restarted');
+    assert.ok(st.lastEventAt > st.lastListReceivedAt && st.lastEventAt <= performance.now(), 'when the last watch event came');
     assert.ok(h.log.lines.some((l) => l.level === 'warn' && /restarting after backoff/.test(l.msg)), 'the error is logged');
   });
 

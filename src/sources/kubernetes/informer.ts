@@ -92,6 +92,8 @@ export interface InformerStats {
   lastError?: string;
   /** performance.now() when the last list's final page had been received, ms (0: none yet). */
   lastListReceivedAt: number;
+  /** performance.now() when the last watch event naming an object had been received and parsed, ms (0: none yet). */
+  lastEventAt: number;
 }
 
 /** Trim a cached object in place to what ListWatch's cache reads (see InformerOptions.metadataOnly). */
@@ -208,7 +210,7 @@ export class Informer {
     this.kind = opts.kind;
     this.log = opts.log;
     this.backoff = new Backoff(opts.backoff);
-    this.st = { kind: opts.kind, synced: false, lists: 0, listPages: 0, watches: 0, restarts: 0, bookmarks: 0, events: 0, invalid: 0, resourceVersion: '', lastListReceivedAt: 0 };
+    this.st = { kind: opts.kind, synced: false, lists: 0, listPages: 0, watches: 0, restarts: 0, bookmarks: 0, events: 0, invalid: 0, resourceVersion: '', lastListReceivedAt: 0, lastEventAt: 0 };
     const watch = new ResilientWatch(opts.kubeConfig, this, opts.backoff);
     this.watch = watch;
     this.lw = new ListWatch<KubernetesObject>(opts.path, watch, () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
@@ -321,6 +323,7 @@ export class Informer {
       return;
     }
     if (phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED') {
+      this.st.lastEventAt = performance.now();
       const name = (obj as RawObject | undefined)?.metadata?.name;
       if (!obj || typeof obj !== 'object' || typeof name !== 'string' || !name) {
         this.invalid(`watch ${phase} event with an object without metadata.name (got ${JSON.stringify(obj)?.slice(0, 120)})`);
