@@ -301,7 +301,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
   const serviceKey = flat(svc.namespace, '/', svc.name);
   const object = `Service ${serviceKey}`;
   const issues: InputIssue[] = [];
-  const v4Ranges = svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0]));
+  const v4Ranges = svc.loadBalancerSourceRanges.length ? svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0])) : svc.loadBalancerSourceRanges;
   if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) {
     issues.push({
       object,
@@ -310,11 +310,15 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
     });
   }
   // Dual-stack: the IPv6 side is recorded and reported, not served (the datapath is IPv4 for now).
-  const v6 = [
-    ...svc.clusterIPs.filter((a) => !isIPv4(a)).map((a) => `spec.clusterIPs ${a}`),
-    ...svc.externalIPs.filter((a) => !isIPv4(a)).map((a) => `spec.externalIPs ${a}`),
-    ...(svc.type === 'LoadBalancer' ? svc.loadBalancerIPs.filter((a) => !isIPv4(a)).map((a) => `status.loadBalancer.ingress ${a}`) : []),
-  ];
+  // Loops, not filter/map/spread: this runs for every service of a sync, and
+  // the common service has no IPv6 address (seven temporary arrays each).
+  const v6: string[] = [];
+  const v6Of = (addrs: string[], field: string) => {
+    for (const a of addrs) if (!isIPv4(a)) v6.push(`${field} ${a}`);
+  };
+  v6Of(svc.clusterIPs, 'spec.clusterIPs');
+  v6Of(svc.externalIPs, 'spec.externalIPs');
+  if (svc.type === 'LoadBalancer') v6Of(svc.loadBalancerIPs, 'status.loadBalancer.ingress');
   if (v6.length) {
     issues.push({ object, field: 'spec.ipFamilies', message: `IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): ${v6.join(', ')}` });
   }
