@@ -15,10 +15,17 @@
  *   for equal weights).
  * - The same in the paper's setup (N = 1000, M = 65537), beside what the
  *   paper states (bench/maglev/paper.ts).
+ * - The fill of a large sync's tables on one core: 10,000 tables of
+ *   M = 1021 (10 backends each, what a 10,000-service sync builds), with the
+ *   WebAssembly fill the build pool runs (src/maglev/fill.c) against the
+ *   TypeScript fill it replaced (fillMaglevTable), from the same prepared
+ *   inputs, in the same run.
  *
  *   npm run bench -- --only maglev [--quick]
  */
-import { buildMaglevTable, type MaglevBackend } from '../../src/maglev/index.js';
+import { buildMaglevTable, tableSizeFor, DEFAULT_BACKEND_MULTIPLIER, type MaglevBackend } from '../../src/maglev/index.js';
+import { emptyScratchSize, fillMaglevTable, prepareMaglevBuild, type MaglevBuildArrays } from '../../src/maglev/table.js';
+import { maglevFillModule, wasmMaglevFill, MAGLEV_FILL_WASM } from '../../src/maglev/wasm.js';
 import { BenchResult } from '../lib/results.js';
 import { timeRuns } from '../lib/stats.js';
 import { printTable, sig, pct, times } from '../lib/table.js';
@@ -99,6 +106,63 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     }
   }
   printTable('Maglev table build, ms: median (p99)', ['M weights \\ N', ...BACKEND_COUNTS.map(String)], buildRows);
+
+  // The fill of a large sync's tables, on one core: WebAssembly against TypeScript.
+  {
+    const tables = opts.quick ? 2000 : 10_000;
+    const perTable = 10;
+    const m = tableSizeFor(perTable, { minTableSize: 251, maxTableSize: 131071, backendMultiplier: DEFAULT_BACKEND_MULTIPLIER });
+    const len = tables * perTable;
+    const prepared: MaglevBuildArrays = { ids: new Uint32Array(len), next: new Int32Array(len), skips: new Int32Array(len), weights: new Float64Array(len), credit: new Float64Array(len), taken: new Int32Array(len) };
+    for (let t = 0; t < tables; t++) {
+      const input = Array.from({ length: perTable }, (_, i) => ({ name: `198.18.${t >> 8 & 255}.${t & 255}:${8000 + i}/TCP`, id: 1 + i, weight: 1 }));
+      prepareMaglevBuild(input, m, prepared, t * perTable);
+    }
+    const start = prepared.next.slice();
+    const out = new Uint32Array(tables * m);
+    const empty = new Int32Array(emptyScratchSize(m));
+    const inverses = new Int32Array(perTable);
+    const module = maglevFillModule();
+    if (!module) throw new Error(`bench maglev: ${MAGLEV_FILL_WASM} is not built (make -C xdp)`);
+    const wasm = wasmMaglevFill(module);
+    const fillAll = (useWasm: boolean) => () => {
+      prepared.next.set(start);
+      out.fill(0);
+      for (let t = 0; t < tables; t++) {
+        const table = out.subarray(t * m, (t + 1) * m);
+        if (useWasm) wasm(table, m, perTable, t * perTable, prepared.ids, prepared.next, prepared.skips, prepared.weights, prepared.credit, prepared.taken);
+        else fillMaglevTable(table, m, perTable, t * perTable, prepared.ids, prepared.next, prepared.skips, prepared.weights, prepared.credit, prepared.taken, empty, inverses);
+      }
+    };
+    const runs = opts.quick ? 5 : 11;
+    // Interleaved, so that both see the same machine.
+    const ts: number[] = [];
+    const wa: number[] = [];
+    fillAll(false)();
+    fillAll(true)();
+    for (let r = 0; r < runs; r++) {
+      ts.push(...timeRuns(fillAll(false), 1));
+      wa.push(...timeRuns(fillAll(true), 1));
+    }
+    const params = { kind: 'fill', tables, M: m, N: perTable };
+    res.add({ id: 'fill.ts', label: `fill ${tables.toLocaleString('en')} tables (M=${m}, N=${perTable}), TypeScript fillMaglevTable, one core`, unit: 'ms', runs: ts, params: { ...params, filler: 'ts' } });
+    res.add({
+      id: 'fill.wasm',
+      label: `fill ${tables.toLocaleString('en')} tables (M=${m}, N=${perTable}), WebAssembly fill (the build pool's), one core`,
+      unit: 'ms',
+      runs: wa,
+      params: { ...params, filler: 'wasm', headline: true },
+      baseline: 'fill.ts',
+    });
+    res.method.push(
+      `Fill: ${tables.toLocaleString('en')} tables of M=${m} with ${perTable} equal-weight backends each, prepared once (prepareMaglevBuild); each run fills all of them into one buffer on the main thread, ${runs} runs of each fill interleaved after one warm-up each. The WebAssembly fill's time includes its copies in and out of the module's memory.`,
+    );
+    const w = res.get('fill.wasm');
+    printTable('Maglev fill of a large sync, one core, ms', ['fill', 'median', 'p99'], [
+      ['TypeScript (fillMaglevTable)', sig(res.get('fill.ts').median), sig(res.get('fill.ts').p99)],
+      [`WebAssembly (fill.c), ${times(w.ratio)} the TypeScript time`, sig(w.median), sig(w.p99)],
+    ]);
+  }
 
   // Balance and disruption, including the paper's setup.
   const cells: Array<{ m: number; n: number; paper?: boolean }> = [];
