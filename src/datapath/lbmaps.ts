@@ -117,6 +117,14 @@ export interface LBMaps {
    * tables").
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void;
+  /**
+   * Make room now for `tables` tables of `slots` slots in all that a later
+   * putMaglevTables will install, so that the work it takes (new slabs, and
+   * the grace period of putting them into the datapath) overlaps with
+   * building the tables. Only a hint: putMaglevTables makes whatever room
+   * is still missing.
+   */
+  reserveMaglevTables(tables: number, slots: number): void;
   /** Remove services' tables (packets to them then drop with no_backend). */
   deleteMaglevTables(serviceIds: number[]): void;
   /**
@@ -183,6 +191,7 @@ export class FakeLBMaps implements LBMaps {
     this.count('putMaglevTables');
     for (const t of tables) this.tables.set(t.serviceId, t.table.slice());
   }
+  reserveMaglevTables(): void {}
   deleteMaglevTables(serviceIds: number[]): void {
     if (!serviceIds.length) return;
     this.count('deleteMaglevTables');

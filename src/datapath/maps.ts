@@ -149,6 +149,11 @@ export class BpfLBMaps implements LBMaps {
     if (tables.length) this.tables.put(tables);
   }
 
+  /** New slabs for the coming tables, put into the datapath now (see MaglevSlabs.reserve). */
+  reserveMaglevTables(tables: number, slots: number): void {
+    if (tables) this.tables.reserve(tables, slots);
+  }
+
   deleteMaglevTables(serviceIds: number[]): void {
     if (serviceIds.length) this.tables.delete(serviceIds);
   }

@@ -277,6 +277,11 @@ export class ServiceController {
       if (w.table && !sameTable(this.appliedTables.get(w.serviceId), w.table)) tableJobs.push({ serviceId: w.serviceId, inputs: w.table });
     }
     const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
+    // Room for them in the maps now, while the pool builds them.
+    this.maps.reserveMaglevTables(
+      tableJobs.length,
+      tableJobs.reduce((sum, j) => sum + j.inputs.size, 0),
+    );
 
     const putBackends = new BackendBatch(this.appliedBackends.size ? 64 : 1024);
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];

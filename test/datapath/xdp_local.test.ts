@@ -611,6 +611,36 @@ describe('Maglev slabs', () => {
     }
   });
 
+  test('room reserved ahead of a large batch: its slabs go in with one update, and the batch then waits for none', () => {
+    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
+    try {
+      const st = () => own.lbmaps.maglevStats();
+      const M = 1021;
+      const count = 2000;
+      const before = st();
+      own.lbmaps.reserveMaglevTables(count, count * M);
+      const reserved = st();
+      assert.equal(reserved.gracePeriods, before.gracePeriods + 1, 'one insertion for every new slab');
+      assert.ok(reserved.free >= count * (M + 1) + 2 ** 18, `room for the batch and a quarter slab (free: ${reserved.free})`);
+      const tables = Array.from({ length: count }, (_, i) => ({ serviceId: 100 + i, table: new Uint32Array(M).fill(1) }));
+      own.lbmaps.putMaglevTables(tables);
+      const after = st();
+      assert.equal(after.slabs, reserved.slabs, 'no slab made by the batch');
+      assert.equal(after.gracePeriods, reserved.gracePeriods, 'no insertion by the batch');
+      assert.equal(after.tables, count);
+      // With room enough, a reservation makes nothing and waits for nothing.
+      own.lbmaps.reserveMaglevTables(1, M);
+      assert.deepEqual([st().slabs, st().gracePeriods], [after.slabs, after.gracePeriods]);
+      own.addFrontend(VIP, 511, PROTO.TCP, 100 + count - 1);
+      own.setBackend(1, { addr: '198.19.6.2', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
+      const r = own.ingress.testRun(toVip(511));
+      assert.equal(r.retval, XDP.PASS);
+      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.2', 'the last table of the batch, in a reserved slab, is followed');
+    } finally {
+      own.close();
+    }
+  });
+
   test('a table larger than a slab is refused naming its service, and nothing of its batch is published', () => {
     const before = slots();
     const big = new Uint32Array(enums.xlb_limits.XLB_MAGLEV_SLAB_SLOTS);
