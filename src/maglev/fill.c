@@ -19,6 +19,20 @@ typedef unsigned int u32;
 typedef int i32;
 typedef long long i64;
 
+/* Whether backend i takes the turn it is offered, with unequal weights: each
+ * round it adds its weight to its credit and takes its turn only when the
+ * credit reaches the largest weight (then pays that back). */
+static inline int takes_turn(double *credit, const double *weights, int i, double max_weight)
+{
+	const double c = credit[i] + weights[i];
+	if (c < max_weight) {
+		credit[i] = c;
+		return 0;
+	}
+	credit[i] = c - max_weight;
+	return 1;
+}
+
 /* Run the turns of n prepared backends over M zeroed slots of `table`.
  *
  * ids, next, skips, weights: backend k's ID (> 0), first preferred slot
@@ -55,19 +69,7 @@ __attribute__((export_name("fill"))) void fill(u32 *table, i32 M, i32 n, const u
 	int i = 0; /* the backend offered the next turn; turns run on across both phases */
 	const int walk_until = M - root;
 	while (filled < walk_until) {
-		int turn = 1;
-		if (!equal_weights) {
-			/* Each round a backend adds its weight to its credit and takes
-			 * its turn only when the credit reaches the largest weight. */
-			double c = credit[i] + weights[i];
-			if (c < max_weight) {
-				credit[i] = c;
-				turn = 0;
-			} else {
-				credit[i] = c - max_weight;
-			}
-		}
-		if (turn) {
+		if (equal_weights || takes_turn(credit, weights, i, max_weight)) {
 			/* slot + skip mod M, as slot - (M - skip), plus M when negative. */
 			const int back = M - skips[i];
 			int slot = next[i];
@@ -91,17 +93,7 @@ __attribute__((export_name("fill"))) void fill(u32 *table, i32 M, i32 n, const u
 		if (table[slot] == 0)
 			empty[empty_count++] = slot;
 	while (empty_count > 0) {
-		int turn = 1;
-		if (!equal_weights) {
-			double c = credit[i] + weights[i];
-			if (c < max_weight) {
-				credit[i] = c;
-				turn = 0;
-			} else {
-				credit[i] = c - max_weight;
-			}
-		}
-		if (turn) {
+		if (equal_weights || takes_turn(credit, weights, i, max_weight)) {
 			const int x = next[i];
 			if (inverses[i] == 0) {
 				/* skip^-1 mod M (M prime, 0 < skip < M): extended Euclid. */

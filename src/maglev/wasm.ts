@@ -12,28 +12,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { fillMaglevTable } from './table.js';
 
 /** Where `make -C xdp` puts the module. */
 export const MAGLEV_FILL_WASM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../xdp/build/xlb_maglev_fill.wasm');
 
+/** Every parameter of fillMaglevTable but its last two (the scratch arrays). */
+type WithoutScratch<T extends unknown[]> = T extends [...infer Head, Int32Array, Int32Array] ? Head : never;
+
 /**
- * fillMaglevTable's signature (table.ts): fill `table` (M zeroed slots) from
- * the n prepared backends at index `at` of the arrays; `taken[at + k]` ends
- * as backend k's slot count and `next` is advanced. The scratch arguments
- * of fillMaglevTable are the filler's own.
+ * fillMaglevTable's signature (table.ts) without its scratch arrays, which
+ * the filler has of its own: fill `table` (M zeroed slots) from the n
+ * prepared backends at index `at` of the arrays; `taken[at + k]` ends as
+ * backend k's slot count and `next` is advanced.
  */
-export type MaglevFill = (
-  table: Uint32Array,
-  M: number,
-  n: number,
-  at: number,
-  ids: Uint32Array,
-  next: Int32Array,
-  skips: Int32Array,
-  weights: Float64Array,
-  credit: Float64Array,
-  taken: Int32Array,
-) => void;
+export type MaglevFill = (...args: WithoutScratch<Parameters<typeof fillMaglevTable>>) => void;
 
 let compiled: WebAssembly.Module | null | undefined;
 
