@@ -66,13 +66,23 @@ interface Batch extends MaglevBuildArrays {
   count: number;
 }
 
-/** The worker's program: fillMaglevTable's own source, and the loop over the shared counter. */
+/**
+ * The worker's program: the sources of wasmMaglevFill (used when the
+ * module came with workerData and instantiates) and of fillMaglevTable
+ * (otherwise), and the loop over the shared counter.
+ */
 function workerSource(): string {
   return `'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
 const __name = (f) => f; // esbuild's keepNames helper, should the source carry it
 const fill = (${fillMaglevTable.toString()});
-const wasmFill = workerData && workerData.module ? (${wasmMaglevFill.toString()})(workerData.module) : null;
+let wasmFill = null;
+try {
+  if (workerData && workerData.module) wasmFill = (${wasmMaglevFill.toString()})(workerData.module);
+} catch {
+  // The TypeScript fill gives the same tables.
+}
+parentPort.postMessage({ filler: wasmFill ? 'wasm' : 'js' });
 let empty = new Int32Array(0);
 let inverses = new Int32Array(0);
 parentPort.on('message', (b) => {
@@ -96,6 +106,8 @@ parentPort.on('message', (b) => {
 }
 
 let workers: Worker[] | undefined;
+/** The fill each started worker reported it uses. */
+const workerFillers = new WeakMap<Worker, 'wasm' | 'js'>();
 
 /** Worker threads to use here: one fewer than the cores, at most MAX_THREADS. */
 function threadCount(): number {
@@ -118,6 +130,9 @@ export function startMaglevPool(): void {
       // No execArgv: the worker runs plain JavaScript (no TypeScript loader).
       const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}`, workerData: { module: maglevFillModule() } });
       w.unref();
+      w.once('message', (m: { filler?: 'wasm' | 'js' }) => {
+        if (m.filler) workerFillers.set(w, m.filler);
+      });
       w.on('error', () => {
         workers = workers?.filter((x) => x !== w);
       });
@@ -143,7 +158,11 @@ let mainFiller: MaglevFill | null | undefined;
 function mainFill(): MaglevFill | null {
   if (mainFiller === undefined) {
     const module = maglevFillModule();
-    mainFiller = module ? wasmMaglevFill(module) : null;
+    try {
+      mainFiller = module ? wasmMaglevFill(module) : null;
+    } catch {
+      mainFiller = null; // the TypeScript fill gives the same tables
+    }
   }
   return mainFiller;
 }
@@ -151,10 +170,16 @@ function mainFill(): MaglevFill | null {
 /**
  * What the pool has done in this process: worker threads running, batches
  * that used them, tables in those batches, and how many of those the
- * workers built (the rest the calling thread did).
+ * workers built (the rest the calling thread did); which fill this thread
+ * and each worker uses (WebAssembly, or the TypeScript fallback).
  */
-export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number; filler: 'wasm' | 'js' } {
-  return { ...stats, threads: workers?.length ?? 0, filler: mainFill() ? 'wasm' : 'js' };
+export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number; filler: 'wasm' | 'js'; workerFillers: Array<'wasm' | 'js' | 'starting'> } {
+  return {
+    ...stats,
+    threads: workers?.length ?? 0,
+    filler: mainFill() ? 'wasm' : 'js',
+    workerFillers: (workers ?? []).map((w) => workerFillers.get(w) ?? 'starting'),
+  };
 }
 
 /**

@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import os from 'node:os';
+import { execFile } from 'node:child_process';
 import {
   buildMaglevTable,
   buildMaglevTables,
@@ -74,6 +75,18 @@ describe('buildMaglevTables (the build pool)', () => {
     const built = buildMaglevTables(jobs);
     assert.equal(maglevPoolStats().batches, before, 'no pool round for a small batch');
     jobs.forEach((j, k) => assert.deepEqual(built[k].table, buildMaglevTable(j.backends, j.tableSize)));
+  });
+
+  it('never keeps a process alive: one that started the pool and is done exits', async () => {
+    const pool = new URL('../../src/maglev/pool.ts', import.meta.url).href;
+    // The workers have started and reported their fill by the time the timer fires.
+    const script = `const m = await import(${JSON.stringify(pool)}); m.startMaglevPool(); setTimeout(() => console.log(JSON.stringify(m.maglevPoolStats().workerFillers)), 500);`;
+    const started = performance.now();
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    });
+    assert.ok(performance.now() - started < 15_000, 'exited on its own');
+    assert.ok(!out.includes('starting'), `workers had reported by then: ${out.trim()}`);
   });
 
   it('rejects a bad job with buildMaglevTable\'s error, naming the backend', () => {

@@ -9,8 +9,18 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyScratchSize, fillMaglevTable, prepareMaglevBuild, type MaglevBackend, type MaglevBuildArrays } from '../../src/maglev/table.js';
 import { maglevFillModule, wasmMaglevFill, MAGLEV_FILL_WASM } from '../../src/maglev/wasm.js';
-import { maglevPoolStats } from '../../src/maglev/pool.js';
+import os from 'node:os';
+import { maglevPoolStats, startMaglevPool, stopMaglevPool } from '../../src/maglev/pool.js';
 import { prng } from '../helpers/prng.js';
+
+/** Wait until `cond` holds, at most `ms`. */
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
 
 function arrays(n: number): MaglevBuildArrays {
   return { ids: new Uint32Array(n), next: new Int32Array(n), skips: new Int32Array(n), weights: new Float64Array(n), credit: new Float64Array(n), taken: new Int32Array(n) };
@@ -28,9 +38,19 @@ function prepared(backends: MaglevBackend[], M: number, at: number) {
 describe('Maglev fill in WebAssembly', () => {
   const module = maglevFillModule();
 
-  it('is built (make -C xdp) and is what the build pool uses', () => {
+  it('is built (make -C xdp) and is what the build pool uses, on this thread and on its workers', async () => {
     assert.ok(module, `${MAGLEV_FILL_WASM} is missing or does not compile: run make -C xdp`);
-    assert.equal(maglevPoolStats().filler, 'wasm');
+    startMaglevPool();
+    try {
+      assert.equal(maglevPoolStats().filler, 'wasm');
+      const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+      if (cores > 1) {
+        await until(() => maglevPoolStats().workerFillers.length > 0 && !maglevPoolStats().workerFillers.includes('starting'), 5000);
+        assert.deepEqual([...new Set(maglevPoolStats().workerFillers)], ['wasm']);
+      }
+    } finally {
+      await stopMaglevPool();
+    }
   });
 
   it('fills every table exactly as fillMaglevTable does, memory growing and shrinking in use', () => {
