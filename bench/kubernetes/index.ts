@@ -166,10 +166,10 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     }
 
     // One endpoint change at a time → maps, once both processes have
-    // settled after the lists (without the pause, the first ~15 changes took
-    // 8-13 ms, all of it before the snapshot, with no collection in this
-    // process: the API server child was still busy after serving ~145 MB of
-    // lists).
+    // settled after the lists. Without the pause, the first ~15 changes took
+    // 8-13 ms, all of it before the snapshot and with no collection in this
+    // process; likely the API server child, which had just served ~145 MB
+    // of lists (not proven: the two processes' clocks agree only to ~1 ms).
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const latencies: number[] = [];
     const changeSyncs: number[] = [];
