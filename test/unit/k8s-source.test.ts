@@ -200,6 +200,41 @@ describe('kubernetes source', () => {
     }
   });
 
+  it('an informer with prepare works on each listed object as it is parsed and hands the result on with its event; watch events come whole, without one', async () => {
+    server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1']));
+    server.upsert('endpointslices', slice('web-2', 'web', ['198.18.1.2', '198.18.1.3']));
+    const prepared: string[] = [];
+    const seen: Array<{ type: string; name: string; endpoints: number; prepared: unknown }> = [];
+    const inf = new Informer({
+      kubeConfig: loadKubeConfig(server.kubeconfigPath),
+      path: '/apis/discovery.k8s.io/v1/endpointslices',
+      kind: 'EndpointSlice',
+      metadataOnly: true,
+      log: recordingLog(),
+      prepare: (o) => {
+        prepared.push(o.metadata.name);
+        return { endpointsWhenParsed: (o.endpoints as unknown[]).length };
+      },
+      onEvent: (type, o, p) => seen.push({ type, name: o.metadata.name, endpoints: Array.isArray(o.endpoints) ? o.endpoints.length : -1, prepared: p }),
+    });
+    try {
+      inf.start();
+      await inf.whenSynced();
+      assert.deepEqual(prepared, ['web-1', 'web-2'], 'each listed object once, in order');
+      assert.deepEqual(seen, [
+        { type: 'add', name: 'web-1', endpoints: -1, prepared: { endpointsWhenParsed: 1 } },
+        { type: 'add', name: 'web-2', endpoints: -1, prepared: { endpointsWhenParsed: 2 } },
+      ], 'trimmed before the list was applied; the result of prepare came with it');
+      await waitFor(() => server.watchCount() === 1, 5000, 'the watch open', 5);
+      server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1', '198.18.1.4', '198.18.1.5']));
+      await waitFor(() => seen.length === 3, 5000, 'the update', 5);
+      assert.deepEqual(seen[2], { type: 'update', name: 'web-1', endpoints: 3, prepared: undefined });
+      assert.equal(prepared.length, 2, 'prepare is for lists only');
+    } finally {
+      await inf.stop();
+    }
+  });
+
   it('a stopped source holds nothing: it is garbage even when stopped while its watches connect', async () => {
     v8.setFlagsFromString('--expose-gc');
     const gc = vm.runInNewContext('gc') as () => void;

@@ -38,7 +38,7 @@ import type { Logger } from 'pino';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Snapshot, Source } from '../source.js';
 import type { EndpointSliceModel, InputIssue, ServiceModel } from '../../model/types.js';
-import { normalizeEndpointSlice, normalizeService, type NormalizeOptions } from '../normalize.js';
+import { normalizeEndpointSlice, normalizeService, type NormalizeOptions, type ObjectResult } from '../normalize.js';
 import { Informer, type InformerEventType, type InformerStats, type RawObject } from './informer.js';
 import { Coalescer } from './coalesce.js';
 import { loadKubeConfig } from './kubeconfig.js';
@@ -187,9 +187,11 @@ export class KubernetesSource implements Source {
       ...common,
       path: PATHS.endpointSlices,
       kind: 'EndpointSlice',
-      // Slices are read once into their model; nothing needs them raw.
+      // Slices are read once into their model; nothing needs them raw. A
+      // listed slice is normalized as soon as it is parsed, then trimmed.
       metadataOnly: true,
-      onEvent: (t, o) => this.onSlice(t, o),
+      prepare: (o) => normalizeEndpointSlice(o, this.opts.normalize ?? K8S_NORMALIZE),
+      onEvent: (t, o, prepared) => this.onSlice(t, o, prepared as ObjectResult<EndpointSliceModel> | undefined),
     });
     this.nodes = new Informer({
       ...common,
@@ -326,7 +328,8 @@ export class KubernetesSource implements Source {
     }
   }
 
-  private onSlice(type: InformerEventType, obj: RawObject): void {
+  /** @param prepared the slice's normalization, when it was done as the slice was listed */
+  private onSlice(type: InformerEventType, obj: RawObject, prepared?: ObjectResult<EndpointSliceModel>): void {
     const key = flat(obj.metadata.namespace ?? 'default', '/', obj.metadata.name);
     const label = `EndpointSlice ${key}`;
     let changed = true;
@@ -334,7 +337,7 @@ export class KubernetesSource implements Source {
       this.sliceModels.delete(key);
       this.objectIssues.delete(label);
     } else {
-      const r = normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
+      const r = prepared ?? normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
         else this.sliceModels.set(key, r.value);

@@ -59,8 +59,20 @@ export interface InformerOptions {
   /** Restart backoff (defaults: client-go's reflector, see backoff.ts). */
   backoff?: BackoffOptions;
   log: Log;
-  /** Every change to the cache, in order. Must not throw (errors are logged). */
-  onEvent: (type: InformerEventType, obj: RawObject) => void;
+  /**
+   * Every change to the cache, in order. Must not throw (errors are logged).
+   * `prepared`: what {@link InformerOptions.prepare} made of this object,
+   * for objects that came in a list (undefined for watch events).
+   */
+  onEvent: (type: InformerEventType, obj: RawObject, prepared?: unknown) => void;
+  /**
+   * Work on each listed object done as soon as it is parsed, one object at
+   * a time (rest.ts, parseList), before the list is applied: with
+   * `metadataOnly`, the object is trimmed right after, so a large list is
+   * never alive whole. Its result comes back with the object's event.
+   * Must not throw (an error fails the list, which is retried).
+   */
+  prepare?: (obj: RawObject) => unknown;
   /** After each complete list has been applied (first sync and every relist). */
   onListed?: () => void;
   /** An object the cache cannot hold (no metadata.name), or a watch line that is not an event. */
@@ -205,6 +217,8 @@ export class Informer {
   private restartTimer?: NodeJS.Timeout;
   private readonly pauses = new AbortController();
   private readonly st: InformerStats;
+  /** What `prepare` made of each listed object, until its event has been handed on. */
+  private prepared = new WeakMap<object, unknown>();
 
   constructor(private readonly opts: InformerOptions) {
     this.kind = opts.kind;
@@ -216,8 +230,10 @@ export class Informer {
     this.lw = new ListWatch<KubernetesObject>(opts.path, watch, () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
     const forward = (type: InformerEventType) => (obj: KubernetesObject) => {
       this.st.events++;
+      const prepared = this.prepared.get(obj);
+      if (prepared !== undefined) this.prepared.delete(obj);
       try {
-        opts.onEvent(type, obj as RawObject);
+        opts.onEvent(type, obj as RawObject, prepared);
       } catch (e) {
         this.log.error({ kind: this.kind, err: (e as Error).message }, 'informer event handler failed');
       }
@@ -355,11 +371,20 @@ export class Informer {
     // server's watch cache (resourceVersion=0: cheap for the server when
     // every node lists at once, and one response); a relist after 410 Gone
     // reads the latest version, so that it is never older than what was seen.
+    const prepare = this.opts.prepare;
     const r = await listAll(this.opts.kubeConfig, this.opts.path, {
       resourceVersion: this.isSynced ? undefined : '0',
       limit: this.opts.pageSize ?? 500,
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
+      eachItem: prepare && ((it) => {
+        const name = (it as RawObject | null)?.metadata?.name;
+        if (!it || typeof it !== 'object' || typeof name !== 'string' || !name) return it; // reported below
+        const obj = it as RawObject;
+        this.prepared.set(obj, prepare(obj));
+        if (this.opts.metadataOnly) trimToMetadata(obj);
+        return obj;
+      }),
     });
     this.st.listPages += r.pages;
     this.st.lastListReceivedAt = r.receivedAt;

@@ -42,6 +42,14 @@ export interface ListOptions {
   /** Per-request idle timeout, ms (default 60 000). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Called with each item as soon as it is parsed, in list order; what it
+   * returns is the item listed. Items are parsed one at a time (see
+   * {@link parseList}), so that an item the caller reduces (normalizes,
+   * trims) is garbage before the next is parsed, instead of the whole list
+   * being alive at once.
+   */
+  eachItem?: (item: unknown) => unknown;
 }
 
 /** A complete list: every page's items and the list's resourceVersion. */
@@ -67,7 +75,7 @@ export async function getJsonTimed(
   kc: KubeConfig,
   path: string,
   query: Record<string, string | undefined>,
-  opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  opts: { timeoutMs?: number; signal?: AbortSignal; parse?: (text: string) => unknown } = {},
 ): Promise<{ body: unknown; receivedAt: number }> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubeRequestError('no current cluster in the kubeconfig', 0);
@@ -90,13 +98,13 @@ export async function getJsonTimed(
       res.on('end', () => {
         const receivedAt = performance.now();
         const text = parts.length === 1 ? parts[0] : parts.join('');
+        const code = res.statusCode ?? 0;
         let body: unknown;
         try {
-          body = JSON.parse(text);
+          body = code >= 200 && code < 300 && opts.parse ? opts.parse(text) : JSON.parse(text);
         } catch {
           body = undefined;
         }
-        const code = res.statusCode ?? 0;
         if (code >= 200 && code < 300) {
           if (body === undefined) return reject(new KubeRequestError(`GET ${url.pathname}: response is not JSON`, code));
           return resolve({ body, receivedAt });
@@ -121,6 +129,7 @@ export async function getJsonTimed(
  * @throws KubeRequestError on any other error response
  */
 export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = {}): Promise<RawList> {
+  const eachItem = opts.eachItem;
   let pages = 0;
   for (let restarts = 0; ; restarts++) {
     const items: unknown[] = [];
@@ -139,13 +148,14 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
             labelSelector: cont ? undefined : opts.labelSelector,
             fieldSelector: cont ? undefined : opts.fieldSelector,
           },
-          opts,
+          { timeoutMs: opts.timeoutMs, signal: opts.signal, parse: eachItem && ((text) => parseList(text, eachItem)) },
         );
         const body = page.body as { items?: unknown; metadata?: { resourceVersion?: string; continue?: string } };
         receivedAt = page.receivedAt;
         pages++;
         if (body.items !== null && body.items !== undefined && !Array.isArray(body.items)) throw new KubeRequestError(`GET ${path}: items is not a list`, 200);
         // A loop, not push(...spread): pages can exceed the argument limit.
+        // (parseList has run eachItem on this page's items already.)
         for (const it of (body.items as unknown[]) ?? []) items.push(it);
         resourceVersion = body.metadata?.resourceVersion ?? '';
         cont = body.metadata?.continue || undefined;
@@ -156,4 +166,98 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
       throw e;
     }
   }
+}
+
+/**
+ * JSON.parse of a list response, one item at a time: the text outside the
+ * top-level `items` array is parsed on its own, then each item, and each
+ * goes through `eachItem` before the next is parsed. The result equals
+ * `JSON.parse(text)` with `items` mapped through `eachItem` (tested).
+ *
+ * Why: a 10,000-slice list is ~22 MB of JSON, ~65 MB of objects; parsed
+ * whole, all of it is alive until the last item has been handled, and the
+ * young generation's collections copy it (measured: ~40% less collection
+ * time while parsing and normalizing the list when items are handled one
+ * at a time).
+ *
+ * When the items cannot be found (no top-level `items` array of objects),
+ * or one of them does not parse, the text is parsed whole (the error, if
+ * any, is JSON.parse's) and the items then go through `eachItem`.
+ * @throws SyntaxError as JSON.parse for text that is not JSON
+ */
+export function parseList(text: string, eachItem: (item: unknown) => unknown): unknown {
+  const found = listItemRanges(text);
+  if (found) {
+    try {
+      const outer = JSON.parse(text.slice(0, found.open + 1) + text.slice(found.close)) as Record<string, unknown>;
+      if (outer && typeof outer === 'object' && Array.isArray(outer.items) && outer.items.length === 0) {
+        const items: unknown[] = new Array(found.starts.length);
+        for (let k = 0; k < found.starts.length; k++) items[k] = eachItem(JSON.parse(text.slice(found.starts[k], found.ends[k])));
+        outer.items = items;
+        return outer;
+      }
+    } catch (e) {
+      if (!(e instanceof SyntaxError)) throw e;
+      // Parsed whole below (JSON.parse names the error).
+    }
+  }
+  const body = JSON.parse(text) as { items?: unknown };
+  if (body && typeof body === 'object' && Array.isArray(body.items)) body.items = body.items.map((it) => eachItem(it));
+  return body;
+}
+
+/**
+ * Where the elements of the top-level `items` array of a JSON object are:
+ * `[starts[k], ends[k])` for element k, and the array's brackets at `open`
+ * and `close`. Undefined when there is no such array or an element is not
+ * an object. A scan that skips strings (with their escapes) and counts
+ * nesting; it trusts JSON.parse to reject what is not JSON.
+ */
+export function listItemRanges(t: string): { starts: number[]; ends: number[]; open: number; close: number } | undefined {
+  const starts: number[] = [];
+  const ends: number[] = [];
+  let depth = 0;
+  let open = -1;
+  let close = -1;
+  let keyStart = -1;
+  let keyEnd = -1;
+  const inItems = () => open >= 0 && close < 0;
+  const n = t.length;
+  for (let i = 0; i < n; i++) {
+    const c = t.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: jump to its closing quote, the first one not escaped (an
+      // even number of backslashes before it).
+      let j = i;
+      for (;;) {
+        j = t.indexOf('"', j + 1);
+        if (j < 0) return undefined;
+        let slashes = 0;
+        while (t.charCodeAt(j - 1 - slashes) === 0x5c) slashes++;
+        if ((slashes & 1) === 0) break;
+      }
+      if (depth === 2 && inItems()) return undefined; // an element that is not an object
+      if (depth === 1) {
+        // A second "items" key: JSON.parse would keep the last one.
+        if (open >= 0 && j - i - 1 === 5 && t.startsWith('items', i + 1)) return undefined;
+        keyStart = i + 1;
+        keyEnd = j;
+      }
+      i = j;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (depth === 1 && c === 0x5b && open < 0 && keyEnd - keyStart === 5 && t.startsWith('items', keyStart)) open = i;
+      else if (depth === 2 && inItems()) {
+        if (c !== 0x7b) return undefined;
+        starts.push(i);
+      }
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (depth === 2 && inItems() && c === 0x7d) ends.push(i + 1);
+      else if (depth === 1 && inItems() && c === 0x5d) close = i;
+    } else if (depth === 2 && inItems() && c > 0x20 && c !== 0x2c) {
+      return undefined; // an element that is not an object
+    }
+  }
+  return close >= 0 && starts.length === ends.length ? { starts, ends, open, close } : undefined;
 }

@@ -1,0 +1,89 @@
+/**
+ * Parsing a list response one item at a time (src/sources/kubernetes/rest.ts,
+ * parseList and listItemRanges): the result must be exactly JSON.parse's,
+ * with each item passed through the callback once, in order, whatever the
+ * items' strings hold; anything the scan does not recognise is parsed whole.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { listItemRanges, parseList } from '../../src/sources/kubernetes/rest.js';
+import { prng } from '../helpers/prng.js';
+
+/** parseList with an identity callback that records what it saw. */
+function parsed(text: string) {
+  const seen: unknown[] = [];
+  const body = parseList(text, (it) => {
+    seen.push(it);
+    return it;
+  });
+  return { body, seen };
+}
+
+/** Strings that stress a scanner: quotes, backslashes, brackets, the word items, escapes. */
+const NASTY = ['plain', 'a "quoted" word', 'back\\slash', 'ends with \\', '\\"', '{"items":[1,2]}', '}]},{', 'items', '\u00e9\u4e2d\ud83d\ude00', '\n\t\r', '', '\\\\"x'];
+
+function slice(i: number, rand: () => number) {
+  const pick = () => NASTY[Math.floor(rand() * NASTY.length)];
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `s-${i}`, namespace: 'ns', labels: { note: pick() }, annotations: { 'x/y': pick() } },
+    addressType: 'IPv4',
+    ports: [{ name: pick(), protocol: 'TCP', port: 80 }],
+    endpoints: Array.from({ length: 3 }, (_, k) => ({ addresses: [`198.18.0.${k}`], conditions: { ready: rand() < 0.5 }, hints: { forZones: [{ name: pick() }] }, deep: [[[pick()]], { a: [pick(), 1.5e3, null, true] }] })),
+  };
+}
+
+describe('parseList: a list one item at a time', () => {
+  it('gives what JSON.parse gives, and hands every item to the callback once, in order, whatever its strings hold', () => {
+    const rand = prng(20261123);
+    for (let round = 0; round < 40; round++) {
+      const items = Array.from({ length: Math.floor(rand() * 30) }, (_, i) => slice(i, rand));
+      const list = round % 3 === 0 ? { items, metadata: { resourceVersion: '7', continue: 'items' }, kind: 'X' } : { kind: 'EndpointSliceList', apiVersion: 'v1', metadata: { resourceVersion: String(round) }, items };
+      const text = JSON.stringify(list, null, round % 2 ? 2 : undefined);
+      const ranges = listItemRanges(text);
+      assert.ok(ranges, `round ${round}: the items were found`);
+      // The scan itself, not only the result (a wrong split would fall back to a whole parse).
+      assert.deepEqual(
+        ranges.starts.map((s, k) => JSON.parse(text.slice(s, ranges.ends[k]))),
+        items,
+        `round ${round}: each range is one item`,
+      );
+      const { body, seen } = parsed(text);
+      assert.deepEqual(body, JSON.parse(text), `round ${round}`);
+      assert.deepEqual(seen, JSON.parse(text).items, `round ${round}: every item once, in order`);
+    }
+  });
+
+  it('uses what the callback returns as the item', () => {
+    const text = JSON.stringify({ metadata: {}, items: [{ a: 1 }, { a: 2 }] });
+    assert.deepEqual(parseList(text, (it) => ({ b: (it as { a: number }).a * 10 })), { metadata: {}, items: [{ b: 10 }, { b: 20 }] });
+  });
+
+  it('parses whole what it does not recognise, with the same result', () => {
+    const cases = [
+      '{"metadata":{},"items":[]}',
+      '{"metadata":{},"items":null}',
+      '{"metadata":{}}',
+      '{"items":[1,"two",null,{"a":1}]}',
+      '{"items":["{\\"a\\":1}"]}',
+      '{"items":[[{"a":1}]]}',
+      '{"items":[{"a":1}],"items":[{"b":2}]}',
+      '{"kind":"items","items":[{"a":1}],"x":"items"}',
+      '[{"items":[{"a":1}]}]',
+      '"items"',
+      '  {  "items"  :  [  { "a" : [ 1 , { } ] } , { }  ]  }  ',
+    ];
+    for (const text of cases) {
+      const { body } = parsed(text);
+      const want = JSON.parse(text) as { items?: unknown };
+      assert.deepEqual(body, want, text);
+    }
+  });
+
+  it('rejects text that is not JSON with JSON.parse\'s error', () => {
+    for (const text of ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '']) {
+      assert.throws(() => parseList(text, (it) => it), SyntaxError, text);
+    }
+  });
+});
