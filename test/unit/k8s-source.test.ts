@@ -11,6 +11,7 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { FakeApiServer, recordingLog, serviceObject as service, sliceObject as slice, nodeObject as node } from '../helpers/fake-apiserver.js';
 import { Informer, KubernetesSource, loadKubeConfig, type KubernetesSourceOptions } from '../../src/sources/kubernetes/index.js';
+import type { InformerOptions } from '../../src/sources/kubernetes/informer.js';
 import type { Snapshot } from '../../src/sources/source.js';
 import { ServiceController } from '../../src/services/controller.js';
 import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
@@ -167,17 +168,21 @@ describe('kubernetes source', () => {
     assert.ok(h.log.lines.some((l) => l.level === 'warn' && /restarting after backoff/.test(l.msg)), 'the error is logged');
   });
 
-  it('an informer with metadataOnly hands full objects to its handler and caches them trimmed; updates and deletes still apply', async () => {
-    server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1']));
-    const seen: Array<{ type: string; endpoints: number }> = [];
-    const inf = new Informer({
+  /** A metadataOnly informer on the test server's EndpointSlices. */
+  const sliceInformer = (o: Pick<InformerOptions, 'onEvent' | 'prepare'>) =>
+    new Informer({
       kubeConfig: loadKubeConfig(server.kubeconfigPath),
       path: '/apis/discovery.k8s.io/v1/endpointslices',
       kind: 'EndpointSlice',
       metadataOnly: true,
       log: recordingLog(),
-      onEvent: (type, o) => seen.push({ type, endpoints: Array.isArray(o.endpoints) ? o.endpoints.length : -1 }),
+      ...o,
     });
+
+  it('an informer with metadataOnly hands full objects to its handler and caches them trimmed; updates and deletes still apply', async () => {
+    server.upsert('endpointslices', slice('web-1', 'web', ['198.18.1.1']));
+    const seen: Array<{ type: string; endpoints: number }> = [];
+    const inf = sliceInformer({ onEvent: (type, o) => seen.push({ type, endpoints: Array.isArray(o.endpoints) ? o.endpoints.length : -1 }) });
     try {
       inf.start();
       await inf.whenSynced();
@@ -205,12 +210,7 @@ describe('kubernetes source', () => {
     server.upsert('endpointslices', slice('web-2', 'web', ['198.18.1.2', '198.18.1.3']));
     const prepared: string[] = [];
     const seen: Array<{ type: string; name: string; endpoints: number; prepared: unknown }> = [];
-    const inf = new Informer({
-      kubeConfig: loadKubeConfig(server.kubeconfigPath),
-      path: '/apis/discovery.k8s.io/v1/endpointslices',
-      kind: 'EndpointSlice',
-      metadataOnly: true,
-      log: recordingLog(),
+    const inf = sliceInformer({
       prepare: (o) => {
         prepared.push(o.metadata.name);
         return { endpointsWhenParsed: (o.endpoints as unknown[]).length };

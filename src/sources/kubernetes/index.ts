@@ -3,7 +3,8 @@
  * node's Node object, normalized into the same model as the manifests file
  * (src/sources/normalize.ts), delivered as whole snapshots.
  *
- * - Objects are normalized as they arrive (one Service or slice per event),
+ * - Objects are normalized as they arrive (one Service or slice per event;
+ *   a listed slice as soon as it is parsed, before the list is applied),
  *   so a snapshot costs no pass over every object; its Maps are shared
  *   with the source and copied by shard when the next change comes
  *   (copy-on-write, src/util/cowmap.ts), and it names the keys that changed

@@ -20,7 +20,9 @@
  * - A list is fetched raw and whole (rest.ts: chunked, consistent; the
  *   first one with resourceVersion=0 as client-go does), and an
  *   object without `metadata.name` (which ListWatch's cache cannot hold) is
- *   reported and skipped instead of crashing the informer.
+ *   reported and skipped instead of crashing the informer. With `prepare`,
+ *   its items are parsed and prepared one at a time (client-go's informers
+ *   have a transform for the same reason: a large list is never held whole).
  * - Errors are logged with the resource and the server's Status; stopping is
  *   not reported as an error.
  */
