@@ -30,8 +30,12 @@ const nodeNamed = (name: string) => lab.nodes.find((n) => n.name === name)!;
 const ms = (t0: number) => Math.round(performance.now() - t0);
 
 /** MACs that answer `arping` for `vip` from the client (the client's own ARP, for checks only). */
+/** What the last arpingMacs run printed (or its error), for assertion messages. */
+let lastArping = '';
+
 async function arpingMacs(vip: string): Promise<string[]> {
   const out = await labExec(lab.client, ['arping', '-c', '3', '-w', '4', '-I', 'eth0', vip]).catch((e: Error) => e.message);
+  lastArping = out;
   return [...new Set([...out.matchAll(/reply from \S+ \[([0-9A-F:]+)\]/gi)].map((m) => m[1].toLowerCase()))].sort();
 }
 
@@ -149,7 +153,7 @@ describe('layer 2 announcements in the lab', () => {
       await labExec(lab.client, ['sysctl', '-qw', 'net.ipv4.neigh.eth0.mcast_solicit=3', 'net.ipv4.neigh.eth0.ucast_solicit=3']);
       await ipn(lab.fabric, 'link', 'set', port, 'up');
     }
-    assert.deepEqual(await arpingMacs(WEB), [other.mac], 'arping shows the new owner');
+    assert.deepEqual(await arpingMacs(WEB), [other.mac], `arping shows the new owner (arping: ${lastArping.trim().slice(0, 400)})`);
     // The node that comes back takes nothing back.
     await waitFor(async () => ((await apiGet(nodeNamed(owner).api, '/v1/l2')) as L2Status).health === 'up', 5000, 'the old owner’s link to be seen up');
     await waitL2Converged(lab);
