@@ -151,7 +151,7 @@ export class MaglevSlabs {
    * xlb_maglev_slabs now, with one update. A caller that builds the tables
    * meanwhile on other threads (the controller, with the Maglev build pool)
    * then overlaps the kernel's zeroing of the slabs and the grace period of
-   * their insertion (~25-45 ms together for 10,000 tables, measured) with
+   * their insertion (30-45 ms together for 10,000 tables, measured) with
    * the build. Retired slots do
    * not count as room (they need a grace period first); tables that end a
    * slab with unusable slots are allowed for. Should the insertion fail, the

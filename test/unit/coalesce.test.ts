@@ -6,18 +6,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Coalescer } from '../../src/sources/kubernetes/coalesce.js';
+import { waitFor } from '../../src/util/wait.js';
 
 const turn = () => new Promise<void>((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Wait until `cond` holds, polling every turn, at most `ms`. */
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await sleep(1);
-  }
-}
 
 describe('Coalescer', () => {
   it('with quiet time 0, makes one call for the events of one turn, before any timer', async () => {
@@ -26,7 +18,7 @@ describe('Coalescer', () => {
     setTimeout(() => order.push('timer'), 0);
     for (let i = 0; i < 1000; i++) c.poke();
     assert.ok(c.pending());
-    await sleep(5);
+    await waitFor(() => order.length === 2, 1000, 'the call and the timer', 1);
     assert.deepEqual(order, ['fire', 'timer']);
     assert.ok(!c.pending());
   });
@@ -40,7 +32,7 @@ describe('Coalescer', () => {
     await turn();
     assert.equal(fired, 1);
     c.poke();
-    await until(() => fired === 2, 1000);
+    await waitFor(() => fired === 2, 1000, 'the second call', 1);
     await sleep(5);
     assert.equal(fired, 2);
   });
@@ -54,14 +46,14 @@ describe('Coalescer', () => {
     const stream = setInterval(() => c.poke(), 5);
     await sleep(150);
     clearInterval(stream);
-    await until(() => !c.pending(), 1000);
+    await waitFor(() => !c.pending(), 1000, 'the last call', 1);
     assert.ok(calls.length >= 2, `calls at ${calls.map((t) => t.toFixed(0)).join(', ')} ms`);
     // After the stream stops, the last call comes once it has been quiet.
     const last = calls.length;
     c.poke();
     await sleep(5);
     assert.equal(calls.length, last, 'called before the quiet time had passed');
-    await until(() => calls.length === last + 1, 1000);
+    await waitFor(() => calls.length === last + 1, 1000, 'the call after the quiet time', 1);
   });
 
   it('cancel drops a pending call; stop refuses further events', async () => {

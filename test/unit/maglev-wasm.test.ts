@@ -12,15 +12,7 @@ import { maglevFillModule, wasmMaglevFill, MAGLEV_FILL_WASM } from '../../src/ma
 import os from 'node:os';
 import { maglevPoolStats, startMaglevPool, stopMaglevPool } from '../../src/maglev/pool.js';
 import { prng } from '../helpers/prng.js';
-
-/** Wait until `cond` holds, at most `ms`. */
-async function until(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = performance.now() + ms;
-  while (!cond()) {
-    if (performance.now() > deadline) throw new Error(`condition not met within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { waitFor } from '../../src/util/wait.js';
 
 function arrays(n: number): MaglevBuildArrays {
   return { ids: new Uint32Array(n), next: new Int32Array(n), skips: new Int32Array(n), weights: new Float64Array(n), credit: new Float64Array(n), taken: new Int32Array(n) };
@@ -45,7 +37,7 @@ describe('Maglev fill in WebAssembly', () => {
       assert.equal(maglevPoolStats().filler, 'wasm');
       const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
       if (cores > 1) {
-        await until(() => maglevPoolStats().workerFillers.length > 0 && !maglevPoolStats().workerFillers.includes('starting'), 5000);
+        await waitFor(() => maglevPoolStats().workerFillers.length > 0 && !maglevPoolStats().workerFillers.includes('starting'), 5000, 'the workers to report their fill', 5);
         assert.deepEqual([...new Set(maglevPoolStats().workerFillers)], ['wasm']);
       }
     } finally {

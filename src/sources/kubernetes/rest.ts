@@ -182,7 +182,9 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
  *
  * When the items cannot be found (no top-level `items` array of objects),
  * or one of them does not parse, the text is parsed whole (the error, if
- * any, is JSON.parse's) and the items then go through `eachItem`.
+ * any, is JSON.parse's) and the items then go through `eachItem`; items
+ * before the one that did not parse have then been through it twice (as
+ * different objects), so `eachItem` must not count on being called once.
  * @throws SyntaxError as JSON.parse for text that is not JSON
  */
 export function parseList(text: string, eachItem: (item: unknown) => unknown): unknown {
