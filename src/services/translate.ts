@@ -180,18 +180,12 @@ function skipReason(svc: ServiceModel): string | undefined {
   return undefined;
 }
 
-/** Which service port claimed a frontend first. */
-interface Claim {
-  serviceKey: string;
-  portIndex: number;
-  portName: string;
-}
-
 /** Better of two copies of one endpoint seen in two slices: ready beats serving beats neither. */
 function better(a: DesiredBackend, b: DesiredBackend): DesiredBackend {
-  const rank = (x: DesiredBackend) => (x.ready ? 2 : x.serving ? 1 : 0);
-  return rank(b) > rank(a) ? b : a;
+  return conditionRank(b) > conditionRank(a) ? b : a;
 }
+
+const conditionRank = (x: DesiredBackend): number => (x.ready ? 2 : x.serving ? 1 : 0);
 
 /**
  * The backends of one service port: endpoints of the IPv4 slices of the
@@ -203,59 +197,69 @@ function better(a: DesiredBackend, b: DesiredBackend): DesiredBackend {
 function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, node: NodeInfo): DesiredBackend[] {
   // Every endpoint with its key, address and port (each address parsed
   // once), in slice order; a stable sort by key then puts copies of one
-  // endpoint next to each other, in slice order. No Map per service port.
-  const found: DesiredBackend[] = [];
-  const keys: number[] = [];
+  // endpoint next to each other, in slice order. No Map per service port,
+  // and the working arrays are this module's (translation is synchronous):
+  // only the result is allocated.
+  const found = scratch.found;
+  const keys = scratch.keys;
+  let n = 0;
   for (const slice of slices) {
     const sp = slice.ports.find((p) => p.name === portName && p.protocol === protocol);
     if (!sp) continue;
+    // Names are `${addr}${suffix}`, joined flat (util/flat.ts): one join of
+    // two strings costs half of one of five (measured, 100,000 names).
+    const suffix = flat(':', sp.port, '/', protocol);
     for (const e of slice.endpoints) {
       const addr = e.addresses[0];
       if (!addr) continue;
-      const b: DesiredBackend = {
-        addr,
-        port: sp.port,
-        protocol,
-        local: e.nodeName !== undefined && e.nodeName === node.name,
-        ready: e.ready,
-        serving: e.serving,
-        terminating: e.terminating,
-        useForNewFlows: false,
-        weight: 1,
-        name: flat(addr, ':', sp.port, '/', protocol),
-      };
-      if (e.nodeName !== undefined) b.nodeName = e.nodeName;
-      if (e.targetName !== undefined) b.targetName = e.targetName;
-      found.push(b);
-      keys.push(ipToU32(addr) * 65536 + sp.port);
+      const local = e.nodeName !== undefined && e.nodeName === node.name;
+      const name = flat(addr, suffix);
+      // One literal for the common endpoint (see normalize.ts's endpoints).
+      let b: DesiredBackend;
+      if (e.nodeName !== undefined && e.targetName !== undefined) {
+        b = { addr, port: sp.port, protocol, nodeName: e.nodeName, local, ready: e.ready, serving: e.serving, terminating: e.terminating, useForNewFlows: false, weight: 1, name, targetName: e.targetName };
+      } else {
+        b = { addr, port: sp.port, protocol, local, ready: e.ready, serving: e.serving, terminating: e.terminating, useForNewFlows: false, weight: 1, name };
+        if (e.nodeName !== undefined) b.nodeName = e.nodeName;
+        if (e.targetName !== undefined) b.targetName = e.targetName;
+      }
+      found[n] = b;
+      keys[n] = ipToU32(addr) * 65536 + sp.port;
+      n++;
     }
   }
-  const order = stableOrder(keys);
+  const order = stableOrder(keys, n);
   const out: DesiredBackend[] = [];
-  for (let i = 0; i < order.length; i++) {
-    const b = found[order[i]];
+  for (let i = 0; i < n; i++) {
+    const b = found[order[i]]!;
     if (i > 0 && keys[order[i]] === keys[order[i - 1]]) out[out.length - 1] = better(out[out.length - 1], b);
     else out.push(b);
   }
+  // Hold no backend of this port past the call.
+  for (let i = 0; i < n; i++) found[i] = undefined;
   return out;
 }
+
+/** Working arrays of {@link backendsOf} and {@link stableOrder} (they grow; keys are doubles: address × 65536 + port). */
+const scratch = { found: [] as Array<DesiredBackend | undefined>, keys: [] as number[], order: [] as number[] };
 
 /** Up to this many endpoints per service port, {@link stableOrder} is an insertion sort (no comparator calls, no temporary arrays). */
 const SMALL_PORT = 64;
 
 /**
- * Indexes of `keys` in ascending key order, equal keys in index order. The
- * common port has a handful of endpoints, often already in order; an
- * insertion sort there allocated a tenth of what Array.prototype.sort with
- * a comparator over {key, backend} pairs did (measured at 10,000 services).
+ * Indexes of the first `n` keys in ascending key order, equal keys in
+ * index order (in a working array, valid until the next call). The common
+ * port has a handful of endpoints, often already in order; an insertion
+ * sort there allocated a tenth of what Array.prototype.sort with a
+ * comparator over {key, backend} pairs did (measured at 10,000 services).
  */
-function stableOrder(keys: number[]): number[] {
-  const n = keys.length;
-  const order: number[] = new Array(n);
+function stableOrder(keys: number[], n: number): number[] {
   if (n > SMALL_PORT) {
+    const order: number[] = new Array(n);
     for (let i = 0; i < n; i++) order[i] = i;
     return order.sort((x, y) => keys[x] - keys[y] || x - y);
   }
+  const order = scratch.order;
   for (let i = 0; i < n; i++) {
     const k = keys[i];
     let j = i;
@@ -270,14 +274,20 @@ const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** A candidate frontend of a port, before conflicts between services are settled. */
 interface Candidate {
   f: DesiredFrontend;
-  /** Field that names it in a conflict issue. */
-  field: string;
   /** `addr:port/protocol`. */
   key: string;
 }
 
+/** The field that names a candidate of port `portIndex` in a conflict issue. */
+function candidateField(kind: FrontendKind, portIndex: number): string {
+  if (kind === 'LoadBalancer') return 'status.loadBalancer.ingress';
+  return `spec.ports[${portIndex}].${kind === 'NodePort' ? 'nodePort' : 'port'}`;
+}
+
 /** One service port as {@link translateService} makes it: everything but the settled frontends. */
 interface PortTemplate {
+  /** `namespace/name` of the service. */
+  serviceKey: string;
   base: Omit<DesiredService, 'frontends'>;
   portIndex: number;
   portName: string;
@@ -312,33 +322,29 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
   // Dual-stack: the IPv6 side is recorded and reported, not served (the datapath is IPv4 for now).
   // Loops, not filter/map/spread: this runs for every service of a sync, and
   // the common service has no IPv6 address (seven temporary arrays each).
+  // (No closures here either: tsx, which runs xlb, names each closure as it
+  // is made, a defineProperty per closure per service.)
   const v6: string[] = [];
-  const v6Of = (addrs: string[], field: string) => {
-    for (const a of addrs) if (!isIPv4(a)) v6.push(`${field} ${a}`);
-  };
-  v6Of(svc.clusterIPs, 'spec.clusterIPs');
-  v6Of(svc.externalIPs, 'spec.externalIPs');
-  if (svc.type === 'LoadBalancer') v6Of(svc.loadBalancerIPs, 'status.loadBalancer.ingress');
+  pushIPv6(v6, svc.clusterIPs, 'spec.clusterIPs');
+  pushIPv6(v6, svc.externalIPs, 'spec.externalIPs');
+  if (svc.type === 'LoadBalancer') pushIPv6(v6, svc.loadBalancerIPs, 'status.loadBalancer.ingress');
   if (v6.length) {
     issues.push({ object, field: 'spec.ipFamilies', message: `IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): ${v6.join(', ')}` });
   }
   const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
   const ports: PortTemplate[] = [];
-  svc.ports.forEach((sp, i) => {
+  for (let i = 0; i < svc.ports.length; i++) {
+    const sp = svc.ports[i];
     if (sp.protocol === 'SCTP') {
       issues.push({ object, field: `spec.ports[${i}].protocol`, message: 'SCTP is not supported by xlb\'s datapath; this port is skipped' });
-      return;
+      continue;
     }
     const protocol: ServedProtocol = sp.protocol;
     const candidates: Candidate[] = [];
-    const add = (kind: FrontendKind, addrs: string[], port: number | undefined, field: string) => {
-      if (port === undefined) return;
-      for (const addr of addrs) if (isIPv4(addr)) candidates.push({ f: { addr, port, protocol, kind }, field, key: flat(addr, ':', port, '/', protocol) });
-    };
-    if (svc.type === 'LoadBalancer') add('LoadBalancer', svc.loadBalancerIPs, sp.port, 'status.loadBalancer.ingress');
-    add('ExternalIP', svc.externalIPs, sp.port, `spec.ports[${i}].port`);
-    if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') add('NodePort', node.addresses, sp.nodePort, `spec.ports[${i}].nodePort`);
-    add('ClusterIP', svc.clusterIPs, sp.port, `spec.ports[${i}].port`);
+    if (svc.type === 'LoadBalancer') addCandidates(candidates, 'LoadBalancer', svc.loadBalancerIPs, sp.port, protocol);
+    addCandidates(candidates, 'ExternalIP', svc.externalIPs, sp.port, protocol);
+    if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') addCandidates(candidates, 'NodePort', node.addresses, sp.nodePort, protocol);
+    addCandidates(candidates, 'ClusterIP', svc.clusterIPs, sp.port, protocol);
     const backends = backendsOf(slices, sp.name, protocol, node);
     setNewFlowBackends(backends, onlyLocal);
     const base: Omit<DesiredService, 'frontends'> = {
@@ -355,9 +361,20 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
       loadBalancerSourceRanges: v4Ranges,
     };
     if (svc.sessionAffinityTimeoutSeconds !== undefined) base.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
-    ports.push({ portIndex: i, portName: sp.name, candidates, base });
-  });
+    ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base });
+  }
   return { serviceKey, ports, issues };
+}
+
+/** Push `${field} ${a}` for each address of `addrs` that is not IPv4. */
+function pushIPv6(out: string[], addrs: string[], field: string): void {
+  for (const a of addrs) if (!isIPv4(a)) out.push(`${field} ${a}`);
+}
+
+/** Push a candidate frontend for each IPv4 address of `addrs` on `port` (none when the port is undefined). */
+function addCandidates(out: Candidate[], kind: FrontendKind, addrs: string[], port: number | undefined, protocol: ServedProtocol): void {
+  if (port === undefined) return;
+  for (const addr of addrs) if (isIPv4(addr)) out.push({ f: { addr, port, protocol, kind }, key: flat(addr, ':', port, '/', protocol) });
 }
 
 /** What a {@link Translator} produced for one snapshot. */
@@ -570,28 +587,30 @@ export class Translator {
 
   /** Settle who owns each candidate frontend: the first claimant by service key, then port index. */
   private settleClaims(): void {
-    const claims = new Map<string, Claim>();
+    // Owner of each frontend: the port that claimed it first. Ports without
+    // a conflict (nearly all) share one empty issue list.
+    const claims = new Map<string, PortTemplate>();
     this.settled = new Map();
     for (const serviceKey of this.order) {
       const t = this.cache.get(serviceKey)!.t;
       if (!t) continue;
-      const object = `Service ${serviceKey}`;
       for (const p of t.ports) {
         const frontends: DesiredFrontend[] = [];
-        const issues: InputIssue[] = [];
-        for (const { f, field, key: fk } of p.candidates) {
+        let issues: InputIssue[] = NO_ISSUES;
+        for (const { f, key: fk } of p.candidates) {
           const owner = claims.get(fk);
           if (!owner) {
-            claims.set(fk, { serviceKey, portIndex: p.portIndex, portName: p.portName });
+            claims.set(fk, p);
             frontends.push(f);
           } else if (owner.serviceKey === serviceKey && owner.portIndex === p.portIndex) {
             // The same port reaches this address twice (say, an external IP that
             // is also its VIP): one frontend serves both.
           } else {
             const ownerPort = `spec.ports[${owner.portIndex}]${owner.portName ? ` (${owner.portName})` : ''}`;
+            if (issues === NO_ISSUES) issues = [];
             issues.push({
-              object,
-              field,
+              object: `Service ${serviceKey}`,
+              field: candidateField(f.kind, p.portIndex),
               message:
                 `frontend ${fk} (${f.kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
                 `which sorts first and keeps it; this port is not reachable there`,
@@ -603,6 +622,9 @@ export class Translator {
     }
   }
 }
+
+/** The issues of a port without any (shared, never written). */
+const NO_ISSUES: InputIssue[] = Object.freeze([]) as unknown as InputIssue[];
 
 function candidateSignature(t: ServiceTranslation | undefined): string {
   return t ? t.ports.map((p) => `${p.base.key}=${p.candidates.map((c) => `${c.key}/${c.f.kind}`).join(',')}`).join(';') : '';
