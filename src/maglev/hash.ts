@@ -31,8 +31,17 @@ let scratch = new Uint8Array(256);
 /** Encode `name` as UTF-8 into `scratch` (grown when needed); returns the byte count. */
 function encodeName(name: string): number {
   // UTF-8 takes at most 3 bytes per UTF-16 code unit.
-  if (name.length * 3 > scratch.length) scratch = new Uint8Array(name.length * 3);
-  return utf8.encodeInto(name, scratch).written;
+  const n = name.length;
+  if (n * 3 > scratch.length) scratch = new Uint8Array(n * 3);
+  // ASCII (every backend name `addr:port/proto`) is its own UTF-8: copied
+  // here, without encodeInto's call into C++ and its result object (a third
+  // of the hashing time of 100,000 names, measured).
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c > 0x7f) return utf8.encodeInto(name, scratch).written;
+    scratch[i] = c;
+  }
+  return n;
 }
 
 /** MurmurHash3's 32-bit finalizer: every input bit affects every output bit. Unsigned 32-bit. */
@@ -107,4 +116,14 @@ export interface NameHashes {
 export function nameHashes(name: string): NameHashes {
   const length = encodeName(name);
   return { h1: fmix32(fnv1a32(scratch, length)), h2: murmur3x86_32(scratch, SKIP_HASH_SEED, length) };
+}
+
+/**
+ * {@link nameHashes} written to `out` (h1 at 0, h2 at 1): no object per
+ * name, for the preparation of many tables at once.
+ */
+export function nameHashesTo(name: string, out: Uint32Array): void {
+  const length = encodeName(name);
+  out[0] = fmix32(fnv1a32(scratch, length));
+  out[1] = murmur3x86_32(scratch, SKIP_HASH_SEED, length);
 }

@@ -50,7 +50,18 @@ export interface MaglevJob {
 /** One built table: M backend IDs (a view into a buffer shared by the batch) and slots per backend ID. */
 export interface MaglevBuilt {
   table: Uint32Array;
-  counts: Map<number, number>;
+  /**
+   * Slots each backend that takes part got, flat: ID, count, ID, count, ...
+   * (see {@link slotCount}). One small array per table: a Map per table
+   * was 10,000 Maps, ~9 MB of allocation, at 10,000 services.
+   */
+  counts: number[];
+}
+
+/** The slots backend `id` got in a table, from its {@link MaglevBuilt.counts}; 0 when it has none. */
+export function slotCount(counts: readonly number[], id: number): number {
+  for (let i = 0; i < counts.length; i += 2) if (counts[i] === id) return counts[i + 1];
+  return 0;
 }
 
 /** What the workers are sent: every array of a batch (SharedArrayBuffers, not copied). */
@@ -61,7 +72,10 @@ interface Batch extends MaglevBuildArrays {
   jobs: Int32Array;
   /** Per table: 2 once a worker has built it. */
   state: Int32Array;
-  /** [0]: the next table to take. */
+  /**
+   * [0]: the next table to take. [1]: `out`'s pages: 0 untouched, 1 being
+   * faulted in by the thread that claimed it, 2 done (tables are taken only then).
+   */
   control: Int32Array;
   count: number;
 }
@@ -86,6 +100,19 @@ parentPort.postMessage({ filler: wasmFill ? 'wasm' : 'js' });
 let empty = new Int32Array(0);
 let inverses = new Int32Array(0);
 parentPort.on('message', (b) => {
+  if (Atomics.compareExchange(b.control, 1, 0, 1) === 0) {
+    b.out.fill(0);
+    Atomics.store(b.control, 1, 2);
+    Atomics.notify(b.control, 1);
+  } else {
+    // Another thread faults the pages in; should it never finish, this
+    // batch is left to the caller (it builds what no worker did).
+    const until = Date.now() + ${WORKER_TIMEOUT_MS};
+    while (Atomics.load(b.control, 1) !== 2) {
+      if (Date.now() >= until) return;
+      Atomics.wait(b.control, 1, 1, 100);
+    }
+  }
   for (;;) {
     const c = Atomics.add(b.control, 0, 1) * ${CHUNK};
     if (c >= b.count) return;
@@ -230,21 +257,26 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
     taken: i32(backends),
     jobs: i32(4 * jobs.length),
     state: i32(jobs.length),
-    control: i32(1),
+    control: i32(2),
     count: jobs.length,
   };
   let off = 0;
   let at = 0;
   jobs.forEach((j, k) => {
     const n = prepareMaglevBuild(j.backends, j.tableSize, b, at);
-    b.jobs.set([off, j.tableSize, n, at], 4 * k);
+    b.jobs[4 * k] = off;
+    b.jobs[4 * k + 1] = j.tableSize;
+    b.jobs[4 * k + 2] = n;
+    b.jobs[4 * k + 3] = at;
     off += j.tableSize;
     at += j.backends.length;
   });
-  // Fault the fresh buffer's pages in here, before the threads write it: two
-  // threads faulting pages of one process in at once took turns (measured:
-  // both at half speed, no gain from the second thread).
-  if (ws.length) b.out.fill(0);
+  // The fresh buffer's pages are faulted in by one thread, the first worker
+  // to get the batch (or the caller, in finish(), should it come first),
+  // before any table is written: two threads faulting pages of one process
+  // in at once took turns (measured: both at half speed, no gain from the
+  // second thread). A worker does it while the caller goes on (~20 ms for
+  // 10,000 tables).
   for (const w of ws) w.postMessage(b);
   return { finish: () => finishBatch(jobs, b, ws.length > 0) };
 }
@@ -261,13 +293,21 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     fillMaglevTable(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken, scratchEmpty.buf, inverses);
   };
   const mine = new Uint8Array(jobs.length);
-  for (;;) {
+  // One deadline for the whole batch: a worker that died holding a chunk
+  // (or half-way through faulting `out` in) costs one wait, then its
+  // tables are built here.
+  const deadline = performance.now() + WORKER_TIMEOUT_MS;
+  // Tables are taken once `out`'s pages are in; should they never be, every
+  // table no worker built is built privately below.
+  const canTake = !pooled || outFaultedIn(b, deadline);
+  while (canTake) {
     const c = Atomics.add(b.control, 0, 1) * CHUNK;
     if (c >= jobs.length) break;
     for (let k = c; k < Math.min(jobs.length, c + CHUNK); k++) {
       mine[k] = 1;
-      const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
-      fill(b.out.subarray(o, o + M), M, n, first, b);
+      const o = b.jobs[4 * k];
+      const M = b.jobs[4 * k + 1];
+      fill(b.out.subarray(o, o + M), M, b.jobs[4 * k + 2], b.jobs[4 * k + 3], b);
     }
   }
   if (pooled) {
@@ -275,11 +315,11 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     stats.tables += jobs.length;
     for (const m of mine) if (!m) stats.byWorkers++;
   }
-  // One deadline for the whole batch: a worker that died holding a chunk
-  // costs one wait, then its tables are built here.
-  const deadline = performance.now() + WORKER_TIMEOUT_MS;
   return jobs.map((j, k) => {
-    const [o, M, n, first] = b.jobs.subarray(4 * k, 4 * k + 4);
+    const o = b.jobs[4 * k];
+    const M = b.jobs[4 * k + 1];
+    const n = b.jobs[4 * k + 2];
+    const first = b.jobs[4 * k + 3];
     // Every table was taken by someone: the ones not taken here by a worker.
     if (!mine[k] && !awaitWorker(b.state, k, deadline)) {
       // The worker is stuck or gone: build this table here, privately (the
@@ -303,6 +343,26 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
   });
 }
 
+/**
+ * Fault `out`'s pages in here, unless a worker claimed that; then wait until
+ * it is done. False when it is not done by `deadline` (performance.now(), ms).
+ */
+function outFaultedIn(b: Batch, deadline: number): boolean {
+  if (Atomics.compareExchange(b.control, 1, 0, 1) === 0) {
+    b.out.fill(0);
+    Atomics.store(b.control, 1, 2);
+    Atomics.notify(b.control, 1);
+    return true;
+  }
+  for (;;) {
+    const s = Atomics.load(b.control, 1);
+    if (s === 2) return true;
+    const left = deadline - performance.now();
+    if (left <= 0) return false;
+    Atomics.wait(b.control, 1, s, left);
+  }
+}
+
 /** Wait until a worker has built table k; false once `deadline` (performance.now(), ms) has passed. */
 function awaitWorker(state: Int32Array, k: number, deadline: number): boolean {
   for (;;) {
@@ -314,9 +374,12 @@ function awaitWorker(state: Int32Array, k: number, deadline: number): boolean {
   }
 }
 
-/** Slots per backend ID of a filled table whose n backends start at `first`. */
-function countsOf(a: MaglevBuildArrays, first: number, n: number): Map<number, number> {
-  const counts = new Map<number, number>();
-  for (let i = 0; i < n; i++) counts.set(a.ids[first + i], a.taken[first + i]);
+/** Slots per backend ID of a filled table whose n backends start at `first` (as {@link MaglevBuilt.counts}). */
+function countsOf(a: MaglevBuildArrays, first: number, n: number): number[] {
+  const counts: number[] = new Array(2 * n);
+  for (let i = 0; i < n; i++) {
+    counts[2 * i] = a.ids[first + i];
+    counts[2 * i + 1] = a.taken[first + i];
+  }
   return counts;
 }

@@ -16,8 +16,11 @@
  * The credits are doubles: exact for integer weights, and for any weights
  * the same IEEE-754 operations in the same order, so every node agrees.
  */
-import { nameHashes } from './hash.js';
+import { nameHashes, nameHashesTo } from './hash.js';
 import { MAX_MAGLEV_TABLE_SIZE } from './primes.js';
+
+/** h1 and h2 of the name being prepared (prepareMaglevBuild). */
+const hashes = new Uint32Array(2);
 
 /**
  * One backend as Maglev sees it.
@@ -159,10 +162,11 @@ export function prepareMaglevBuild(backends: readonly MaglevBackend[], tableSize
       for (const x of backends) if (x.weight > 0) active++;
       throw new RangeError(`Maglev table: ${active} backends with weight > 0 do not fit in tableSize ${M}`);
     }
-    const p = permutationOf(b.name, M);
+    // permutationOf, without an object per backend.
+    nameHashesTo(b.name, hashes);
     arrays.ids[at + n] = b.id;
-    arrays.next[at + n] = p.offset;
-    arrays.skips[at + n] = p.skip;
+    arrays.next[at + n] = hashes[0] % M;
+    arrays.skips[at + n] = M > 1 ? (hashes[1] % (M - 1)) + 1 : 1;
     arrays.weights[at + n] = b.weight;
     n++;
   }

@@ -19,6 +19,7 @@ import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
 import { buildMaglevTable, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
+import { slotCount } from '../maglev/pool.js';
 import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
@@ -77,7 +78,11 @@ interface PortWant {
   desired: DesiredService;
   /** 0 when the port has no frontend the datapath serves. */
   serviceId: number;
-  frontends: Map<string, { key: FrontendKey; service: ServiceValue }>;
+  /**
+   * Its frontends, each once, by key string (`fk`). An array: a port has a
+   * handful, and a Map per port was 10,000 Maps at 10,000 services.
+   */
+  frontends: Array<{ fk: string; key: FrontendKey; service: ServiceValue }>;
   /**
    * Backend ID of each of `desired.backends`, in that order (empty when the
    * port is not served). An ID's allocator name is (port key, backend name).
@@ -103,7 +108,8 @@ interface TableInputs {
 
 /** A table in the maps: its inputs and the slots each backend ID got. */
 interface AppliedTable extends TableInputs {
-  counts: Map<number, number>;
+  /** Slots per backend ID, flat (pool.ts's MaglevBuilt.counts). */
+  counts: number[];
 }
 
 const protoNumber = (p: 'TCP' | 'UDP'): number => IPPROTO[p];
@@ -295,7 +301,8 @@ export class ServiceController {
         const proto = protoNumber(b.protocol);
         if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i])) putBackends.push(id, addr, b.port, proto, w.backendFlags[i]);
       }
-      for (const [fk, f] of w.frontends) {
+      for (const f of w.frontends) {
+        const fk = f.fk;
         const cur = this.appliedFrontends.get(fk);
         if (!cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)) {
           putFrontends.push({ fk, port: r.key, entry: f });
@@ -344,7 +351,7 @@ export class ServiceController {
       const old = r.old;
       if (!old) continue;
       const now = r.want;
-      for (const fk of old.frontends.keys()) if (!now?.frontends.has(fk) && this.frontendOwner.get(fk) === r.key) dropFrontends.push(fk);
+      for (const { fk } of old.frontends) if (!now?.frontends.some((f) => f.fk === fk) && this.frontendOwner.get(fk) === r.key) dropFrontends.push(fk);
       if (old.serviceId && old.table && (!now || now.serviceId !== old.serviceId || !now.table)) dropTables.push(old.serviceId);
       if (old.serviceId && old.ranges.length && (!now || now.serviceId !== old.serviceId || !now.ranges.length)) dropRanges.push(old.serviceId);
       if (old.backendIds.length) {
@@ -406,7 +413,7 @@ export class ServiceController {
 
   /** What one service port wants in the maps, with stable IDs (allocated here). */
   private wantOf(svc: DesiredService): PortWant {
-    const want: PortWant = { desired: svc, serviceId: 0, frontends: new Map(), backendIds: [], backendFlags: [], ranges: [] };
+    const want: PortWant = { desired: svc, serviceId: 0, frontends: [], backendIds: [], backendFlags: [], ranges: [] };
     let served = false;
     for (const f of svc.frontends) if (SERVED_KINDS.has(f.kind)) served = true;
     if (!served) return want;
@@ -441,7 +448,10 @@ export class ServiceController {
       const key: FrontendKey = { addr: f.addr, port: f.port, proto };
       const service: ServiceValue = { id: serviceId, flags };
       if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
-      want.frontends.set(frontendKeyString(key), { key, service });
+      const fk = frontendKeyString(key);
+      const at = want.frontends.findIndex((x) => x.fk === fk);
+      if (at >= 0) want.frontends[at] = { fk, key, service };
+      else want.frontends.push({ fk, key, service });
     }
     return want;
   }
@@ -483,7 +493,7 @@ export class ServiceController {
           local: b.local,
           state: backendState(b),
           inTable: served && inTable(b),
-          share: table && id ? (table.counts.get(id) ?? 0) / table.size : 0,
+          share: table && id ? slotCount(table.counts, id) / table.size : 0,
         };
       }),
       tableSize: want.table?.size ?? 0,

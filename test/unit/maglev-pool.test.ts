@@ -16,7 +16,7 @@ import {
   type MaglevBackend,
   type MaglevJob,
 } from '../../src/maglev/index.js';
-import { maglevPoolStats, POOL_MIN_TABLES } from '../../src/maglev/pool.js';
+import { maglevPoolStats, POOL_MIN_TABLES, slotCount } from '../../src/maglev/pool.js';
 import { prng } from '../helpers/prng.js';
 
 /** Jobs of random sizes and backend counts; some weighted, some with weight-0 or no backends. */
@@ -58,7 +58,12 @@ describe('buildMaglevTables (the build pool)', () => {
       const counts = new Map<number, number>();
       const want = buildMaglevTable(j.backends, j.tableSize, { counts });
       assert.deepEqual(built[k].table, want, `table ${k} (M=${j.tableSize}, N=${j.backends.length})`);
-      assert.deepEqual(built[k].counts, counts, `counts of table ${k}`);
+      const pairs = new Map<number, number>();
+      for (let i = 0; i < built[k].counts.length; i += 2) pairs.set(built[k].counts[i], built[k].counts[i + 1]);
+      assert.equal(pairs.size * 2, built[k].counts.length, `each backend once in the counts of table ${k}`);
+      assert.deepEqual(pairs, counts, `counts of table ${k}`);
+      for (const [id, c] of counts) assert.equal(slotCount(built[k].counts, id), c, `slotCount of ${id} in table ${k}`);
+      assert.equal(slotCount(built[k].counts, 0xfffffff0), 0, 'slotCount of an ID not in the table');
       assert.deepEqual(slotCounts(built[k].table), new Map([...counts].filter(([, c]) => c > 0)), `counts of table ${k} match its slots`);
     });
     const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
@@ -67,6 +72,18 @@ describe('buildMaglevTables (the build pool)', () => {
       assert.equal(after.batches, before.batches + 1, 'the batch used the pool');
       assert.ok(after.byWorkers > before.byWorkers, `workers built some of the ${jobs.length} tables`);
     }
+  });
+
+  it('builds the same tables when the workers are still starting (the caller faults the buffer in and builds)', async () => {
+    await stopMaglevPool();
+    startMaglevPool();
+    const jobs = randomJobs(300, 99);
+    const built = buildMaglevTables(jobs);
+    jobs.forEach((j, k) => assert.deepEqual(built[k].table, buildMaglevTable(j.backends, j.tableSize), `table ${k}`));
+    // And once they run, a worker faults the next batch's buffer in: same tables again.
+    await new Promise((r) => setTimeout(r, 300));
+    const again = buildMaglevTables(jobs);
+    jobs.forEach((j, k) => assert.deepEqual(again[k].table, built[k].table, `table ${k}, second batch`));
   });
 
   it('builds small batches on the calling thread with the same results', () => {

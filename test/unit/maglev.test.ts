@@ -17,6 +17,7 @@ import {
   type MaglevBackend,
 } from '../../src/maglev/index.js';
 import { fmix32, fnv1a32, murmur3x86_32, SKIP_HASH_SEED } from '../../src/maglev/hash.js';
+import { prepareMaglevBuild } from '../../src/maglev/table.js';
 import { enums } from '../../src/datapath/layouts.generated.js';
 
 const DEFAULT_SIZING = { minTableSize: 251, maxTableSize: 131071 };
@@ -167,9 +168,23 @@ describe('backend name hashes', () => {
   });
 
   it('names are hashed as UTF-8, also when long or not ASCII', () => {
-    for (const name of ['é', 'backend-✓:80/TCP', 'x'.repeat(1000)]) {
+    // ASCII is copied by hand and the rest encoded: names that switch late, and the edges of ASCII.
+    for (const name of ['é', 'backend-✓:80/TCP', 'x'.repeat(1000), '10.0.0.1:8080/TCP', `${'y'.repeat(300)}é`, '\x7f\x80', '', '\u{1F600}:80/UDP']) {
       const bytes = new TextEncoder().encode(name);
       assert.deepEqual(nameHashes(name), { h1: fmix32(fnv1a32(bytes)), h2: murmur3x86_32(bytes, SKIP_HASH_SEED) }, name);
+    }
+  });
+
+  it('a prepared build starts each backend at its permutation (section 3.4)', () => {
+    const bs = [...backends(40), { name: 'é:80/TCP', id: 900, weight: 1 }];
+    for (const m of [2, 3, 251, 1021, 65537]) {
+      const arrays = { ids: new Uint32Array(bs.length), next: new Int32Array(bs.length), skips: new Int32Array(bs.length), weights: new Float64Array(bs.length), credit: new Float64Array(bs.length), taken: new Int32Array(bs.length) };
+      const n = prepareMaglevBuild(bs.slice(0, Math.min(bs.length, m)), m, arrays, 0);
+      for (let k = 0; k < n; k++) {
+        const b = bs.find((x) => x.id === arrays.ids[k])!;
+        const p = permutationOf(b.name, m);
+        assert.deepEqual([arrays.next[k], arrays.skips[k]], [p.offset, p.skip], `${b.name} at M=${m}`);
+      }
     }
   });
 
