@@ -20,7 +20,7 @@ import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
 import { buildMaglevTable, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { slotCount } from '../maglev/pool.js';
-import { Translator, type DesiredBackend, type DesiredService } from './translate.js';
+import { positions, Translator, type DesiredBackend, type DesiredService } from './translate.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
 
@@ -397,7 +397,7 @@ export class ServiceController {
       this.ports.set(r.key, r.want);
       this.served += r.want.serviceId ? 1 : 0;
     }
-    if (!fast) this.position = new Map(services.map((d, i) => [d.key, i]));
+    if (!fast) this.position = positions(services);
     if (redo.length || !fast) this.viewList = undefined;
     this.lastDesired = services;
     this.lastIssues = sourceIssues.length ? [...sourceIssues, ...issues] : issues;

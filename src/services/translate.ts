@@ -292,6 +292,11 @@ interface PortTemplate {
   portIndex: number;
   portName: string;
   candidates: Candidate[];
+  /**
+   * The settled DesiredService made from this template in the last run (a
+   * template lives as long as its service is not translated again).
+   */
+  desired?: DesiredService;
 }
 
 /** One service, translated on its own (cacheable: a function of the service, its slices and the node). */
@@ -361,7 +366,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
       loadBalancerSourceRanges: v4Ranges,
     };
     if (svc.sessionAffinityTimeoutSeconds !== undefined) base.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
-    ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base });
+    ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base, desired: undefined });
   }
   return { serviceKey, ports, issues };
 }
@@ -396,8 +401,6 @@ interface CacheEntry {
   svc: ServiceModel;
   slices: EndpointSliceModel[];
   t: ServiceTranslation | undefined;
-  /** The settled DesiredService of each port, by port key, from the last run. */
-  desired: Map<string, DesiredService>;
 }
 
 /**
@@ -496,7 +499,7 @@ export class Translator {
       const t = translateService(svc, slices, this.node);
       if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
       if (prev) previous.set(serviceKey, prev);
-      this.cache.set(serviceKey, { svc, slices, t, desired: new Map() });
+      this.cache.set(serviceKey, { svc, slices, t });
       retranslated.push(serviceKey);
     };
     let scanned = false;
@@ -531,21 +534,21 @@ export class Translator {
         if (!e.t) continue;
         for (const p of e.t.ports) {
           const settled = this.settled.get(p.base.key)!;
-          const before = e.desired.get(p.base.key);
+          const before = p.desired;
           // Reuse the previous object when nothing of this port changed: the controller skips it by identity.
           if (before && sameFrontends(before.frontends, settled.frontends)) {
             services.push(before);
             continue;
           }
           const d = desiredService(p.base, settled.frontends);
-          e.desired.set(p.base.key, d);
+          p.desired = d;
           services.push(d);
           changed.add(d.key);
         }
       }
       services.sort((a, b) => byCodeUnits(a.key, b.key));
       this.lastServices = services;
-      this.position = new Map(services.map((d, i) => [d.key, i]));
+      this.position = positions(services);
       this.lastIssues = this.collectIssues();
       return { services: this.lastServices, issues: this.lastIssues, changed, structural: true };
     }
@@ -561,7 +564,7 @@ export class Translator {
       if (!e.t) continue;
       for (const p of e.t.ports) {
         const d = desiredService(p.base, this.settled.get(p.base.key)!.frontends);
-        e.desired.set(p.base.key, d);
+        p.desired = d;
         const i = this.position.get(d.key)!;
         if (this.lastServices === this.published) this.lastServices = [...this.lastServices];
         this.lastServices[i] = d;
@@ -625,6 +628,13 @@ export class Translator {
 
 /** The issues of a port without any (shared, never written). */
 const NO_ISSUES: InputIssue[] = Object.freeze([]) as unknown as InputIssue[];
+
+/** Index of each port key in `services`. A loop: no [key, index] pair per port. */
+export function positions(services: readonly DesiredService[]): Map<string, number> {
+  const m = new Map<string, number>();
+  for (let i = 0; i < services.length; i++) m.set(services[i].key, i);
+  return m;
+}
 
 function candidateSignature(t: ServiceTranslation | undefined): string {
   return t ? t.ports.map((p) => `${p.base.key}=${p.candidates.map((c) => `${c.key}/${c.f.kind}`).join(',')}`).join(';') : '';
