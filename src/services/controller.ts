@@ -260,14 +260,15 @@ export class ServiceController {
         redo.push({ key, desired: d, old: cur });
       }
     } else {
-      const present = new Set<string>();
+      // Which ports are gone: only when there are ports to lose (not on a first sync).
+      const present = this.ports.size ? new Set<string>() : undefined;
       for (const d of services) {
-        present.add(d.key);
+        present?.add(d.key);
         const cur = this.ports.get(d.key);
         if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
         redo.push({ key: d.key, desired: d, old: cur });
       }
-      for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur });
+      if (present) for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur });
     }
     for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
 

@@ -500,8 +500,7 @@ export class Translator {
     const retranslate = (serviceKey: string, svc: ServiceModel): void => {
       const prev = this.cache.get(serviceKey);
       if (prev && prev.svc === svc && !dirty.has(serviceKey)) return;
-      const slices = [...(this.slicesOf.get(serviceKey)?.values() ?? [])];
-      slices.sort((a, b) => byCodeUnits(a.name, b.name));
+      const slices = slicesByName(this.slicesOf.get(serviceKey));
       const t = translateService(svc, slices, this.node);
       if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
       if (prev) previous.set(serviceKey, prev);
@@ -634,6 +633,15 @@ export class Translator {
 
 /** The issues of a port without any (shared, never written). */
 const NO_ISSUES: InputIssue[] = Object.freeze([]) as unknown as InputIssue[];
+
+/** A service's IPv4 slices sorted by name (most services have one: no sort, no spread). */
+function slicesByName(m: Map<string, EndpointSliceModel> | undefined): EndpointSliceModel[] {
+  if (!m) return [];
+  if (m.size === 1) for (const s of m.values()) return [s];
+  const slices = [...m.values()];
+  slices.sort((a, b) => byCodeUnits(a.name, b.name));
+  return slices;
+}
 
 /** Index of each port key in `services`. A loop: no [key, index] pair per port. */
 export function positions(services: readonly DesiredService[]): Map<string, number> {
