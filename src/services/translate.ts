@@ -303,6 +303,13 @@ interface PortTemplate {
    * template lives as long as its service is not translated again).
    */
   desired?: DesiredService;
+  /**
+   * The candidates this port keeps once conflicts are settled, and the
+   * conflicts it lost (set by settleClaims; handed to the next template of
+   * the same port when candidates did not change).
+   */
+  frontends: DesiredFrontend[];
+  claimIssues: InputIssue[];
 }
 
 /** One service, translated on its own (cacheable: a function of the service, its slices and the node). */
@@ -372,7 +379,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
       loadBalancerSourceRanges: v4Ranges,
     };
     if (svc.sessionAffinityTimeoutSeconds !== undefined) base.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
-    ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base, desired: undefined });
+    ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base, desired: undefined, frontends: [], claimIssues: NO_ISSUES });
   }
   return { serviceKey, ports, issues };
 }
@@ -421,8 +428,6 @@ export class Translator {
   private cache = new Map<string, CacheEntry>();
   private order: string[] = [];
   private lastServices: DesiredService[] = [];
-  /** Settled frontends and conflict issues of the last run, by port key. */
-  private settled = new Map<string, { frontends: DesiredFrontend[]; issues: InputIssue[] }>();
   /** The last run's slices (to see which changed), and IPv4 slices by service key, by slice key. */
   private prevSlices = new Map<string, EndpointSliceModel>();
   /** Whether a run has seen a whole state (hints are relative to it). */
@@ -538,14 +543,13 @@ export class Translator {
         const e = this.cache.get(serviceKey)!;
         if (!e.t) continue;
         for (const p of e.t.ports) {
-          const settled = this.settled.get(p.base.key)!;
           const before = p.desired;
           // Reuse the previous object when nothing of this port changed: the controller skips it by identity.
-          if (before && sameFrontends(before.frontends, settled.frontends)) {
+          if (before && sameFrontends(before.frontends, p.frontends)) {
             services.push(before);
             continue;
           }
-          const d = desiredService(p.base, settled.frontends);
+          const d = desiredService(p.base, p.frontends);
           p.desired = d;
           services.push(d);
           changed.add(d.key);
@@ -567,8 +571,14 @@ export class Translator {
       const old = previous.get(serviceKey);
       if ((e.t?.issues.length ?? 0) || (old?.t?.issues.length ?? 0)) issuesChanged = true;
       if (!e.t) continue;
-      for (const p of e.t.ports) {
-        const d = desiredService(p.base, this.settled.get(p.base.key)!.frontends);
+      // The same candidates as the old translation's (else this is not
+      // reached), port for port: the same settlement.
+      const oldPorts = old?.t?.ports ?? [];
+      for (let k = 0; k < e.t.ports.length; k++) {
+        const p = e.t.ports[k];
+        p.frontends = oldPorts[k].frontends;
+        p.claimIssues = oldPorts[k].claimIssues;
+        const d = desiredService(p.base, p.frontends);
         p.desired = d;
         const i = this.position.get(d.key)!;
         if (this.lastServices === this.published) this.lastServices = [...this.lastServices];
@@ -588,7 +598,7 @@ export class Translator {
       const t = this.cache.get(serviceKey)!.t;
       if (!t) continue;
       for (const i of t.issues) issues.push(i);
-      for (const p of t.ports) for (const i of this.settled.get(p.base.key)!.issues) issues.push(i);
+      for (const p of t.ports) for (const i of p.claimIssues) issues.push(i);
     }
     return issues;
   }
@@ -598,7 +608,6 @@ export class Translator {
     // Owner of each frontend: the port that claimed it first. Ports without
     // a conflict (nearly all) share one empty issue list.
     const claims = new Map<string, PortTemplate>();
-    this.settled = new Map();
     for (const serviceKey of this.order) {
       const t = this.cache.get(serviceKey)!.t;
       if (!t) continue;
@@ -625,7 +634,8 @@ export class Translator {
             });
           }
         }
-        this.settled.set(p.base.key, { frontends, issues });
+        p.frontends = frontends;
+        p.claimIssues = issues;
       }
     }
   }

@@ -432,9 +432,29 @@ describe('translate: change hints (ClusterState.changed)', () => {
       }
       const a = hinted.run({ services: new Map(services), endpointSlices: new Map(slices), changed: { services: changedServices, endpointSlices: changedSlices } });
       const b = plain.run({ services: new Map(services), endpointSlices: new Map(slices) });
-      const view = (t: typeof a) => JSON.stringify({ services: t.services, issues: t.issues });
+      // And a translator with no past at all: both above reuse what did not change.
+      const c = translate({ services: new Map(services), endpointSlices: new Map(slices) }, NODE);
+      const view = (t: { services: unknown; issues: unknown }) => JSON.stringify({ services: t.services, issues: t.issues });
       assert.equal(view(a), view(b), `step ${step}: hinted and full translations differ`);
+      assert.equal(view(a), view(c), `step ${step}: the incremental translation differs from a fresh one`);
     }
+  });
+
+  it('a conflict a port lost stays reported when its endpoints change with another service\'s that has issues of its own', () => {
+    const t = new Translator(NODE);
+    const a = svc('a', { type: 'LoadBalancer', clusterIPs: ['198.19.0.1'], loadBalancerIPs: ['203.0.113.1'] });
+    const b = svc('b', { type: 'LoadBalancer', clusterIPs: ['198.19.0.2'], loadBalancerIPs: ['203.0.113.1'] });
+    // c has an issue of its own (an IPv6 source range), so a change to it makes the issues be listed again.
+    const c = svc('c', { type: 'LoadBalancer', clusterIPs: ['198.19.0.3'], loadBalancerIPs: ['203.0.113.3'], loadBalancerSourceRanges: ['2001:db8::/32'] });
+    const slicesOf = (n: number) => [slice('b-1', 'b', [ep(`198.18.1.${n}`)]), slice('c-1', 'c', [ep(`198.18.2.${n}`)])];
+    const first = t.run(state([a, b, c], slicesOf(1)));
+    const conflict = (r: { issues: Array<{ object: string; field: string }> }) => r.issues.filter((i) => i.object === 'Service default/b' && i.field === 'status.loadBalancer.ingress');
+    assert.equal(conflict(first).length, 1, 'b lost 203.0.113.1:80 to a');
+    const next = t.run({ ...state([a, b, c], slicesOf(2)), changed: { services: [], endpointSlices: ['default/b-1', 'default/c-1'] } });
+    assert.equal(next.structural, false, 'an endpoint change only');
+    assert.deepEqual(next.issues, translate(state([a, b, c], slicesOf(2)), NODE).issues, 'the same issues as a fresh translation');
+    assert.equal(conflict(next).length, 1, 'b still reported');
+    assert.deepEqual(frontends(next.services.find((s) => s.name === 'b')), ['ClusterIP 198.19.0.2:80/TCP']);
   });
 
   it('a hint that misses an added service is caught by the sizes, and everything is compared', () => {
