@@ -293,13 +293,10 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     fillMaglevTable(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken, scratchEmpty.buf, inverses);
   };
   const mine = new Uint8Array(jobs.length);
-  // One deadline for the whole batch: a worker that died holding a chunk
-  // (or half-way through faulting `out` in) costs one wait, then its
-  // tables are built here.
-  const deadline = performance.now() + WORKER_TIMEOUT_MS;
-  // Tables are taken once `out`'s pages are in; should they never be, every
-  // table no worker built is built privately below.
-  const canTake = !pooled || outFaultedIn(b, deadline);
+  // Tables are taken once `out`'s pages are in; should a worker that
+  // claimed that never finish it, every table no worker built is built
+  // privately below.
+  const canTake = !pooled || outFaultedIn(b, performance.now() + WORKER_TIMEOUT_MS);
   while (canTake) {
     const c = Atomics.add(b.control, 0, 1) * CHUNK;
     if (c >= jobs.length) break;
@@ -315,6 +312,9 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     stats.tables += jobs.length;
     for (const m of mine) if (!m) stats.byWorkers++;
   }
+  // One deadline for the whole batch: a worker that died holding a chunk
+  // costs one wait, then its tables are built here.
+  const deadline = performance.now() + WORKER_TIMEOUT_MS;
   return jobs.map((j, k) => {
     const o = b.jobs[4 * k];
     const M = b.jobs[4 * k + 1];
