@@ -117,10 +117,14 @@ async function initialList(kubeconfig: string, maps: LBMaps) {
   return { total: firstAt - t0, fromArrival: firstAt - arrived, sync: first.durationMs };
 }
 
+/** Wait SETTLE_MS (see where it is used). */
+const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
+
 /**
  * One initial list into the BPF maps in a fresh process (a child running
- * this file with XLB_BENCH_K8S_COLD=1): nothing of the agent's code has
- * run before, as at an agent's start. Resolves with that child's figures.
+ * this file with XLB_BENCH_K8S_COLD set to the kubeconfig's path): nothing
+ * of the agent's code has run before, as at an agent's start. Resolves
+ * with that child's figures.
  */
 function coldRun(kubeconfig: string): Promise<{ fromArrival: number; sync: number }> {
   const child = fork(fileURLToPath(import.meta.url), [], {
@@ -131,9 +135,10 @@ function coldRun(kubeconfig: string): Promise<{ fromArrival: number; sync: numbe
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => (child.kill(), reject(new Error('bench kubernetes: a cold run took over 120 s'))), 120_000);
     child.once('message', (m: { fromArrival: number; sync: number }) => resolve(m));
+    // After the figures came, a rejection is a no-op.
     child.once('exit', (code) => {
       clearTimeout(timer);
-      if (code !== 0) reject(new Error(`bench kubernetes: a cold run exited with ${code}`));
+      reject(new Error(`bench kubernetes: a cold run exited with ${code} without its figures`));
     });
   });
 }
@@ -202,7 +207,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     // 8-13 ms, all of it before the snapshot and with no collection in this
     // process; likely the API server child, which had just served ~145 MB
     // of lists (not proven: the two processes' clocks agree only to ~1 ms).
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    await settle();
     const latencies: number[] = [];
     const changeSyncs: number[] = [];
     const sourceLatencies: number[] = [];
@@ -241,7 +246,6 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     // (the first cold run, right after the warm ones, was the slowest of
     // its three in five of five benchmark runs). An agent that starts has
     // no datapath being freed.
-    const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
     for (let r = 0; r < bpfRuns; r++) {
       await settle();
       const dp = loadDatapath();

@@ -90,6 +90,7 @@ function workerSource(): string {
 const { parentPort, workerData } = require('node:worker_threads');
 const __name = (f) => f; // esbuild's keepNames helper, should the source carry it
 const fill = (${fillMaglevTable.toString()});
+const faultIn = (${faultInOnce.toString()});
 let wasmFill = null;
 try {
   if (workerData && workerData.module) wasmFill = (${wasmMaglevFill.toString()})(workerData.module);
@@ -100,19 +101,9 @@ parentPort.postMessage({ filler: wasmFill ? 'wasm' : 'js' });
 let empty = new Int32Array(0);
 let inverses = new Int32Array(0);
 parentPort.on('message', (b) => {
-  if (Atomics.compareExchange(b.control, 1, 0, 1) === 0) {
-    b.out.fill(0);
-    Atomics.store(b.control, 1, 2);
-    Atomics.notify(b.control, 1);
-  } else {
-    // Another thread faults the pages in; should it never finish, this
-    // batch is left to the caller (it builds what no worker did).
-    const until = Date.now() + ${WORKER_TIMEOUT_MS};
-    while (Atomics.load(b.control, 1) !== 2) {
-      if (Date.now() >= until) return;
-      Atomics.wait(b.control, 1, 1, 100);
-    }
-  }
+  // Should another thread never finish faulting the buffer in, this batch
+  // is left to the caller (it builds what no worker did).
+  if (!faultIn(b.control, b.out, performance.now() + ${WORKER_TIMEOUT_MS})) return;
   for (;;) {
     const c = Atomics.add(b.control, 0, 1) * ${CHUNK};
     if (c >= b.count) return;
@@ -296,7 +287,7 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
   // Tables are taken once `out`'s pages are in; should a worker that
   // claimed that never finish it, every table no worker built is built
   // privately below.
-  const canTake = !pooled || outFaultedIn(b, performance.now() + WORKER_TIMEOUT_MS);
+  const canTake = !pooled || faultInOnce(b.control, b.out, performance.now() + WORKER_TIMEOUT_MS);
   while (canTake) {
     const c = Atomics.add(b.control, 0, 1) * CHUNK;
     if (c >= jobs.length) break;
@@ -344,22 +335,26 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
 }
 
 /**
- * Fault `out`'s pages in here, unless a worker claimed that; then wait until
- * it is done. False when it is not done by `deadline` (performance.now(), ms).
+ * Fault a batch's `out` in, once, on whichever thread claims it first
+ * (`control[1]`: 0 untouched, 1 being faulted in, 2 done), or wait until the
+ * thread that claimed it is done. False when that is not done by
+ * `deadline` (performance.now(), ms).
+ *
+ * Self-contained on purpose: the workers run this very function's source.
  */
-function outFaultedIn(b: Batch, deadline: number): boolean {
-  if (Atomics.compareExchange(b.control, 1, 0, 1) === 0) {
-    b.out.fill(0);
-    Atomics.store(b.control, 1, 2);
-    Atomics.notify(b.control, 1);
+export function faultInOnce(control: Int32Array, out: Uint32Array, deadline: number): boolean {
+  if (Atomics.compareExchange(control, 1, 0, 1) === 0) {
+    out.fill(0);
+    Atomics.store(control, 1, 2);
+    Atomics.notify(control, 1);
     return true;
   }
   for (;;) {
-    const s = Atomics.load(b.control, 1);
+    const s = Atomics.load(control, 1);
     if (s === 2) return true;
     const left = deadline - performance.now();
     if (left <= 0) return false;
-    Atomics.wait(b.control, 1, s, left);
+    Atomics.wait(control, 1, s, left);
   }
 }
 

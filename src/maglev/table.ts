@@ -53,8 +53,13 @@ export interface MaglevPermutation {
  */
 export function permutationOf(name: string, tableSize: number): MaglevPermutation {
   const { h1, h2 } = nameHashes(name);
-  return { offset: h1 % tableSize, skip: tableSize > 1 ? (h2 % (tableSize - 1)) + 1 : 1 };
+  return { offset: offsetOf(h1, tableSize), skip: skipOf(h2, tableSize) };
 }
+
+/** offset ← h1 mod M (section 3.4). */
+const offsetOf = (h1: number, M: number): number => h1 % M;
+/** skip ← h2 mod (M − 1) + 1, never 0 (section 3.4); 1 when M = 1. */
+const skipOf = (h2: number, M: number): number => (M > 1 ? (h2 % (M - 1)) + 1 : 1);
 
 /** True when n is a prime (trial division; n is at most a few hundred thousand here). */
 export function isPrime(n: number): boolean {
@@ -165,8 +170,8 @@ export function prepareMaglevBuild(backends: readonly MaglevBackend[], tableSize
     // permutationOf, without an object per backend.
     nameHashesTo(b.name, hashes);
     arrays.ids[at + n] = b.id;
-    arrays.next[at + n] = hashes[0] % M;
-    arrays.skips[at + n] = M > 1 ? (hashes[1] % (M - 1)) + 1 : 1;
+    arrays.next[at + n] = offsetOf(hashes[0], M);
+    arrays.skips[at + n] = skipOf(hashes[1], M);
     arrays.weights[at + n] = b.weight;
     n++;
   }

@@ -79,8 +79,10 @@ interface PortWant {
   /** 0 when the port has no frontend the datapath serves. */
   serviceId: number;
   /**
-   * Its frontends, each once, by key string (`fk`). An array: a port has a
-   * handful, and a Map per port was 10,000 Maps at 10,000 services.
+   * Its frontends with their key strings (`fk`), each once (the translator
+   * settles one frontend per address, port and protocol of a port). An
+   * array: a port has a handful, and a Map per port was 10,000 Maps at
+   * 10,000 services.
    */
   frontends: Array<{ fk: string; key: FrontendKey; service: ServiceValue }>;
   /**
@@ -449,10 +451,7 @@ export class ServiceController {
       const key: FrontendKey = { addr: f.addr, port: f.port, proto };
       const service: ServiceValue = { id: serviceId, flags };
       if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
-      const fk = frontendKeyString(key);
-      const at = want.frontends.findIndex((x) => x.fk === fk);
-      if (at >= 0) want.frontends[at] = { fk, key, service };
-      else want.frontends.push({ fk, key, service });
+      want.frontends.push({ fk: frontendKeyString(key), key, service });
     }
     return want;
   }

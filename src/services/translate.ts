@@ -619,7 +619,7 @@ export class Translator {
           if (!owner) {
             claims.set(fk, p);
             frontends.push(f);
-          } else if (owner.serviceKey === serviceKey && owner.portIndex === p.portIndex) {
+          } else if (owner === p) {
             // The same port reaches this address twice (say, an external IP that
             // is also its VIP): one frontend serves both.
           } else {

@@ -16,7 +16,8 @@ import {
   type MaglevBackend,
   type MaglevJob,
 } from '../../src/maglev/index.js';
-import { maglevPoolStats, POOL_MIN_TABLES, slotCount } from '../../src/maglev/pool.js';
+import { faultInOnce, maglevPoolStats, POOL_MIN_TABLES, slotCount } from '../../src/maglev/pool.js';
+import { waitFor } from '../../src/util/wait.js';
 import { prng } from '../helpers/prng.js';
 
 /** Jobs of random sizes and backend counts; some weighted, some with weight-0 or no backends. */
@@ -42,13 +43,44 @@ function slotCounts(table: Uint32Array): Map<number, number> {
   return m;
 }
 
+/** Until the pool's workers have started and said which fill they use (none start on one core). */
+async function workersRunning(): Promise<void> {
+  const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  if (cores < 2) return;
+  await waitFor(() => {
+    const f = maglevPoolStats().workerFillers;
+    return f.length > 0 && !f.includes('starting');
+  }, 5000, "the pool's workers to start", 5);
+}
+
+describe('faultInOnce (one thread faults a batch buffer in)', () => {
+  it('the first caller claims it, zeroes the buffer and marks it done; later callers find it done', () => {
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    const out = new Uint32Array(new SharedArrayBuffer(64)).fill(7);
+    assert.equal(faultInOnce(control, out, performance.now() + 1000), true);
+    assert.equal(control[1], 2);
+    assert.ok(out.every((v) => v === 0));
+    out[0] = 9;
+    assert.equal(faultInOnce(control, out, performance.now() + 1000), true);
+    assert.equal(out[0], 9, 'not zeroed a second time');
+  });
+
+  it('a claim that is never finished makes a waiter give up at its deadline', () => {
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    control[1] = 1; // claimed by a thread that is gone
+    const t0 = performance.now();
+    assert.equal(faultInOnce(control, new Uint32Array(4), t0 + 50), false);
+    assert.ok(performance.now() - t0 >= 49, 'waited until the deadline');
+  });
+});
+
 describe('buildMaglevTables (the build pool)', () => {
   before(() => startMaglevPool());
   after(() => stopMaglevPool());
 
   it('gives every table and slot count exactly as buildMaglevTable does', async () => {
     // Let the worker threads start, so that they take part.
-    await new Promise((r) => setTimeout(r, 300));
+    await workersRunning();
     const jobs = randomJobs(600, 20261123);
     const before = maglevPoolStats();
     const built = buildMaglevTables(jobs);
@@ -81,7 +113,7 @@ describe('buildMaglevTables (the build pool)', () => {
     const built = buildMaglevTables(jobs);
     jobs.forEach((j, k) => assert.deepEqual(built[k].table, buildMaglevTable(j.backends, j.tableSize), `table ${k}`));
     // And once they run, a worker faults the next batch's buffer in: same tables again.
-    await new Promise((r) => setTimeout(r, 300));
+    await workersRunning();
     const again = buildMaglevTables(jobs);
     jobs.forEach((j, k) => assert.deepEqual(again[k].table, built[k].table, `table ${k}, second batch`));
   });

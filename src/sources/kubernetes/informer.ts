@@ -260,7 +260,8 @@ export class Informer {
         this.log.error({ kind: this.kind, err: (e as Error).message }, 'informer event handler failed');
       }
       // The cache holds this very object (ListWatch stores what it passes on).
-      if (opts.metadataOnly && type !== 'delete') trimToMetadata(obj as RawObject);
+      // A listed object that was prepared is a trimmed copy already.
+      if (opts.metadataOnly && type !== 'delete' && prepared === undefined) trimToMetadata(obj as RawObject);
     };
     this.lw.on('add', forward('add'));
     this.lw.on('update', forward('update'));
