@@ -112,6 +112,9 @@ const f = {
   map_set_initial_value: lib.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
   prog_fd: lib.func('int bpf_program__fd(const bpf_program *prog)'),
   update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
+  // For calls on the thread pool: every pointer is a Buffer the caller
+  // keeps alive until the call returns (no memory koffi marshals for it).
+  update_batch_raw: lib.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
   lookup_elem: lib.func('int bpf_map_lookup_elem(int fd, const void *key, void *value)'),
   delete_elem: lib.func('int bpf_map_delete_elem(int fd, const void *key)'),
   get_next_key: lib.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
@@ -398,8 +401,30 @@ export class BpfMap {
   updateAsync(key: Buffer, value: Buffer, done: (err: Error | null) => void, flags: number = BPF_ANY): void {
     this.checkKey(key);
     f.update_elem.async(this.fd, key, value, flags, (err: unknown, rc: number) => {
+      void [key, value]; // alive until the call has returned
       if (err) return done(err instanceof Error ? err : new Error(String(err)));
       done(rc < 0 ? new BpfError(`bpf_map_update_elem ${this.name}`, -rc) : null);
+    });
+  }
+
+  /**
+   * {@link updateBatch} on a thread of libuv's pool (see {@link updateAsync}:
+   * one update of a map-in-map, one grace period for all its entries).
+   * `keys` and `values` must not change until `done`; so must the fd.
+   */
+  updateBatchAsync(keys: Buffer, values: Buffer, count: number, done: (err: Error | null) => void): void {
+    if (keys.length !== count * this.keySize || values.length !== count * this.valueSize) {
+      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * this.valueSize} key/value bytes`);
+    }
+    const n = Buffer.alloc(4);
+    n.writeUInt32LE(count);
+    const opts = Buffer.alloc(koffi.sizeof(BatchOpts)); // elem_flags and flags 0
+    opts.writeBigUInt64LE(BigInt(opts.length), 0);
+    f.update_batch_raw.async(this.fd, keys, values, n, opts, (err: unknown, rc: number) => {
+      // The buffers are referenced here, so they live until the call has returned.
+      void [keys, values, n, opts];
+      if (err) return done(err instanceof Error ? err : new Error(String(err)));
+      done(rc < 0 ? new BpfError(`bpf_map_update_batch ${this.name} (${count} entries)`, -rc) : null);
     });
   }
 

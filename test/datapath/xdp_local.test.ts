@@ -611,7 +611,7 @@ describe('Maglev slabs', () => {
     }
   });
 
-  test('room reserved ahead of a large batch: its slabs go in with one update, and the batch then waits for none', () => {
+  test('room reserved ahead of a large batch: its slabs go in with one update on the thread pool, and the batch then waits for none', async () => {
     const own = Datapath.load({ nodeAddr: NODE, withTc: false });
     try {
       const st = () => own.lbmaps.maglevStats();
@@ -619,8 +619,9 @@ describe('Maglev slabs', () => {
       const count = 2000;
       const before = st();
       own.lbmaps.reserveMaglevTables(count, count * M);
+      assert.equal(st().gracePeriods, before.gracePeriods, 'the reservation does not wait for the insertion');
+      await waitFor(() => st().gracePeriods === before.gracePeriods + 1, 5000, 'one insertion for every new slab');
       const reserved = st();
-      assert.equal(reserved.gracePeriods, before.gracePeriods + 1, 'one insertion for every new slab');
       assert.ok(reserved.free >= count * (M + 1) + 2 ** 18, `room for the batch and a quarter slab (free: ${reserved.free})`);
       const tables = Array.from({ length: count }, (_, i) => ({ serviceId: 100 + i, table: new Uint32Array(M).fill(1) }));
       own.lbmaps.putMaglevTables(tables);
@@ -636,6 +637,56 @@ describe('Maglev slabs', () => {
       const r = own.ingress.testRun(toVip(511));
       assert.equal(r.retval, XDP.PASS);
       assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.2', 'the last table of the batch, in a reserved slab, is followed');
+    } finally {
+      own.close();
+    }
+  });
+
+  test('a batch right after its reservation, before the slabs are known to be in, is followed by the datapath', async () => {
+    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
+    try {
+      const st = () => own.lbmaps.maglevStats();
+      const M = 1021;
+      const count = 1100; // more than a slab: two reserved slabs
+      own.lbmaps.reserveMaglevTables(count, count * M);
+      const reserved = st();
+      // No await in between: put() finds the slabs in (the update stores them
+      // before its grace period) or puts in itself what is not.
+      own.lbmaps.putMaglevTables(Array.from({ length: count }, (_, i) => ({ serviceId: 100 + i, table: new Uint32Array(M).fill(1) })));
+      assert.equal(st().slabs, reserved.slabs, 'no slab made by the batch');
+      own.addFrontend(VIP, 512, PROTO.TCP, 100 + count - 1);
+      own.setBackend(1, { addr: '198.19.6.3', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
+      const r = own.ingress.testRun(toVip(512));
+      assert.equal(r.retval, XDP.PASS);
+      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.3', 'the last table, in the second reserved slab, is followed');
+      await waitFor(() => st().gracePeriods >= reserved.gracePeriods + 1, 5000, 'the thread pool\'s update to return');
+    } finally {
+      own.close();
+    }
+  });
+
+  test('a reserved slab whose update has not run yet is put in by the batch itself before any descriptor names it', async () => {
+    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
+    try {
+      const st = () => own.lbmaps.maglevStats();
+      // Hold the thread pool's update back until after the batch.
+      const outer = (own.lbmaps.tables as unknown as { outer: { updateBatchAsync: (...a: unknown[]) => void } }).outer;
+      const real = outer.updateBatchAsync.bind(outer);
+      let held: (() => void) | undefined;
+      outer.updateBatchAsync = (...a: unknown[]) => void (held = () => real(...a));
+      const M = 1021;
+      own.lbmaps.reserveMaglevTables(10, 10 * M);
+      const reserved = st();
+      own.lbmaps.putMaglevTables(Array.from({ length: 10 }, (_, i) => ({ serviceId: 200 + i, table: new Uint32Array(M).fill(1) })));
+      assert.equal(st().gracePeriods, reserved.gracePeriods + 1, 'the batch inserted the slab itself');
+      own.addFrontend(VIP, 513, PROTO.TCP, 209);
+      own.setBackend(1, { addr: '198.19.6.4', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
+      const r = own.ingress.testRun(toVip(513));
+      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.4');
+      // The late update puts the same map in the same slot again: nothing changes.
+      held!();
+      await waitFor(() => st().gracePeriods === reserved.gracePeriods + 2, 5000, 'the held update to return');
+      assert.equal(parsePacket(own.ingress.testRun(toVip(513)).dataOut).ip!.dst, '198.19.6.4');
     } finally {
       own.close();
     }
