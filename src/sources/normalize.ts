@@ -474,24 +474,29 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   }
 
   const ports: EndpointPortModel[] = [];
-  const portNames = new Map<string, number>();
-  (data.ports ?? []).forEach((p, i) => {
+  const slicePorts = data.ports ?? [];
+  for (let i = 0; i < slicePorts.length; i++) {
+    const p = slicePorts[i];
     const name = p.name ?? '';
-    const prev = portNames.get(name);
-    if (prev !== undefined) issues.push(sliceIssue(object, `ports[${i}].name`, `duplicate port name ${showValue(name)} (also ports[${prev}].name)`));
-    else portNames.set(name, i);
+    // Duplicates by a scan: a slice has a port or two (no Map per slice).
+    let prev = -1;
+    for (let k = 0; k < i && prev < 0; k++) if ((slicePorts[k].name ?? '') === name) prev = k;
+    if (prev >= 0) issues.push(sliceIssue(object, `ports[${i}].name`, `duplicate port name ${showValue(name)} (also ports[${prev}].name)`));
     ports.push({ name, protocol: p.protocol ?? 'TCP', port: p.port });
-  });
+  }
 
   const validAddress = addressType === 'IPv4' ? isIPv4 : addressType === 'IPv6' ? isIPv6Address : isFqdnAddress;
   const endpoints: EndpointModel[] = [];
-  (data.endpoints ?? []).forEach((e, i) => {
+  const sliceEndpoints = data.endpoints ?? [];
+  for (let i = 0; i < sliceEndpoints.length; i++) {
+    const e = sliceEndpoints[i];
     if (e.addresses.length < 1 || e.addresses.length > 100) {
       issues.push(sliceIssue(object, `endpoints[${i}].addresses`, `must hold 1..100 addresses (got ${e.addresses.length})`));
     }
-    e.addresses.forEach((a, j) => {
+    for (let j = 0; j < e.addresses.length; j++) {
+      const a = e.addresses[j];
       if (!validAddress(a)) issues.push(sliceIssue(object, `endpoints[${i}].addresses[${j}]`, `not an ${addressType} address (got ${showValue(a)})`));
-    });
+    }
     const ready = e.conditions?.ready ?? true;
     const serving = e.conditions?.serving ?? ready;
     const terminating = e.conditions?.terminating ?? false;
@@ -509,7 +514,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
       if (targetName) m.targetName = targetName;
     }
     endpoints.push(m);
-  });
+  }
   if (issues.length) return { issues };
 
   return {

@@ -332,18 +332,18 @@ export class KubernetesSource implements Source {
   /** @param prepared the slice's normalization, when it was done as the slice was listed */
   private onSlice(type: InformerEventType, obj: RawObject, prepared?: ObjectResult<EndpointSliceModel>): void {
     const key = flat(obj.metadata.namespace ?? 'default', '/', obj.metadata.name);
-    const label = `EndpointSlice ${key}`;
     let changed = true;
     if (type === 'delete') {
       this.sliceModels.delete(key);
-      this.objectIssues.delete(label);
+      this.clearIssues('EndpointSlice', key);
     } else {
       const r = prepared ?? normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
         else this.sliceModels.set(key, r.value);
-        this.objectIssues.delete(label);
+        this.clearIssues('EndpointSlice', key);
       } else {
+        const label = `EndpointSlice ${key}`;
         this.sliceModels.delete(key);
         this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid EndpointSlice skipped');
@@ -353,6 +353,11 @@ export class KubernetesSource implements Source {
       this.pending.endpointSlices.add(key);
       this.poke();
     }
+  }
+
+  /** Forget the issues of object `kind key` (no label is built while no object has any: a list of 10,000 slices). */
+  private clearIssues(kind: string, key: string): void {
+    if (this.objectIssues.size) this.objectIssues.delete(`${kind} ${key}`);
   }
 
   private onNodeEvent(type: InformerEventType, obj: RawObject): void {

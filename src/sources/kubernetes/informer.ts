@@ -239,8 +239,14 @@ export class Informer {
   private restartTimer?: NodeJS.Timeout;
   private readonly pauses = new AbortController();
   private readonly st: InformerStats;
-  /** What `prepare` made of each listed object, until its event has been handed on. */
-  private prepared = new WeakMap<object, unknown>();
+  /**
+   * What `prepare` made of each listed object, until its event has been
+   * handed on; cleared once a list has been applied (an object ListWatch
+   * had already, at the same resourceVersion, gets no event). A Map, not a
+   * WeakMap: every young-generation collection during a list walks a
+   * WeakMap's 10,000 entries as ephemerons.
+   */
+  private readonly prepared = new Map<object, unknown>();
 
   constructor(private readonly opts: InformerOptions) {
     this.kind = opts.kind;
@@ -336,6 +342,7 @@ export class Informer {
   /** @internal ListWatch starts a watch right after applying a list: that is the sync point. */
   onWatchStarting(): void {
     this.st.watches++;
+    this.prepared.clear();
     if (!this.listedPendingWatch) return;
     this.listedPendingWatch = false;
     if (!this.isSynced) {
@@ -430,6 +437,7 @@ export class Informer {
   private onError(err: unknown): void {
     if (this.stopped) return; // stop() aborts the watch: not an error
     this.listedPendingWatch = false;
+    this.prepared.clear();
     this.st.restarts++;
     this.st.lastError = formatApiError(err);
     const delay = this.backoff.next();
