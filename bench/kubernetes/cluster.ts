@@ -18,6 +18,7 @@
  */
 import { FakeApiServer } from '../../test/helpers/fake-apiserver.js';
 import { u32ToIp } from '../../src/util/ip.js';
+import type { BenchService } from '../convergence/manifests.js';
 
 const BASE_ENDPOINT = 0xc6120000; // 198.18.0.0
 const BASE_VIP = 0xc613a000; // 198.19.160.0
@@ -67,6 +68,22 @@ export function benchSlice(i: number, n: number, first0?: string) {
       targetRef: { kind: 'Pod', namespace: `ns-${i % 50}`, name: `svc-${i}-pod-${k}` },
     })),
   };
+}
+
+/**
+ * The same cluster as kube-proxy's rule generator takes it
+ * (bench/convergence/kubeproxy.ts): service i with its VIP, port 80 and
+ * its slice's endpoints on 8080, as benchService and benchSlice make them.
+ */
+export function kubeProxyServices(services: number, n: number): BenchService[] {
+  return Array.from({ length: services }, (_, i) => ({
+    namespace: `ns-${i % 50}`,
+    name: `svc-${i}`,
+    portName: 'http',
+    vip: u32ToIp(BASE_VIP + i),
+    port: 80,
+    endpoints: Array.from({ length: n }, (_, k) => ({ ip: u32ToIp(BASE_ENDPOINT + i * n + k), port: 8080, nodeName: `node-${k % 3}` })),
+  }));
 }
 
 /** Messages from the child. */
