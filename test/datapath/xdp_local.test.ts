@@ -585,12 +585,32 @@ describe('Maglev slabs', () => {
     assert.equal(pick(503), BACKENDS[7 % 3].addr);
   });
 
-  test('free slots are kept at hand: a batch that makes a slab makes one more when little room is left, and a spare slab arrives on the thread pool', async () => {
+  /** Run `fn` on a datapath of its own (closed afterwards), with its Maglev slab stats. */
+  async function withOwnDatapath(fn: (own: Datapath, st: () => ReturnType<Datapath['lbmaps']['maglevStats']>) => unknown): Promise<void> {
     const own = Datapath.load({ nodeAddr: NODE, withTc: false });
     try {
+      await fn(own, () => own.lbmaps.maglevStats());
+    } finally {
+      own.close();
+    }
+  }
+
+  /** Tables first..first+count-1 of M slots, every slot backend 1. */
+  const onesTables = (first: number, count: number, M: number) => Array.from({ length: count }, (_, i) => ({ serviceId: first + i, table: new Uint32Array(M).fill(1) }));
+
+  /** A packet to VIP:`port`, a frontend of service `serviceId` whose backend 1 is at `addr`, leaves for `addr`: the datapath follows that service's table. */
+  function assertFollows(own: Datapath, port: number, serviceId: number, addr: string, why?: string): void {
+    own.addFrontend(VIP, port, PROTO.TCP, serviceId);
+    own.setBackend(1, { addr, port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
+    const r = own.ingress.testRun(toVip(port));
+    assert.equal(r.retval, XDP.PASS);
+    assert.equal(parsePacket(r.dataOut).ip!.dst, addr, why);
+  }
+
+  test('free slots are kept at hand: a batch that makes a slab makes one more when little room is left, and a spare slab arrives on the thread pool', () =>
+    withOwnDatapath(async (own, st) => {
       const M = enums.xlb_limits.XLB_MAGLEV_MAX_M; // M + 1 = 2^17 slots: eight fill a slab
-      const big = (first: number, n: number) => Array.from({ length: n }, (_, i) => ({ serviceId: first + i, table: new Uint32Array(M).fill(1) }));
-      const st = () => own.lbmaps.maglevStats();
+      const big = (first: number, n: number) => onesTables(first, n, M);
       own.lbmaps.putMaglevTables(big(1, 7));
       assert.equal(st().slabs, 2, 'slab 0 holds seven with 2^17 - 1 slots left, so slab 1 went in with it');
       assert.equal(st().free, 2 ** 17 - 1 + 2 ** 20);
@@ -601,20 +621,11 @@ describe('Maglev slabs', () => {
       await waitFor(() => st().free === 2 ** 17 - 1 + 2 ** 20, 5000, 'the spare slab to be put in');
       own.lbmaps.putMaglevTables(big(16, 1));
       assert.equal(own.lbmaps.tables.descriptor(16) >>> enums.xlb_limits.XLB_MAGLEV_SLAB_SHIFT, 2, 'the next table goes into the spare');
-      own.addFrontend(VIP, 510, PROTO.TCP, 16);
-      own.setBackend(1, { addr: '198.19.6.1', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
-      const r = own.ingress.testRun(toVip(510));
-      assert.equal(r.retval, XDP.PASS);
-      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.1');
-    } finally {
-      own.close();
-    }
-  });
+      assertFollows(own, 510, 16, '198.19.6.1');
+    }));
 
-  test('room reserved ahead of a large batch: its slabs go in with one update on the thread pool, and the batch then waits for none', async () => {
-    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
-    try {
-      const st = () => own.lbmaps.maglevStats();
+  test('room reserved ahead of a large batch: its slabs go in with one update on the thread pool, and the batch then waits for none', () =>
+    withOwnDatapath(async (own, st) => {
       const M = 1021;
       const count = 2000;
       const before = st();
@@ -623,8 +634,7 @@ describe('Maglev slabs', () => {
       await waitFor(() => st().gracePeriods === before.gracePeriods + 1, 5000, 'one insertion for every new slab');
       const reserved = st();
       assert.ok(reserved.free >= count * (M + 1) + 2 ** 18, `room for the batch and a quarter slab (free: ${reserved.free})`);
-      const tables = Array.from({ length: count }, (_, i) => ({ serviceId: 100 + i, table: new Uint32Array(M).fill(1) }));
-      own.lbmaps.putMaglevTables(tables);
+      own.lbmaps.putMaglevTables(onesTables(100, count, M));
       const after = st();
       assert.equal(after.slabs, reserved.slabs, 'no slab made by the batch');
       assert.equal(after.gracePeriods, reserved.gracePeriods, 'no insertion by the batch');
@@ -632,43 +642,25 @@ describe('Maglev slabs', () => {
       // With room enough, a reservation makes nothing and waits for nothing.
       own.lbmaps.reserveMaglevTables(1, M);
       assert.deepEqual([st().slabs, st().gracePeriods], [after.slabs, after.gracePeriods]);
-      own.addFrontend(VIP, 511, PROTO.TCP, 100 + count - 1);
-      own.setBackend(1, { addr: '198.19.6.2', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
-      const r = own.ingress.testRun(toVip(511));
-      assert.equal(r.retval, XDP.PASS);
-      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.2', 'the last table of the batch, in a reserved slab, is followed');
-    } finally {
-      own.close();
-    }
-  });
+      assertFollows(own, 511, 100 + count - 1, '198.19.6.2', 'the last table of the batch, in a reserved slab, is followed');
+    }));
 
-  test('a batch right after its reservation, before the slabs are known to be in, is followed by the datapath', async () => {
-    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
-    try {
-      const st = () => own.lbmaps.maglevStats();
+  test('a batch right after its reservation, before the slabs are known to be in, is followed by the datapath', () =>
+    withOwnDatapath(async (own, st) => {
       const M = 1021;
       const count = 1100; // more than a slab: two reserved slabs
       own.lbmaps.reserveMaglevTables(count, count * M);
       const reserved = st();
       // No await in between: put() finds the slabs in (the update stores them
       // before its grace period) or puts in itself what is not.
-      own.lbmaps.putMaglevTables(Array.from({ length: count }, (_, i) => ({ serviceId: 100 + i, table: new Uint32Array(M).fill(1) })));
+      own.lbmaps.putMaglevTables(onesTables(100, count, M));
       assert.equal(st().slabs, reserved.slabs, 'no slab made by the batch');
-      own.addFrontend(VIP, 512, PROTO.TCP, 100 + count - 1);
-      own.setBackend(1, { addr: '198.19.6.3', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
-      const r = own.ingress.testRun(toVip(512));
-      assert.equal(r.retval, XDP.PASS);
-      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.3', 'the last table, in the second reserved slab, is followed');
+      assertFollows(own, 512, 100 + count - 1, '198.19.6.3', 'the last table, in the second reserved slab, is followed');
       await waitFor(() => st().gracePeriods >= reserved.gracePeriods + 1, 5000, 'the thread pool\'s update to return');
-    } finally {
-      own.close();
-    }
-  });
+    }));
 
-  test('a reserved slab whose update has not run yet is put in by the batch itself before any descriptor names it', async () => {
-    const own = Datapath.load({ nodeAddr: NODE, withTc: false });
-    try {
-      const st = () => own.lbmaps.maglevStats();
+  test('a reserved slab whose update has not run yet is put in by the batch itself before any descriptor names it', () =>
+    withOwnDatapath(async (own, st) => {
       // Hold the thread pool's update back until after the batch.
       const outer = (own.lbmaps.tables as unknown as { outer: { updateBatchAsync: (...a: unknown[]) => void } }).outer;
       const real = outer.updateBatchAsync.bind(outer);
@@ -677,20 +669,14 @@ describe('Maglev slabs', () => {
       const M = 1021;
       own.lbmaps.reserveMaglevTables(10, 10 * M);
       const reserved = st();
-      own.lbmaps.putMaglevTables(Array.from({ length: 10 }, (_, i) => ({ serviceId: 200 + i, table: new Uint32Array(M).fill(1) })));
+      own.lbmaps.putMaglevTables(onesTables(200, 10, M));
       assert.equal(st().gracePeriods, reserved.gracePeriods + 1, 'the batch inserted the slab itself');
-      own.addFrontend(VIP, 513, PROTO.TCP, 209);
-      own.setBackend(1, { addr: '198.19.6.4', port: 8001, proto: PROTO.TCP, flags: BE_LOCAL });
-      const r = own.ingress.testRun(toVip(513));
-      assert.equal(parsePacket(r.dataOut).ip!.dst, '198.19.6.4');
+      assertFollows(own, 513, 209, '198.19.6.4');
       // The late update puts the same map in the same slot again: nothing changes.
       held!();
       await waitFor(() => st().gracePeriods === reserved.gracePeriods + 2, 5000, 'the held update to return');
       assert.equal(parsePacket(own.ingress.testRun(toVip(513)).dataOut).ip!.dst, '198.19.6.4');
-    } finally {
-      own.close();
-    }
-  });
+    }));
 
   test('a table larger than a slab is refused naming its service, and nothing of its batch is published', () => {
     const before = slots();
