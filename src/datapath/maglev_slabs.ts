@@ -125,13 +125,17 @@ export class MaglevSlabs {
    */
   put(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
     this.checkOpen();
-    for (const { serviceId, table } of tables) {
+    // Indexed loops: 10,000 tables in a first sync, run cold (a for...of
+    // allocates an iterator result per step until the loop is optimized).
+    for (let i = 0; i < tables.length; i++) {
+      const { serviceId, table } = tables[i];
       this.checkId(serviceId);
       if (table.length + HEADER > SLAB_SLOTS) throw new RangeError(`xlb_maglev: service ${serviceId}'s table has ${table.length} slots, more than a slab holds`);
     }
     const placed: SlotRange[] = [];
     try {
-      for (const { table } of tables) {
+      for (let i = 0; i < tables.length; i++) {
+        const table = tables[i].table;
         const range = this.place(table.length + HEADER);
         placed.push(range);
         const slots = this.slabs[range.slab].slots;

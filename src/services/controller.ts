@@ -264,7 +264,11 @@ export class ServiceController {
     } else {
       // Which ports are gone: only when there are ports to lose (not on a first sync).
       const present = this.ports.size ? new Set<string>() : undefined;
-      for (const d of services) {
+      // Indexed loops in sync() and wantOf(): a for...of allocates an
+      // iterator result per step until V8 has optimized the loop, and a
+      // first sync runs them cold (see translate.ts, setNewFlowBackends).
+      for (let i = 0; i < services.length; i++) {
+        const d = services[i];
         present?.add(d.key);
         const cur = this.ports.get(d.key);
         if (cur && cur.desired === d && !this.failed.has(d.key)) continue;
@@ -272,14 +276,18 @@ export class ServiceController {
       }
       if (present) for (const [key, cur] of this.ports) if (!present.has(key)) redo.push({ key, old: cur });
     }
-    for (const r of redo) if (r.desired) r.want = this.wantOf(r.desired);
+    for (let i = 0; i < redo.length; i++) {
+      const r = redo[i];
+      if (r.desired) r.want = this.wantOf(r.desired);
+    }
 
     // 2. Writes that add: backends, tables, source ranges, frontends.
     // The tables of one sync are built together, on every core for a large
     // sync, into one buffer (dropped after the writes: the maps hold them).
     // The workers start on them while this thread lists and writes the backends.
     const tableJobs: Array<{ serviceId: number; inputs: TableInputs }> = [];
-    for (const r of redo) {
+    for (let i = 0; i < redo.length; i++) {
+      const r = redo[i];
       const w = r.want;
       if (!w) continue;
       this.failed.add(r.key); // until every write below succeeds
@@ -294,7 +302,8 @@ export class ServiceController {
 
     const putBackends = new BackendBatch(this.appliedBackends.size ? 64 : 1024);
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
-    for (const r of redo) {
+    for (let k = 0; k < redo.length; k++) {
+      const r = redo[k];
       const w = r.want;
       if (!w) continue;
       for (let i = 0; i < w.backendIds.length; i++) {
@@ -304,7 +313,8 @@ export class ServiceController {
         const proto = protoNumber(b.protocol);
         if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i])) putBackends.push(id, addr, b.port, proto, w.backendFlags[i]);
       }
-      for (const f of w.frontends) {
+      for (let i = 0; i < w.frontends.length; i++) {
+        const f = w.frontends[i];
         const fk = f.fk;
         const cur = this.appliedFrontends.get(fk);
         if (!cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)) {
@@ -320,11 +330,15 @@ export class ServiceController {
     const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));
 
     this.maps.putMaglevTables(newTables);
-    for (const t of newTables) this.appliedTables.set(t.serviceId, { size: t.inputs.size, inputs: t.inputs.inputs, counts: t.counts });
+    for (let i = 0; i < newTables.length; i++) {
+      const t = newTables[i];
+      this.appliedTables.set(t.serviceId, { size: t.inputs.size, inputs: t.inputs.inputs, counts: t.counts });
+    }
     writes.tables = newTables.length;
 
     // Source ranges before the frontends that consult them.
-    for (const r of redo) {
+    for (let i = 0; i < redo.length; i++) {
+      const r = redo[i];
       if (!r.want || !r.want.ranges.length) continue;
       const sig = r.want.ranges.join(',');
       if (this.appliedRanges.get(r.want.serviceId) === sig) continue;
@@ -336,7 +350,8 @@ export class ServiceController {
     // Counters of newly allocated service IDs start at zero (an ID may be reused), before any frontend leads there.
     this.maps.resetServiceStats(this.statsToReset.splice(0));
     this.maps.putFrontends(putFrontends.map((f) => f.entry));
-    for (const f of putFrontends) {
+    for (let i = 0; i < putFrontends.length; i++) {
+      const f = putFrontends[i];
       this.appliedFrontends.set(f.fk, f.entry);
       this.frontendOwner.set(f.fk, f.port);
     }
@@ -350,7 +365,8 @@ export class ServiceController {
     const dropRanges: number[] = [];
     const dropBackends: Array<{ id: number; port: string; name: string }> = [];
     const releaseServices: string[] = [];
-    for (const r of redo) {
+    for (let i = 0; i < redo.length; i++) {
+      const r = redo[i];
       const old = r.old;
       if (!old) continue;
       const now = r.want;
@@ -389,7 +405,8 @@ export class ServiceController {
     // 4. Release identities that are gone (after the maps no longer use them), record the ports.
     for (const b of dropBackends) this.backendIds.release(b.port, b.name);
     for (const key of releaseServices) this.serviceIds.release('', key);
-    for (const r of redo) {
+    for (let i = 0; i < redo.length; i++) {
+      const r = redo[i];
       this.viewCache.delete(r.key);
       this.failed.delete(r.key);
       this.served -= r.old?.serviceId ? 1 : 0;
@@ -418,12 +435,13 @@ export class ServiceController {
   private wantOf(svc: DesiredService): PortWant {
     const want: PortWant = { desired: svc, serviceId: 0, frontends: [], backendIds: [], backendFlags: [], ranges: [] };
     let served = false;
-    for (const f of svc.frontends) if (SERVED_KINDS.has(f.kind)) served = true;
+    for (let i = 0; i < svc.frontends.length; i++) if (SERVED_KINDS.has(svc.frontends[i].kind)) served = true;
     if (!served) return want;
     const serviceId = this.serviceIds.idFor('', svc.key, (id) => this.statsToReset.push(id));
     want.serviceId = serviceId;
     const inputs: MaglevBackend[] = [];
-    for (const b of svc.backends) {
+    for (let i = 0; i < svc.backends.length; i++) {
+      const b = svc.backends[i];
       // A backend ID belongs to one service port: removing a backend from a
       // service must invalidate that service's conntrack entries even when
       // the same IP:port still serves another service.
@@ -443,7 +461,8 @@ export class ServiceController {
     const ranges = svc.type === 'LoadBalancer' ? svc.loadBalancerSourceRanges : [];
     want.ranges = ranges.length ? [...ranges].sort() : [];
     const proto = protoNumber(svc.protocol);
-    for (const f of svc.frontends) {
+    for (let i = 0; i < svc.frontends.length; i++) {
+      const f = svc.frontends[i];
       if (!SERVED_KINDS.has(f.kind)) continue;
       let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
       if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
