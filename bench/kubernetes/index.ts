@@ -34,7 +34,7 @@ import type { NodeInfo } from '../../src/model/types.js';
 import { BenchResult } from '../lib/results.js';
 import { fullGc } from '../lib/gc.js';
 import { printTable, sig, times } from '../lib/table.js';
-import { groupedBars, type Bar } from '../lib/chart.js';
+import type { Bar } from '../lib/chart.js';
 import { FLIP_ADDRESS, kubeProxyServices, type ChildMessage } from './cluster.js';
 import { iptablesFull, iptablesServiceChain, IPTABLES_EMPTY } from '../convergence/kubeproxy.js';
 import { withNetns } from '../lib/netns.js';
@@ -386,6 +386,9 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     const CHANGE = 'one endpoint change (p99 ms)';
     bar(CHANGE, 'write to maps', 'xlb', 'change.latency', 'p99');
     bar(CHANGE, 'event to maps', 'xlb', 'change.from-event', 'p99');
+    // Imported here: the cold-start children run this file and should load
+    // no more than an agent does (Vega is ~12 MB of heap).
+    const { groupedBars } = await import('../lib/chart.js');
     const svg = await groupedBars(bars, {
       title: `Kubernetes source, ${SERVICES.toLocaleString('en')} services × ${ENDPOINTS} endpoints (lower is better)`,
       yTitle: 'ms',
