@@ -72,18 +72,22 @@ export function benchSlice(i: number, n: number, first0?: string) {
 
 /**
  * The same cluster as kube-proxy's rule generator takes it
- * (bench/convergence/kubeproxy.ts): service i with its VIP, port 80 and
- * its slice's endpoints on 8080, as benchService and benchSlice make them.
+ * (bench/convergence/kubeproxy.ts), read from benchService and benchSlice.
  */
 export function kubeProxyServices(services: number, n: number): BenchService[] {
-  return Array.from({ length: services }, (_, i) => ({
-    namespace: `ns-${i % 50}`,
-    name: `svc-${i}`,
-    portName: 'http',
-    vip: u32ToIp(BASE_VIP + i),
-    port: 80,
-    endpoints: Array.from({ length: n }, (_, k) => ({ ip: u32ToIp(BASE_ENDPOINT + i * n + k), port: 8080, nodeName: `node-${k % 3}` })),
-  }));
+  return Array.from({ length: services }, (_, i) => {
+    const svc = benchService(i);
+    const slice = benchSlice(i, n);
+    const port = svc.spec.ports[0];
+    return {
+      namespace: svc.metadata.namespace,
+      name: svc.metadata.name,
+      portName: port.name,
+      vip: svc.status.loadBalancer.ingress[0].ip,
+      port: port.port,
+      endpoints: slice.endpoints.map((e) => ({ ip: e.addresses[0], port: slice.ports[0].port, nodeName: e.nodeName })),
+    };
+  });
 }
 
 /** Messages from the child. */

@@ -304,6 +304,14 @@ export class BpfMap {
     return this.type === BPF_MAP_TYPE.PERCPU_ARRAY;
   }
 
+  /** @throws Error naming the map when `keys` and `values` are not `count` entries each */
+  private checkBatch(keys: Buffer, values: Buffer, count: number): void {
+    // Per-CPU maps take one 8-byte aligned value per possible CPU for each key.
+    const valueBytes = this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus : this.valueSize;
+    if (keys.length !== count * this.keySize || values.length !== count * valueBytes)
+      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * valueBytes} key/value bytes`);
+  }
+
   private checkKey(key: Buffer): void {
     if (key.length !== this.keySize) throw new Error(`map ${this.name}: key is ${key.length} bytes, map wants ${this.keySize}`);
   }
@@ -352,10 +360,7 @@ export class BpfMap {
    */
   updateBatch(keys: Buffer, values: Buffer, count: number, elemFlags = 0): void {
     if (count === 0) return;
-    // Per-CPU maps take one 8-byte aligned value per possible CPU for each key.
-    const valueBytes = this.perCpu ? Math.ceil(this.valueSize / 8) * 8 * possibleCpus : this.valueSize;
-    if (keys.length !== count * this.keySize || values.length !== count * valueBytes)
-      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * valueBytes} key/value bytes`);
+    this.checkBatch(keys, values, count);
     const n = [count];
     check(
       f.update_batch(this.fd, keys, values, n, { sz: koffi.sizeof(BatchOpts), elem_flags: elemFlags, flags: 0 }),
@@ -413,9 +418,7 @@ export class BpfMap {
    * `keys` and `values` must not change until `done`; so must the fd.
    */
   updateBatchAsync(keys: Buffer, values: Buffer, count: number, done: (err: Error | null) => void): void {
-    if (keys.length !== count * this.keySize || values.length !== count * this.valueSize) {
-      throw new Error(`map ${this.name}: batch of ${count} needs ${count * this.keySize}/${count * this.valueSize} key/value bytes`);
-    }
+    this.checkBatch(keys, values, count);
     const n = Buffer.alloc(4);
     n.writeUInt32LE(count);
     const opts = Buffer.alloc(koffi.sizeof(BatchOpts)); // elem_flags and flags 0

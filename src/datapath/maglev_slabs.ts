@@ -146,7 +146,7 @@ export class MaglevSlabs {
       // they stay pending (a later batch inserts them) and nothing is published.
       // When little room is left, one more goes in with them, at no extra wait.
       if (this.pendingSlabs.length && this.alloc.freeCount < HEADROOM && this.slabs.length < SLABS_MAX) this.pendingSlabs.push(this.addSlab());
-      this.awaitInserting();
+      this.checkInserted();
       this.insertPendingSlabs();
     } catch (e) {
       this.alloc.release(placed);
@@ -192,7 +192,7 @@ export class MaglevSlabs {
    * Put `slabs` into xlb_maglev_slabs with one update on the thread pool.
    * The update stores each slab at once and then waits for a grace period
    * (of no use here: the slots it replaces were empty); put() needs only
-   * the first, and checks for it (awaitInserting). Pending slabs from
+   * the first, and checks for it (checkInserted). Pending slabs from
    * earlier go along. Should the update fail, put() inserts them itself.
    */
   private insertAsync(slabs: number[]): void {
@@ -230,7 +230,7 @@ export class MaglevSlabs {
    * update stored it). One not there yet goes to pendingSlabs (put in
    * synchronously next, the same map in the same slot again).
    */
-  private awaitInserting(): void {
+  private checkInserted(): void {
     if (!this.inserting.length) return;
     for (const s of this.inserting) if (!this.outer.lookup(u32(s))) this.pendingSlabs.push(s);
     this.inserting = [];

@@ -114,9 +114,10 @@ export interface NameHashes {
 
 /** h1 and h2 of a backend name, encoding it to UTF-8 once. */
 export function nameHashes(name: string): NameHashes {
-  const length = encodeName(name);
-  return { h1: fmix32(fnv1a32(scratch, length)), h2: murmur3x86_32(scratch, SKIP_HASH_SEED, length) };
+  nameHashesTo(name, pair);
+  return { h1: pair[0], h2: pair[1] };
 }
+const pair = new Uint32Array(2);
 
 /**
  * {@link nameHashes} written to `out` (h1 at 0, h2 at 1): no object per
