@@ -269,31 +269,28 @@ describe('remote backend edge cases', () => {
     assert.deepEqual(dropsDelta(before, dp!.drops()), {});
   });
 
-  test('a taken SNAT port moves the flow to the next one; eight taken ports drop with snat_exhausted', () => {
+  /** Hold SNAT port `port` towards `backend` for a live flow of another client (`clientPort`). */
+  const holdPort = (d: Datapath, backend: { addr: string; port: number }, serviceId: number, port: number, clientPort: number) =>
+    d.putRnat(
+      { saddr: backend.addr, daddr: NODE, sport: backend.port, dport: port, proto: PROTO.TCP },
+      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: serviceId, flags: CT_SNAT, seen: d.nowTicks() },
+    );
+
+  test('a taken SNAT port moves the flow to the next one; XLB_SNAT_RETRIES taken ports drop with snat_exhausted', () => {
+    const tries = enums.xlb_limits.XLB_SNAT_RETRIES;
+    const range = SNAT_MAX - SNAT_MIN + 1;
     const sport = freshPort();
-    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP };
-    const first = predictedSnatPort(flow);
-    const portAt = (k: number) => SNAT_MIN + ((first - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
-    const occupy = (k: number) =>
-      dp!.putRnat(
-        { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: portAt(k), proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: 1000 + k, service_id: CROWDED.id, flags: CT_SNAT, seen: dp!.nowTicks() },
-      );
-    occupy(0);
+    const first = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP });
+    const portAt = (start: number, k: number) => SNAT_MIN + ((start - SNAT_MIN + k) % range);
+    holdPort(dp!, CROWDED.backend, CROWDED.id, portAt(first, 0), 1000);
     const r = ingress(syn(CROWDED.port, sport));
     assert.equal(r.retval, XDP.TX);
-    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(1));
+    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(first, 1));
 
     const sport2 = freshPort();
-    const flow2: FlowKey = { ...flow, sport: sport2 };
+    const flow2: FlowKey = { saddr: CLIENT, daddr: VIP, sport: sport2, dport: CROWDED.port, proto: PROTO.TCP };
     const first2 = predictedSnatPort(flow2);
-    for (let k = 0; k < 8; k++) {
-      const port = SNAT_MIN + ((first2 - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
-      dp!.putRnat(
-        { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.98', vip_port: CROWDED.port, client_port: 2000 + k, service_id: CROWDED.id, flags: CT_SNAT, seen: dp!.nowTicks() },
-      );
-    }
+    for (let k = 0; k < tries; k++) holdPort(dp!, CROWDED.backend, CROWDED.id, portAt(first2, k), 2000 + k);
     const before = dp!.drops();
     const input = syn(CROWDED.port, sport2);
     const r2 = ingress(input);
@@ -301,6 +298,39 @@ describe('remote backend edge cases', () => {
     assert.deepEqual(r2.dataOut, input);
     assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
     assert.equal(dp!.conntrack(flow2), undefined);
+    // The port after the last try is free: a range larger than the tries is not searched further.
+    assert.equal(dp!.rnat({ saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: portAt(first2, tries), proto: PROTO.TCP }), undefined);
+  });
+
+  test('a range of fewer ports than tries is searched whole, each port once: its last free port is found', () => {
+    const min = 61000;
+    const max = min + 15; // the 16 ports of lab-snat.test.ts
+    const range = max - min + 1;
+    assert.ok(range < enums.xlb_limits.XLB_SNAT_RETRIES);
+    const own = Datapath.load({ nodeAddr: NODE, snatPortMin: min, snatPortMax: max, withTc: false });
+    try {
+      own.setBackend(CROWDED.backend.id, { addr: CROWDED.backend.addr, port: CROWDED.backend.port, proto: PROTO.TCP });
+      own.addFrontend(VIP, CROWDED.port, PROTO.TCP, CROWDED.id);
+      own.setTable(CROWDED.id, [CROWDED.backend.id]);
+      const run = (frame: Buffer) => own.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifA) });
+      const sport = freshPort();
+      const first = min + (flowHash({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }) % range);
+      const portAt = (k: number) => min + ((first - min + k) % range);
+      // Every port but the one tried last is held by a live flow.
+      for (let k = 0; k < range - 1; k++) holdPort(own, CROWDED.backend, CROWDED.id, portAt(k), 3000 + k);
+      const r = run(syn(CROWDED.port, sport));
+      assert.equal(r.retval, XDP.TX, 'the SYN is forwarded, not dropped');
+      assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(range - 1), 'the one free port, the 16th tried');
+
+      const sport2 = freshPort();
+      const before = own.drops();
+      const input = syn(CROWDED.port, sport2);
+      const r2 = run(input);
+      assert.equal(r2.retval, XDP.DROP, 'all 16 held now');
+      assert.deepEqual(dropsDelta(before, own.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
+    } finally {
+      own.close();
+    }
   });
 
   test('a flow whose conntrack entry was lost gets its own SNAT port back', () => {
@@ -392,7 +422,8 @@ describe('SNAT ports of flows that are over are reused', () => {
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
     const wanted = predictedSnatPort(flow);
     const portAt = (k: number) => SNAT_MIN + ((wanted - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
-    const idle = [3, 4, 3, 2, 6, 3, 4, 3]; // all closed a while ago, none for the FIN lifetime
+    // One per try, all closed a while ago, none for the FIN lifetime; the 5th the longest.
+    const idle = Array.from({ length: enums.xlb_limits.XLB_SNAT_RETRIES }, (_, k) => (k === 4 ? 6 : [3, 4, 3, 2][k % 4]));
     assert.ok(Math.max(...idle) < FIN && Math.min(...idle) >= ticks(enums.xlb_limits.XLB_SNAT_CLOSED_REUSE));
     idle.forEach((age, k) =>
       dp!.putRnat(

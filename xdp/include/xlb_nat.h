@@ -235,10 +235,11 @@ static __always_inline long xlb_rnat_store_local(const struct xlb_flow_key *flow
 /* Allocate a SNAT port on `node_addr` for `flow` to a remote backend by
  * inserting its reverse NAT entry (backend -> node:port) with BPF_NOEXIST:
  * the first port is min + hash % range, then the next ones (wrapping), at
- * most XLB_SNAT_RETRIES in all. A port whose entry already restores this
- * same flow (its conntrack entry was evicted or expired) is reused, and so
- * is a port whose flow is over (xlb_snat_port_use); when all tries are
- * held, the port of the closed flow silent the longest.
+ * most XLB_SNAT_RETRIES in all and each port of the range at most once. A
+ * port whose entry already restores this same flow (its conntrack entry was
+ * evicted or expired) is reused, and so is a port whose flow is over
+ * (xlb_snat_port_use); when all tries are held, the port of the closed flow
+ * silent the longest.
  * Returns the port in network order, or 0 when all tries are taken (or
  * there is no node address or range to take from). */
 static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flow,
@@ -263,7 +264,7 @@ static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flo
 		return 0;
 	range = (__u32)port_max - port_min + 1;
 	offset = hash % range;
-	for (i = 0; i < XLB_SNAT_RETRIES; i++) {
+	for (i = 0; i < XLB_SNAT_RETRIES && i < range; i++) {
 		enum xlb_port_use use;
 
 		reply.dport = bpf_htons(port_min + offset);

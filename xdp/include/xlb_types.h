@@ -183,8 +183,12 @@ enum xlb_limits {
 	/* Added to the protocol number to seed the flow hash; the same on every
 	 * node so that ECMP-split flows pick the same backend everywhere. */
 	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
-	/* Tries to find a free SNAT port before giving up (bounded loop). */
-	XLB_SNAT_RETRIES = 8,
+	/* Tries to find a free SNAT port before giving up (bounded loop; never
+	 * more than the configured range holds). Cilium's SNAT_COLLISION_RETRIES
+	 * is 32 (128 where the verifier allows 1M instructions). With 8 tries,
+	 * half of a 16-port range was never looked at: a burst of flows to one
+	 * backend dropped SYNs while ports were free (lab-snat.test.ts). */
+	XLB_SNAT_RETRIES = 32,
 	/* Default conntrack lifetimes in seconds (the configuration's defaults;
 	 * the loader sets the xlb_ct_timeout_* knobs in ticks): how long a flow
 	 * may stay silent before its entries (and SNAT port) may be reused.
