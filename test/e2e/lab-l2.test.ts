@@ -77,7 +77,8 @@ async function curlOk(vip: string, timeoutS = 1, localPort?: number): Promise<bo
  */
 async function portsServedOn(node: LabStatus['nodes'][number], vip: string, count: number): Promise<number[]> {
   const out: number[] = [];
-  for (let p = 41000; out.length < count && p < 42000; p++) {
+  // Below the ephemeral range (32768-60999), so that no earlier connection's TIME_WAIT holds them.
+  for (let p = 21000; out.length < count && p < 22000; p++) {
     const r = (await apiGet(node.api, `/v1/services/default/web/flow?flow=${lab.clientIp}:${p},${vip}:80,tcp`)) as { backend: { addr: string } | null };
     const pod = lab.pods.find((x) => x.ip === r.backend?.addr);
     if (pod?.node === node.name) out.push(p);

@@ -101,7 +101,10 @@ describe('traffic through xlb', () => {
 
   test('every node predicts the same backend for a flow, and that backend serves it', async () => {
     for (let i = 0; i < 8; i++) {
-      const sport = 45000 + i;
+      // Below the ephemeral range (32768-60999): a port an earlier curl of
+      // this file was given may still be in the client's TIME_WAIT, and
+      // curl --local-port then fails at once (bind: address in use).
+      const sport = 20000 + i;
       const flow = `198.18.1.2:${sport},192.0.2.10:80,tcp`;
       const predictions = await Promise.all(
         lab.nodes.map(async (n) => ((await apiGet(n.api, `/v1/services/default/web/flow?flow=${flow}`)) as { backend: { addr: string } }).backend.addr),
