@@ -101,7 +101,7 @@ after(() => {
 });
 
 /** The SNAT port the datapath's first try gives `flow`: min + hash % range. */
-const predictedSnatPort = (flow: FlowKey): number => SNAT_MIN + (flowHash(flow) % (SNAT_MAX - SNAT_MIN + 1));
+const predictedSnatPort = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number => min + (flowHash(flow) % (max - min + 1));
 
 /** Run the XDP program as if the frame arrived on `ifindex`. */
 function ingress(frame: Buffer, ifindex = ifA) {
@@ -269,11 +269,11 @@ describe('remote backend edge cases', () => {
     assert.deepEqual(dropsDelta(before, dp!.drops()), {});
   });
 
-  /** Hold SNAT port `port` towards `backend` for a live flow of another client (`clientPort`). */
-  const holdPort = (d: Datapath, backend: { addr: string; port: number }, serviceId: number, port: number, clientPort: number) =>
+  /** Hold SNAT port `port` towards CROWDED's backend for a live flow of another client (`clientPort`). */
+  const holdPort = (d: Datapath, port: number, clientPort: number) =>
     d.putRnat(
-      { saddr: backend.addr, daddr: NODE, sport: backend.port, dport: port, proto: PROTO.TCP },
-      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: serviceId, flags: CT_SNAT, seen: d.nowTicks() },
+      { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
+      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: CROWDED.id, flags: CT_SNAT, seen: d.nowTicks() },
     );
 
   test('a taken SNAT port moves the flow to the next one; XLB_SNAT_RETRIES taken ports drop with snat_exhausted', () => {
@@ -282,7 +282,7 @@ describe('remote backend edge cases', () => {
     const sport = freshPort();
     const first = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP });
     const portAt = (start: number, k: number) => SNAT_MIN + ((start - SNAT_MIN + k) % range);
-    holdPort(dp!, CROWDED.backend, CROWDED.id, portAt(first, 0), 1000);
+    holdPort(dp!, portAt(first, 0), 1000);
     const r = ingress(syn(CROWDED.port, sport));
     assert.equal(r.retval, XDP.TX);
     assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(first, 1));
@@ -290,14 +290,14 @@ describe('remote backend edge cases', () => {
     const sport2 = freshPort();
     const flow2: FlowKey = { saddr: CLIENT, daddr: VIP, sport: sport2, dport: CROWDED.port, proto: PROTO.TCP };
     const first2 = predictedSnatPort(flow2);
-    for (let k = 0; k < tries; k++) holdPort(dp!, CROWDED.backend, CROWDED.id, portAt(first2, k), 2000 + k);
+    for (let k = 0; k < tries; k++) holdPort(dp!, portAt(first2, k), 2000 + k);
     const before = dp!.drops();
     const input = syn(CROWDED.port, sport2);
     const r2 = ingress(input);
     assert.equal(r2.retval, XDP.DROP);
     assert.deepEqual(r2.dataOut, input);
     assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
-    // The search stops after the tries: the ports beyond them, free, were not looked at.
+    // A range larger than the tries is not searched to its end.
     assert.equal(dp!.conntrack(flow2), undefined);
   });
 
@@ -313,10 +313,10 @@ describe('remote backend edge cases', () => {
       own.setTable(CROWDED.id, [CROWDED.backend.id]);
       const run = (frame: Buffer) => own.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifA) });
       const sport = freshPort();
-      const first = min + (flowHash({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }) % range);
+      const first = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }, min, max);
       const portAt = (k: number) => min + ((first - min + k) % range);
       // Every port but the one tried last is held by a live flow.
-      for (let k = 0; k < range - 1; k++) holdPort(own, CROWDED.backend, CROWDED.id, portAt(k), 3000 + k);
+      for (let k = 0; k < range - 1; k++) holdPort(own, portAt(k), 3000 + k);
       const r = run(syn(CROWDED.port, sport));
       assert.equal(r.retval, XDP.TX, 'the SYN is forwarded, not dropped');
       assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(range - 1), 'the one free port, the 16th tried');
