@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { labDown, labExec, labL2Owners, labStartAgent, labStopAgent, labUp, waitL2Converged, type LabStatus } from '../../src/lab/index.js';
 import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
-import { ipn, sh } from '../../src/lab/sh.js';
+import { ipn, sh, type CommandError } from '../../src/lab/sh.js';
 import type { L2Status } from '../../src/l2/announcer.js';
 import { rendezvousOrder } from '../../src/l2/ownership.js';
 import { service, slice } from '../../src/lab/manifests.js';
@@ -29,12 +29,16 @@ const WEB = '192.0.2.10';
 const nodeNamed = (name: string) => lab.nodes.find((n) => n.name === name)!;
 const ms = (t0: number) => Math.round(performance.now() - t0);
 
-/** MACs that answer `arping` for `vip` from the client (the client's own ARP, for checks only). */
-/** What the last arpingMacs run printed (or its error), for assertion messages. */
+/** What the last arpingMacs run printed (and its error, if it failed), for assertion messages. */
 let lastArping = '';
 
-async function arpingMacs(vip: string): Promise<string[]> {
-  const out = await labExec(lab.client, ['arping', '-c', '3', '-w', '4', '-I', 'eth0', vip]).catch((e: Error) => e.message);
+/**
+ * The MACs that answer `arping` for `vip` from `ns` (the client's own ARP,
+ * for checks only). arping exits 1 when fewer than `count` replies came
+ * within `deadlineS`; the replies it printed still count.
+ */
+async function arpingMacs(vip: string, ns = lab.client, count = 3, deadlineS = 4): Promise<string[]> {
+  const out = await labExec(ns, ['arping', '-c', String(count), '-w', String(deadlineS), '-I', 'eth0', vip]).catch((e: Error) => `${(e as CommandError).stdout ?? ''}\n${e.message}`);
   lastArping = out;
   return [...new Set([...out.matchAll(/reply from \S+ \[([0-9A-F:]+)\]/gi)].map((m) => m[1].toLowerCase()))].sort();
 }
@@ -191,10 +195,7 @@ describe('layer 2 announcements in the lab', () => {
         service(name, { type: 'LoadBalancer', ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] }, { ingress: [{ ip: vip }] }),
         slice(name, [{ name: 'http', port: 8080, protocol: 'TCP' }], [lab.pods.find((p) => p.name === 'n1p1')!].map((p) => ({ name: p.name, ip: p.ip, node: p.node }))),
       ]);
-    const arpingFrom = async (ns: string, vip: string) => {
-      const out = await labExec(ns, ['arping', '-c', '2', '-w', '3', '-I', 'eth0', vip]).catch((e: Error) => e.message);
-      return [...new Set([...out.matchAll(/reply from \S+ \[([0-9A-F:]+)\]/gi)].map((m) => m[1].toLowerCase()))];
-    };
+    const arpingFrom = (ns: string, vip: string) => arpingMacs(vip, ns, 2, 3);
     await sh('ip', ['netns', 'add', c2]);
     try {
       await ipn(c2, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth1', 'netns', n1.netns);
@@ -227,13 +228,17 @@ describe('layer 2 announcements in the lab', () => {
       assert.deepEqual(await arpingMacs(b), [n1.mac], 'and on eth0 with eth0’s');
     } finally {
       editObjects(lab.manifests, (objs) => objs.filter((o) => !['only-eth0', 'both'].includes(o.metadata?.name) && !['only-eth0', 'both'].includes(o.metadata?.labels?.['kubernetes.io/service-name'])));
-      await labStopAgent(stateDir, 'node1').catch(() => undefined);
-      await labStartAgent(stateDir, 'node1', (cfg) => {
-        const { l2, ...rest } = cfg;
-        const { interfaces: _i, ...l2rest } = l2;
-        return { ...rest, interfaces: ['eth0'], l2: l2rest };
-      });
-      await sh('ip', ['netns', 'del', c2]).catch(() => undefined);
+      try {
+        await labStopAgent(stateDir, 'node1').catch(() => undefined);
+        await labStartAgent(stateDir, 'node1', (cfg) => {
+          const { l2, ...rest } = cfg;
+          const { interfaces: _i, ...l2rest } = l2;
+          return { ...rest, interfaces: ['eth0'], l2: l2rest };
+        });
+      } finally {
+        // Also when the agent fails to come back: the second client's namespace is this test's own.
+        await sh('ip', ['netns', 'del', c2]).catch(() => undefined);
+      }
     }
   });
 });
