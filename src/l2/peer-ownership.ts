@@ -5,7 +5,8 @@
  * link health, its candidate VIPs and the VIPs it claims; a peer silent for
  * `deadAfterMissed` intervals is dead; ownership.ts decides from that view.
  *
- * The node re-decides when a heartbeat changes its view, when a peer dies,
+ * The node re-decides when heartbeats change its view (once per burst of
+ * datagrams read together, never halfway through one), when a peer dies,
  * when its own candidates or health change, and when its start-up window
  * ends; after any change of its own claims it sends a heartbeat at once
  * rather than at the next interval, so peers follow within a round trip. A
@@ -131,6 +132,8 @@ export class PeerOwnership implements OwnershipStrategy {
    */
   private announcing = false;
   private stopped = false;
+  /** A decision is queued for the heartbeats received in this turn of the event loop. */
+  private burstPending = false;
   private readonly sendErrors = new Map<string, string>();
   private readonly unknownSenders = new Set<string>();
   private readonly stats: StrategyCounters = { sent: 0, received: 0, rejected: 0, sendErrors: 0 };
@@ -262,7 +265,29 @@ export class PeerOwnership implements OwnershipStrategy {
     }
     this.stats.received++;
     if (m.type === 'leaving') this.opts.log?.info({ peer: m.node }, 'l2: peer is leaving: taking over its VIPs as needed');
-    if (r === 'changed') this.evaluate();
+    if (r === 'changed') this.evaluateAfterBurst();
+  }
+
+  /**
+   * Decide once for all the heartbeats that arrive together: setImmediate
+   * runs after the event loop's poll phase has handed over every datagram
+   * the socket held. A peer whose link was down sends heartbeats that the
+   * kernel holds in its neighbour entry's queue (ARP for the receiver is not
+   * resolved while there is no carrier) and that leave in one burst when the
+   * link comes back. The oldest of them was sent before the peer noticed its
+   * link go down and still claims the peer's VIPs. Decided one message at a
+   * time, the burst made this node give up the VIPs it had taken over and
+   * take them back a message later; the peer heard the give-up, took the
+   * VIPs, and kept them (captured in the lab: two owners within 15 ms, and
+   * ARP for the VIP unanswered meanwhile).
+   */
+  private evaluateAfterBurst(): void {
+    if (this.burstPending) return;
+    this.burstPending = true;
+    setImmediate(() => {
+      this.burstPending = false;
+      this.evaluate();
+    });
   }
 
   /**

@@ -50,13 +50,43 @@ class CuttableTransport implements HeartbeatTransport {
   }
 }
 
+/**
+ * A UDP transport that can hold its node's datagrams back the way the kernel
+ * does while the node's link has no carrier: received datagrams are lost,
+ * sent ones wait (in the neighbour entry's queue, ARP for the peer being
+ * unresolved) and all leave back to back when the link comes back.
+ */
+class HoldingTransport extends CuttableTransport {
+  private held: Array<[Buffer, string, number]> | undefined;
+  hold(): void {
+    this.cut = true;
+    this.held = [];
+  }
+  /** Heartbeats waiting, decoded, oldest first. */
+  waiting(): Array<{ health: string; claims: string[] }> {
+    return (this.held ?? []).map(([buf]) => JSON.parse(buf.toString()) as { health: string; claims: string[] });
+  }
+  override send(buf: Buffer, address: string, port: number): Promise<void> {
+    if (!this.held) return super.send(buf, address, port);
+    this.held.push([buf, address, port]);
+    return Promise.resolve();
+  }
+  /** Let the held datagrams go, all in one burst, and take datagrams in again. */
+  async release(): Promise<void> {
+    const burst = this.held ?? [];
+    this.held = undefined;
+    this.cut = false;
+    await Promise.all(burst.map(([buf, address, port]) => super.send(buf, address, port)));
+  }
+}
+
 interface TestNode {
   name: Name;
   ann: L2Announcer;
   maps: FakeL2Maps;
   garp: FakeGarpSender;
   links: FakeLinkMonitor;
-  transport: CuttableTransport;
+  transport: HoldingTransport;
 }
 
 const running: TestNode[] = [];
@@ -89,7 +119,7 @@ async function startNode(name: Name, config: L2Config, opts: { desired?: boolean
   const maps = new FakeL2Maps();
   const garp = new FakeGarpSender();
   const links = new FakeLinkMonitor([link(name)]);
-  const transport = new CuttableTransport();
+  const transport = new HoldingTransport();
   const ann = await L2Announcer.start(config, { nodeName: name, xdpInterfaces: ['eth0'], maps, garp, links, transport });
   if (opts.desired !== false) await ann.setDesired(DESIRED);
   const n = { name, ann, maps, garp, links, transport };
@@ -228,6 +258,41 @@ describe('a link down while heartbeats still get through (announcing and heartbe
     t.diagnostic(`take-over after ${Math.round(ms)} ms`);
     assert.ok(ms < 500, `${Math.round(ms)} ms`);
     assert.equal(a.ann.status().peers[0].health, 'down');
+    await stopNode(a);
+    await stopNode(b);
+  });
+});
+
+describe('a node whose link was down comes back with its held-back heartbeats in one burst', () => {
+  it('the node that took over keeps the VIP: the oldest heartbeat, which still claims it, moves nothing', async () => {
+    const cfg = await groupConfig();
+    const a = await startNode('node-a', cfg);
+    const b = await startNode('node-b', cfg);
+    await ownedBy([a, b], VIP_B, 'node-b', performance.now());
+    // The link goes: the kernel holds node-b's heartbeats before node-b notices.
+    b.transport.hold();
+    await waitFor(() => b.transport.waiting().some((h) => h.health === 'up' && h.claims.includes(VIP_B)), 2000, 'a held heartbeat that claims VIP_B');
+    b.links.setCarrier('eth0', false);
+    await ownedBy([a, b], VIP_B, 'node-a', performance.now(), 3000);
+    const takeovers = a.ann.metrics().takeoversTotal;
+    const cancelled = a.garp.cancelled.length;
+    // It comes back: the held heartbeats (claiming, then link down, then up) arrive together.
+    assert.ok(b.transport.waiting().some((h) => h.health === 'down'), 'heartbeats with the link down are held too');
+    b.links.setCarrier('eth0', true);
+    await b.transport.release();
+    const t0 = performance.now();
+    await waitFor(
+      () => {
+        assert.deepEqual(answering([a, b], VIP_B), ['node-a'], 'VIP_B answered by node-a alone throughout');
+        return performance.now() - t0 > 2000 && b.ann.status().peers[0].alive;
+      },
+      5000,
+      'two seconds after the burst, node-b heard again',
+      2,
+    );
+    assert.equal(a.ann.metrics().takeoversTotal, takeovers, 'node-a never gave VIP_B up and took it again');
+    assert.equal(a.garp.cancelled.length, cancelled, 'node-a never stopped announcing VIP_B');
+    assert.equal(b.ann.status().vips.find((v) => v.vip === VIP_B)!.owner, 'node-a');
     await stopNode(a);
     await stopNode(b);
   });
