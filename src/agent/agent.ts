@@ -27,7 +27,7 @@ import { startApi, type AgentView } from '../api/server.js';
 import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
-import { NeighborManager } from '../datapath/neighbors.js';
+import { NeighborManager, type NextHopKeeper } from '../datapath/neighbors.js';
 import type { BgpAnnouncer, BgpStatus } from '../bgp/announcer.js';
 import { announcedVips } from '../announce/desired.js';
 import type { Announcer } from '../announce/announcer.js';
@@ -49,6 +49,12 @@ export interface KubernetesStatus {
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
 const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
+/**
+ * How long readiness waits for the first sync's next hops to resolve, ms:
+ * the kernel sends a managed entry's first ARP request at once and retries
+ * each second (retrans_time), so 2 s covers one lost request or reply.
+ */
+const NEIGHBOR_WAIT_MS = 2000;
 
 /** A running agent. Start with {@link Agent.start}, stop with {@link Agent.stop}. */
 export class Agent implements AgentView {
@@ -65,9 +71,13 @@ export class Agent implements AgentView {
   private failures = 0;
   /** The last failure to read the source (e.g. a manifests file that does not parse), until the next good snapshot. */
   private sourceError?: InputIssue;
-  private neighbors?: NeighborManager;
+  private neighbors?: NextHopKeeper;
   private neighborsBusy = false;
   private neighborsAgain = false;
+  /** The neighbour refresh running now, if any. */
+  private neighborRefresh?: Promise<void>;
+  /** The first full sync is programmed; readiness waits for its next hops. */
+  private readying = false;
   private bgpAnnouncer?: BgpAnnouncer;
   private l2Announcer?: L2Announcer;
   private kubeSource?: KubernetesSource;
@@ -105,8 +115,9 @@ export class Agent implements AgentView {
    * (interface, map, file, address); nothing is left attached.
    * @param opts.lbmaps use these maps instead of loading the datapath (tests)
    * @param opts.l2maps the ARP map to use with opts.lbmaps (tests); default in memory
+   * @param opts.neighbors keeps next hops resolved (tests); default a NeighborManager with the datapath, none without
    */
-  static async start(config: Config, log: Logger, opts: { lbmaps?: LBMaps; l2maps?: L2Maps } = {}): Promise<Agent> {
+  static async start(config: Config, log: Logger, opts: { lbmaps?: LBMaps; l2maps?: L2Maps; neighbors?: NextHopKeeper } = {}): Promise<Agent> {
     for (const name of config.interfaces) {
       try {
         ifIndex(name);
@@ -133,7 +144,7 @@ export class Agent implements AgentView {
       log.info({ attachments: dp.attachments, pinDir: dp.pinDir }, 'datapath attached');
     }
     const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
-    if (dp) agent.neighbors = new NeighborManager(config.interfaces, (m) => log.warn(m));
+    agent.neighbors = opts.neighbors ?? (dp ? new NeighborManager(config.interfaces, (m) => log.warn(m)) : undefined);
     try {
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
@@ -264,13 +275,10 @@ export class Agent implements AgentView {
       this.lastSyncAt = Date.now();
       for (const i of r.issues) this.log.warn({ object: i.object, field: i.field }, `invalid input: ${i.object}: ${i.field}: ${i.message}`);
       this.log.info({ services: r.services, backends: r.backends, frontends: r.frontends, writes: r.writes, ms: +r.durationMs.toFixed(2) }, 'synced');
-      if (!this.isReady) {
-        this.isReady = true;
-        this.log.info('ready: first full sync programmed');
-      }
       this.programmed = snap.state;
-      this.refreshNeighbors();
-      this.updateAnnouncements();
+      const refresh = this.refreshNeighbors();
+      if (this.isReady) this.updateAnnouncements();
+      else if (!this.readying) this.readyOnceForwarding(refresh);
       const waiters = this.syncWaiters;
       this.syncWaiters = [];
       for (const w of waiters) w();
@@ -308,27 +316,52 @@ export class Agent implements AgentView {
     }
   }
 
-  /** Keep next hops of remote backends resolved (one refresh at a time, coalesced). */
-  private refreshNeighbors(): void {
-    if (!this.neighbors) return;
+  /**
+   * After the first full sync: ready (and announcing) once the next hops of
+   * that sync have MACs, or after {@link NEIGHBOR_WAIT_MS} with the
+   * unresolved ones logged. Until then a packet this node receives for a
+   * remote backend would go to the stack SNATed and be dropped there
+   * (neighbors.ts), and a restarted agent starts without entries: its
+   * predecessor removed them.
+   */
+  private readyOnceForwarding(refresh: Promise<void>): void {
+    this.readying = true;
+    const t0 = performance.now();
+    refresh
+      .then(() => this.neighbors?.awaitResolved(NEIGHBOR_WAIT_MS) ?? [])
+      .then((unresolved) => {
+        if (this.stopping) return;
+        if (unresolved.length) this.log.warn({ nextHops: unresolved.map((h) => `${h.addr}%${h.dev}`), waitedMs: NEIGHBOR_WAIT_MS }, 'next hops not resolved: flows through them drop until they are');
+        this.isReady = true;
+        this.log.info({ nextHops: this.neighbors?.list().length ?? 0, neighborMs: Math.round(performance.now() - t0) }, 'ready: first full sync programmed, next hops resolved');
+        this.updateAnnouncements();
+      });
+  }
+
+  /**
+   * Keep next hops of remote backends resolved (one refresh at a time, coalesced).
+   * @returns the refresh this call started, or the running one it was coalesced into (never rejects)
+   */
+  private refreshNeighbors(): Promise<void> {
+    if (!this.neighbors) return Promise.resolve();
     if (this.neighborsBusy) {
       this.neighborsAgain = true;
-      return;
+      return this.neighborRefresh ?? Promise.resolve();
     }
     this.neighborsBusy = true;
     // From the translated ports, not the views: views are built on demand (controller.ts).
     const remote = new Set<string>();
     for (const s of this.controller.desiredServices()) for (const b of s.backends) if (!b.local) remote.add(b.addr);
-    this.neighbors
+    return (this.neighborRefresh = this.neighbors
       .ensure(remote)
       .catch((e) => this.log.warn({ err: (e as Error).message }, 'neighbour refresh failed'))
       .finally(() => {
         this.neighborsBusy = false;
         if (this.neighborsAgain && !this.stopping) {
           this.neighborsAgain = false;
-          this.refreshNeighbors();
+          void this.refreshNeighbors();
         }
-      });
+      }));
   }
 
   /** Resolves after the next completed sync. */

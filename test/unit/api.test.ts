@@ -101,6 +101,31 @@ test('the API is read-only: writes are 404s', async () => {
   assert.equal(res.statusCode, 404);
 });
 
+test('readyz waits for the first sync\'s next hops to resolve: a packet for a remote backend would be dropped until then', async () => {
+  let release!: () => void;
+  const resolved = new Promise<void>((r) => (release = r));
+  const ensured: string[][] = [];
+  const neighbors = {
+    ensure: async (remote: Iterable<string>) => void ensured.push([...remote].sort()),
+    awaitResolved: async () => (await resolved, []),
+    list: () => [{ addr: '198.18.0.12', dev: 'lo' }],
+    stop: async () => undefined,
+  };
+  const a = await Agent.start(config({ api: { listen: `unix:${path.join(dir, 'api-neigh.sock')}` } }), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps(), neighbors });
+  try {
+    await waitFor(() => a.services().length > 0 && ensured.length > 0, 5000, 'the first sync and its neighbour refresh');
+    // node1's agent: the endpoints on node2 are the remote backends.
+    assert.deepEqual(ensured[0], ['198.19.2.11', '198.19.2.12']);
+    const app = buildApi(a);
+    assert.equal((await app.inject('/readyz')).statusCode, 503, 'programmed, next hops not resolved: not ready');
+    release();
+    await waitFor(() => a.ready(), 2000, 'ready once resolved');
+    assert.equal((await app.inject('/readyz')).statusCode, 200);
+  } finally {
+    await a.stop();
+  }
+});
+
 test('a missing interface is a start-up error naming it', async () => {
   await assert.rejects(
     Agent.start(config({ interfaces: ['xlb-missing0'] }), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() }),
