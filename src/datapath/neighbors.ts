@@ -22,6 +22,7 @@
  * that XDP cannot reach yet.
  */
 import { execFile } from 'node:child_process';
+import { isIPv4 } from 'node:net';
 
 /**
  * Run `ip args`, with `input` on stdin if given.
@@ -60,23 +61,37 @@ export class NeighborManager {
 
   /** The next hop towards `dst` per the kernel's FIB (cached: routes to pods rarely move), if it leaves through an external interface. */
   async nextHopFor(dst: string): Promise<NextHop | null> {
-    await this.lookUp([dst]);
-    return this.routeCache.get(dst) ?? null;
+    return (await this.nextHopsFor([dst])).get(dst) ?? null;
+  }
+
+  /**
+   * {@link NeighborManager.nextHopFor} for many destinations at once (one
+   * `ip` process for all that are not cached).
+   * @returns each destination's next hop; null when its route leaves through
+   *   another interface or there is none (warned about, not cached)
+   */
+  async nextHopsFor(dsts: Iterable<string>): Promise<Map<string, NextHop | null>> {
+    const all = [...new Set(dsts)];
+    await this.lookUp(all);
+    return new Map(all.map((d) => [d, this.routeCache.get(d) ?? null]));
   }
 
   /**
    * Look up the routes to every destination of `dsts` that is not cached
    * yet, in one `ip -j -force -batch -` run (one JSON array per line, each
-   * naming its `dst`). A destination the kernel has no route to is warned
-   * about and left uncached, so that the next refresh asks again.
+   * naming its `dst`). A destination the kernel has no route to, or that is
+   * no IPv4 address, is warned about and left uncached, so that the next
+   * refresh asks again.
    */
-  private async lookUp(dsts: Iterable<string>): Promise<void> {
-    const todo = [...new Set(dsts)].filter((d) => !this.routeCache.has(d));
+  private async lookUp(dsts: readonly string[]): Promise<void> {
+    const todo = dsts.filter((d) => !this.routeCache.has(d));
+    // Only addresses go to ip: it exits at the first malformed argument, -force or not (-force goes on past RTNETLINK errors only).
+    const ask = todo.filter((d) => isIPv4(d));
     if (!todo.length) return;
-    let out: string;
+    let out = '';
     let failed = '';
     try {
-      out = await ip(['-j', '-force', '-batch', '-'], todo.map((d) => `route get ${d}\n`).join(''));
+      if (ask.length) out = await ip(['-j', '-force', '-batch', '-'], ask.map((d) => `route get ${d}\n`).join(''));
     } catch (e) {
       out = (e as { stdout?: string }).stdout ?? '';
       failed = (e as Error).message;
@@ -108,12 +123,7 @@ export class NeighborManager {
     } catch (e) {
       this.warn(`neighbours: reading default routes failed: ${(e as Error).message}`);
     }
-    const backends = [...remoteBackends];
-    await this.lookUp(backends);
-    for (const b of backends) {
-      const hop = this.routeCache.get(b);
-      if (hop) want.set(`${hop.addr}%${hop.dev}`, hop);
-    }
+    for (const hop of (await this.nextHopsFor(remoteBackends)).values()) if (hop) want.set(`${hop.addr}%${hop.dev}`, hop);
     for (const [key, hop] of want) {
       if (this.managed.has(key)) continue;
       try {
