@@ -3,10 +3,11 @@
  * parseList and listItemRanges): the result must be exactly JSON.parse's,
  * with each item passed through the callback once, in order, whatever the
  * items' strings hold; anything the scan does not recognise is parsed whole.
+ * The same for ListStreamParser, fed the text in chunks cut anywhere.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { listItemRanges, parseList } from '../../src/sources/kubernetes/rest.js';
+import { ListStreamParser, listItemRanges, parseList } from '../../src/sources/kubernetes/rest.js';
 import { prng } from '../helpers/prng.js';
 
 /** parseList with an identity callback that records what it saw. */
@@ -84,6 +85,65 @@ describe('parseList: a list one item at a time', () => {
   it('rejects text that is not JSON with JSON.parse\'s error', () => {
     for (const text of ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '']) {
       assert.throws(() => parseList(text, (it) => it), SyntaxError, text);
+    }
+  });
+});
+
+/** The text fed to a ListStreamParser in chunks of random sizes (1 to `max` characters); what the callback saw before end(), and the result. */
+function streamed(text: string, rand: () => number, max: number) {
+  const seen: unknown[] = [];
+  const p = new ListStreamParser((it) => {
+    seen.push(it);
+    return it;
+  });
+  for (let i = 0; i < text.length; ) {
+    const n = 1 + Math.floor(rand() * max);
+    p.push(text.slice(i, i + n));
+    i += n;
+  }
+  const beforeEnd = seen.length;
+  return { body: p.end(() => text), seen, beforeEnd };
+}
+
+describe('ListStreamParser: parseList while the body arrives', () => {
+  it('gives what JSON.parse gives, every item handed out as soon as it is complete, for chunks cut anywhere', () => {
+    const rand = prng(20261124);
+    for (let round = 0; round < 60; round++) {
+      const items = Array.from({ length: Math.floor(rand() * 30) }, (_, i) => slice(i, rand));
+      const list = round % 3 === 0 ? { items, metadata: { resourceVersion: '7', continue: 'items' }, kind: 'X' } : { kind: 'EndpointSliceList', apiVersion: 'v1', metadata: { resourceVersion: String(round) }, items };
+      const text = JSON.stringify(list, null, round % 2 ? 2 : undefined);
+      const { body, seen, beforeEnd } = streamed(text, rand, [1, 7, 64, 4096][round % 4]);
+      assert.deepEqual(body, JSON.parse(text), `round ${round}`);
+      assert.deepEqual(seen, items, `round ${round}: every item once, in order`);
+      assert.equal(beforeEnd, items.length, `round ${round}: all items were handed out while the text arrived, none at the end`);
+    }
+  });
+
+  it('uses what the callback returns as the item', () => {
+    const p = new ListStreamParser((it) => ({ b: (it as { a: number }).a * 10 }));
+    for (const c of ['{"metadata":{},"it', 'ems":[{"a":1},', '{"a":2}]}']) p.push(c);
+    assert.deepEqual(p.end(() => ''), { metadata: {}, items: [{ b: 10 }, { b: 20 }] });
+  });
+
+  it('parses whole what it does not recognise, with the same result, and rejects what is not JSON as JSON.parse does', () => {
+    const rand = prng(7);
+    const odd = [
+      '{"metadata":{},"items":[]}',
+      '{"metadata":{},"items":null}',
+      '{"metadata":{}}',
+      '{"items":[1,"two",null,{"a":1}]}',
+      '{"items":[{"a":1},"two"]}',
+      '{"items":["{\\"a\\":1}"]}',
+      '{"items":[[{"a":1}]]}',
+      '{"items":[{"a":1}],"items":[{"b":2}]}',
+      '{"kind":"items","items":[{"a":1}],"x":"items"}',
+      '[{"items":[{"a":1}]}]',
+      '"items"',
+      '  {  "items"  :  [  { "a" : [ 1 , { } ] } , { }  ]  }  ',
+    ];
+    for (const text of odd) for (const max of [1, 3, 100]) assert.deepEqual(streamed(text, rand, max).body, JSON.parse(text), `${text} in chunks of up to ${max}`);
+    for (const text of ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '{"items":[{"a":1}]', '']) {
+      for (const max of [1, 5, 100]) assert.throws(() => streamed(text, rand, max), SyntaxError, `${text} in chunks of up to ${max}`);
     }
   });
 });

@@ -182,7 +182,17 @@ export class KubernetesSource implements Source {
       ...common,
       path: PATHS.services,
       kind: 'Service',
-      onEvent: (t, o) => this.onService(t, o),
+      // Normalized as soon as parsed, while the rest of the list is still
+      // arriving. prepare must not throw: an object that makes normalize
+      // throw is left to onService, which reports it as before.
+      prepare: (o) => {
+        try {
+          return normalizeService(o, this.opts.normalize ?? K8S_NORMALIZE);
+        } catch {
+          return undefined;
+        }
+      },
+      onEvent: (t, o, prepared) => this.onService(t, o, prepared as ObjectResult<ServiceModel> | undefined),
     });
     this.slices = new Informer({
       ...common,
@@ -297,7 +307,7 @@ export class KubernetesSource implements Source {
     if (this.onSnapshot && this.synced()) this.coalescer.poke();
   }
 
-  private onService(type: InformerEventType, obj: RawObject): void {
+  private onService(type: InformerEventType, obj: RawObject, prepared?: ObjectResult<ServiceModel>): void {
     const key = flat(obj.metadata.namespace ?? 'default', '/', obj.metadata.name);
     const label = `Service ${key}`;
     let changed = true;
@@ -305,7 +315,7 @@ export class KubernetesSource implements Source {
       this.serviceModels.delete(key);
       this.objectIssues.delete(label);
     } else {
-      const r = normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
+      const r = prepared ?? normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
       if (r.value) {
         if (sameModel(this.serviceModels.get(key), r.value)) changed = false;
         else this.serviceModels.set(key, r.value);

@@ -69,7 +69,8 @@ export interface InformerOptions {
   onEvent: (type: InformerEventType, obj: RawObject, prepared?: unknown) => void;
   /**
    * Work on each listed object done as soon as it is parsed, one object at
-   * a time (rest.ts, parseList), before the list is applied: with
+   * a time while the list is still arriving (rest.ts, ListStreamParser),
+   * before the list is applied: with
    * `metadataOnly`, the object is replaced by a trimmed copy right after,
    * so a large list is never alive whole. Its result comes back with the
    * object's event.
