@@ -14,7 +14,8 @@
  * the parent sends `{ cmd: 'flip', service }` to replace endpoint 0 of that
  * service's slice (alternating between its own address and 198.19.250.1),
  * answered `{ flipped, service }` once the watch events are written; and
- * `{ cmd: 'exit' }`.
+ * `{ cmd: 'exit' }`. After each list response the child sends
+ * `{ listSent, at }`: the resource, and when its last byte went out.
  */
 import { FakeApiServer } from '../../test/helpers/fake-apiserver.js';
 import { u32ToIp } from '../../src/util/ip.js';
@@ -91,13 +92,17 @@ export function kubeProxyServices(services: number, n: number): BenchService[] {
 }
 
 /** Messages from the child. */
-export type ChildMessage = { ready: true; kubeconfig: string; url: string; objects: number } | { flipped: true; service: number };
+export type ChildMessage =
+  | { ready: true; kubeconfig: string; url: string; objects: number }
+  | { flipped: true; service: number }
+  /** A list response's last byte went out (FakeApiServerOptions.onListSent): `at` on the shared wall clock, ms. */
+  | { listSent: string; at: number };
 
 async function child(): Promise<void> {
   const services = Number(process.env.XLB_BENCH_SERVICES ?? 10000);
   const endpoints = Number(process.env.XLB_BENCH_ENDPOINTS ?? 10);
   if (services * endpoints > 100_000 || services > 10_000) throw new Error(`bench cluster: at most 10,000 services and 100,000 endpoints fit the address plan (got ${services} × ${endpoints})`);
-  const server = await FakeApiServer.start();
+  const server = await FakeApiServer.start({ onListSent: (resource, at) => process.send!({ listSent: resource, at } satisfies ChildMessage) });
   server.upsert('nodes', { metadata: { name: 'node-0' }, status: { addresses: [{ type: 'InternalIP', address: '198.19.255.1' }] } });
   server.upsertMany('services', Array.from({ length: services }, (_, i) => benchService(i)));
   server.upsertMany('endpointslices', Array.from({ length: services }, (_, i) => benchSlice(i, endpoints)));

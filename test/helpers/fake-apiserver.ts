@@ -117,6 +117,14 @@ export interface FakeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Bearer token the server requires; default random. */
   token?: string;
+  /**
+   * Called when a list response's last byte has been handed to the kernel
+   * (on loopback: it is in the client's receive queue), with the resource
+   * and that time on the wall clock shared by processes
+   * (performance.timeOrigin + performance.now(), ms): when the list
+   * arrived, as the sender sees it. For benchmarks.
+   */
+  onListSent?: (resource: string, sentAtMs: number) => void;
 }
 
 const REASONS: Record<number, string> = {
@@ -732,7 +740,7 @@ export class FakeApiServer {
     for (let i = 0; i < items.length; i += CHUNK) {
       res.write((i ? ',' : '') + items.slice(i, i + CHUNK).map((o) => JSON.stringify(o)).join(','));
     }
-    res.end(']}');
+    res.end(']}', () => this.opts.onListSent?.(resource, performance.timeOrigin + performance.now()));
   }
 
   private serveWatch(resource: Resource, namespace: string | undefined, query: Record<string, string>, res: http.ServerResponse): void {
