@@ -126,6 +126,25 @@ test('readyz waits for the first sync\'s next hops to resolve: a packet for a re
   }
 });
 
+test('next hops still unresolved at the deadline: ready anyway, and the log names them', async () => {
+  const lines: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+  const neighbors = {
+    ensure: async () => undefined,
+    awaitResolved: async () => [{ addr: '198.18.0.12', dev: 'eth0' }],
+    list: () => [{ addr: '198.18.0.12', dev: 'eth0' }],
+    stop: async () => undefined,
+  };
+  const a = await Agent.start(config({ api: { listen: `unix:${path.join(dir, 'api-unresolved.sock')}` } }), log, { lbmaps: new FakeLBMaps(), neighbors });
+  try {
+    await waitFor(() => a.ready(), 5000, 'ready');
+    const warning = lines.map((l) => JSON.parse(l) as { msg: string; nextHops?: string[] }).find((l) => /next hops not resolved/.test(l.msg));
+    assert.deepEqual(warning?.nextHops, ['198.18.0.12%eth0']);
+  } finally {
+    await a.stop();
+  }
+});
+
 test('a missing interface is a start-up error naming it', async () => {
   await assert.rejects(
     Agent.start(config({ interfaces: ['xlb-missing0'] }), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() }),
