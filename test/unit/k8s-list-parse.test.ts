@@ -35,13 +35,37 @@ function slice(i: number, rand: () => number) {
   };
 }
 
+/** Up to 29 slices in a list, `items` first or last, compact or indented. */
+function randomList(round: number, rand: () => number) {
+  const items = Array.from({ length: Math.floor(rand() * 30) }, (_, i) => slice(i, rand));
+  const list = round % 3 === 0 ? { items, metadata: { resourceVersion: '7', continue: 'items' }, kind: 'X' } : { kind: 'EndpointSliceList', apiVersion: 'v1', metadata: { resourceVersion: String(round) }, items };
+  return { items, text: JSON.stringify(list, null, round % 2 ? 2 : undefined) };
+}
+
+/** JSON the item scan does not recognise: parsed whole, same result as JSON.parse. */
+const ODD = [
+  '{"metadata":{},"items":[]}',
+  '{"metadata":{},"items":null}',
+  '{"metadata":{}}',
+  '{"items":[1,"two",null,{"a":1}]}',
+  '{"items":[{"a":1},"two"]}',
+  '{"items":["{\\"a\\":1}"]}',
+  '{"items":[[{"a":1}]]}',
+  '{"items":[{"a":1}],"items":[{"b":2}]}',
+  '{"kind":"items","items":[{"a":1}],"x":"items"}',
+  '[{"items":[{"a":1}]}]',
+  '"items"',
+  '  {  "items"  :  [  { "a" : [ 1 , { } ] } , { }  ]  }  ',
+];
+
+/** Text that is not JSON: JSON.parse's SyntaxError. */
+const NOT_JSON = ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '{"items":[{"a":1}]', ''];
+
 describe('parseList: a list one item at a time', () => {
   it('gives what JSON.parse gives, and hands every item to the callback once, in order, whatever its strings hold', () => {
     const rand = prng(20261123);
     for (let round = 0; round < 40; round++) {
-      const items = Array.from({ length: Math.floor(rand() * 30) }, (_, i) => slice(i, rand));
-      const list = round % 3 === 0 ? { items, metadata: { resourceVersion: '7', continue: 'items' }, kind: 'X' } : { kind: 'EndpointSliceList', apiVersion: 'v1', metadata: { resourceVersion: String(round) }, items };
-      const text = JSON.stringify(list, null, round % 2 ? 2 : undefined);
+      const { items, text } = randomList(round, rand);
       const ranges = listItemRanges(text);
       assert.ok(ranges, `round ${round}: the items were found`);
       // The scan itself, not only the result (a wrong split would fall back to a whole parse).
@@ -62,30 +86,11 @@ describe('parseList: a list one item at a time', () => {
   });
 
   it('parses whole what it does not recognise, with the same result', () => {
-    const cases = [
-      '{"metadata":{},"items":[]}',
-      '{"metadata":{},"items":null}',
-      '{"metadata":{}}',
-      '{"items":[1,"two",null,{"a":1}]}',
-      '{"items":["{\\"a\\":1}"]}',
-      '{"items":[[{"a":1}]]}',
-      '{"items":[{"a":1}],"items":[{"b":2}]}',
-      '{"kind":"items","items":[{"a":1}],"x":"items"}',
-      '[{"items":[{"a":1}]}]',
-      '"items"',
-      '  {  "items"  :  [  { "a" : [ 1 , { } ] } , { }  ]  }  ',
-    ];
-    for (const text of cases) {
-      const { body } = parsed(text);
-      const want = JSON.parse(text) as { items?: unknown };
-      assert.deepEqual(body, want, text);
-    }
+    for (const text of ODD) assert.deepEqual(parsed(text).body, JSON.parse(text), text);
   });
 
   it('rejects text that is not JSON with JSON.parse\'s error', () => {
-    for (const text of ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '']) {
-      assert.throws(() => parseList(text, (it) => it), SyntaxError, text);
-    }
+    for (const text of NOT_JSON) assert.throws(() => parseList(text, (it) => it), SyntaxError, text);
   });
 });
 
@@ -109,9 +114,7 @@ describe('ListStreamParser: parseList while the body arrives', () => {
   it('gives what JSON.parse gives, every item handed out as soon as it is complete, for chunks cut anywhere', () => {
     const rand = prng(20261124);
     for (let round = 0; round < 60; round++) {
-      const items = Array.from({ length: Math.floor(rand() * 30) }, (_, i) => slice(i, rand));
-      const list = round % 3 === 0 ? { items, metadata: { resourceVersion: '7', continue: 'items' }, kind: 'X' } : { kind: 'EndpointSliceList', apiVersion: 'v1', metadata: { resourceVersion: String(round) }, items };
-      const text = JSON.stringify(list, null, round % 2 ? 2 : undefined);
+      const { items, text } = randomList(round, rand);
       const { body, seen, beforeEnd } = streamed(text, rand, [1, 7, 64, 4096][round % 4]);
       assert.deepEqual(body, JSON.parse(text), `round ${round}`);
       assert.deepEqual(seen, items, `round ${round}: every item once, in order`);
@@ -127,22 +130,8 @@ describe('ListStreamParser: parseList while the body arrives', () => {
 
   it('parses whole what it does not recognise, with the same result, and rejects what is not JSON as JSON.parse does', () => {
     const rand = prng(7);
-    const odd = [
-      '{"metadata":{},"items":[]}',
-      '{"metadata":{},"items":null}',
-      '{"metadata":{}}',
-      '{"items":[1,"two",null,{"a":1}]}',
-      '{"items":[{"a":1},"two"]}',
-      '{"items":["{\\"a\\":1}"]}',
-      '{"items":[[{"a":1}]]}',
-      '{"items":[{"a":1}],"items":[{"b":2}]}',
-      '{"kind":"items","items":[{"a":1}],"x":"items"}',
-      '[{"items":[{"a":1}]}]',
-      '"items"',
-      '  {  "items"  :  [  { "a" : [ 1 , { } ] } , { }  ]  }  ',
-    ];
-    for (const text of odd) for (const max of [1, 3, 100]) assert.deepEqual(streamed(text, rand, max).body, JSON.parse(text), `${text} in chunks of up to ${max}`);
-    for (const text of ['{"items":[{"a":1},{"a":]}', '{"items":[{"a":1}', '{"items":[{"a":"unterminated}]}', '{"items":[{"a":1}]', '']) {
+    for (const text of ODD) for (const max of [1, 3, 100]) assert.deepEqual(streamed(text, rand, max).body, JSON.parse(text), `${text} in chunks of up to ${max}`);
+    for (const text of NOT_JSON) {
       for (const max of [1, 5, 100]) assert.throws(() => streamed(text, rand, max), SyntaxError, `${text} in chunks of up to ${max}`);
     }
   });
