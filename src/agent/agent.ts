@@ -333,9 +333,10 @@ export class Agent implements AgentView {
         if (this.stopping) return;
         if (unresolved.length) this.log.warn({ nextHops: unresolved.map((h) => `${h.addr}%${h.dev}`), waitedMs: NEIGHBOR_WAIT_MS }, 'next hops not resolved: flows through them drop until they are');
         this.isReady = true;
-        this.log.info({ nextHops: this.neighbors?.list().length ?? 0, neighborMs: Math.round(performance.now() - t0) }, 'ready: first full sync programmed, next hops resolved');
+        this.log.info({ nextHops: this.neighbors?.list().length ?? 0, unresolved: unresolved.length, neighborMs: Math.round(performance.now() - t0) }, 'ready: first full sync programmed, its next hops waited for');
         this.updateAnnouncements();
-      });
+      })
+      .catch((e) => this.log.error({ err: (e as Error).message }, 'becoming ready failed'));
   }
 
   /**
