@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { labDown, labExec, labStartAgent, labStopAgent, labUp, type LabNode, type LabStatus } from '../../src/lab/index.js';
 import { apiGet } from '../../src/cli/client.js';
+import type { CommandError } from '../../src/lab/sh.js';
 import { waitFor } from '../../src/util/wait.js';
 import { service, slice } from '../../src/lab/manifests.js';
 import type { KubernetesStatus } from '../../src/agent/agent.js';
@@ -58,6 +59,33 @@ async function curlPod(vip: string): Promise<string> {
     return '';
   });
   return /^n\dp\d /.test(out) ? out.split(' ')[0] : '';
+}
+
+/**
+ * Start a node's agent (`start`) and, the moment its /readyz says ready
+ * (polled every 2 ms), send `n` requests to `vip` from the client at once:
+ * one curl with `n` parallel connections, each from its own source port, so
+ * that the router's ECMP hash sends about half of them to the restarted
+ * node. Resolves with each request's HTTP code ('000': no answer in 1 s).
+ */
+async function burstAtReady(node: LabNode, vip: string, n: number, start: () => Promise<unknown>): Promise<string[]> {
+  const started = start();
+  let failed: unknown;
+  started.catch((e) => (failed = e));
+  await waitFor(
+    async () => {
+      if (failed) throw failed;
+      return ((await apiGet(node.api, '/readyz', { allowError: true, timeoutMs: 200 }).catch(() => ({}))) as { status?: string }).status === 'ready';
+    },
+    30000,
+    `${node.name}'s agent to report ready`,
+    2,
+  );
+  const argv = ['curl', '--parallel', '--parallel-immediate', '--parallel-max', String(n), '-s', '-m', '1', '-w', '\n%{http_code}\n'];
+  for (let i = 0; i < n; i++) argv.push('-o', '/dev/null', `http://${vip}/`);
+  const out = await labExec(lab.client, argv).catch((e: CommandError) => e.stdout ?? '');
+  await started;
+  return out.split('\n').filter((l) => /^\d{3}$/.test(l));
 }
 
 function ingressOf(name: string): string | undefined {
@@ -182,8 +210,13 @@ describe('the agent follows a Kubernetes API server', () => {
     api.upsert('services', service('shop3', { type: 'LoadBalancer', clusterIP: '198.18.128.42', clusterIPs: ['198.18.128.42'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 31092 }] }));
     await waitFor(() => ingressOf('shop3') !== undefined, 10000, 'the new leader to assign shop3');
     assert.notEqual(ingressOf('shop3'), ingressOf('shop2'));
-    // Back to two agents: the restarted one lists everything again and serves shop3 too.
-    await labStartAgent(stateDir, leader.n.name, undefined, { args: ['--kubeconfig', api.kubeconfigPath] });
+    // Back to two agents: the restarted one lists everything again and serves shop3 too. It
+    // serves from the moment it says ready: the next hops of its remote backends (whose
+    // entries the stopping agent removed) resolve before that, or a request SNATed towards
+    // one would go to the stack with no neighbour and die there as a martian.
+    const codes = await burstAtReady(leader.n, '192.0.2.10', 60, () => labStartAgent(stateDir, leader.n.name, undefined, { args: ['--kubeconfig', api.kubeconfigPath] }));
+    assert.equal(codes.length, 60, `one code per request: ${codes.join(' ')}`);
+    assert.deepEqual(codes.filter((c) => c !== '200'), [], 'every request sent the moment the restarted agent was ready got an answer');
     assert.ok((await servicesOf(leader.n)).some((s) => s.name === 'shop3'));
     assert.equal((await kube(leader.n)).ipam?.isLeader, false, 'the restarted agent does not take IPAM back');
   });
