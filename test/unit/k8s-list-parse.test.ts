@@ -52,6 +52,7 @@ const ODD = [
   '{"items":["{\\"a\\":1}"]}',
   '{"items":[[{"a":1}]]}',
   '{"items":[{"a":1}],"items":[{"b":2}]}',
+  '{"items":[{"a":1}],"items":[]}',
   '{"kind":"items","items":[{"a":1}],"x":"items"}',
   '[{"items":[{"a":1}]}]',
   '"items"',

@@ -277,9 +277,12 @@ export class ListStreamParser {
    * @throws SyntaxError as JSON.parse for text that is not JSON
    */
   end(text: () => string): unknown {
-    if (!this.failed && this.head !== undefined && this.tail) {
+    // The outer text is scanned too: the chunks after the items array were not, and a second
+    // "items" key there would be the one JSON.parse keeps.
+    const outerText = !this.failed && this.head !== undefined && this.tail ? this.head + this.tail.join('') : undefined;
+    if (outerText !== undefined && listItemRanges(outerText)?.starts.length === 0) {
       try {
-        const outer = JSON.parse(this.head + this.tail.join('')) as Record<string, unknown>;
+        const outer = JSON.parse(outerText) as Record<string, unknown>;
         if (outer && typeof outer === 'object' && Array.isArray(outer.items) && outer.items.length === 0) {
           outer.items = this.items;
           return outer;
