@@ -14,6 +14,7 @@
  * kernel Documentation/bpf/.
  */
 import koffi from 'koffi';
+import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -145,7 +146,38 @@ const f = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   dup: libc.func('int dup(int fd)'),
+  sigemptyset: libc.func('int sigemptyset(_Out_ uint8_t *set)'),
+  sigaddset: libc.func('int sigaddset(_Inout_ uint8_t *set, int signum)'),
+  pthread_sigmask: libc.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
 };
+
+/** pthread_sigmask(3) `how` (asm-generic/signal-defs.h). */
+const SIG_BLOCK = 0;
+const SIG_SETMASK = 2;
+/** glibc's sigset_t: 1,024 bits. */
+const SIGSET_BYTES = 128;
+
+/**
+ * Run `fn` with SIGPROF blocked on this thread. The verifier gives up with
+ * EAGAIN when a signal is pending for the loading thread (kernel/bpf/
+ * verifier.c checks signal_pending() as it goes), and libbpf retries only a
+ * few times: a sampling profiler's SIGPROF every millisecond (node
+ * --cpu-prof, node:inspector's Profiler) made every load of xlb_xdp fail
+ * (measured). A blocked signal is not pending for signal_pending(); it is
+ * delivered, once, when the mask is restored.
+ */
+function withSigprofBlocked<T>(fn: () => T): T {
+  const set = Buffer.alloc(SIGSET_BYTES);
+  const old = Buffer.alloc(SIGSET_BYTES);
+  f.sigemptyset(set);
+  f.sigaddset(set, os.constants.signals.SIGPROF);
+  const blocked = f.pthread_sigmask(SIG_BLOCK, set, old) === 0;
+  try {
+    return fn();
+  } finally {
+    if (blocked) f.pthread_sigmask(SIG_SETMASK, old, null);
+  }
+}
 
 /** mmap(2) constants (asm-generic/mman-common.h): read and write, shared with the kernel. */
 const PROT_READ_WRITE = 0x3;
@@ -572,7 +604,10 @@ export class BpfObject {
   /** Load every program and create (or reuse pinned) maps. @throws BpfError with the verifier log */
   load(): void {
     drainLog();
-    check(f.load(this.ptr), `bpf_object__load ${this.path}`);
+    check(
+      withSigprofBlocked(() => f.load(this.ptr)),
+      `bpf_object__load ${this.path}`,
+    );
     this.loaded = true;
   }
 
