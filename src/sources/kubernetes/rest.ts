@@ -181,7 +181,8 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
  * JSON.parse of a list response, one item at a time: the text outside the
  * top-level `items` array is parsed on its own, then each item, and each
  * goes through `eachItem` before the next is parsed. The result equals
- * `JSON.parse(text)` with `items` mapped through `eachItem` (tested).
+ * `JSON.parse(text)` with `items` mapped through `eachItem` (tested). It is
+ * {@link ListStreamParser} given the whole text as one chunk.
  *
  * Why: a 10,000-slice list is ~22 MB of JSON, ~65 MB of objects; parsed
  * whole, all of it is alive until the last item has been handled, and the
@@ -197,21 +198,13 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
  * @throws SyntaxError as JSON.parse for text that is not JSON
  */
 export function parseList(text: string, eachItem: (item: unknown) => unknown): unknown {
-  const found = listItemRanges(text);
-  if (found) {
-    try {
-      const outer = JSON.parse(text.slice(0, found.open + 1) + text.slice(found.close)) as Record<string, unknown>;
-      if (outer && typeof outer === 'object' && Array.isArray(outer.items) && outer.items.length === 0) {
-        const items: unknown[] = new Array(found.starts.length);
-        for (let k = 0; k < found.starts.length; k++) items[k] = eachItem(JSON.parse(text.slice(found.starts[k], found.ends[k])));
-        outer.items = items;
-        return outer;
-      }
-    } catch (e) {
-      if (!(e instanceof SyntaxError)) throw e;
-      // Parsed whole below (JSON.parse names the error).
-    }
-  }
+  const p = new ListStreamParser(eachItem);
+  p.push(text);
+  return p.end(() => text);
+}
+
+/** JSON.parse of the whole text, then `items` (if an array) mapped through `eachItem`. */
+function parseWhole(text: string, eachItem: (item: unknown) => unknown): unknown {
   const body = JSON.parse(text) as { items?: unknown };
   if (body && typeof body === 'object' && Array.isArray(body.items)) body.items = body.items.map((it) => eachItem(it));
   return body;
@@ -219,9 +212,16 @@ export function parseList(text: string, eachItem: (item: unknown) => unknown): u
 
 /**
  * {@link parseList} while the response is still arriving: each chunk is
- * scanned as it comes (the scan of {@link listItemRanges}, resumable), and
- * each item is parsed and handed to `eachItem` as soon as its closing brace
- * is in. At the end only the last chunk's items are left to do.
+ * scanned as it comes, and each item is parsed and handed to `eachItem` as
+ * soon as its closing brace is in. At the end only the last chunk's items
+ * are left to do.
+ *
+ * The scan skips strings (with their escapes) and counts nesting: it finds
+ * the top-level `items` array and the extent of each of its elements, and
+ * trusts JSON.parse to reject what is not JSON. Text it does not recognise
+ * (no top-level `items` array, an element that is not an object, a second
+ * `items` key, an item that does not parse) is parsed whole at the end:
+ * same result, same errors (see {@link parseList} on `eachItem`).
  *
  * Why: an API server serves a list with `resourceVersion=0` from its watch
  * cache in one response, whatever the `limit` (a 10,000-slice list is one
@@ -229,15 +229,9 @@ export function parseList(text: string, eachItem: (item: unknown) => unknown): u
  * agent's time to programmed, while the agent's thread had been idle for
  * 200 to 300 ms waiting for the bytes (measured with the Kubernetes
  * benchmark's list).
- *
- * Text the scan does not recognise (no top-level `items` array of objects,
- * or an item that does not parse) goes to {@link parseList} whole at the
- * end: same result, same errors, and items before the point of failure go
- * through `eachItem` twice (as {@link parseList} says, `eachItem` must not
- * count on being called once).
  */
 export class ListStreamParser {
-  /** Unscanned and kept text: the outer object's head until the items array is found, then from the current item on. */
+  /** Kept text: all of it until the items array is found, then from the item being read (or the array's end) on. */
   private pending = '';
   /** Where the scan resumes in `pending`. */
   private pos = 0;
@@ -246,10 +240,10 @@ export class ListStreamParser {
   private lastKey = '';
   /** The text up to and including the items array's '['; undefined until it is found. */
   private head: string | undefined;
-  /** From the items array's ']' to the end, once it is found. */
-  private tail: string[] | undefined;
   /** Start in `pending` of the item being read, or -1 between items. */
   private itemStart = -1;
+  /** Start in `pending` of the text from the items array's ']' on, once it is found; else -1. */
+  private tailStart = -1;
   private failed = false;
   private readonly items: unknown[] = [];
 
@@ -258,15 +252,11 @@ export class ListStreamParser {
   /** Take the next chunk of the body (decoded text). */
   push(chunk: string): void {
     if (this.failed) return;
-    if (this.tail) {
-      this.tail.push(chunk);
-      return;
-    }
     this.pending += chunk;
     try {
       this.scan();
     } catch {
-      this.failed = true; // an item that does not parse: parseList reports it at the end
+      this.failed = true; // an item that does not parse: the whole parse reports it at the end
     }
     if (this.failed) this.pending = '';
   }
@@ -277,12 +267,9 @@ export class ListStreamParser {
    * @throws SyntaxError as JSON.parse for text that is not JSON
    */
   end(text: () => string): unknown {
-    // The outer text is scanned too: the chunks after the items array were not, and a second
-    // "items" key there would be the one JSON.parse keeps.
-    const outerText = !this.failed && this.head !== undefined && this.tail ? this.head + this.tail.join('') : undefined;
-    if (outerText !== undefined && listItemRanges(outerText)?.starts.length === 0) {
+    if (!this.failed && this.head !== undefined && this.tailStart >= 0) {
       try {
-        const outer = JSON.parse(outerText) as Record<string, unknown>;
+        const outer = JSON.parse(this.head + this.pending.slice(this.tailStart)) as Record<string, unknown>;
         if (outer && typeof outer === 'object' && Array.isArray(outer.items) && outer.items.length === 0) {
           outer.items = this.items;
           return outer;
@@ -291,7 +278,7 @@ export class ListStreamParser {
         if (!(e instanceof SyntaxError)) throw e;
       }
     }
-    return parseList(text(), this.eachItem);
+    return parseWhole(text(), this.eachItem);
   }
 
   private scan(): void {
@@ -300,8 +287,9 @@ export class ListStreamParser {
     let i = this.pos;
     for (; i < n; i++) {
       const c = t.charCodeAt(i);
-      const inItems = this.head !== undefined;
+      const inItems = this.head !== undefined && this.tailStart < 0;
       if (c === 0x22) {
+        // A string: its closing quote is the first one not escaped (an even number of backslashes before it).
         let j = i;
         for (;;) {
           j = t.indexOf('"', j + 1);
@@ -313,15 +301,14 @@ export class ListStreamParser {
         if (j < 0) break; // the string goes on in the next chunk: resume at its quote
         if (this.depth === 2 && inItems) return void (this.failed = true); // an element that is not an object
         if (this.depth === 1) {
-          if (inItems && j - i - 1 === 5 && t.startsWith('items', i + 1)) return void (this.failed = true); // a second "items"
+          // A second "items" key (before or after the array's end): JSON.parse would keep the last one.
+          if (this.head !== undefined && j - i - 1 === 5 && t.startsWith('items', i + 1)) return void (this.failed = true);
           this.lastKey = t.slice(i + 1, j);
         }
         i = j;
       } else if (c === 0x7b || c === 0x5b) {
-        if (this.depth === 1 && c === 0x5b && !inItems && this.lastKey === 'items') {
-          this.head = t.slice(0, i + 1);
-          this.itemStart = -1;
-        } else if (this.depth === 2 && inItems) {
+        if (this.depth === 1 && c === 0x5b && this.head === undefined && this.lastKey === 'items') this.head = t.slice(0, i + 1);
+        else if (this.depth === 2 && inItems) {
           if (c !== 0x7b) return void (this.failed = true);
           this.itemStart = i;
         }
@@ -331,78 +318,20 @@ export class ListStreamParser {
         if (this.depth === 2 && inItems && c === 0x7d) {
           this.items.push(this.eachItem(JSON.parse(t.slice(this.itemStart, i + 1))));
           this.itemStart = -1;
-        } else if (this.depth === 1 && inItems && c === 0x5d) {
-          this.tail = [t.slice(i)];
-          this.pending = '';
-          return;
-        }
+        } else if (this.depth === 1 && inItems && c === 0x5d) this.tailStart = i;
       } else if (this.depth === 2 && inItems && c > 0x20 && c !== 0x2c) {
-        return void (this.failed = true);
+        return void (this.failed = true); // an element that is not an object
       }
     }
-    // Keep only what is still needed: the head until the array is found, then the item being read.
-    if (this.head === undefined) this.pos = i;
-    else {
-      const keep = this.itemStart >= 0 ? this.itemStart : i;
-      this.pending = t.slice(keep);
-      this.pos = i - keep;
-      if (this.itemStart >= 0) this.itemStart = 0;
+    // Keep only what is still needed.
+    if (this.head === undefined) {
+      this.pos = i;
+      return;
     }
+    const keep = this.tailStart >= 0 ? this.tailStart : this.itemStart >= 0 ? this.itemStart : i;
+    this.pending = t.slice(keep);
+    this.pos = i - keep;
+    if (this.tailStart >= 0) this.tailStart = 0;
+    else if (this.itemStart >= 0) this.itemStart = 0;
   }
-}
-
-/**
- * Where the elements of the top-level `items` array of a JSON object are:
- * `[starts[k], ends[k])` for element k, and the array's brackets at `open`
- * and `close`. Undefined when there is no such array or an element is not
- * an object. A scan that skips strings (with their escapes) and counts
- * nesting; it trusts JSON.parse to reject what is not JSON.
- */
-export function listItemRanges(t: string): { starts: number[]; ends: number[]; open: number; close: number } | undefined {
-  const starts: number[] = [];
-  const ends: number[] = [];
-  let depth = 0;
-  let open = -1;
-  let close = -1;
-  let keyStart = -1;
-  let keyEnd = -1;
-  const inItems = () => open >= 0 && close < 0;
-  const n = t.length;
-  for (let i = 0; i < n; i++) {
-    const c = t.charCodeAt(i);
-    if (c === 0x22) {
-      // A string: jump to its closing quote, the first one not escaped (an
-      // even number of backslashes before it).
-      let j = i;
-      for (;;) {
-        j = t.indexOf('"', j + 1);
-        if (j < 0) return undefined;
-        let slashes = 0;
-        while (t.charCodeAt(j - 1 - slashes) === 0x5c) slashes++;
-        if ((slashes & 1) === 0) break;
-      }
-      if (depth === 2 && inItems()) return undefined; // an element that is not an object
-      if (depth === 1) {
-        // A second "items" key: JSON.parse would keep the last one.
-        if (open >= 0 && j - i - 1 === 5 && t.startsWith('items', i + 1)) return undefined;
-        keyStart = i + 1;
-        keyEnd = j;
-      }
-      i = j;
-    } else if (c === 0x7b || c === 0x5b) {
-      if (depth === 1 && c === 0x5b && open < 0 && keyEnd - keyStart === 5 && t.startsWith('items', keyStart)) open = i;
-      else if (depth === 2 && inItems()) {
-        if (c !== 0x7b) return undefined;
-        starts.push(i);
-      }
-      depth++;
-    } else if (c === 0x7d || c === 0x5d) {
-      depth--;
-      if (depth === 2 && inItems() && c === 0x7d) ends.push(i + 1);
-      else if (depth === 1 && inItems() && c === 0x5d) close = i;
-    } else if (depth === 2 && inItems() && c > 0x20 && c !== 0x2c) {
-      return undefined; // an element that is not an object
-    }
-  }
-  return close >= 0 && starts.length === ends.length ? { starts, ends, open, close } : undefined;
 }
