@@ -14,7 +14,6 @@
  * kernel Documentation/bpf/.
  */
 import koffi from 'koffi';
-import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
@@ -146,8 +145,7 @@ const f = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   dup: libc.func('int dup(int fd)'),
-  sigemptyset: libc.func('int sigemptyset(_Out_ uint8_t *set)'),
-  sigaddset: libc.func('int sigaddset(_Inout_ uint8_t *set, int signum)'),
+  sigfillset: libc.func('int sigfillset(_Out_ uint8_t *set)'),
   pthread_sigmask: libc.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
 };
 
@@ -158,20 +156,21 @@ const SIG_SETMASK = 2;
 const SIGSET_BYTES = 128;
 
 /**
- * Run `fn` with SIGPROF blocked on this thread. The verifier gives up with
- * EAGAIN when a signal is pending for the loading thread (kernel/bpf/
+ * Run `fn` with every signal blocked on this thread. The verifier gives up
+ * with EAGAIN when a signal is pending for the loading thread (kernel/bpf/
  * verifier.c checks signal_pending() as it goes), and libbpf retries only a
  * few times: a sampling profiler's SIGPROF every millisecond (node
  * --cpu-prof, node:inspector's Profiler) made every load of xlb_xdp fail
- * (measured). A blocked signal is not pending for signal_pending(); it is
- * delivered, once, when the mask is restored.
+ * (measured), and any other signal (SIGCHLD of a child process, SIGTERM)
+ * costs a retry. A blocked signal is not pending for signal_pending(); it
+ * is delivered when the mask is restored (or to another thread of the
+ * process meanwhile). SIGKILL and SIGSTOP cannot be blocked, and need not.
  */
-function withSigprofBlocked<T>(fn: () => T): T {
-  const set = Buffer.alloc(SIGSET_BYTES);
+function withSignalsBlocked<T>(fn: () => T): T {
+  const all = Buffer.alloc(SIGSET_BYTES);
   const old = Buffer.alloc(SIGSET_BYTES);
-  f.sigemptyset(set);
-  f.sigaddset(set, os.constants.signals.SIGPROF);
-  const blocked = f.pthread_sigmask(SIG_BLOCK, set, old) === 0;
+  f.sigfillset(all);
+  const blocked = f.pthread_sigmask(SIG_BLOCK, all, old) === 0;
   try {
     return fn();
   } finally {
@@ -605,7 +604,7 @@ export class BpfObject {
   load(): void {
     drainLog();
     check(
-      withSigprofBlocked(() => f.load(this.ptr)),
+      withSignalsBlocked(() => f.load(this.ptr)),
       `bpf_object__load ${this.path}`,
     );
     this.loaded = true;

@@ -278,8 +278,8 @@ export class PeerOwnership implements OwnershipStrategy {
    * link go down and still claims the peer's VIPs. Decided one message at a
    * time, the burst made this node give up the VIPs it had taken over and
    * take them back a message later; the peer heard the give-up, took the
-   * VIPs, and kept them (captured in the lab: two owners within 15 ms, and
-   * ARP for the VIP unanswered meanwhile).
+   * VIPs, and kept them (captured in the lab: the VIP changed hands three
+   * times within 13 ms, and ARP for it went unanswered meanwhile).
    */
   private evaluateAfterBurst(): void {
     if (this.burstPending) return;

@@ -2,7 +2,7 @@
  * Loading under signals: the verifier gives up with EAGAIN when a signal is
  * pending for the loading thread, so a sampling profiler (SIGPROF every
  * 100 µs here, through node:inspector, as `node --cpu-prof` does at 1 ms)
- * made every load of xlb_xdp fail. BpfObject.load blocks SIGPROF meanwhile.
+ * made every load of xlb_xdp fail. BpfObject.load blocks signals meanwhile.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
