@@ -1,12 +1,26 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * xlb_tc_egress: tc clsact egress of each external interface (docs/
- * datapath.md, "tc egress"). A reply from a local backend (backend ->
- * client) leaves with its source restored to the frontend VIP:port that the
- * client addressed. The rewrite goes through bpf_l3/l4_csum_replace, which
- * know how to treat CHECKSUM_PARTIAL skbs (only the pseudo-header part of
- * the checksum field is updated then). Never drops: TC_ACT_OK always.
+ * The tc programs (docs/datapath.md, "tc"):
+ *
+ * xlb_tc_egress: clsact egress of each external interface and of the host
+ * side of each pod interface. A reply from a backend that xlb sent a flow to
+ * without SNAT (backend -> client) leaves with its source restored to the
+ * frontend address and port that the client addressed. Never drops.
+ *
+ * xlb_tc_pod_ingress: clsact ingress of the host side of pod interfaces,
+ * i.e. packets a pod sends. Services reached from a pod whose connect()
+ * the socket hooks did not translate (its processes outside the served
+ * cgroup, or socketLB.hostNamespaceOnly) are translated here per packet:
+ * the same frontend lookup, conntrack, ClientIP affinity and Maglev pick as
+ * XDP's (xlb_lb.h), with the frontend's internal service ID, then DNAT to
+ * the backend on whatever node it runs (pod addresses are routable), and
+ * reverse NAT by xlb_tc_egress on the way back into the pod.
+ *
+ * Rewrites go through bpf_l3/l4_csum_replace, which know how to treat
+ * CHECKSUM_PARTIAL skbs (only the pseudo-header part of the checksum field
+ * is updated then).
  */
+#include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <linux/in.h>
@@ -19,6 +33,10 @@
 #include "xlb_maps.h"
 #include "xlb_parse.h"
 #include "xlb_clock.h"
+#include "xlb_stats.h"
+#include "xlb_conntrack.h"
+#include "xlb_nat.h"
+#include "xlb_lb.h"
 
 /* Make the headers that xlb reads linear, so that direct packet access
  * sees them (a no-op when they already are). */
@@ -30,21 +48,25 @@ static __always_inline void xlb_pull_headers(struct __sk_buff *skb)
 		bpf_skb_pull_data(skb, want);
 }
 
-/* Rewrite the source of the parsed packet to addr:port (reverse DNAT). */
-static __always_inline void xlb_tc_rewrite_src(struct __sk_buff *skb, const struct xlb_pkt *pkt,
-					       __be32 addr, __be16 port)
+/* Rewrite the source (`dst` false) or the destination (`dst` true) of the
+ * parsed packet to addr:port, with both checksums. The packet's pointers
+ * are stale afterwards. */
+static __always_inline void xlb_tc_rewrite(struct __sk_buff *skb, const struct xlb_pkt *pkt, bool dst,
+					   __be32 addr, __be16 port)
 {
 	__u32 check_off = pkt->l4_off + xlb_l4_check_off(pkt->flow.proto);
 	/* UDP: a zero checksum stays zero, a computed zero becomes 0xffff */
 	__u64 mangled0 = pkt->flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
-	__be32 old_addr = pkt->flow.saddr;
-	__be16 old_port = pkt->flow.sport;
+	__be32 old_addr = dst ? pkt->flow.daddr : pkt->flow.saddr;
+	__be16 old_port = dst ? pkt->flow.dport : pkt->flow.sport;
+	__u32 addr_off = pkt->l3_off + (dst ? offsetof(struct iphdr, daddr) : offsetof(struct iphdr, saddr));
+	__u32 port_off = pkt->l4_off + (dst ? sizeof(__be16) : 0);
 
 	bpf_l4_csum_replace(skb, check_off, old_addr, addr, BPF_F_PSEUDO_HDR | mangled0 | sizeof(addr));
 	bpf_l4_csum_replace(skb, check_off, old_port, port, mangled0 | sizeof(port));
 	bpf_l3_csum_replace(skb, pkt->l3_off + offsetof(struct iphdr, check), old_addr, addr, sizeof(addr));
-	bpf_skb_store_bytes(skb, pkt->l3_off + offsetof(struct iphdr, saddr), &addr, sizeof(addr), 0);
-	bpf_skb_store_bytes(skb, pkt->l4_off, &port, sizeof(port), 0);
+	bpf_skb_store_bytes(skb, addr_off, &addr, sizeof(addr), 0);
+	bpf_skb_store_bytes(skb, port_off, &port, sizeof(port), 0);
 }
 
 SEC("tc")
@@ -67,7 +89,65 @@ int xlb_tc_egress(struct __sk_buff *skb)
 	now = xlb_now();
 	if (rnat->seen != now)
 		rnat->seen = now;
-	xlb_tc_rewrite_src(skb, &pkt, rnat->vip, rnat->vip_port);
+	xlb_tc_rewrite(skb, &pkt, false, rnat->vip, rnat->vip_port);
+	return TC_ACT_OK;
+}
+
+/* A new flow from a pod to frontend `svc` (`stale`: its outdated conntrack
+ * entry, if any): the backend from the frontend's internal set, reverse NAT
+ * and conntrack entries, DNAT. */
+static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct xlb_pkt *pkt,
+					    const struct xlb_service *svc, const struct xlb_ct_entry *stale, __u32 now)
+{
+	const struct xlb_backend *backend;
+	__u32 backend_id = 0;
+
+	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
+				     xlb_flow_hash(&pkt->flow), &backend_id);
+	if (!backend) {
+		xlb_count_drop(XLB_DROP_NO_BACKEND);
+		return TC_ACT_SHOT;
+	}
+	if (stale)
+		xlb_rnat_forget(&pkt->flow, stale, 0);
+	if (xlb_rnat_store_local(&pkt->flow, backend, svc->internal_id, now) ||
+	    xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now, true)) {
+		xlb_count_drop(XLB_DROP_CT_INSERT);
+		return TC_ACT_SHOT;
+	}
+	xlb_tc_rewrite(skb, pkt, true, backend->addr, backend->port);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int xlb_tc_pod_ingress(struct __sk_buff *skb)
+{
+	const struct xlb_service *svc;
+	enum xlb_parse_result parsed;
+	struct xlb_ct_entry *ct;
+	struct xlb_pkt pkt;
+	__u32 now;
+
+	xlb_pull_headers(skb);
+	parsed = xlb_parse_ipv4_l4((void *)(long)skb->data, (void *)(long)skb->data_end, skb->len, &pkt);
+	if (parsed == XLB_PARSE_PASS)
+		return TC_ACT_OK;
+	svc = xlb_lookup_frontend(pkt.flow.daddr, pkt.flow.dport, pkt.flow.proto);
+	if (!svc || !svc->internal_id)
+		return TC_ACT_OK;
+	if (parsed == XLB_PARSE_TRUNCATED) {
+		xlb_count_drop(XLB_DROP_TRUNCATED);
+		return TC_ACT_SHOT;
+	}
+	xlb_count_service(svc->internal_id, skb->len);
+
+	now = xlb_now();
+	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
+	if (!ct || !xlb_ct_is_current(ct, svc->internal_id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
+	    xlb_ct_expired(&pkt.flow, ct, now, 0))
+		return xlb_tc_pod_place(skb, &pkt, svc, ct, now);
+	xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now);
+	xlb_tc_rewrite(skb, &pkt, true, ct->backend_addr, ct->backend_port);
 	return TC_ACT_OK;
 }
 

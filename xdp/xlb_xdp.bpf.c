@@ -34,6 +34,7 @@
 #include "xlb_conntrack.h"
 #include "xlb_nat.h"
 #include "xlb_policy.h"
+#include "xlb_lb.h"
 #include "xlb_arp.h"
 
 /* Run-time knobs, set by the loader before load (docs/datapath.md). */
@@ -94,6 +95,10 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 			return xlb_reply_from_remote(ctx, &pkt, len);
 		return XDP_PASS;
 	}
+	/* A frontend served only inside the cluster (a ClusterIP) is not
+	 * this program's: the socket hooks and tc on pod interfaces serve it. */
+	if (!svc->id)
+		return XDP_PASS;
 	if (parsed == XLB_PARSE_TRUNCATED)
 		return xlb_drop(XLB_DROP_TRUNCATED);
 	xlb_count_service(svc->id, len);
@@ -130,25 +135,13 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	__u32 backend_id = 0;
 	const struct xlb_backend *backend;
 	__be16 snat_port;
-	bool affinity_hit = false;
-	__u64 now_ns = 0;
 
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
 		return xlb_drop(XLB_DROP_SOURCE_RANGE);
-	if (svc->flags & XLB_SVC_F_AFFINITY) {
-		now_ns = bpf_ktime_get_ns();
-		backend_id = xlb_affinity_backend(pkt->flow.saddr, svc, now_ns);
-		affinity_hit = backend_id != 0;
-	}
-	if (!backend_id)
-		backend_id = xlb_maglev_backend_id(service_id, hash);
-	if (!backend_id)
+	backend = xlb_select_backend(svc, service_id, svc->flags & XLB_SVC_F_EXT_LOCAL, pkt->flow.saddr, hash,
+				     &backend_id);
+	if (!backend)
 		return xlb_drop(XLB_DROP_NO_BACKEND);
-	backend = bpf_map_lookup_elem(&xlb_backends, &backend_id);
-	if (!backend || !backend->addr)
-		return xlb_drop(XLB_DROP_NO_BACKEND);
-	if (now_ns && !affinity_hit)
-		xlb_affinity_store(pkt->flow.saddr, service_id, backend_id, backend, now_ns);
 	if (stale)
 		xlb_rnat_forget(&pkt->flow, stale, xlb_node_addr);
 
@@ -156,7 +149,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	 * decrements the TTL. */
 	if (backend->flags & XLB_BE_F_LOCAL) {
 		if (xlb_rnat_store_local(&pkt->flow, backend, service_id, now) ||
-		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now))
+		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, false))
 			return xlb_drop(XLB_DROP_CT_INSERT);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
@@ -170,7 +163,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 					xlb_snat_port_min, xlb_snat_port_max, now);
 	if (!snat_port)
 		return xlb_drop(XLB_DROP_SNAT_EXHAUSTED);
-	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now))
+	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, false))
 		return xlb_drop(XLB_DROP_CT_INSERT);
 	return xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port);
 }

@@ -145,6 +145,12 @@ const f = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   dup: libc.func('int dup(int fd)'),
+  prog_attach: lib.func('int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)'),
+  prog_detach2: lib.func('int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)'),
+  socket: libc.func('int socket(int domain, int type, int protocol)'),
+  getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *len)'),
+  if_nameindex: libc.func('void *if_nameindex(void)'),
+  if_freenameindex: libc.func('void if_freenameindex(void *ptr)'),
   sigfillset: libc.func('int sigfillset(_Out_ uint8_t *set)'),
   pthread_sigmask: libc.func('int pthread_sigmask(int how, const uint8_t *set, _Out_ uint8_t *oldset)'),
 };
@@ -733,6 +739,108 @@ export function detachTc(ifindex: number, ifname: string, point: 'ingress' | 'eg
     f.tc_hook_destroy(all);
   }
 }
+
+/**
+ * cgroup socket hooks xlb attaches (include/uapi/linux/bpf.h, enum
+ * bpf_attach_type), by the ELF section name of their program.
+ */
+export const CGROUP_ATTACH_TYPE = {
+  'cgroup/connect4': 10, // BPF_CGROUP_INET4_CONNECT
+  'cgroup/sendmsg4': 14, // BPF_CGROUP_UDP4_SENDMSG
+  'cgroup/recvmsg4': 19, // BPF_CGROUP_UDP4_RECVMSG
+  'cgroup/getpeername4': 29, // BPF_CGROUP_INET4_GETPEERNAME
+} as const;
+export type CgroupHook = keyof typeof CGROUP_ATTACH_TYPE;
+
+/** BPF_F_ALLOW_MULTI: other programs (another agent's, systemd's) may sit on the same hook, and below it. */
+const BPF_F_ALLOW_MULTI = 2;
+
+/** An open directory file descriptor of cgroup `dir` (closed by the caller). @throws Error naming the directory */
+function openCgroup(dir: string): number {
+  try {
+    return fs.openSync(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  } catch (e) {
+    throw new Error(`cgroup ${dir}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Attach a cgroup sock_addr program at `hook` of cgroup v2 directory `dir`
+ * (bpf_prog_attach with BPF_F_ALLOW_MULTI): it runs for every socket of
+ * every process in `dir` and its descendants. Attaching the same program
+ * again is refused by the kernel (EEXIST), so a caller detaches first.
+ * @throws BpfError naming the cgroup and hook
+ */
+export function attachCgroup(progFd: number, dir: string, hook: CgroupHook): void {
+  const fd = openCgroup(dir);
+  try {
+    check(f.prog_attach(progFd, fd, CGROUP_ATTACH_TYPE[hook], BPF_F_ALLOW_MULTI), `bpf_prog_attach ${hook} to cgroup ${dir}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Detach program `progFd` from `hook` of cgroup `dir`; a program or cgroup already gone is not an error. */
+export function detachCgroup(progFd: number, dir: string, hook: CgroupHook): void {
+  let fd: number;
+  try {
+    fd = openCgroup(dir);
+  } catch {
+    return;
+  }
+  try {
+    const rc = f.prog_detach2(progFd, fd, CGROUP_ATTACH_TYPE[hook]);
+    if (rc < 0 && rc !== -2) check(rc, `bpf_prog_detach ${hook} from cgroup ${dir}`);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * The cookie of the calling thread's network namespace (getsockopt
+ * SO_NETNS_COOKIE on a throwaway socket, Linux 5.14): what
+ * bpf_get_netns_cookie returns for a socket of this namespace.
+ * @throws Error when the kernel does not support it
+ */
+export function netnsCookie(): bigint {
+  const fd = f.socket(2 /* AF_INET */, 2 /* SOCK_DGRAM */, 0);
+  if (fd < 0) throw new Error('netns cookie: socket() failed');
+  try {
+    const value = Buffer.alloc(8);
+    const len = [8];
+    if (f.getsockopt(fd, 1 /* SOL_SOCKET */, 71 /* SO_NETNS_COOKIE */, value, len) !== 0) {
+      throw new Error('netns cookie: getsockopt(SO_NETNS_COOKIE) failed (Linux 5.14 or newer needed)');
+    }
+    return value.readBigUInt64LE(0);
+  } finally {
+    f.close_fd(fd);
+  }
+}
+
+/**
+ * Names of the interfaces of the calling thread's network namespace
+ * (if_nameindex(3): netlink, so right inside a namespace entered with
+ * setns, unlike /sys/class/net, which shows the namespace sysfs was
+ * mounted in).
+ */
+export function interfaceNames(): string[] {
+  const p = f.if_nameindex();
+  if (!p) return [];
+  const out: string[] = [];
+  try {
+    // struct if_nameindex { unsigned int if_index; char *if_name; }, ended by {0, NULL}.
+    for (let i = 0; ; i++) {
+      const entry = koffi.decode(p, i * 16, IfNameIndex) as { if_index: number; if_name: string };
+      if (!entry.if_index) break;
+      out.push(entry.if_name);
+    }
+  } finally {
+    f.if_freenameindex(p);
+  }
+  return out;
+}
+
+const IfNameIndex = koffi.struct('xlb_if_nameindex', { if_index: 'uint32', if_name: 'const char *' });
 
 /** Parent of every pin directory xlb makes: /sys/fs/bpf/xlb/<instance>. */
 export const PIN_BASE = '/sys/fs/bpf/xlb';

@@ -23,7 +23,7 @@ export const structs = {
       id: { offset: 0, size: 4, type: '__u32' },
       flags: { offset: 4, size: 4, type: '__u32' },
       affinity_timeout: { offset: 8, size: 4, type: '__u32' },
-      pad: { offset: 12, size: 4, type: '__u32' },
+      internal_id: { offset: 12, size: 4, type: '__u32' },
     },
   },
   xlb_backend: {
@@ -95,6 +95,33 @@ export const structs = {
       pad: { offset: 18, size: 6, type: '__u8', count: 6 },
     },
   },
+  xlb_sock_rnat_key: {
+    size: 16,
+    fields: {
+      cookie: { offset: 0, size: 8, type: '__u64' },
+      backend_addr: { offset: 8, size: 4, type: '__be32' },
+      backend_port: { offset: 12, size: 2, type: '__be16' },
+      proto: { offset: 14, size: 1, type: '__u8' },
+      pad: { offset: 15, size: 1, type: '__u8' },
+    },
+  },
+  xlb_sock_rnat_entry: {
+    size: 12,
+    fields: {
+      addr: { offset: 0, size: 4, type: '__be32' },
+      port: { offset: 4, size: 2, type: '__be16' },
+      pad: { offset: 6, size: 2, type: '__u8', count: 2 },
+      service_id: { offset: 8, size: 4, type: '__u32' },
+    },
+  },
+  xlb_sock_affinity_key: {
+    size: 16,
+    fields: {
+      netns_cookie: { offset: 0, size: 8, type: '__u64' },
+      service_id: { offset: 8, size: 4, type: '__u32' },
+      pad: { offset: 12, size: 4, type: '__u32' },
+    },
+  },
   xlb_source_range_key: {
     size: 12,
     fields: {
@@ -128,15 +155,19 @@ export const enums = {
     XLB_SVC_F_EXTERNAL: 2,
     XLB_SVC_F_AFFINITY: 4,
     XLB_SVC_F_SOURCE_RANGES: 8,
+    XLB_SVC_F_EXT_LOCAL: 16,
+    XLB_SVC_F_INT_LOCAL: 32,
   },
   xlb_backend_flags: {
     XLB_BE_F_LOCAL: 1,
     XLB_BE_F_DRAINING: 2,
+    XLB_BE_F_NOT_LOCAL_SET: 4,
   },
   xlb_ct_flags: {
     XLB_CT_F_SNAT: 1,
     XLB_CT_F_ESTABLISHED: 2,
     XLB_CT_F_CLOSING: 4,
+    XLB_CT_F_INTERNAL: 8,
   },
   xlb_drop_reason: {
     XLB_DROP_TRUNCATED: 0,
@@ -147,7 +178,8 @@ export const enums = {
     XLB_DROP_CT_INSERT: 5,
     XLB_DROP_REDIRECT: 6,
     XLB_DROP_SOURCE_RANGE: 7,
-    XLB_DROP_REASON_MAX: 8,
+    XLB_DROP_SOCK_REFUSED: 8,
+    XLB_DROP_REASON_MAX: 9,
   },
   xlb_limits: {
     XLB_MAGLEV_HEADER_SLOTS: 1,

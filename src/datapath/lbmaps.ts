@@ -13,8 +13,12 @@ import { ipToU32, u32ToIp } from '../util/ip.js';
 
 /** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
 export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
-/** `struct xlb_service`; `affinity_timeout` (seconds) only with XLB_SVC_F_AFFINITY. */
-export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number };
+/**
+ * `struct xlb_service`: `id` for traffic from outside the cluster (0: not
+ * served to it), `internal_id` for traffic from inside (0 or absent: not
+ * served to it); `affinity_timeout` (seconds) only with XLB_SVC_F_AFFINITY.
+ */
+export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number; internal_id?: number };
 /** `struct xlb_backend`. */
 export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'>;
 
@@ -220,7 +224,10 @@ export class FakeLBMaps implements LBMaps {
   dump(): { frontends: string[]; backends: string[]; tables: Record<number, number> } {
     return {
       frontends: [...this.frontends.values()]
-        .map((e) => `${frontendKeyString(e.key)} -> svc ${e.service.id} flags ${e.service.flags}${e.service.affinity_timeout ? ` affinity ${e.service.affinity_timeout}s` : ''}`)
+        .map(
+          (e) =>
+            `${frontendKeyString(e.key)} -> svc ${e.service.id}${e.service.internal_id ? ` internal ${e.service.internal_id}` : ''} flags ${e.service.flags}${e.service.affinity_timeout ? ` affinity ${e.service.affinity_timeout}s` : ''}`,
+        )
         .sort(),
       backends: [...this.backends.entries()].map(([id, b]) => `${id}: ${b.addr}:${b.port}/${b.proto} flags ${b.flags}`).sort(),
       tables: Object.fromEntries([...this.tables.entries()].map(([id, t]) => [id, t.length])),

@@ -24,6 +24,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 export const OBJ = {
   xdp: path.join(root, 'xdp/build/xlb_xdp.bpf.o'),
   tc: path.join(root, 'xdp/build/xlb_tc.bpf.o'),
+  sock: path.join(root, 'xdp/build/xlb_sock.bpf.o'),
   floor: path.join(root, 'xdp/build/xlb_bench_floor.bpf.o'),
   pass: path.join(root, 'xdp/build/xlb_xdp_pass.bpf.o'),
   clock: path.join(root, 'xdp/build/xlb_clock.bpf.o'),
@@ -67,21 +68,40 @@ export interface LoadOptions {
   withTc?: boolean;
   /** Conntrack lifetimes (s); left out, the datapath's defaults. */
   conntrackLifetimes?: ConntrackLifetimes;
+  /**
+   * Load the socket hooks too (xlb_sock.bpf.o); `hostNetnsCookie` turns on
+   * socketLB.hostNamespaceOnly with that namespace as the host's.
+   */
+  withSock?: { hostNetnsCookie?: bigint };
 }
 
 /** Both programs of one datapath instance and its maps. */
 export class Datapath {
   readonly ingress: BpfProgram;
   readonly egress?: BpfProgram;
+  /** tc ingress of pod interfaces (with the tc object). */
+  readonly podIngress?: BpfProgram;
+  /** The socket hooks by their ELF section (with `withSock`). */
+  readonly sock?: Record<'cgroup/connect4' | 'cgroup/sendmsg4' | 'cgroup/recvmsg4' | 'cgroup/getpeername4', BpfProgram>;
   /** The control plane's own map writer: tests exercise the code the agent runs. */
   readonly lbmaps: BpfLBMaps;
   private constructor(
     readonly pinRoot: string,
     private readonly xdpObj: BpfObject,
     private readonly tcObj: BpfObject | undefined,
+    private readonly sockObj?: BpfObject,
   ) {
     this.ingress = xdpObj.program('xlb_xdp_ingress');
     this.egress = tcObj?.program('xlb_tc_egress');
+    this.podIngress = tcObj?.program('xlb_tc_pod_ingress');
+    if (sockObj) {
+      this.sock = {
+        'cgroup/connect4': sockObj.program('xlb_sock_connect4'),
+        'cgroup/sendmsg4': sockObj.program('xlb_sock_sendmsg4'),
+        'cgroup/recvmsg4': sockObj.program('xlb_sock_recvmsg4'),
+        'cgroup/getpeername4': sockObj.program('xlb_sock_getpeername4'),
+      };
+    }
     const m = (name: string) => xdpObj.map(name);
     this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj));
   }
@@ -102,15 +122,22 @@ export class Datapath {
     Object.assign(rodata, clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES));
     let xdpObj: BpfObject | undefined;
     let tcObj: BpfObject | undefined;
+    let sockObj: BpfObject | undefined;
     try {
       xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: opts.maxEntries });
       xdpObj.load();
       if (opts.withTc !== false) {
-        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: clockRodata(hz) });
+        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES) });
         tcObj.load();
       }
-      return new Datapath(pinRoot, xdpObj, tcObj);
+      if (opts.withSock) {
+        const cookie = opts.withSock.hostNetnsCookie;
+        sockObj = BpfObject.open(OBJ.sock, { pinRoot, maxEntries: opts.maxEntries, rodata: cookie === undefined ? {} : { xlb_sock_host_only: 1, xlb_host_netns_cookie: cookie } });
+        sockObj.load();
+      }
+      return new Datapath(pinRoot, xdpObj, tcObj, sockObj);
     } catch (e) {
+      sockObj?.close();
       tcObj?.close();
       xdpObj?.close();
       removePins(pinRoot);
@@ -123,9 +150,15 @@ export class Datapath {
     return this.xdpObj.map(name);
   }
 
-  /** Add (or replace) frontend addr:port/proto -> service `serviceId`. */
-  addFrontend(addr: string, port: number, proto: number, serviceId: number, flags = 0): void {
-    this.lbmaps.putFrontends([{ key: { addr, port, proto }, service: { id: serviceId, flags } }]);
+  /**
+   * Add (or replace) frontend addr:port/proto -> service `serviceId` for
+   * traffic from outside, and `internalId` for traffic from inside the
+   * cluster (default none).
+   */
+  addFrontend(addr: string, port: number, proto: number, serviceId: number, flags = 0, internalId = 0, affinityTimeout?: number): void {
+    const service: { id: number; flags: number; internal_id: number; affinity_timeout?: number } = { id: serviceId, flags, internal_id: internalId };
+    if (affinityTimeout !== undefined) service.affinity_timeout = affinityTimeout;
+    this.lbmaps.putFrontends([{ key: { addr, port, proto }, service }]);
   }
 
   /** Write backend `id`. */
@@ -204,6 +237,7 @@ export class Datapath {
   close(): void {
     this.clock?.close();
     this.lbmaps.close();
+    this.sockObj?.close();
     this.tcObj?.close();
     this.xdpObj.close();
     removePins(this.pinRoot);

@@ -125,8 +125,13 @@ describe('sessionAffinity: ClientIP', () => {
     run(syn(client, VIP, STICKY.port));
     const key = affinityKey(client);
     const old = decode('xlb_affinity_entry', dp.map('xlb_affinity').lookup(key)!);
-    // Last chosen longer ago than the timeout (monotonic ns; the clock started at boot).
-    dp.map('xlb_affinity').update(key, encode('xlb_affinity_entry', { ...old, last_ns: 1n }));
+    // Last chosen one second longer ago than the timeout, counted back from
+    // the time the datapath itself just wrote (CLOCK_MONOTONIC, which starts
+    // at boot). Modulo 2^64, as the datapath subtracts: on a machine up for
+    // less than the timeout this lies "before boot", and must still read as
+    // expired (a fixed small value such as 1 would be recent then).
+    const stale = BigInt.asUintN(64, old.last_ns - BigInt(STICKY.timeout + 1) * 1_000_000_000n);
+    dp.map('xlb_affinity').update(key, encode('xlb_affinity_entry', { ...old, last_ns: stale }));
     // A flow whose Maglev pick differs from the remembered backend shows the re-pick.
     let sport = nextPort++;
     let pick = 0;
@@ -137,7 +142,23 @@ describe('sessionAffinity: ClientIP', () => {
     assert.deepEqual(run(syn(client, VIP, STICKY.port, sport)), { verdict: XDP.PASS, dst: `${addrOf(pick).addr}:9000` });
     const now = decode('xlb_affinity_entry', dp.map('xlb_affinity').lookup(key)!);
     assert.equal(now.backend_id, pick);
-    assert.ok(now.last_ns > 1n);
+    assert.ok(now.last_ns !== stale && now.last_ns >= old.last_ns, 'the entry was written anew');
+  });
+
+  test('an entry stamped a little after the packet read the clock (by another CPU) is fresh, not expired', () => {
+    const client = '192.0.2.42';
+    run(syn(client, VIP, STICKY.port));
+    const key = affinityKey(client);
+    const old = decode('xlb_affinity_entry', dp.map('xlb_affinity').lookup(key)!);
+    // Five seconds ahead of any clock reading this test can make: unsigned,
+    // now - last_ns would wrap to ~584 years and re-pick by Maglev.
+    dp.map('xlb_affinity').update(key, encode('xlb_affinity_entry', { ...old, last_ns: old.last_ns + 5_000_000_000n }));
+    let sport = nextPort++;
+    for (; ; sport = nextPort++) {
+      if (predictBackend(Uint32Array.from(STICKY_TABLE), { saddr: client, daddr: VIP, sport, dport: STICKY.port, proto: PROTO.TCP }) !== old.backend_id) break;
+    }
+    const b = addrOf(old.backend_id);
+    assert.deepEqual(run(syn(client, VIP, STICKY.port, sport)), { verdict: XDP.PASS, dst: `${b.addr}:${b.port}` });
   });
 
   test('a draining or removed backend gets no new flows through affinity', () => {

@@ -79,8 +79,9 @@ static __always_inline void xlb_ct_touch(struct xlb_ct_entry *ct, __u8 proto, __
 
 /* True when conntrack entry `ct`, found for a packet of service
  * `service_id`, still names a backend that exists with the same address,
- * port and locality (local backends are not SNATed, remote ones are), and
- * was made for this service. One inlined array lookup. */
+ * port and, for a flow from outside, locality (local backends are not
+ * SNATed, remote ones are), and was made for this service. One inlined
+ * array lookup. */
 static __always_inline bool xlb_ct_is_current(const struct xlb_ct_entry *ct, __u32 service_id)
 {
 	__u32 backend_id = ct->backend_id;
@@ -92,17 +93,21 @@ static __always_inline bool xlb_ct_is_current(const struct xlb_ct_entry *ct, __u
 	backend = bpf_map_lookup_elem(&xlb_backends, &backend_id);
 	if (!backend || backend->addr != ct->backend_addr || backend->port != ct->backend_port)
 		return false;
+	/* A pod's flow is DNATed only, whatever node the backend is on. */
+	if (ct->flags & XLB_CT_F_INTERNAL)
+		return true;
 	local = backend->flags & XLB_BE_F_LOCAL;
 	snat = ct->flags & XLB_CT_F_SNAT;
 	return local != snat;
 }
 
 /* Write (or overwrite) the conntrack entry of `flow`, whose first packet
- * (here) has TCP flags `tcp_flags`, at `now` (xlb_now, ticks). 0 or a negative
- * errno. */
+ * (here) has TCP flags `tcp_flags`, at `now` (xlb_now, ticks): SNATed when
+ * `snat_port` is set, and marked XLB_CT_F_INTERNAL when it comes from a pod
+ * (`internal`). 0 or a negative errno. */
 static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 backend_id,
 					 const struct xlb_backend *backend, __be16 snat_port,
-					 __u32 service_id, __u8 tcp_flags, __u32 now)
+					 __u32 service_id, __u8 tcp_flags, __u32 now, bool internal)
 {
 	struct xlb_ct_entry entry = {
 		.backend_id = backend_id,
@@ -110,7 +115,8 @@ static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 
 		.backend_port = backend->port,
 		.snat_port = snat_port,
 		.service_id = service_id,
-		.flags = xlb_ct_next_flags(flow->proto, snat_port ? XLB_CT_F_SNAT : 0, tcp_flags),
+		.flags = xlb_ct_next_flags(flow->proto, (snat_port ? XLB_CT_F_SNAT : 0) | (internal ? XLB_CT_F_INTERNAL : 0),
+					   tcp_flags),
 		.seen = now,
 	};
 

@@ -26,6 +26,8 @@
 /* Clients remembered for sessionAffinity: ClientIP (an LRU: the least
  * recently seen client is forgotten first, as an expired one would be). */
 #define XLB_AFFINITY_MAX 65536
+#define XLB_SOCK_RNAT_MAX 131072
+#define XLB_SOCK_AFFINITY_MAX 65536
 /* loadBalancerSourceRanges CIDRs, summed over services. */
 #define XLB_SOURCE_RANGES_MAX 16384
 

@@ -108,6 +108,28 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_affinity SEC(".maps");
 
+/* (socket cookie, backend) -> the service address the socket asked for:
+ * written by the socket hooks when they translate a connect() or sendmsg(),
+ * read back by getpeername() and recvmsg() (xlb_sock.bpf.c). An entry
+ * outlives its socket until the LRU reclaims it; cookies are never reused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_SOCK_RNAT_MAX);
+	__type(key, struct xlb_sock_rnat_key);
+	__type(value, struct xlb_sock_rnat_entry);
+	XLB_PIN_BY_NAME;
+} xlb_sock_rnat SEC(".maps");
+
+/* (network namespace, service) -> the backend of its new connections, for
+ * sessionAffinity: ClientIP at the socket hooks. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, XLB_SOCK_AFFINITY_MAX);
+	__type(key, struct xlb_sock_affinity_key);
+	__type(value, struct xlb_affinity_entry);
+	XLB_PIN_BY_NAME;
+} xlb_sock_affinity SEC(".maps");
+
 /* (service, client CIDR) -> allowed, for loadBalancerSourceRanges. LPM tries
  * must not be preallocated. The value is unused (presence allows). */
 struct {

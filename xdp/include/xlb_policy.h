@@ -34,26 +34,46 @@ static __always_inline bool xlb_source_allowed(__u32 service_id, __be32 client)
 	return bpf_map_lookup_elem(&xlb_source_ranges, &key) != NULL;
 }
 
-/* The backend ID that `client`'s new flow to `svc` must keep under ClientIP
- * affinity, or 0 when there is none: no entry, expired, or its backend gone,
- * changed or draining. A hit refreshes the entry's time in place (no map
- * update on this path). */
-static __always_inline __u32 xlb_affinity_backend(__be32 client, const struct xlb_service *svc, __u64 now)
+/* Whether `backend` may take new flows of a service ID whose endpoint set
+ * is the local one (`local_set`) or the cluster one (xlb_types.h). */
+static __always_inline bool xlb_backend_in_set(const struct xlb_backend *backend, bool local_set)
 {
-	struct xlb_affinity_key key = { .client_addr = client, .service_id = svc->id };
-	struct xlb_affinity_entry *entry = bpf_map_lookup_elem(&xlb_affinity, &key);
+	return !(backend->flags & (local_set ? XLB_BE_F_NOT_LOCAL_SET : XLB_BE_F_DRAINING));
+}
+
+/* The backend ID that affinity entry `entry` (a map value, or NULL) still
+ * holds at `now` (bpf_ktime_get_ns) for a timeout of `timeout` seconds, or 0:
+ * no entry, expired, or its backend gone, changed or out of the set. The
+ * age is taken signed, as the conntrack clock's (xlb_clock.h): an entry
+ * another CPU stamped a moment after `now` was read is fresh, not ~584
+ * years old, and nothing here assumes the clock has run long since boot. A
+ * hit refreshes the entry's time in place (no map update on this path). */
+static __always_inline __u32 xlb_affinity_pick(struct xlb_affinity_entry *entry, __u32 timeout, __u64 now,
+					       bool local_set)
+{
 	const struct xlb_backend *backend;
 	__u32 backend_id;
 
-	if (!entry || now - entry->last_ns > (__u64)svc->affinity_timeout * XLB_NS_PER_SEC)
+	if (!entry || (__s64)(now - entry->last_ns) > (__s64)((__u64)timeout * XLB_NS_PER_SEC))
 		return 0;
 	backend_id = entry->backend_id;
 	backend = bpf_map_lookup_elem(&xlb_backends, &backend_id);
 	if (!backend || backend->addr != entry->backend_addr || backend->port != entry->backend_port ||
-	    (backend->flags & XLB_BE_F_DRAINING))
+	    !xlb_backend_in_set(backend, local_set))
 		return 0;
 	entry->last_ns = now;
 	return backend_id;
+}
+
+/* The backend ID that `client`'s new flow to service `service_id` (a set
+ * that is local or not, `local_set`) must keep under ClientIP affinity with
+ * `timeout` seconds, or 0 when there is none (xlb_affinity_pick). */
+static __always_inline __u32 xlb_affinity_backend(__be32 client, __u32 service_id, __u32 timeout, __u64 now,
+						  bool local_set)
+{
+	struct xlb_affinity_key key = { .client_addr = client, .service_id = service_id };
+
+	return xlb_affinity_pick(bpf_map_lookup_elem(&xlb_affinity, &key), timeout, now, local_set);
 }
 
 /* Remember that `client`'s flows to service `service_id` go to `backend_id`. */

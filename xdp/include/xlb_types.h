@@ -25,12 +25,21 @@ struct xlb_frontend_key {
 	__u8 pad;
 };
 
-/* What a frontend resolves to. Value of xlb_frontends. 16 bytes. */
+/* What a frontend resolves to. Value of xlb_frontends. 16 bytes.
+ *
+ * A service port has up to two endpoint sets, as kube-proxy has (pkg/proxy/
+ * topology.go): the cluster set and the local set, each with its own service
+ * ID (its Maglev table, affinity and counters). Which one new flows to a
+ * frontend use depends on where they come from: traffic from outside the
+ * cluster (XDP) follows externalTrafficPolicy; traffic from pods and the
+ * node itself (the socket hooks, tc on pod interfaces) follows
+ * internalTrafficPolicy for a ClusterIP and takes the cluster set for every
+ * other frontend (src/services/rules.ts). */
 struct xlb_service {
-	__u32 id;                /* service ID: index into xlb_maglev and xlb_service_stats */
+	__u32 id;                /* service ID for traffic from outside; 0: not served to it (a ClusterIP) */
 	__u32 flags;             /* enum xlb_service_flags */
 	__u32 affinity_timeout;  /* seconds a client keeps its backend (XLB_SVC_F_AFFINITY) */
-	__u32 pad;
+	__u32 internal_id;       /* service ID for traffic from inside the cluster; 0: not served to it */
 };
 
 /* A backend (an endpoint: pod IP and target port). Value of the xlb_backends
@@ -80,6 +89,37 @@ struct xlb_rnat_entry {
 	__u32 service_id;
 	__u32 flags;          /* enum xlb_ct_flags: SNAT, and CLOSING from the backend's side */
 	__u32 seen;           /* last reply (created: the flow's first packet), ticks (xlb_now) */
+};
+
+/* A socket's peer as socket-level load balancing made it: the backend a
+ * socket was sent to (connect, or sendto on an unconnected UDP socket).
+ * Key of xlb_sock_rnat. 16 bytes. */
+struct xlb_sock_rnat_key {
+	__u64 cookie;          /* socket cookie (bpf_get_socket_cookie), unique while the socket lives */
+	__be32 backend_addr;
+	__be16 backend_port;
+	__u8 proto;            /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+/* The service address the application asked for, which getpeername() and
+ * recvfrom() report instead of the backend's. Value of xlb_sock_rnat.
+ * 12 bytes. */
+struct xlb_sock_rnat_entry {
+	__be32 addr;           /* frontend address as the application wrote it */
+	__be16 port;           /* frontend port */
+	__u8 pad[2];
+	__u32 service_id;      /* the frontend's internal_id when translated: a changed frontend is not restored */
+};
+
+/* A client of a service with sessionAffinity: ClientIP at the socket
+ * hooks, where the client's address is not known yet: the client is its
+ * network namespace (a pod has its own; Cilium does the same). Key of
+ * xlb_sock_affinity. 16 bytes. */
+struct xlb_sock_affinity_key {
+	__u64 netns_cookie;    /* bpf_get_netns_cookie of the socket */
+	__u32 service_id;
+	__u32 pad;
 };
 
 /* A client of a service with sessionAffinity: ClientIP. Key of
@@ -134,11 +174,15 @@ enum xlb_service_flags {
 	XLB_SVC_F_EXTERNAL = 1 << 1,   /* LoadBalancer VIP or ExternalIP */
 	XLB_SVC_F_AFFINITY = 1 << 2,   /* sessionAffinity ClientIP: see xlb_affinity */
 	XLB_SVC_F_SOURCE_RANGES = 1 << 3, /* new flows only from xlb_source_ranges */
+	XLB_SVC_F_EXT_LOCAL = 1 << 4,  /* `id` is the local set's (externalTrafficPolicy Local) */
+	XLB_SVC_F_INT_LOCAL = 1 << 5,  /* `internal_id` is the local set's (internalTrafficPolicy Local, ClusterIP) */
 };
 
 enum xlb_backend_flags {
 	XLB_BE_F_LOCAL = 1 << 0,       /* runs on this node: DNAT and pass */
-	XLB_BE_F_DRAINING = 1 << 1,    /* keeps its flows, takes no new ones (terminating) */
+	XLB_BE_F_DRAINING = 1 << 1,    /* in no cluster set: keeps its flows, takes no new ones there
+	                                * (terminating, not ready, or outside this node's topology) */
+	XLB_BE_F_NOT_LOCAL_SET = 1 << 2, /* in no local set: takes no new flows there */
 };
 
 enum xlb_ct_flags {
@@ -146,6 +190,8 @@ enum xlb_ct_flags {
 	XLB_CT_F_ESTABLISHED = 1 << 1, /* TCP: the client sent more than SYNs */
 	XLB_CT_F_CLOSING = 1 << 2,     /* TCP: a FIN or RST went by (conntrack: the
 	                                * client's; reverse NAT: the backend's) */
+	XLB_CT_F_INTERNAL = 1 << 3,    /* from a pod (tc on its interface): DNAT only, to a
+	                                * backend on any node (pod addresses are routable) */
 };
 
 /* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
@@ -159,7 +205,9 @@ enum xlb_drop_reason {
 	XLB_DROP_CT_INSERT = 5,        /* conntrack or reverse NAT insert failed */
 	XLB_DROP_REDIRECT = 6,         /* bpf_redirect failed */
 	XLB_DROP_SOURCE_RANGE = 7,     /* new flow from outside the service's loadBalancerSourceRanges */
-	XLB_DROP_REASON_MAX = 8,
+	XLB_DROP_SOCK_REFUSED = 8,     /* connect() or sendmsg() to a service without a usable
+	                                * endpoint, refused with ECONNREFUSED (socket hooks) */
+	XLB_DROP_REASON_MAX = 9,
 };
 
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
