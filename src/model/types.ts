@@ -51,6 +51,27 @@ export interface ServiceModel {
   sessionAffinityTimeoutSeconds?: number;
   loadBalancerSourceRanges: string[];
   loadBalancerClass?: string;
+  /**
+   * `spec.trafficDistribution` as written (`PreferClose`, `PreferSameZone`,
+   * `PreferSameNode`, or a value this version does not know). kube-proxy
+   * does not read it: it asks the EndpointSlice controller for hints, and
+   * the hints (EndpointModel.hints) are what the proxy follows.
+   */
+  trafficDistribution?: string;
+  /**
+   * `spec.healthCheckNodePort`: the port on which the node answers a load
+   * balancer's health check for a LoadBalancer service with
+   * externalTrafficPolicy Local (kube-proxy's pkg/proxy/healthcheck).
+   */
+  healthCheckNodePort?: number;
+  /** `spec.allocateLoadBalancerNodePorts` (default true): false leaves LoadBalancer ports without node ports. */
+  allocateLoadBalancerNodePorts?: boolean;
+  /**
+   * Ingress addresses of `status.loadBalancer.ingress` with `ipMode: Proxy`
+   * (KEP-1860): the load balancer proxies to the nodes, so the node does not
+   * capture them (kube-proxy neither). Recorded for views.
+   */
+  proxyModeIPs?: string[];
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }
@@ -61,7 +82,7 @@ export interface EndpointModel {
   addresses: string[];
   /** `conditions.ready`, with the API's default (nil means true). */
   ready: boolean;
-  /** `conditions.serving`, defaulting to `ready`. */
+  /** `conditions.serving`; nil reads as true (kube-proxy's endpointslicecache.go). */
   serving: boolean;
   /** `conditions.terminating`, defaulting to false. */
   terminating: boolean;
@@ -70,6 +91,20 @@ export interface EndpointModel {
   zone?: string;
   /** `targetRef.name`, usually the pod name. */
   targetName?: string;
+  /**
+   * `hints` (topology-aware routing): the zones and nodes whose proxies
+   * should use this endpoint. Absent when the slice gives none; an empty
+   * list means no hint of that kind.
+   */
+  hints?: EndpointHints;
+}
+
+/** An endpoint's `hints` (discovery/v1 EndpointHints). */
+export interface EndpointHints {
+  /** `forZones[].name`. */
+  forZones: string[];
+  /** `forNodes[].name` (PreferSameNode). */
+  forNodes: string[];
 }
 
 /** One entry of an EndpointSlice's `ports[]`. */
@@ -108,7 +143,9 @@ export interface ClusterState {
 
 /**
  * A problem with one input object: which object, which field, what is wrong.
- * The object is skipped; everything else is still applied.
+ * The smallest part that holds the problem is skipped (a port, an address,
+ * an endpoint, a field; the whole object only when its identity is at stake);
+ * everything else is still applied.
  */
 export interface InputIssue {
   /** e.g. `Service default/web` or `EndpointSlice default/web-abc12`. */
@@ -123,7 +160,21 @@ export interface NodeInfo {
   name: string;
   /** The node's IPv4 addresses: NodePort frontends and the SNAT source. */
   addresses: string[];
+  /**
+   * The Node's labels (`topology.kubernetes.io/zone` decides which zone
+   * hints apply here); empty or absent when unknown.
+   */
+  labels?: Record<string, string>;
 }
+
+/** Label with which an object names the proxy that serves it instead of kube-proxy (core/v1 LabelServiceProxyName). */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+
+/** Label of headless Services' objects (core/v1 IsHeadlessService); kube-proxy's informers leave out whatever carries it. */
+export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
+
+/** Label of a Node's zone (core/v1 LabelTopologyZone). */
+export const TOPOLOGY_ZONE_LABEL = 'topology.kubernetes.io/zone';
 
 /** An empty snapshot. */
 export function emptyClusterState(): ClusterState {

@@ -180,11 +180,15 @@ describe('FileSource', () => {
     assert.equal(rec.errors.length, 1);
   });
 
-  it('invalid objects arrive as issues in the snapshot while valid ones apply', async () => {
+  it('invalid parts arrive as issues in the snapshot while the rest applies', async () => {
     fs.copyFileSync(path.join(FIXTURES, 'invalid.yaml'), file);
     await start();
-    assert.deepEqual(serviceNames(rec.last()), ['default/good']);
+    // badport keeps its valid port; typo and badip have no usable port left.
+    assert.deepEqual(serviceNames(rec.last()), ['default/badport', 'default/good']);
+    assert.deepEqual(rec.last().state.services.get('default/badport')!.ports.map((p) => p.name), ['a']);
+    assert.deepEqual([...rec.last().state.endpointSlices.keys()], ['default/good-1']);
     assert.ok(rec.last().issues.some((i) => i.object === 'Service default/typo' && i.field === 'spec.potrs'));
+    assert.ok(rec.last().issues.some((i) => i.object === 'Service default/badport' && i.field === 'spec.ports[1].port'));
   });
 
   it('a JSON List is read', async () => {

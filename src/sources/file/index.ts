@@ -161,7 +161,7 @@ export class FileSource implements Source {
   private parse(text: string): Snapshot {
     const { objects, positions } = parseManifests(text, this.file);
     const r = normalizeObjects(objects, this.opts.normalize, (i) => positions[i]);
-    for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads only Services and EndpointSlices');
+    for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads Services, and EndpointSlices that kube-proxy reads');
     this.keepUnchanged(r.state.services, this.previous.services);
     this.keepUnchanged(r.state.endpointSlices, this.previous.endpointSlices);
     return { state: r.state, issues: r.issues };
