@@ -1,164 +1,44 @@
 /**
- * Translation of a cluster snapshot into what one node programs: for every
- * service port, its frontends (VIP, external IP, node IP × node port, cluster
- * IP) and its backends (EndpointSlice endpoints) with the flags that decide
- * which of them take new flows.
- *
- * The rules follow kube-proxy (`pkg/proxy`): services without a cluster IP
- * section to proxy (headless, ExternalName) and services that name another
- * proxy (label `service.kubernetes.io/service-proxy-name`) are skipped;
- * endpoints are matched to a service port by port name and protocol; new
- * flows go to ready endpoints, or, when none is ready, to serving-and-
- * terminating ones (`CategorizeEndpoints`); with traffic policy Local only
- * this node's endpoints take new flows.
+ * The incremental translation of cluster snapshots into what one node
+ * programs (service ports with frontends and backends, see types.ts). The
+ * rules are kube-proxy's, written out plainly in rules.ts; this module
+ * applies them service by service, caches each Service's translation by
+ * object identity, and settles conflicts between Services only when some
+ * candidate frontend changed. A differential test holds {@link Translator}
+ * equal to rules.ts's translateState for every snapshot sequence.
  *
  * Pure: no I/O; the same snapshot gives the same output, sorted by key.
  */
-import type { ClusterState, EndpointSliceModel, InputIssue, NodeInfo, ServiceModel } from '../model/types.js';
+import type { ClusterState, EndpointModel, EndpointSliceModel, InputIssue, NodeInfo, ServiceModel } from '../model/types.js';
+import { TOPOLOGY_ZONE_LABEL } from '../model/types.js';
 import { ipToU32, isIPv4 } from '../util/ip.js';
 import { flat } from '../util/flat.js';
+import {
+  LOOPBACK,
+  categorizeEndpoints,
+  conflictIssue,
+  externalSet,
+  externallyAccessible,
+  healthCheckNodePortOf,
+  internalSet,
+  ipv6Issue,
+  sctpIssue,
+  skipIssue,
+  sourceRangesIssue,
+  usesClusterEndpoints,
+  usesLocalEndpoints,
+  type ServicePortPolicy,
+} from './rules.js';
+import type { DesiredBackend, DesiredFrontend, DesiredService, FrontendKind, ServedProtocol } from './types.js';
 
-/** Label with which a Service opts out of the default proxy (kube-proxy skips it too). */
-export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+export type { DesiredBackend, DesiredFrontend, DesiredService, EndpointSet, FrontendKind, ServedProtocol, TopologyMode } from './types.js';
+export { SERVICE_PROXY_NAME_LABEL } from './rules.js';
 
-/**
- * How a frontend is reached. LoadBalancer: a VIP from
- * `status.loadBalancer.ingress` (or `spec.loadBalancerIP`); ExternalIP: an
- * address of `spec.externalIPs`; NodePort: a node address and `nodePort`;
- * ClusterIP: the cluster IP (recorded; the XDP datapath does not serve it).
- */
-export type FrontendKind = 'LoadBalancer' | 'ExternalIP' | 'NodePort' | 'ClusterIP';
-
-/** Protocols the datapath balances. SCTP service ports are reported and skipped. */
-export type ServedProtocol = 'TCP' | 'UDP';
-
-/** One (address, port, protocol) on which a service port is reached. */
-export interface DesiredFrontend {
-  /** IPv4 dotted quad. */
-  addr: string;
-  /** 1..65535: the service port, or the node port for kind NodePort. */
-  port: number;
-  protocol: ServedProtocol;
-  kind: FrontendKind;
-}
-
-/** One endpoint of a service port. */
-export interface DesiredBackend {
-  /** IPv4 dotted quad: the endpoint's first address. */
-  addr: string;
-  /** The EndpointSlice port matching the service port, 1..65535. */
-  port: number;
-  protocol: ServedProtocol;
-  /** Node the endpoint runs on, when the slice says. */
-  nodeName?: string;
-  /** True when `nodeName` is this node. */
-  local: boolean;
-  ready: boolean;
-  serving: boolean;
-  terminating: boolean;
-  /**
-   * Whether the Maglev lookup table includes this backend, i.e. whether new
-   * flows may go to it (see {@link markNewFlowBackends}). Backends with
-   * false are listed so that views can show them and established flows (in
-   * conntrack) keep reaching them.
-   */
-  useForNewFlows: boolean;
-  /** Maglev weight; every endpoint counts once. */
-  weight: 1;
-  /** Stable identity `${addr}:${port}/${protocol}`, e.g. `10.0.0.5:8080/TCP`. */
-  name: string;
-  /** `targetRef.name`, usually the pod. */
-  targetName?: string;
-}
-
-/** One service port as this node programs it. */
-export interface DesiredService {
-  /** `namespace/name:portName`; portName may be '' (`default/web:`). */
-  key: string;
-  namespace: string;
-  name: string;
-  portName: string;
-  protocol: ServedProtocol;
-  type: ServiceModel['type'];
-  /** Frontends this service port owns, in kind order LoadBalancer, ExternalIP, NodePort, ClusterIP. */
-  frontends: DesiredFrontend[];
-  /** All endpoints of the port, sorted by address then port. */
-  backends: DesiredBackend[];
-  externalTrafficPolicy: 'Cluster' | 'Local';
-  internalTrafficPolicy: 'Cluster' | 'Local';
-  sessionAffinity: 'None' | 'ClientIP';
-  /** Seconds, when sessionAffinity is ClientIP. */
-  sessionAffinityTimeoutSeconds?: number;
-  /** IPv4 CIDRs of `spec.loadBalancerSourceRanges` (IPv6 ones are reported, not served). */
-  loadBalancerSourceRanges: string[];
-}
-
-/** A backend before the new-flow rule is applied. */
-export type BackendCandidate = Omit<DesiredBackend, 'useForNewFlows'>;
-
-/**
- * kube-proxy's rule for which endpoints take new flows (`CategorizeEndpoints`
- * in kubernetes/pkg/proxy/topology.go):
- *
- * - the candidates are all endpoints, or only local ones when `onlyLocal`
- *   (traffic policy Local);
- * - if any candidate is ready, the ready candidates take new flows;
- * - otherwise candidates that are serving and terminating do (so that a
- *   rolling update of the last pods does not drop traffic while they drain);
- * - otherwise none does (the datapath drops with `no_backend`).
- *
- * @returns the same backends, in the same order, with `useForNewFlows` set
- */
-export function markNewFlowBackends(backends: BackendCandidate[], onlyLocal: boolean): DesiredBackend[] {
-  const out = backends.map(desiredBackend);
-  setNewFlowBackends(out, onlyLocal);
-  return out;
-}
-
-/** {@link markNewFlowBackends} in place. */
-function setNewFlowBackends(backends: DesiredBackend[], onlyLocal: boolean): void {
-  // Indexed loops here and in the translation's other per-endpoint and
-  // per-service loops: a for...of allocates an iterator result per step
-  // until V8 has optimized the loop, and a first sync runs them cold
-  // (18 MB of 138 MB allocated by a 10,000-service sync).
-  let anyReady = false;
-  for (let i = 0; i < backends.length; i++) {
-    const b = backends[i];
-    if ((!onlyLocal || b.local) && b.ready) anyReady = true;
-  }
-  for (let i = 0; i < backends.length; i++) {
-    const b = backends[i];
-    b.useForNewFlows = (!onlyLocal || b.local) && (anyReady ? b.ready : b.serving && b.terminating);
-  }
-}
-
-/**
- * A DesiredBackend with every field written out in one order (and
- * useForNewFlows false). Not `{ ...b }`: V8 gave each object copied by
- * spread here a hidden class of its own (measured: 22 per service, 9.5 KB
- * of heap per service at 10,000 services, and megamorphic property access
- * downstream).
- */
-function desiredBackend(b: BackendCandidate): DesiredBackend {
-  const d: DesiredBackend = {
-    addr: b.addr,
-    port: b.port,
-    protocol: b.protocol,
-    local: b.local,
-    ready: b.ready,
-    serving: b.serving,
-    terminating: b.terminating,
-    useForNewFlows: false,
-    weight: 1,
-    name: b.name,
-  };
-  if (b.nodeName !== undefined) d.nodeName = b.nodeName;
-  if (b.targetName !== undefined) d.targetName = b.targetName;
-  return d;
-}
-
-/** A DesiredService from a port's template and its settled frontends (fields written out, see desiredBackend). */
+/** A DesiredService from a port's template and its settled frontends (every field written out in one order). */
 function desiredService(base: Omit<DesiredService, 'frontends'>, frontends: DesiredFrontend[]): DesiredService {
+  // Not `{ ...base, frontends }`: V8 gave objects copied by spread a hidden
+  // class of their own (measured on backends: 22 per service, 9.5 KB of
+  // heap per service at 10,000 services, megamorphic access downstream).
   const d: DesiredService = {
     key: base.key,
     namespace: base.namespace,
@@ -170,29 +50,17 @@ function desiredService(base: Omit<DesiredService, 'frontends'>, frontends: Desi
     backends: base.backends,
     externalTrafficPolicy: base.externalTrafficPolicy,
     internalTrafficPolicy: base.internalTrafficPolicy,
+    usesCluster: base.usesCluster,
+    usesLocal: base.usesLocal,
+    hasAnyEndpoints: base.hasAnyEndpoints,
+    topology: base.topology,
     sessionAffinity: base.sessionAffinity,
     loadBalancerSourceRanges: base.loadBalancerSourceRanges,
   };
   if (base.sessionAffinityTimeoutSeconds !== undefined) d.sessionAffinityTimeoutSeconds = base.sessionAffinityTimeoutSeconds;
+  if (base.healthCheckNodePort !== undefined) d.healthCheckNodePort = base.healthCheckNodePort;
+  if (base.trafficDistribution !== undefined) d.trafficDistribution = base.trafficDistribution;
   return d;
-}
-
-/** True when the service is reachable from outside the cluster (core/v1 `ExternallyAccessible`). */
-function externallyAccessible(svc: ServiceModel): boolean {
-  return svc.type === 'LoadBalancer' || svc.type === 'NodePort' || svc.externalIPs.length > 0;
-}
-
-/** Why a service is not proxied at all, or undefined when it is. */
-function skipReason(svc: ServiceModel): string | undefined {
-  if (svc.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) return 'handled by another proxy';
-  if (svc.type === 'ExternalName') return 'ExternalName';
-  if (svc.headless) return 'headless';
-  return undefined;
-}
-
-/** Better of two copies of one endpoint seen in two slices: ready beats serving beats neither. */
-function better(a: DesiredBackend, b: DesiredBackend): DesiredBackend {
-  return conditionRank(b) > conditionRank(a) ? b : a;
 }
 
 const conditionRank = (x: DesiredBackend): number => (x.ready ? 2 : x.serving ? 1 : 0);
@@ -202,15 +70,23 @@ const conditionRank = (x: DesiredBackend): number => (x.ready ? 2 : x.serving ? 
  * service whose port has the same name and protocol; the first address of
  * each endpoint. The same `addr:port/protocol` in several slices (during a
  * slice rollover) becomes one backend, the copy with the better condition
- * (first slice by name on a tie).
+ * (first slice by name on a tie). `inCluster` and `inLocal` are false.
+ *
+ * @param models filled, index for index, with the endpoint each backend
+ *   came from (the winning copy), for categorizeEndpoints
  */
-function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, node: NodeInfo): DesiredBackend[] {
+function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: ServedProtocol, nodeName: string, models: EndpointModel[]): DesiredBackend[] {
   // Every endpoint with its key, address and port (each address parsed
   // once), in slice order; a stable sort by key then puts copies of one
   // endpoint next to each other, in slice order. No Map per service port,
   // and the working arrays are this module's (translation is synchronous):
   // only the result is allocated.
+  // Indexed loops here and in the translation's other per-endpoint and
+  // per-service loops: a for...of allocates an iterator result per step
+  // until V8 has optimized the loop, and a first sync runs them cold
+  // (18 MB of 138 MB allocated by a 10,000-service sync).
   const found = scratch.found;
+  const from = scratch.from;
   const keys = scratch.keys;
   let n = 0;
   for (let s = 0; s < slices.length; s++) {
@@ -225,18 +101,20 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
       const e = endpoints[k];
       const addr = e.addresses[0];
       if (!addr) continue;
-      const local = e.nodeName !== undefined && e.nodeName === node.name;
+      const local = e.nodeName !== undefined && e.nodeName === nodeName;
       const name = flat(addr, suffix);
-      // One literal for the common endpoint (see normalize.ts's endpoints).
+      // One literal for the common endpoint (see normalize.ts's endpoints),
+      // every DesiredBackend's fields written in this one order.
       let b: DesiredBackend;
       if (e.nodeName !== undefined && e.targetName !== undefined) {
-        b = { addr, port: sp.port, protocol, nodeName: e.nodeName, local, ready: e.ready, serving: e.serving, terminating: e.terminating, useForNewFlows: false, weight: 1, name, targetName: e.targetName };
+        b = { addr, port: sp.port, protocol, nodeName: e.nodeName, local, ready: e.ready, serving: e.serving, terminating: e.terminating, inCluster: false, inLocal: false, weight: 1, name, targetName: e.targetName };
       } else {
-        b = { addr, port: sp.port, protocol, local, ready: e.ready, serving: e.serving, terminating: e.terminating, useForNewFlows: false, weight: 1, name };
+        b = { addr, port: sp.port, protocol, local, ready: e.ready, serving: e.serving, terminating: e.terminating, inCluster: false, inLocal: false, weight: 1, name };
         if (e.nodeName !== undefined) b.nodeName = e.nodeName;
         if (e.targetName !== undefined) b.targetName = e.targetName;
       }
       found[n] = b;
+      from[n] = e;
       keys[n] = ipToU32(addr) * 65536 + sp.port;
       n++;
     }
@@ -244,13 +122,41 @@ function backendsOf(slices: EndpointSliceModel[], portName: string, protocol: Se
   const order = stableOrder(keys, n);
   const out: DesiredBackend[] = [];
   for (let i = 0; i < n; i++) {
-    const b = found[order[i]]!;
-    if (i > 0 && keys[order[i]] === keys[order[i - 1]]) out[out.length - 1] = better(out[out.length - 1], b);
-    else out.push(b);
+    const k = order[i];
+    if (i > 0 && keys[k] === keys[order[i - 1]]) {
+      // A copy of the previous endpoint: the better condition wins, the earlier on a tie.
+      const last = out.length - 1;
+      if (conditionRank(found[k]!) > conditionRank(out[last])) {
+        out[last] = found[k]!;
+        models[last] = from[k]!;
+      }
+    } else {
+      out.push(found[k]!);
+      models.push(from[k]!);
+    }
   }
-  // Hold no backend of this port past the call.
-  for (let i = 0; i < n; i++) found[i] = undefined;
+  // Hold no endpoint of this port past the call.
+  for (let i = 0; i < n; i++) {
+    found[i] = undefined;
+    from[i] = undefined;
+  }
   return out;
+}
+
+/**
+ * Set `inCluster` (or `inLocal`) on the backends whose endpoint is in `set`.
+ * `set` is categorizeEndpoints's: a subsequence of `models` in order, chosen
+ * by a rule of the endpoint alone, so one pass pairs them.
+ */
+function markSet(backends: DesiredBackend[], models: EndpointModel[], set: EndpointModel[] | undefined, cluster: boolean): void {
+  if (!set) return;
+  let j = 0;
+  for (let i = 0; i < models.length && j < set.length; i++) {
+    if (models[i] !== set[j]) continue;
+    if (cluster) backends[i].inCluster = true;
+    else backends[i].inLocal = true;
+    j++;
+  }
 }
 
 /** The slice's port with this name and protocol (a loop: no closure per slice). */
@@ -263,7 +169,12 @@ function portOf(slice: EndpointSliceModel, name: string, protocol: ServedProtoco
 }
 
 /** Working arrays of {@link backendsOf} and {@link stableOrder} (they grow; keys are doubles: address × 65536 + port). */
-const scratch = { found: [] as Array<DesiredBackend | undefined>, keys: [] as number[], order: [] as number[] };
+const scratch = {
+  found: [] as Array<DesiredBackend | undefined>,
+  from: [] as Array<EndpointModel | undefined>,
+  keys: [] as number[],
+  order: [] as number[],
+};
 
 /** Up to this many endpoints per service port, {@link stableOrder} is an insertion sort (no comparator calls, no temporary arrays). */
 const SMALL_PORT = 64;
@@ -300,12 +211,6 @@ interface Candidate {
   key: string;
 }
 
-/** The field that names a candidate of port `portIndex` in a conflict issue. */
-function candidateField(kind: FrontendKind, portIndex: number): string {
-  if (kind === 'LoadBalancer') return 'status.loadBalancer.ingress';
-  return `spec.ports[${portIndex}].${kind === 'NodePort' ? 'nodePort' : 'port'}`;
-}
-
 /** One service port as {@link translateService} makes it: everything but the settled frontends. */
 interface PortTemplate {
   /** `namespace/name` of the service. */
@@ -337,22 +242,18 @@ interface ServiceTranslation {
 
 /**
  * Translate one service with its IPv4 slices (sorted by name): every port's
- * candidate frontends and backends, and the issues of the service alone.
- * Undefined for services xlb does not proxy.
+ * candidate frontends and backends, and the issues of the service alone (a
+ * service xlb does not proxy has no ports and one issue saying why). The
+ * rules are rules.ts's; see translateState there.
  */
-function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node: NodeInfo): ServiceTranslation | undefined {
-  if (skipReason(svc)) return undefined;
+function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node: NodeInfo): ServiceTranslation {
   const serviceKey = flat(svc.namespace, '/', svc.name);
+  const skip = skipIssue(svc);
+  if (skip) return { serviceKey, ports: NO_PORTS, issues: [skip] };
   const object = `Service ${serviceKey}`;
   const issues: InputIssue[] = [];
   const v4Ranges = svc.loadBalancerSourceRanges.length ? svc.loadBalancerSourceRanges.filter((c) => isIPv4(c.split('/')[0])) : svc.loadBalancerSourceRanges;
-  if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) {
-    issues.push({
-      object,
-      field: 'spec.loadBalancerSourceRanges',
-      message: `IPv6 ranges are recorded, not enforced (the datapath serves IPv4)${v4Ranges.length ? '' : '; with no IPv4 range, IPv4 clients are not restricted (kube-proxy filters ranges per IP family)'}`,
-    });
-  }
+  if (svc.type === 'LoadBalancer' && v4Ranges.length < svc.loadBalancerSourceRanges.length) issues.push(sourceRangesIssue(object, v4Ranges.length > 0));
   // Dual-stack: the IPv6 side is recorded and reported, not served (the datapath is IPv4 for now).
   // Loops, not filter/map/spread: this runs for every service of a sync, and
   // the common service has no IPv6 address (seven temporary arrays each).
@@ -362,25 +263,32 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
   pushIPv6(v6, svc.clusterIPs, 'spec.clusterIPs');
   pushIPv6(v6, svc.externalIPs, 'spec.externalIPs');
   if (svc.type === 'LoadBalancer') pushIPv6(v6, svc.loadBalancerIPs, 'status.loadBalancer.ingress');
-  if (v6.length) {
-    issues.push({ object, field: 'spec.ipFamilies', message: `IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): ${v6.join(', ')}` });
-  }
-  const onlyLocal = externallyAccessible(svc) ? svc.externalTrafficPolicy === 'Local' : svc.internalTrafficPolicy === 'Local';
+  if (v6.length) issues.push(ipv6Issue(object, v6));
+  const externalPolicyLocal = svc.externalTrafficPolicy === 'Local';
+  const internalPolicyLocal = svc.internalTrafficPolicy === 'Local';
+  const healthCheckNodePort = healthCheckNodePortOf(svc);
   const ports: PortTemplate[] = [];
   for (let i = 0; i < svc.ports.length; i++) {
     const sp = svc.ports[i];
     if (sp.protocol === 'SCTP') {
-      issues.push({ object, field: `spec.ports[${i}].protocol`, message: 'SCTP is not supported by xlb\'s datapath; this port is skipped' });
+      issues.push(sctpIssue(object, i));
       continue;
     }
     const protocol: ServedProtocol = sp.protocol;
     const candidates: Candidate[] = [];
-    if (svc.type === 'LoadBalancer') addCandidates(candidates, 'LoadBalancer', svc.loadBalancerIPs, sp.port, protocol);
-    addCandidates(candidates, 'ExternalIP', svc.externalIPs, sp.port, protocol);
-    if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') addCandidates(candidates, 'NodePort', node.addresses, sp.nodePort, protocol);
-    addCandidates(candidates, 'ClusterIP', svc.clusterIPs, sp.port, protocol);
-    const backends = backendsOf(slices, sp.name, protocol, node);
-    setNewFlowBackends(backends, onlyLocal);
+    if (svc.type === 'LoadBalancer') addCandidates(candidates, 'LoadBalancer', svc.loadBalancerIPs, sp.port, protocol, svc);
+    addCandidates(candidates, 'ExternalIP', svc.externalIPs, sp.port, protocol, svc);
+    if (svc.type === 'NodePort' || svc.type === 'LoadBalancer') {
+      addCandidates(candidates, 'NodePort', node.addresses, sp.nodePort, protocol, svc);
+      addCandidates(candidates, 'NodePort', LOOPBACK_LIST, sp.nodePort, protocol, svc);
+    }
+    addCandidates(candidates, 'ClusterIP', svc.clusterIPs, sp.port, protocol, svc);
+    const models: EndpointModel[] = [];
+    const backends = backendsOf(slices, sp.name, protocol, node.name, models);
+    const policy: ServicePortPolicy = { externallyAccessible: externallyAccessible(svc, sp), externalPolicyLocal, internalPolicyLocal };
+    const sets = categorizeEndpoints(models, policy, node.name, node.labels);
+    markSet(backends, models, sets.clusterEndpoints, true);
+    markSet(backends, models, sets.localEndpoints, false);
     const base: Omit<DesiredService, 'frontends'> = {
       key: flat(serviceKey, ':', sp.name),
       namespace: svc.namespace,
@@ -391,10 +299,16 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
       backends,
       externalTrafficPolicy: svc.externalTrafficPolicy,
       internalTrafficPolicy: svc.internalTrafficPolicy,
+      usesCluster: usesClusterEndpoints(policy),
+      usesLocal: usesLocalEndpoints(policy),
+      hasAnyEndpoints: sets.hasAnyEndpoints,
+      topology: sets.topology,
       sessionAffinity: svc.sessionAffinity,
       loadBalancerSourceRanges: v4Ranges,
     };
     if (svc.sessionAffinityTimeoutSeconds !== undefined) base.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
+    if (healthCheckNodePort !== undefined) base.healthCheckNodePort = healthCheckNodePort;
+    if (svc.trafficDistribution !== undefined) base.trafficDistribution = svc.trafficDistribution;
     ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base, desired: undefined, frontends: [], claimIssues: NO_ISSUES });
   }
   return { serviceKey, ports, issues };
@@ -405,12 +319,22 @@ function pushIPv6(out: string[], addrs: string[], field: string): void {
   for (let i = 0; i < addrs.length; i++) if (!isIPv4(addrs[i])) out.push(`${field} ${addrs[i]}`);
 }
 
-/** Push a candidate frontend for each IPv4 address of `addrs` on `port` (none when the port is undefined). */
-function addCandidates(out: Candidate[], kind: FrontendKind, addrs: string[], port: number | undefined, protocol: ServedProtocol): void {
+const LOOPBACK_LIST = [LOOPBACK];
+
+/**
+ * Push a candidate frontend, with its sets (rules.ts's externalSet and
+ * internalSet), for each IPv4 address of `addrs` on `port` (none when the
+ * port is undefined). One literal per shape, fields in one order.
+ */
+function addCandidates(out: Candidate[], kind: FrontendKind, addrs: string[], port: number | undefined, protocol: ServedProtocol, svc: ServiceModel): void {
   if (port === undefined) return;
   for (let i = 0; i < addrs.length; i++) {
     const addr = addrs[i];
-    if (isIPv4(addr)) out.push({ f: { addr, port, protocol, kind }, key: flat(addr, ':', port, '/', protocol) });
+    if (!isIPv4(addr)) continue;
+    const internal = internalSet(kind, svc);
+    const external = externalSet(kind, addr, svc);
+    const f: DesiredFrontend = external === undefined ? { addr, port, protocol, kind, internal } : { addr, port, protocol, kind, external, internal };
+    out.push({ f, key: flat(addr, ':', port, '/', protocol) });
   }
 }
 
@@ -432,7 +356,7 @@ export interface Translation {
 interface CacheEntry {
   svc: ServiceModel;
   slices: EndpointSliceModel[];
-  t: ServiceTranslation | undefined;
+  t: ServiceTranslation;
 }
 
 /**
@@ -441,7 +365,8 @@ interface CacheEntry {
  * source that keeps unchanged objects from one snapshot to the next gets
  * work proportional to the change; one that rebuilds every object, such as
  * the manifests file, gets a full translation). Conflicts between services
- * over a frontend are settled again only when some candidate changed.
+ * over a frontend are settled again only when some candidate changed. A
+ * new node ({@link Translator.setNode}) translates everything again.
  */
 export class Translator {
   private cache = new Map<string, CacheEntry>();
@@ -477,9 +402,29 @@ export class Translator {
     if (!m.size) this.slicesOf.delete(serviceKey);
   }
 
-  constructor(private readonly node: NodeInfo) {}
+  /** This node as the translation reads it (a copy: see {@link Translator.setNode}). */
+  private node: NodeInfo;
+  /** The node changed since the last run: translate every service again. */
+  private nodeChanged = false;
 
-  /** Translate `state`; see {@link translate} for the rules. */
+  constructor(node: NodeInfo) {
+    this.node = copyNode(node);
+  }
+
+  /**
+   * Translate against `node` from the next run on. When its name, its
+   * addresses (NodePort frontends follow them) or its zone label (zone
+   * hints follow it) differ from the current node's, the next run
+   * translates every service again and returns `structural: true`;
+   * otherwise nothing changes. Labels other than the zone are not read.
+   */
+  setNode(node: NodeInfo): void {
+    if (sameNode(this.node, node)) return;
+    this.node = copyNode(node);
+    this.nodeChanged = true;
+  }
+
+  /** Translate `state`; see rules.ts (translateState) for the rules. */
   run(state: ClusterState): Translation {
     // Which services' IPv4 slices changed since the last run, by object
     // identity per slice key: unchanged services then cost two Map lookups.
@@ -518,12 +463,16 @@ export class Translator {
 
     // Services whose object or slices changed are translated again; the
     // cache is updated in place, so an unchanged service costs two lookups.
-    let candidatesChanged = false;
+    // A new node changes every service (frontends, locality, zone): all are
+    // translated again, and the result is structural.
+    const all = this.nodeChanged;
+    this.nodeChanged = false;
+    let candidatesChanged = all;
     const retranslated: string[] = [];
     const previous = new Map<string, CacheEntry>();
     const retranslate = (serviceKey: string, svc: ServiceModel): void => {
       const prev = this.cache.get(serviceKey);
-      if (prev && prev.svc === svc && !dirty.has(serviceKey)) return;
+      if (prev && prev.svc === svc && !all && !dirty.has(serviceKey)) return;
       const slices = slicesByName(this.slicesOf.get(serviceKey));
       const t = translateService(svc, slices, this.node);
       if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
@@ -532,7 +481,7 @@ export class Translator {
       retranslated.push(serviceKey);
     };
     let scanned = false;
-    if (hint) {
+    if (hint && !all) {
       const keys = new Set<string>([...hint.services, ...dirty]);
       for (const serviceKey of keys) {
         const svc = state.services.get(serviceKey);
@@ -540,7 +489,7 @@ export class Translator {
         else if (this.cache.delete(serviceKey)) candidatesChanged = true;
       }
     }
-    if (!hint || this.cache.size !== state.services.size) {
+    if (!hint || all || this.cache.size !== state.services.size) {
       scanned = true;
       state.services.forEach((svc, serviceKey) => retranslate(serviceKey, svc));
     }
@@ -562,7 +511,6 @@ export class Translator {
       const changed = new Set<string>();
       for (let s = 0; s < this.order.length; s++) {
         const e = this.cache.get(this.order[s])!;
-        if (!e.t) continue;
         for (let k = 0; k < e.t.ports.length; k++) {
           const p = e.t.ports[k];
           const before = p.desired;
@@ -579,6 +527,8 @@ export class Translator {
       }
       services.sort((a, b) => byCodeUnits(a.key, b.key));
       this.lastServices = services;
+      // Handed out: a later run copies it before changing a port in place.
+      this.published = services;
       this.position = positions(services);
       this.lastIssues = this.collectIssues();
       return { services: this.lastServices, issues: this.lastIssues, changed, structural: true };
@@ -591,11 +541,10 @@ export class Translator {
     for (const serviceKey of retranslated) {
       const e = this.cache.get(serviceKey)!;
       const old = previous.get(serviceKey);
-      if ((e.t?.issues.length ?? 0) || (old?.t?.issues.length ?? 0)) issuesChanged = true;
-      if (!e.t) continue;
+      if (e.t.issues.length || (old?.t.issues.length ?? 0)) issuesChanged = true;
       // The same candidates as the old translation's (else this is not
       // reached), port for port: the same settlement.
-      const oldPorts = old?.t?.ports ?? [];
+      const oldPorts = old?.t.ports ?? [];
       for (let k = 0; k < e.t.ports.length; k++) {
         const p = e.t.ports[k];
         p.frontends = oldPorts[k].frontends;
@@ -618,7 +567,6 @@ export class Translator {
     const issues: InputIssue[] = [];
     for (let s = 0; s < this.order.length; s++) {
       const t = this.cache.get(this.order[s])!.t;
-      if (!t) continue;
       for (let i = 0; i < t.issues.length; i++) issues.push(t.issues[i]);
       for (let k = 0; k < t.ports.length; k++) {
         const claimIssues = t.ports[k].claimIssues;
@@ -634,9 +582,7 @@ export class Translator {
     // a conflict (nearly all) share one empty issue list.
     const claims = new Map<string, PortTemplate>();
     for (let s = 0; s < this.order.length; s++) {
-      const serviceKey = this.order[s];
-      const t = this.cache.get(serviceKey)!.t;
-      if (!t) continue;
+      const t = this.cache.get(this.order[s])!.t;
       for (let k = 0; k < t.ports.length; k++) {
         const p = t.ports[k];
         const frontends: DesiredFrontend[] = [];
@@ -651,15 +597,8 @@ export class Translator {
             // The same port reaches this address twice (say, an external IP that
             // is also its VIP): one frontend serves both.
           } else {
-            const ownerPort = `spec.ports[${owner.portIndex}]${owner.portName ? ` (${owner.portName})` : ''}`;
             if (issues === NO_ISSUES) issues = [];
-            issues.push({
-              object: `Service ${serviceKey}`,
-              field: candidateField(f.kind, p.portIndex),
-              message:
-                `frontend ${fk} (${f.kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
-                `which sorts first and keeps it; this port is not reachable there`,
-            });
+            issues.push(conflictIssue(p.serviceKey, p.portIndex, f.kind, fk, owner));
           }
         }
         p.frontends = frontends;
@@ -671,6 +610,22 @@ export class Translator {
 
 /** The issues of a port without any (shared, never written). */
 const NO_ISSUES: InputIssue[] = Object.freeze([]) as unknown as InputIssue[];
+
+/** The ports of a service xlb does not serve (shared, never written). */
+const NO_PORTS: PortTemplate[] = Object.freeze([]) as unknown as PortTemplate[];
+
+/** What the translation reads of a node, copied (a caller may change its object in place). */
+function copyNode(node: NodeInfo): NodeInfo {
+  const zone = node.labels?.[TOPOLOGY_ZONE_LABEL];
+  return { name: node.name, addresses: [...node.addresses], labels: zone === undefined ? {} : { [TOPOLOGY_ZONE_LABEL]: zone } };
+}
+
+/** Whether two nodes translate alike: the same name, addresses in the same order, and zone label. */
+function sameNode(a: NodeInfo, b: NodeInfo): boolean {
+  if (a.name !== b.name || a.addresses.length !== b.addresses.length) return false;
+  for (let i = 0; i < a.addresses.length; i++) if (a.addresses[i] !== b.addresses[i]) return false;
+  return a.labels?.[TOPOLOGY_ZONE_LABEL] === b.labels?.[TOPOLOGY_ZONE_LABEL];
+}
 
 /** A service's IPv4 slices sorted by name (most services have one: no sort, no spread). */
 function slicesByName(m: Map<string, EndpointSliceModel> | undefined): EndpointSliceModel[] {
@@ -688,30 +643,43 @@ export function positions(services: readonly DesiredService[]): Map<string, numb
   return m;
 }
 
+/**
+ * Everything of a service's candidates that settlement hands from one
+ * translation to the next (keys, kinds and sets: a traffic policy change
+ * makes new frontend objects, so it goes through settlement too).
+ */
 function candidateSignature(t: ServiceTranslation | undefined): string {
-  return t ? t.ports.map((p) => `${p.base.key}=${p.candidates.map((c) => `${c.key}/${c.f.kind}`).join(',')}`).join(';') : '';
+  return t ? t.ports.map((p) => `${p.base.key}=${p.candidates.map((c) => `${c.key}/${c.f.kind}/${c.f.external ?? ''}/${c.f.internal}`).join(',')}`).join(';') : '';
 }
 
 function sameFrontends(a: DesiredFrontend[], b: DesiredFrontend[]): boolean {
-  return a.length === b.length && a.every((f, i) => f.addr === b[i].addr && f.port === b[i].port && f.protocol === b[i].protocol && f.kind === b[i].kind);
+  return (
+    a.length === b.length &&
+    a.every((f, i) => f.addr === b[i].addr && f.port === b[i].port && f.protocol === b[i].protocol && f.kind === b[i].kind && f.external === b[i].external && f.internal === b[i].internal)
+  );
 }
 
 /**
- * Translate a snapshot into the service ports this node programs.
+ * Translate a snapshot into the service ports this node programs: the same
+ * as rules.ts's translateState (see there for the rules), by a fresh
+ * {@link Translator}.
  *
  * Frontends per service port (IPv4 only; IPv6 addresses of dual-stack
- * services are recorded in the model but not served):
+ * services are recorded in the model but not served), each with the
+ * endpoint set its external and internal new flows choose from:
  * - LoadBalancer (type LoadBalancer): each of `loadBalancerIPs` × port;
  * - ExternalIP: each of `externalIPs` × port;
- * - NodePort (types NodePort and LoadBalancer): each node address × nodePort;
- * - ClusterIP: each IPv4 cluster IP × port.
+ * - NodePort (types NodePort and LoadBalancer): each node address × nodePort,
+ *   and 127.0.0.1 × nodePort (internal only);
+ * - ClusterIP: each IPv4 cluster IP × port (internal only).
  *
  * Two service ports claiming the same (address, port, protocol): the service
  * whose `namespace/name` sorts first (then the lower port index) keeps it; the
  * other loses that frontend and gets an issue naming both. TCP and UDP on the
  * same address and port do not conflict.
  *
- * Issues (the rest of the service still applies): SCTP ports (skipped);
+ * Issues (the rest of the service still applies): services not served
+ * (headless, ExternalName, another proxy's); SCTP ports (skipped);
  * frontend conflicts; IPv6 addresses of dual-stack services and IPv6
  * `loadBalancerSourceRanges` (recorded, not served or enforced: the
  * datapath serves IPv4).

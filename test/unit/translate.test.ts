@@ -1,11 +1,13 @@
 /**
  * src/services/translate: which frontends and backends a node programs for
- * each service port (kube-proxy's rules), conflicts, skips and ordering.
+ * each service port (kube-proxy's rules, see rules.test.ts for the tables),
+ * conflicts, skips, ordering, and the incremental Translator's own contract
+ * (change hints, node changes, reuse of unchanged objects).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ipToU32 } from '../../src/util/ip.js';
-import { markNewFlowBackends, translate, Translator, type BackendCandidate, type DesiredService } from '../../src/services/translate.js';
+import { translate, Translator, type DesiredService } from '../../src/services/translate.js';
 import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
 import { prng } from '../helpers/prng.js';
 
@@ -55,8 +57,12 @@ function state(services: ServiceModel[], slices: EndpointSliceModel[] = []): Clu
 }
 
 const frontends = (s: DesiredService | undefined) => (s?.frontends ?? []).map((f) => `${f.kind} ${f.addr}:${f.port}/${f.protocol}`);
+/** Each frontend with the sets its external and internal new flows choose from. */
+const frontendSets = (s: DesiredService | undefined) =>
+  (s?.frontends ?? []).map((f) => `${f.kind} ${f.addr}:${f.port} external=${f.external ?? '-'} internal=${f.internal}`);
+/** Each backend with its locality and the sets it is in. */
 const backends = (s: DesiredService | undefined) =>
-  (s?.backends ?? []).map((b) => `${b.name}${b.local ? ' local' : ''}${b.useForNewFlows ? ' new' : ''}`);
+  (s?.backends ?? []).map((b) => `${b.name}${b.local ? ' local' : ''}${b.inCluster ? ' C' : ''}${b.inLocal ? ' L' : ''}`);
 
 describe('translate: frontends', () => {
   const cases: Array<{ what: string; service: ServiceModel; want: string[]; issues?: unknown[] }> = [
@@ -66,7 +72,7 @@ describe('translate: frontends', () => {
       want: ['ClusterIP 198.19.0.10:80/TCP'],
     },
     {
-      what: 'LoadBalancer: each VIP × port, each node address × nodePort, then the cluster IP',
+      what: 'LoadBalancer: each VIP × port, each node address and loopback × nodePort, then the cluster IP',
       service: svc('a', {
         type: 'LoadBalancer',
         loadBalancerIPs: ['203.0.113.1', '203.0.113.2'],
@@ -77,6 +83,7 @@ describe('translate: frontends', () => {
         'LoadBalancer 203.0.113.2:80/TCP',
         'NodePort 198.18.0.11:30080/TCP',
         'NodePort 198.18.0.12:30080/TCP',
+        'NodePort 127.0.0.1:30080/TCP',
         'ClusterIP 198.19.0.10:80/TCP',
       ],
     },
@@ -86,13 +93,18 @@ describe('translate: frontends', () => {
       want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
     },
     {
+      what: 'LoadBalancer with allocateLoadBalancerNodePorts false (no node port allocated): no NodePort frontends',
+      service: svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], allocateLoadBalancerNodePorts: false }),
+      want: ['LoadBalancer 203.0.113.1:80/TCP', 'ClusterIP 198.19.0.10:80/TCP'],
+    },
+    {
       what: 'NodePort: node addresses × nodePort, no VIPs even if some are recorded',
       service: svc('a', {
         type: 'NodePort',
         loadBalancerIPs: ['203.0.113.1'],
         ports: [{ name: 'http', protocol: 'UDP', port: 53, targetPort: 53, nodePort: 30053 }],
       }),
-      want: ['NodePort 198.18.0.11:30053/UDP', 'NodePort 198.18.0.12:30053/UDP', 'ClusterIP 198.19.0.10:53/UDP'],
+      want: ['NodePort 198.18.0.11:30053/UDP', 'NodePort 198.18.0.12:30053/UDP', 'NodePort 127.0.0.1:30053/UDP', 'ClusterIP 198.19.0.10:53/UDP'],
     },
     {
       what: 'ExternalIP: each external IP × port',
@@ -141,23 +153,110 @@ describe('translate: frontends', () => {
   });
 });
 
-describe('translate: skipped services and ports', () => {
-  const cases: Array<{ what: string; service: ServiceModel; issue?: RegExp }> = [
-    { what: 'headless service', service: svc('a', { headless: true, clusterIPs: [] }) },
-    { what: 'ExternalName service', service: svc('a', { type: 'ExternalName', clusterIPs: [] }) },
-    { what: 'service labelled for another proxy', service: svc('a', { labels: { 'service.kubernetes.io/service-proxy-name': 'other' } }) },
-    { what: 'SCTP port', service: svc('a', { ports: [{ name: 'sig', protocol: 'SCTP', port: 3868, targetPort: 3868 }] }), issue: /SCTP is not supported/ },
+describe('translate: frontends and the sets their new flows choose from', () => {
+  const np = [{ name: 'http', protocol: 'TCP' as const, port: 80, targetPort: 8080, nodePort: 30080 }];
+  const cases: Array<{ what: string; service: ServiceModel; want: string[] }> = [
+    {
+      what: 'ClusterIP, internalTrafficPolicy Cluster: internal = cluster set, no external',
+      service: svc('a'),
+      want: ['ClusterIP 198.19.0.10:80 external=- internal=cluster'],
+    },
+    {
+      what: 'ClusterIP, internalTrafficPolicy Local: internal = local set',
+      service: svc('a', { internalTrafficPolicy: 'Local' }),
+      want: ['ClusterIP 198.19.0.10:80 external=- internal=local'],
+    },
+    {
+      what: 'LoadBalancer, externalTrafficPolicy Cluster: every external frontend uses the cluster set both ways; loopback internal only',
+      service: svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], externalIPs: ['203.0.113.9'], ports: np }),
+      want: [
+        'LoadBalancer 203.0.113.1:80 external=cluster internal=cluster',
+        'ExternalIP 203.0.113.9:80 external=cluster internal=cluster',
+        'NodePort 198.18.0.11:30080 external=cluster internal=cluster',
+        'NodePort 198.18.0.12:30080 external=cluster internal=cluster',
+        'NodePort 127.0.0.1:30080 external=- internal=cluster',
+        'ClusterIP 198.19.0.10:80 external=- internal=cluster',
+      ],
+    },
+    {
+      what: 'LoadBalancer, externalTrafficPolicy Local: outside traffic to the local set, pods and the node still to the cluster set',
+      service: svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], externalIPs: ['203.0.113.9'], ports: np, externalTrafficPolicy: 'Local' }),
+      want: [
+        'LoadBalancer 203.0.113.1:80 external=local internal=cluster',
+        'ExternalIP 203.0.113.9:80 external=local internal=cluster',
+        'NodePort 198.18.0.11:30080 external=local internal=cluster',
+        'NodePort 198.18.0.12:30080 external=local internal=cluster',
+        'NodePort 127.0.0.1:30080 external=- internal=cluster',
+        'ClusterIP 198.19.0.10:80 external=- internal=cluster',
+      ],
+    },
+    {
+      what: 'NodePort, internalTrafficPolicy Local: only the cluster IP follows it',
+      service: svc('a', { type: 'NodePort', ports: np, internalTrafficPolicy: 'Local' }),
+      want: [
+        'NodePort 198.18.0.11:30080 external=cluster internal=cluster',
+        'NodePort 198.18.0.12:30080 external=cluster internal=cluster',
+        'NodePort 127.0.0.1:30080 external=- internal=cluster',
+        'ClusterIP 198.19.0.10:80 external=- internal=local',
+      ],
+    },
   ];
   for (const c of cases) {
-    it(`${c.what}: no service port is programmed${c.issue ? ', with an issue' : ''}`, () => {
+    it(c.what, () => {
+      const r = translate(state([c.service]), NODE);
+      assert.deepEqual(frontendSets(r.services[0]), c.want);
+    });
+  }
+
+  it('usesCluster and usesLocal follow the policies and whether the port is reachable from outside (kube-proxy UsesClusterEndpoints / UsesLocalEndpoints)', () => {
+    const uses = (s: ServiceModel) => {
+      const d = translate(state([s]), NODE).services[0];
+      return `${d.usesCluster ? 'C' : '-'}${d.usesLocal ? 'L' : '-'}`;
+    };
+    assert.equal(uses(svc('a')), 'C-');
+    assert.equal(uses(svc('a', { internalTrafficPolicy: 'Local' })), '-L');
+    assert.equal(uses(svc('a', { externalTrafficPolicy: 'Local' })), 'C-', 'eTP ignored when not externally accessible');
+    assert.equal(uses(svc('a', { externalTrafficPolicy: 'Local', externalIPs: ['203.0.113.9'] })), 'CL');
+    assert.equal(uses(svc('a', { internalTrafficPolicy: 'Local', externalIPs: ['203.0.113.9'] })), 'CL');
+    assert.equal(uses(svc('a', { internalTrafficPolicy: 'Local', externalIPs: ['2001:db8::9'] })), '-L', 'an IPv6 external IP does not make the IPv4 side reachable');
+    assert.equal(uses(svc('a', { type: 'LoadBalancer', externalTrafficPolicy: 'Local' })), 'C-', 'a LoadBalancer without VIP or node port is not reachable from outside');
+  });
+
+  it('healthCheckNodePort is carried for LoadBalancer with externalTrafficPolicy Local only; trafficDistribution as written', () => {
+    const lb = (over: Partial<ServiceModel>) => translate(state([svc('a', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], healthCheckNodePort: 30999, ...over })]), NODE).services[0];
+    assert.equal(lb({ externalTrafficPolicy: 'Local' }).healthCheckNodePort, 30999);
+    assert.equal(lb({}).healthCheckNodePort, undefined);
+    assert.equal(lb({ trafficDistribution: 'PreferSameZone' }).trafficDistribution, 'PreferSameZone');
+    assert.equal('trafficDistribution' in lb({}), false);
+  });
+});
+
+describe('translate: skipped services and ports', () => {
+  const cases: Array<{ what: string; service: ServiceModel; field: string; message: RegExp }> = [
+    { what: 'headless service', service: svc('a', { headless: true, clusterIPs: [] }), field: 'spec.clusterIP', message: /headless/ },
+    { what: 'ExternalName service', service: svc('a', { type: 'ExternalName', clusterIPs: [] }), field: 'spec.type', message: /ExternalName/ },
+    {
+      what: 'service labelled for another proxy',
+      service: svc('a', { labels: { 'service.kubernetes.io/service-proxy-name': 'other' } }),
+      field: 'metadata.labels["service.kubernetes.io/service-proxy-name"]',
+      message: /another proxy \("other"\)/,
+    },
+    {
+      what: 'service labelled headless',
+      service: svc('a', { labels: { 'service.kubernetes.io/headless': '' } }),
+      field: 'metadata.labels["service.kubernetes.io/headless"]',
+      message: /labelled headless/,
+    },
+    { what: 'SCTP port', service: svc('a', { ports: [{ name: 'sig', protocol: 'SCTP', port: 3868, targetPort: 3868 }] }), field: 'spec.ports[0].protocol', message: /SCTP is not supported/ },
+  ];
+  for (const c of cases) {
+    it(`${c.what}: no service port is programmed, and an issue says why`, () => {
       const r = translate(state([c.service], [slice('a-1', 'a', [ep('198.18.1.1')])]), NODE);
       assert.deepEqual(r.services, []);
-      if (c.issue) {
-        assert.equal(r.issues.length, 1);
-        assert.equal(r.issues[0].object, 'Service default/a');
-        assert.equal(r.issues[0].field, 'spec.ports[0].protocol');
-        assert.match(r.issues[0].message, c.issue);
-      } else assert.deepEqual(r.issues, []);
+      assert.equal(r.issues.length, 1);
+      assert.equal(r.issues[0].object, 'Service default/a');
+      assert.equal(r.issues[0].field, c.field);
+      assert.match(r.issues[0].message, c.message);
     });
   }
 
@@ -207,10 +306,10 @@ describe('translate: backends', () => {
     );
     const http = r.services.find((s) => s.key === 'default/web:http')!;
     assert.deepEqual(http.backends, [
-      { addr: '198.18.1.1', port: 8080, protocol: 'TCP', nodeName: 'node1', local: true, ready: true, serving: true, terminating: false, useForNewFlows: true, weight: 1, name: '198.18.1.1:8080/TCP', targetName: 'web-a' },
-      { addr: '198.18.1.2', port: 8080, protocol: 'TCP', nodeName: 'node2', local: false, ready: true, serving: true, terminating: false, useForNewFlows: true, weight: 1, name: '198.18.1.2:8080/TCP', targetName: 'web-b' },
+      { addr: '198.18.1.1', port: 8080, protocol: 'TCP', nodeName: 'node1', local: true, ready: true, serving: true, terminating: false, inCluster: true, inLocal: false, weight: 1, name: '198.18.1.1:8080/TCP', targetName: 'web-a' },
+      { addr: '198.18.1.2', port: 8080, protocol: 'TCP', nodeName: 'node2', local: false, ready: true, serving: true, terminating: false, inCluster: true, inLocal: false, weight: 1, name: '198.18.1.2:8080/TCP', targetName: 'web-b' },
     ]);
-    assert.deepEqual(backends(r.services.find((s) => s.key === 'default/web:metrics')), ['198.18.1.1:9100/TCP local new', '198.18.1.2:9100/TCP new']);
+    assert.deepEqual(backends(r.services.find((s) => s.key === 'default/web:metrics')), ['198.18.1.1:9100/TCP local C', '198.18.1.2:9100/TCP C']);
   });
 
   it('endpoints of a slice without the service port are not backends', () => {
@@ -220,7 +319,7 @@ describe('translate: backends', () => {
 
   it('only the first address of an endpoint is used', () => {
     const r = translate(state([svc('web')], [slice('web-1', 'web', [{ ...ep('198.18.1.1'), addresses: ['198.18.1.1', '198.18.1.9'] }])]), NODE);
-    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP new']);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP C']);
   });
 
   it('the same endpoint in two slices is one backend, the ready copy winning', () => {
@@ -228,7 +327,7 @@ describe('translate: backends', () => {
       state([svc('web')], [slice('web-a', 'web', [ep('198.18.1.1', { ready: false, serving: false })]), slice('web-b', 'web', [ep('198.18.1.1'), ep('198.18.1.2')])]),
       NODE,
     );
-    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP new', '198.18.1.2:8080/TCP new']);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP C', '198.18.1.2:8080/TCP C']);
     assert.equal(r.services[0].backends[0].ready, true);
   });
 
@@ -240,13 +339,13 @@ describe('translate: backends', () => {
       const a = [...addrs].reverse().map((x) => ep(x, inBoth.has(x) ? { ready: false, serving: false } : {}));
       const b = addrs.filter((x) => inBoth.has(x)).map((x) => ep(x));
       const r = translate(state([svc('web')], [slice('web-a', 'web', a), slice('web-b', 'web', b)]), NODE);
-      const want = [...addrs].sort((x, y) => ipToU32(x) - ipToU32(y)).map((x) => `${x}:8080/TCP new`);
+      const want = [...addrs].sort((x, y) => ipToU32(x) - ipToU32(y)).map((x) => `${x}:8080/TCP C`);
       assert.deepEqual(backends(r.services[0]), want);
       assert.ok(r.services[0].backends.every((x) => x.ready), 'a not-ready copy beat a ready one');
     });
   }
 
-  it('non-ready and terminating endpoints are listed with their flags but do not take new flows while one is ready', () => {
+  it('non-ready and terminating endpoints are listed with their flags but are in no set while one is ready', () => {
     const r = translate(
       state(
         [svc('web')],
@@ -261,66 +360,64 @@ describe('translate: backends', () => {
       NODE,
     );
     assert.deepEqual(
-      r.services[0].backends.map((b) => [b.addr, b.ready, b.serving, b.terminating, b.useForNewFlows]),
+      r.services[0].backends.map((b) => [b.addr, b.ready, b.serving, b.terminating, b.inCluster, b.inLocal]),
       [
-        ['198.18.1.1', true, true, false, true],
-        ['198.18.1.2', false, true, true, false],
-        ['198.18.1.3', false, false, false, false],
+        ['198.18.1.1', true, true, false, true, false],
+        ['198.18.1.2', false, true, true, false, false],
+        ['198.18.1.3', false, false, false, false, false],
       ],
     );
+    assert.equal(r.services[0].hasAnyEndpoints, true);
+  });
+
+  it('the same endpoint in two slices, local in the losing copy only: locality and sets follow the winning copy', () => {
+    const r = translate(
+      state(
+        [svc('web', { internalTrafficPolicy: 'Local' })],
+        [
+          slice('web-a', 'web', [ep('198.18.1.1', { nodeName: 'node1', ready: false, serving: false })]),
+          slice('web-b', 'web', [ep('198.18.1.1', { nodeName: 'node2' })]),
+        ],
+      ),
+      NODE,
+    );
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP']);
+    assert.equal(r.services[0].hasAnyEndpoints, true, 'ready on node2');
+  });
+
+  it('zone hints of this node\'s zone narrow the cluster set (the node\'s topology.kubernetes.io/zone label)', () => {
+    const hinted = (addr: string, zone: string) => ep(addr, { nodeName: 'node2', hints: { forZones: [zone], forNodes: [] } });
+    const st = state([svc('web')], [slice('web-1', 'web', [hinted('198.18.1.1', 'a'), hinted('198.18.1.2', 'b')])]);
+    const inA = translate(st, { ...NODE, labels: { 'topology.kubernetes.io/zone': 'a' } }).services[0];
+    assert.deepEqual(backends(inA), ['198.18.1.1:8080/TCP C', '198.18.1.2:8080/TCP']);
+    assert.equal(inA.topology, 'PreferSameZone');
+    const unlabelled = translate(st, NODE).services[0];
+    assert.deepEqual(backends(unlabelled), ['198.18.1.1:8080/TCP C', '198.18.1.2:8080/TCP C'], 'no zone label: hints ignored');
+    assert.equal(unlabelled.topology, '');
   });
 });
 
-describe('markNewFlowBackends: kube-proxy\'s endpoint rule', () => {
-  const b = (addr: string, local: boolean, ready: boolean, serving: boolean, terminating: boolean): BackendCandidate => ({
-    addr,
-    port: 80,
-    protocol: 'TCP',
-    local,
-    ready,
-    serving,
-    terminating,
-    weight: 1,
-    name: `${addr}:80/TCP`,
-  });
-  const R = (a: string, local = false) => b(a, local, true, true, false);
-  const ST = (a: string, local = false) => b(a, local, false, true, true);
-  const T = (a: string, local = false) => b(a, local, false, false, true);
-  const NR = (a: string, local = false) => b(a, local, false, false, false);
+describe('translate: traffic policies pick the sets (kube-proxy CategorizeEndpoints)', () => {
+  const slices = [slice('web-1', 'web', [ep('198.18.1.1', { nodeName: 'node1' }), ep('198.18.1.2', { nodeName: 'node2' })])];
 
-  const cases: Array<{ what: string; backends: BackendCandidate[]; onlyLocal: boolean; want: string[] }> = [
-    { what: 'Cluster: all ready take new flows', backends: [R('a'), R('b')], onlyLocal: false, want: ['a', 'b'] },
-    { what: 'Cluster: ready ones only when some are ready', backends: [R('a'), ST('b'), NR('c')], onlyLocal: false, want: ['a'] },
-    { what: 'Cluster: none ready → serving-and-terminating ones', backends: [ST('a'), T('b'), NR('c'), ST('d')], onlyLocal: false, want: ['a', 'd'] },
-    { what: 'Cluster: none ready nor serving → none', backends: [T('a'), NR('b')], onlyLocal: false, want: [] },
-    { what: 'Cluster: no endpoints → none', backends: [], onlyLocal: false, want: [] },
-    { what: 'Local: only local ready ones', backends: [R('a', true), R('b'), R('c', true)], onlyLocal: true, want: ['a', 'c'] },
-    { what: 'Local: no local ready → local serving-terminating, even with remote ready', backends: [ST('a', true), R('b')], onlyLocal: true, want: ['a'] },
-    { what: 'Local: no local endpoint → none, even with remote ready', backends: [R('a'), R('b')], onlyLocal: true, want: [] },
-    { what: 'Local: local ready beat local serving-terminating', backends: [ST('a', true), R('b', true)], onlyLocal: true, want: ['b'] },
-  ];
-  for (const c of cases) {
-    it(c.what, () => {
-      const out = markNewFlowBackends(c.backends, c.onlyLocal);
-      assert.deepEqual(out.filter((x) => x.useForNewFlows).map((x) => x.addr), c.want);
-      assert.deepEqual(out.map((x) => x.addr), c.backends.map((x) => x.addr), 'every backend is kept, in order');
-    });
-  }
-
-  it('externalTrafficPolicy Local restricts new flows of an external service to this node\'s endpoints', () => {
-    const slices = [slice('web-1', 'web', [ep('198.18.1.1', { nodeName: 'node1' }), ep('198.18.1.2', { nodeName: 'node2' })])];
+  it('externalTrafficPolicy Local on an external service: a local set of this node\'s endpoints beside the cluster set', () => {
     const local = translate(state([svc('web', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'], externalTrafficPolicy: 'Local' })], slices), NODE);
-    assert.deepEqual(backends(local.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP']);
+    assert.deepEqual(backends(local.services[0]), ['198.18.1.1:8080/TCP local C L', '198.18.1.2:8080/TCP C']);
     const cluster = translate(state([svc('web', { type: 'LoadBalancer', loadBalancerIPs: ['203.0.113.1'] })], slices), NODE);
-    assert.deepEqual(backends(cluster.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP new']);
+    assert.deepEqual(backends(cluster.services[0]), ['198.18.1.1:8080/TCP local C', '198.18.1.2:8080/TCP C'], 'no local set');
   });
 
-  it('internalTrafficPolicy Local governs a service that is not externally accessible', () => {
-    const slices = [slice('web-1', 'web', [ep('198.18.1.1', { nodeName: 'node1' }), ep('198.18.1.2', { nodeName: 'node2' })])];
+  it('internalTrafficPolicy Local: a local set only, unless the service is reachable from outside', () => {
     const r = translate(state([svc('web', { internalTrafficPolicy: 'Local', externalTrafficPolicy: 'Local' })], slices), NODE);
-    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP']);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP local L', '198.18.1.2:8080/TCP']);
     const ext = translate(state([svc('web', { internalTrafficPolicy: 'Local', externalIPs: ['203.0.113.7'] })], slices), NODE);
-    assert.deepEqual(backends(ext.services[0]), ['198.18.1.1:8080/TCP local new', '198.18.1.2:8080/TCP new'], 'external: eTP Cluster applies');
+    assert.deepEqual(backends(ext.services[0]), ['198.18.1.1:8080/TCP local C L', '198.18.1.2:8080/TCP C'], 'external frontends need the cluster set');
+  });
+
+  it('no usable endpoint anywhere: hasAnyEndpoints false (connections are refused)', () => {
+    const r = translate(state([svc('web')], [slice('web-1', 'web', [ep('198.18.1.1', { ready: false, serving: false, terminating: true })])]), NODE);
+    assert.equal(r.services[0].hasAnyEndpoints, false);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP']);
   });
 });
 
@@ -348,9 +445,10 @@ describe('translate: frontend conflicts', () => {
     const np = (name: string, port: number) =>
       svc(name, { type: 'NodePort', clusterIPs: [], ports: [{ name: 'x', protocol: 'TCP', port, targetPort: port }, { name: 'http', protocol: 'TCP', port: 80, targetPort: 80, nodePort: 30080 }] });
     const r = translate(state([np('a', 1), np('b', 2)]), NODE);
+    // Two node addresses and loopback.
     assert.deepEqual(
       r.issues.map((i) => `${i.object} ${i.field}`),
-      ['Service default/b spec.ports[1].nodePort', 'Service default/b spec.ports[1].nodePort'],
+      ['Service default/b spec.ports[1].nodePort', 'Service default/b spec.ports[1].nodePort', 'Service default/b spec.ports[1].nodePort'],
     );
     assert.deepEqual(frontends(r.services.find((s) => s.key === 'default/b:http')), []);
   });
@@ -464,5 +562,63 @@ describe('translate: change hints (ClusterState.changed)', () => {
     t.run(state([one]));
     const r = t.run({ ...state([one, two]), changed: { services: [], endpointSlices: [] } });
     assert.deepEqual(r.services.map((d) => d.key).sort(), ['default/a:http', 'default/b:http']);
+  });
+});
+
+describe('Translator: node changes (setNode)', () => {
+  const lb = svc('web', { type: 'NodePort', ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }] });
+  const hinted = (addr: string, zone: string, node: string) => ep(addr, { nodeName: node, hints: { forZones: [zone], forNodes: [] } });
+  const slices = [slice('web-1', 'web', [hinted('198.18.1.1', 'a', 'node1'), hinted('198.18.1.2', 'b', 'node2')])];
+
+  it('new node addresses: the next run moves the NodePort frontends and is structural', () => {
+    const t = new Translator(NODE);
+    const first = t.run(state([lb], slices));
+    t.setNode({ ...NODE, addresses: ['198.18.0.13'] });
+    const next = t.run({ ...state([lb], slices), changed: { services: [], endpointSlices: [] } });
+    assert.equal(next.structural, true);
+    assert.deepEqual(frontends(next.services[0]), ['NodePort 198.18.0.13:30080/TCP', 'NodePort 127.0.0.1:30080/TCP', 'ClusterIP 198.19.0.10:80/TCP']);
+    assert.deepEqual([...next.changed], ['default/web:http']);
+    assert.notEqual(next.services[0], first.services[0]);
+  });
+
+  it('a new zone label: the next run applies the hints of the new zone', () => {
+    const t = new Translator({ ...NODE, labels: { 'topology.kubernetes.io/zone': 'a' } });
+    assert.deepEqual(backends(t.run(state([lb], slices)).services[0]), ['198.18.1.1:8080/TCP local C', '198.18.1.2:8080/TCP']);
+    t.setNode({ ...NODE, labels: { 'topology.kubernetes.io/zone': 'b' } });
+    const r = t.run(state([lb], slices));
+    assert.equal(r.structural, true);
+    assert.deepEqual(backends(r.services[0]), ['198.18.1.1:8080/TCP local', '198.18.1.2:8080/TCP C']);
+  });
+
+  it('the same node again (other labels aside) changes nothing; a node object changed in place and set again is seen', () => {
+    const node: NodeInfo = { name: 'node1', addresses: ['198.18.0.11'], labels: { 'topology.kubernetes.io/zone': 'a' } };
+    const t = new Translator(node);
+    const first = t.run(state([lb], slices));
+    t.setNode({ ...node, labels: { ...node.labels, 'kubernetes.io/os': 'linux' } });
+    const same = t.run(state([lb], slices));
+    assert.equal(same.structural, false);
+    assert.equal(same.changed.size, 0);
+    assert.equal(same.services[0], first.services[0]);
+    node.addresses.push('198.18.0.12');
+    const beforeSet = t.run(state([lb], slices));
+    assert.equal(beforeSet.services[0], first.services[0], 'the translator keeps its own copy of the node');
+    t.setNode(node);
+    assert.deepEqual(frontends(t.run(state([lb], slices)).services[0]).slice(0, 2), ['NodePort 198.18.0.11:30080/TCP', 'NodePort 198.18.0.12:30080/TCP']);
+  });
+});
+
+describe('Translator: results handed out stay as they were', () => {
+  it('a later run does not change an earlier run\'s services array in place', () => {
+    const t = new Translator(NODE);
+    const a = svc('a', { clusterIPs: ['198.19.0.1'] });
+    const b = svc('b', { clusterIPs: ['198.19.0.2'] });
+    const first = t.run(state([a, b], [slice('a-1', 'a', [ep('198.18.1.1')])]));
+    const kept = [...first.services];
+    const next = t.run({ ...state([a, b], [slice('a-1', 'a', [ep('198.18.1.2')])]), changed: { services: [], endpointSlices: ['default/a-1'] } });
+    assert.equal(next.structural, false);
+    assert.deepEqual([...next.changed], ['default/a:http']);
+    assert.deepEqual(first.services, kept, 'the first result is unchanged');
+    assert.notEqual(next.services[0], first.services[0]);
+    assert.equal(next.services[1], first.services[1], 'the unchanged port is the same object');
   });
 });
