@@ -14,9 +14,28 @@
  * Pods are wired as a CNI would: a veth per pod, a /32 on the pod, the node's
  * end answering for the pod's gateway 198.19.N.1, a host route per pod.
  * Every veth is created inside the namespaces, so the machine's own
- * interfaces are never touched. Names carry a per-run suffix; everything
- * made is recorded in <stateDir>/lab.json as it is made, so `labDown` also
- * removes a lab that failed half-way.
+ * interfaces are never touched.
+ *
+ * Each node also has a cgroup v2 subtree, as a kubelet has:
+ *
+ *   <cgroup2 root>/xlb-lab-<suffix>/node1/        the node's agent attaches socket programs here (socketLB.cgroupRoot)
+ *                                      ├── host/  the node's own processes started by tests (labNodeExec)
+ *                                      ├── n1p1/  every process of pod n1p1 (its pod-server, labPodExec commands)
+ *                                      └── n1dns/ the node's cluster DNS pod (dnsmasq)
+ *
+ * Every process of a pod runs in its pod's cgroup and network namespace and
+ * sees the pod's /etc/resolv.conf (cluster DNS first, as the kubelet writes
+ * it for dnsPolicy ClusterFirst): `ip netns exec` bind-mounts
+ * /etc/netns/<pod netns>/resolv.conf over /etc/resolv.conf. The agents run
+ * outside these cgroups. The cluster DNS is Service kube-system/kube-dns
+ * (ClusterIP 198.18.128.53) over one dnsmasq per node (dns.ts), in a DNS
+ * pod of its own (n1dns, 198.19.1.2, ...), so the other services keep
+ * their backends; it answers for the services of the manifests as they are
+ * at `labUp` (later edits of the file are not followed).
+ *
+ * Names carry a per-run suffix; everything made (namespaces, cgroups,
+ * /etc/netns directories, processes) is recorded in <stateDir>/lab.json as
+ * it is made, so `labDown` also removes a lab that failed half-way.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -25,7 +44,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, stringify } from 'yaml';
 import { ipn, nsExec, sh } from './sh.js';
-import { labManifests, type LabPod } from './manifests.js';
+import { LAB_CLUSTER_DNS, labDnsPod, labManifests, type LabPod } from './manifests.js';
+import { clusterDnsRecords, dnsmasqArgv, podResolvConf } from './dns.js';
+import { cgroupExecArgv, createCgroup, ensureCgroup2Root, removeCgroup } from '../util/cgroup.js';
 import { apiGet } from '../cli/client.js';
 import { waitFor } from '../util/wait.js';
 import { ensureBpffs, PIN_BASE, removePins } from '../datapath/bpf.js';
@@ -45,12 +66,19 @@ export interface LabNode {
   /** The agent's API: unix:<stateDir>/<node>.sock */
   api: string;
   podCidr: string;
+  /** The node's cgroup v2 subtree (its agent's socketLB.cgroupRoot): <lab cgroup>/<node>. */
+  cgroup: string;
+  /** Where the node's own processes started by tests run: <node cgroup>/host. */
+  hostCgroup: string;
 }
 
 /** One pod of the lab. */
 export interface LabPodStatus extends LabPod {
   netns: string;
+  /** The pod's workload (pod-server; dnsmasq in a DNS pod). */
   pid: number | null;
+  /** The pod's cgroup v2 directory: <node cgroup>/<pod>. */
+  cgroup: string;
 }
 
 /** A service frontend of the lab's manifests with its backends. */
@@ -83,8 +111,13 @@ export interface LabStatus {
   router: string;
   fabric: string;
   manifests: string;
+  /** The lab's cgroup v2 directory: <cgroup2 root>/xlb-lab-<suffix>, one subtree per node below. */
+  cgroup: string;
   nodes: LabNode[];
+  /** Workload pods (pod-server): the services' backends and spare pods. */
   pods: LabPodStatus[];
+  /** The cluster DNS: Service kube-system/kube-dns's ClusterIP and its pods (one dnsmasq per node). */
+  clusterDns: { clusterIP: string; pods: LabPodStatus[] };
   services: LabService[];
 }
 
@@ -92,6 +125,12 @@ export interface LabStatus {
 interface LabState extends Omit<LabStatus, 'services'> {
   namespaces: string[];
   pids: number[];
+  /** cgroup directories, recorded before each is made. */
+  cgroups: string[];
+  /** /etc/netns/<netns> directories (pods' resolv.conf), recorded before each is made. */
+  etcNetns: string[];
+  /** Whether the lab made /etc/netns itself (then removes it when empty). */
+  madeEtcNetns?: boolean;
 }
 
 /** Options of {@link labUp}. */
@@ -117,6 +156,16 @@ function save(st: LabState): void {
   fs.writeFileSync(stateFile(st.stateDir), JSON.stringify(st, null, 2));
 }
 
+/** Start `argv` detached, output to `log`; returns its pid. */
+function spawnDetached(argv: string[], log: string, what: string): number {
+  const fd = fs.openSync(log, 'a');
+  const child = spawn(argv[0], argv.slice(1), { detached: true, stdio: ['ignore', fd, fd], cwd: repo });
+  fs.closeSync(fd);
+  child.unref();
+  if (!child.pid) throw new Error(`could not start ${what}`);
+  return child.pid;
+}
+
 /**
  * Start a detached process inside network namespace `ns`; its output goes to
  * `log`. nsenter (not `ip netns exec`) so that the process keeps the host's
@@ -124,12 +173,25 @@ function save(st: LabState): void {
  * put an agent's pins in a private bpffs that `lab down` cannot see.
  */
 function spawnIn(ns: string, argv: string[], log: string): number {
-  const fd = fs.openSync(log, 'a');
-  const child = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', ...argv], { detached: true, stdio: ['ignore', fd, fd], cwd: repo });
-  fs.closeSync(fd);
-  child.unref();
-  if (!child.pid) throw new Error(`could not start ${argv.join(' ')} in ${ns}`);
-  return child.pid;
+  return spawnDetached(['nsenter', `--net=/run/netns/${ns}`, '--', ...argv], log, `${argv.join(' ')} in ${ns}`);
+}
+
+/**
+ * The argv that runs `argv` as pod `p`: in the pod's cgroup (joined first:
+ * `ip netns exec` remounts /sys, hiding the cgroup2 mount when it lives
+ * there), then in its network namespace with its /etc/netns resolv.conf.
+ */
+function podArgv(p: LabPodStatus, argv: string[]): string[] {
+  return cgroupExecArgv(p.cgroup, ['ip', 'netns', 'exec', p.netns, ...argv]);
+}
+
+/**
+ * The argv that runs `argv` as node `n`'s own process: in <node>/host and the
+ * node's network namespace, with the host's mounts (bpffs, cgroup2) and
+ * resolv.conf, as a process of a real node has.
+ */
+function nodeArgv(n: LabNode, argv: string[]): string[] {
+  return cgroupExecArgv(n.hostCgroup, ['nsenter', `--net=/run/netns/${n.netns}`, '--', ...argv]);
 }
 
 /** Turn off checksum and segmentation offloads: XDP_TX would send unfinished checksums. */
@@ -163,6 +225,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   const announce = opts.announce ?? 'bgp';
   if (!['bgp', 'static', 'l2'].includes(announce)) throw new Error(`--announce: bgp, static or l2 (got ${JSON.stringify(announce)})`);
   if (announce === 'l2' && spawnSync('sh', ['-c', 'command -v arping']).status !== 0) throw new Error('arping is missing: install iputils-arping (scripts/setup.sh does)');
+  if (spawnSync('sh', ['-c', 'command -v dnsmasq']).status !== 0) throw new Error('dnsmasq is missing: install dnsmasq-base (scripts/setup.sh does)');
+  const cgroupRoot = ensureCgroup2Root();
   if (announce === 'bgp') {
     for (const bin of ['bird', 'birdc', 'gobgpd']) {
       if (spawnSync('sh', ['-c', `command -v ${bin}`]).status !== 0) throw new Error(`${bin} is missing: install bird2 and gobgpd (scripts/setup.sh does)`);
@@ -179,10 +243,14 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     router: `xlb-router-${sfx}`,
     fabric: `xlb-fabric-${sfx}`,
     manifests: path.join(stateDir, 'manifests.yaml'),
+    cgroup: path.join(cgroupRoot, `xlb-lab-${sfx}`),
     nodes: [],
     pods: [],
+    clusterDns: { clusterIP: LAB_CLUSTER_DNS.clusterIP, pods: [] },
     namespaces: [],
     pids: [],
+    cgroups: [],
+    etcNetns: [],
   };
   save(st);
   try {
@@ -192,6 +260,40 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       save(st);
       await ipn(ns, 'link', 'set', 'lo', 'up');
     };
+    const addCgroup = (dir: string) => {
+      st.cgroups.push(dir);
+      save(st);
+      createCgroup(dir);
+    };
+    /** A pod's resolv.conf, which `ip netns exec` shows it as /etc/resolv.conf. */
+    const addResolvConf = (ns: string, namespace: string) => {
+      if (!fs.existsSync('/etc/netns')) st.madeEtcNetns = true;
+      const dir = path.join('/etc/netns', ns);
+      st.etcNetns.push(dir);
+      save(st);
+      fs.mkdirSync(dir, { recursive: true });
+      fs.writeFileSync(path.join(dir, 'resolv.conf'), podResolvConf(namespace));
+    };
+    /** Pod `pod` on node `i`, wired as a CNI would, with its cgroup; the node's end of its veth is `veth`. */
+    const addPod = async (i: number, node: LabNode, pod: LabPod, veth: string, clusterFirst: boolean): Promise<LabPodStatus> => {
+      const pns = `xlb-${pod.name}-${sfx}`;
+      await addNs(pns);
+      const cgroup = path.join(node.cgroup, pod.name);
+      addCgroup(cgroup);
+      // CoreDNS's own pods have dnsPolicy Default (the node's resolv.conf); the rest ClusterFirst.
+      if (clusterFirst) addResolvConf(pns, pod.namespace ?? 'default');
+      await ipn(pns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', veth, 'netns', node.netns);
+      await ipn(pns, 'addr', 'add', `${pod.ip}/32`, 'dev', 'eth0');
+      await ipn(pns, 'link', 'set', 'eth0', 'up');
+      await ipn(pns, 'route', 'add', `198.19.${i}.1`, 'dev', 'eth0', 'scope', 'link');
+      await ipn(pns, 'route', 'add', 'default', 'via', `198.19.${i}.1`, 'dev', 'eth0');
+      await noOffloads(pns, 'eth0');
+      await ipn(node.netns, 'addr', 'add', `198.19.${i}.1/32`, 'dev', veth);
+      await ipn(node.netns, 'link', 'set', veth, 'up');
+      await ipn(node.netns, 'route', 'add', `${pod.ip}/32`, 'dev', veth, 'scope', 'link');
+      return { ...pod, netns: pns, pid: null, cgroup };
+    };
+    addCgroup(st.cgroup);
     for (const ns of [st.client, st.router, st.fabric]) await addNs(ns);
 
     // Fabric bridge, router legs, client.
@@ -238,23 +340,16 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await ipn(ns, 'route', 'add', 'default', 'via', '198.18.0.1');
       await sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0');
       const mac = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
-      st.nodes.push({ name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, podCidr: `198.19.${i}.0/24` });
+      const cgroup = path.join(st.cgroup, name);
+      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
+      st.nodes.push(node);
+      addCgroup(node.cgroup);
+      addCgroup(node.hostCgroup);
       for (let j = 1; j <= podsPerNode; j++) {
-        const pod = `n${i}p${j}`;
-        const pns = `xlb-${pod}-${sfx}`;
-        const pip = `198.19.${i}.${10 + j}`;
-        await addNs(pns);
-        await ipn(pns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', `p${j}`, 'netns', ns);
-        await ipn(pns, 'addr', 'add', `${pip}/32`, 'dev', 'eth0');
-        await ipn(pns, 'link', 'set', 'eth0', 'up');
-        await ipn(pns, 'route', 'add', `198.19.${i}.1`, 'dev', 'eth0', 'scope', 'link');
-        await ipn(pns, 'route', 'add', 'default', 'via', `198.19.${i}.1`, 'dev', 'eth0');
-        await noOffloads(pns, 'eth0');
-        await ipn(ns, 'addr', 'add', `198.19.${i}.1/32`, 'dev', `p${j}`);
-        await ipn(ns, 'link', 'set', `p${j}`, 'up');
-        await ipn(ns, 'route', 'add', `${pip}/32`, 'dev', `p${j}`, 'scope', 'link');
-        st.pods.push({ name: pod, ip: pip, node: name, netns: pns, pid: null });
+        st.pods.push(await addPod(i, node, { name: `n${i}p${j}`, ip: `198.19.${i}.${10 + j}`, node: name }, `p${j}`, true));
+        save(st);
       }
+      st.clusterDns.pods.push(await addPod(i, node, labDnsPod(i), 'pdns', false));
       save(st);
     }
     // Pod CIDRs of the other nodes, and the VIP range over all nodes.
@@ -272,13 +367,28 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await waitFor(() => fs.existsSync(st.routerBirdSocket!), 5000, 'BIRD to open its control socket', 50);
     }
 
-    // Workloads.
-    for (const p of st.pods) {
-      const pid = spawnIn(p.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/lab/pod-server.ts'), '--name', p.name, '--http-port', '8080', '--udp-port', '5353'], path.join(stateDir, `${p.name}.log`));
-      p.pid = pid;
-      st.pids.push(pid);
+    // Manifests: the agents' services, and the names the cluster DNS answers.
+    if (opts.manifests) fs.copyFileSync(opts.manifests, st.manifests);
+    else {
+      const backends = st.pods.filter((p) => Number(p.name.split('p')[1]) <= backendsPerNode);
+      fs.writeFileSync(st.manifests, labManifests(backends.map(({ name, ip, node }) => ({ name, ip, node })), st.clusterDns.pods.map(({ name, ip, node, namespace }) => ({ name, ip, node, namespace }))));
     }
-    save(st);
+
+    // Workloads, each in its pod's cgroup and network namespace.
+    for (const p of st.pods) {
+      const argv = [process.execPath, '--import', 'tsx', path.join(repo, 'src/lab/pod-server.ts'), '--name', p.name, '--http-port', '8080', '--udp-port', '5353'];
+      p.pid = spawnDetached(podArgv(p, argv), path.join(stateDir, `${p.name}.log`), `pod-server in ${p.name}`);
+      st.pids.push(p.pid);
+      save(st);
+    }
+    const records = clusterDnsRecords(readManifestObjects(st.manifests));
+    for (const p of st.clusterDns.pods) {
+      const argv = dnsmasqArgv({ listen: p.ip, pod: p.name, records, pidFile: path.join(stateDir, `${p.name}-dnsmasq.pid`) });
+      p.pid = spawnDetached(podArgv(p, argv), path.join(stateDir, `${p.name}.log`), `dnsmasq in ${p.name}`);
+      st.pids.push(p.pid);
+      save(st);
+    }
+    for (const p of st.clusterDns.pods) await waitDnsListening(p, stateDir);
     for (const p of st.pods) {
       const node = st.nodes.find((n) => n.name === p.node)!;
       await waitFor(
@@ -289,12 +399,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       );
     }
 
-    // Manifests and agents.
-    if (opts.manifests) fs.copyFileSync(opts.manifests, st.manifests);
-    else {
-      const backends = st.pods.filter((p) => Number(p.name.split('p')[1]) <= backendsPerNode);
-      fs.writeFileSync(st.manifests, labManifests(backends));
-    }
+    // Agents.
     if (opts.agents !== false) {
       for (const n of st.nodes) {
         const cfg = {
@@ -319,6 +424,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           ...(opts.agentConfig ?? {}),
           // datapath keys of agentConfig go with the lab's own (the instance is per node)
           datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536, ...((opts.agentConfig?.datapath as object | undefined) ?? {}) },
+          // Socket LB serves the node's pods and host processes: its own cgroup subtree, not the machine's.
+          socketLB: { cgroupRoot: n.cgroup, ...((opts.agentConfig?.socketLB as object | undefined) ?? {}) },
         };
         const cfgPath = path.join(stateDir, `${n.name}.yaml`);
         fs.writeFileSync(cfgPath, stringify(cfg));
@@ -441,9 +548,11 @@ function alive(pid: number): boolean {
 export async function waitAgentReady(n: LabNode, stateDir: string, timeoutMs = 30000): Promise<void> {
   const log = path.join(stateDir, `${n.name}.log`);
   try {
+    // waitFor keeps polling through errors, so an exit ends the wait as a result instead.
+    let exited = false;
     await waitFor(
       async () => {
-        if (n.agentPid && !alive(n.agentPid)) throw new Error('agent exited');
+        if (n.agentPid && !alive(n.agentPid)) return (exited = true);
         const r = (await apiGet(n.api, '/readyz', { allowError: true, timeoutMs: 1000 })) as { status?: string };
         return r.status === 'ready';
       },
@@ -451,6 +560,7 @@ export async function waitAgentReady(n: LabNode, stateDir: string, timeoutMs = 3
       `agent on ${n.name} to be ready`,
       100,
     );
+    if (exited) throw new Error(`agent on ${n.name} exited before it was ready`);
   } catch (e) {
     const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
     throw new Error(`${(e as Error).message}\n--- ${log} ---\n${tail}`);
@@ -458,16 +568,50 @@ export async function waitAgentReady(n: LabNode, stateDir: string, timeoutMs = 3
 }
 
 function publicStatus(st: LabState): Omit<LabStatus, 'services'> {
-  const { namespaces: _n, pids: _p, ...rest } = st;
+  const { namespaces: _n, pids: _p, cgroups: _c, etcNetns: _e, madeEtcNetns: _m, ...rest } = st;
   return rest;
+}
+
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The objects of a manifests file (YAML documents, `kind: List` items flattened). */
+function readManifestObjects(file: string): Obj[] {
+  const docs = parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => d.toJS() as Obj);
+  return docs.flatMap((d) => (d?.kind === 'List' ? d.items : [d])).filter(Boolean);
+}
+
+/**
+ * Wait until DNS pod `p`'s dnsmasq listens on its pod IP, UDP and TCP port
+ * 53 (the kernel then queues queries until it reads them); a dnsmasq that
+ * exited fails at once, with its log's tail.
+ */
+async function waitDnsListening(p: LabPodStatus, stateDir: string): Promise<void> {
+  const log = path.join(stateDir, `${p.name}.log`);
+  const port = LAB_CLUSTER_DNS.port;
+  try {
+    let exited = false;
+    await waitFor(
+      async () => {
+        if (p.pid && !alive(p.pid)) return (exited = true);
+        const out = await nsExec(p.netns, ['ss', '-H', '-l', '-n', '-t', '-u', `sport = :${port}`]);
+        const lines = out.split('\n').filter((l) => l.includes(`${p.ip}:${port}`));
+        return lines.some((l) => l.startsWith('udp')) && lines.some((l) => l.startsWith('tcp'));
+      },
+      10000,
+      `dnsmasq in ${p.name} to listen on ${p.ip}:${port} (UDP and TCP)`,
+      50,
+    );
+    if (exited) throw new Error(`dnsmasq in ${p.name} exited`);
+  } catch (e) {
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+    throw new Error(`${(e as Error).message}\n--- ${log} ---\n${tail}`);
+  }
 }
 
 /** Services of the manifests file: LoadBalancer VIPs and NodePorts (first node IP), with backends. */
 function readServices(st: LabState): LabService[] {
   if (!fs.existsSync(st.manifests)) return [];
-  type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  const docs = parseAllDocuments(fs.readFileSync(st.manifests, 'utf8')).map((d) => d.toJS() as Obj);
-  const objects: Obj[] = docs.flatMap((d) => (d?.kind === 'List' ? d.items : [d])).filter(Boolean);
+  const objects = readManifestObjects(st.manifests);
   const out: LabService[] = [];
   for (const svc of objects.filter((o) => o.kind === 'Service')) {
     const ns = svc.metadata?.namespace ?? 'default';
@@ -553,10 +697,73 @@ export function labExec(netns: string, argv: string[], opts: { timeoutMs?: numbe
   return nsExec(netns, argv, opts);
 }
 
+/** Options of {@link labPodExec} and {@link labNodeExec}. */
+export interface LabExecOptions {
+  /** Kill the command after this long (ms); default 30000. */
+  timeoutMs?: number;
+  /** Written to the command's stdin. */
+  input?: string;
+}
+
+/** A pod of the lab by name: a workload pod or a cluster DNS pod. */
+function findPod(st: LabState, pod: string): LabPodStatus | undefined {
+  return [...st.pods, ...(st.clusterDns?.pods ?? [])].find((p) => p.name === pod);
+}
+
+/**
+ * The command line that runs `argv` as `target` of the lab in `stateDir`:
+ * a pod's name (see {@link labPodExec}) or a node's (see {@link labNodeExec}).
+ * For callers that run it themselves (`xlb lab exec` with the terminal).
+ * @throws Error when there is no lab, or no pod or node of that name
+ */
+export function labExecArgv(stateDir: string, target: string, argv: string[]): string[] {
+  const st = readState(stateDir);
+  const pod = findPod(st, target);
+  if (pod) return podArgv(pod, argv);
+  const node = st.nodes.find((n) => n.name === target);
+  if (node) return nodeArgv(node, argv);
+  const names = [...st.pods, ...(st.clusterDns?.pods ?? []), ...st.nodes].map((x) => x.name).join(', ');
+  throw new Error(`lab: no pod or node ${JSON.stringify(target)} (there are ${names})`);
+}
+
+/**
+ * Run `argv` as a process of pod `pod`: in the pod's cgroup and network
+ * namespace, seeing the pod's /etc/resolv.conf (cluster DNS 198.18.128.53,
+ * search `default.svc.cluster.local svc.cluster.local cluster.local`,
+ * ndots:5). Whatever it leaves running stays in the pod's cgroup until
+ * `labDown`.
+ * @returns the command's stdout
+ * @throws Error naming a pod that does not exist; CommandError (with stdout) when the command fails or times out
+ */
+export function labPodExec(stateDir: string, pod: string, argv: string[], opts: LabExecOptions = {}): Promise<string> {
+  const p = findPod(readState(stateDir), pod);
+  if (!p) throw new Error(`lab: no pod ${pod}`);
+  const [cmd, ...args] = podArgv(p, argv);
+  return sh(cmd, args, opts);
+}
+
+/**
+ * Run `argv` as a process of node `node` itself (not of a pod): in the
+ * node's cgroup <node>/host and its network namespace, with the machine's
+ * mounts and resolv.conf.
+ * @returns the command's stdout
+ * @throws Error naming a node that does not exist; CommandError (with stdout) when the command fails or times out
+ */
+export function labNodeExec(stateDir: string, node: string, argv: string[], opts: LabExecOptions = {}): Promise<string> {
+  const n = readState(stateDir).nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`lab: no node ${node}`);
+  const [cmd, ...args] = nodeArgv(n, argv);
+  return sh(cmd, args, opts);
+}
+
 /**
  * Take the lab in `stateDir` down: agents get SIGTERM (so they detach and
- * unpin), then everything still running gets SIGKILL; namespaces, pins and
- * the state directory are removed. Safe on a half-built lab and when called twice.
+ * unpin), then everything still running gets SIGKILL, and whatever still
+ * runs in the lab's cgroups (commands left by labPodExec, dnsmasq's TCP
+ * children) is killed with them; cgroups, namespaces, /etc/netns
+ * directories, pins and the state directory are removed. Safe on a
+ * half-built lab and when called twice.
+ * @throws Error when a cgroup cannot be removed; lab.json then stays, so a second call retries
  */
 export async function labDown(stateDir = DEFAULT_STATE_DIR): Promise<void> {
   stateDir = path.resolve(stateDir);
@@ -580,9 +787,27 @@ export async function labDown(stateDir = DEFAULT_STATE_DIR): Promise<void> {
     }
   });
   await waitFor(() => st.pids.every((p) => !alive(p)), 5000, 'lab processes to die').catch(() => undefined);
+  // Deepest first; each removal kills what runs below it and tolerates a cgroup already gone.
+  const failed: string[] = [];
+  for (const dir of [...(st.cgroups ?? [])].reverse()) {
+    await removeCgroup(dir).catch((e: Error) => failed.push(e.message));
+  }
   for (const ns of [...st.namespaces].reverse()) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+  for (const dir of st.etcNetns ?? []) fs.rmSync(dir, { recursive: true, force: true });
+  if (st.madeEtcNetns) {
+    try {
+      fs.rmdirSync('/etc/netns');
+    } catch {
+      /* not empty (another lab's or someone else's), or gone */
+    }
+  }
   if (fs.existsSync(PIN_BASE)) {
     for (const d of fs.readdirSync(PIN_BASE)) if (d.startsWith(`lab-${st.suffix}-`)) removePins(path.join(PIN_BASE, d));
+  }
+  if (failed.length) {
+    st.cgroups = st.cgroups.filter((d) => fs.existsSync(d));
+    save(st);
+    throw new Error(`lab down: ${failed.join('; ')}`);
   }
   fs.rmSync(stateDir, { recursive: true, force: true });
 }
