@@ -33,6 +33,11 @@ import { announcedVips } from '../announce/desired.js';
 import type { Announcer } from '../announce/announcer.js';
 import { L2Announcer, type L2Status } from '../l2/announcer.js';
 import { FakeL2Maps, type L2Maps } from '../datapath/l2maps.js';
+import { HealthCheckServer, healthCheckServices } from '../services/healthcheck.js';
+import { ensureCgroup2Root } from '../util/cgroup.js';
+
+/** How often the agent looks at the node's interfaces (addresses, pod interfaces), ms. */
+const INTERFACE_POLL_MS = 500;
 
 /** `GET /v1/kubernetes`: the informers, and LB IPAM when configured. */
 export interface KubernetesStatus {
@@ -89,6 +94,15 @@ export class Agent implements AgentView {
   private programmed?: ClusterState;
   /** Resolves after each completed sync (tests and benchmarks wait on it). */
   private syncWaiters: Array<() => void> = [];
+  /** The last snapshot handed over (re-synced when the node changes). */
+  private lastSnapshot?: { state: ClusterState; issues: InputIssue[] };
+  /** kube-proxy's health check node ports (src/services/healthcheck.ts) and their problems. */
+  private healthChecks?: HealthCheckServer;
+  private healthIssues: InputIssue[] = [];
+  /** Issues of the last sync, as logged (object, field, message). */
+  private loggedIssues = new Set<string>();
+  /** Polls the interfaces: node addresses (file source) and pod interfaces. */
+  private interfaceTimer?: NodeJS.Timeout;
   lastSyncAt = 0;
 
   private constructor(
@@ -127,9 +141,11 @@ export class Agent implements AgentView {
     }
     const addresses = config.node.addresses?.length ? config.node.addresses : nodeAddresses(config.interfaces);
     if (!addresses.length) throw new Error(`node.addresses: none given and interfaces ${config.interfaces.join(', ')} have no IPv4 address`);
-    const node: NodeInfo = { name: config.node.name, addresses };
+    const node: NodeInfo = { name: config.node.name, addresses, labels: {} };
     let dp: Datapath | undefined;
     if (!opts.lbmaps) {
+      // The socket hooks serve every process below the cgroup v2 root (Cilium's cgroup-root).
+      const socketLB = config.socketLB.enabled ? { cgroupRoot: config.socketLB.cgroupRoot ?? ensureCgroup2Root(), hostNamespaceOnly: config.socketLB.hostNamespaceOnly } : undefined;
       dp = Datapath.start({
         instance: config.datapath.instance,
         interfaces: config.interfaces,
@@ -139,13 +155,16 @@ export class Agent implements AgentView {
         conntrackSize: config.datapath.conntrackSize,
         conntrackLifetimes: config.datapath.conntrackLifetimes,
         objectDir: config.datapath.objectDir ?? undefined,
+        socketLB,
         warn: (m) => log.warn(m),
       });
       log.info({ attachments: dp.attachments, pinDir: dp.pinDir }, 'datapath attached');
     }
     const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
     agent.neighbors = opts.neighbors ?? (dp ? new NeighborManager(config.interfaces, (m) => log.warn(m)) : undefined);
+    agent.healthChecks = new HealthCheckServer({ addresses: node.addresses, log: log.child({ component: 'healthcheck' }), proxyHealthy: () => agent.ready() });
     try {
+      agent.watchInterfaces();
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
       if (config.bgp) {
@@ -199,15 +218,14 @@ export class Agent implements AgentView {
       kubeConfig,
       nodeName: node.name,
       log: log.child({ component: 'kubernetes' }),
-      // NodePort addresses from the Node object unless configured. The
-      // first call comes before the first snapshot; a later change is
-      // logged (the translator keeps the addresses it started with).
-      onNode: (addresses) => {
-        if (config.node.addresses?.length || !addresses.length) return;
-        if (!this.isReady) node.addresses = addresses;
-        else if (addresses.join() !== node.addresses.join()) {
-          log.warn({ was: node.addresses, now: addresses }, 'Node addresses changed; NodePort frontends keep the old ones until the agent restarts');
-        }
+      // NodePort addresses from the Node object unless configured, and its
+      // labels (the zone of topology hints). The first call comes before the
+      // first snapshot; a later change is followed at once (the source then
+      // delivers a snapshot to re-sync with).
+      onNode: (addresses, labels) => {
+        const next: NodeInfo = { ...node, labels };
+        if (!config.node.addresses?.length && addresses.length) next.addresses = addresses;
+        this.setNode(next);
       },
     });
     this.source = this.kubeSource = source;
@@ -244,8 +262,71 @@ export class Agent implements AgentView {
     });
   }
 
+  /**
+   * Follow a change of this node: NodePort frontends follow its addresses,
+   * topology its labels, the health check ports its addresses. Re-syncs the
+   * last snapshot at once (a source that delivers a new one replaces it).
+   */
+  private setNode(next: NodeInfo): void {
+    const node = this.node;
+    const sameAddresses = next.addresses.join() === node.addresses.join();
+    const sameLabels = JSON.stringify(Object.entries(next.labels ?? {}).sort()) === JSON.stringify(Object.entries(node.labels ?? {}).sort());
+    if (sameAddresses && sameLabels) return;
+    if (!sameAddresses) this.log.info({ was: node.addresses, now: next.addresses }, 'node addresses changed: NodePort frontends follow');
+    node.addresses = next.addresses;
+    node.labels = next.labels;
+    this.controller.setNode(node);
+    if (!sameAddresses) void this.healthChecks?.setAddresses(node.addresses).then((issues) => this.noteHealthIssues(issues));
+    if (this.lastSnapshot && !this.pending) this.onSnapshot(this.lastSnapshot.state, this.lastSnapshot.issues);
+  }
+
+  /**
+   * Poll the interfaces every {@link INTERFACE_POLL_MS}: with the file
+   * source and no configured addresses, the node's addresses are those of
+   * its external interfaces (an address added or removed moves the NodePort
+   * frontends within a second); with `podInterfaces`, new pod interfaces get
+   * tc. getifaddrs and if_nameindex are netlink reads: cheap, and right in a
+   * network namespace.
+   */
+  private watchInterfaces(): void {
+    const followAddresses = !this.config.node.addresses?.length && !this.config.source.kubernetes;
+    const pods = this.dp && this.config.podInterfaces.length ? this.config.podInterfaces : undefined;
+    if (!followAddresses && !pods) return;
+    const poll = () => {
+      if (this.stopping) return;
+      if (followAddresses) {
+        const now = nodeAddresses(this.config.interfaces);
+        if (now.length && now.join() !== this.node.addresses.join()) this.setNode({ ...this.node, addresses: now });
+      }
+      if (pods && this.dp) {
+        const { attached, failed } = this.dp.syncPodInterfaces(pods);
+        if (attached.length) this.log.info({ interfaces: attached }, 'pod interfaces: tc attached');
+        for (const f of failed) this.log.warn({ interface: f.name }, `pod interface ${f.name}: tc not attached: ${f.error}`);
+      }
+    };
+    poll();
+    this.interfaceTimer = setInterval(poll, INTERFACE_POLL_MS);
+    this.interfaceTimer.unref();
+  }
+
+  /** Record the health check server's problems (reported in /v1/issues). */
+  private noteHealthIssues(issues: InputIssue[]): void {
+    this.healthIssues = issues;
+  }
+
+  /** Open and close health check node ports for what was just programmed. */
+  private syncHealthChecks(): void {
+    if (!this.healthChecks) return;
+    const { services, issues } = healthCheckServices(this.controller.desiredServices());
+    void this.healthChecks
+      .sync(services)
+      .then((more) => this.noteHealthIssues([...issues, ...more]))
+      .catch((e) => this.log.warn({ err: (e as Error).message }, 'health check ports: sync failed'));
+  }
+
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
     this.sourceError = undefined;
+    this.lastSnapshot = { state, issues };
     // A snapshot not yet synced is replaced: the new one's change hint must
     // cover the old one's too (ClusterState.changed), or be dropped.
     const skipped = this.pending?.state;
@@ -273,9 +354,19 @@ export class Agent implements AgentView {
       this.metrics.observeSync((performance.now() - t0) / 1000, true);
       this.failures = 0;
       this.lastSyncAt = Date.now();
-      for (const i of r.issues) this.log.warn({ object: i.object, field: i.field }, `invalid input: ${i.object}: ${i.field}: ${i.message}`);
+      // Each issue is logged when it appears, not at every sync (a cluster
+      // may hold hundreds of headless Services, each an issue for as long as
+      // it exists); /v1/issues lists them all.
+      const logged = new Set<string>();
+      for (const i of r.issues) {
+        const id = `${i.object}\u0000${i.field}\u0000${i.message}`;
+        logged.add(id);
+        if (!this.loggedIssues.has(id)) this.log.warn({ object: i.object, field: i.field }, `input issue: ${i.object}: ${i.field}: ${i.message}`);
+      }
+      this.loggedIssues = logged;
       this.log.info({ services: r.services, backends: r.backends, frontends: r.frontends, writes: r.writes, ms: +r.durationMs.toFixed(2) }, 'synced');
       this.programmed = snap.state;
+      this.syncHealthChecks();
       const refresh = this.refreshNeighbors();
       if (this.isReady) this.updateAnnouncements();
       else if (!this.readying) this.readyOnceForwarding(refresh);
@@ -380,7 +471,7 @@ export class Agent implements AgentView {
     return this.controller.services();
   }
   issues(): InputIssue[] {
-    return [...(this.sourceError ? [this.sourceError] : []), ...this.controller.issues(), ...this.announceIssues];
+    return [...(this.sourceError ? [this.sourceError] : []), ...this.controller.issues(), ...this.announceIssues, ...this.healthIssues];
   }
   bgp(): BgpStatus | undefined {
     return this.bgpAnnouncer?.status();
@@ -430,6 +521,8 @@ export class Agent implements AgentView {
     if (this.stopping) return;
     this.stopping = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.interfaceTimer) clearInterval(this.interfaceTimer);
+    await this.healthChecks?.stop().catch(() => undefined);
     await Promise.all([
       this.bgpAnnouncer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed')),
       // Hands the VIPs over at once: peers take them before this node's datapath goes.

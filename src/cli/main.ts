@@ -9,6 +9,7 @@ import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
 import type { BgpStatus } from '../bgp/announcer.js';
 import type { L2Status } from '../l2/announcer.js';
+import type { ServiceView } from '../services/controller.js';
 
 const program = new Command();
 program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
@@ -103,16 +104,49 @@ program
       );
       return;
     }
-    const r = (await apiGet(opts.api, `/v1/services/${which}`)) as { ports: Array<{ key: string; protocol: string; tableSize: number; backends: Array<Record<string, unknown>> }> };
+    const r = (await apiGet(opts.api, `/v1/services/${which}`)) as { ports: ServiceView[] };
     if (opts.json) return console.log(JSON.stringify(r, null, 2));
-    for (const p of r.ports) {
-      console.log(`${p.key} ${p.protocol}  Maglev table size ${p.tableSize}`);
-      printTable(
-        p.backends.map((b) => ({ ...b, backend: `${b.addr}:${b.port}`, share: `${((b.share as number) * 100).toFixed(2)}%` })),
-        ['backend', 'id', 'nodeName', 'local', 'state', 'share'],
-      );
-    }
+    r.ports.forEach((p, i) => {
+      if (i) console.log('');
+      printServicePort(p);
+    });
   });
+
+/**
+ * One service port for `xlb services NAMESPACE/NAME`: its settings, each
+ * frontend with the endpoints that take new flows from outside and from
+ * inside the cluster, and its backends with their sets and Maglev shares.
+ */
+function printServicePort(p: ServiceView): void {
+  const s = p.settings;
+  const tables = [p.tableSize ? `cluster M=${p.tableSize}` : '', p.localTableSize ? `local M=${p.localTableSize}` : ''].filter(Boolean).join(', ');
+  console.log(`${p.key} ${p.protocol}  type ${s.type}  Maglev tables: ${tables || 'none'}`);
+  const settings = [
+    `externalTrafficPolicy ${s.externalTrafficPolicy}`,
+    `internalTrafficPolicy ${s.internalTrafficPolicy}`,
+    `sessionAffinity ${s.sessionAffinity}${s.sessionAffinityTimeoutSeconds !== undefined ? ` (${s.sessionAffinityTimeoutSeconds}s)` : ''}`,
+    `topology ${s.topology || 'none'}${s.trafficDistribution ? ` (trafficDistribution ${s.trafficDistribution})` : ''}`,
+    `sourceRanges ${s.loadBalancerSourceRanges.length ? s.loadBalancerSourceRanges.join(',') : 'any'}`,
+    ...(s.healthCheckNodePort !== undefined ? [`healthCheckNodePort ${s.healthCheckNodePort}`] : []),
+    ...(s.hasAnyEndpoints ? [] : ['no usable endpoint: connections are refused']),
+  ];
+  console.log(`  ${settings.join('; ')}`);
+  const path = (x?: ServiceView['frontends'][number]['fromInside']) => (x ? `${x.set}: ${x.endpoints.length ? x.endpoints.join(' ') : '(none)'}` : '-');
+  printTable(
+    p.frontends.map((f) => ({ frontend: `${f.addr}:${f.port}`, kind: f.kind, fromOutside: path(f.fromOutside), fromInside: path(f.fromInside) })),
+    ['frontend', 'kind', 'fromOutside', 'fromInside'],
+  );
+  printTable(
+    p.backends.map((b) => ({
+      ...b,
+      backend: `${b.addr}:${b.port}`,
+      sets: [b.inCluster ? 'cluster' : '', b.inLocal ? 'local' : ''].filter(Boolean).join(',') || '-',
+      share: `${(b.share * 100).toFixed(2)}%`,
+      localShare: p.localTableSize ? `${(b.localShare * 100).toFixed(2)}%` : '',
+    })),
+    ['backend', 'id', 'nodeName', 'local', 'state', 'sets', 'share', ...(p.localTableSize ? ['localShare'] : [])],
+  );
+}
 
 program
   .command('maglev')
@@ -225,11 +259,33 @@ lab
     const st = await labStatus(opts.stateDir);
     if (opts.json) return console.log(JSON.stringify(st, null, 2));
     console.log(`client ${st.client}   router ${st.router} (${st.announce === 'bgp' ? `BIRD, birdc -s ${st.routerBirdSocket}` : st.announce === 'l2' ? 'layer 2: client on the fabric' : 'static routes'})   manifests ${st.manifests}`);
-    printTable(st.nodes as unknown as Array<Record<string, unknown>>, ['name', 'netns', 'ip', 'mac', 'agentPid', 'api']);
+    printTable(st.nodes as unknown as Array<Record<string, unknown>>, ['name', 'netns', 'ip', 'mac', 'agentPid', 'api', 'cgroup']);
+    printTable(
+      [...st.pods, ...(st.clusterDns?.pods ?? [])].map((p) => ({ ...p, pod: p.namespace ? `${p.namespace}/${p.name}` : p.name })),
+      ['pod', 'node', 'ip', 'netns', 'pid', 'cgroup'],
+    );
+    if (st.clusterDns) console.log(`cluster DNS: kube-system/kube-dns ${st.clusterDns.clusterIP} (dnsmasq in ${st.clusterDns.pods.map((p) => p.name).join(', ')})`);
     printTable(
       st.services.map((s) => ({ ...s, service: `${s.namespace}/${s.name}`, frontend: `${s.vip}:${s.port}/${s.protocol}`, backends: s.backends.join(' ') })),
       ['service', 'frontend', 'backends'],
     );
+  });
+lab
+  .command('exec')
+  .description("run a command as a pod (its cgroup, network namespace and resolv.conf: cluster DNS) or as a node's own process (its host cgroup and network namespace)")
+  .argument('<pod|node>', 'a pod (n1p1, n1dns, ...) or a node (node1, ...)')
+  .argument('<command...>', 'the command and its arguments, after --')
+  .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
+  .usage('[--state-dir DIR] <pod|node> -- COMMAND [ARGS...]')
+  .action(async (target: string, command: string[], opts: { stateDir: string }) => {
+    const { labExecArgv } = await import('../lab/index.js');
+    const { spawnSync } = await import('node:child_process');
+    const { constants } = await import('node:os');
+    const argv = labExecArgv(opts.stateDir, target, command);
+    const r = spawnSync(argv[0], argv.slice(1), { stdio: 'inherit' });
+    if (r.error) throw r.error;
+    // The command's exit status; killed by a signal: 128 + its number, as a shell reports it.
+    process.exit(r.status ?? 128 + (r.signal ? (constants.signals[r.signal] ?? 0) : 0));
   });
 lab
   .command('down')

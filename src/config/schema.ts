@@ -136,6 +136,21 @@ const source = obj({
  *   only with `source.kubernetes`; left out: no addresses assigned.
  * - `announce.externalIPs`: announce `spec.externalIPs` as well as
  *   LoadBalancer VIPs (default false).
+ * - `socketLB`: services reached from inside the cluster (pods and the
+ *   node's own processes), balanced at the socket (cgroup v2 socket hooks,
+ *   as Cilium's socket LB): `enabled` (default true); `cgroupRoot`, the
+ *   cgroup v2 directory whose processes are served (default null: the root
+ *   of the node's cgroup2 hierarchy wherever it is mounted, mounted at
+ *   /run/xlb/cgroupv2 when it is not; Cilium's `cgroup-root`);
+ *   `hostNamespaceOnly` (default false): translate only sockets of the
+ *   node's own network namespace, leaving pods to `podInterfaces` (Cilium's
+ *   `socketLB.hostNamespaceOnly`, for service meshes that must see the
+ *   service address).
+ * - `podInterfaces`: name patterns (`*` any characters) of the host side of
+ *   pod interfaces, e.g. `veth*`, `lxc*`, `cali*`: tc on them translates
+ *   pod traffic that the socket hooks did not (per-packet DNAT with
+ *   conntrack, reverse NAT on the way back). Default none. Interfaces that
+ *   appear later are attached within a second.
  */
 export const ConfigSchema = obj({
   node: obj({
@@ -172,6 +187,12 @@ export const ConfigSchema = obj({
   bgp: bgpConfigSchema.optional(),
   l2: l2ConfigSchema.optional(),
   ipam: ipamConfigSchema.optional(),
+  socketLB: obj({
+    enabled: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(true),
+    cgroupRoot: check<string | null>((v) => v === null || (typeof v === 'string' && v.startsWith('/')), 'must be an absolute path or null').default(null),
+    hostNamespaceOnly: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(false),
+  }).prefault({}),
+  podInterfaces: list(check<string>((v) => typeof v === 'string' && /^[^/:\s]{1,15}$/.test(v), 'not an interface name pattern (1..15 characters, `*` for any, no "/", ":" or spaces)')).default([]),
   announce: obj({
     externalIPs: check<boolean>((v) => typeof v === 'boolean', 'must be true or false').default(false),
   }).prefault({}),

@@ -72,10 +72,13 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
       const maps = source.maps();
       if (!maps) return;
       const svcs = source.services().filter((s) => s.serviceId > 0);
-      const stats = maps.readServiceStats(svcs.map((s) => s.serviceId));
+      // A port's two endpoint sets count separately in the datapath: summed here.
+      const ids = svcs.flatMap((s) => [s.serviceIds.cluster, s.serviceIds.local].filter((id) => id > 0));
+      const stats = maps.readServiceStats(ids);
       for (const s of svcs) {
-        const v = stats.get(s.serviceId);
-        if (v) this.inc({ namespace: s.namespace, name: s.name, port: s.portName || String(s.frontends[0]?.port ?? '') }, Number(v[field]));
+        let n = 0;
+        for (const id of [s.serviceIds.cluster, s.serviceIds.local]) n += id ? Number(stats.get(id)?.[field] ?? 0n) : 0;
+        this.inc({ namespace: s.namespace, name: s.name, port: s.portName || String(s.frontends[0]?.port ?? '') }, n);
       }
     };
   new Counter({ name: 'xlb_service_packets_total', help: 'Packets the datapath load-balanced or reverse-translated, per service port.', labelNames, registers: [registry], collect: perService('packets') });

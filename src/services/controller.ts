@@ -20,12 +20,10 @@ import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
 import { buildMaglevTable, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { slotCount } from '../maglev/pool.js';
-import { positions, Translator, type DesiredBackend, type DesiredService } from './translate.js';
+import { positions, Translator } from './translate.js';
+import type { DesiredBackend, DesiredFrontend, DesiredService, EndpointSet, TopologyMode } from './types.js';
 import { IdAllocator } from './ids.js';
 import { DEFAULT_AFFINITY_TIMEOUT_SECONDS } from '../sources/normalize.js';
-
-/** Frontend kinds the XDP datapath serves (ClusterIP is recorded, served by a later hook). */
-const SERVED_KINDS = new Set(['LoadBalancer', 'ExternalIP', 'NodePort']);
 
 /** Largest service ID: sizes of xlb_maglev and xlb_service_stats. */
 export const MAX_SERVICE_ID = 131071;
@@ -41,10 +39,56 @@ export interface BackendView {
   local: boolean;
   /** ready: takes new flows; terminating/serving: keeps existing flows only; not-ready. */
   state: 'ready' | 'serving-terminating' | 'terminating' | 'not-ready';
-  /** Whether the Maglev table includes it (new flows go to it). */
+  /** Whether some Maglev table of the port includes it (new flows may go to it). */
   inTable: boolean;
-  /** Fraction of Maglev slots (0..1). */
+  /** In the cluster set (kube-proxy's clusterEndpoints). */
+  inCluster: boolean;
+  /** In the local set (kube-proxy's localEndpoints). */
+  inLocal: boolean;
+  /** Fraction of the cluster set's Maglev slots (0..1). */
   share: number;
+  /** Fraction of the local set's Maglev slots (0..1). */
+  localShare: number;
+}
+
+/** Where new flows to a frontend go, from one side of the cluster's edge. */
+export interface FrontendPathView {
+  /** The endpoint set they choose from. */
+  set: EndpointSet;
+  /** That set's service ID (its Maglev table, affinity and counters). */
+  serviceId: number;
+  /** The endpoints that take new flows, `addr:port`; empty: connections are refused (no endpoint anywhere) or dropped. */
+  endpoints: string[];
+}
+
+/** A frontend of a service port as programmed. */
+export interface FrontendView {
+  addr: string;
+  port: number;
+  kind: string;
+  /** Programmed in the datapath. */
+  served: boolean;
+  /** New flows from outside the cluster (XDP); absent when the frontend is not served to them (ClusterIP, loopback node ports). */
+  fromOutside?: FrontendPathView;
+  /** New flows from pods and the node's own processes (socket hooks, tc on pod interfaces). */
+  fromInside: FrontendPathView;
+}
+
+/** The settings of a service that decide where its flows go. */
+export interface ServiceSettingsView {
+  type: DesiredService['type'];
+  externalTrafficPolicy: 'Cluster' | 'Local';
+  internalTrafficPolicy: 'Cluster' | 'Local';
+  sessionAffinity: 'None' | 'ClientIP';
+  /** Seconds, with ClientIP affinity. */
+  sessionAffinityTimeoutSeconds?: number;
+  loadBalancerSourceRanges: string[];
+  /** Topology applied to the cluster set ('' none). */
+  topology: TopologyMode;
+  trafficDistribution?: string;
+  healthCheckNodePort?: number;
+  /** Some endpoint anywhere takes flows (else connections are refused). */
+  hasAnyEndpoints: boolean;
 }
 
 /** One service port as programmed, for the API and the CLI. */
@@ -54,11 +98,17 @@ export interface ServiceView {
   name: string;
   portName: string;
   protocol: 'TCP' | 'UDP';
+  /** The cluster set's service ID, else the local set's; 0 when the port is not served. */
   serviceId: number;
-  frontends: Array<{ addr: string; port: number; kind: string; served: boolean }>;
+  /** Service IDs of the two sets (0: the set is not in use). */
+  serviceIds: { cluster: number; local: number };
+  frontends: FrontendView[];
   backends: BackendView[];
-  /** Maglev table size M (prime), 0 when no backend takes new flows. */
+  /** Maglev table size M (prime) of the cluster set, 0 when it has no table. */
   tableSize: number;
+  /** Maglev table size of the local set, 0 when it has no table. */
+  localTableSize: number;
+  settings: ServiceSettingsView;
 }
 
 /** What one sync did. */
@@ -76,8 +126,10 @@ export interface SyncResult {
 interface PortWant {
   /** The translated port it was made from. */
   desired: DesiredService;
-  /** 0 when the port has no frontend the datapath serves. */
-  serviceId: number;
+  /** Service ID of the cluster set, 0 when no frontend uses it. */
+  clusterId: number;
+  /** Service ID of the local set, 0 when no frontend uses it. */
+  localId: number;
   /**
    * Its frontends with their key strings (`fk`), each once (the translator
    * settles one frontend per address, port and protocol of a port). An
@@ -92,9 +144,11 @@ interface PortWant {
   backendIds: number[];
   /** The `xlb_backends` flags of each (XLB_BE_F_*), in the same order. */
   backendFlags: number[];
-  table?: TableInputs;
-  /** loadBalancerSourceRanges to enforce, sorted. */
+  /** The Maglev table of each set in use that has a backend, by service ID. */
+  tables: Array<{ serviceId: number; inputs: TableInputs }>;
+  /** loadBalancerSourceRanges to enforce, sorted, and the service IDs (LoadBalancer frontends' outside sets) they apply to. */
   ranges: string[];
+  rangeIds: number[];
 }
 
 /**
@@ -161,8 +215,14 @@ class AppliedBackends {
   }
 }
 
-/** Whether a backend of a served port is in its Maglev table (takes new flows). */
-const inTable = (b: DesiredBackend): boolean => b.useForNewFlows && b.weight > 0;
+/** Whether a backend is in the Maglev table of `set` (takes new flows there). */
+const inSet = (b: DesiredBackend, set: EndpointSet): boolean => (set === 'cluster' ? b.inCluster : b.inLocal) && b.weight > 0;
+
+/** The service IDs a port uses (one or two). */
+const idsOf = (w: PortWant): number[] => (w.clusterId ? (w.localId ? [w.clusterId, w.localId] : [w.clusterId]) : w.localId ? [w.localId] : []);
+
+/** Allocator name of a port's local set (its cluster set is named by the port key). */
+const localName = (key: string): string => `${key}#local`;
 
 function backendState(b: DesiredBackend): BackendView['state'] {
   if (b.ready) return 'ready';
@@ -213,6 +273,15 @@ export class ServiceController {
     // Table builds of large syncs use every core; the threads take tens of
     // ms to start, so they start now rather than in the first sync.
     startMaglevPool();
+  }
+
+  /**
+   * This node changed (its addresses: NodePort frontends; its labels: the
+   * zone of topology hints). The next sync translates every service against
+   * it and writes the difference.
+   */
+  setNode(node: NodeInfo): void {
+    this.translator.setNode(node);
   }
 
   /** The services as last programmed, sorted by key. */
@@ -291,7 +360,10 @@ export class ServiceController {
       const w = r.want;
       if (!w) continue;
       this.failed.add(r.key); // until every write below succeeds
-      if (w.table && !sameTable(this.appliedTables.get(w.serviceId), w.table)) tableJobs.push({ serviceId: w.serviceId, inputs: w.table });
+      for (let t = 0; t < w.tables.length; t++) {
+        const { serviceId, inputs } = w.tables[t];
+        if (!sameTable(this.appliedTables.get(serviceId), inputs)) tableJobs.push({ serviceId, inputs });
+      }
     }
     const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
     // Room for them in the maps now, while the pool builds them.
@@ -317,7 +389,13 @@ export class ServiceController {
         const f = w.frontends[i];
         const fk = f.fk;
         const cur = this.appliedFrontends.get(fk);
-        if (!cur || cur.service.id !== f.service.id || cur.service.flags !== f.service.flags || (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)) {
+        if (
+          !cur ||
+          cur.service.id !== f.service.id ||
+          (cur.service.internal_id ?? 0) !== (f.service.internal_id ?? 0) ||
+          cur.service.flags !== f.service.flags ||
+          (cur.service.affinity_timeout ?? 0) !== (f.service.affinity_timeout ?? 0)
+        ) {
           putFrontends.push({ fk, port: r.key, entry: f });
         } else this.frontendOwner.set(fk, r.key);
       }
@@ -341,10 +419,12 @@ export class ServiceController {
       const r = redo[i];
       if (!r.want || !r.want.ranges.length) continue;
       const sig = r.want.ranges.join(',');
-      if (this.appliedRanges.get(r.want.serviceId) === sig) continue;
-      this.maps.putSourceRanges(r.want.serviceId, r.want.ranges);
-      this.appliedRanges.set(r.want.serviceId, sig);
-      writes.sourceRanges++;
+      for (const id of r.want.rangeIds) {
+        if (this.appliedRanges.get(id) === sig) continue;
+        this.maps.putSourceRanges(id, r.want.ranges);
+        this.appliedRanges.set(id, sig);
+        writes.sourceRanges++;
+      }
     }
 
     // Counters of newly allocated service IDs start at zero (an ID may be reused), before any frontend leads there.
@@ -371,15 +451,16 @@ export class ServiceController {
       if (!old) continue;
       const now = r.want;
       for (const { fk } of old.frontends) if (!now?.frontends.some((f) => f.fk === fk) && this.frontendOwner.get(fk) === r.key) dropFrontends.push(fk);
-      if (old.serviceId && old.table && (!now || now.serviceId !== old.serviceId || !now.table)) dropTables.push(old.serviceId);
-      if (old.serviceId && old.ranges.length && (!now || now.serviceId !== old.serviceId || !now.ranges.length)) dropRanges.push(old.serviceId);
+      for (const t of old.tables) if (!now?.tables.some((x) => x.serviceId === t.serviceId)) dropTables.push(t.serviceId);
+      for (const id of old.rangeIds) if (!now?.ranges.length || !now.rangeIds.includes(id)) dropRanges.push(id);
       if (old.backendIds.length) {
         const kept = now?.backendIds.length ? new Set(now.backendIds) : undefined;
         old.backendIds.forEach((id, i) => {
           if (!kept?.has(id)) dropBackends.push({ id, port: r.key, name: old.desired.backends[i].name });
         });
       }
-      if (old.serviceId && (!now || !now.serviceId)) releaseServices.push(r.key);
+      if (old.clusterId && !now?.clusterId) releaseServices.push(r.key);
+      if (old.localId && !now?.localId) releaseServices.push(localName(r.key));
     }
     this.maps.deleteFrontends(dropFrontends.map((fk) => this.appliedFrontends.get(fk)!.key));
     for (const fk of dropFrontends) {
@@ -409,13 +490,13 @@ export class ServiceController {
       const r = redo[i];
       this.viewCache.delete(r.key);
       this.failed.delete(r.key);
-      this.served -= r.old?.serviceId ? 1 : 0;
+      this.served -= r.old && idsOf(r.old).length ? 1 : 0;
       if (!r.want) {
         this.ports.delete(r.key);
         continue;
       }
       this.ports.set(r.key, r.want);
-      this.served += r.want.serviceId ? 1 : 0;
+      this.served += idsOf(r.want).length ? 1 : 0;
     }
     if (!fast) this.position = positions(services);
     if (redo.length || !fast) this.viewList = undefined;
@@ -431,30 +512,46 @@ export class ServiceController {
     };
   }
 
-  /** What one service port wants in the maps, with stable IDs (allocated here). */
+  /**
+   * What one service port wants in the maps, with stable IDs (allocated
+   * here): a service ID for each endpoint set some frontend chooses from
+   * (src/services/types.ts), a Maglev table for each such set with a
+   * backend, one backend ID per endpoint shared by both sets, and each
+   * frontend's two service IDs (from outside, from inside).
+   */
   private wantOf(svc: DesiredService): PortWant {
-    const want: PortWant = { desired: svc, serviceId: 0, frontends: [], backendIds: [], backendFlags: [], ranges: [] };
-    let served = false;
-    for (let i = 0; i < svc.frontends.length; i++) if (SERVED_KINDS.has(svc.frontends[i].kind)) served = true;
-    if (!served) return want;
-    const serviceId = this.serviceIds.idFor('', svc.key, (id) => this.statsToReset.push(id));
-    want.serviceId = serviceId;
-    const inputs: MaglevBackend[] = [];
+    const want: PortWant = { desired: svc, clusterId: 0, localId: 0, frontends: [], backendIds: [], backendFlags: [], tables: [], ranges: [], rangeIds: [] };
+    if (!svc.frontends.length) return want;
+    let usesCluster = false;
+    let usesLocal = false;
+    for (let i = 0; i < svc.frontends.length; i++) {
+      const f = svc.frontends[i];
+      if (f.external === 'cluster' || f.internal === 'cluster') usesCluster = true;
+      if (f.external === 'local' || f.internal === 'local') usesLocal = true;
+    }
+    if (usesCluster) want.clusterId = this.serviceIds.idFor('', svc.key, (id) => this.statsToReset.push(id));
+    if (usesLocal) want.localId = this.serviceIds.idFor('', localName(svc.key), (id) => this.statsToReset.push(id));
+    const BF = enums.xlb_backend_flags;
+    const clusterInputs: MaglevBackend[] = [];
+    const localInputs: MaglevBackend[] = [];
     for (let i = 0; i < svc.backends.length; i++) {
       const b = svc.backends[i];
-      // A backend ID belongs to one service port: removing a backend from a
-      // service must invalidate that service's conntrack entries even when
-      // the same IP:port still serves another service.
+      // A backend ID belongs to one service port (both its sets): removing a
+      // backend from a service must invalidate that service's conntrack
+      // entries even when the same IP:port still serves another service,
+      // and a backend that moves between the sets keeps its flows.
       const id = this.backendIds.idFor(svc.key, b.name);
       want.backendIds.push(id);
+      // Out of a set: keeps its flows, and ClientIP affinity of that set must not send new ones to it.
       want.backendFlags.push(
-        (b.local ? enums.xlb_backend_flags.XLB_BE_F_LOCAL : 0) |
-          // Terminating: keeps its flows; ClientIP affinity must not send new ones to it.
-          (b.useForNewFlows ? 0 : enums.xlb_backend_flags.XLB_BE_F_DRAINING),
+        (b.local ? BF.XLB_BE_F_LOCAL : 0) | (usesCluster && !b.inCluster ? BF.XLB_BE_F_DRAINING : 0) | (usesLocal && !b.inLocal ? BF.XLB_BE_F_NOT_LOCAL_SET : 0),
       );
-      if (inTable(b)) inputs.push({ name: b.name, id, weight: b.weight });
+      if (usesCluster && inSet(b, 'cluster')) clusterInputs.push({ name: b.name, id, weight: b.weight });
+      if (usesLocal && inSet(b, 'local')) localInputs.push({ name: b.name, id, weight: b.weight });
     }
-    if (inputs.length) want.table = { size: tableSizeFor(inputs.length, this.sizing), inputs };
+    if (clusterInputs.length) want.tables.push({ serviceId: want.clusterId, inputs: { size: tableSizeFor(clusterInputs.length, this.sizing), inputs: clusterInputs } });
+    if (localInputs.length) want.tables.push({ serviceId: want.localId, inputs: { size: tableSizeFor(localInputs.length, this.sizing), inputs: localInputs } });
+    const idOf = (set: EndpointSet): number => (set === 'cluster' ? want.clusterId : want.localId);
     const F = enums.xlb_service_flags;
     const affinity = svc.sessionAffinity === 'ClientIP';
     // kube-proxy restricts LoadBalancer ingress IPs only, not NodePorts or ExternalIPs.
@@ -463,12 +560,17 @@ export class ServiceController {
     const proto = protoNumber(svc.protocol);
     for (let i = 0; i < svc.frontends.length; i++) {
       const f = svc.frontends[i];
-      if (!SERVED_KINDS.has(f.kind)) continue;
-      let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : F.XLB_SVC_F_EXTERNAL;
+      const id = f.external ? idOf(f.external) : 0;
+      let flags = f.kind === 'NodePort' ? F.XLB_SVC_F_NODEPORT : f.kind === 'ClusterIP' ? 0 : F.XLB_SVC_F_EXTERNAL;
       if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
-      if (ranges.length && f.kind === 'LoadBalancer') flags |= F.XLB_SVC_F_SOURCE_RANGES;
+      if (f.external === 'local') flags |= F.XLB_SVC_F_EXT_LOCAL;
+      if (f.internal === 'local') flags |= F.XLB_SVC_F_INT_LOCAL;
+      if (want.ranges.length && f.kind === 'LoadBalancer' && id) {
+        flags |= F.XLB_SVC_F_SOURCE_RANGES;
+        if (!want.rangeIds.includes(id)) want.rangeIds.push(id);
+      }
       const key: FrontendKey = { addr: f.addr, port: f.port, proto };
-      const service: ServiceValue = { id: serviceId, flags };
+      const service: ServiceValue = { id, flags, internal_id: idOf(f.internal) };
       if (affinity) service.affinity_timeout = svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS;
       want.frontends.push({ fk: frontendKeyString(key), key, service });
     }
@@ -476,11 +578,16 @@ export class ServiceController {
   }
 
   /**
-   * The Maglev lookup table a service port has in the maps, rebuilt from
-   * the same inputs (tables are not kept in memory: M × 4 bytes each).
+   * The Maglev lookup table a service port has in the maps for new flows
+   * from outside the cluster (the set its outside-facing frontends choose
+   * from; else its cluster set), rebuilt from the same inputs (tables are
+   * not kept in memory: M x 4 bytes each).
    */
   tableOf(key: string): { serviceId: number; table: Uint32Array } | undefined {
-    const serviceId = this.ports.get(key)?.serviceId;
+    const want = this.ports.get(key);
+    if (!want) return undefined;
+    const outside = want.desired.frontends.find((f) => f.external)?.external;
+    const serviceId = outside === 'local' ? want.localId : want.clusterId || want.localId;
     const applied = serviceId ? this.appliedTables.get(serviceId) : undefined;
     if (!serviceId || !applied) return undefined;
     return { serviceId, table: buildMaglevTable(applied.inputs, applied.size) };
@@ -492,16 +599,24 @@ export class ServiceController {
     if (cached) return cached;
     const want = this.ports.get(key)!;
     const svc = want.desired;
-    const served = want.serviceId > 0;
-    const table = served ? this.appliedTables.get(want.serviceId) : undefined;
+    const served = idsOf(want).length > 0;
+    const clusterTable = want.clusterId ? this.appliedTables.get(want.clusterId) : undefined;
+    const localTable = want.localId ? this.appliedTables.get(want.localId) : undefined;
+    const takers = (set: EndpointSet): string[] => svc.backends.filter((b) => inSet(b, set)).map((b) => `${b.addr}:${b.port}`);
+    const path = (set: EndpointSet): FrontendPathView => ({ set, serviceId: set === 'cluster' ? want.clusterId : want.localId, endpoints: takers(set) });
     const view: ServiceView = {
       key: svc.key,
       namespace: svc.namespace,
       name: svc.name,
       portName: svc.portName,
       protocol: svc.protocol,
-      serviceId: want.serviceId,
-      frontends: svc.frontends.map((f) => ({ addr: f.addr, port: f.port, kind: f.kind, served: served && SERVED_KINDS.has(f.kind) })),
+      serviceId: want.clusterId || want.localId,
+      serviceIds: { cluster: want.clusterId, local: want.localId },
+      frontends: svc.frontends.map((f: DesiredFrontend) => {
+        const v: FrontendView = { addr: f.addr, port: f.port, kind: f.kind, served, fromInside: path(f.internal) };
+        if (f.external) v.fromOutside = path(f.external);
+        return v;
+      }),
       backends: svc.backends.map((b, i) => {
         const id = want.backendIds[i] ?? 0;
         return {
@@ -511,11 +626,27 @@ export class ServiceController {
           nodeName: b.nodeName,
           local: b.local,
           state: backendState(b),
-          inTable: served && inTable(b),
-          share: table && id ? slotCount(table.counts, id) / table.size : 0,
+          inTable: served && ((want.clusterId > 0 && inSet(b, 'cluster')) || (want.localId > 0 && inSet(b, 'local'))),
+          inCluster: b.inCluster,
+          inLocal: b.inLocal,
+          share: clusterTable && id ? slotCount(clusterTable.counts, id) / clusterTable.size : 0,
+          localShare: localTable && id ? slotCount(localTable.counts, id) / localTable.size : 0,
         };
       }),
-      tableSize: want.table?.size ?? 0,
+      tableSize: clusterTable?.size ?? 0,
+      localTableSize: localTable?.size ?? 0,
+      settings: {
+        type: svc.type,
+        externalTrafficPolicy: svc.externalTrafficPolicy,
+        internalTrafficPolicy: svc.internalTrafficPolicy,
+        sessionAffinity: svc.sessionAffinity,
+        ...(svc.sessionAffinity === 'ClientIP' ? { sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SECONDS } : {}),
+        loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+        topology: svc.topology,
+        ...(svc.trafficDistribution !== undefined ? { trafficDistribution: svc.trafficDistribution } : {}),
+        ...(svc.healthCheckNodePort !== undefined ? { healthCheckNodePort: svc.healthCheckNodePort } : {}),
+        hasAnyEndpoints: svc.hasAnyEndpoints,
+      },
     };
     this.viewCache.set(key, view);
     return view;

@@ -56,8 +56,9 @@ test('healthz and readyz report the agent state', async () => {
 test('/v1/services lists every programmed service port', async () => {
   const r = (await buildApi(agent).inject('/v1/services')).json() as { services: Array<{ namespace: string; name: string; protocol: string; readyBackends: number }> };
   const names = r.services.map((s) => `${s.namespace}/${s.name}/${s.protocol}`).sort();
-  assert.deepEqual(names, ['default/dns-echo/UDP', 'default/mixed/TCP', 'default/mixed/UDP', 'default/web-nodeport/TCP', 'default/web/TCP']);
-  assert.ok(r.services.every((s) => s.readyBackends === 4));
+  assert.deepEqual(names, ['default/dns-echo/UDP', 'default/mixed/TCP', 'default/mixed/UDP', 'default/web-nodeport/TCP', 'default/web/TCP', 'kube-system/kube-dns/TCP', 'kube-system/kube-dns/UDP']);
+  // Four pods serve each lab service; the cluster DNS has one server per node.
+  assert.ok(r.services.every((s) => s.readyBackends === (s.namespace === 'kube-system' ? 2 : 4)));
 });
 
 test('/v1/services/:namespace/:name shows backends, table size and shares', async () => {
@@ -92,8 +93,8 @@ test('/metrics exposes the agent metrics in the Prometheus format', async () => 
   const res = await buildApi(agent).inject('/metrics');
   assert.equal(res.statusCode, 200);
   assert.match(res.body, /# HELP xlb_sync_duration_seconds /);
-  assert.match(res.body, /^xlb_services 5$/m);
-  assert.match(res.body, /^xlb_backends\{state="ready"\} 20$/m);
+  assert.match(res.body, /^xlb_services 7$/m);
+  assert.match(res.body, /^xlb_backends\{state="ready"\} 24$/m);
 });
 
 test('the API is read-only: writes are 404s', async () => {
@@ -115,7 +116,7 @@ test('readyz waits for the first sync\'s next hops to resolve: a packet for a re
   try {
     await waitFor(() => a.services().length > 0 && ensured.length > 0, 5000, 'the first sync and its neighbour refresh');
     // node1's agent: the endpoints on node2 are the remote backends.
-    assert.deepEqual(ensured[0], ['198.19.2.11', '198.19.2.12']);
+    assert.deepEqual(ensured[0], ['198.19.2.11', '198.19.2.12', '198.19.2.2']);
     const app = buildApi(a);
     assert.equal((await app.inject('/readyz')).statusCode, 503, 'programmed, next hops not resolved: not ready');
     release();

@@ -49,6 +49,8 @@ describe('config: good configurations', () => {
         conntrackSize: 131072,
         conntrackLifetimes: { tcp: 21600, tcpSyn: 60, tcpFin: 10, any: 60 },
       },
+      socketLB: { enabled: true, cgroupRoot: null, hostNamespaceOnly: false },
+      podInterfaces: [],
       announce: { externalIPs: false },
       api: { listen: '127.0.0.1:9876' },
       log: { level: 'info' },

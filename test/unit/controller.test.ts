@@ -36,18 +36,32 @@ test('the lab manifests program the expected frontends, backends and tables', ()
   const r = c.sync(load());
   assert.deepEqual(r.issues, []);
   const dump = maps.dump();
-  // web (LB + its nodePort), dns-echo (LB + nodePort), web-nodeport, mixed tcp+udp (LB + nodePorts).
-  assert.ok(dump.frontends.some((f) => /^192\.0\.2\.10:80\/6 -> svc \d+ flags 2$/.test(f)), dump.frontends.join('\n'));
-  assert.ok(dump.frontends.some((f) => f.startsWith('192.0.2.11:53/17 ')));
-  assert.ok(dump.frontends.some((f) => f.startsWith('198.18.0.11:30080/6 ')));
-  assert.ok(dump.frontends.some((f) => f.startsWith('192.0.2.12:7000/6 ')));
-  assert.ok(dump.frontends.some((f) => f.startsWith('192.0.2.12:7000/17 ')));
-  // Backend IDs are per service port: 5 service ports × 4 pods; node1's pods are local.
-  assert.equal(dump.backends.length, 20);
-  assert.equal(dump.backends.filter((b) => b.includes('198.19.1.') && b.endsWith('flags 1')).length, 10);
-  assert.equal(dump.backends.filter((b) => b.includes('198.19.2.') && b.endsWith('flags 0')).length, 10);
-  // 4 backends × 100 → the smallest listed prime ≥ 400.
-  for (const size of Object.values(dump.tables)) assert.ok(size >= 400 && size < 1000, `table size ${size}`);
+  const web = c.services().find((s) => s.name === 'web')!.serviceId;
+  // web: its VIP and node port serve the cluster set from outside and inside,
+  // the node port also on loopback and the ClusterIP from inside only.
+  for (const f of [
+    `192.0.2.10:80/6 -> svc ${web} internal ${web} flags 2`,
+    `198.18.0.11:31080/6 -> svc ${web} internal ${web} flags 1`,
+    `127.0.0.1:31080/6 -> svc 0 internal ${web} flags 1`,
+    `198.18.128.10:80/6 -> svc 0 internal ${web} flags 0`,
+  ])
+    assert.ok(dump.frontends.includes(f), `${f} in\n${dump.frontends.join('\n')}`);
+  for (const f of ['192.0.2.11:53/17 ', '198.18.0.11:30080/6 ', '192.0.2.12:7000/6 ', '192.0.2.12:7000/17 ', '198.18.128.53:53/17 ', '198.18.128.53:53/6 ']) {
+    assert.ok(dump.frontends.some((x) => x.startsWith(f)), f);
+  }
+  // 7 service ports, each with its ClusterIP; 5 of them with a node port on
+  // the node's address and on loopback; 4 LoadBalancer VIPs.
+  assert.equal(dump.frontends.length, 7 + 5 * 2 + 4);
+  // Backend IDs are per service port: 5 service ports × 4 pods and kube-dns's
+  // 2 ports × 2 DNS pods; node1's pods are local. No local set: no other flag.
+  assert.equal(dump.backends.length, 24);
+  assert.equal(dump.backends.filter((b) => b.includes('198.19.1.') && b.endsWith('flags 1')).length, 12);
+  assert.equal(dump.backends.filter((b) => b.includes('198.19.2.') && b.endsWith('flags 0')).length, 12);
+  // 4 backends × 100 → the smallest listed prime ≥ 400; 2 DNS servers → ≥ 200.
+  for (const s of c.services()) {
+    const n = s.backends.length;
+    assert.ok(s.tableSize >= 100 * n && s.tableSize < 250 * n + 251, `${s.key}: table size ${s.tableSize} for ${n} backends`);
+  }
 });
 
 test('a second sync of the same state writes nothing', () => {
@@ -163,8 +177,12 @@ test('ClientIP affinity and source ranges reach the frontends and the source-ran
   const AFF = 4;
   const RANGES = 8;
   // The VIP: external + affinity + source ranges; the web service's NodePort: affinity only.
-  assert.ok(dump.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} flags ${2 | AFF | RANGES} affinity 600s`), dump.join('\n'));
-  assert.ok(dump.includes(`198.18.0.11:31080/6 -> svc ${web.serviceId} flags ${1 | AFF} affinity 600s`), dump.join('\n'));
+  // Every frontend serves the cluster set both from outside and from inside.
+  const id = web.serviceId;
+  assert.ok(dump.includes(`192.0.2.10:80/6 -> svc ${id} internal ${id} flags ${2 | AFF | RANGES} affinity 600s`), dump.join('\n'));
+  assert.ok(dump.includes(`198.18.0.11:31080/6 -> svc ${id} internal ${id} flags ${1 | AFF} affinity 600s`), dump.join('\n'));
+  // The ClusterIP: from inside only, affinity too.
+  assert.ok(dump.includes(`198.18.128.10:80/6 -> svc 0 internal ${id} flags ${AFF} affinity 600s`), dump.join('\n'));
   assert.deepEqual(maps.sourceRanges.get(web.serviceId), ['198.18.1.0/24', '203.0.113.0/25']);
   assert.equal(r.writes.sourceRanges, 1);
   // Same state again: nothing written; ranges removed: one write clears them.
@@ -172,5 +190,77 @@ test('ClientIP affinity and source ranges reach the frontends and the source-ran
   const cleared = c.sync(load());
   assert.equal(cleared.writes.sourceRanges, 1);
   assert.equal(maps.sourceRanges.size, 0);
-  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} flags 2`));
+  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} internal ${web.serviceId} flags 2`));
+});
+
+/** web with `policies` merged into its spec (the lab's web: 2 pods on node1, 2 on node2). */
+function webWith(policies: string): ClusterState {
+  const original = "      externalTrafficPolicy: Cluster\n      ports:\n        - name: http\n          protocol: TCP\n          port: 80\n";
+  const text = fs.readFileSync(examples, 'utf8').replace(original, `${policies.includes('externalTrafficPolicy') ? '' : '      externalTrafficPolicy: Cluster\n'}${policies}${original.slice(original.indexOf('      ports:'))}`);
+  assert.notEqual(text, fs.readFileSync(examples, 'utf8'), 'the fixture edit applied');
+  return load(text);
+}
+
+test('externalTrafficPolicy Local: outside traffic takes the local set, pods and the node the cluster set', () => {
+  const maps = new FakeLBMaps();
+  const c = new ServiceController(maps, node1, sizing);
+  c.sync(webWith('      externalTrafficPolicy: Local\n'));
+  const web = c.services().find((s) => s.name === 'web')!;
+  const { cluster, local } = web.serviceIds;
+  assert.ok(cluster > 0 && local > 0 && cluster !== local);
+  const F = { NODEPORT: 1, EXTERNAL: 2, EXT_LOCAL: 16 };
+  const dump = maps.dump().frontends;
+  for (const f of [
+    `192.0.2.10:80/6 -> svc ${local} internal ${cluster} flags ${F.EXTERNAL | F.EXT_LOCAL}`,
+    `198.18.0.11:31080/6 -> svc ${local} internal ${cluster} flags ${F.NODEPORT | F.EXT_LOCAL}`,
+    `127.0.0.1:31080/6 -> svc 0 internal ${cluster} flags ${F.NODEPORT}`,
+    `198.18.128.10:80/6 -> svc 0 internal ${cluster} flags 0`,
+  ])
+    assert.ok(dump.includes(f), `${f} in\n${dump.join('\n')}`);
+  // The local table holds node1's two pods; the cluster table all four.
+  const ids = (t: Uint32Array) => [...new Set(t)].map((id) => web.backends.find((b) => b.id === id)!.addr).sort();
+  assert.deepEqual(ids(maps.tables.get(local)!), ['198.19.1.11', '198.19.1.12']);
+  assert.deepEqual(ids(maps.tables.get(cluster)!), ['198.19.1.11', '198.19.1.12', '198.19.2.11', '198.19.2.12']);
+  // node2's pods are in no local set: ClientIP affinity of the local set skips them.
+  const NOT_LOCAL_SET = 4;
+  for (const b of web.backends) assert.equal(maps.backends.get(b.id)!.flags & NOT_LOCAL_SET, b.local ? 0 : NOT_LOCAL_SET, b.addr);
+  // The view says where new flows go, from each side.
+  const vip = web.frontends.find((f) => f.kind === 'LoadBalancer')!;
+  assert.deepEqual(vip.fromOutside, { set: 'local', serviceId: local, endpoints: ['198.19.1.11:8080', '198.19.1.12:8080'] });
+  assert.equal(vip.fromInside.set, 'cluster');
+  assert.equal(vip.fromInside.endpoints.length, 4);
+  assert.equal(web.frontends.find((f) => f.kind === 'ClusterIP')!.fromOutside, undefined);
+  assert.equal(web.settings.externalTrafficPolicy, 'Local');
+});
+
+test('internalTrafficPolicy Local: a ClusterIP serves pods from the local set; going back to Cluster keeps every backend ID', () => {
+  const maps = new FakeLBMaps();
+  const c = new ServiceController(maps, node1, sizing);
+  c.sync(webWith('      internalTrafficPolicy: Local\n'));
+  const web = c.services().find((s) => s.name === 'web')!;
+  const { cluster, local } = web.serviceIds;
+  const INT_LOCAL = 32;
+  assert.ok(maps.dump().frontends.includes(`198.18.128.10:80/6 -> svc 0 internal ${local} flags ${INT_LOCAL}`));
+  // The VIP reached from inside: the cluster set, whatever internalTrafficPolicy says.
+  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${cluster} internal ${cluster} flags 2`));
+  const before = new Map(web.backends.map((b) => [b.addr, b.id]));
+  const r = c.sync(load());
+  const after = c.services().find((s) => s.name === 'web')!;
+  assert.deepEqual(after.serviceIds, { cluster, local: 0 });
+  assert.equal(r.writes.backendDeletes, 0, 'established flows keep their backends');
+  for (const b of after.backends) assert.equal(b.id, before.get(b.addr));
+  assert.ok(!maps.tables.has(local), 'the local table is gone');
+});
+
+test('a changed node address moves the node port frontends and writes nothing else', () => {
+  const maps = new FakeLBMaps();
+  const c = new ServiceController(maps, { ...node1, addresses: [...node1.addresses] }, sizing);
+  const state = load();
+  c.sync(state);
+  c.setNode({ ...node1, addresses: ['198.18.0.21'] });
+  const r = c.sync(state);
+  const dump = maps.dump().frontends;
+  assert.ok(!dump.some((f) => f.startsWith('198.18.0.11:')), 'the old address serves nothing');
+  assert.equal(dump.filter((f) => f.startsWith('198.18.0.21:')).length, 5, 'every node port on the new address');
+  assert.deepEqual(r.writes, { frontends: 5, frontendDeletes: 5, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 });
 });

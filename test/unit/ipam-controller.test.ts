@@ -33,7 +33,7 @@ class Agent {
       kubeconfig: server.kubeconfigPath,
       nodeName: name,
       log: this.log,
-      onNode: (a) => (this.node.addresses = a),
+      onNode: (a) => this.ctl.setNode({ ...this.node, addresses: a }),
       backoff: { initialMs: 20, maxMs: 100 },
     });
     server.upsert('nodes', nodeObject(name, addresses));

@@ -115,7 +115,7 @@ describe('kubernetes source', () => {
     const maps = new FakeLBMaps();
     const ctl = new ServiceController(maps, nodeInfo, { minTableSize: 251, maxTableSize: 65521, backendMultiplier: 100 });
     let syncs = 0;
-    h = new Harness(server, { onNode: (a) => (nodeInfo.addresses = a) });
+    h = new Harness(server, { onNode: (a) => ctl.setNode({ ...nodeInfo, addresses: a }) });
     await h.src.start((s) => {
       h!.snaps.push(s);
       ctl.sync(s.state, s.issues);
@@ -128,7 +128,8 @@ describe('kubernetes source', () => {
     server.upsert('services', service('web', { type: 'LoadBalancer', nodePort: 30080, lbIP: '203.0.113.10' }));
     server.upsert('endpointslices', slice('web-1', 'web', ['10.0.0.1', '10.0.0.2']));
     await waitFor(() => backends().length === 2, 5000, 'two backends programmed');
-    assert.deepEqual(frontends(), ['198.18.0.1:30080/6', '203.0.113.10:80/6']);
+    // The LoadBalancer VIP, the node port on the Node's address and on loopback, the ClusterIP.
+    assert.deepEqual(frontends(), ['10.96.0.10:80/6', '127.0.0.1:30080/6', '198.18.0.1:30080/6', '203.0.113.10:80/6']);
 
     // Update: a third endpoint in a second slice, and the service's port.
     server.upsert('endpointslices', slice('web-2', 'web', ['10.0.0.3']));
@@ -311,28 +312,54 @@ describe('kubernetes source', () => {
     assert.equal(server.countRequests({ path: /endpointslices$/, watch: false }), 1, 'no relist');
   });
 
-  it('invalid objects are reported with object and field, skipped, and cleared when fixed or deleted', async () => {
+  it('invalid objects are reported with object and field, skipped (or kept without the bad part), and cleared when fixed or deleted', async () => {
     server.upsert('services', service('good'));
     const bad = service('bad', { clusterIP: '10.96.0.30' });
     bad.spec.ports[0].port = 70000;
     server.injectRaw('services', bad);
     h = new Harness(server);
     await h.start();
+    // Its only port is bad: nothing of it can be served.
     assert.deepEqual(h.services(), ['default/good']);
     assert.deepEqual(
       h.last().issues.map((i) => [i.object, i.field]),
-      [['Service default/bad', 'spec.ports[0].port']],
+      [
+        ['Service default/bad', 'spec.ports[0].port'],
+        ['Service default/bad', 'spec.ports'],
+      ],
     );
-    // A slice with an address that is not IPv4 arrives by watch.
-    server.injectRaw('endpointslices', slice('bad-1', 'good', ['10.0.0.300']));
+    // A slice with an address that is not IPv4 arrives by watch: the slice
+    // is kept without that endpoint.
+    server.injectRaw('endpointslices', slice('bad-1', 'good', ['10.0.0.300', '10.0.0.31']));
     const s = await h.until((x) => x.issues.some((i) => i.object === 'EndpointSlice default/bad-1'), 'the invalid slice reported');
-    assert.equal(s.issues.find((i) => i.object === 'EndpointSlice default/bad-1')!.field, 'endpoints[0].addresses[0]');
-    assert.equal(s.state.endpointSlices.size, 0);
+    assert.deepEqual(
+      s.issues.filter((i) => i.object === 'EndpointSlice default/bad-1').map((i) => i.field),
+      ['endpoints[0].addresses[0]', 'endpoints[0].addresses'],
+    );
+    assert.deepEqual(
+      s.state.endpointSlices.get('default/bad-1')!.endpoints.map((e) => e.addresses[0]),
+      ['10.0.0.31'],
+    );
+    // A slice of a headless Service is not for kube-proxy: left out, no issue.
+    const headless = slice('hl-1', 'good', ['10.0.0.32']);
+    (headless.metadata.labels as Record<string, string>)['service.kubernetes.io/headless'] = '';
+    server.upsert('endpointslices', headless);
+    server.upsert('endpointslices', slice('after-1', 'good', ['10.0.0.33']));
+    const u = await h.until((x) => x.state.endpointSlices.has('default/after-1'), 'the slice after the headless one');
+    assert.equal(u.state.endpointSlices.has('default/hl-1'), false);
+    assert.ok(!u.issues.some((i) => i.object === 'EndpointSlice default/hl-1'));
     // Fix the service, delete the slice: issues clear, the service applies.
     server.upsert('services', service('bad', { clusterIP: '10.96.0.30' }));
     server.remove('endpointslices', 'default', 'bad-1');
     const t = await h.until((x) => x.issues.length === 0 && x.state.services.has('default/bad'), 'issues cleared');
     assert.equal(t.state.services.size, 2);
+    // A service with one bad port of two is served with the other, and reported.
+    const half = service('half', { clusterIP: '10.96.0.34' });
+    half.spec.ports.push({ name: 'bad', protocol: 'TCP', port: 0, targetPort: 8080 });
+    server.injectRaw('services', half);
+    const v = await h.until((x) => x.state.services.has('default/half'), 'the half-valid service');
+    assert.deepEqual(v.state.services.get('default/half')!.ports.map((p) => p.name), ['http']);
+    assert.deepEqual(v.issues.map((i) => [i.object, i.field]), [['Service default/half', 'spec.ports[1].port']]);
   });
 
   it('watch lines that are not usable events are skipped and counted; later events still apply', async () => {

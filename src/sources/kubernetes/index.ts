@@ -91,11 +91,12 @@ export interface KubernetesSourceOptions {
   nodeName: string;
   log: Log;
   /**
-   * This node's IPv4 NodePort addresses (InternalIP, then ExternalIP), called
-   * before the first snapshot and again before the snapshot that follows any
-   * change; `[]` when the Node object is missing.
+   * This node's IPv4 NodePort addresses (InternalIP, then ExternalIP) and
+   * its labels (the zone label decides topology hints), called before the
+   * first snapshot and again before the snapshot that follows a change of
+   * either; `[]` and `{}` when the Node object is missing.
    */
-  onNode?: (addresses: string[]) => void;
+  onNode?: (addresses: string[], labels: Record<string, string>) => void;
   /** Quiet time before a snapshot, ms (default {@link DEFAULT_DEBOUNCE_MS}). */
   debounceMs?: number;
   /** Longest delay of a snapshot after the first event of a burst, ms (default {@link DEFAULT_MAX_DELAY_MS}). */
@@ -161,6 +162,8 @@ export class KubernetesSource implements Source {
   private readonly serviceListeners = new Set<ServiceFeedListener>();
   private onSnapshot?: (s: Snapshot) => void;
   private addresses: string[] = [];
+  /** This node's labels as last read from its Node object. */
+  private labels: Record<string, string> = {};
   private readonly pending = { services: new Set<string>(), endpointSlices: new Set<string>() };
   private lastChanges: SnapshotChanges = { full: true, services: [], endpointSlices: [] };
   private nodeSeen = false;
@@ -255,7 +258,7 @@ export class KubernetesSource implements Source {
     }
     if (this.stopped) throw new Error('kubernetes source: stopped before the first sync');
     this.coalescer.cancel();
-    this.opts.onNode?.(this.addresses);
+    this.opts.onNode?.(this.addresses, { ...this.labels });
     this.emit();
   }
 
@@ -316,15 +319,18 @@ export class KubernetesSource implements Source {
       this.objectIssues.delete(label);
     } else {
       const r = prepared ?? normalizeService(obj, this.opts.normalize ?? K8S_NORMALIZE);
+      // A service with parts dropped is kept, and its issues recorded; a
+      // change of issues alone still makes a snapshot (they are part of it).
+      const issuesChanged = this.setIssues(label, r.issues);
       if (r.value) {
         if (sameModel(this.serviceModels.get(key), r.value)) changed = false;
         else this.serviceModels.set(key, r.value);
-        this.objectIssues.delete(label);
+        if (r.issues.length && issuesChanged) this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'Service served with parts dropped');
       } else {
         this.serviceModels.delete(key);
-        this.objectIssues.set(label, r.issues);
         this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid Service skipped');
       }
+      if (issuesChanged && !changed) this.poke();
     }
     for (const l of this.serviceListeners) {
       try {
@@ -348,15 +354,29 @@ export class KubernetesSource implements Source {
       this.clearIssues('EndpointSlice', key);
     } else {
       const r = prepared ?? normalizeEndpointSlice(obj, this.opts.normalize ?? K8S_NORMALIZE);
-      if (r.value) {
+      if (r.ignored !== undefined) {
+        // Not for kube-proxy (its informers select these labels away): as if deleted.
+        changed = this.sliceModels.delete(key);
+        this.clearIssues('EndpointSlice', key);
+        this.log.debug({ object: `EndpointSlice ${key}`, reason: r.ignored }, 'EndpointSlice ignored');
+      } else if (!r.issues.length) {
+        // The common case, without a label string (10,000 slices a list).
         if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
-        else this.sliceModels.set(key, r.value);
+        else this.sliceModels.set(key, r.value!);
         this.clearIssues('EndpointSlice', key);
       } else {
         const label = `EndpointSlice ${key}`;
-        this.sliceModels.delete(key);
-        this.objectIssues.set(label, r.issues);
-        this.log.warn({ object: label, issues: r.issues.map((i) => `${i.field}: ${i.message}`) }, 'invalid EndpointSlice skipped');
+        const issuesChanged = this.setIssues(label, r.issues);
+        const lines = r.issues.map((i) => `${i.field}: ${i.message}`);
+        if (r.value) {
+          if (sameModel(this.sliceModels.get(key), r.value)) changed = false;
+          else this.sliceModels.set(key, r.value);
+          if (issuesChanged) this.log.warn({ object: label, issues: lines }, 'EndpointSlice served with parts dropped');
+        } else {
+          this.sliceModels.delete(key);
+          this.log.warn({ object: label, issues: lines }, 'invalid EndpointSlice skipped');
+        }
+        if (issuesChanged && !changed) this.poke();
       }
     }
     if (changed) {
@@ -370,20 +390,33 @@ export class KubernetesSource implements Source {
     if (this.objectIssues.size) this.objectIssues.delete(`${kind} ${key}`);
   }
 
+  /** Record (or, with none, forget) the issues of object `label`; whether they differ from the ones recorded. */
+  private setIssues(label: string, issues: InputIssue[]): boolean {
+    const before = this.objectIssues.get(label);
+    if (issues.length) this.objectIssues.set(label, issues);
+    else this.objectIssues.delete(label);
+    return JSON.stringify(before ?? []) !== JSON.stringify(issues);
+  }
+
   private onNodeEvent(type: InformerEventType, obj: RawObject): void {
     if (obj.metadata.name !== this.opts.nodeName) return;
     this.nodeSeen = type !== 'delete';
     const a = type === 'delete' ? { ipv4: [], ipv6: [] } : nodeAddresses(obj);
+    const raw = type === 'delete' ? undefined : (obj.metadata as { labels?: unknown }).labels;
+    const labels: Record<string, string> = {};
+    if (raw && typeof raw === 'object') for (const [k, v] of Object.entries(raw)) if (typeof v === 'string') labels[k] = v;
     if (type === 'delete') this.log.warn({ node: this.opts.nodeName }, 'Node object deleted: no NodePort addresses');
     if (a.ipv6.length) this.log.info({ node: this.opts.nodeName, ipv6: a.ipv6 }, 'IPv6 node addresses recorded, not served (the datapath serves IPv4)');
-    if (a.ipv4.join(',') === this.addresses.join(',')) return;
+    const sameLabels = JSON.stringify(Object.entries(labels).sort()) === JSON.stringify(Object.entries(this.labels).sort());
+    if (a.ipv4.join(',') === this.addresses.join(',') && sameLabels) return;
     this.addresses = a.ipv4;
+    this.labels = labels;
     this.log.info({ node: this.opts.nodeName, addresses: a.ipv4 }, 'node addresses');
     // Before the first sync start() reports them; afterwards the consumer
     // learns them first, then gets a snapshot to re-sync with.
     if (this.onSnapshot && this.synced()) {
       try {
-        this.opts.onNode?.(this.nodeAddresses());
+        this.opts.onNode?.(this.nodeAddresses(), { ...this.labels });
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'onNode handler failed');
       }
