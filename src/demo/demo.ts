@@ -3,14 +3,16 @@
  * sends HTTP (a new connection per request) and UDP from the client to every
  * VIP, prints each backend's count beside its Maglev share, then changes the
  * web service's backends in the manifests (one added, one removed) while
- * keep-alive connections are open and shows that they kept their backends,
- * and takes the lab down (unless --keep).
+ * keep-alive connections are open and shows that they kept their backends;
+ * then the east-west half: a pod resolves a service's name through the
+ * cluster DNS service and calls it by name, spread over the backends by the
+ * socket hooks. Takes the lab down (unless --keep).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { labDown, labRoutes, labUp, type LabStatus } from '../lab/index.js';
+import { labDown, labExecArgv, labPodExec, labRoutes, labUp, type LabStatus } from '../lab/index.js';
 import { apiGet } from '../cli/client.js';
 import { editEndpoints } from './manifests.js';
 import { waitFor } from '../util/wait.js';
@@ -18,9 +20,15 @@ import { waitFor } from '../util/wait.js';
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const trafficScript = path.join(repo, 'src/demo/traffic.ts');
 
-/** Run the traffic generator in the client namespace; returns its JSON lines. */
-export async function clientTraffic(lab: LabStatus, args: string[]): Promise<Array<Record<string, unknown>>> {
-  const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', trafficScript, ...args], {
+/**
+ * Run the traffic generator in the client namespace (or, with `asPod`, as
+ * that pod of the lab: its cgroup, namespace and resolv.conf); returns its
+ * JSON lines.
+ */
+export async function clientTraffic(lab: LabStatus, args: string[], asPod?: string): Promise<Array<Record<string, unknown>>> {
+  const argv = [process.execPath, '--import', 'tsx', trafficScript, ...args];
+  const [cmd, ...rest] = asPod ? labExecArgv(lab.stateDir, asPod, argv) : ['ip', 'netns', 'exec', lab.client, ...argv];
+  const child = spawn(cmd, rest, {
     cwd: repo,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -125,6 +133,7 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
       }
     }
     await stickiness(lab, opts.requests);
+    await eastWest(lab, opts.requests);
   } finally {
     if (opts.keep) console.log(`\nlab left up (state ${stateDir}); take it down with: xlb lab down --state-dir ${stateDir}`);
     else {
@@ -200,4 +209,33 @@ async function stickiness(lab: LabStatus, requests: number): Promise<void> {
     child.stdin.end();
     child.kill();
   }
+}
+
+/**
+ * Inside the cluster: pod n1p1 resolves `web` through the cluster DNS
+ * service (its ClusterIP, served by the socket hooks, backed by a DNS
+ * server on each node), then makes `requests` calls to http://web/ by
+ * name, each a new connection that the socket hooks send straight to a
+ * backend.
+ */
+async function eastWest(lab: LabStatus, requests: number): Promise<void> {
+  const pod = lab.pods.find((p) => p.name === 'n1p1') ?? lab.pods[0];
+  console.log(`\ninside the cluster: pod ${pod.name} (${pod.ip}), whose resolv.conf names the cluster DNS service`);
+  const resolved = (await labPodExec(lab.stateDir, pod.name, ['getent', 'hosts', 'web'])).trim().split(/\s+/);
+  console.log(`  getent hosts web -> ${resolved[0]} (${resolved[1]}), answered through the DNS service's ClusterIP`);
+  const servers: Record<string, number> = {};
+  for (let i = 0; i < 20; i++) {
+    const who = (await labPodExec(lab.stateDir, pod.name, ['dig', '+short', '+time=2', '+tries=1', 'TXT', 'whoami.lab'])).trim().replaceAll('"', '');
+    servers[who] = (servers[who] ?? 0) + 1;
+  }
+  console.log(`  20 DNS queries, one socket each, answered by: ${Object.entries(servers).sort().map(([s, n]) => `${s} ${n}`).join(', ')}`);
+  const shares = await sharesOf(lab.nodes[0].api, 'default', 'web');
+  const [r] = await clientTraffic(lab, ['http', '--url', 'http://web/', '--count', String(requests), '--concurrency', '4'], pod.name);
+  printDistribution(
+    `${pod.name} -> http://web/ by name: ${requests} requests, a new connection each (${r.errors} errors, ${(r.seconds as number).toFixed(1)} s); connect() goes straight to a backend`,
+    lab,
+    r.byBackend as Record<string, number>,
+    shares,
+    requests,
+  );
 }
