@@ -131,6 +131,21 @@ describe('deploy/ manifests', () => {
     assert.equal(one('ConfigMap', cmName).metadata.namespace, ds.metadata.namespace);
   });
 
+  it("the socket hooks get the host's cgroup2 hierarchy: mounted on the host by the init container, seen by the agent where the ConfigMap points", () => {
+    const pod = one('DaemonSet', 'xlb').spec.template.spec;
+    const cfg = parseAllDocuments(one('ConfigMap', 'xlb-config').data['config.yaml'])[0].toJS() as Obj;
+    const root = cfg.socketLB.cgroupRoot as string;
+    const vol = pod.volumes.find((v: Obj) => v.hostPath?.path === root);
+    assert.ok(vol, `a hostPath volume for ${root}`);
+    const mount = pod.containers[0].volumeMounts.find((m: Obj) => m.name === vol.name);
+    assert.equal(mount.mountPath, root);
+    assert.equal(mount.mountPropagation, 'HostToContainer', 'a mount the init container made on the host is seen');
+    const init = pod.initContainers.find((c: Obj) => c.name === 'mount-cgroup');
+    assert.ok(init.command.join(' ').includes(`mount -t cgroup2 none ${root}`));
+    assert.ok(init.command.includes('--mount=/hostproc/1/ns/mnt'), 'in the host mount namespace');
+    assert.notEqual(init.securityContext.privileged, true);
+  });
+
   it('the ConfigMap holds a valid agent configuration that follows the API server', () => {
     const cm = one('ConfigMap', 'xlb-config');
     const doc = parseAllDocuments(cm.data['config.yaml'])[0];
