@@ -121,9 +121,10 @@ before(async () => {
   await labStopAgent(stateDir, n1.name);
   await labStopAgent(stateDir, n2.name);
   // node1: the command line's --kubeconfig replaces the file's source.
-  await labStartAgent(stateDir, n1.name, (cfg) => ({ ...cfg, ipam }), { args: ['--kubeconfig', api.kubeconfigPath] });
+  // Both as the DaemonSet runs them: no node.addresses, NodePort addresses from the Node object.
+  await labStartAgent(stateDir, n1.name, (cfg) => ({ ...cfg, node: { name: cfg.node.name }, ipam }), { args: ['--kubeconfig', api.kubeconfigPath] });
   // node2: source.kubernetes in the configuration file.
-  await labStartAgent(stateDir, n2.name, (cfg) => ({ ...cfg, source: { kubernetes: { kubeconfig: api.kubeconfigPath } }, ipam }));
+  await labStartAgent(stateDir, n2.name, (cfg) => ({ ...cfg, node: { name: cfg.node.name }, source: { kubernetes: { kubeconfig: api.kubeconfigPath } }, ipam }));
 });
 
 after(async () => {
@@ -219,6 +220,26 @@ describe('the agent follows a Kubernetes API server', () => {
     assert.deepEqual(codes.filter((c) => c !== '200'), [], 'every request sent the moment the restarted agent was ready got an answer');
     assert.ok((await servicesOf(leader.n)).some((s) => s.name === 'shop3'));
     assert.equal((await kube(leader.n)).ipam?.isLeader, false, 'the restarted agent does not take IPAM back');
+  });
+
+  test("an address added to the Node object serves the node ports there without a restart; removed, they go", async () => {
+    const n = lab.nodes[0];
+    const nodePorts = async () => {
+      const r = (await apiGet(n.api, '/v1/services/default/web-nodeport')) as { ports: Array<{ frontends: Array<{ addr: string; port: number; kind: string }> }> };
+      return r.ports.flatMap((p) => p.frontends.filter((f) => f.kind === 'NodePort').map((f) => f.addr)).sort();
+    };
+    const node = (extra: string[]) => ({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: n.name, labels: { 'topology.kubernetes.io/zone': 'lab-a' } },
+      status: { addresses: [{ type: 'InternalIP', address: n.ip }, ...extra.map((address) => ({ type: 'ExternalIP', address })), { type: 'Hostname', address: n.name }] },
+    });
+    api.upsert('nodes', node(['198.18.0.31']));
+    await waitFor(async () => (await nodePorts()).includes('198.18.0.31'), 5000, 'the node port on the added address');
+    assert.deepEqual(await nodePorts(), ['127.0.0.1', '198.18.0.11', '198.18.0.31']);
+    assert.deepEqual((await kube(n)).nodeAddresses, [n.ip, '198.18.0.31']);
+    api.upsert('nodes', node([]));
+    await waitFor(async () => !(await nodePorts()).includes('198.18.0.31'), 5000, 'the node port gone with the address');
   });
 
   test('an invalid object from the API server is reported in /v1/issues and skipped; the rest stays served', async () => {
