@@ -199,6 +199,8 @@ function agentConfig(tmp: string, manifests: string, instance: string) {
     interfaces: ['xlbA'],
     source: { file: { path: manifests } },
     datapath: { instance, xdpMode: 'auto', conntrackSize: 65536 },
+    // The control plane is measured here; the socket hooks would attach to the machine's own cgroup root.
+    socketLB: { enabled: false },
     api: { listen: `unix:${path.join(tmp, `${instance}.sock`)}` },
     log: { level: 'info' },
   });
@@ -312,7 +314,7 @@ async function measureRss(res: BenchResult, ns: BenchNetns, tmp: string, n: numb
   const instance = `bench-rss-${randomBytes(3).toString('hex')}`;
   const cfgPath = path.join(tmp, `${instance}.yaml`);
   const api = `unix:${path.join(tmp, `${instance}.sock`)}`;
-  fs.writeFileSync(cfgPath, stringify({ node: { name: NODE_NAME, addresses: [NODE_IP] }, interfaces: ['xlbA'], source: { file: { path: manifests } }, datapath: { instance, conntrackSize: 65536 }, api: { listen: api }, log: { level: 'warn' } }));
+  fs.writeFileSync(cfgPath, stringify({ node: { name: NODE_NAME, addresses: [NODE_IP] }, interfaces: ['xlbA'], source: { file: { path: manifests } }, datapath: { instance, conntrackSize: 65536 }, socketLB: { enabled: false }, api: { listen: api }, log: { level: 'warn' } }));
   const logPath = path.join(tmp, `${instance}.log`);
   const fd = fs.openSync(logPath, 'a');
   const child = spawn('nsenter', [`--net=/run/netns/${ns.name}`, '--', process.execPath, '--import', 'tsx', path.join(repoRoot, 'src/cli/main.ts'), 'agent', '--config', cfgPath], { stdio: ['ignore', fd, fd], cwd: repoRoot });
