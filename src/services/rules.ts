@@ -423,6 +423,50 @@ interface PortDraft {
 }
 
 /**
+ * One service port as this node programs it, but for its frontends (the
+ * claims on frontends are settled across services afterwards): its key,
+ * names, policies, backends (with their sets), the sets' facts and the
+ * Service's settings. The one place the shape is written, for
+ * {@link translateState} and the Translator alike (every field in one
+ * literal, in one order: one hidden class for every port).
+ * @param key `namespace/name:portName`
+ * @param ranges the IPv4 `loadBalancerSourceRanges`
+ */
+export function servicePort(
+  svc: ServiceModel,
+  sp: ServicePort,
+  key: string,
+  protocol: ServedProtocol,
+  backends: DesiredBackend[],
+  policy: ServicePortPolicy,
+  sets: Pick<EndpointSets<unknown>, 'hasAnyEndpoints' | 'topology'>,
+  ranges: string[],
+): Omit<DesiredService, 'frontends'> {
+  const port: Omit<DesiredService, 'frontends'> = {
+    key,
+    namespace: svc.namespace,
+    name: svc.name,
+    portName: sp.name,
+    protocol,
+    type: svc.type,
+    backends,
+    externalTrafficPolicy: svc.externalTrafficPolicy,
+    internalTrafficPolicy: svc.internalTrafficPolicy,
+    usesCluster: usesClusterEndpoints(policy),
+    usesLocal: usesLocalEndpoints(policy),
+    hasAnyEndpoints: sets.hasAnyEndpoints,
+    topology: sets.topology,
+    sessionAffinity: svc.sessionAffinity,
+    loadBalancerSourceRanges: ranges,
+  };
+  if (svc.sessionAffinityTimeoutSeconds !== undefined) port.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
+  const hc = healthCheckNodePortOf(svc);
+  if (hc !== undefined) port.healthCheckNodePort = hc;
+  if (svc.trafficDistribution !== undefined) port.trafficDistribution = svc.trafficDistribution;
+  return port;
+}
+
+/**
  * The plain translation of a snapshot into what this node programs (the
  * reference for translate.ts's Translator).
  *
@@ -537,27 +581,7 @@ function draftService(svc: ServiceModel, slices: EndpointSliceModel[], node: Nod
       b.inLocal = sets.localEndpoints?.includes(endpoints[i]) ?? false;
     });
 
-    const service: Omit<DesiredService, 'frontends'> = {
-      key: `${serviceKey}:${sp.name}`,
-      namespace: svc.namespace,
-      name: svc.name,
-      portName: sp.name,
-      protocol,
-      type: svc.type,
-      backends,
-      externalTrafficPolicy: svc.externalTrafficPolicy,
-      internalTrafficPolicy: svc.internalTrafficPolicy,
-      usesCluster: usesClusterEndpoints(policy),
-      usesLocal: usesLocalEndpoints(policy),
-      hasAnyEndpoints: sets.hasAnyEndpoints,
-      topology: sets.topology,
-      sessionAffinity: svc.sessionAffinity,
-      loadBalancerSourceRanges: ranges,
-    };
-    if (svc.sessionAffinityTimeoutSeconds !== undefined) service.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
-    const hc = healthCheckNodePortOf(svc);
-    if (hc !== undefined) service.healthCheckNodePort = hc;
-    if (svc.trafficDistribution !== undefined) service.trafficDistribution = svc.trafficDistribution;
+    const service = servicePort(svc, sp, `${serviceKey}:${sp.name}`, protocol, backends, policy, sets, ranges);
     ports.push({ serviceKey, portIndex, portName: sp.name, candidates, service, frontends: [], claimIssues: [] });
   });
   return { issues, ports };

@@ -25,8 +25,7 @@ import {
   sctpIssue,
   skipIssue,
   sourceRangesIssue,
-  usesClusterEndpoints,
-  usesLocalEndpoints,
+  servicePort,
   type ServicePortPolicy,
 } from './rules.js';
 import type { DesiredBackend, DesiredFrontend, DesiredService, FrontendKind, ServedProtocol } from './types.js';
@@ -289,26 +288,7 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
     const sets = categorizeEndpoints(models, policy, node.name, node.labels);
     markSet(backends, models, sets.clusterEndpoints, true);
     markSet(backends, models, sets.localEndpoints, false);
-    const base: Omit<DesiredService, 'frontends'> = {
-      key: flat(serviceKey, ':', sp.name),
-      namespace: svc.namespace,
-      name: svc.name,
-      portName: sp.name,
-      protocol,
-      type: svc.type,
-      backends,
-      externalTrafficPolicy: svc.externalTrafficPolicy,
-      internalTrafficPolicy: svc.internalTrafficPolicy,
-      usesCluster: usesClusterEndpoints(policy),
-      usesLocal: usesLocalEndpoints(policy),
-      hasAnyEndpoints: sets.hasAnyEndpoints,
-      topology: sets.topology,
-      sessionAffinity: svc.sessionAffinity,
-      loadBalancerSourceRanges: v4Ranges,
-    };
-    if (svc.sessionAffinityTimeoutSeconds !== undefined) base.sessionAffinityTimeoutSeconds = svc.sessionAffinityTimeoutSeconds;
-    if (healthCheckNodePort !== undefined) base.healthCheckNodePort = healthCheckNodePort;
-    if (svc.trafficDistribution !== undefined) base.trafficDistribution = svc.trafficDistribution;
+    const base = servicePort(svc, sp, flat(serviceKey, ':', sp.name), protocol, backends, policy, sets, v4Ranges);
     ports.push({ serviceKey, portIndex: i, portName: sp.name, candidates, base, desired: undefined, frontends: [], claimIssues: NO_ISSUES });
   }
   return { serviceKey, ports, issues };
