@@ -654,7 +654,13 @@ export async function labStopAgent(stateDir: string, node: string): Promise<void
   if (!n.agentPid || !alive(n.agentPid)) throw new Error(`lab: ${node} has no running agent`);
   process.kill(n.agentPid, 'SIGTERM');
   const pid = n.agentPid;
-  await waitFor(() => !alive(pid), 10000, `agent on ${node} to exit`, 20);
+  try {
+    await waitFor(() => !alive(pid), 10000, `agent on ${node} to exit`, 20);
+  } catch (e) {
+    const log = path.join(st.stateDir, `${n.name}.log`);
+    const tail = fs.existsSync(log) ? fs.readFileSync(log, 'utf8').split('\n').slice(-15).join('\n') : '(no log)';
+    throw new Error(`${(e as Error).message}\n--- ${log} ---\n${tail}`);
+  }
   n.agentPid = null;
   save(st);
 }

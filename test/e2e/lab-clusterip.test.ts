@@ -145,6 +145,59 @@ describe('pods and nodes reach services (socket hooks)', () => {
   });
 });
 
+describe("kube-proxy's health check node port", () => {
+  test('each node answers for its own endpoints: 200 where the service has one, 503 where it has none', async () => {
+    const docs = parseAllDocuments(fs.readFileSync(lab.manifests, 'utf8')).map((d) => d.toJS());
+    const n1p1 = lab.pods.find((p) => p.name === 'n1p1')!;
+    docs[0].items.push(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'local-web', namespace: 'default' },
+        spec: {
+          type: 'LoadBalancer',
+          clusterIP: '198.18.128.21',
+          clusterIPs: ['198.18.128.21'],
+          externalTrafficPolicy: 'Local',
+          healthCheckNodePort: 32100,
+          ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP', nodePort: 31100 }],
+        },
+        status: { loadBalancer: { ingress: [{ ip: '192.0.2.40', ipMode: 'VIP' }] } },
+      },
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'local-web-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'local-web' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        endpoints: [{ addresses: [n1p1.ip], conditions: { ready: true }, nodeName: 'node1' }],
+      },
+    );
+    fs.writeFileSync(lab.manifests, stringify(docs[0]));
+    const check = (node: { ip: string }) =>
+      sh('ip', ['netns', 'exec', lab.client, 'curl', '-sS', '-m', '2', '-w', '\n%{http_code} %header{x-load-balancing-endpoint-weight}', `http://${node.ip}:32100/`]).catch(() => '');
+    await waitFor(async () => (await check(lab.nodes[0])).endsWith('200 1'), 10000, "node1's health check port to answer 200");
+    const answer = await check(lab.nodes[0]);
+    const body = JSON.parse(answer.slice(0, answer.lastIndexOf('\n')));
+    assert.deepEqual(body.service, { namespace: 'default', name: 'local-web' });
+    assert.equal(body.localEndpoints, 1);
+    await waitFor(async () => (await check(lab.nodes[1])).endsWith('503 0'), 10000, "node2's health check port to answer 503");
+    // From outside, the VIP's local set: node2 has no endpoint and drops; node1 serves.
+    const fromOutside = (await curlFromClientVia(lab.nodes[0].ip, '192.0.2.40')).split(' ')[0];
+    assert.equal(fromOutside, 'n1p1');
+  });
+});
+
+/** HTTP to `vip` from the client, with the router's route for it pinned to `via` for the call. */
+async function curlFromClientVia(via: string, vip: string): Promise<string> {
+  await ipn(lab.router, 'route', 'add', `${vip}/32`, 'via', via);
+  try {
+    return await sh('ip', ['netns', 'exec', lab.client, 'curl', '-sS', '-m', '3', `http://${vip}/`]);
+  } finally {
+    await ipn(lab.router, 'route', 'del', `${vip}/32`);
+  }
+}
+
 describe('the agent follows the node and serves pods that bypass the socket hooks', () => {
   test('socketLB.hostNamespaceOnly: pods are translated by tc on their interfaces, the node by the socket hooks', async () => {
     await labStopAgent(stateDir, 'node1');
