@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
 #include <bpf/bpf_helpers.h>
@@ -69,6 +70,14 @@ static __always_inline void xlb_tc_rewrite(struct __sk_buff *skb, const struct x
 	bpf_skb_store_bytes(skb, port_off, &port, sizeof(port), 0);
 }
 
+/* The source address of a pod's flow to a service it backs itself
+ * (hairpin), set by the loader (datapath.hairpinAddress; Cilium's
+ * IPV4_LOOPBACK is 169.254.42.1). Translated to its own address, such a flow
+ * would be answered inside the pod and never come back to be restored:
+ * from this address, the pod sends the reply to its gateway (this
+ * interface), where it is restored. 0: hairpin flows are not served. */
+const volatile __be32 xlb_hairpin_addr = 0;
+
 SEC("tc")
 int xlb_tc_egress(struct __sk_buff *skb)
 {
@@ -81,9 +90,9 @@ int xlb_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 
 	/* Replies to SNATed flows are the XDP program's (they arrive, they
-	 * never leave as such). */
+	 * never leave as such); hairpin replies are xlb_tc_pod_ingress's. */
 	rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt.flow);
-	if (!rnat || (rnat->flags & XLB_CT_F_SNAT))
+	if (!rnat || (rnat->flags & (XLB_CT_F_SNAT | XLB_CT_F_HAIRPIN)))
 		return TC_ACT_OK;
 	/* a reply keeps its flow alive (xlb_ct_expired reads this) */
 	now = xlb_now();
@@ -93,14 +102,48 @@ int xlb_tc_egress(struct __sk_buff *skb)
 	return TC_ACT_OK;
 }
 
+/* Swap the frame's MAC addresses: a frame the pod sent to its gateway goes
+ * back to the pod (its own address as destination, or its interface drops
+ * it as another host's). */
+static __always_inline void xlb_tc_swap_macs(struct __sk_buff *skb)
+{
+	__u8 macs[2 * ETH_ALEN];
+	__u8 swapped[2 * ETH_ALEN];
+
+	if (bpf_skb_load_bytes(skb, 0, macs, sizeof(macs)))
+		return;
+	__builtin_memcpy(swapped, macs + ETH_ALEN, ETH_ALEN);
+	__builtin_memcpy(swapped + ETH_ALEN, macs, ETH_ALEN);
+	bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0);
+}
+
+/* Send the pod's packet to backend addr:port; a hairpin flow (the pod is
+ * the backend) also gets the hairpin address as its source and goes straight
+ * back out of this interface, into the pod. */
+static __always_inline int xlb_tc_pod_forward(struct __sk_buff *skb, const struct xlb_pkt *pkt, __be32 addr,
+					      __be16 port, bool hairpin)
+{
+	xlb_tc_rewrite(skb, pkt, true, addr, port);
+	if (!hairpin)
+		return TC_ACT_OK;
+	xlb_tc_rewrite(skb, pkt, false, xlb_hairpin_addr, pkt->flow.sport);
+	xlb_tc_swap_macs(skb);
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* A new flow from a pod to frontend `svc` (`stale`: its outdated conntrack
  * entry, if any): the backend from the frontend's internal set, reverse NAT
- * and conntrack entries, DNAT. */
+ * and conntrack entries, DNAT (and the hairpin source when the pod reaches
+ * itself). */
 static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct xlb_pkt *pkt,
 					    const struct xlb_service *svc, const struct xlb_ct_entry *stale, __u32 now)
 {
 	const struct xlb_backend *backend;
 	__u32 backend_id = 0;
+	struct xlb_flow_key reply;
+	struct xlb_rnat_entry entry;
+	bool hairpin;
+	long err;
 
 	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
 				     xlb_flow_hash(&pkt->flow), &backend_id);
@@ -109,14 +152,55 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 		return TC_ACT_SHOT;
 	}
 	if (stale)
-		xlb_rnat_forget(&pkt->flow, stale, 0);
-	if (xlb_rnat_store_local(&pkt->flow, backend, svc->internal_id, now) ||
-	    xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now, true)) {
+		xlb_rnat_forget(&pkt->flow, stale, xlb_hairpin_addr);
+	hairpin = backend->addr == pkt->flow.saddr;
+	if (hairpin) {
+		if (!xlb_hairpin_addr) {
+			xlb_count_drop(XLB_DROP_NO_BACKEND);
+			return TC_ACT_SHOT;
+		}
+		/* The reply: backend -> hairpin address:client port. */
+		reply = (struct xlb_flow_key){
+			.saddr = backend->addr,
+			.daddr = xlb_hairpin_addr,
+			.sport = backend->port,
+			.dport = pkt->flow.sport,
+			.proto = pkt->flow.proto,
+		};
+		entry = xlb_rnat_entry_of(&pkt->flow, svc->internal_id, XLB_CT_F_HAIRPIN, now);
+		err = bpf_map_update_elem(&xlb_rnat, &reply, &entry, BPF_ANY);
+	} else {
+		err = xlb_rnat_store_local(&pkt->flow, backend, svc->internal_id, now);
+	}
+	if (err || xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now,
+				XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0))) {
 		xlb_count_drop(XLB_DROP_CT_INSERT);
 		return TC_ACT_SHOT;
 	}
-	xlb_tc_rewrite(skb, pkt, true, backend->addr, backend->port);
-	return TC_ACT_OK;
+	return xlb_tc_pod_forward(skb, pkt, backend->addr, backend->port, hairpin);
+}
+
+/* A pod's reply to the hairpin address: it answers a flow it sent to a
+ * service it backs itself. Restored (source: the frontend; destination:
+ * the pod again) and sent back into the pod. Anything else to that address
+ * is left alone. */
+static __always_inline int xlb_tc_hairpin_reply(struct __sk_buff *skb, const struct xlb_pkt *pkt)
+{
+	struct xlb_rnat_entry *rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt->flow);
+	__be32 vip, client;
+	__be16 vip_port, client_port;
+
+	if (!rnat || !(rnat->flags & XLB_CT_F_HAIRPIN))
+		return TC_ACT_OK;
+	xlb_rnat_touch(rnat, pkt->tcp_flags, xlb_now());
+	vip = rnat->vip;
+	vip_port = rnat->vip_port;
+	client = rnat->client_addr;
+	client_port = rnat->client_port;
+	xlb_tc_rewrite(skb, pkt, false, vip, vip_port);
+	xlb_tc_rewrite(skb, pkt, true, client, client_port);
+	xlb_tc_swap_macs(skb);
+	return bpf_redirect(skb->ifindex, 0);
 }
 
 SEC("tc")
@@ -133,8 +217,11 @@ int xlb_tc_pod_ingress(struct __sk_buff *skb)
 	if (parsed == XLB_PARSE_PASS)
 		return TC_ACT_OK;
 	svc = xlb_lookup_frontend(pkt.flow.daddr, pkt.flow.dport, pkt.flow.proto);
-	if (!svc || !svc->internal_id)
+	if (!svc || !svc->internal_id) {
+		if (parsed == XLB_PARSE_OK && xlb_hairpin_addr && pkt.flow.daddr == xlb_hairpin_addr)
+			return xlb_tc_hairpin_reply(skb, &pkt);
 		return TC_ACT_OK;
+	}
 	if (parsed == XLB_PARSE_TRUNCATED) {
 		xlb_count_drop(XLB_DROP_TRUNCATED);
 		return TC_ACT_SHOT;
@@ -144,11 +231,10 @@ int xlb_tc_pod_ingress(struct __sk_buff *skb)
 	now = xlb_now();
 	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
 	if (!ct || !xlb_ct_is_current(ct, svc->internal_id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
-	    xlb_ct_expired(&pkt.flow, ct, now, 0))
+	    xlb_ct_expired(&pkt.flow, ct, now, xlb_hairpin_addr))
 		return xlb_tc_pod_place(skb, &pkt, svc, ct, now);
 	xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now);
-	xlb_tc_rewrite(skb, &pkt, true, ct->backend_addr, ct->backend_port);
-	return TC_ACT_OK;
+	return xlb_tc_pod_forward(skb, &pkt, ct->backend_addr, ct->backend_port, ct->flags & XLB_CT_F_HAIRPIN);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

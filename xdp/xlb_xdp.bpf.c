@@ -149,7 +149,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	 * decrements the TTL. */
 	if (backend->flags & XLB_BE_F_LOCAL) {
 		if (xlb_rnat_store_local(&pkt->flow, backend, service_id, now) ||
-		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, false))
+		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
 			return xlb_drop(XLB_DROP_CT_INSERT);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
@@ -163,7 +163,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 					xlb_snat_port_min, xlb_snat_port_max, now);
 	if (!snat_port)
 		return xlb_drop(XLB_DROP_SNAT_EXHAUSTED);
-	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, false))
+	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, 0))
 		return xlb_drop(XLB_DROP_CT_INSERT);
 	return xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port);
 }

@@ -154,6 +154,7 @@ export class Agent implements AgentView {
         snatPorts: config.datapath.snatPorts,
         conntrackSize: config.datapath.conntrackSize,
         conntrackLifetimes: config.datapath.conntrackLifetimes,
+        hairpinAddress: config.datapath.hairpinAddress,
         objectDir: config.datapath.objectDir ?? undefined,
         socketLB,
         warn: (m) => log.warn(m),

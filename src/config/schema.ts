@@ -122,6 +122,10 @@ const source = obj({
  *   61000..65535 (above Linux's default ephemeral range 32768..60999).
  * - `datapath.conntrackSize`: entries of xlb_conntrack and xlb_rnat,
  *   1024..16777216, default 131072.
+ * - `datapath.hairpinAddress`: the source address tc on pod interfaces
+ *   gives a pod's flow to a service it backs itself (so that the reply
+ *   leaves the pod and can be restored); default 169.254.42.1, Cilium's.
+ *   Never leaves the pod's interface.
  * - `datapath.conntrackLifetimes`: seconds a flow may stay silent before
  *   its entries and SNAT port may be reused: `tcp` (established, 21600),
  *   `tcpSyn` (only SYNs seen, 60), `tcpFin` (a FIN or RST seen, 10), `any`
@@ -180,6 +184,7 @@ export const ConfigSchema = obj({
     snatPorts: snatPorts.prefault({}),
     conntrackSize: check<number>((v) => isInt(v, 1024, 16777216), 'must be an integer 1024..16777216').default(131072),
     conntrackLifetimes: conntrackLifetimes.prefault({}),
+    hairpinAddress: check<string>((v) => typeof v === 'string' && isIPv4(v), 'not an IPv4 address').default('169.254.42.1'),
   }).prefault({}),
   api: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),

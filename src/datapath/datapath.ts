@@ -53,6 +53,8 @@ export interface DatapathOptions {
   snatPorts: { min: number; max: number };
   /** Entries of xlb_conntrack and xlb_rnat. */
   conntrackSize: number;
+  /** Source of a pod's flow to a service it backs itself, on pod interfaces (datapath.hairpinAddress); default 169.254.42.1. */
+  hairpinAddress?: string;
   /**
    * Conntrack lifetimes in seconds (the xlb_ct_timeout_* knobs of
    * xlb_conntrack.h, set in ticks); left out, the datapath's defaults.
@@ -165,7 +167,9 @@ export class Datapath {
     let dp: Datapath | undefined;
     try {
       xdpObj.load();
-      tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: lifetimes });
+      const hairpin = Buffer.alloc(4);
+      hairpin.writeUInt32BE(ipToU32(opts.hairpinAddress ?? '169.254.42.1'));
+      tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, xlb_hairpin_addr: hairpin } });
       tcObj.load();
       if (opts.socketLB) {
         const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0 };

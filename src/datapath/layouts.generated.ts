@@ -168,6 +168,7 @@ export const enums = {
     XLB_CT_F_ESTABLISHED: 2,
     XLB_CT_F_CLOSING: 4,
     XLB_CT_F_INTERNAL: 8,
+    XLB_CT_F_HAIRPIN: 16,
   },
   xlb_drop_reason: {
     XLB_DROP_TRUNCATED: 0,

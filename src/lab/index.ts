@@ -423,7 +423,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
               : {}),
           ...(opts.agentConfig ?? {}),
           // datapath keys of agentConfig go with the lab's own (the instance is per node)
-          datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536, ...((opts.agentConfig?.datapath as object | undefined) ?? {}) },
+          // A hairpin address of the lab's own range (it never leaves a pod's interface).
+          datapath: { instance: `lab-${sfx}-${n.name}`, conntrackSize: 65536, hairpinAddress: '198.18.255.1', ...((opts.agentConfig?.datapath as object | undefined) ?? {}) },
           // Socket LB serves the node's pods and host processes: its own cgroup subtree, not the machine's.
           socketLB: { cgroupRoot: n.cgroup, ...((opts.agentConfig?.socketLB as object | undefined) ?? {}) },
         };

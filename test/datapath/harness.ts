@@ -68,6 +68,8 @@ export interface LoadOptions {
   withTc?: boolean;
   /** Conntrack lifetimes (s); left out, the datapath's defaults. */
   conntrackLifetimes?: ConntrackLifetimes;
+  /** The tc object's hairpin address (datapath.hairpinAddress); left out, hairpin flows are not served. */
+  hairpinAddr?: string;
   /**
    * Load the socket hooks too (xlb_sock.bpf.o); `hostNetnsCookie` turns on
    * socketLB.hostNamespaceOnly with that namespace as the host's.
@@ -127,7 +129,12 @@ export class Datapath {
       xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: opts.maxEntries });
       xdpObj.load();
       if (opts.withTc !== false) {
-        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES) });
+        const tcRodata: Record<string, number | Buffer> = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
+        if (opts.hairpinAddr) {
+          tcRodata.xlb_hairpin_addr = Buffer.alloc(4);
+          (tcRodata.xlb_hairpin_addr as Buffer).writeUInt32BE(ipToU32(opts.hairpinAddr));
+        }
+        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: tcRodata });
         tcObj.load();
       }
       if (opts.withSock) {

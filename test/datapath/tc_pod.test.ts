@@ -21,6 +21,9 @@ const BF = enums.xlb_backend_flags;
 const CT = enums.xlb_ct_flags;
 
 const POD = '198.19.1.12';
+/** The hairpin address the loader sets (a test address: it never leaves the pod's interface). */
+const HAIRPIN = '198.18.255.1';
+const TC_ACT_REDIRECT = 7;
 const CLUSTER_IP = '198.18.128.10';
 const VIP = '203.0.113.10';
 /** Internal service 1 (TCP :80) and 2 (UDP :53); backend 1 on another node, 2 on this one. */
@@ -39,7 +42,7 @@ const byId = (id: number) => BACKENDS.find((b) => b.id === id)!;
 
 before(() => {
   buildObjects();
-  dp = Datapath.load({ nodeAddr: '198.18.0.11' });
+  dp = Datapath.load({ nodeAddr: '198.18.0.11', hairpinAddr: HAIRPIN });
   for (const b of BACKENDS) dp.setBackend(b.id, b);
   dp.setTable(1, TCP_TABLE);
   dp.setTable(2, UDP_TABLE);
@@ -50,6 +53,10 @@ before(() => {
   dp.addFrontend(VIP, 80, PROTO.TCP, 5, F.XLB_SVC_F_EXTERNAL, 1);
   dp.addFrontend(CLUSTER_IP, 81, PROTO.TCP, 0, 0, 3); // no table
   dp.addFrontend(VIP, 81, PROTO.TCP, 5, F.XLB_SVC_F_EXTERNAL, 0); // outside only
+  // Service 6: the pod itself is the only backend (hairpin).
+  dp.setBackend(21, { addr: POD, port: 8080, proto: PROTO.TCP, flags: BF.XLB_BE_F_LOCAL });
+  dp.setTable(6, [21, 21, 21]);
+  dp.addFrontend(CLUSTER_IP, 82, PROTO.TCP, 0, 0, 6);
 });
 
 after(() => dp?.close());
@@ -135,6 +142,42 @@ describe('xlb_tc_pod_ingress', () => {
       assert.equal(r.retval, TC_ACT_OK);
       assert.deepEqual(r.dataOut, pkt);
     }
+  });
+});
+
+describe('a pod that reaches itself through a service (hairpin)', () => {
+  test('the SYN goes back into the pod from the hairpin address, its reply comes out restored to the ClusterIP', () => {
+    const sport = nextPort++;
+    const syn = tcpPacket({ eth: { src: '02:00:00:00:00:0a', dst: '02:00:00:00:00:0b' }, ip: { src: POD, dst: CLUSTER_IP }, tcp: { sport, dport: 82, flags: TCP_FLAG.SYN } });
+    const r = dp.podIngress!.testRun(syn);
+    assert.equal(r.retval, TC_ACT_REDIRECT, 'straight back out of the same interface');
+    const out = parsePacket(r.dataOut);
+    assert.deepEqual([out.ip!.src, out.l4!.sport, out.ip!.dst, out.l4!.dport], [HAIRPIN, sport, POD, 8080]);
+    assert.deepEqual([out.eth.src, out.eth.dst], ['02:00:00:00:00:0b', '02:00:00:00:00:0a'], 'addressed to the pod');
+    assert.deepEqual(verifyChecksums(r.dataOut), { ip: true, l4: true });
+    const ct = dp.conntrack({ saddr: POD, daddr: CLUSTER_IP, sport, dport: 82, proto: PROTO.TCP })!;
+    assert.equal(ct.flags & (CT.XLB_CT_F_HAIRPIN | CT.XLB_CT_F_INTERNAL), CT.XLB_CT_F_HAIRPIN | CT.XLB_CT_F_INTERNAL);
+
+    // The pod answers the hairpin address (through its gateway, this interface).
+    const reply = tcpPacket({ eth: { src: '02:00:00:00:00:0a', dst: '02:00:00:00:00:0b' }, ip: { src: POD, dst: HAIRPIN }, tcp: { sport: 8080, dport: sport, flags: TCP_FLAG.SYN | TCP_FLAG.ACK } });
+    const back = dp.podIngress!.testRun(reply);
+    assert.equal(back.retval, TC_ACT_REDIRECT);
+    const p = parsePacket(back.dataOut);
+    assert.deepEqual([p.ip!.src, p.l4!.sport, p.ip!.dst, p.l4!.dport], [CLUSTER_IP, 82, POD, sport]);
+    assert.equal(p.eth.dst, '02:00:00:00:00:0a');
+    assert.deepEqual(verifyChecksums(back.dataOut), { ip: true, l4: true });
+
+    // The client's next packet takes the same way, from conntrack.
+    const ack = dp.podIngress!.testRun(tcpPacket({ ip: { src: POD, dst: CLUSTER_IP }, tcp: { sport, dport: 82, flags: TCP_FLAG.ACK } }));
+    assert.equal(ack.retval, TC_ACT_REDIRECT);
+    assert.equal(parsePacket(ack.dataOut).ip!.src, HAIRPIN);
+  });
+
+  test('anything else to the hairpin address is left alone', () => {
+    const pkt = tcpPacket({ ip: { src: POD, dst: HAIRPIN }, tcp: { sport: 8080, dport: nextPort++, flags: TCP_FLAG.ACK } });
+    const r = dp.podIngress!.testRun(pkt);
+    assert.equal(r.retval, TC_ACT_OK);
+    assert.deepEqual(r.dataOut, pkt);
   });
 });
 

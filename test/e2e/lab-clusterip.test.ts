@@ -219,6 +219,26 @@ describe('the agent follows the node and serves pods that bypass the socket hook
     assert.ok((await packets()) > before, 'the packets went through tc');
     // The node itself is still served by the socket hooks.
     assert.ok(PODS.includes((await curl('node1', `http://${WEB_CLUSTER_IP}/`, true)).pod));
+    // A pod that backs the service it calls (hairpin): n1p1 alone behind a ClusterIP.
+    const docs = parseAllDocuments(fs.readFileSync(lab.manifests, 'utf8')).map((d) => d.toJS());
+    docs[0].items.push(
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'self', namespace: 'default' }, spec: { type: 'ClusterIP', clusterIP: '198.18.128.22', clusterIPs: ['198.18.128.22'], ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] } },
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'self-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'self' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        endpoints: [{ addresses: ['198.19.1.11'], conditions: { ready: true }, nodeName: 'node1' }],
+      },
+    );
+    fs.writeFileSync(lab.manifests, stringify(docs[0]));
+    await waitFor(async () => (await frontendsOf('node1', 'self')).includes('198.18.128.22:80'), 10000, 'node1 to program default/self');
+    for (let i = 0; i < 3; i++) {
+      const self = await curl('n1p1', 'http://198.18.128.22/');
+      assert.equal(self.pod, 'n1p1');
+      assert.equal(self.client, '198.18.255.1', 'the hairpin address, so that the reply left the pod to be restored');
+    }
   });
 
   test("node addresses are followed: an address added to the node's interface serves the node ports within seconds, and its removal stops them", async () => {

@@ -48,6 +48,7 @@ describe('config: good configurations', () => {
         snatPorts: { min: 61000, max: 65535 },
         conntrackSize: 131072,
         conntrackLifetimes: { tcp: 21600, tcpSyn: 60, tcpFin: 10, any: 60 },
+        hairpinAddress: '169.254.42.1',
       },
       socketLB: { enabled: true, cgroupRoot: null, hostNamespaceOnly: false },
       podInterfaces: [],

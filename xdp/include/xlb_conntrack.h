@@ -103,11 +103,11 @@ static __always_inline bool xlb_ct_is_current(const struct xlb_ct_entry *ct, __u
 
 /* Write (or overwrite) the conntrack entry of `flow`, whose first packet
  * (here) has TCP flags `tcp_flags`, at `now` (xlb_now, ticks): SNATed when
- * `snat_port` is set, and marked XLB_CT_F_INTERNAL when it comes from a pod
- * (`internal`). 0 or a negative errno. */
+ * `snat_port` is set, with `base_flags` (XLB_CT_F_INTERNAL, _HAIRPIN: a
+ * pod's flow, tc) besides. 0 or a negative errno. */
 static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 backend_id,
 					 const struct xlb_backend *backend, __be16 snat_port,
-					 __u32 service_id, __u8 tcp_flags, __u32 now, bool internal)
+					 __u32 service_id, __u8 tcp_flags, __u32 now, __u32 base_flags)
 {
 	struct xlb_ct_entry entry = {
 		.backend_id = backend_id,
@@ -115,8 +115,7 @@ static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 
 		.backend_port = backend->port,
 		.snat_port = snat_port,
 		.service_id = service_id,
-		.flags = xlb_ct_next_flags(flow->proto, (snat_port ? XLB_CT_F_SNAT : 0) | (internal ? XLB_CT_F_INTERNAL : 0),
-					   tcp_flags),
+		.flags = xlb_ct_next_flags(flow->proto, (snat_port ? XLB_CT_F_SNAT : 0) | base_flags, tcp_flags),
 		.seen = now,
 	};
 

@@ -97,8 +97,9 @@ static __always_inline struct xlb_rnat_entry xlb_rnat_entry_of(const struct xlb_
 }
 
 /* The key of the reverse NAT entry of `flow` placed as conntrack entry `ct`
- * says: backend -> node:SNAT port for a remote backend, else backend ->
- * client. */
+ * says: backend -> node:SNAT port for a SNATed flow (`node_addr` the node
+ * IP), backend -> hairpin address:client port for a hairpin flow
+ * (`node_addr` the hairpin address, tc), else backend -> client. */
 static __always_inline struct xlb_flow_key xlb_rnat_key_of(const struct xlb_flow_key *flow,
 							   const struct xlb_ct_entry *ct, __be32 node_addr)
 {
@@ -113,6 +114,8 @@ static __always_inline struct xlb_flow_key xlb_rnat_key_of(const struct xlb_flow
 	if (ct->flags & XLB_CT_F_SNAT) {
 		reply.daddr = node_addr;
 		reply.dport = ct->snat_port;
+	} else if (ct->flags & XLB_CT_F_HAIRPIN) {
+		reply.daddr = node_addr;
 	}
 	return reply;
 }

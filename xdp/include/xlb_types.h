@@ -192,6 +192,9 @@ enum xlb_ct_flags {
 	                                * client's; reverse NAT: the backend's) */
 	XLB_CT_F_INTERNAL = 1 << 3,    /* from a pod (tc on its interface): DNAT only, to a
 	                                * backend on any node (pod addresses are routable) */
+	XLB_CT_F_HAIRPIN = 1 << 4,     /* from a pod to a service it backs itself (tc): its
+	                                * source becomes the hairpin address, so that the
+	                                * reply leaves the pod and can be restored */
 };
 
 /* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
