@@ -30,6 +30,7 @@ const BENCHMARKS: Array<{ name: string; module: string; optional?: boolean }> = 
   // Owned by another engineer; run when present (bench/kubernetes/index.ts exports run({quick})).
   { name: 'kubernetes', module: 'bench/kubernetes/index.ts', optional: true },
   { name: 'e2e', module: 'bench/e2e/index.ts' },
+  { name: 'clusterip', module: 'bench/clusterip/index.ts' },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; only?: Set<string> } {

@@ -22,6 +22,13 @@
  * Chain names take kube-proxy's shape (prefix + 16 base32 characters of a
  * SHA-256 of the service port name, protocol and endpoint); the filter
  * table's rules (KUBE-FIREWALL and the like) are left out.
+ *
+ * ClusterIP services (bench/clusterip: pods connecting to a ClusterIP) have
+ * their own generators, `iptablesClusterIP` and `nftClusterIP`: there the
+ * frontend rule jumps straight to the service chain, whose first rule marks
+ * for masquerade only traffic from outside the cluster CIDR
+ * (`! -s <cluster CIDR>`, kube-proxy's --cluster-cidr), so a pod's
+ * connection is DNATed and not masqueraded; ports may be TCP or UDP.
  */
 import { createHash } from 'node:crypto';
 import type { BenchService } from './manifests.js';
@@ -47,15 +54,20 @@ function hash16(text: string): string {
 }
 
 const portName = (s: BenchService) => `${s.namespace}/${s.name}:${s.portName}`;
-const svcChain = (s: BenchService) => `KUBE-SVC-${hash16(`${portName(s)}tcp`)}`;
+/** Protocol of a service port as kube-proxy spells it in chain hashes and rules (lower case). */
+type Proto = 'tcp' | 'udp';
+const svcChain = (s: BenchService, proto: Proto = 'tcp') => `KUBE-SVC-${hash16(`${portName(s)}${proto}`)}`;
 const extChain = (s: BenchService) => `KUBE-EXT-${hash16(`${portName(s)}tcp`)}`;
-const sepChain = (s: BenchService, e: { ip: string; port: number }) => `KUBE-SEP-${hash16(`${portName(s)}tcp${e.ip}:${e.port}`)}`;
+const sepChain = (s: BenchService, e: { ip: string; port: number }, proto: Proto = 'tcp') => `KUBE-SEP-${hash16(`${portName(s)}${proto}${e.ip}:${e.port}`)}`;
+
+/** KUBE-SERVICES' last rule: node ports, for packets to the node's own addresses. */
+const NODEPORTS_RULE = '-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS';
 
 function servicesRules(services: BenchService[]): string[] {
   const out = services.map(
     (s) => `-A KUBE-SERVICES -d ${s.vip}/32 -p tcp -m comment --comment "${portName(s)} loadbalancer IP" -m tcp --dport ${s.port} -j ${extChain(s)}`,
   );
-  out.push('-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports; NOTE: this must be the last rule in this chain" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS');
+  out.push(NODEPORTS_RULE);
   return out;
 }
 
@@ -77,25 +89,85 @@ function endpointChainRules(s: BenchService, e: { ip: string; port: number }): s
   return [`-A ${c} -s ${e.ip}/32 -m comment --comment ${portName(s)} -j KUBE-MARK-MASQ`, `-A ${c} -p tcp -m comment --comment ${portName(s)} -m tcp -j DNAT --to-destination ${e.ip}:${e.port}`];
 }
 
+/** The nat table's hooks and masquerade chains, the same in every layout. */
+const NAT_BASE_CHAINS = ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'];
+const NAT_BASE_RULES = [
+  '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+  '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
+  '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
+  '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
+  '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
+  '-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000',
+  '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
+];
+
+/** An iptables-restore input of the nat table: built-in chains, then `chains`, then `rules`. */
+function natTable(chains: string[], rules: string[]): string {
+  return ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]', ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n');
+}
+
 /** The whole nat table for `services`: input of a full `iptables-restore`. */
 export function iptablesFull(services: BenchService[]): string {
-  const chains = ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ'];
-  const rules: string[] = [
-    '-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
-    '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING',
-    '-A KUBE-MARK-MASQ -j MARK --or-mark 0x4000',
-    '-A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN',
-    '-A KUBE-POSTROUTING -j MARK --xor-mark 0x4000',
-    '-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully',
-    ...servicesRules(services),
-  ];
+  const chains = [...NAT_BASE_CHAINS];
+  const rules: string[] = [...NAT_BASE_RULES, ...servicesRules(services)];
   for (const s of services) {
     chains.push(extChain(s), svcChain(s), ...s.endpoints.map((e) => sepChain(s, e)));
     rules.push(...serviceChainRules(s));
     for (const e of s.endpoints) rules.push(...endpointChainRules(s, e));
   }
-  return ['*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]', ...chains.map((c) => `:${c} - [0:0]`), ...rules, 'COMMIT', ''].join('\n');
+  return natTable(chains, rules);
+}
+
+/**
+ * A ClusterIP service port for {@link iptablesClusterIP} and
+ * {@link nftClusterIP}: `vip` is the ClusterIP, `port` the service port,
+ * `protocol` TCP (default) or UDP.
+ */
+export interface ClusterIPService extends BenchService {
+  protocol?: 'TCP' | 'UDP';
+}
+
+const protoOf = (s: ClusterIPService): Proto => (s.protocol === 'UDP' ? 'udp' : 'tcp');
+
+/**
+ * The whole nat table of kube-proxy's iptables mode for ClusterIP services
+ * (internalTrafficPolicy Cluster, kube-proxy run with --cluster-cidr and
+ * without --masquerade-all), services in order: per service port
+ *
+ *   -A KUBE-SERVICES -d <ClusterIP>/32 -p tcp ... "ns/svc:port cluster IP" -m tcp --dport <port> -j KUBE-SVC-<hash>
+ *   -A KUBE-SVC-<hash> ! -s <cluster CIDR> -d <ClusterIP>/32 -p tcp ... --dport <port> -j KUBE-MARK-MASQ
+ *   -A KUBE-SVC-<hash> ... -m statistic --mode random --probability 1/(n-k) -j KUBE-SEP-<hash>   (last endpoint unconditional)
+ *   -A KUBE-SEP-<hash> -s <pod IP>/32 ... -j KUBE-MARK-MASQ                                       (hairpin)
+ *   -A KUBE-SEP-<hash> -p tcp ... -m tcp -j DNAT --to-destination <pod IP>:<port>
+ *
+ * as kube-proxy's pkg/proxy/iptables/proxier_test.go expects them for a
+ * ClusterIP service, in iptables-save's word order.
+ * @param clusterCidr the pods' range (kube-proxy's --cluster-cidr), e.g. `198.19.0.0/16`
+ * @returns the input of a full `iptables-restore`
+ */
+export function iptablesClusterIP(services: ClusterIPService[], clusterCidr: string): string {
+  const chains = [...NAT_BASE_CHAINS];
+  const rules: string[] = [...NAT_BASE_RULES];
+  for (const s of services) {
+    const p = protoOf(s);
+    rules.push(`-A KUBE-SERVICES -d ${s.vip}/32 -p ${p} -m comment --comment "${portName(s)} cluster IP" -m ${p} --dport ${s.port} -j ${svcChain(s, p)}`);
+  }
+  rules.push(NODEPORTS_RULE);
+  for (const s of services) {
+    const p = protoOf(s);
+    const n = s.endpoints.length;
+    chains.push(svcChain(s, p), ...s.endpoints.map((e) => sepChain(s, e, p)));
+    rules.push(`-A ${svcChain(s, p)} ! -s ${clusterCidr} -d ${s.vip}/32 -p ${p} -m comment --comment "${portName(s)} cluster IP" -m ${p} --dport ${s.port} -j KUBE-MARK-MASQ`);
+    s.endpoints.forEach((e, k) => {
+      const stat = k < n - 1 ? ` -m statistic --mode random --probability ${(1 / (n - k)).toFixed(11)}` : '';
+      rules.push(`-A ${svcChain(s, p)} -m comment --comment "${portName(s)} -> ${e.ip}:${e.port}"${stat} -j ${sepChain(s, e, p)}`);
+    });
+    for (const e of s.endpoints) {
+      const c = sepChain(s, e, p);
+      rules.push(`-A ${c} -s ${e.ip}/32 -m comment --comment ${portName(s)} -j KUBE-MARK-MASQ`, `-A ${c} -p ${p} -m comment --comment ${portName(s)} -m ${p} -j DNAT --to-destination ${e.ip}:${e.port}`);
+    }
+  }
+  return natTable(chains, rules);
 }
 
 /**
@@ -130,25 +202,26 @@ export function iptablesDnatTarget(e: { ip: string; port: number }): string {
 export const IPTABLES_EMPTY = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n';
 
 const NFT_TABLE = 'kube-proxy';
-const nftSvc = (s: BenchService) => `service-${hash16(`${portName(s)}tcp`).slice(0, 8)}-${s.namespace}/${s.name}/tcp/${s.portName}`;
+const nftSvc = (s: BenchService, proto: Proto = 'tcp') => `service-${hash16(`${portName(s)}${proto}`).slice(0, 8)}-${s.namespace}/${s.name}/${proto}/${s.portName}`;
 const nftExt = (s: BenchService) => `external-${hash16(`${portName(s)}tcp`).slice(0, 8)}-${s.namespace}/${s.name}/tcp/${s.portName}`;
-const nftEp = (s: BenchService, e: { ip: string; port: number }) => `endpoint-${hash16(`${portName(s)}tcp${e.ip}:${e.port}`).slice(0, 8)}-${s.namespace}/${s.name}/tcp/${s.portName}__${e.ip}/${e.port}`;
+const nftEp = (s: BenchService, e: { ip: string; port: number }, proto: Proto = 'tcp') =>
+  `endpoint-${hash16(`${portName(s)}${proto}${e.ip}:${e.port}`).slice(0, 8)}-${s.namespace}/${s.name}/${proto}/${s.portName}__${e.ip}/${e.port}`;
 /** Chain names as bare words: nft 1.0.6 (Debian 12) takes no quoted chain names, so '/', '.' and ':' become '_'. */
 const q = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, '_');
 
-function nftServiceRule(s: BenchService): string {
-  const vmap = s.endpoints.map((e, k) => `${k} : goto ${q(nftEp(s, e))}`).join(' , ');
-  return `add rule ip ${NFT_TABLE} ${q(nftSvc(s))} numgen random mod ${s.endpoints.length} vmap { ${vmap} }`;
+function nftServiceRule(s: BenchService, proto: Proto = 'tcp'): string {
+  const vmap = s.endpoints.map((e, k) => `${k} : goto ${q(nftEp(s, e, proto))}`).join(' , ');
+  return `add rule ip ${NFT_TABLE} ${q(nftSvc(s, proto))} numgen random mod ${s.endpoints.length} vmap { ${vmap} }`;
 }
 
-function nftEndpoint(s: BenchService, e: { ip: string; port: number }): string[] {
-  const c = q(nftEp(s, e));
-  return [`add chain ip ${NFT_TABLE} ${c}`, `add rule ip ${NFT_TABLE} ${c} ip saddr ${e.ip} jump mark-for-masquerade`, `add rule ip ${NFT_TABLE} ${c} meta l4proto tcp dnat to ${e.ip}:${e.port}`];
+function nftEndpoint(s: BenchService, e: { ip: string; port: number }, proto: Proto = 'tcp'): string[] {
+  const c = q(nftEp(s, e, proto));
+  return [`add chain ip ${NFT_TABLE} ${c}`, `add rule ip ${NFT_TABLE} ${c} ip saddr ${e.ip} jump mark-for-masquerade`, `add rule ip ${NFT_TABLE} ${c} meta l4proto ${proto} dnat to ${e.ip}:${e.port}`];
 }
 
-/** The whole kube-proxy table for `services`: one `nft -f` transaction that replaces it. */
-export function nftFull(services: BenchService[]): string {
-  const lines = [
+/** The kube-proxy table's skeleton: masquerade chains, the service-ips verdict map, the nat hooks. */
+function nftBase(): string[] {
+  return [
     `add table ip ${NFT_TABLE}`,
     `delete table ip ${NFT_TABLE}`,
     `add table ip ${NFT_TABLE}`,
@@ -168,12 +241,46 @@ export function nftFull(services: BenchService[]): string {
     `add chain ip ${NFT_TABLE} nat-postrouting { type nat hook postrouting priority srcnat ; policy accept ; }`,
     `add rule ip ${NFT_TABLE} nat-postrouting jump masquerading`,
   ];
+}
+
+/** The whole kube-proxy table for `services`: one `nft -f` transaction that replaces it. */
+export function nftFull(services: BenchService[]): string {
+  const lines = nftBase();
   for (const s of services) {
     lines.push(`add chain ip ${NFT_TABLE} ${q(nftSvc(s))}`, `add chain ip ${NFT_TABLE} ${q(nftExt(s))}`);
     for (const e of s.endpoints) lines.push(...nftEndpoint(s, e));
     lines.push(nftServiceRule(s));
     lines.push(`add rule ip ${NFT_TABLE} ${q(nftExt(s))} jump mark-for-masquerade`, `add rule ip ${NFT_TABLE} ${q(nftExt(s))} goto ${q(nftSvc(s))}`);
     lines.push(`add element ip ${NFT_TABLE} service-ips { ${s.vip} . tcp . ${s.port} : goto ${q(nftExt(s))} }`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The kube-proxy table of nftables mode for ClusterIP services (as
+ * {@link iptablesClusterIP}: cluster CIDR known, no masquerade-all), one
+ * `nft -f` transaction that replaces it: per service port a chain
+ *
+ *   ip daddr <ClusterIP> tcp dport <port> ip saddr != <cluster CIDR> jump mark-for-masquerade
+ *   numgen random mod N vmap { 0 : goto <endpoint chain>, ... }
+ *
+ * endpoint chains that mark hairpin traffic and DNAT, and the element
+ * `<ClusterIP> . tcp . <port> : goto <service chain>` of the service-ips
+ * map, as kube-proxy's pkg/proxy/nftables/proxier_test.go expects them for
+ * a ClusterIP service. The cluster-ips set and the filter chains
+ * (no-endpoint rejects, firewall checks) are left out, as in {@link nftFull}.
+ * @param clusterCidr the pods' range (kube-proxy's --cluster-cidr)
+ */
+export function nftClusterIP(services: ClusterIPService[], clusterCidr: string): string {
+  const lines = nftBase();
+  for (const s of services) {
+    const p = protoOf(s);
+    const chain = q(nftSvc(s, p));
+    lines.push(`add chain ip ${NFT_TABLE} ${chain}`);
+    for (const e of s.endpoints) lines.push(...nftEndpoint(s, e, p));
+    lines.push(`add rule ip ${NFT_TABLE} ${chain} ip daddr ${s.vip} ${p} dport ${s.port} ip saddr != ${clusterCidr} jump mark-for-masquerade`);
+    lines.push(nftServiceRule(s, p));
+    lines.push(`add element ip ${NFT_TABLE} service-ips { ${s.vip} . ${p} . ${s.port} : goto ${chain} }`);
   }
   return `${lines.join('\n')}\n`;
 }
