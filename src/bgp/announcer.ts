@@ -14,6 +14,16 @@
  * paths left by a previous agent are withdrawn and a restarted gobgpd gets
  * everything back (StartBgp, peers, paths) within about a second.
  *
+ * Agent restarts are hitless for BGP: `stop({ keepRoutes: true })` leaves
+ * gobgpd running with its sessions and paths (gobgpd.ts records its pid),
+ * and the next start adopts it. Until the agent's first setDesired after
+ * that start, nothing is withdrawn: the paths gobgpd holds are the previous
+ * agent's decision and stay until this one has made its own (its first
+ * sync programmed). A kill -9 of the agent leaves gobgpd running just the
+ * same. Routers see nothing: no session flap, no withdraw, no re-advertised
+ * route. (Graceful restart, RFC 4724, is the other way; it still flaps the
+ * session and needs the router's help, so xlb keeps gobgpd instead.)
+ *
  * The announcer owns every locally originated IPv4 unicast /32 in its
  * gobgpd's global RIB, and every peer there: do not share the gobgpd with
  * another writer.
@@ -103,6 +113,11 @@ export interface BgpStatus {
     target: string;
     external: boolean;
     pid?: number;
+    /** The running gobgpd was left by the previous agent and adopted (sessions and paths kept). */
+    adopted: boolean;
+    /** Where its pid is recorded and its output goes (absent when external). */
+    pidFile?: string;
+    logFile?: string;
     restarts: number;
     /** gobgpd's last error or fatal log line. */
     lastError?: string;
@@ -171,6 +186,12 @@ export class BgpAnnouncer implements Announcer {
   private held = new Map<string, ListedPath>();
   private track = new Map<string, PeerTrack>();
   private policyApplied = false;
+  /**
+   * Set by the first setDesired. Until then nothing is withdrawn: the paths
+   * an adopted (or external) gobgpd holds are the previous agent's, and stay
+   * until this agent has decided (after its first sync).
+   */
+  private desiredKnown = false;
   private stopWatch?: () => void;
   private running?: Promise<void>;
   private dirty = false;
@@ -226,11 +247,16 @@ export class BgpAnnouncer implements Announcer {
     this.supervisor = new GobgpdSupervisor({
       ...(g.external
         ? { external: g.external }
-        : { binary: g.binary, apiPort: g.apiPort, apiSocket: g.apiSocket, commandPrefix: opts.commandPrefix, logLevel: g.logLevel }),
+        : { binary: g.binary, apiPort: g.apiPort, apiSocket: g.apiSocket, pidFile: g.pidFile, commandPrefix: opts.commandPrefix, logLevel: g.logLevel }),
+      // A gobgpd found running is adopted once its gRPC API answers.
+      probe: async () => {
+        await this.client.getBgp();
+      },
       log: opts.log,
       ...opts.gobgpd,
     });
     this.client = new GobgpClient(this.supervisor.target, { protoDir: opts.protoDir });
+    this.supervisor.on('adopt', () => void this.kick());
     this.supervisor.on('spawn', ({ restarts }) => {
       this.counters.gobgpdRestarts = restarts;
       void this.kick();
@@ -246,13 +272,17 @@ export class BgpAnnouncer implements Announcer {
   }
 
   /**
-   * Start gobgpd (unless external), configure it and wait for the first
-   * successful reconcile.
+   * Adopt the gobgpd a previous agent left running (same API address: its
+   * pid file names a live gobgpd whose API answers), or start one (unless
+   * external); configure it and wait for the first successful reconcile.
+   * An adopted gobgpd keeps its sessions, and its paths stay until the first
+   * {@link BgpAnnouncer.setDesired}.
    * @param config the parsed `bgp:` section ({@link parseBgpConfig})
    * @throws Error naming the field when the config cannot be used (no node
    *   address, gobgpd binary missing), or when gobgpd's API does not answer
-   *   within `startTimeoutMs` (the error of the last attempt included);
-   *   nothing is left running then
+   *   within `startTimeoutMs` (the error of the last attempt included); a
+   *   gobgpd spawned by this call is stopped then, an adopted one is left
+   *   running as it was found
    */
   static async start(config: BgpConfig, opts: BgpAnnouncerOptions = {}): Promise<BgpAnnouncer> {
     const a = new BgpAnnouncer(config, opts);
@@ -269,7 +299,7 @@ export class BgpAnnouncer implements Announcer {
         await new Promise((r) => setTimeout(r, 100));
       }
     } catch (e) {
-      await a.stop().catch(() => {});
+      await a.stop({ keepRoutes: a.supervisor.adopted || a.supervisor.external }).catch(() => {});
       throw e;
     }
     a.schedule(a.resyncIntervalMs);
@@ -310,6 +340,7 @@ export class BgpAnnouncer implements Announcer {
       });
     });
     this.desired = next;
+    this.desiredKnown = true;
     void this.kick();
   }
 
@@ -427,7 +458,8 @@ export class BgpAnnouncer implements Announcer {
     const listed = (await this.client.listPaths()).filter((p) => !p.fromPeer && p.prefixLen === 32);
     const held = new Map(listed.map((p) => [p.vip, p]));
     for (const p of listed) {
-      if (this.desired.has(p.vip)) continue;
+      // Before the first setDesired the previous agent's paths stay (see desiredKnown).
+      if (this.desired.has(p.vip) || !this.desiredKnown) continue;
       await this.client.deletePath(p);
       held.delete(p.vip);
       this.counters.pathsWithdrawn++;
@@ -485,6 +517,8 @@ export class BgpAnnouncer implements Announcer {
       const code = Number(line.Code);
       message = `received NOTIFICATION ${NOTIFICATION_CODES[code] ?? `code ${code}`} (code ${code}, subcode ${Number(line.Subcode)})${line['Communicated-Reason'] ? `: ${line['Communicated-Reason']}` : ''}`;
     } else if (line.msg === 'Peer Down') {
+      // "dying": the peer was deleted (by ensurePeers, e.g. its AS changed): no fault of the session.
+      if (line.Reason === 'dying') return;
       message = `session down: ${String(line.Reason)}`;
     } else if (line.level === 'warning' || line.level === 'error') {
       message = `${line.msg}${line.Error ? `: ${String(line.Error)}` : ''}`;
@@ -504,6 +538,9 @@ export class BgpAnnouncer implements Announcer {
         target: this.supervisor.target,
         external: this.supervisor.external,
         pid: this.supervisor.pid,
+        adopted: this.supervisor.adopted,
+        pidFile: this.supervisor.pidFile,
+        logFile: this.supervisor.logFile,
         restarts: this.supervisor.restarts,
         lastError: this.supervisor.lastError,
         lastExit: this.lastExit,
@@ -545,14 +582,26 @@ export class BgpAnnouncer implements Announcer {
   }
 
   /**
-   * Stop announcing. A supervised gobgpd is SIGTERMed (it closes every session
-   * with a Cease NOTIFICATION, so routers drop the routes at once); with an
-   * external gobgpd our paths are deleted and its peers left in place.
+   * Stop announcing.
+   *
+   * - `keepRoutes: true` (an agent restart: SIGTERM, an upgrade): nothing is
+   *   withdrawn. gobgpd is left running with its sessions and paths (its pid
+   *   recorded for the next agent to adopt); an external gobgpd keeps the
+   *   paths. Only this announcer's timers, watch and API channel end.
+   * - otherwise (an uninstall, a node leaving): a supervised gobgpd, spawned
+   *   or adopted, is SIGTERMed (it closes every session with a Cease
+   *   NOTIFICATION, so routers drop the routes at once) and its socket and
+   *   pid file removed; with an external gobgpd our paths are deleted and
+   *   its peers left in place.
+   *
+   * Idempotent (the first call decides).
    */
-  async stop(): Promise<void> {
+  async stop(opts: { keepRoutes?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
-    if (this.supervisor.external) {
+    const keep = opts.keepRoutes === true;
+    if (this.supervisor.external && !keep) {
       this.desired = new Map();
+      this.desiredKnown = true;
       await this.kick();
     }
     this.stopped = true;
@@ -561,7 +610,9 @@ export class BgpAnnouncer implements Announcer {
     this.stopWatch?.();
     this.stopWatch = undefined;
     await this.running;
-    await this.supervisor.stop();
+    if (keep) this.supervisor.detach();
+    else await this.supervisor.stop();
     this.client.close();
+    this.log?.info({ keepRoutes: keep }, keep ? 'bgp announcer stopped: gobgpd keeps the sessions and routes for the next agent' : 'bgp announcer stopped: routes withdrawn');
   }
 }

@@ -16,6 +16,9 @@
  *     - { address: 198.18.200.1, asn: 64512, holdTime: 9, keepaliveTime: 3 }
  *   gobgpd: { apiPort: 50051 } # or { apiSocket: /run/xlb/gobgpd.sock } or { external: "10.0.0.1:50051" }
  * ```
+ *
+ * The gobgpd xlb runs outlives the agent (gobgpd.ts): an agent restart
+ * neither withdraws a route nor drops a session.
  */
 import { z } from 'zod';
 import { parseCommunity, parseLargeCommunity } from './communities.js';
@@ -84,6 +87,14 @@ export const gobgpdSchema = z.strictObject({
     .regex(/^([^\s:/]+:\d{1,5}|unix:\/\/\/\S+)$/, 'external must be HOST:PORT or unix:///path')
     .optional(),
   logLevel: z.enum(['debug', 'info']).default('info'),
+  /**
+   * Where the pid of the gobgpd xlb runs is recorded, so that the next agent
+   * adopts it (an agent restart keeps gobgpd, its sessions and routes); its
+   * output goes to the same path with `.log`. Default: next to apiSocket
+   * (`gobgpd.sock` → `gobgpd.pid`, `gobgpd.log`), or
+   * `/run/xlb/gobgpd-<apiPort>.pid` with the TCP API.
+   */
+  pidFile: z.string().startsWith('/').optional(),
 });
 
 /** The `bgp:` section. Cross-field rules are checked after the fields. */
@@ -135,8 +146,8 @@ export const bgpConfigSchema = z
       }
     });
     const g = cfg.gobgpd;
-    if (g.external && (g.binary || g.apiSocket)) {
-      ctx.addIssue({ code: 'custom', path: ['gobgpd', 'external'], message: 'an external gobgpd excludes binary and apiSocket' });
+    if (g.external && (g.binary || g.apiSocket || g.pidFile)) {
+      ctx.addIssue({ code: 'custom', path: ['gobgpd', 'external'], message: 'an external gobgpd excludes binary, apiSocket and pidFile' });
     }
   });
 

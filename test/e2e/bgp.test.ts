@@ -9,6 +9,11 @@
  * BIRD gets short error/connect timers so that it reconnects within a second
  * or two after gobgpd is killed (its defaults wait 60 s after an error).
  *
+ * Agent restarts: stop({ keepRoutes: true }) and a SIGKILLed announcer (in a
+ * child process, as an agent) leave gobgpd running; the next announcer adopts
+ * it, and BIRD sees nothing: the session's Since, the route's age and the
+ * count of withdraws received are the same before and after.
+ *
  * Needs root, gobgpd, bird2 (bird, birdc) and golang-github-osrg-gobgp-dev.
  */
 import { describe, it, before, after } from 'node:test';
@@ -21,7 +26,8 @@ import path from 'node:path';
 import { BgpAnnouncer, type BgpStatus } from '../../src/bgp/announcer.js';
 import { parseBgpConfig } from '../../src/bgp/config.js';
 import { DEFAULT_PROTO_DIR, GobgpClient } from '../../src/bgp/client.js';
-import { GobgpdSupervisor } from '../../src/bgp/gobgpd.js';
+import { GobgpdSupervisor, processRunning, stopKeptGobgpd } from '../../src/bgp/gobgpd.js';
+import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/util/wait.js';
 
 const SFX = randomBytes(3).toString('hex');
@@ -77,6 +83,43 @@ function birdRoute(prefix: string): string {
 
 function birdEstablished(): boolean {
   return /node1\s+BGP\s+\S+\s+up\s+\S+\s+Established/.test(birdc('show', 'protocols', 'node1'));
+}
+
+/** What a flap or a withdraw would change in BIRD: the session's Since, the route's time, the withdraws received. */
+interface BirdView {
+  since: string;
+  routeTime: string;
+  updates: number;
+  withdraws: number;
+}
+
+/**
+ * BIRD's view of the session with the node and of `prefix`, from `show
+ * protocols all node1` and `show route for PREFIX all`.
+ * @throws Error with birdc's output when a field is missing
+ */
+function birdView(prefix: string): BirdView {
+  const proto = birdc('show', 'protocols', 'all', 'node1');
+  const since = /^node1\s+BGP\s+\S+\s+up\s+(\S+)\s+Established/m.exec(proto)?.[1];
+  const stats = /Import updates:\s+(\d+)[\s\S]*?Import withdraws:\s+(\d+)/.exec(proto);
+  const route = birdc('show', 'route', 'for', prefix, 'all');
+  const routeTime = /unicast \[node1 ([^\]]+)\]/.exec(route)?.[1];
+  if (!since || !stats || !routeTime) throw new Error(`unexpected birdc output:\n${proto}\n${route}`);
+  return { since, routeTime, updates: Number(stats[1]), withdraws: Number(stats[2]) };
+}
+
+/** Wait until `a` has finished `n` more reconciles (resyncIntervalMs 1000 in this file). */
+async function reconciles(a: BgpAnnouncer, n: number): Promise<void> {
+  const seen = new Set<string>();
+  await waitFor(
+    () => {
+      const at = a.status().lastReconcile?.at;
+      if (at) seen.add(at);
+      return seen.size > n;
+    },
+    (n + 2) * 2000,
+    `${n} reconciles`,
+  );
 }
 
 function bgpSection(over: Record<string, unknown> = {}, gobgpd: Record<string, unknown> = {}) {
@@ -138,6 +181,8 @@ protocol bgp node1 {
   after(async () => {
     for (const x of announcers) await x.stop().catch(() => {});
     for (const s of supervisors) await s.stop().catch(() => {});
+    // A gobgpd outlives its announcer's keepRoutes stop: end any left by a failed test.
+    if (dir) await stopKeptGobgpd({ gobgpd: { apiSocket: path.join(dir, 'gobgpd.sock') } }).catch(() => undefined);
     if (bird?.exitCode === null) {
       const exited = new Promise((r) => bird!.once('exit', r));
       bird.kill('SIGTERM');
@@ -231,12 +276,91 @@ protocol bgp node1 {
     assert.deepEqual(s.announced.map((x) => x.vip), [VIP]);
   });
 
+  it('stop({ keepRoutes: true }) (an agent restart) leaves gobgpd running; the next announcer adopts it; BIRD sees no flap and no withdraw', async () => {
+    await waitFor(() => birdEstablished() && birdRoute(`${VIP}/32`) !== '', 10_000, 'the session and the route');
+    const before = birdView(`${VIP}/32`);
+    const pid = a.status().gobgpd.pid!;
+    await a.stop({ keepRoutes: true });
+    assert.ok(processRunning(pid), 'gobgpd still runs');
+    assert.ok(fs.existsSync(path.join(dir, 'gobgpd.pid')), 'its pid recorded');
+    assert.ok(fs.existsSync(path.join(dir, 'gobgpd.log')), 'its output in the log file');
+    assert.deepEqual(birdView(`${VIP}/32`), before, 'nothing changed in BIRD at the stop');
+
+    const t0 = performance.now();
+    a = await startAnnouncer(bgpSection({ listenPort: 179 }));
+    console.log(`# adopt: the next announcer started in ${ms(t0)} ms`);
+    const st = a.status();
+    assert.equal(st.gobgpd.pid, pid);
+    assert.equal(st.gobgpd.adopted, true);
+    assert.equal(st.gobgpd.restarts, 0);
+    assert.equal(st.counters.bgpStarts, 0, 'the running BGP instance kept');
+    assert.equal(st.peers[0].state, 'established');
+    // No setDesired yet: the path the previous announcer left stays through resyncs.
+    await reconciles(a, 2);
+    assert.equal(a.status().counters.pathsWithdrawn, 0);
+    assert.notEqual(birdRoute(`${VIP}/32`), '', 'not withdrawn before the first setDesired');
+    await a.setDesired([{ vip: VIP, service: 'default/web' }]);
+    await reconciles(a, 1);
+    const after = a.status();
+    assert.deepEqual(after.announced.map((x) => x.vip), [VIP]);
+    assert.equal(after.counters.pathsAdded, 0, 'the same path: not sent again');
+    assert.equal(after.counters.pathsWithdrawn, 0);
+    assert.deepEqual(birdView(`${VIP}/32`), before, 'BIRD: same session Since, same route time, no update or withdraw received');
+  });
+
+  it('an announcer killed with SIGKILL (kill -9 of the agent) leaves gobgpd running; the next one adopts it; BIRD sees nothing', async () => {
+    const before = birdView(`${VIP}/32`);
+    const pid = a.status().gobgpd.pid!;
+    await a.stop({ keepRoutes: true });
+    // An agent in another process adopts gobgpd, announces the VIP, and is killed.
+    const cfg = JSON.stringify(bgpSection({ listenPort: 179 }));
+    const code = `
+      import { BgpAnnouncer } from ${JSON.stringify(fileURLToPath(new URL('../../src/bgp/announcer.ts', import.meta.url)))};
+      const a = await BgpAnnouncer.start(JSON.parse(process.argv[1]), { commandPrefix: ['ip', 'netns', 'exec', ${JSON.stringify(NODE_NS)}], resyncIntervalMs: 1000 });
+      await a.setDesired([{ vip: ${JSON.stringify(VIP)}, service: 'default/web' }]);
+      console.log(JSON.stringify({ ready: true, pid: a.status().gobgpd.pid, adopted: a.status().gobgpd.adopted }));
+      setInterval(() => {}, 1000);
+    `;
+    const agent = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code, cfg], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    agent.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise((r) => agent.once('exit', r));
+    try {
+      await waitFor(() => out.includes('"ready":true'), 20_000, 'the agent process to adopt gobgpd and announce');
+      assert.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { ready: true, pid, adopted: true });
+    } finally {
+      agent.kill('SIGKILL');
+      await exited;
+    }
+    assert.ok(processRunning(pid), 'gobgpd outlived the killed agent');
+    assert.deepEqual(birdView(`${VIP}/32`), before, 'nothing changed in BIRD at the kill');
+    a = await startAnnouncer(bgpSection({ listenPort: 179 }));
+    assert.equal(a.status().gobgpd.pid, pid);
+    assert.equal(a.status().gobgpd.adopted, true);
+    await a.setDesired([{ vip: VIP, service: 'default/web' }]);
+    await reconciles(a, 1);
+    assert.deepEqual(a.status().announced.map((x) => x.vip), [VIP]);
+    assert.deepEqual(birdView(`${VIP}/32`), before, 'BIRD: no flap, no withdraw');
+  });
+
+  it('an adopted gobgpd killed with SIGKILL is replaced, and the VIP is back in BIRD', async () => {
+    const pid = a.status().gobgpd.pid!;
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => birdRoute(`${VIP}/32`) === '', 5000, 'BIRD to drop the route of the dead session');
+    await waitFor(() => birdRoute(`${VIP}/32`) !== '', 15_000, `${VIP}/32 back in BIRD`);
+    const s = a.status();
+    assert.notEqual(s.gobgpd.pid, pid);
+    assert.equal(s.gobgpd.adopted, false);
+    assert.equal(s.gobgpd.restarts, 1);
+  });
+
   it('stop() closes the session and BIRD drops the VIP', async () => {
     const t0 = performance.now();
     await a.stop();
     await waitFor(() => birdRoute(`${VIP}/32`) === '' && !birdEstablished(), 5000, 'BIRD to drop the route after stop()');
     console.log(`# stop: route gone from BIRD ${ms(t0)} ms after stop()`);
     assert.ok(!fs.existsSync(path.join(dir, 'gobgpd.sock')), 'the API socket is removed');
+    assert.ok(!fs.existsSync(path.join(dir, 'gobgpd.pid')), 'the pid file is removed');
   });
 
   it('paths a previous agent left in an external gobgpd are withdrawn, the desired ones added', async () => {
@@ -263,7 +387,13 @@ protocol bgp node1 {
       );
       assert.deepEqual((await c.listPeers()).map((p) => p.address), [ROUTER_ADDR]);
       assert.equal(ext.status().counters.bgpStarts, 0, 'the running instance was kept');
-      await ext.stop();
+      // An agent restart with an external gobgpd: nothing withdrawn, and the next announcer withdraws nothing before its first setDesired.
+      await ext.stop({ keepRoutes: true });
+      const ext2 = await startAnnouncer(bgpSection({}, { apiSocket: undefined, external: `unix://${sock}` }));
+      await reconciles(ext2, 1);
+      assert.deepEqual((await c.listPaths()).filter((p) => !p.fromPeer).map((p) => p.vip), [VIP], 'kept across the restart');
+      await ext2.setDesired([{ vip: VIP, service: 'default/web' }]);
+      await ext2.stop();
       assert.deepEqual((await c.listPaths()).filter((p) => !p.fromPeer), [], 'stop() withdraws from an external gobgpd');
     } finally {
       c.close();

@@ -3,12 +3,19 @@
  * its own gobgpd to the router's BIRD, which installs ECMP routes; traffic
  * from the client follows them. One lab for the file, torn down in `after`.
  *
+ * An agent restart (SIGTERM, kill -9) keeps gobgpd running and the next
+ * agent adopts it: BIRD sees no flap and no withdraw (the session's Since,
+ * the routes' times and the withdraws received stay the same).
+ *
  * Run as root: node --import tsx --test test/e2e/lab-bgp.test.ts
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { labDown, labExec, labRoutes, labStartAgent, labStopAgent, labUp, type LabRoute, type LabStatus } from '../../src/lab/index.js';
+import { labDown, labExec, labKillAgent, labRoutes, labStartAgent, labStopAgent, labUp, type LabRoute, type LabStatus } from '../../src/lab/index.js';
+import { birdc } from '../../src/lab/bird.js';
+import { processRunning, stopKeptGobgpd } from '../../src/bgp/gobgpd.js';
+import path from 'node:path';
 import { service, slice } from '../../src/lab/manifests.js';
 import { editObjects } from '../../src/demo/manifests.js';
 import { apiGet } from '../../src/cli/client.js';
@@ -42,8 +49,46 @@ before(async () => {
 });
 
 after(async () => {
+  // An agent's SIGTERM leaves its gobgpd running (a restart): stop the agents, then their gobgpds, then the lab.
+  for (const n of lab?.nodes ?? []) {
+    await labStopAgent(stateDir, n.name).catch(() => undefined);
+    await stopKeptGobgpd({ gobgpd: { apiSocket: path.join(stateDir, `${n.name}-gobgpd.sock`) } }).catch(() => undefined);
+  }
   await labDown(stateDir);
 });
+
+/**
+ * What a flap or a withdraw of `node`'s paths would change in BIRD: its
+ * session's Since, the time of each of its routes, and the updates and
+ * withdraws BIRD received from it.
+ */
+function birdViewOf(node: string): { since: string; routes: Record<string, string>; updates: number; withdraws: number } {
+  const proto = birdc(lab.routerBirdSocket!, 'show', 'protocols', 'all', node);
+  const since = new RegExp(`^${node}\\s+BGP\\s+\\S+\\s+up\\s+(\\S+)\\s+Established`, 'm').exec(proto)?.[1];
+  const stats = /Import updates:\s+(\d+)[\s\S]*?Import withdraws:\s+(\d+)/.exec(proto);
+  if (!since || !stats) throw new Error(`BIRD's session with ${node} is not Established:\n${proto}`);
+  const routes: Record<string, string> = {};
+  let prefix = '';
+  for (const line of birdc(lab.routerBirdSocket!, 'show', 'route').split('\n')) {
+    const m = /^(\d+\.\d+\.\d+\.\d+\/\d+)?\s+unicast \[(\S+) ([^\]]+)\]/.exec(line);
+    if (m?.[1]) prefix = m[1];
+    if (m && m[2] === node) routes[prefix] = m[3];
+  }
+  return { since, routes, updates: Number(stats[1]), withdraws: Number(stats[2]) };
+}
+
+/** Wait until node `i`'s agent has announced every lab VIP (its first setDesired after a start is done). */
+async function announcedAll(i: number): Promise<void> {
+  const vips = [...new Set(lab.services.filter((s) => s.vip.startsWith('192.0.2.')).map((s) => s.vip))].sort();
+  await waitFor(
+    async () => {
+      const b = await bgpOf(i);
+      return JSON.stringify(b.announced.map((a) => a.vip).sort()) === JSON.stringify(vips) && b.pending.length === 0;
+    },
+    15000,
+    `node${i + 1} to announce ${vips.join(' ')}`,
+  );
+}
 
 describe('BGP from the agents to the lab router (BIRD)', () => {
   test('the router learns every VIP from every node and installs one ECMP route per VIP, with no static route', async () => {
@@ -148,13 +193,44 @@ describe('BGP from the agents to the lab router (BIRD)', () => {
     assert.equal(after.gobgpd.restarts, before.gobgpd.restarts + 1);
   });
 
+  for (const how of ['SIGTERM', 'kill -9'] as const) {
+    test(`node1's agent restarts (${how}, then start): gobgpd keeps running and is adopted; BIRD's routes from node1 stay, with no flap and no withdraw`, async () => {
+      await announcedAll(0);
+      const before = birdViewOf('node1');
+      assert.ok(Object.keys(before.routes).length > 0, 'node1 has routes in BIRD');
+      const b0 = await bgpOf(0);
+      const pid = b0.gobgpd.pid!;
+      const t0 = performance.now();
+      if (how === 'SIGTERM') await labStopAgent(stateDir, 'node1');
+      else await labKillAgent(stateDir, 'node1');
+      try {
+        assert.ok(processRunning(pid), 'gobgpd outlives the agent');
+        assert.deepEqual(birdViewOf('node1'), before, 'BIRD unchanged with the agent gone');
+      } finally {
+        await labStartAgent(stateDir, 'node1');
+      }
+      await announcedAll(0);
+      console.log(`# ${how}: ${ms(t0)} ms from the stop to node1's agent announcing again through the adopted gobgpd`);
+      const b1 = await bgpOf(0);
+      assert.equal(b1.gobgpd.pid, pid, 'the same gobgpd');
+      assert.equal(b1.gobgpd.adopted, true);
+      assert.equal(b1.peers[0].state, 'established');
+      assert.equal(b1.counters.pathsAdded, 0, 'gobgpd held every path already: none sent again');
+      assert.equal(b1.counters.pathsWithdrawn, 0);
+      assert.deepEqual(birdViewOf('node1'), before, 'BIRD: same session Since, same route times, no update or withdraw received from node1');
+      for (const r of await labRoutes(lab)) assert.deepEqual(r.from, ['node1', 'node2'], `${r.vip} still from both nodes`);
+    });
+  }
+
   test('a peer with the wrong ASN: no session, /v1/bgp gives the NOTIFICATION, and the other node keeps serving', async () => {
     await labStopAgent(stateDir, 'node2');
     try {
-      await waitFor(async () => JSON.stringify((await routeOf('192.0.2.10'))?.from) === '["node1"]', 10000, 'node2’s paths withdrawn on its clean stop');
+      // SIGTERM is a restart: node2's paths stay until its next agent, configured with the wrong AS, replaces the neighbor.
+      assert.deepEqual((await routeOf('192.0.2.10'))?.from, ['node1', 'node2'], 'a restart withdraws nothing');
       await labStartAgent(stateDir, 'node2', (cfg) => ({ ...cfg, bgp: { ...cfg.bgp, neighbors: [{ ...cfg.bgp.neighbors[0], asn: 65099 }] } }));
+      await waitFor(async () => JSON.stringify((await routeOf('192.0.2.10'))?.from) === '["node1"]', 10000, 'node2’s paths gone with its session (neighbor re-added with another AS)');
       let b: BgpStatus | undefined;
-      await waitFor(async () => !!(b = await bgpOf(1)).peers[0].lastError, 15000, 'node2 to record why the session failed');
+      await waitFor(async () => /NOTIFICATION|OPEN|AS/i.test((b = await bgpOf(1)).peers[0].lastError?.message ?? ''), 15000, 'node2 to record why the session failed');
       assert.notEqual(b!.peers[0].state, 'established');
       assert.match(b!.peers[0].lastError!.message, /NOTIFICATION|OPEN|AS/i);
       console.log(`# wrong ASN: ${b!.peers[0].lastError!.message}`);

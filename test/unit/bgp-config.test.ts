@@ -37,6 +37,7 @@ describe('bgp config section', () => {
     ['communities and well-known names', { ...base, communities: ['65000:100', '0:0', '65535:65535', 'NO-ADVERTISE', 'blackhole'], largeCommunities: ['4294967295:0:1'] }],
     ['an external gobgpd over TCP', { ...base, gobgpd: { external: 'gobgp.example:50051' } }],
     ['an external gobgpd over a unix socket', { ...base, gobgpd: { external: 'unix:///run/gobgpd.sock' } }],
+    ['a pid file for the gobgpd kept across agent restarts', { ...base, gobgpd: { apiPort: 50052, pidFile: '/var/run/xlb/g.pid' } }],
     ['a supervised gobgpd on a unix socket', { ...base, gobgpd: { apiSocket: '/run/xlb/gobgpd.sock', binary: '/usr/sbin/gobgpd', logLevel: 'debug' } }],
     ['two neighbors', { ...base, neighbors: [{ address: '198.18.200.1', asn: 64512 }, { address: '198.18.200.5', asn: 64512 }] }],
   ];
@@ -75,6 +76,8 @@ describe('bgp config section', () => {
     ['a neighbor community without a colon', withNeighbor({ communities: ['65000'] }), /^bgp\.neighbors\[0\]\.communities\[0\]: /m],
     ['a large community with two parts', { ...base, largeCommunities: ['1:2'] }, /^bgp\.largeCommunities\[0\]: "1:2" is not a BGP large community/m],
     ['an external gobgpd with a binary', { ...base, gobgpd: { external: 'h:50051', binary: 'gobgpd' } }, /^bgp\.gobgpd\.external: an external gobgpd excludes/m],
+    ['an external gobgpd with a pid file (nothing is spawned to record)', { ...base, gobgpd: { external: 'h:50051', pidFile: '/run/g.pid' } }, /^bgp\.gobgpd\.external: an external gobgpd excludes binary, apiSocket and pidFile/m],
+    ['a relative pid file', { ...base, gobgpd: { pidFile: 'g.pid' } }, /^bgp\.gobgpd\.pidFile: /m],
     ['an external address without a port', { ...base, gobgpd: { external: 'gobgp.example' } }, /^bgp\.gobgpd\.external: external must be HOST:PORT/m],
     ['a relative API socket path', { ...base, gobgpd: { apiSocket: 'gobgpd.sock' } }, /^bgp\.gobgpd\.apiSocket: /m],
     ['an unknown log level', { ...base, gobgpd: { logLevel: 'trace' } }, /^bgp\.gobgpd\.logLevel: /m],
