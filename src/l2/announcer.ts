@@ -14,6 +14,16 @@
  * with stale claims); when an interface comes back, the VIPs it still owns
  * are announced on it again. stop() hands the VIPs over (the strategy tells
  * the peers at once) and removes the map entries.
+ *
+ * Agent restarts keep the VIPs answered: `stop({ restart: true })` leaves
+ * this node's entries in the ARP map (XDP keeps answering), hands nothing
+ * over, and asks the peers to hold this node's VIPs (or keeps the Leases).
+ * The next start over the same map adopts the VIPs it finds there for this
+ * node's interfaces: it keeps answering them, and claims them, until its
+ * first setDesired decides; entries for interfaces it no longer announces
+ * on are removed. A kill -9 leaves the map just the same, but the peers
+ * were not told: they take its VIPs after the dead-after window, and the
+ * restarted node leaves those to them.
  */
 import type { Logger } from 'pino';
 import type { Announcer, AnnouncedVip } from '../announce/announcer.js';
@@ -100,6 +110,12 @@ export interface L2Status {
   health: LinkHealth;
   interfaces: L2InterfaceStatus[];
   vips: L2VipStatus[];
+  /**
+   * VIPs found in the ARP map at start (left by the previous agent) that
+   * this node still answers for while no setDesired has decided; empty
+   * after the first one.
+   */
+  adopted: string[];
   peers: PeerStatus[];
   takeovers: number;
   counters: L2Metrics;
@@ -134,6 +150,10 @@ export class L2Announcer implements Announcer {
   private mapWriteFailures = 0;
   private retryTimer?: NodeJS.Timeout;
   private stopped = false;
+  /** Stopped for a restart: the map is left as it is. */
+  private restarting = false;
+  /** VIPs adopted from the ARP map at start, until the first setDesired. */
+  private adopted = new Set<string>();
   private lastError?: { message: string; at: string };
 
   private constructor(
@@ -153,6 +173,7 @@ export class L2Announcer implements Announcer {
         port: self?.port ?? config.port,
         intervalMs: config.heartbeat.intervalMs,
         deadAfterMissed: config.heartbeat.deadAfterMissed,
+        restartHoldMs: config.heartbeat.restartHoldMs,
         transport: opts.transport,
         log: opts.log,
       });
@@ -161,11 +182,15 @@ export class L2Announcer implements Announcer {
   }
 
   /**
-   * Check the environment, resolve the interfaces, remove ARP map entries
-   * left by an earlier run, and start the ownership strategy and link watch.
+   * Check the environment, resolve the interfaces, adopt the ARP map entries
+   * an earlier run left for this node's interfaces (the VIPs stay answered
+   * until the first setDesired decides; see the module comment) and remove
+   * the others, and start the ownership strategy and link watch.
    * @throws Error naming the config key: `l2.interfaces[i]` (missing, no XDP
    *   on it or its parent), `l2.gratuitousArp` (arping, ip_nonlocal_bind),
-   *   the heartbeat socket (port in use)
+   *   the heartbeat socket (port in use); the ARP map is left as found then
+   *   (the previous agent's VIPs stay answered), but for entries of
+   *   interfaces this node does not announce on
    */
   static async start(config: L2Config, opts: L2AnnouncerOptions): Promise<L2Announcer> {
     const a = new L2Announcer(config, opts);
@@ -173,7 +198,7 @@ export class L2Announcer implements Announcer {
       await a.init();
       return a;
     } catch (e) {
-      await a.stop().catch(() => {});
+      await a.stop({ restart: true }).catch(() => {});
       throw e;
     }
   }
@@ -186,11 +211,7 @@ export class L2Announcer implements Announcer {
     }
     this.ifaces = resolveInterfaces(this.names, await this.links.read(), this.opts.xdpInterfaces);
     this.health = linkHealth(this.ifaces);
-    const stale = this.maps.list();
-    if (stale.length) {
-      this.maps.delete(stale);
-      this.log?.info({ entries: stale.length }, 'l2: removed ARP entries left by an earlier run');
-    }
+    this.adoptEntries();
     this.strategy.onChange(() => this.reconcile());
     try {
       await this.strategy.start();
@@ -198,7 +219,40 @@ export class L2Announcer implements Announcer {
       throw new Error(`l2.port / l2.bindAddress (default: this node's l2.peers address, else 0.0.0.0): ${(e as Error).message}`);
     }
     await this.links.start((links) => this.onLinks(links));
+    // The adopted VIPs on interfaces that had no entry for them yet (l2.interfaces grew).
+    this.reconcile();
     this.log?.info({ interfaces: this.ifaces.map((i) => i.name), health: this.health, ownership: this.strategy.kind }, 'l2 announcer started');
+  }
+
+  /**
+   * Take over the ARP map entries an earlier run left (an agent restart keeps
+   * them): an entry for one of this node's announcing interfaces (same XDP
+   * ifindex, VLAN and MAC) is kept and its VIP adopted as owned; any other
+   * entry is removed.
+   */
+  private adoptEntries(): void {
+    const found = this.maps.list();
+    const keep: ArpEntry[] = [];
+    const drop: ArpEntry[] = [];
+    for (const e of found) {
+      const mine = this.ifaces.some((i) => i.xdpIfindex === e.ifindex && i.vlan === e.vlan && i.mac === e.mac);
+      (mine ? keep : drop).push(e);
+    }
+    if (drop.length) {
+      this.maps.delete(drop);
+      this.log?.info({ entries: drop.length }, 'l2: removed ARP entries left by an earlier run for interfaces this node does not announce on');
+    }
+    const vips = new Set(keep.map((e) => e.vip));
+    if (this.health === 'down') vips.clear();
+    for (const e of keep) {
+      if (vips.has(e.vip)) this.written.set(arpKeyString(e), e);
+      else this.maps.delete([e]);
+    }
+    this.adopted = vips;
+    // Clients already find these VIPs here: no gratuitous ARP for them.
+    this.announced = new Set(vips);
+    this.strategy.adopt([...vips], this.health);
+    if (vips.size) this.log?.info({ vips: [...vips] }, 'l2: answering the VIPs the previous agent left in the ARP map until the first sync decides');
   }
 
   /**
@@ -215,6 +269,7 @@ export class L2Announcer implements Announcer {
     });
     this.services = next;
     this.desiredKnown = true;
+    this.adopted.clear();
     if (!this.stopped) this.strategy.update(this.candidates(), this.health);
   }
 
@@ -247,6 +302,10 @@ export class L2Announcer implements Announcer {
       this.log?.warn({ up: cameUp.map((i) => i.name), down: wentDown.map((i) => i.name), health }, 'l2: announcing interface carrier changed');
     this.health = health;
     if (this.desiredKnown) this.strategy.update(this.candidates(), health);
+    else {
+      if (health === 'down') this.adopted.clear();
+      this.strategy.adopt([...this.adopted], health);
+    }
     this.reconcile();
     // VIPs kept through a link flap: tell that segment where they are again.
     for (const vip of this.strategy.owned().keys()) if (this.announced.has(vip)) for (const i of cameUp) this.garp.announce(vip, i.name);
@@ -254,6 +313,8 @@ export class L2Announcer implements Announcer {
 
   /** Converge the ARP map to owned VIPs × interfaces; gratuitous ARP for VIPs just taken over. */
   private reconcile(): void {
+    // Stopped for a restart: the entries stay for XDP to answer with, and for the next agent.
+    if (this.restarting) return;
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
@@ -283,6 +344,7 @@ export class L2Announcer implements Announcer {
     }
     const lost = [...this.announced].filter((v) => !owned.has(v));
     const gained = [...owned].filter((v) => !this.announced.has(v));
+    for (const vip of lost) this.adopted.delete(vip);
     for (const vip of lost) this.garp.cancel(vip);
     for (const vip of gained) {
       this.takeovers++;
@@ -313,6 +375,7 @@ export class L2Announcer implements Announcer {
           const local = owned.has(vip);
           return { vip, service, owner: o.owner ?? null, local, interfaces: local ? this.ifaces.map((i) => i.name) : [], since: o.since !== undefined ? new Date(o.since).toISOString() : null };
         }),
+      adopted: [...this.adopted].filter((v) => owned.has(v)).sort((a, b) => ipOrder(a) - ipOrder(b)),
       peers: this.strategy.peers(),
       takeovers: this.takeovers,
       counters: this.metrics(),
@@ -339,20 +402,30 @@ export class L2Announcer implements Announcer {
   }
 
   /**
-   * Hand the VIPs over (the strategy tells the peers, which take over at
-   * once), remove this node's ARP map entries, stop watching links and
-   * sending gratuitous ARP. Idempotent.
+   * Stop watching links and sending gratuitous ARP, and stop the strategy.
+   * Idempotent (the first call decides).
+   *
+   * - By default (an uninstall, a node leaving): hand the VIPs over (the
+   *   strategy tells the peers, which take over at once) and remove this
+   *   node's ARP map entries.
+   * - `restart: true` (the agent stops to start again): leave the entries
+   *   in the ARP map, so that XDP keeps answering, hand nothing over; the
+   *   peers are asked to hold this node's VIPs for `l2.heartbeat.restartHoldMs`
+   *   (the Leases are kept). The next {@link L2Announcer.start} over the
+   *   same map adopts them.
    */
-  async stop(): Promise<void> {
+  async stop(opts: { restart?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.restarting = opts.restart === true;
     this.links.stop();
     if (this.retryTimer) clearTimeout(this.retryTimer);
     try {
-      await this.strategy.stop();
+      await this.strategy.stop({ restart: this.restarting });
     } finally {
-      this.reconcile(); // stopped: wants nothing, deletes everything written
+      this.reconcile(); // stopped: wants nothing, deletes everything written (not on a restart)
       await this.garp.stop();
     }
+    if (this.restarting) this.log?.info({ vips: [...this.announced] }, 'l2 announcer stopped for a restart: the ARP map keeps answering for its VIPs');
   }
 }

@@ -11,7 +11,8 @@
  *     - { name: node-a, address: 198.18.0.11 }
  *     - { name: node-b, address: 198.18.0.12 }
  *   port: 7947                    # UDP heartbeat port (listen, and peers' default)
- *   heartbeat: { intervalMs: 200, deadAfterMissed: 5 }   # a silent peer is dead after 1 s
+ *   heartbeat: { intervalMs: 200, deadAfterMissed: 5, restartHoldMs: 30000 }   # a silent peer is dead after 1 s;
+ *                                 # a restarting one is held 30 s
  *   gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true }
  *   ownership: auto               # peers | lease | auto (lease with the Kubernetes source)
  *   lease: { namespace: xlb-system, leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 }
@@ -61,6 +62,14 @@ export const l2HeartbeatSchema = z.strictObject({
   intervalMs: z.int().min(20).max(10000).default(200),
   /** A peer is dead after this many intervals without a heartbeat, 2..100; default 5 (1 s). */
   deadAfterMissed: z.int().min(2).max(100).default(5),
+  /**
+   * When this node's agent stops to start again (SIGTERM, an upgrade), how
+   * long its peers hold its VIPs for it (they take none of them, it keeps
+   * answering ARP), ms, 1000..600000; default 30000. Its next agent ends the
+   * hold as soon as it heartbeats. A kill -9 sends nothing: deadAfterMissed
+   * applies then.
+   */
+  restartHoldMs: z.int().min(1000).max(600_000).default(30_000),
 });
 
 /** Gratuitous ARP sent on taking a VIP over (RFC 5227 2.4 "announcement", and the reply form). */

@@ -6,9 +6,11 @@
  *
  * Wire format: one UDP datagram holding one JSON object,
  *
- *   { "xlb": "l2", "v": 1, "type": "heartbeat" | "leaving", "node": "node-a",
- *     "incarnation": 1718000000000, "seq": 42, "starting": false, "health": "up",
- *     "candidates": ["192.0.2.10", ...], "claims": ["192.0.2.10", ...] }
+ *   { "xlb": "l2", "v": 1, "type": "heartbeat" | "leaving" | "restarting",
+ *     "node": "node-a", "incarnation": 1718000000000, "seq": 42,
+ *     "starting": false, "health": "up",
+ *     "candidates": ["192.0.2.10", ...], "claims": ["192.0.2.10", ...],
+ *     "holdMs": 30000 }                      (holdMs: restarting only)
  *
  * `incarnation` (the sender's start time, ms since the epoch) and `seq`
  * (per incarnation, from 0) order the datagrams of one node: a restarted node
@@ -18,8 +20,14 @@
  * so that VIPs spread when the nodes start together instead of all going,
  * for good, to whichever is ready first. `leaving` is sent by a node
  * that stops cleanly: its peers take its VIPs over without waiting for it to
- * time out. A datagram must fit in 65507 bytes (UDP over IPv4), about 1800
- * VIPs per node when each is both candidate and claimed.
+ * time out. `restarting` is sent by a node whose agent stops to start again
+ * (SIGTERM, an upgrade) and keeps answering ARP meanwhile (XDP and its ARP
+ * map stay): its peers hold it alive with its last claims for `holdMs`, or
+ * until its next incarnation speaks, and take none of its VIPs. A kill -9
+ * sends nothing: the dead-after window applies. A node of an older version
+ * rejects `restarting` as malformed, and its dead-after window applies too.
+ * A datagram must fit in 65507 bytes (UDP over IPv4), about 1800 VIPs per
+ * node when each is both candidate and claimed.
  */
 import { isIPv4 } from '../util/ip.js';
 import type { LinkHealth, NodeView } from './ownership.js';
@@ -37,9 +45,12 @@ export const STARTING_GRACE_WINDOWS = 5;
 /** Protocol version; a node ignores datagrams of another version (and counts them). */
 export const HEARTBEAT_VERSION = 1;
 
-/** One heartbeat or leaving message. */
+/** The longest hold a `restarting` message may ask for, ms (10 minutes): a restart that takes longer is a failure. */
+export const MAX_RESTART_HOLD_MS = 600_000;
+
+/** One heartbeat, leaving or restarting message. */
 export interface HeartbeatMessage {
-  type: 'heartbeat' | 'leaving';
+  type: 'heartbeat' | 'leaving' | 'restarting';
   /** Sender's node name. */
   node: string;
   /** Sender's start time, ms since the epoch; larger = newer process. */
@@ -53,6 +64,8 @@ export interface HeartbeatMessage {
   candidates: string[];
   /** VIPs the sender announces now. */
   claims: string[];
+  /** `restarting` only: how long peers hold the sender's VIPs for it, ms, 1..{@link MAX_RESTART_HOLD_MS}. */
+  holdMs?: number;
 }
 
 const HEALTH: readonly LinkHealth[] = ['up', 'degraded', 'down'];
@@ -74,6 +87,7 @@ export function encodeHeartbeat(m: HeartbeatMessage): Buffer {
       health: m.health,
       candidates: m.candidates,
       claims: m.claims,
+      ...(m.type === 'restarting' ? { holdMs: m.holdMs } : {}),
     }),
   );
   if (buf.length > MAX_DATAGRAM_BYTES)
@@ -96,7 +110,7 @@ export function decodeHeartbeat(buf: Buffer): HeartbeatMessage {
   }
   if (typeof o !== 'object' || o === null || o.xlb !== 'l2') throw new Error('l2 heartbeat: field xlb is not "l2"');
   if (o.v !== HEARTBEAT_VERSION) throw new Error(`l2 heartbeat: version ${JSON.stringify(o.v)}, this node speaks ${HEARTBEAT_VERSION}`);
-  if (o.type !== 'heartbeat' && o.type !== 'leaving') throw new Error(`l2 heartbeat: type ${JSON.stringify(o.type)} is not heartbeat or leaving`);
+  if (o.type !== 'heartbeat' && o.type !== 'leaving' && o.type !== 'restarting') throw new Error(`l2 heartbeat: type ${JSON.stringify(o.type)} is not heartbeat, leaving or restarting`);
   if (typeof o.node !== 'string' || !o.node) throw new Error('l2 heartbeat: node is not a non-empty string');
   if (!isCount(o.incarnation)) throw new Error(`l2 heartbeat from ${o.node}: incarnation is not a non-negative integer`);
   if (!isCount(o.seq)) throw new Error(`l2 heartbeat from ${o.node}: seq is not a non-negative integer`);
@@ -106,6 +120,8 @@ export function decodeHeartbeat(buf: Buffer): HeartbeatMessage {
     const list = o[f];
     if (!Array.isArray(list) || list.some((x) => typeof x !== 'string' || !isIPv4(x))) throw new Error(`l2 heartbeat from ${o.node}: ${f} is not a list of IPv4 addresses`);
   }
+  if (o.type === 'restarting' && (!Number.isSafeInteger(o.holdMs) || (o.holdMs as number) < 1 || (o.holdMs as number) > MAX_RESTART_HOLD_MS))
+    throw new Error(`l2 heartbeat from ${o.node}: holdMs of a restarting message is not an integer 1..${MAX_RESTART_HOLD_MS}`);
   return {
     type: o.type,
     node: o.node,
@@ -115,6 +131,7 @@ export function decodeHeartbeat(buf: Buffer): HeartbeatMessage {
     health: o.health as LinkHealth,
     candidates: o.candidates as string[],
     claims: o.claims as string[],
+    ...(o.type === 'restarting' ? { holdMs: o.holdMs as number } : {}),
   };
 }
 
@@ -130,8 +147,10 @@ export interface PeerStatus {
   name: string;
   address: string;
   port: number;
-  /** Heard within the dead-after window and has not said it is leaving. */
+  /** Heard within the dead-after window (or held for its restart) and has not said it is leaving. */
   alive: boolean;
+  /** It said it is restarting and its VIPs are held for it: not back yet, hold not over. */
+  restarting: boolean;
   /** Milliseconds since its last accepted heartbeat; null if never heard. */
   lastSeenMs: number | null;
   /** It sent `leaving` and nothing since. */
@@ -169,6 +188,8 @@ interface PeerRecord {
   candidates: Set<string>;
   claims: Set<string>;
   seenFrom?: string;
+  /** Until when (monotonic ms) it is held alive for its restart; cleared when it speaks again. */
+  restartUntil?: number;
   /** Whether the last decision counted it alive (to report transitions). */
   wasAlive: boolean;
 }
@@ -178,7 +199,10 @@ const sameSet = (a: ReadonlySet<string>, b: readonly string[]): boolean => a.siz
 /**
  * What each configured peer said last, and who is alive. A peer is alive
  * when its last heartbeat is less than `deadAfterMs` old and it has not sent
- * `leaving` since.
+ * `leaving` since, or while the hold it asked for with `restarting` lasts
+ * (with its last view: health, candidates, claims) and it has not spoken
+ * since. A `restarting` from a peer already dead holds nothing: its VIPs
+ * have been taken over.
  */
 export class PeerTable {
   private readonly peers = new Map<string, PeerRecord>();
@@ -222,6 +246,11 @@ export class PeerTable {
     p.seq = m.seq;
     p.lastHeard = now;
     p.seenFrom = fromAddress === p.endpoint.address ? undefined : fromAddress;
+    if (m.type === 'restarting') {
+      if (aliveBefore) p.restartUntil = now + m.holdMs!;
+      return 'refreshed';
+    }
+    p.restartUntil = undefined;
     if (m.type === 'leaving') {
       p.left = true;
       p.claims = new Set();
@@ -241,7 +270,14 @@ export class PeerTable {
   }
 
   private isAlive(p: PeerRecord, now: number): boolean {
-    return !p.left && p.lastSeen !== undefined && now - p.lastSeen < this.deadAfterMs;
+    if (p.left) return false;
+    if (p.restartUntil !== undefined && now < p.restartUntil) return true;
+    return p.lastSeen !== undefined && now - p.lastSeen < this.deadAfterMs;
+  }
+
+  /** Whether `name` asked for a restart hold that has not been ended by its return (for logs; the hold may be over). */
+  restartHeld(name: string): boolean {
+    return this.peers.get(name)?.restartUntil !== undefined;
   }
 
   /**
@@ -263,7 +299,7 @@ export class PeerTable {
   live(now: number): NodeView[] {
     const out: NodeView[] = [];
     for (const p of this.peers.values()) {
-      if (this.isAlive(p, now)) out.push({ name: p.endpoint.name, health: p.health, candidates: p.candidates, claims: p.claims });
+      if (this.isAlive(p, now)) out.push({ name: p.endpoint.name, health: p.health, candidates: p.candidates, claims: p.claims, starting: p.starting });
     }
     return out;
   }
@@ -305,6 +341,7 @@ export class PeerTable {
           address: p.endpoint.address,
           port: p.endpoint.port,
           alive: this.isAlive(p, now),
+          restarting: p.restartUntil !== undefined && now < p.restartUntil,
           lastSeenMs: p.lastSeen === undefined ? null : Math.max(0, Math.round(now - p.lastSeen)),
           left: p.left,
           starting: p.starting,

@@ -18,6 +18,15 @@
  *   candidate takes it at its next retry: a hand-over within about one
  *   retry period. A node that dies keeps the Lease until it expires
  *   (`leaseDurationSeconds`), then the next candidate takes it.
+ * - Agent restarts: `stop({ restart: true })` stops the electors without
+ *   releasing the Leases (the node keeps answering ARP across the restart);
+ *   a Lease outlives a restart shorter than `leaseDurationSeconds` (5 s by
+ *   default), since its holder is this node's name, which the next agent
+ *   campaigns as and renews at once. The next agent adopts the VIPs it finds
+ *   in the ARP map ({@link LeaseOwnership.adopt}) and keeps answering them
+ *   until the first renewal of their service's Lease says whether it still
+ *   holds it (kept) or another node took it after a longer restart (given
+ *   up).
  * - API cost: the holder renews each Lease every retry period (one GET and
  *   one PUT), and every other candidate reads it as often: about
  *   2 × services / retryPeriod requests per second from the holders, as
@@ -27,7 +36,7 @@ import { createHash } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 export { l2LeaseSchema, type L2LeaseConfig } from './config.js';
 import type { Logger } from 'pino';
-import { LeaseElector, type LeaseClient } from '../leader/elector.js';
+import { kubeLeaseClient, LeaseElector, type LeaseClient } from '../leader/elector.js';
 import type { L2LeaseConfig } from './config.js';
 import type { LinkHealth } from './ownership.js';
 import { rendezvousOrder } from './ownership.js';
@@ -73,10 +82,40 @@ interface ServiceLease {
   holderSince?: number;
 }
 
+/**
+ * The electors' Lease access, which a restart stop turns read-and-write-
+ * nothing: LeaseElector.stop() releases a held Lease, and a restart must
+ * keep it. With `keep` set, reads find no Lease (so the release, which reads
+ * first, has nothing to give back) and writes fail.
+ */
+class KeepableLeaseClient implements LeaseClient {
+  keep = false;
+  constructor(private readonly inner: LeaseClient) {}
+  get(namespace: string, name: string) {
+    return this.keep ? Promise.resolve(undefined) : this.inner.get(namespace, name);
+  }
+  create(namespace: string, lease: Parameters<LeaseClient['create']>[1]) {
+    return this.keep ? Promise.reject(new Error('kept across the agent restart: no write')) : this.inner.create(namespace, lease);
+  }
+  replace(namespace: string, name: string, lease: Parameters<LeaseClient['replace']>[2]) {
+    return this.keep ? Promise.reject(new Error('kept across the agent restart: no write')) : this.inner.replace(namespace, name, lease);
+  }
+}
+
 /** Ownership by one Lease per service. See the module comment. */
 export class LeaseOwnership implements OwnershipStrategy {
   readonly kind = 'lease';
   private readonly services = new Map<string, ServiceLease>();
+  private readonly client: KeepableLeaseClient;
+  /**
+   * VIPs found in the ARP map at start, owned until decided: before the
+   * first update() all of them; after it, those of a service whose Lease
+   * this node may still hold (not yet read, or read with this node as
+   * holder). Emptied as each is decided.
+   */
+  private adopted = new Set<string>();
+  private adoptCalled = false;
+  private updated = false;
   /** Every holder seen on any of the Leases: the candidates rendezvous ranks this node among. */
   private readonly seenNodes = new Set<string>();
   private owning = new Map<string, number>();
@@ -92,6 +131,17 @@ export class LeaseOwnership implements OwnershipStrategy {
     const c = opts.config;
     this.times = { leaseDurationMs: c.leaseDurationSeconds * 1000, renewDeadlineMs: c.renewDeadlineSeconds * 1000, retryPeriodMs: c.retryPeriodSeconds * 1000 };
     this.seenNodes.add(opts.nodeName);
+    this.client = new KeepableLeaseClient(opts.leaseClient ?? kubeLeaseClient(opts.kubeConfig as KubeConfig));
+  }
+
+  adopt(vips: readonly string[], health: LinkHealth): void {
+    if (this.updated || this.stopped) return;
+    if (!this.adoptCalled) this.adopted = new Set(vips);
+    else for (const vip of [...this.adopted]) if (!vips.includes(vip)) this.adopted.delete(vip);
+    this.adoptCalled = true;
+    this.health = health;
+    if (health === 'down') this.adopted.clear();
+    this.recompute();
   }
 
   async start(): Promise<void> {
@@ -100,6 +150,7 @@ export class LeaseOwnership implements OwnershipStrategy {
 
   update(candidates: readonly CandidateVip[], health: LinkHealth): void {
     if (this.stopped) return;
+    this.updated = true;
     this.health = health;
     const want = new Map<string, Set<string>>();
     if (health !== 'down') {
@@ -149,14 +200,19 @@ export class LeaseOwnership implements OwnershipStrategy {
     this.listeners.push(listener);
   }
 
-  /** Release every Lease (hand-over), then stop. Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Release every Lease (hand-over), then stop; with `restart`, stop the
+   * electors and keep the Leases (see the module comment). Idempotent.
+   */
+  async stop(opts: { restart?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (opts.restart) this.client.keep = true;
     const all = [...this.services.values()];
     this.services.clear();
     this.recompute();
     await Promise.all(all.map((st) => this.retire(st)));
+    if (opts.restart) this.opts.log?.info({ leases: all.filter((st) => st.leading).length }, 'l2: leases kept for the next agent (not released)');
   }
 
   // ---------------------------------------------------------------------------
@@ -194,10 +250,12 @@ export class LeaseOwnership implements OwnershipStrategy {
             st.holder = holder;
             st.holderSince = Date.now();
             if (holder) this.seenNodes.add(holder);
+            // An adopted VIP whose Lease another node holds is given up now.
+            if (this.adopted.size) this.recompute();
             this.notify();
           },
         },
-        this.opts.leaseClient,
+        this.client,
       );
       st.elector.start();
     };
@@ -227,6 +285,16 @@ export class LeaseOwnership implements OwnershipStrategy {
         if (!st.leading) continue;
         for (const vip of st.vips) next.set(vip, this.owning.get(vip) ?? st.since ?? Date.now());
       }
+      if (this.updated) {
+        // Adopted VIPs stay while their service's Lease may still be ours
+        // (not read yet, or read with this node as holder and the renewal
+        // under way); a VIP no longer desired, or whose Lease another holds, is given up.
+        for (const vip of [...this.adopted]) {
+          const st = [...this.services.values()].find((x) => x.vips.has(vip));
+          if (!st || st.leading || (st.holder !== undefined && st.holder !== this.opts.nodeName)) this.adopted.delete(vip);
+        }
+      }
+      for (const vip of this.adopted) if (!next.has(vip)) next.set(vip, this.owning.get(vip) ?? Date.now());
     }
     const same = next.size === this.owning.size && [...next.keys()].every((v) => this.owning.has(v));
     this.owning = next;

@@ -15,7 +15,12 @@
  *      client segment).
  *   3. Stickiness: if some of them claim the VIP already, one of those keeps
  *      it, so a node that comes back does not take VIPs back (each move
- *      costs clients a few hundred ms and the switches a MAC move).
+ *      costs clients a few hundred ms and the switches a MAC move). A
+ *      claimant still `starting` (its agent restarted, found the VIP in its
+ *      ARP map and answers for it, but has not had its first sync) counts
+ *      only when no other claimant is past its start: a peer that took the
+ *      VIP over while that node was down (kill -9, a restart longer than
+ *      the hold) keeps it.
  *   4. Otherwise, and to settle a conflict between several claimants (after
  *      a partition heals), the node with the highest rendezvous score
  *      hash(node, VIP) wins (Thaler & Ravishankar, "Using name-based mappings
@@ -23,8 +28,9 @@
  *      the nodes, and a node leaving moves only its own VIPs.
  *
  * A node that has just started has not heard its peers yet and would think
- * itself alone: until it is `settled` it keeps what it claims (nothing, at
- * start) and takes nothing new.
+ * itself alone: until it is `settled` it keeps what it claims (nothing at a
+ * first start; after an agent restart, the VIPs it found in its ARP map) and
+ * takes nothing new.
  */
 
 /**
@@ -44,6 +50,11 @@ export interface NodeView {
   candidates: ReadonlySet<string>;
   /** VIPs the node announces now. */
   claims: ReadonlySet<string>;
+  /**
+   * The node's agent has not had its first sync yet: its claims are the
+   * ones it found at start (rule 3). Default false.
+   */
+  starting?: boolean;
 }
 
 /** Input of {@link decideOwnership}. */
@@ -119,7 +130,8 @@ export function electOwner(vip: string, nodes: readonly NodeView[]): string | un
   if (best === 0) return undefined;
   const tier = nodes.filter((n) => n.candidates.has(vip) && HEALTH_RANK[n.health] === best);
   const claimants = tier.filter((n) => n.claims.has(vip));
-  const pool = claimants.length ? claimants : tier;
+  const settledClaimants = claimants.filter((n) => !n.starting);
+  const pool = settledClaimants.length ? settledClaimants : claimants.length ? claimants : tier;
   let winner = pool[0].name;
   for (const n of pool.slice(1)) if (outranks(n.name, winner, vip)) winner = n.name;
   return winner;

@@ -13,6 +13,17 @@
  * node that stops sends `leaving` (twice: one datagram may be lost) so its
  * peers take its VIPs without waiting for it to time out.
  *
+ * Agent restarts: a node that stops to start again (`stop({ restart: true
+ * })`) keeps answering ARP (its XDP program and ARP map stay) and sends
+ * `restarting` instead, twice, asking its peers to hold it alive with its
+ * claims for `restartHoldMs`: they take none of its VIPs meanwhile. The next
+ * incarnation adopts the VIPs it finds in the ARP map ({@link
+ * PeerOwnership.adopt}) and heartbeats them as claims (and candidates) while
+ * `starting`, so the peers go on leaving them alone; its first update()
+ * decides as usual. A kill -9 sends nothing: the peers take its VIPs after
+ * the dead-after window, and the next incarnation, starting, yields to them
+ * (ownership.ts, rule 3).
+ *
  * Limits, stated: heartbeats are neither authenticated nor encrypted (keep
  * them on a trusted fabric); under an asymmetric partition (A hears B, B
  * does not hear A) both may claim a VIP until it heals.
@@ -84,6 +95,9 @@ export function expiryCheckMs(intervalMs: number): number {
   return Math.max(10, Math.floor(intervalMs / 4));
 }
 
+/** Default of `l2.heartbeat.restartHoldMs`: how long peers hold a restarting node's VIPs, ms. */
+export const DEFAULT_RESTART_HOLD_MS = 30_000;
+
 /** Settings of {@link PeerOwnership}. */
 export interface PeerOwnershipOptions {
   /** This node's name (`node.name`). */
@@ -94,6 +108,8 @@ export interface PeerOwnershipOptions {
   port: number;
   intervalMs: number;
   deadAfterMissed: number;
+  /** How long peers hold this node's VIPs for it when it stops for a restart, ms; default {@link DEFAULT_RESTART_HOLD_MS}. */
+  restartHoldMs?: number;
   /** Default: a {@link UdpTransport}. */
   transport?: HeartbeatTransport;
   /** Monotonic clock in ms for liveness; default performance.now. */
@@ -131,6 +147,8 @@ export class PeerOwnership implements OwnershipStrategy {
    * (alive, candidates unknown), and peers that are settling wait for it.
    */
   private announcing = false;
+  /** adopt() has been called (the adopted VIPs are in ownedSince). */
+  private adopted = false;
   private stopped = false;
   /** A decision is queued for the heartbeats received in this turn of the event loop. */
   private burstPending = false;
@@ -157,6 +175,17 @@ export class PeerOwnership implements OwnershipStrategy {
     this.expiryTimer.unref();
     this.evaluate();
     this.sendAll('heartbeat');
+  }
+
+  adopt(vips: readonly string[], health: LinkHealth): void {
+    if (this.announcing || this.stopped) return;
+    const wall = this.wallClock();
+    if (!this.adopted) for (const vip of vips) this.ownedSince.set(vip, wall);
+    else for (const vip of [...this.ownedSince.keys()]) if (!vips.includes(vip)) this.ownedSince.delete(vip);
+    this.adopted = true;
+    this.health = health;
+    if (health === 'down') this.ownedSince.clear();
+    if (this.started && !this.evaluate()) this.sendAll('heartbeat');
   }
 
   update(candidates: readonly CandidateVip[], health: LinkHealth): void {
@@ -202,19 +231,33 @@ export class PeerOwnership implements OwnershipStrategy {
     this.listeners.push(listener);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stop heartbeating. By default hand over: send `leaving` (twice) and
+   * give every VIP up. With `restart`, send `restarting` (twice) with
+   * `restartHoldMs` and keep the claims (the ARP map keeps answering).
+   */
+  async stop(opts: { restart?: boolean } = {}): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     if (this.expiryTimer) clearInterval(this.expiryTimer);
+    const type = opts.restart ? 'restarting' : 'leaving';
     if (this.started) {
-      await this.sendAll('leaving');
-      await this.sendAll('leaving');
+      await this.sendAll(type);
+      await this.sendAll(type);
     }
-    const had = this.ownedSince.size > 0;
-    this.ownedSince.clear();
-    if (had) this.emit();
+    if (opts.restart) {
+      this.opts.log?.info({ claims: this.ownedSince.size, holdMs: this.restartHoldMs }, 'l2: told the peers this node restarts: they hold its VIPs');
+    } else {
+      const had = this.ownedSince.size > 0;
+      this.ownedSince.clear();
+      if (had) this.emit();
+    }
     await this.transport.close();
+  }
+
+  private get restartHoldMs(): number {
+    return this.opts.restartHoldMs ?? DEFAULT_RESTART_HOLD_MS;
   }
 
   /** Every interval: a heartbeat to every peer. */
@@ -233,7 +276,10 @@ export class PeerOwnership implements OwnershipStrategy {
     if (this.stopped) return;
     const now = this.now();
     const died = this.table.expire(now);
-    for (const name of died) this.opts.log?.warn({ peer: name }, 'l2: peer silent for the dead-after window: taking over its VIPs as needed');
+    for (const name of died) {
+      if (this.table.restartHeld(name)) this.opts.log?.warn({ peer: name }, 'l2: peer not back within the restart hold it asked for: taking over its VIPs as needed');
+      else this.opts.log?.warn({ peer: name }, 'l2: peer silent for the dead-after window: taking over its VIPs as needed');
+    }
     const settling = this.table.settled(now) && !this.wasSettled;
     const patienceOver = this.deferredUntil !== undefined && now >= this.deferredUntil;
     if (died.length || settling || patienceOver) this.evaluate();
@@ -265,6 +311,10 @@ export class PeerOwnership implements OwnershipStrategy {
     }
     this.stats.received++;
     if (m.type === 'leaving') this.opts.log?.info({ peer: m.node }, 'l2: peer is leaving: taking over its VIPs as needed');
+    if (m.type === 'restarting') {
+      if (this.table.restartHeld(m.node)) this.opts.log?.info({ peer: m.node, holdMs: m.holdMs, claims: m.claims.length }, 'l2: peer is restarting: holding its VIPs for it');
+      else this.opts.log?.info({ peer: m.node }, 'l2: peer is restarting but was already dead: its VIPs are taken over');
+    }
     if (r === 'changed') this.evaluateAfterBurst();
   }
 
@@ -301,9 +351,17 @@ export class PeerOwnership implements OwnershipStrategy {
     const settled = this.table.settled(now);
     this.wasSettled = settled;
     const live = this.table.live(now);
-    const self: NodeView = { name: this.opts.nodeName, health: this.health, candidates: this.candidateSet, claims: new Set(this.ownedSince.keys()) };
-    const deferred = this.deferredClaims(self, live, now);
-    const next = decideOwnership({ self, livePeers: live, settled, deferred });
+    let next: Set<string>;
+    if (!this.announcing) {
+      // Before the first update: the adopted claims stand (no candidates to
+      // decide on yet), but one that a peer past its start claims is its
+      // (it took the VIP over while this node was down), and links down own nothing.
+      next = new Set([...this.ownedSince.keys()].filter((vip) => this.health !== 'down' && !live.some((p) => !p.starting && p.claims.has(vip))));
+    } else {
+      const self: NodeView = { name: this.opts.nodeName, health: this.health, candidates: this.candidateSet, claims: new Set(this.ownedSince.keys()) };
+      const deferred = this.deferredClaims(self, live, now);
+      next = decideOwnership({ self, livePeers: live, settled, deferred });
+    }
     const wall = this.wallClock();
     let changed = false;
     for (const vip of [...this.ownedSince.keys()]) {
@@ -375,11 +433,22 @@ export class PeerOwnership implements OwnershipStrategy {
   private sendAll(type: HeartbeatMessage['type']): Promise<void> {
     if (!this.started) return Promise.resolve();
     // Sorted so that the datagram is the same for the same state (easier to read in captures).
-    const candidates = [...this.candidateSet].sort();
     const claims = [...this.ownedSince.keys()].sort();
+    // Starting with adopted VIPs: it wants them as far as it knows, so that peers see it as their candidate.
+    const candidates = this.announcing ? [...this.candidateSet].sort() : claims;
     let buf: Buffer;
     try {
-      buf = encodeHeartbeat({ type, node: this.opts.nodeName, incarnation: this.incarnation, seq: this.seq++, starting: !this.announcing, health: this.health, candidates, claims });
+      buf = encodeHeartbeat({
+        type,
+        node: this.opts.nodeName,
+        incarnation: this.incarnation,
+        seq: this.seq++,
+        starting: !this.announcing,
+        health: this.health,
+        candidates,
+        claims,
+        ...(type === 'restarting' ? { holdMs: this.restartHoldMs } : {}),
+      });
     } catch (e) {
       this.stats.sendErrors++;
       this.opts.log?.error({ err: (e as Error).message }, 'l2: heartbeat not sent');

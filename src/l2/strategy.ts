@@ -49,6 +49,17 @@ export interface OwnershipStrategy {
   /** Begin (bind sockets, start timers, acquire). @throws Error naming the setting that failed (e.g. the port in use) */
   start(): Promise<void>;
   /**
+   * Before the first {@link update}: this node owns `vips`, which it found
+   * in its ARP map at start (the previous agent answered for them and
+   * stopped for a restart, or was killed), with link `health`. They count
+   * as owned (and, with peers, claimed in heartbeats) until the first
+   * update() decides, unless a peer has taken one over meanwhile (it keeps
+   * it) or the links are down (nothing is owned). Called before start(),
+   * and again when the link health changes before the first update(); a
+   * VIP given up is not adopted again. Ignored after the first update().
+   */
+  adopt(vips: readonly string[], health: LinkHealth): void;
+  /**
    * This node's candidates (the whole set) and link health: `down` means it
    * cannot answer ARP and must own nothing, at once.
    */
@@ -62,6 +73,12 @@ export interface OwnershipStrategy {
   counters(): StrategyCounters;
   /** Register the listener called (synchronously, after the change) when {@link owned} changes. */
   onChange(listener: () => void): void;
-  /** Give every VIP up and tell the others at once (hand-over), then release resources. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Give every VIP up and tell the others at once (hand-over), then release
+   * resources. Idempotent.
+   * @param opts.restart the agent stops to start again and keeps answering
+   *   ARP meanwhile: give nothing up, tell the others to hold this node's
+   *   VIPs (peers), keep the Leases (lease); only release resources
+   */
+  stop(opts?: { restart?: boolean }): Promise<void>;
 }

@@ -13,7 +13,10 @@
  * the owner's; when the owner's link goes down, the client's neighbour entry
  * moves to the other node's MAC (by gratuitous ARP, the client sends no ARP)
  * within 3 s, and arping then sees only that MAC; the node that comes back
- * takes nothing back; a clean stop hands over in under 1 s. Times printed.
+ * takes nothing back; a process that stops for a restart leaves XDP
+ * answering with no process running, its peer takes nothing, and the next
+ * process adopts the VIPs from the pinned ARP map; a clean stop (an
+ * uninstall) hands over in under 1 s. Times printed.
  *
  * Run as root: node --import tsx --test test/e2e/l2-core.test.ts
  */
@@ -103,7 +106,7 @@ class NodeProc {
     });
   }
 
-  private call(cmd: 'status' | 'stop'): Promise<unknown> {
+  private call(cmd: 'status' | 'stop' | 'restart'): Promise<unknown> {
     const id = this.nextId++;
     return new Promise((resolve) => {
       this.pending.set(id, resolve);
@@ -115,10 +118,10 @@ class NodeProc {
     return this.call('status') as Promise<L2Status>;
   }
 
-  /** Clean stop (hand-over); resolves when the helper has stopped its announcer and datapath. */
-  async stop(): Promise<void> {
+  /** Clean stop (hand-over, uninstall); with `restart`, an agent restart (XDP and the ARP map stay). Resolves when the helper has exited. */
+  async stop(opts: { restart?: boolean } = {}): Promise<void> {
     if (this.child.exitCode !== null) return;
-    await this.call('stop');
+    await this.call(opts.restart ? 'restart' : 'stop');
     this.child.stdin!.end();
     await new Promise((r) => (this.child.exitCode !== null ? r(null) : this.child.once('exit', r)));
   }
@@ -234,6 +237,32 @@ describe('layer 2 mode: two nodes, one client, one bridge', { skip }, () => {
     assert.deepEqual(await localVips('a'), [VIP.a, VIP.b].sort());
     assert.deepEqual(arpingMacs(VIP.b), [MAC.a]);
     assert.equal(clientNeigh(VIP.b), MAC.a);
+  });
+
+  it('the owner\'s process stops for a restart: its XDP keeps answering with no process, node-b takes nothing, the next process adopts the VIPs', async (t) => {
+    await procs.a!.stop({ restart: true });
+    const t0 = performance.now();
+    // Two dead-after windows with no process on node-a: a silent node would have lost its VIPs.
+    await waitFor(
+      async () => {
+        assert.deepEqual(await localVips('b'), [], 'node-b took a VIP while node-a restarted');
+        return performance.now() - t0 > 2000;
+      },
+      10_000,
+      'two dead-after windows',
+      50,
+    );
+    assert.deepEqual(arpingMacs(VIP.a), [MAC.a], 'node-a\'s XDP answers from the pinned ARP map');
+    assert.deepEqual(arpingMacs(VIP.b), [MAC.a]);
+    assert.equal((await procs.b!.status()).peers[0].restarting, true);
+    procs.a = new NodeProc('a');
+    await procs.a.ready;
+    t.diagnostic(`restart: ${Math.round(performance.now() - t0)} ms from the stop to the next process ready`);
+    assert.deepEqual(await localVips('a'), [VIP.a, VIP.b].sort(), 'the next process owns what it found in the map');
+    assert.equal((await procs.a.status()).takeovers, 0, 'adopted, not taken over: no gratuitous ARP, nothing moved');
+    assert.deepEqual(await localVips('b'), []);
+    assert.deepEqual(arpingMacs(VIP.a), [MAC.a]);
+    assert.deepEqual(arpingMacs(VIP.b), [MAC.a]);
   });
 
   it('the owner stops cleanly: the other node takes every VIP over in under 1 s', async (t) => {

@@ -4,12 +4,17 @@
  * agent answers for it (XDP ARP responder), and another takes over when it
  * fails. One lab for the file, torn down in `after`.
  *
+ * An agent restart (SIGTERM) is not a failure: the node's XDP keeps
+ * answering ARP for its VIPs, its peer holds them for it and takes none, and
+ * the next agent carries on with them. After a kill -9 the peer takes the
+ * VIP after the dead-after window, and the restarted agent leaves it there.
+ *
  * Run as root: node --import tsx --test test/e2e/lab-l2.test.ts
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { labDown, labExec, labL2Owners, labStartAgent, labStopAgent, labUp, waitL2Converged, type LabStatus } from '../../src/lab/index.js';
+import { labDown, labExec, labKillAgent, labL2Owners, labStartAgent, labStopAgent, labUp, waitL2Converged, type LabStatus } from '../../src/lab/index.js';
 import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
 import { ipn, sh, type CommandError } from '../../src/lab/sh.js';
@@ -48,6 +53,8 @@ async function clientNeighbour(vip: string): Promise<string> {
   const j = JSON.parse(await ipn(lab.client, '-j', 'neigh', 'show', vip)) as Array<{ lladdr?: string }>;
   return j[0]?.lladdr ?? '';
 }
+
+const l2Of = async (name: string) => (await apiGet(nodeNamed(name).api, '/v1/l2')) as L2Status;
 
 async function ownerOf(vip: string): Promise<string> {
   const o = (await labL2Owners(lab)).find((x) => x.vip === vip);
@@ -165,21 +172,56 @@ describe('layer 2 announcements in the lab', () => {
     assert.equal(await ownerOf(WEB), other.name, 'no needless move back');
   });
 
-  test('the owner’s agent stops cleanly: another node answers in under 1 s', async () => {
+  test('a restarting owner (SIGTERM, then start) keeps answering ARP and serving; its peer does not take the VIP', async () => {
     const owner = await ownerOf(WEB);
     const other = lab.nodes.find((n) => n.name !== owner)!;
+    const takeovers = (await l2Of(other.name)).takeovers;
     const t0 = performance.now();
     await labStopAgent(stateDir, owner);
     try {
-      await waitFor(async () => ((await apiGet(other.api, '/v1/l2')) as L2Status).vips.find((v) => v.vip === WEB)?.local === true, 1000, `${other.name} to own ${WEB}`, 20);
-      console.log(`# handover: ${ms(t0)} ms from SIGTERM to ${other.name} answering`);
-      assert.deepEqual(await arpingMacs(WEB), [other.mac]);
-      assert.ok(await curlOk(WEB, 3));
+      await waitFor(async () => (await l2Of(other.name)).peers.some((p) => p.name === owner && p.restarting && p.alive), 2000, `${other.name} to hold ${owner}’s VIPs`);
+      // Twice the dead-after window (1 s) with the owner's agent gone: a silent node would have lost the VIP.
+      await waitFor(
+        async () => {
+          assert.equal((await l2Of(other.name)).vips.find((v) => v.vip === WEB)?.local, false, `${other.name} took ${WEB} while ${owner} restarted`);
+          return performance.now() - t0 > 2000;
+        },
+        10000,
+        'two dead-after windows',
+        50,
+      );
+      assert.deepEqual(await arpingMacs(WEB), [nodeNamed(owner).mac], `${owner}’s XDP answers with no agent (arping: ${lastArping.trim().slice(0, 400)})`);
+      assert.ok(await curlOk(WEB, 3), 'HTTP through the VIP with no agent');
+    } finally {
+      await labStartAgent(stateDir, owner);
+    }
+    await waitFor(async () => (await l2Of(owner)).vips.find((v) => v.vip === WEB)?.local === true && (await l2Of(owner)).adopted.length === 0, 10000, `${owner}’s new agent to decide it keeps ${WEB}`);
+    console.log(`# restart: ${ms(t0)} ms from SIGTERM to ${owner}'s next agent owning ${WEB}; ${other.name} took nothing`);
+    assert.equal((await l2Of(other.name)).takeovers, takeovers, `${other.name} took nothing over`);
+    assert.equal((await l2Of(owner)).takeovers, 0, `${owner}’s new agent took nothing over either: the VIP never moved`);
+    await waitL2Converged(lab);
+    assert.equal(await ownerOf(WEB), owner);
+    assert.deepEqual(await arpingMacs(WEB), [nodeNamed(owner).mac]);
+  });
+
+  test('the owner’s agent is killed (kill -9): its peer takes the VIP after the dead-after window; the restarted agent leaves it there', async () => {
+    const owner = await ownerOf(WEB);
+    const other = lab.nodes.find((n) => n.name !== owner)!;
+    const t0 = performance.now();
+    await labKillAgent(stateDir, owner);
+    try {
+      await waitFor(async () => (await l2Of(other.name)).vips.find((v) => v.vip === WEB)?.local === true, 3000, `${other.name} to take ${WEB}`, 20);
+      console.log(`# kill -9: ${ms(t0)} ms to ${other.name} answering for ${WEB}`);
     } finally {
       await labStartAgent(stateDir, owner);
     }
     await waitL2Converged(lab);
-    assert.equal(await ownerOf(WEB), other.name, 'the restarted node does not take it back');
+    assert.equal(await ownerOf(WEB), other.name, 'no move back');
+    // The killed agent's XDP answered too until its next agent gave the VIP up.
+    await waitFor(async () => (await arpingMacs(WEB)).join() === other.mac, 10000, `only ${other.name} to answer ARP for ${WEB}`, 200).catch((e: Error) => {
+      throw new Error(`${e.message} (last arping: ${lastArping.trim().slice(0, 400)})`);
+    });
+    assert.ok(await curlOk(WEB, 3));
   });
 
   test('an interface list restricts where ARP is answered', async () => {

@@ -349,12 +349,164 @@ describe('start and setDesired', () => {
     }
   });
 
-  it('removes ARP entries left by an earlier run at start', async () => {
+  it('at start, keeps the entries an earlier run left for its own interface (answered until the first setDesired decides) and removes the others', async () => {
+    const maps = new FakeL2Maps();
+    const mine = { vip: '192.0.2.99', ifindex: 2, vlan: 0, mac: MAC['node-a'] };
+    maps.put([mine, { vip: '192.0.2.98', ifindex: 2, vlan: 0, mac: MAC['node-b'] }, { vip: '192.0.2.97', ifindex: 7, vlan: 0, mac: MAC['node-a'] }, { vip: '192.0.2.96', ifindex: 2, vlan: 100, mac: MAC['node-a'] }]);
+    const [port] = await freePorts();
+    const garp = new FakeGarpSender();
+    const ann = await L2Announcer.start(parseL2Config({ port, bindAddress: '127.0.0.1' }), { nodeName: 'node-a', xdpInterfaces: ['eth0'], maps, garp, links: new FakeLinkMonitor([link('node-a')]) });
+    try {
+      assert.deepEqual(maps.list(), [mine], 'another MAC, ifindex or VLAN than eth0 untagged: removed');
+      assert.deepEqual(ann.status().adopted, ['192.0.2.99']);
+      assert.equal(ann.metrics().ownedVips, 1);
+      assert.deepEqual(garp.announced, [], 'clients already find it here: no gratuitous ARP');
+      await ann.setDesired([{ vip: VIP_A, service: 'default/web' }]);
+      assert.deepEqual(maps.vips(), [VIP_A], 'the first setDesired decides: the adopted VIP no longer desired goes');
+      assert.deepEqual(ann.status().adopted, []);
+    } finally {
+      await ann.stop();
+    }
+    assert.deepEqual(maps.list(), [], 'a stop that is not a restart removes every entry');
+  });
+
+  it('a start whose links are all down adopts nothing and removes the entries', async () => {
     const maps = new FakeL2Maps();
     maps.put([{ vip: '192.0.2.99', ifindex: 2, vlan: 0, mac: MAC['node-a'] }]);
     const [port] = await freePorts();
-    const ann = await L2Announcer.start(parseL2Config({ port, bindAddress: '127.0.0.1' }), { nodeName: 'node-a', xdpInterfaces: ['eth0'], maps, garp: new FakeGarpSender(), links: new FakeLinkMonitor([link('node-a')]) });
-    assert.deepEqual(maps.list(), []);
-    await ann.stop();
+    const ann = await L2Announcer.start(parseL2Config({ port, bindAddress: '127.0.0.1' }), { nodeName: 'node-a', xdpInterfaces: ['eth0'], maps, garp: new FakeGarpSender(), links: new FakeLinkMonitor([link('node-a', false)]) });
+    try {
+      assert.deepEqual(maps.list(), []);
+      assert.deepEqual(ann.status().adopted, []);
+    } finally {
+      await ann.stop();
+    }
+  });
+
+  it('the links go down before the first setDesired: the adopted VIPs are given up at once, and not taken back when they return', async () => {
+    const maps = new FakeL2Maps();
+    maps.put([{ vip: '192.0.2.99', ifindex: 2, vlan: 0, mac: MAC['node-a'] }]);
+    const [port] = await freePorts();
+    const links = new FakeLinkMonitor([link('node-a')]);
+    const ann = await L2Announcer.start(parseL2Config({ port, bindAddress: '127.0.0.1' }), { nodeName: 'node-a', xdpInterfaces: ['eth0'], maps, garp: new FakeGarpSender(), links });
+    try {
+      assert.deepEqual(maps.vips(), ['192.0.2.99']);
+      links.setCarrier('eth0', false);
+      assert.deepEqual(maps.list(), []);
+      links.setCarrier('eth0', true);
+      assert.deepEqual(maps.list(), []);
+      assert.deepEqual(ann.status().adopted, []);
+    } finally {
+      await ann.stop();
+    }
+  });
+});
+
+describe('agent restarts: stop({ restart: true }) and the next start over the same ARP map', () => {
+  /** Start `name` again over its ARP map (a new agent process: new transport, links, gratuitous ARP). */
+  async function restartNode(n: TestNode, config: L2Config, opts: { desired?: boolean } = {}): Promise<TestNode> {
+    const garp = new FakeGarpSender();
+    const links = new FakeLinkMonitor([link(n.name)]);
+    const transport = new HoldingTransport();
+    const ann = await L2Announcer.start(config, { nodeName: n.name, xdpInterfaces: ['eth0'], maps: n.maps, garp, links, transport });
+    if (opts.desired) await ann.setDesired(DESIRED);
+    const m = { name: n.name, ann, maps: n.maps, garp, links, transport };
+    running.push(m);
+    return m;
+  }
+
+  /** Stop as an agent restart would; the node leaves `running`. */
+  async function stopForRestart(n: TestNode): Promise<void> {
+    await n.ann.stop({ restart: true });
+    running.splice(running.indexOf(n), 1);
+  }
+
+  /** Wait `ms`, checking all along that `vip` is answered by exactly `owner`. */
+  async function holdsFor(nodes: TestNode[], vip: string, owner: Name, ms: number, what: string): Promise<void> {
+    const t0 = performance.now();
+    await waitFor(
+      () => {
+        assert.deepEqual(answering(nodes, vip), [owner], `${vip} answered by ${owner} alone while ${what}`);
+        return performance.now() - t0 > ms;
+      },
+      ms + 5000,
+      what,
+      10,
+    );
+  }
+
+  it('a restarting owner keeps answering, its peer holds the VIP past the dead-after window, and the next start adopts it without a move', async () => {
+    const cfg = await groupConfig();
+    const a = await startNode('node-a', cfg);
+    const b = await startNode('node-b', cfg);
+    await ownedBy([a, b], VIP_A, 'node-a', performance.now());
+    await ownedBy([a, b], VIP_B, 'node-b', performance.now());
+    await stopForRestart(a);
+    assert.deepEqual(a.maps.vips(), [VIP_A], 'the restarting node left its entry for XDP to answer with');
+    await waitFor(() => b.ann.status().peers[0].restarting, 2000, 'node-b to hear node-a is restarting');
+    // Twice the dead-after window: a silent node would have lost the VIP by then.
+    await holdsFor([a, b], VIP_A, 'node-a', 2 * failoverBudgetMs(cfg), 'node-a restarts');
+    assert.equal(b.ann.status().peers[0].alive, true, 'held alive');
+    assert.equal(b.ann.metrics().takeoversTotal, 1, 'node-b took nothing over');
+
+    // The next agent: adopts VIP_A and claims it while starting (no setDesired yet).
+    const a2 = await restartNode(a, cfg);
+    assert.deepEqual(a2.ann.status().adopted, [VIP_A]);
+    await waitFor(() => !b.ann.status().peers[0].restarting && b.ann.status().peers[0].starting, 2000, 'node-b to hear the new node-a, starting');
+    await holdsFor([a2, b], VIP_A, 'node-a', failoverBudgetMs(cfg), 'node-a is starting');
+    await a2.ann.setDesired(DESIRED);
+    await waitFor(() => !b.ann.status().peers[0].starting, 2000, 'node-b to hear node-a past its first sync');
+    await holdsFor([a2, b], VIP_A, 'node-a', 500, 'node-a decided');
+    assert.deepEqual(answering([a2, b], VIP_B), ['node-b']);
+    assert.deepEqual(a2.garp.announced, [], 'no gratuitous ARP: the VIP never moved');
+    assert.equal(a2.ann.metrics().takeoversTotal, 0);
+    assert.equal(b.ann.metrics().takeoversTotal, 1);
+    assert.deepEqual(a2.ann.status().adopted, []);
+    await stopNode(a2);
+    await stopNode(b);
+  });
+
+  it('the hold is bounded: a node that does not come back within l2.heartbeat.restartHoldMs loses its VIPs', async () => {
+    const cfg = parseL2Config({ ...(await groupConfig()), heartbeat: { restartHoldMs: 1000 } });
+    const a = await startNode('node-a', cfg);
+    const b = await startNode('node-b', cfg);
+    await ownedBy([a, b], VIP_A, 'node-a', performance.now());
+    await stopForRestart(a);
+    await waitFor(() => b.ann.status().peers[0].restarting, 2000, 'node-b to hear node-a is restarting');
+    const t0 = performance.now();
+    await waitFor(() => b.maps.vips().includes(VIP_A), 5000, 'node-b to take VIP_A once the hold is over');
+    assert.ok(performance.now() - t0 < 1000 + failoverBudgetMs(cfg), 'within the hold plus a liveness check');
+    assert.equal(b.ann.status().peers[0].alive, false);
+    assert.ok(b.garp.announced.some((g) => g.vip === VIP_A), 'gratuitous ARP moves the clients');
+    await stopNode(b);
+  });
+
+  it('kill -9 (the peers are not told): the peer takes the VIP after the dead-after window; the next start, starting, leaves it to the peer', async () => {
+    const cfg = await groupConfig();
+    const a = await startNode('node-a', cfg);
+    const b = await startNode('node-b', cfg);
+    await ownedBy([a, b], VIP_A, 'node-a', performance.now());
+    // Nothing reaches node-b: as if the process died.
+    a.transport.cut = true;
+    await stopForRestart(a);
+    await waitFor(() => b.maps.vips().includes(VIP_A), 3000, 'node-b to take VIP_A after the dead-after window');
+    assert.deepEqual(a.maps.vips(), [VIP_A], 'the dead node’s XDP still answers too');
+    const takeovers = b.ann.metrics().takeoversTotal;
+    const a2 = await restartNode(a, cfg);
+    await waitFor(() => a2.maps.vips().length === 0, 2000, 'the restarted node-a to leave VIP_A to node-b');
+    await a2.ann.setDesired(DESIRED);
+    await holdsFor([a2, b], VIP_A, 'node-b', 1000, 'node-a decided');
+    assert.equal(b.ann.metrics().takeoversTotal, takeovers, 'node-b kept VIP_A throughout');
+    await stopNode(a2);
+    await stopNode(b);
+  });
+
+  it('stop({ restart: true }) before the first setDesired keeps the adopted VIPs for the next start', async () => {
+    const cfg = await groupConfig();
+    const maps = new FakeL2Maps();
+    maps.put([{ vip: VIP_A, ifindex: 2, vlan: 0, mac: MAC['node-a'] }]);
+    const ann = await L2Announcer.start(parseL2Config({ ...cfg, peers: [cfg.peers[0]] }), { nodeName: 'node-a', xdpInterfaces: ['eth0'], maps, garp: new FakeGarpSender(), links: new FakeLinkMonitor([link('node-a')]) });
+    await ann.stop({ restart: true });
+    assert.deepEqual(maps.vips(), [VIP_A]);
   });
 });

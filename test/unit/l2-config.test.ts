@@ -17,13 +17,13 @@ function throwsMessage(fn: () => unknown, re: RegExp): void {
 }
 
 describe('l2 config section', () => {
-  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s', () => {
+  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, a restart held 30 s, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s', () => {
     const c = parseL2Config({});
     assert.equal(c.interfaces, undefined, 'left out: the agent\'s interfaces');
     assert.deepEqual(c, {
       peers: [],
       port: 7947,
-      heartbeat: { intervalMs: 200, deadAfterMissed: 5 },
+      heartbeat: { intervalMs: 200, deadAfterMissed: 5, restartHoldMs: 30000 },
       gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true },
       ownership: 'auto',
       lease: { namespace: 'xlb-system', leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 },
@@ -68,6 +68,8 @@ describe('l2 config section', () => {
     ['a duplicate interface', { interfaces: ['eth0', 'eth1', 'eth0'] }, /^l2\.interfaces\[2\]: duplicate interface \(also l2\.interfaces\[0\]\)/],
     ['a heartbeat interval below 20 ms', { heartbeat: { intervalMs: 10 } }, /^l2\.heartbeat\.intervalMs:/],
     ['deadAfterMissed of 1 (one lost datagram would fail over)', { heartbeat: { deadAfterMissed: 1 } }, /^l2\.heartbeat\.deadAfterMissed:/],
+    ['a restart hold under 1 s', { heartbeat: { restartHoldMs: 500 } }, /^l2\.heartbeat\.restartHoldMs:/],
+    ['a restart hold over 10 minutes', { heartbeat: { restartHoldMs: 600_001 } }, /^l2\.heartbeat\.restartHoldMs:/],
     ['a negative gratuitous ARP count', { gratuitousArp: { count: -1 } }, /^l2\.gratuitousArp\.count:/],
     ['a non-boolean setNonlocalBind', { gratuitousArp: { setNonlocalBind: 'yes' } }, /^l2\.gratuitousArp\.setNonlocalBind:/],
     ['a misspelt key', { peer: [] }, /^l2: Unrecognized key: "peer"/],

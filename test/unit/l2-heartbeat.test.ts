@@ -30,6 +30,8 @@ describe('heartbeat datagrams', () => {
   it('round-trip through encode and decode', () => {
     assert.deepEqual(decodeHeartbeat(encodeHeartbeat(hb())), hb());
     assert.deepEqual(decodeHeartbeat(encodeHeartbeat(hb({ type: 'leaving', health: 'down', candidates: [], claims: [] }))), hb({ type: 'leaving', health: 'down', candidates: [], claims: [] }));
+    assert.deepEqual(decodeHeartbeat(encodeHeartbeat(hb({ type: 'restarting', holdMs: 30000 }))), hb({ type: 'restarting', holdMs: 30000 }));
+    assert.equal(JSON.parse(encodeHeartbeat(hb({ holdMs: 5 })).toString()).holdMs, undefined, 'holdMs only on restarting');
   });
 
   const bad: Array<[string, unknown, RegExp]> = [
@@ -44,6 +46,8 @@ describe('heartbeat datagrams', () => {
     ['an unknown health', { ...hb(), xlb: 'l2', v: 1, health: 'ok' }, /health "ok"/],
     ['a claim that is not IPv4', { ...hb(), xlb: 'l2', v: 1, claims: ['2001:db8::1'] }, /claims is not a list of IPv4/],
     ['candidates that are not a list', { ...hb(), xlb: 'l2', v: 1, candidates: '192.0.2.1' }, /candidates is not a list/],
+    ['a restarting message without holdMs', { ...hb(), xlb: 'l2', v: 1, type: 'restarting' }, /from node-b: holdMs of a restarting message is not an integer 1\.\.600000/],
+    ['a restarting message holding for more than 10 minutes', { ...hb(), xlb: 'l2', v: 1, type: 'restarting', holdMs: 600001 }, /holdMs/],
   ];
   for (const [what, value, re] of bad) {
     it(`refuses ${what}, naming the field`, () => {
@@ -110,6 +114,43 @@ describe('peer table', () => {
     assert.deepEqual(t.live(21).map((p) => p.name), ['node-b']);
   });
 
+  it('a restarting peer is held alive with its claims for the hold it asked for, past the dead-after window', () => {
+    const t = table();
+    t.receive(hb({ seq: 1 }), '198.18.0.12', 0);
+    assert.equal(t.receive(hb({ type: 'restarting', seq: 2, holdMs: 30000 }), '198.18.0.12', 100), 'refreshed', 'the decision sees no change');
+    assert.deepEqual(t.expire(29_000), []);
+    assert.deepEqual(t.live(29_000).map((p) => [p.name, [...p.claims]]), [['node-b', ['192.0.2.11']]]);
+    const st = t.status(29_000).find((p) => p.name === 'node-b')!;
+    assert.equal(st.alive, true);
+    assert.equal(st.restarting, true);
+    assert.equal(t.restartHeld('node-b'), true);
+    assert.deepEqual(t.expire(30_100), ['node-b'], 'dead once the hold is over');
+    assert.equal(t.restartHeld('node-b'), true, 'the log can tell why it died');
+    assert.deepEqual(t.live(30_100), []);
+  });
+
+  it('a restarting peer\'s next incarnation ends the hold: it is heard as itself, starting, at once', () => {
+    const t = table();
+    t.receive(hb({ seq: 1 }), '198.18.0.12', 0);
+    t.receive(hb({ type: 'restarting', seq: 2, holdMs: 30000 }), '198.18.0.12', 100);
+    assert.equal(t.receive(hb({ incarnation: 2000, seq: 0, starting: true, candidates: ['192.0.2.11'] }), '198.18.0.12', 3000), 'changed');
+    const st = t.status(3000).find((p) => p.name === 'node-b')!;
+    assert.equal(st.restarting, false);
+    assert.equal(st.starting, true);
+    assert.equal(t.live(3000)[0].starting, true);
+    assert.deepEqual(t.live(3999).map((p) => p.name), ['node-b']);
+    assert.deepEqual(t.live(4000), [], 'no hold any more: the dead-after window applies again');
+  });
+
+  it('a restarting message from a peer already dead holds nothing (its VIPs have been taken over)', () => {
+    const t = table();
+    t.receive(hb({ seq: 1 }), '198.18.0.12', 0);
+    t.expire(2000);
+    assert.equal(t.receive(hb({ type: 'restarting', seq: 2, holdMs: 30000 }), '198.18.0.12', 2000), 'refreshed');
+    assert.deepEqual(t.live(2001), []);
+    assert.equal(t.status(2001).find((p) => p.name === 'node-b')!.restarting, false);
+  });
+
   it('ignores senders that are not configured peers, and this node\'s own name', () => {
     const t = table();
     assert.equal(t.receive(hb({ node: 'node-x' }), '198.18.0.99', 0), 'unknown');
@@ -163,8 +204,8 @@ describe('peer table', () => {
     const t = table();
     t.receive(hb(), '198.18.0.12', 0);
     assert.deepEqual(t.status(300), [
-      { name: 'node-b', address: '198.18.0.12', port: 7947, alive: true, lastSeenMs: 300, left: false, starting: false, health: 'up', claims: 1 },
-      { name: 'node-c', address: '198.18.0.13', port: 7947, alive: false, lastSeenMs: null, left: false, starting: false, health: null, claims: 0 },
+      { name: 'node-b', address: '198.18.0.12', port: 7947, alive: true, restarting: false, lastSeenMs: 300, left: false, starting: false, health: 'up', claims: 1 },
+      { name: 'node-c', address: '198.18.0.13', port: 7947, alive: false, restarting: false, lastSeenMs: null, left: false, starting: false, health: null, claims: 0 },
     ]);
   });
 });

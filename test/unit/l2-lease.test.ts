@@ -123,6 +123,56 @@ describe('l2 lease ownership', () => {
     await waitFor(() => a.owned().size === 2, 3000, 'node-a to own web once the API answers');
   });
 
+  it('a restart stop keeps the Lease; the next incarnation adopts the VIPs, renews the Lease as itself and never stops owning them', async () => {
+    const a = await node('node-a', WEB);
+    await waitFor(() => a.owned().size === 2, 3000, 'node-a to own web');
+    const before = server.get('leases', 'xlb-system', 'xlb-l2-default-web');
+    await a.stop({ restart: true });
+    const kept = server.get('leases', 'xlb-system', 'xlb-l2-default-web');
+    assert.equal(kept?.spec.holderIdentity, 'node-a', 'not released');
+    assert.equal(kept?.spec.leaseDurationSeconds, 2, 'not shortened as a release does');
+    assert.equal(kept?.metadata.resourceVersion, before?.metadata.resourceVersion, 'not written at all');
+
+    // The next agent: the VIPs it found in the ARP map.
+    const a2 = new LeaseOwnership({ nodeName: 'node-a', config: FAST, kubeConfig: loadKubeConfig(server.kubeconfigPath) });
+    nodes.push(a2);
+    const sizes: number[] = [];
+    a2.onChange(() => sizes.push(a2.owned().size));
+    a2.adopt(WEB.map((c) => c.vip), 'up');
+    await a2.start();
+    assert.deepEqual([...a2.owned().keys()].sort(), ['192.0.2.10', '192.0.2.11'], 'owned before the first update');
+    a2.update(WEB, 'up');
+    await waitFor(() => server.get('leases', 'xlb-system', 'xlb-l2-default-web')?.metadata.resourceVersion !== kept?.metadata.resourceVersion, 3000, 'node-a to renew');
+    await waitFor(() => a2.ownerOf('192.0.2.10').owner === 'node-a' && a2.owned().size === 2, 3000, 'node-a to lead');
+    assert.equal(server.get('leases', 'xlb-system', 'xlb-l2-default-web')?.spec.leaseTransitions, kept?.spec.leaseTransitions, 'the same holder: no transition');
+    assert.ok(sizes.every((n) => n === 2), `owned never dropped: ${sizes.join(',')}`);
+  });
+
+  it('an adopted VIP whose Lease another node took meanwhile is given up at the first read; one no longer desired at the first update', async () => {
+    const b = await node('node-b', WEB);
+    await waitFor(() => b.owned().size === 2, 3000, 'node-b to own web');
+    const a = new LeaseOwnership({ nodeName: 'node-a', config: FAST, kubeConfig: loadKubeConfig(server.kubeconfigPath) });
+    nodes.push(a);
+    a.adopt(['192.0.2.10', '192.0.2.11', '192.0.2.20'], 'up');
+    await a.start();
+    assert.equal(a.owned().size, 3);
+    a.update(WEB, 'up');
+    assert.deepEqual([...a.owned().keys()].sort(), ['192.0.2.10', '192.0.2.11'], 'dns is no longer a candidate: given up at once');
+    await waitFor(() => a.owned().size === 0, 3000, 'node-a to give web up once it reads node-b as holder');
+    assert.equal(b.owned().size, 2);
+  });
+
+  it('adopted VIPs are given up when the links go down before the first update, and not taken back', async () => {
+    const a = new LeaseOwnership({ nodeName: 'node-a', config: FAST, kubeConfig: loadKubeConfig(server.kubeconfigPath) });
+    nodes.push(a);
+    a.adopt(['192.0.2.10'], 'up');
+    await a.start();
+    a.adopt(['192.0.2.10'], 'down');
+    assert.equal(a.owned().size, 0);
+    a.adopt(['192.0.2.10'], 'up');
+    assert.equal(a.owned().size, 0);
+  });
+
   it('needs the Kubernetes source', () => {
     assert.throws(() => new LeaseOwnership({ nodeName: 'n', config: FAST }), /needs the Kubernetes source/);
   });

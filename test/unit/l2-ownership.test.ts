@@ -18,8 +18,8 @@ const ORDER: Record<string, string[]> = {
   '192.0.2.13': ['node-b', 'node-a', 'node-c'],
 };
 
-function node(name: string, o: { health?: LinkHealth; candidates?: string[]; claims?: string[] } = {}): NodeView {
-  return { name, health: o.health ?? 'up', candidates: new Set(o.candidates ?? V), claims: new Set(o.claims ?? []) };
+function node(name: string, o: { health?: LinkHealth; candidates?: string[]; claims?: string[]; starting?: boolean } = {}): NodeView {
+  return { name, health: o.health ?? 'up', candidates: new Set(o.candidates ?? V), claims: new Set(o.claims ?? []), ...(o.starting ? { starting: true } : {}) };
 }
 
 const sorted = (s: Set<string>): string[] => [...s].sort();
@@ -156,6 +156,30 @@ const rows: Row[] = [
     peers: [],
     settled: false,
     owns: [],
+  },
+  {
+    description: 'after a kill -9: node-b took .11 over while node-a was down; node-a, back and starting with .11 from its ARP map, yields to node-b (past its start)',
+    self: node('node-b', { claims: ['192.0.2.11'] }),
+    peers: [node('node-a', { claims: ['192.0.2.10', '192.0.2.11'], candidates: ['192.0.2.10', '192.0.2.11'], starting: true })],
+    owns: ['192.0.2.11', '192.0.2.12', '192.0.2.13'],
+  },
+  {
+    description: 'after a kill -9, from node-a (starting): it ranks before node-b for .10, but node-b took .10 over and keeps it; node-a owns nothing',
+    self: node('node-a', { claims: ['192.0.2.10'], starting: true }),
+    peers: [node('node-b', { claims: ['192.0.2.10'] })],
+    owns: [],
+  },
+  {
+    description: 'after a restart: node-a, starting, is the only claimant of .11 (node-b held it): node-b does not take it although it ranks first',
+    self: node('node-b'),
+    peers: [node('node-a', { claims: ['192.0.2.11'], candidates: ['192.0.2.11'], starting: true })],
+    owns: ['192.0.2.10', '192.0.2.12', '192.0.2.13'],
+  },
+  {
+    description: 'two starting claimants of one VIP: the rendezvous order settles it, as between settled claimants',
+    self: node('node-a', { claims: ['192.0.2.11'], starting: true }),
+    peers: [node('node-b', { claims: ['192.0.2.11'], starting: true })],
+    owns: ['192.0.2.10'],
   },
   {
     description: 'not settled: self keeps what it claims and still wins',
