@@ -5,6 +5,9 @@
  * state stays programmed. Bad input never stops the agent: the source and the
  * controller report it as issues and skip the object.
  */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { FastifyInstance } from 'fastify';
@@ -23,7 +26,7 @@ import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
-import { startApi, type AgentView } from '../api/server.js';
+import { listenOptions, startApi, type AgentView } from '../api/server.js';
 import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
@@ -35,6 +38,24 @@ import { L2Announcer, type L2Status } from '../l2/announcer.js';
 import { FakeL2Maps, type L2Maps } from '../datapath/l2maps.js';
 import { HealthCheckServer, healthCheckServices } from '../services/healthcheck.js';
 import { ensureCgroup2Root } from '../util/cgroup.js';
+
+/**
+ * Whether the API can listen on `listen` (HOST:PORT, or unix:PATH whose
+ * directory exists): checked before anything is attached.
+ * @throws Error naming api.listen and why
+ */
+async function checkListen(listen: string): Promise<void> {
+  const o = listenOptions(listen);
+  if ('path' in o) {
+    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`api.listen ${listen}: directory ${path.dirname(o.path)} does not exist`);
+    return;
+  }
+  await new Promise<void>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', (e) => reject(new Error(`api.listen ${listen}: ${(e as Error).message}`)));
+    srv.listen({ host: o.host, port: o.port, exclusive: true }, () => srv.close(() => resolve()));
+  });
+}
 
 /** How often the agent looks at the node's interfaces (addresses, pod interfaces), ms. */
 const INTERFACE_POLL_MS = 500;
@@ -119,6 +140,7 @@ export class Agent implements AgentView {
       issueCount: () => this.issues().length,
       bgp: config.bgp ? () => this.bgpAnnouncer?.status() : undefined,
       l2: config.l2 ? () => this.l2Announcer?.status() : undefined,
+      restored: () => this.dp?.restored ?? [],
     });
     this.registry = this.metrics.registry;
   }
@@ -142,6 +164,11 @@ export class Agent implements AgentView {
     const addresses = config.node.addresses?.length ? config.node.addresses : nodeAddresses(config.interfaces);
     if (!addresses.length) throw new Error(`node.addresses: none given and interfaces ${config.interfaces.join(', ')} have no IPv4 address`);
     const node: NodeInfo = { name: config.node.name, addresses, labels: {} };
+    // Every check that can fail runs before anything is attached: a start
+    // that fails must leave the node as it was (serving with what an earlier
+    // agent left, if any).
+    const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
+    await checkListen(config.api.listen);
     let dp: Datapath | undefined;
     if (!opts.lbmaps) {
       // The socket hooks serve every process below the cgroup v2 root (Cilium's cgroup-root).
@@ -159,7 +186,12 @@ export class Agent implements AgentView {
         socketLB,
         warn: (m) => log.warn(m),
       });
-      log.info({ attachments: dp.attachments, pinDir: dp.pinDir }, 'datapath attached');
+      const kept = dp.restored.filter((r) => r.outcome === 'reused').map((r) => r.map);
+      log.info({ attachments: dp.attachments, pinDir: dp.pinDir, mapsKept: kept.length }, kept.length ? 'datapath taken over: programs replaced in place, maps kept' : 'datapath attached');
+      for (const r of dp.restored) {
+        if (r.outcome === 'migrated') log.warn({ map: r.map, entries: r.entries }, `map ${r.map}: ${r.reason}; ${r.entries} entries carried over to the new layout`);
+        if (r.outcome === 'fresh') log.warn({ map: r.map }, `map ${r.map}: ${r.reason}; it starts empty`);
+      }
     }
     const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
     agent.neighbors = opts.neighbors ?? (dp ? new NeighborManager(config.interfaces, (m) => log.warn(m)) : undefined);
@@ -173,8 +205,7 @@ export class Agent implements AgentView {
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
       }
-      // One kubeconfig for the source, IPAM and the layer 2 Leases.
-      const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
+      // One kubeconfig (loaded above) for the source, IPAM and the layer 2 Leases.
       if (config.l2) {
         const l2Log = log.child({ component: 'l2' });
         const leases = config.l2.ownership === 'lease' || (config.l2.ownership === 'auto' && kubeConfig !== undefined);
@@ -496,6 +527,7 @@ export class Agent implements AgentView {
     const drops = Object.fromEntries(Object.entries(this.lbmaps.readDrops()).map(([k, v]) => [k, v.toString()]));
     return {
       attachments: this.dp?.attachedProgramIds() ?? [],
+      restored: this.dp?.restored ?? [],
       maps: this.lbmaps.fill(),
       pinDir: this.dp?.pinDir,
       neighbors: this.neighbors?.list() ?? [],
@@ -518,24 +550,27 @@ export class Agent implements AgentView {
    * datapath still serves), then the source, the API, and detach the
    * datapath and remove its pins. Idempotent.
    */
-  async stop(): Promise<void> {
+  async stop(opts: { uninstall?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    const uninstall = opts.uninstall === true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.interfaceTimer) clearInterval(this.interfaceTimer);
     await this.healthChecks?.stop().catch(() => undefined);
     await Promise.all([
-      this.bgpAnnouncer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed')),
-      // Hands the VIPs over at once: peers take them before this node's datapath goes.
-      this.l2Announcer?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'l2 stop failed')),
+      // A restart keeps the routes (gobgpd keeps running) and the VIPs (XDP keeps answering ARP).
+      this.bgpAnnouncer?.stop({ keepRoutes: !uninstall }).catch((e) => this.log.warn({ err: (e as Error).message }, 'bgp stop failed')),
+      // An uninstall hands the VIPs over at once: peers take them before this node's datapath goes.
+      this.l2Announcer?.stop({ restart: !uninstall }).catch((e) => this.log.warn({ err: (e as Error).message }, 'l2 stop failed')),
     ]);
     // IPAM stops (and gives its Lease back) while the informers still feed it.
     await this.ipamElector?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'ipam leader election stop failed'));
     this.ipam?.stop();
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
-    await this.neighbors?.stop();
-    this.dp?.stop();
-    this.log.info('stopped: programs detached, pins removed');
+    // The next hops stay resolved for the programs that keep forwarding.
+    await this.neighbors?.stop({ keepEntries: !uninstall });
+    this.dp?.stop({ uninstall });
+    this.log.info(uninstall ? 'stopped: programs detached, pins removed' : 'stopped: the datapath keeps serving until the next agent takes it over');
   }
 }

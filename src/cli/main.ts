@@ -42,7 +42,21 @@ program
       process.exit(2);
     }
     const log = pino({ level: config.log.level, base: { node: config.node.name } });
-    let agent: Awaited<ReturnType<typeof Agent.start>>;
+    // The handlers come first: a SIGTERM at any moment of the start stops
+    // the agent once the start has returned (the datapath, kept, stays
+    // consistent: a restart is not an uninstall; `xlb uninstall` is).
+    let agent: Awaited<ReturnType<typeof Agent.start>> | undefined;
+    let stopping: string | undefined;
+    const shutdown = async (signal: string) => {
+      if (stopping) return;
+      stopping = signal;
+      if (!agent) return; // the start is still running: it stops right after
+      log.info({ signal }, 'shutting down');
+      await agent.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void shutdown('SIGTERM'));
+    process.on('SIGINT', () => void shutdown('SIGINT'));
     try {
       agent = await Agent.start(config, log);
     } catch (e) {
@@ -50,19 +64,41 @@ program
       console.error(`xlb agent: ${(e as Error).message}`);
       process.exit(1);
     }
-    let stopping = false;
-    const shutdown = async (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'shutting down');
+    if (stopping) {
+      log.info({ signal: stopping }, 'shutting down (signalled during start)');
       await agent.stop();
       process.exit(0);
-    };
-    process.on('SIGTERM', () => void shutdown('SIGTERM'));
-    process.on('SIGINT', () => void shutdown('SIGINT'));
+    }
     // Nothing a bad input does may bring the agent down; log what escapes.
     process.on('uncaughtException', (e) => log.error({ err: e.message, stack: e.stack }, 'uncaught exception'));
     process.on('unhandledRejection', (e) => log.error({ err: String(e) }, 'unhandled rejection'));
+  });
+
+program
+  .command('uninstall')
+  .description("remove this node's datapath: XDP, tc and the socket hooks detached, maps and links unpinned (an agent's stop keeps them: a restart is not an uninstall)")
+  .option('--config <file>', 'the agent configuration the datapath was started with')
+  .option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces)')
+  .option('--instance <name>', 'pin directory /sys/fs/bpf/xlb/<name> (sets datapath.instance)')
+  .action(async (opts: { config?: string; interfaces?: string; instance?: string }) => {
+    const { loadConfig } = await import('../config/load.js');
+    const { uninstallDatapath } = await import('../datapath/datapath.js');
+    let config;
+    try {
+      config = loadConfig(opts.config, { nodeName: 'uninstall', interfaces: opts.interfaces?.split(',').map((x) => x.trim()).filter(Boolean) });
+    } catch (e) {
+      console.error(`xlb uninstall: ${(e as Error).message}`);
+      process.exit(2);
+    }
+    const instance = opts.instance ?? config.datapath.instance;
+    const done = uninstallDatapath({ instance, interfaces: config.interfaces, podInterfaces: config.podInterfaces });
+    if (config.bgp) {
+      const { stopKeptGobgpd } = await import('../bgp/gobgpd.js');
+      const stopped = await stopKeptGobgpd(config.bgp);
+      if (stopped) done.push(stopped);
+    }
+    for (const d of done) console.log(`removed: ${d}`);
+    if (!done.length) console.log(`nothing of instance ${instance} found`);
   });
 
 program

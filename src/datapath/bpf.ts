@@ -145,6 +145,16 @@ const f = {
   mmap: libc.func('void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)'),
   munmap: libc.func('int munmap(void *addr, size_t length)'),
   dup: libc.func('int dup(int fd)'),
+  lookup_batch: lib.func(
+    'int bpf_map_lookup_batch(int fd, const void *in_batch, _Out_ uint8_t *out_batch, _Out_ uint8_t *keys, _Out_ uint8_t *values, _Inout_ uint32_t *count, const bpf_map_batch_opts *opts)',
+  ),
+  map_set_pin_path: lib.func('int bpf_map__set_pin_path(bpf_map *map, const char *path)'),
+  map_map_flags: lib.func('uint32_t bpf_map__map_flags(const bpf_map *map)'),
+  obj_get_info: lib.func('int bpf_obj_get_info_by_fd(int fd, _Inout_ uint8_t *info, _Inout_ uint32_t *len)'),
+  map_get_fd_by_id: lib.func('int bpf_map_get_fd_by_id(uint32_t id)'),
+  obj_pin: lib.func('int bpf_obj_pin(int fd, const char *pathname)'),
+  link_create: lib.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
+  link_update: lib.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
   prog_attach: lib.func('int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)'),
   prog_detach2: lib.func('int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)'),
   socket: libc.func('int socket(int domain, int type, int protocol)'),
@@ -331,6 +341,29 @@ export class BpfMap {
     return new BpfMap(path, fd, -1, keySize, valueSize, -1, true);
   }
 
+  /**
+   * Open a pinned map by path with its real type and sizes (the kernel's
+   * bpf_map_info), owned by the caller.
+   * @throws BpfError naming the path when it is not a pinned map
+   */
+  static openPinned(path: string): BpfMap {
+    const fd = check(f.obj_get(path), `bpf_obj_get ${path}`);
+    try {
+      const i = mapInfo(fd);
+      return new BpfMap(path, fd, i.type, i.keySize, i.valueSize, i.maxEntries, true);
+    } catch (e) {
+      f.close_fd(fd);
+      throw e;
+    }
+  }
+
+
+  /** Pin this map at `path` (bpffs; an existing pin there is replaced). @throws BpfError naming the path */
+  pin(path: string): void {
+    fs.rmSync(path, { force: true });
+    check(f.obj_pin(this.fd, path), `bpf_obj_pin ${path}`);
+  }
+
   /** Close a standalone map's fd (libbpf closes object maps itself). */
   close(): void {
     if (this.owned) f.close_fd(this.fd);
@@ -475,6 +508,23 @@ export class BpfMap {
     check(f.delete_batch(this.fd, keys, n, { sz: koffi.sizeof(BatchOpts), elem_flags: 0, flags: 0 }), `bpf_map_delete_batch ${this.name}`);
   }
 
+  /**
+   * Every value of an ARRAY map, back to back (entry i at i x valueSize),
+   * read with BPF_MAP_LOOKUP_BATCH: one syscall for the whole map, where a
+   * lookup per entry would take 262,144 for xlb_backends.
+   */
+  lookupArray(): Buffer {
+    const n = this.maxEntries;
+    const keys = Buffer.alloc(4 * n);
+    const values = Buffer.alloc(this.valueSize * n);
+    const count = [n];
+    const rc = f.lookup_batch(this.fd, null, Buffer.alloc(4), keys, values, count, { sz: koffi.sizeof(BatchOpts), elem_flags: 0, flags: 0 });
+    // ENOENT: the end of the map was reached (every entry read).
+    if (rc < 0 && rc !== -2) check(rc, `bpf_map_lookup_batch ${this.name}`);
+    if (count[0] !== n) throw new Error(`bpf_map_lookup_batch ${this.name}: read ${count[0]} of ${n} entries`);
+    return values;
+  }
+
   /** Every key currently in the map (hash maps) or every index (arrays). */
   keys(): Buffer[] {
     const out: Buffer[] = [];
@@ -491,12 +541,99 @@ export class BpfMap {
   }
 }
 
+/** What the kernel says of a map (struct bpf_map_info, the fields xlb reads). */
+export interface MapInfo {
+  type: number;
+  id: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+
+/** bpf_obj_get_info_by_fd of map fd `fd`. @throws BpfError */
+export function mapInfo(fd: number): MapInfo {
+  const buf = Buffer.alloc(256);
+  check(f.obj_get_info(fd, buf, [buf.length]), 'bpf_obj_get_info_by_fd (map)');
+  // include/uapi/linux/bpf.h struct bpf_map_info: type, id, key_size,
+  // value_size, max_entries, map_flags (u32 each), then char name[16].
+  const name = buf.subarray(24, 40);
+  const end = name.indexOf(0);
+  return {
+    type: buf.readUInt32LE(0),
+    id: buf.readUInt32LE(4),
+    keySize: buf.readUInt32LE(8),
+    valueSize: buf.readUInt32LE(12),
+    maxEntries: buf.readUInt32LE(16),
+    flags: buf.readUInt32LE(20),
+    name: name.toString('utf8', 0, end < 0 ? 16 : end),
+  };
+}
+
+/**
+ * A cgroup attachment through a pinned BPF link (kernel 5.7): it stays when
+ * the agent exits (the pin holds it), and a restarted agent swaps the
+ * program in it with one bpf_link_update, so that no socket ever goes
+ * through the hook without a program. Removing the pin (and closing every
+ * fd) detaches it.
+ * @returns whether an existing link was updated (false: created and pinned)
+ * @throws BpfError naming the cgroup, hook and pin
+ */
+export function attachCgroupLink(progFd: number, dir: string, hook: CgroupHook, pin: string): boolean {
+  if (fs.existsSync(pin)) {
+    const link = f.obj_get(pin);
+    if (link >= 0) {
+      try {
+        const target = linkCgroupId(link);
+        if (target === undefined || target === BigInt(fs.statSync(dir).ino)) {
+          check(f.link_update(link, progFd, null), `bpf_link_update ${hook} of cgroup ${dir} (${pin})`);
+          return true;
+        }
+      } finally {
+        f.close_fd(link);
+      }
+    }
+    // Another cgroup (the configuration changed) or not a link: detach it and make a new one.
+    fs.rmSync(pin, { force: true });
+  }
+  const cg = openCgroup(dir);
+  try {
+    const link = check(f.link_create(progFd, cg, CGROUP_ATTACH_TYPE[hook], null), `bpf_link_create ${hook} on cgroup ${dir}`);
+    try {
+      fs.mkdirSync(path.dirname(pin), { recursive: true });
+      check(f.obj_pin(link, pin), `bpf_obj_pin ${pin}`);
+    } finally {
+      f.close_fd(link);
+    }
+  } finally {
+    fs.closeSync(cg);
+  }
+  return false;
+}
+
+/** The cgroup ID (its directory's inode) a cgroup link is attached to, or undefined when unknown. */
+function linkCgroupId(linkFd: number): bigint | undefined {
+  const buf = Buffer.alloc(128);
+  if (f.obj_get_info(linkFd, buf, [buf.length]) < 0) return undefined;
+  // struct bpf_link_info: type, id, prog_id (u32), then (8-byte aligned) the
+  // union; for BPF_LINK_TYPE_CGROUP (3): __u64 cgroup_id, __u32 attach_type.
+  if (buf.readUInt32LE(0) !== 3) return undefined;
+  return buf.readBigUInt64LE(16);
+}
+
 /** A program of a loaded object. */
 export class BpfProgram {
   constructor(
     readonly name: string,
     readonly fd: number,
   ) {}
+
+  /** Pin this program at `path` (bpffs; an existing pin there is replaced). @throws BpfError naming the path */
+  pin(path: string): void {
+    fs.rmSync(path, { force: true });
+    check(f.obj_pin(this.fd, path), `bpf_obj_pin ${path}`);
+  }
 
   /**
    * Run the program on `packet` with BPF_PROG_TEST_RUN (kernel
@@ -624,6 +761,33 @@ export class BpfObject {
     return new BpfProgram(name, check(f.prog_fd(p), `bpf_program__fd ${name}`));
   }
 
+  /**
+   * The maps libbpf will pin (LIBBPF_PIN_BY_NAME), as the object defines
+   * them, before load: name, type, sizes, flags and pin path.
+   */
+  pinnedMapDefs(): Array<{ name: string; type: number; keySize: number; valueSize: number; maxEntries: number; flags: number; pinPath: string }> {
+    const out = [];
+    for (let m = f.next_map(this.ptr, null); m; m = f.next_map(this.ptr, m)) {
+      const pinPath: string | null = f.map_pin_path(m);
+      if (!pinPath) continue;
+      out.push({
+        name: f.map_name(m) as string,
+        type: f.map_type(m) as number,
+        keySize: f.map_key_size(m) as number,
+        valueSize: f.map_value_size(m) as number,
+        maxEntries: f.map_max_entries(m) as number,
+        flags: f.map_map_flags(m) as number,
+        pinPath,
+      });
+    }
+    return out;
+  }
+
+  /** Pin map `name` at `pinPath` instead (before load): libbpf reuses a compatible map pinned there, or creates and pins one. */
+  setPinPath(name: string, pinPath: string): void {
+    check(f.map_set_pin_path(this.mapPtr(name), pinPath), `bpf_map__set_pin_path ${name} ${pinPath}`);
+  }
+
   /** A map by name (after load it has an fd). */
   map(name: string): BpfMap {
     return BpfMap.fromLibbpf(this.mapPtr(name));
@@ -701,6 +865,24 @@ export function detachXdp(ifindex: number, ifname: string, mode: XdpMode): void 
   const flags = mode === 'native' ? XDP_FLAGS.DRV_MODE : XDP_FLAGS.SKB_MODE;
   const rc = f.xdp_detach(ifindex, flags, null);
   if (rc < 0 && rc !== -2 && rc !== -19) check(rc, `bpf_xdp_detach ${ifname}`);
+}
+
+/**
+ * The kernel ID of the program pinned at `path` (struct bpf_prog_info's
+ * id), or undefined when nothing is pinned there. (Opening a program by its
+ * ID, to read its name, would need CAP_SYS_ADMIN; a pin needs none.)
+ */
+export function pinnedProgramId(path: string): number | undefined {
+  if (!fs.existsSync(path)) return undefined;
+  const fd = f.obj_get(path);
+  if (fd < 0) return undefined;
+  try {
+    const buf = Buffer.alloc(256);
+    if (f.obj_get_info(fd, buf, [buf.length]) < 0) return undefined;
+    return buf.readUInt32LE(4); // struct bpf_prog_info: type, id
+  } finally {
+    f.close_fd(fd);
+  }
 }
 
 /** ID of the XDP program attached to `ifindex` in `mode` (0 when none). */

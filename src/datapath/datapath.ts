@@ -10,12 +10,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  attachCgroup,
+  attachCgroupLink,
   attachTc,
   attachXdp,
+  BpfMap,
   BpfObject,
-  CGROUP_ATTACH_TYPE,
-  detachCgroup,
   detachTc,
   detachXdp,
   ensureBpffs,
@@ -23,9 +22,9 @@ import {
   interfaceNames,
   netnsCookie,
   PIN_BASE,
+  pinnedProgramId,
   removePins,
   xdpProgramId,
-  type BpfMap,
   type CgroupHook,
   type XdpMode,
 } from './bpf.js';
@@ -33,6 +32,7 @@ import { sizeOf, type StructName } from './codec.js';
 import { clockRodata, kernelHz, probeObjectIn, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
+import { fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
 import { ipToU32 } from '../util/ip.js';
 
 /** Where `make -C xdp` puts the objects. */
@@ -102,30 +102,45 @@ export function matchesInterfacePattern(name: string, patterns: readonly string[
 }
 
 /** Map key/value sizes that must equal the header's (map name → [key, value]). */
-const LAYOUT_CHECKS: Record<string, [StructName | number, StructName | number]> = {
-  xlb_frontends: ['xlb_frontend_key', 'xlb_service'],
-  xlb_backends: [4, 'xlb_backend'],
-  xlb_conntrack: ['xlb_flow_key', 'xlb_ct_entry'],
-  xlb_rnat: ['xlb_flow_key', 'xlb_rnat_entry'],
-  xlb_service_stats: [4, 'xlb_service_stats'],
-  xlb_drops: [4, 8],
-  xlb_affinity: ['xlb_affinity_key', 'xlb_affinity_entry'],
-  xlb_source_ranges: ['xlb_source_range_key', 4],
-  xlb_arp_vips: ['xlb_arp_key', 'xlb_arp_answer'],
-  xlb_sock_rnat: ['xlb_sock_rnat_key', 'xlb_sock_rnat_entry'],
-  xlb_sock_affinity: ['xlb_sock_affinity_key', 'xlb_affinity_entry'],
-};
+const LAYOUT_CHECKS: Record<string, [StructName | number, StructName | number]> = Object.fromEntries(
+  Object.entries(MAP_LAYOUTS)
+    .filter(([name]) => name !== 'xlb_maglev' && name !== 'xlb_maglev_slabs')
+    .map(([name, l]) => [name, [l.key, l.value]]),
+);
+
+/** What became of one pinned map when the datapath started (log, /v1/datapath and a metric). */
+export interface MapRestore {
+  map: string;
+  /**
+   * `reused`: the pin of this layout and size was there and is used as it
+   * is; `created`: there was none; `migrated`: an older layout's (or an
+   * older size's) entries were copied into a new map; `fresh`: there was one
+   * of an older layout, but its entries could not be carried over.
+   */
+  outcome: 'reused' | 'created' | 'migrated' | 'fresh';
+  /** Entries copied (migrated). */
+  entries?: number;
+  /** Why not reused, or why nothing was copied. */
+  reason?: string;
+}
+
+/** Where a cgroup hook's link is pinned. */
+function linkPin(pinDir: string, hook: CgroupHook): string {
+  return path.join(pinDir, 'links', hook.replace('/', '_'));
+}
 
 /**
- * A loaded, attached datapath. Create with {@link Datapath.start}; always
- * {@link Datapath.stop} (detaches programs and removes the pin directory).
+ * A loaded, attached datapath. Create with {@link Datapath.start}. It
+ * outlives the agent: {@link Datapath.stop} leaves the programs attached and
+ * the maps pinned (a restart is not an uninstall), and the next start reuses
+ * them; {@link Datapath.stop} with `uninstall`, or {@link uninstallDatapath},
+ * detaches everything and removes the pins.
  */
 export class Datapath {
   readonly attachments: Attachment[] = [];
   readonly lbmaps: BpfLBMaps;
   /** The ARP responder's map (layer 2 mode). */
   readonly l2maps: BpfL2Maps;
-  private createdQdisc = new Set<number>();
   /** Pod interfaces with tc attached, by name → ifindex. */
   private readonly podInterfaces = new Map<string, number>();
 
@@ -135,22 +150,31 @@ export class Datapath {
     private readonly xdpObj: BpfObject,
     private readonly tcObj: BpfObject,
     private readonly sockObj: BpfObject | undefined,
+    /** What became of each pinned map. */
+    readonly restored: MapRestore[],
   ) {
-    this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj));
+    const reused = (name: string) => restored.some((r) => r.map === name && r.outcome === 'reused');
+    // The Maglev tables of an earlier agent are read back only when both of their maps were kept.
+    this.lbmaps = new BpfLBMaps(lbMapSetOf(xdpObj), { recoverTables: reused('xlb_maglev') && reused('xlb_maglev_slabs'), pinDir });
     this.l2maps = new BpfL2Maps(xdpObj.map(ARP_VIPS_MAP));
   }
 
   /**
-   * Load and attach. Any interface missing is an error naming it, before
-   * anything is attached. A previous instance's pins are removed first
-   * (stale maps from a crash must not leak old services into the new run).
+   * Load and attach, keeping what an earlier agent of this instance left:
+   * each map of an unchanged layout and size is reused with its entries
+   * (conntrack, reverse NAT, SNAT ports, affinity, services, tables), an
+   * older layout's entries are carried over where they can be
+   * (src/datapath/layout.ts), and the programs are swapped in place: XDP and
+   * tc by an atomic replace, the socket hooks by bpf_link_update, so that
+   * there is no instant without a program. Any interface missing is an
+   * error naming it, before anything is attached.
    * @throws Error / BpfError naming the interface, map or object
    */
   static start(opts: DatapathOptions): Datapath {
     const ifindexes = opts.interfaces.map((name) => ({ name, index: ifIndex(name) }));
     ensureBpffs();
     const pinDir = path.join(PIN_BASE, opts.instance);
-    removePins(pinDir);
+    fs.mkdirSync(pinDir, { recursive: true });
     const dir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
     const hz = kernelHz(probeObjectIn(dir));
     const rodata = {
@@ -161,39 +185,95 @@ export class Datapath {
     };
     const maxEntries = { xlb_conntrack: opts.conntrackSize, xlb_rnat: opts.conntrackSize, xlb_sock_rnat: opts.conntrackSize };
     const lifetimes = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
-    const xdpObj = BpfObject.open(path.join(dir, 'xlb_xdp.bpf.o'), { pinRoot: pinDir, rodata, maxEntries });
-    let tcObj: BpfObject | undefined;
-    let sockObj: BpfObject | undefined;
+    const hairpin = Buffer.alloc(4);
+    hairpin.writeUInt32BE(ipToU32(opts.hairpinAddress ?? '169.254.42.1'));
+    const objects: BpfObject[] = [];
+    const open = (file: string, o: Parameters<typeof BpfObject.open>[1]) => {
+      const obj = BpfObject.open(path.join(dir, file), o);
+      objects.push(obj);
+      return obj;
+    };
+    const setAside: BpfMap[] = [];
     let dp: Datapath | undefined;
     try {
-      xdpObj.load();
-      const hairpin = Buffer.alloc(4);
-      hairpin.writeUInt32BE(ipToU32(opts.hairpinAddress ?? '169.254.42.1'));
-      tcObj = BpfObject.open(path.join(dir, 'xlb_tc.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, xlb_hairpin_addr: hairpin } });
-      tcObj.load();
+      const xdpObj = open('xlb_xdp.bpf.o', { pinRoot: pinDir, rodata, maxEntries });
+      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, xlb_hairpin_addr: hairpin } });
+      let sockObj: BpfObject | undefined;
       if (opts.socketLB) {
         const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0 };
         if (opts.socketLB.hostNamespaceOnly) sockRodata.xlb_host_netns_cookie = netnsCookie();
-        sockObj = BpfObject.open(path.join(dir, 'xlb_sock.bpf.o'), { pinRoot: pinDir, maxEntries, rodata: sockRodata });
-        sockObj.load();
+        sockObj = open('xlb_sock.bpf.o', { pinRoot: pinDir, maxEntries, rodata: sockRodata });
       }
-      dp = new Datapath(opts, pinDir, xdpObj, tcObj, sockObj);
+      // Every map but the registry is pinned as <name>_v<layout fingerprint>.
+      const plan = xdpObj
+        .pinnedMapDefs()
+        .filter((d) => d.name !== LAYOUTS_MAP)
+        .map((d) => {
+          const desc = layoutOf(d.name, d);
+          const fp = fingerprint(desc);
+          return { def: d, desc, fp, pin: pinPathOf(pinDir, d.name, fp), old: [] as Array<{ path: string; map: BpfMap }>, reason: '' };
+        });
+      for (const p of plan) {
+        for (const obj of objects) if (obj.pinnedMapDefs().some((d) => d.name === p.def.name)) obj.setPinPath(p.def.name, p.pin);
+        for (const other of otherPins(pinDir, p.def.name, p.pin)) {
+          p.old.push({ path: other, map: BpfMap.openPinned(other) });
+          p.reason = 'its layout changed';
+        }
+        // A pin of this layout but another size (datapath.conntrackSize changed) is set aside and copied.
+        if (fs.existsSync(p.pin)) {
+          const pinned = BpfMap.openPinned(p.pin);
+          if (pinned.maxEntries !== p.def.maxEntries) {
+            p.old.push({ path: p.pin, map: pinned });
+            p.reason = `its size changed (${pinned.maxEntries} to ${p.def.maxEntries} entries)`;
+          } else pinned.close();
+        }
+        // Set aside: unpinned (the programs still attached hold them) and copied after the load.
+        for (const o of p.old) {
+          fs.rmSync(o.path, { force: true });
+          setAside.push(o.map);
+        }
+      }
+      const existed = new Set(plan.filter((p) => !p.old.length && fs.existsSync(p.pin)).map((p) => p.def.name));
+      xdpObj.load();
+      const layouts = xdpObj.map(LAYOUTS_MAP);
+      const restored: MapRestore[] = [];
+      for (const p of plan) {
+        recordLayout(layouts, p.fp, p.desc);
+        if (existed.has(p.def.name)) {
+          restored.push({ map: p.def.name, outcome: 'reused' });
+          continue;
+        }
+        if (!p.old.length) {
+          restored.push({ map: p.def.name, outcome: 'created' });
+          continue;
+        }
+        // Copy from the newest older pin that can be read.
+        const from = p.old[p.old.length - 1];
+        const oldFp = fingerprintOfPin(from.path, p.def.name);
+        const oldDesc = from.path === p.pin ? p.desc : oldFp ? recordedLayout(layouts, oldFp) : undefined;
+        const why = whyNotMigratable(p.def.name, oldDesc, p.desc);
+        if (why) restored.push({ map: p.def.name, outcome: 'fresh', reason: `${p.reason}; ${why}` });
+        else {
+          const entries = migrateEntries(from.map, oldDesc!, xdpObj.map(p.def.name), p.desc);
+          restored.push({ map: p.def.name, outcome: 'migrated', entries, reason: p.reason });
+        }
+      }
+      tcObj.load();
+      sockObj?.load();
+      dp = new Datapath(opts, pinDir, xdpObj, tcObj, sockObj, restored);
       dp.checkLayouts();
       dp.attach(ifindexes);
       return dp;
     } catch (e) {
-      for (const { name, index } of ifindexes) {
-        detachXdp(index, name, 'native');
-        detachXdp(index, name, 'generic');
-        detachTc(index, name, 'egress', false);
-      }
-      if (dp) dp.detachSocketHooks();
+      // Nothing attached by this start is undone here: what was attached
+      // before it (an earlier agent's programs) must keep serving, and what
+      // it replaced serves the same maps. A new instance's half-made pins stay
+      // for the next start (`xlb uninstall` removes them).
       dp?.lbmaps.close();
-      sockObj?.close();
-      tcObj?.close();
-      xdpObj.close();
-      removePins(pinDir);
+      for (const o of objects.reverse()) o.close();
       throw e;
+    } finally {
+      for (const m of setAside) m.close();
     }
   }
 
@@ -208,6 +288,11 @@ export class Datapath {
     }
   }
 
+  /**
+   * Attach, replacing what an earlier agent attached: XDP (a replace of the
+   * interface's program), tc egress (BPF_TC_F_REPLACE of xlb's filter), the
+   * socket hooks (bpf_link_update of the pinned links).
+   */
   private attach(ifindexes: Array<{ name: string; index: number }>): void {
     const xdp = this.xdpObj.program('xlb_xdp_ingress');
     const tc = this.tcObj.program('xlb_tc_egress');
@@ -223,34 +308,19 @@ export class Datapath {
         attachXdp(index, name, xdp.fd, mode);
       }
       this.attachments.push({ interface: name, ifindex: index, hook: 'xdp', program: 'xlb_xdp_ingress', mode });
-      if (attachTc(index, name, tc.fd, 'egress')) this.createdQdisc.add(index);
+      // Pinned too: `xlb uninstall` tells xlb's program on an interface from another's by its ID.
+      fs.mkdirSync(path.join(this.pinDir, 'progs'), { recursive: true });
+      xdp.pin(path.join(this.pinDir, 'progs', 'xlb_xdp_ingress'));
+      attachTc(index, name, tc.fd, 'egress');
       this.attachments.push({ interface: name, ifindex: index, hook: 'tc-egress', program: 'xlb_tc_egress' });
     }
     const sock = this.options.socketLB;
     if (this.sockObj && sock) {
       for (const [hook, program] of SOCKET_PROGRAMS) {
-        const prog = this.sockObj.program(program);
-        // A program of this object cannot be on the hook yet; one left by a
-        // crashed agent is another program (its own fd) and stays beside it.
-        attachCgroup(prog.fd, sock.cgroupRoot, hook);
+        attachCgroupLink(this.sockObj.program(program).fd, sock.cgroupRoot, hook, linkPin(this.pinDir, hook));
         this.attachments.push({ interface: sock.cgroupRoot, ifindex: 0, hook, program });
       }
     }
-  }
-
-  /** Detach the socket hooks this datapath attached (idempotent). */
-  detachSocketHooks(): void {
-    const sock = this.options.socketLB;
-    if (!this.sockObj || !sock) return;
-    for (const a of this.attachments) {
-      if (!(a.hook in CGROUP_ATTACH_TYPE)) continue;
-      try {
-        detachCgroup(this.sockObj.program(a.program).fd, sock.cgroupRoot, a.hook as CgroupHook);
-      } catch {
-        /* the cgroup may be gone already */
-      }
-    }
-    for (let i = this.attachments.length - 1; i >= 0; i--) if (this.attachments[i].hook in CGROUP_ATTACH_TYPE) this.attachments.splice(i, 1);
   }
 
   /**
@@ -294,18 +364,25 @@ export class Datapath {
     return this.attachments.map((a) => (a.hook === 'xdp' ? { ...a, programId: xdpProgramId(a.ifindex, a.mode!) } : a));
   }
 
-  /** Detach everything, close the objects and remove the pin directory. Idempotent. */
-  stop(): void {
-    this.detachSocketHooks();
-    for (const a of this.attachments) {
-      try {
-        if (a.hook === 'xdp') detachXdp(a.ifindex, a.interface, a.mode!);
-        else if (a.hook === 'tc-egress' || a.hook === 'tc-ingress') {
-          // A pod interface's clsact may be shared with its CNI: only xlb's filters go.
-          detachTc(a.ifindex, a.interface, a.hook === 'tc-egress' ? 'egress' : 'ingress', !a.pod && this.createdQdisc.has(a.ifindex));
+  /**
+   * Close this agent's hold on the datapath. By default the programs stay
+   * attached and the maps pinned, serving as they are until the next start
+   * takes them over (a restart is not an uninstall). With `uninstall`,
+   * everything this datapath attached is detached (XDP, tc, the socket
+   * hooks' links) and the pin directory removed. Idempotent.
+   */
+  stop(opts: { uninstall?: boolean } = {}): void {
+    if (opts.uninstall) {
+      for (const a of this.attachments) {
+        try {
+          if (a.hook === 'xdp') detachXdp(a.ifindex, a.interface, a.mode!);
+          else if (a.hook === 'tc-egress' || a.hook === 'tc-ingress') {
+            // A pod interface's clsact may be shared with its CNI: only xlb's filters go.
+            detachTc(a.ifindex, a.interface, a.hook === 'tc-egress' ? 'egress' : 'ingress', false);
+          }
+        } catch {
+          /* the interface may be gone already */
         }
-      } catch {
-        /* the interface may be gone already */
       }
     }
     this.attachments.length = 0;
@@ -314,6 +391,56 @@ export class Datapath {
     this.sockObj?.close();
     this.tcObj.close();
     this.xdpObj.close();
-    removePins(this.pinDir);
+    // The socket hooks' links are pinned there: removing the pins detaches them.
+    if (opts.uninstall) removePins(this.pinDir);
   }
+}
+
+/**
+ * Remove an instance's datapath without an agent (`xlb uninstall`): XDP
+ * (only xlb's program) and xlb's tc filters from `interfaces`, xlb's tc
+ * filters from every interface matching `podInterfaces`, and the pin
+ * directory, which holds the maps and the socket hooks' links (removing
+ * them detaches the hooks). What is already gone is skipped.
+ * @returns what was removed, for the command to print
+ */
+export function uninstallDatapath(opts: { instance: string; interfaces: string[]; podInterfaces: string[] }): string[] {
+  const done: string[] = [];
+  for (const name of opts.interfaces) {
+    let index: number;
+    try {
+      index = ifIndex(name);
+    } catch {
+      continue;
+    }
+    const ours = pinnedProgramId(path.join(PIN_BASE, opts.instance, 'progs', 'xlb_xdp_ingress'));
+    for (const mode of ['native', 'generic'] as const) {
+      const id = xdpProgramId(index, mode);
+      if (id && id === ours) {
+        detachXdp(index, name, mode);
+        done.push(`XDP (${mode}) from ${name}`);
+      }
+    }
+    detachTc(index, name, 'egress', false);
+    done.push(`tc egress filter from ${name}`);
+  }
+  if (opts.podInterfaces.length) {
+    for (const name of interfaceNames()) {
+      if (opts.interfaces.includes(name) || name === 'lo' || !matchesInterfacePattern(name, opts.podInterfaces)) continue;
+      try {
+        const index = ifIndex(name);
+        detachTc(index, name, 'ingress', false);
+        detachTc(index, name, 'egress', false);
+        done.push(`tc filters from pod interface ${name}`);
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  const pinDir = path.join(PIN_BASE, opts.instance);
+  if (fs.existsSync(pinDir)) {
+    removePins(pinDir);
+    done.push(`pins ${pinDir} (maps, socket hook links)`);
+  }
+  return done;
 }

@@ -10,6 +10,7 @@
  * (8 bytes); offsets from layouts.generated.ts. The MAC is a byte array,
  * which codec.ts treats as padding, so it is written here by offset.
  */
+import fs from 'node:fs';
 import { BpfMap } from './bpf.js';
 import { decode, encode, sizeOf, structs } from './codec.js';
 import { isIPv4 } from '../util/ip.js';
@@ -107,7 +108,9 @@ export class BpfL2Maps implements L2Maps {
    * @throws BpfError naming the pin path when it is missing
    */
   static fromPinDir(pinDir: string): BpfL2Maps {
-    return new BpfL2Maps(BpfMap.fromPin(`${pinDir}/${ARP_VIPS_MAP}`, sizeOf('xlb_arp_key'), sizeOf('xlb_arp_answer')));
+    // Pinned as xlb_arp_vips_v<layout fingerprint> (src/datapath/layout.ts).
+    const pin = fs.existsSync(pinDir) ? fs.readdirSync(pinDir).find((f) => f.startsWith(`${ARP_VIPS_MAP}_v`)) : undefined;
+    return new BpfL2Maps(BpfMap.fromPin(`${pinDir}/${pin ?? ARP_VIPS_MAP}`, sizeOf('xlb_arp_key'), sizeOf('xlb_arp_answer')));
   }
 
   put(entries: ArpEntry[]): void {

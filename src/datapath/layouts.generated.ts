@@ -33,7 +33,7 @@ export const structs = {
       port: { offset: 4, size: 2, type: '__be16' },
       proto: { offset: 6, size: 1, type: '__u8' },
       flags: { offset: 7, size: 1, type: '__u8' },
-      pad: { offset: 8, size: 4, type: '__u32' },
+      service_id: { offset: 8, size: 4, type: '__u32' },
     },
   },
   xlb_flow_key: {
@@ -188,6 +188,7 @@ export const enums = {
     XLB_MAGLEV_SLAB_SLOTS: 1048576,
     XLB_MAGLEV_ENTRY_SLOTS: 16,
     XLB_MAGLEV_SLABS_MAX: 4096,
+    XLB_LAYOUT_DESC_LEN: 1024,
     XLB_MAGLEV_MAX_M: 131071,
     XLB_FLOW_HASH_SEED: 7892066,
     XLB_SNAT_RETRIES: 32,

@@ -19,15 +19,16 @@ export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' 
  * served to it); `affinity_timeout` (seconds) only with XLB_SVC_F_AFFINITY.
  */
 export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number; internal_id?: number };
-/** `struct xlb_backend`. */
-export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'>;
+/** `struct xlb_backend`; `service_id` (the owning service port's ID, for a restarted agent) defaults to 0. */
+export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'> & { service_id?: number };
 
 /**
  * Backends to write, as parallel arrays rather than an object per backend (a
  * first sync writes 100,000 of them, and every object there lives through
  * the whole sync: work for the garbage collector). Entry i (0 <= i < count):
  * backend ID ids[i], IPv4 address addrs[i] in host order (as ipToU32),
- * ports[i], IP protocol number protos[i], XLB_BE_F_* flags[i].
+ * ports[i], IP protocol number protos[i], XLB_BE_F_* flags[i], owning
+ * service port's ID services[i].
  */
 export class BackendBatch {
   count = 0;
@@ -36,6 +37,7 @@ export class BackendBatch {
   ports: Uint16Array;
   protos: Uint8Array;
   flags: Uint8Array;
+  services: Uint32Array;
 
   /** @param capacity entries before the arrays grow (they double) */
   constructor(capacity = 16) {
@@ -45,17 +47,18 @@ export class BackendBatch {
     this.ports = new Uint16Array(n);
     this.protos = new Uint8Array(n);
     this.flags = new Uint8Array(n);
+    this.services = new Uint32Array(n);
   }
 
   /** A batch of these backends (addresses as dotted quads). @throws Error naming the address when it is not IPv4 */
   static of(entries: Array<{ id: number; backend: BackendValue }>): BackendBatch {
     const b = new BackendBatch(entries.length);
-    for (const e of entries) b.push(e.id, ipToU32(e.backend.addr), e.backend.port, e.backend.proto, e.backend.flags);
+    for (const e of entries) b.push(e.id, ipToU32(e.backend.addr), e.backend.port, e.backend.proto, e.backend.flags, e.backend.service_id ?? 0);
     return b;
   }
 
   /** Append one backend. */
-  push(id: number, addr: number, port: number, proto: number, flags: number): void {
+  push(id: number, addr: number, port: number, proto: number, flags: number, service = 0): void {
     if (this.count === this.ids.length) this.grow();
     const i = this.count++;
     this.ids[i] = id;
@@ -63,11 +66,12 @@ export class BackendBatch {
     this.ports[i] = port;
     this.protos[i] = proto;
     this.flags[i] = flags;
+    this.services[i] = service;
   }
 
   /** Entry i as a BackendValue. */
   value(i: number): BackendValue {
-    return { addr: u32ToIp(this.addrs[i]), port: this.ports[i], proto: this.protos[i], flags: this.flags[i] };
+    return { addr: u32ToIp(this.addrs[i]), port: this.ports[i], proto: this.protos[i], flags: this.flags[i], service_id: this.services[i] };
   }
 
   private grow(): void {
@@ -82,6 +86,7 @@ export class BackendBatch {
     this.ports = grown(this.ports, (k) => new Uint16Array(k));
     this.protos = grown(this.protos, (k) => new Uint8Array(k));
     this.flags = grown(this.flags, (k) => new Uint8Array(k));
+    this.services = grown(this.services, (k) => new Uint32Array(k));
   }
 }
 
@@ -100,11 +105,32 @@ export interface MapFill {
 }
 
 /**
+ * What the maps held when this agent started: an earlier agent's work,
+ * still serving (src/services/controller.ts restores its IDs and its
+ * applied state from it, so that the first sync writes only the
+ * difference).
+ */
+export interface RestoredMaps {
+  frontends: Array<{ key: FrontendKey; service: ServiceValue }>;
+  /** Every backend written (non-zero entries), with its owner (`service_id`). */
+  backends: Array<{ id: number; backend: BackendValue }>;
+  /** Service ID → its Maglev table (backend IDs). */
+  tables: Map<number, Uint32Array>;
+  /** Service ID → its loadBalancerSourceRanges (`a.b.c.d/n`). */
+  sourceRanges: Map<number, string[]>;
+}
+
+/**
  * Writes and reads of the load-balancing maps. Every write method applies the
  * whole batch or throws (an Error naming the map and operation); the
  * controller then retries the difference on its next sync.
  */
 export interface LBMaps {
+  /**
+   * What the maps held at start, when they were kept from an earlier agent
+   * (undefined: they started empty). Read once, before the first sync.
+   */
+  restore?(): RestoredMaps | undefined;
   /** Insert or replace frontends (one batched update). */
   putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void;
   /** Delete frontends that exist. */
@@ -165,6 +191,20 @@ export class FakeLBMaps implements LBMaps {
   readonly writes: Record<string, number> = {};
   /** When set, called before every write; throw from it to inject a fault. */
   fault?: (method: string) => void;
+
+  /**
+   * What the maps hold now, as a datapath kept across a restart would give
+   * it: for a controller that takes these maps over (tests of restarts).
+   */
+  restore(): RestoredMaps | undefined {
+    if (!this.frontends.size && !this.backends.size) return undefined;
+    return {
+      frontends: [...this.frontends.values()].map((f) => ({ key: { ...f.key }, service: { ...f.service } })),
+      backends: [...this.backends.entries()].map(([id, b]) => ({ id, backend: { ...b } })),
+      tables: new Map([...this.tables.entries()].map(([id, t]) => [id, t.slice()])),
+      sourceRanges: new Map([...this.sourceRanges.entries()].map(([id, r]) => [id, [...r]])),
+    };
+  }
 
   private count(method: string): void {
     this.fault?.(method);

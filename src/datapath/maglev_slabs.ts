@@ -23,7 +23,9 @@
  * swap per change; compared with Katran's fixed ring per VIP, tables keep
  * their own size.
  */
-import { BpfMap, BPF_F_MMAPABLE } from './bpf.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BpfMap, BPF_F_MMAPABLE, mapInfo } from './bpf.js';
 import { enums } from './codec.js';
 import { SlabAllocator, type SlotRange, type SlotStats } from './slots.js';
 
@@ -63,12 +65,15 @@ export interface MaglevSlabStats extends SlotStats {
 
 /**
  * Writer of the Maglev tables of one loaded datapath. It owns xlb_maglev and
- * xlb_maglev_slabs: on construction every descriptor is cleared (tables of
- * an earlier writer name slabs this one does not know). One per datapath;
- * close() when the datapath goes.
+ * xlb_maglev_slabs. Constructed over maps an earlier agent left (`recover`),
+ * it takes their slabs and tables over as they are: the tables keep placing
+ * flows while the new agent starts, and its first sync replaces only those
+ * that differ. Otherwise every descriptor is cleared (tables of an unknown
+ * writer name slabs this one does not know). One per datapath; close() when
+ * the datapath goes.
  */
 export class MaglevSlabs {
-  private readonly alloc = new SlabAllocator(SLAB_SLOTS);
+  private alloc = new SlabAllocator(SLAB_SLOTS);
   private readonly slabs: Slab[] = [];
   /** xlb_maglev's mapping: service i's descriptor at index 2i (8-byte elements). */
   private readonly descriptors: Uint32Array;
@@ -98,15 +103,100 @@ export class MaglevSlabs {
    * @param slabMap xlb_maglev_slabs (ARRAY_OF_MAPS)
    * @throws BpfError when a map cannot be mapped
    */
+  /** Where each slab is pinned (`<dir>/<index>`), so that a restarted agent can open it again; none without. */
+  private readonly slabPinDir?: string;
+
+  /**
+   * @param opts.recover take over the slabs and tables in the maps (a restart)
+   * @param opts.pinDir pin each slab under `<pinDir>/slabs/`: a restarted agent opens them from there (opening a map by its ID would need CAP_SYS_ADMIN)
+   */
   constructor(
     private readonly descriptorMap: BpfMap,
     slabMap: BpfMap,
+    opts: { recover?: boolean; pinDir?: string } = {},
   ) {
     const m = descriptorMap.mmap(8 * descriptorMap.maxEntries);
     this.descriptors = new Uint32Array(m.view);
     this.unmapDescriptors = m.unmap;
-    this.descriptors.fill(0);
     this.outer = slabMap.dup();
+    if (opts.pinDir) this.slabPinDir = path.join(opts.pinDir, 'slabs');
+    if (!opts.recover || !this.recover()) {
+      this.descriptors.fill(0);
+      // Slabs an earlier writer pinned belong to tables no longer named.
+      if (this.slabPinDir) fs.rmSync(this.slabPinDir, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Take over the slabs and tables in the maps: each slab of
+   * xlb_maglev_slabs (slabs are added in order: the first missing index
+   * ends them) is opened by its map ID and mapped; the slots every
+   * descriptor names are in use, the rest free.
+   * @returns false when nothing could be taken over (no slab, or a
+   *   descriptor naming slots no slab holds): the caller starts afresh
+   */
+  private recover(): boolean {
+    if (!this.slabPinDir) return false;
+    for (let i = 0; i < SLABS_MAX; i++) {
+      const id = this.outer.lookup(u32(i));
+      const pin = path.join(this.slabPinDir, String(i));
+      if (!id || !fs.existsSync(pin)) break;
+      const map = BpfMap.openPinned(pin);
+      if (mapInfo(map.fd).id !== id.readUInt32LE(0)) {
+        // Not the slab the datapath holds there: take nothing over.
+        map.close();
+        break;
+      }
+      try {
+        const mm = map.mmap(SLAB_ENTRIES * ENTRY_BYTES);
+        this.slabs.push({ map, slots: new Uint32Array(mm.view), unmap: mm.unmap });
+      } catch {
+        map.close();
+        break;
+      }
+      this.alloc.addSlab(true);
+    }
+    if (!this.slabs.length) return false;
+    const used: SlotRange[][] = this.slabs.map(() => []);
+    for (let id = 0; 2 * id < this.descriptors.length; id++) {
+      const desc = this.descriptors[2 * id];
+      if (!desc) continue;
+      const r = this.rangeOf(desc);
+      if (!r || r.first + r.size > SLAB_SLOTS || r.size <= HEADER) {
+        // Not a table of these slabs: start afresh.
+        for (const s of this.slabs) s.unmap();
+        for (const s of this.slabs) s.map.close();
+        this.slabs.length = 0;
+        this.alloc = new SlabAllocator(SLAB_SLOTS);
+        return false;
+      }
+      used[r.slab].push(r);
+      this.tableCount++;
+    }
+    // Free: every slot of every slab (but slot 0 of slab 0) that no table holds.
+    used.forEach((ranges, slab) => {
+      ranges.sort((a, b) => a.first - b.first);
+      let at = this.alloc.wholeRange(slab).first;
+      const gaps: SlotRange[] = [];
+      for (const r of ranges) {
+        if (r.first > at) gaps.push({ slab, first: at, size: r.first - at });
+        at = Math.max(at, r.first + r.size);
+      }
+      if (at < SLAB_SLOTS) gaps.push({ slab, first: at, size: SLAB_SLOTS - at });
+      this.alloc.release(gaps);
+    });
+    return true;
+  }
+
+  /** Every table published now, by service ID (copies). */
+  published(): Map<number, Uint32Array> {
+    const out = new Map<number, Uint32Array>();
+    for (let id = 0; 2 * id < this.descriptors.length; id++) {
+      if (!this.descriptors[2 * id]) continue;
+      const t = this.table(id);
+      if (t) out.set(id, t);
+    }
+    return out;
   }
 
   /** Largest service ID + 1. */
@@ -367,6 +457,10 @@ export class MaglevSlabs {
     }
     this.slabs.push({ map, slots: new Uint32Array(m.view), unmap: m.unmap });
     this.alloc.addSlab(reserved);
+    if (this.slabPinDir) {
+      fs.mkdirSync(this.slabPinDir, { recursive: true });
+      map.pin(path.join(this.slabPinDir, String(index)));
+    }
     return index;
   }
 

@@ -7,9 +7,9 @@
  */
 import { BpfMap, possibleCpus, type BpfObject } from './bpf.js';
 import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
-import { ipToU32 } from '../util/ip.js';
+import { ipToU32, u32ToIp } from '../util/ip.js';
 import { decode, dropReasonNames, encode, encodeAll, sizeOf, u32Key } from './codec.js';
-import type { BackendBatch, FrontendKey, LBMaps, MapFill, ServiceCounters, ServiceValue } from './lbmaps.js';
+import type { BackendBatch, FrontendKey, LBMaps, MapFill, RestoredMaps, ServiceCounters, ServiceValue } from './lbmaps.js';
 import { structs } from './layouts.generated.js';
 
 /** The maps of a loaded datapath, by role. */
@@ -65,14 +65,20 @@ if (BE.fields.addr.type !== '__be32' || BE.fields.port.type !== '__be16' || BE.f
 function encodeBackends(b: BackendBatch): Buffer {
   const buf = Buffer.alloc(BE.size * b.count);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const { addr, port, proto, flags } = BE.fields;
+  const { addr, port, proto, flags, service_id } = BE.fields;
   for (let i = 0, at = 0; i < b.count; i++, at += BE.size) {
     dv.setUint32(at + addr.offset, b.addrs[i], false);
     dv.setUint16(at + port.offset, b.ports[i], false);
     dv.setUint8(at + proto.offset, b.protos[i]);
     dv.setUint8(at + flags.offset, b.flags[i]);
+    dv.setUint32(at + service_id.offset, b.services[i], true);
   }
   return buf;
+}
+
+/** The `a.b.c.d/n` of a source range key (the inverse of sourceRangeKey), and its service ID. */
+function sourceRangeOf(key: Buffer): { serviceId: number; cidr: string } {
+  return { serviceId: key.readUInt32LE(4), cidr: `${u32ToIp(key.readUInt32BE(8))}/${key.readUInt32LE(0) - 32}` };
 }
 
 /** LBMaps over real BPF maps. Errors are BpfErrors naming the map. */
@@ -86,10 +92,64 @@ export class BpfLBMaps implements LBMaps {
   /** The Maglev tables' writer: owns xlb_maglev and xlb_maglev_slabs. */
   readonly tables: MaglevSlabs;
 
-  /** @throws BpfError when the Maglev maps cannot be mapped */
-  constructor(readonly maps: LBMapSet) {
+  /** What the maps held at start (restore()), when they were kept. */
+  private readonly kept?: RestoredMaps;
+
+  /**
+   * @param opts.recoverTables the Maglev maps were kept from an earlier agent: read their tables back instead of clearing them
+   * @param opts.pinDir the datapath's pin directory: the Maglev slabs are pinned there, for the next agent
+   * @throws BpfError when the Maglev maps cannot be mapped
+   */
+  constructor(
+    readonly maps: LBMapSet,
+    opts: { recoverTables?: boolean; pinDir?: string } = {},
+  ) {
     this.backendPresent = new Uint8Array(maps.backends.maxEntries);
-    this.tables = new MaglevSlabs(maps.maglev, maps.maglevSlabs);
+    this.tables = new MaglevSlabs(maps.maglev, maps.maglevSlabs, { recover: opts.recoverTables, pinDir: opts.pinDir });
+    this.kept = this.readKept(opts.recoverTables ?? false);
+  }
+
+  /**
+   * Read what an earlier agent left: frontends, backends (their presence
+   * recorded here too), source ranges, and (when recovered) the tables.
+   */
+  private readKept(withTables: boolean): RestoredMaps | undefined {
+    const frontends: RestoredMaps['frontends'] = [];
+    for (const k of this.maps.frontends.keys()) {
+      const v = this.maps.frontends.lookup(k);
+      if (!v) continue;
+      const key = decode('xlb_frontend_key', k);
+      const svc = decode('xlb_service', v);
+      const service: ServiceValue = { id: svc.id, flags: svc.flags, internal_id: svc.internal_id };
+      if (svc.affinity_timeout) service.affinity_timeout = svc.affinity_timeout;
+      frontends.push({ key: { addr: key.addr, port: key.port, proto: key.proto }, service });
+    }
+    this.frontendCount = frontends.length;
+    const backends: RestoredMaps['backends'] = [];
+    const all = this.maps.backends.lookupArray();
+    const size = BE.size;
+    for (let id = 1; id * size < all.length; id++) {
+      const v = all.subarray(id * size, (id + 1) * size);
+      if (v.every((b) => b === 0)) continue;
+      const b = decode('xlb_backend', v);
+      backends.push({ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags, service_id: b.service_id } });
+      this.markBackend(id, true);
+    }
+    const sourceRanges = new Map<number, string[]>();
+    for (const k of this.maps.sourceRanges.keys()) {
+      const { serviceId, cidr } = sourceRangeOf(k);
+      if (!this.sourceRanges.has(serviceId)) this.sourceRanges.set(serviceId, new Set());
+      this.sourceRanges.get(serviceId)!.add(cidr);
+      sourceRanges.set(serviceId, [...(sourceRanges.get(serviceId) ?? []), cidr]);
+    }
+    const tables = withTables ? this.tables.published() : new Map<number, Uint32Array>();
+    if (!frontends.length && !backends.length && !tables.size) return undefined;
+    return { frontends, backends, tables, sourceRanges };
+  }
+
+  /** What the maps held when they were opened, if an earlier agent left anything (see LBMaps.restore). */
+  restore(): RestoredMaps | undefined {
+    return this.kept;
   }
 
   /** Release the Maglev slabs' mappings (before the datapath's maps close). */

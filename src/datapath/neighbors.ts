@@ -168,9 +168,13 @@ export class NeighborManager {
     return [...this.managed.values()];
   }
 
-  /** Remove every entry this manager made. */
-  async stop(): Promise<void> {
-    for (const hop of this.managed.values()) await ip(['neigh', 'del', hop.addr, 'dev', hop.dev]).catch(() => undefined);
+  /**
+   * Stop managing: remove every entry this manager made, unless
+   * `keepEntries` (a restart: the programs that stay attached keep
+   * forwarding through them, and the next agent takes them over).
+   */
+  async stop(opts: { keepEntries?: boolean } = {}): Promise<void> {
+    if (!opts.keepEntries) for (const hop of this.managed.values()) await ip(['neigh', 'del', hop.addr, 'dev', hop.dev]).catch(() => undefined);
     this.managed.clear();
   }
 }

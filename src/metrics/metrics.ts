@@ -7,6 +7,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
+import type { MapRestore } from '../datapath/datapath.js';
 import type { BgpStatus } from '../bgp/announcer.js';
 import type { L2Status } from '../l2/announcer.js';
 
@@ -19,6 +20,8 @@ export interface MetricsSource {
   bgp?(): BgpStatus | undefined;
   /** The layer 2 announcer's status, when L2 is configured. */
   l2?(): L2Status | undefined;
+  /** What became of each pinned map when the datapath started (src/datapath/datapath.ts). */
+  restored?(): MapRestore[];
 }
 
 /** The agent's metrics; `observeSync` is called after every sync. */
@@ -39,6 +42,16 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
     registers: [registry],
   });
   const syncErrors = new Counter({ name: 'xlb_sync_errors_total', help: 'Syncs that failed to write the datapath maps (retried).', registers: [registry] });
+  new Gauge({
+    name: 'xlb_datapath_map_restore',
+    help: 'What became of each pinned map at this agent\'s start (1 per map): reused from the previous agent, created, migrated to a new layout or size, or started fresh (its entries lost).',
+    labelNames: ['map', 'outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of source.restored?.() ?? []) this.set({ map: r.map, outcome: r.outcome }, 1);
+    },
+  });
   new Gauge({
     name: 'xlb_services',
     help: 'Service ports programmed into the datapath.',

@@ -14,7 +14,7 @@
  * tables, then frontends; removals in the reverse order.
  */
 import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
-import { BackendBatch, type FrontendKey, type LBMaps, type ServiceValue } from '../datapath/lbmaps.js';
+import { BackendBatch, type FrontendKey, type LBMaps, type RestoredMaps, type ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
@@ -190,23 +190,29 @@ class AppliedBackends {
   private readonly port = new Uint16Array(MAX_BACKEND_ID + 1);
   private readonly proto = new Uint8Array(MAX_BACKEND_ID + 1);
   private readonly flags = new Uint8Array(MAX_BACKEND_ID + 1);
+  private readonly owner = new Uint32Array(MAX_BACKEND_ID + 1);
   private readonly present = new Uint8Array(MAX_BACKEND_ID + 1);
   size = 0;
 
   /** Whether backend `id` is written with exactly these values (addr: IPv4 in host order). */
-  holds(id: number, addr: number, port: number, proto: number, flags: number): boolean {
-    return this.present[id] === 1 && this.port[id] === port && this.proto[id] === proto && this.flags[id] === flags && this.addr[id] === addr;
+  holds(id: number, addr: number, port: number, proto: number, flags: number, owner: number): boolean {
+    return this.present[id] === 1 && this.port[id] === port && this.proto[id] === proto && this.flags[id] === flags && this.addr[id] === addr && this.owner[id] === owner;
   }
 
   /** Record what entry i of a written batch holds. */
   set(b: BackendBatch, i: number): void {
-    const id = b.ids[i];
+    this.record(b.ids[i], b.addrs[i], b.ports[i], b.protos[i], b.flags[i], b.services[i]);
+  }
+
+  /** Record that backend `id` holds these values. */
+  record(id: number, addr: number, port: number, proto: number, flags: number, owner: number): void {
     if (!this.present[id]) this.size++;
     this.present[id] = 1;
-    this.addr[id] = b.addrs[i];
-    this.port[id] = b.ports[i];
-    this.proto[id] = b.protos[i];
-    this.flags[id] = b.flags[i];
+    this.addr[id] = addr;
+    this.port[id] = port;
+    this.proto[id] = proto;
+    this.flags[id] = flags;
+    this.owner[id] = owner;
   }
 
   delete(id: number): void {
@@ -263,6 +269,8 @@ export class ServiceController {
   private statsToReset: number[] = [];
   private lastDesired: DesiredService[] = [];
   private lastIssues: InputIssue[] = [];
+  /** An earlier agent's maps, until the first sync has adopted them. */
+  private restored?: RestoredMaps;
 
   constructor(
     private readonly maps: LBMaps,
@@ -273,6 +281,113 @@ export class ServiceController {
     // Table builds of large syncs use every core; the threads take tens of
     // ms to start, so they start now rather than in the first sync.
     startMaglevPool();
+    const kept = maps.restore?.();
+    if (kept) this.takeOver(kept);
+  }
+
+  /**
+   * Take over what an earlier agent left in the maps (a restart): it is the
+   * applied state the first sync diffs against, so that sync writes only
+   * the difference, and every ID in use is held until that sync gives it
+   * back to the name it had (see adopt) or removes its entries (see
+   * dropUnadopted). Until then the datapath serves with these entries as
+   * they are.
+   */
+  private takeOver(kept: RestoredMaps): void {
+    this.restored = kept;
+    for (const f of kept.frontends) {
+      const fk = frontendKeyString(f.key);
+      this.appliedFrontends.set(fk, f);
+      this.serviceIds.reserve(f.service.id);
+      this.serviceIds.reserve(f.service.internal_id ?? 0);
+    }
+    const byId = new Map<number, { addr: number; port: number; proto: number; name: string }>();
+    for (const { id, backend: b } of kept.backends) {
+      const addr = ipToU32(b.addr);
+      this.appliedBackends.record(id, addr, b.port, b.proto, b.flags, b.service_id ?? 0);
+      this.backendIds.reserve(id);
+      this.serviceIds.reserve(b.service_id ?? 0);
+      byId.set(id, { addr, port: b.port, proto: b.proto, name: `${b.addr}:${b.port}/${b.proto === IPPROTO.UDP ? 'UDP' : 'TCP'}` });
+    }
+    for (const [serviceId, table] of kept.tables) {
+      this.serviceIds.reserve(serviceId);
+      // The inputs the controller would build the same table from: its backends in address, port order.
+      const ids = [...new Set(table)].filter((id) => byId.has(id));
+      ids.sort((a, b) => byId.get(a)!.addr - byId.get(b)!.addr || byId.get(a)!.port - byId.get(b)!.port);
+      const counts: number[] = [];
+      const slots = new Map<number, number>();
+      for (const id of table) slots.set(id, (slots.get(id) ?? 0) + 1);
+      for (const id of ids) counts.push(id, slots.get(id) ?? 0);
+      this.appliedTables.set(serviceId, { size: table.length, inputs: ids.map((id) => ({ name: byId.get(id)!.name, id, weight: 1 })), counts });
+    }
+    for (const [serviceId, cidrs] of kept.sourceRanges) {
+      this.serviceIds.reserve(serviceId);
+      this.appliedRanges.set(serviceId, [...cidrs].sort().join(','));
+    }
+  }
+
+  /**
+   * Give the IDs an earlier agent used back to the names they had: a port's
+   * set gets the service ID its frontends had for that set (the frontend's
+   * outside and inside IDs, with the EXT_LOCAL and INT_LOCAL flags saying
+   * which set each is), and its backends the IDs whose entries name that
+   * service as their owner and the same address, port and protocol. So a
+   * restarted agent keeps every conntrack entry valid.
+   */
+  private adopt(services: readonly DesiredService[]): void {
+    const kept = this.restored!;
+    const frontends = new Map(kept.frontends.map((f) => [frontendKeyString(f.key), f.service]));
+    const F = enums.xlb_service_flags;
+    const owned = new Map<number, Array<{ id: number; name: string }>>();
+    for (const { id, backend: b } of kept.backends) {
+      const list = owned.get(b.service_id ?? 0) ?? [];
+      list.push({ id, name: `${b.addr}:${b.port}/${b.proto === IPPROTO.UDP ? 'UDP' : 'TCP'}` });
+      owned.set(b.service_id ?? 0, list);
+    }
+    for (const d of services) {
+      const ids: Record<EndpointSet, number> = { cluster: 0, local: 0 };
+      for (const f of d.frontends) {
+        const had = frontends.get(frontendKeyString({ addr: f.addr, port: f.port, proto: protoNumber(d.protocol) }));
+        if (!had) continue;
+        if (f.external && had.id) ids[had.flags & F.XLB_SVC_F_EXT_LOCAL ? 'local' : 'cluster'] ||= had.id;
+        if (had.internal_id) ids[had.flags & F.XLB_SVC_F_INT_LOCAL ? 'local' : 'cluster'] ||= had.internal_id;
+      }
+      if (ids.cluster) this.serviceIds.claim('', d.key, ids.cluster);
+      if (ids.local) this.serviceIds.claim('', localName(d.key), ids.local);
+      const owner = ids.cluster || ids.local;
+      if (!owner) continue;
+      const names = new Set(d.backends.map((b) => b.name));
+      for (const b of owned.get(owner) ?? []) if (names.has(b.name)) this.backendIds.claim(d.key, b.name, b.id);
+    }
+  }
+
+  /**
+   * After the first sync over restored maps: remove what no service claimed
+   * (frontends of services deleted while no agent ran, their tables, source
+   * ranges and backends) and free their IDs.
+   */
+  private dropUnadopted(writes: SyncResult['writes']): void {
+    const frontends: string[] = [];
+    for (const fk of this.appliedFrontends.keys()) if (!this.frontendOwner.has(fk)) frontends.push(fk);
+    this.maps.deleteFrontends(frontends.map((fk) => this.appliedFrontends.get(fk)!.key));
+    for (const fk of frontends) this.appliedFrontends.delete(fk);
+    writes.frontendDeletes += frontends.length;
+    const serviceIds = this.serviceIds.takeUnclaimed();
+    const tables = serviceIds.filter((id) => this.appliedTables.has(id));
+    this.maps.deleteMaglevTables(tables);
+    for (const id of tables) this.appliedTables.delete(id);
+    writes.tableDeletes += tables.length;
+    for (const id of serviceIds) {
+      if (!this.appliedRanges.has(id)) continue;
+      this.maps.putSourceRanges(id, []);
+      this.appliedRanges.delete(id);
+      writes.sourceRanges++;
+    }
+    const backends = this.backendIds.takeUnclaimed();
+    this.maps.deleteBackends(backends);
+    for (const id of backends) this.appliedBackends.delete(id);
+    writes.backendDeletes += backends.length;
+    this.restored = undefined;
   }
 
   /**
@@ -317,6 +432,9 @@ export class ServiceController {
     const t0 = performance.now();
     const { services, issues, changed, structural } = this.translator.run(state);
     const writes = { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 };
+    // The first sync over an earlier agent's maps: its IDs go back to their names first.
+    const adopting = this.restored !== undefined;
+    if (adopting) this.adopt(services);
 
     // 1. The ports to redo: new or changed objects, and ports that are gone.
     // Same ports in the same order as the last sync, nothing failed: only the
@@ -383,7 +501,8 @@ export class ServiceController {
         const id = w.backendIds[i];
         const addr = ipToU32(b.addr);
         const proto = protoNumber(b.protocol);
-        if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i])) putBackends.push(id, addr, b.port, proto, w.backendFlags[i]);
+        const owner = w.clusterId || w.localId;
+        if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i], owner)) putBackends.push(id, addr, b.port, proto, w.backendFlags[i], owner);
       }
       for (let i = 0; i < w.frontends.length; i++) {
         const f = w.frontends[i];
@@ -498,6 +617,7 @@ export class ServiceController {
       this.ports.set(r.key, r.want);
       this.served += idsOf(r.want).length ? 1 : 0;
     }
+    if (adopting) this.dropUnadopted(writes);
     if (!fast) this.position = positions(services);
     if (redo.length || !fast) this.viewList = undefined;
     this.lastDesired = services;

@@ -15,6 +15,8 @@ export class IdAllocator {
   private readonly used: Uint8Array;
   private next = 1;
   private live = 0;
+  /** IDs held for names not known yet (see reserve). */
+  private readonly reserved = new Set<number>();
 
   /** @param max largest ID (inclusive); ID 0 is never handed out. */
   constructor(private readonly max: number) {
@@ -56,6 +58,45 @@ export class IdAllocator {
     if (!names!.size) this.scopes.delete(scope);
     this.used[id] = 0;
     this.live--;
+  }
+
+  /**
+   * Hold `id` (in use in the maps, its name not known yet: an earlier
+   * agent's), so that no name is given it before {@link claim} or
+   * {@link takeUnclaimed}. Out of range or 0: ignored.
+   */
+  reserve(id: number): void {
+    if (!Number.isInteger(id) || id <= 0 || id > this.max || this.reserved.has(id)) return;
+    if (this.used[id]) return; // already a name's
+    this.used[id] = 1;
+    this.live++;
+    this.reserved.add(id);
+  }
+
+  /**
+   * Give reserved `id` to `name` in `scope` (the name it had before the
+   * restart). @returns false when `id` is not reserved or the name already
+   * has an ID (it then keeps that one)
+   */
+  claim(scope: string, name: string, id: number): boolean {
+    if (!this.reserved.has(id)) return false;
+    let names = this.scopes.get(scope);
+    if (names?.has(name)) return false;
+    this.reserved.delete(id);
+    if (!names) this.scopes.set(scope, (names = new Map()));
+    names.set(name, id);
+    return true;
+  }
+
+  /** Release every reserved ID that no name claimed; returns them (their map entries are stale). */
+  takeUnclaimed(): number[] {
+    const ids = [...this.reserved];
+    for (const id of ids) {
+      this.used[id] = 0;
+      this.live--;
+    }
+    this.reserved.clear();
+    return ids;
   }
 
   /** Number of live IDs. */

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { labDown, labExec, labUp, type LabStatus } from '../../src/lab/index.js';
 import { clientTraffic } from '../../src/demo/demo.js';
+import { sh } from '../../src/lab/sh.js';
 import { editEndpoints } from '../../src/demo/manifests.js';
 import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
@@ -199,7 +200,7 @@ describe('changes while traffic flows', () => {
     fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
   });
 
-  test('SIGTERM detaches XDP and tc and removes the pins', async () => {
+  test('SIGTERM keeps XDP, tc and the pins for the next agent; xlb uninstall removes them', async () => {
     const n = lab.nodes[1];
     const pinDir = `/sys/fs/bpf/xlb/lab-${lab.suffix}-${n.name}`;
     assert.ok(fs.existsSync(pinDir));
@@ -212,10 +213,16 @@ describe('changes while traffic flows', () => {
         return true;
       }
     }, 10000, `agent on ${n.name} to exit`);
-    const link = await labExec(n.netns, ['ip', '-d', 'link', 'show', 'eth0']);
-    assert.doesNotMatch(link, /prog\/xdp/, 'no XDP program left on eth0');
-    const filters = await labExec(n.netns, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress']);
-    assert.equal(filters.trim(), '', 'no tc filter left on eth0 egress');
+    // A restart is not an uninstall: the datapath keeps serving.
+    assert.match(await labExec(n.netns, ['ip', '-d', 'link', 'show', 'eth0']), /prog\/xdp/, 'XDP stays on eth0');
+    assert.notEqual((await labExec(n.netns, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'])).trim(), '', 'the tc filter stays');
+    assert.ok(fs.existsSync(pinDir), `${pinDir} stays`);
+    const cfg = path.join(lab.stateDir, `${n.name}.yaml`);
+    // nsenter, not ip netns exec (which remounts /sys and hides bpffs).
+    const out = await sh('nsenter', [`--net=/run/netns/${n.netns}`, '--', process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'uninstall', '--config', cfg]);
+    assert.match(out, /removed: XDP \(native\) from eth0/);
+    assert.doesNotMatch(await labExec(n.netns, ['ip', '-d', 'link', 'show', 'eth0']), /prog\/xdp/, 'no XDP program left on eth0');
+    assert.equal((await labExec(n.netns, ['tc', 'filter', 'show', 'dev', 'eth0', 'egress'])).trim(), '', 'no tc filter left on eth0 egress');
     assert.ok(!fs.existsSync(pinDir), `${pinDir} removed`);
   });
 });

@@ -264,3 +264,49 @@ test('a changed node address moves the node port frontends and writes nothing el
   assert.equal(dump.filter((f) => f.startsWith('198.18.0.21:')).length, 5, 'every node port on the new address');
   assert.deepEqual(r.writes, { frontends: 5, frontendDeletes: 5, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 });
 });
+
+test('a restarted controller takes the maps over: same IDs, nothing written, and flows keep their backends', () => {
+  const maps = new FakeLBMaps();
+  const before = new ServiceController(maps, node1, sizing);
+  // A history that gives web IDs no fresh controller would pick: removed, then back.
+  before.sync(load());
+  const without = load();
+  without.services.delete('default/web');
+  before.sync(without);
+  before.sync(load());
+  const ids = new Map(before.services().map((s) => [s.key, { service: s.serviceIds, backends: s.backends.map((b) => `${b.addr}:${b.port}=${b.id}`) }]));
+  const dump = maps.dump();
+  const tables = new Map(maps.tables);
+  // A new agent over the same maps (its predecessor's IDs are only in the maps).
+  const after = new ServiceController(maps, node1, sizing);
+  const r = after.sync(load());
+  assert.deepEqual(r.writes, { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 });
+  assert.deepEqual(maps.dump(), dump);
+  for (const s of after.services()) assert.deepEqual({ service: s.serviceIds, backends: s.backends.map((b) => `${b.addr}:${b.port}=${b.id}`) }, ids.get(s.key), s.key);
+  const fresh = new ServiceController(new FakeLBMaps(), node1, sizing);
+  fresh.sync(load());
+  assert.notDeepEqual(fresh.services().find((s) => s.name === 'web')!.serviceIds, ids.get('default/web:http')!.service, 'the history made a difference');
+  for (const [id, t] of maps.tables) assert.deepEqual(t, tables.get(id));
+});
+
+test('changes made while no agent ran are applied by the first sync after the restart, and only they', () => {
+  const maps = new FakeLBMaps();
+  new ServiceController(maps, node1, sizing).sync(load());
+  const webBefore = [...maps.frontends.values()].find((f) => f.key.addr === '192.0.2.10')!.service.id;
+  // While down: dns-echo deleted, one backend removed from web.
+  const state = load();
+  state.services.delete('default/dns-echo');
+  const web = state.endpointSlices.get('default/web-lab')!;
+  web.endpoints = web.endpoints.filter((e) => e.addresses[0] !== '198.19.2.12');
+  const after = new ServiceController(maps, node1, sizing);
+  const r = after.sync(state);
+  assert.ok(!maps.dump().frontends.some((f) => f.startsWith('192.0.2.11:')), "dns-echo's frontends are gone");
+  assert.ok(r.writes.frontendDeletes >= 3 && r.writes.tableDeletes >= 1);
+  assert.equal(r.writes.tables, 1, "only web's table is rebuilt");
+  assert.equal(after.services().find((s) => s.name === 'web')!.serviceId, webBefore, 'web keeps its service ID');
+  // And a second sync writes nothing.
+  assert.deepEqual(after.sync(state).writes, { frontends: 0, frontendDeletes: 0, backends: 0, backendDeletes: 0, tables: 0, tableDeletes: 0, sourceRanges: 0 });
+  // No stale backend entry is left: every backend in the maps belongs to a programmed port.
+  const programmed = new Set(after.services().flatMap((s) => s.backends.map((b) => b.id)));
+  for (const id of maps.backends.keys()) assert.ok(programmed.has(id), `backend ${id} is stale`);
+});

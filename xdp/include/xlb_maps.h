@@ -159,6 +159,19 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_drops SEC(".maps");
 
+/* Layout fingerprint -> the layout's description (NUL-terminated JSON:
+ * type, flags, key and value fields): how a restarted agent reads a map that
+ * an older agent laid out differently (docs/datapath.md, "Restarts and
+ * upgrades"). Every other map is pinned as <name>_v<fingerprint>; this one is
+ * pinned as xlb_layouts, and its own layout never changes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u64);
+	__type(value, __u8[XLB_LAYOUT_DESC_LEN]);
+	XLB_PIN_BY_NAME;
+} xlb_layouts SEC(".maps");
+
 /* Owned VIPs times announcing interfaces (and VLANs); 16384 leaves room for
  * 4096 layer 2 VIPs on four interfaces each. */
 #define XLB_ARP_VIPS_MAX 16384

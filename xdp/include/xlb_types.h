@@ -50,7 +50,9 @@ struct xlb_backend {
 	__be16 port;   /* backend (target) port */
 	__u8 proto;    /* IPPROTO_TCP or IPPROTO_UDP */
 	__u8 flags;    /* enum xlb_backend_flags */
-	__u32 pad;
+	__u32 service_id; /* the service port it belongs to (its cluster set's ID, else its
+	                   * local set's): how a restarted agent finds its backend IDs
+	                   * again; the datapath never reads it */
 };
 
 /* An IPv4 5-tuple as it appears in a packet. Key of the conntrack map
@@ -229,6 +231,8 @@ enum xlb_limits {
 	XLB_MAGLEV_ENTRY_SLOTS = 16,
 	/* Slabs: the descriptor's remaining 12 bits (4096 x 4 MiB). */
 	XLB_MAGLEV_SLABS_MAX = 4096,
+	/* Bytes of a map layout's description in xlb_layouts (NUL-terminated). */
+	XLB_LAYOUT_DESC_LEN = 1024,
 	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
 	XLB_MAGLEV_MAX_M = 131071,
 	/* Added to the protocol number to seed the flow hash; the same on every
