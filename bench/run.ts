@@ -31,6 +31,7 @@ const BENCHMARKS: Array<{ name: string; module: string; optional?: boolean }> = 
   { name: 'kubernetes', module: 'bench/kubernetes/index.ts', optional: true },
   { name: 'e2e', module: 'bench/e2e/index.ts' },
   { name: 'clusterip', module: 'bench/clusterip/index.ts' },
+  { name: 'restart', module: 'bench/restart/index.ts' },
 ];
 
 function parseArgs(argv: string[]): { quick: boolean; only?: Set<string> } {

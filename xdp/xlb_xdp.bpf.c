@@ -76,6 +76,9 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	struct xlb_pkt pkt;
 	__u32 now;
 
+#ifdef XLB_UPGRADE_PROBE
+	{ volatile __u32 xlb_upgrade_probe = len; (void)xlb_upgrade_probe; } /* `make upgrade-probe` only: other instructions, same behaviour */
+#endif
 	/* 1. Parse; anything but an IPv4 TCP/UDP first fragment passes, except
 	 * an ARP request for a VIP this node announces in layer 2 mode, which
 	 * is answered (xlb_arp.h). Off the TCP/UDP path: no cost there. */

@@ -667,6 +667,25 @@ export async function labStopAgent(stateDir: string, node: string): Promise<void
 }
 
 /**
+ * Kill one node's agent with SIGKILL (kill -9: no clean stop, whatever it
+ * had attached and pinned stays) and wait until it has exited. Its gobgpd
+ * keeps running, detached, and the next agent adopts it. Start it again
+ * with {@link labStartAgent}.
+ * @throws Error naming the node when it has no running agent or it has not exited within 10 s
+ */
+export async function labKillAgent(stateDir: string, node: string): Promise<void> {
+  const st = readState(stateDir);
+  const n = st.nodes.find((x) => x.name === node);
+  if (!n) throw new Error(`lab: no node ${node}`);
+  if (!n.agentPid || !alive(n.agentPid)) throw new Error(`lab: ${node} has no running agent`);
+  const pid = n.agentPid;
+  process.kill(pid, 'SIGKILL');
+  await waitFor(() => !alive(pid), 10000, `agent on ${node} to die of SIGKILL`, 20);
+  n.agentPid = null;
+  save(st);
+}
+
+/**
  * Start one node's agent again (after {@link labStopAgent}), optionally with
  * its configuration edited first, and wait for it to be ready.
  * @param edit receives the node's agent configuration (as YAML data) and returns the one to use
@@ -794,6 +813,11 @@ export async function labDown(stateDir = DEFAULT_STATE_DIR): Promise<void> {
     }
   });
   await waitFor(() => st.pids.every((p) => !alive(p)), 5000, 'lab processes to die').catch(() => undefined);
+  // An agent's stop is a restart: its gobgpd keeps running for the next agent. The lab is leaving: stop them.
+  if (st.announce === 'bgp') {
+    const { stopKeptGobgpd } = await import('../bgp/gobgpd.js');
+    for (const n of st.nodes) await stopKeptGobgpd({ gobgpd: { apiSocket: path.join(stateDir, `${n.name}-gobgpd.sock`) } }).catch(() => undefined);
+  }
   // Deepest first; each removal kills what runs below it and tolerates a cgroup already gone.
   const failed: string[] = [];
   for (const dir of [...(st.cgroups ?? [])].reverse()) {
