@@ -41,6 +41,12 @@ export interface Announcer {
   setDesired(vips: AnnouncedVip[]): Promise<void>;
   /** A JSON-serialisable snapshot of sessions, announced VIPs and counters. */
   status(): unknown;
-  /** Withdraw everything this announcer announced and release its resources. */
-  stop(): Promise<void>;
+  /**
+   * Stop. An agent's restart stop keeps the announcements for the next
+   * agent (BGP: `{ keepRoutes: true }`, gobgpd keeps running; layer 2:
+   * `{ restart: true }`, XDP keeps answering ARP and the peers hold the
+   * VIPs); without options (an uninstall) everything is withdrawn and the
+   * resources released.
+   */
+  stop(opts?: { keepRoutes?: boolean; restart?: boolean }): Promise<void>;
 }
