@@ -36,7 +36,7 @@
 #include "xlb_clock.h"
 #include "xlb_stats.h"
 #include "xlb_conntrack.h"
-#include "xlb_nat.h"
+#include "xlb_replies.h"
 #include "xlb_lb.h"
 
 /* Make the headers that xlb reads linear, so that direct packet access
@@ -81,8 +81,11 @@ const volatile __be32 xlb_hairpin_addr = 0;
 SEC("tc")
 int xlb_tc_egress(struct __sk_buff *skb)
 {
-	struct xlb_rnat_entry *rnat;
+	struct xlb_reply_slot *rnat;
+	struct xlb_ct_entry *ct;
 	struct xlb_pkt pkt;
+	__be32 vip;
+	__be16 vip_port;
 	__u32 now;
 
 	xlb_pull_headers(skb);
@@ -91,13 +94,19 @@ int xlb_tc_egress(struct __sk_buff *skb)
 
 	/* Replies to SNATed flows are the XDP program's (they arrive, they
 	 * never leave as such); hairpin replies are xlb_tc_pod_ingress's. */
-	rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt.flow);
+	now = xlb_now();
+	/* A flow from outside to a local backend: found through its frontends. */
+	ct = xlb_reply_conntrack(&pkt.flow, &vip, &vip_port);
+	if (ct) {
+		xlb_ct_touch_reply(ct, pkt.tcp_flags, now);
+		xlb_tc_rewrite(skb, &pkt, false, vip, vip_port);
+		return TC_ACT_OK;
+	}
+	rnat = xlb_reply_find(&pkt.flow);
 	if (!rnat || (rnat->flags & (XLB_CT_F_SNAT | XLB_CT_F_HAIRPIN)))
 		return TC_ACT_OK;
 	/* a reply keeps its flow alive (xlb_ct_expired reads this) */
-	now = xlb_now();
-	if (rnat->seen != now)
-		rnat->seen = now;
+	xlb_reply_touch(rnat, pkt.tcp_flags, now);
 	xlb_tc_rewrite(skb, &pkt, false, rnat->vip, rnat->vip_port);
 	return TC_ACT_OK;
 }
@@ -140,10 +149,7 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 {
 	const struct xlb_backend *backend;
 	__u32 backend_id = 0;
-	struct xlb_flow_key reply;
-	struct xlb_rnat_entry entry;
-	bool hairpin;
-	long err;
+	bool hairpin, keep;
 
 	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
 				     xlb_flow_hash(&pkt->flow), &backend_id);
@@ -152,28 +158,18 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 		return TC_ACT_SHOT;
 	}
 	if (stale)
-		xlb_rnat_forget(&pkt->flow, stale, xlb_hairpin_addr);
+		xlb_reply_forget(&pkt->flow, stale, xlb_hairpin_addr);
 	hairpin = backend->addr == pkt->flow.saddr;
-	if (hairpin) {
-		if (!xlb_hairpin_addr) {
-			xlb_count_drop(XLB_DROP_NO_BACKEND);
-			return TC_ACT_SHOT;
-		}
-		/* The reply: backend -> hairpin address:client port. */
-		reply = (struct xlb_flow_key){
-			.saddr = backend->addr,
-			.daddr = xlb_hairpin_addr,
-			.sport = backend->port,
-			.dport = pkt->flow.sport,
-			.proto = pkt->flow.proto,
-		};
-		entry = xlb_rnat_entry_of(&pkt->flow, svc->internal_id, XLB_CT_F_HAIRPIN, now);
-		err = bpf_map_update_elem(&xlb_rnat, &reply, &entry, BPF_ANY);
-	} else {
-		err = xlb_rnat_store_local(&pkt->flow, backend, svc->internal_id, now);
+	if (hairpin && !xlb_hairpin_addr) {
+		xlb_count_drop(XLB_DROP_NO_BACKEND);
+		return TC_ACT_SHOT;
 	}
-	if (err || xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now,
-				XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0))) {
+	keep = xlb_flood_allows_state(now);
+	/* The reply: backend -> client, or backend -> hairpin address:client port. */
+	if (xlb_reply_store(&pkt->flow, backend->addr, backend->port, hairpin ? xlb_hairpin_addr : pkt->flow.saddr,
+			    svc->internal_id, XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0), now, keep) ||
+	    (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now,
+				  XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0)))) {
 		xlb_count_drop(XLB_DROP_CT_INSERT);
 		return TC_ACT_SHOT;
 	}
@@ -186,13 +182,13 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
  * is left alone. */
 static __always_inline int xlb_tc_hairpin_reply(struct __sk_buff *skb, const struct xlb_pkt *pkt)
 {
-	struct xlb_rnat_entry *rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt->flow);
+	struct xlb_reply_slot *rnat = xlb_reply_find(&pkt->flow);
 	__be32 vip, client;
 	__be16 vip_port, client_port;
 
 	if (!rnat || !(rnat->flags & XLB_CT_F_HAIRPIN))
 		return TC_ACT_OK;
-	xlb_rnat_touch(rnat, pkt->tcp_flags, xlb_now());
+	xlb_reply_touch(rnat, pkt->tcp_flags, xlb_now());
 	vip = rnat->vip;
 	vip_port = rnat->vip_port;
 	client = rnat->client_addr;
@@ -229,6 +225,8 @@ int xlb_tc_pod_ingress(struct __sk_buff *skb)
 	xlb_count_service(svc->internal_id, skb->len);
 
 	now = xlb_now();
+	if (xlb_is_syn(pkt.tcp_flags))
+		return xlb_tc_pod_place(skb, &pkt, svc, NULL, now);
 	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
 	if (!ct || !xlb_ct_is_current(ct, svc->internal_id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
 	    xlb_ct_expired(&pkt.flow, ct, now, xlb_hairpin_addr))

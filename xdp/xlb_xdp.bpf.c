@@ -7,14 +7,20 @@
  * a new flow is placed (3 to 5), a packet this node forwards is sent out
  * (5, 6), and a reply from a remote backend is restored (6).
  *
- * The established path costs a frontend lookup, a conntrack lookup, two
- * inlined array lookups (backend still there? per-CPU counters) and a read
- * of the coarse clock, with no map updates: the conntrack and reverse NAT
- * entries are inserted only when a flow is placed, because on this path a
- * map update costs more than everything else together (an LRU hash update is
- * ~150 ns under BPF_PROG_TEST_RUN). What a packet changes in its entry (the
- * tick it was seen, once a tick of ~1 s; the TCP state, once a state) is
- * stored into the map value in place.
+ * The established path costs a frontend lookup, a conntrack lookup, a few
+ * inlined array lookups (backend still there? per-CPU counters, next-hop
+ * generation) and a read of the coarse clock, with no map updates and, for
+ * a remote backend, no FIB lookup: the next hop is cached in the conntrack
+ * entry. What a packet changes in its entry (the tick it was seen, once a
+ * tick of ~1 s; the TCP state, once a state; the next hop after a change)
+ * is stored into the map value in place.
+ *
+ * A new flow costs one map insert, its conntrack entry: a SYN is placed
+ * without looking for an entry (it opens a connection); the replies of a
+ * flow to a local backend find that entry through the backend's frontends
+ * (xlb_reply_frontends), those of a SNATed flow the element of xlb_snat
+ * that owns its port, a store into an array (xlb_replies.h). Above the
+ * SYN-flood guard's rate not even the insert (xlb_flood_allows_state).
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -33,6 +39,7 @@
 #include "xlb_maglev.h"
 #include "xlb_conntrack.h"
 #include "xlb_nat.h"
+#include "xlb_replies.h"
 #include "xlb_policy.h"
 #include "xlb_lb.h"
 #include "xlb_arp.h"
@@ -59,7 +66,7 @@ static __always_inline int xlb_drop(enum xlb_drop_reason reason)
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
 					  const struct xlb_ct_entry *stale, __u32 now);
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
-				       __be16 sport, __be32 daddr, __be16 dport);
+				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh);
 static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow);
 static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 len);
 
@@ -108,8 +115,11 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 
 	/* 3. Conntrack: an established flow keeps its current backend, until
 	 * it has been silent for the lifetime of its state or the client opens
-	 * a new connection from the port of a closing one. */
+	 * a new connection from the port of a closing one. A SYN opens one:
+	 * it is placed without a lookup (as Katran does). */
 	now = xlb_now();
+	if (xlb_is_syn(pkt.tcp_flags))
+		return xlb_place_flow(ctx, &pkt, svc, NULL, now);
 	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
 	if (!ct || !xlb_ct_is_current(ct, svc->id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
 	    xlb_ct_expired(&pkt.flow, ct, now, xlb_node_addr))
@@ -122,14 +132,15 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	/* 5. Remote backend: DNAT + SNAT with the flow's port, forward. */
-	return xlb_forward(ctx, &pkt, xlb_node_addr, ct->snat_port, ct->backend_addr, ct->backend_port);
+	return xlb_forward(ctx, &pkt, xlb_node_addr, ct->snat_port, ct->backend_addr, ct->backend_port, ct);
 }
 
 /* Steps 3 to 5 for a flow without a current conntrack entry (`stale` is
  * the outdated one, if any; `now` from xlb_now): the service's policies
  * (source ranges, ClientIP affinity; xlb_policy.h), else the Maglev pick;
- * conntrack and reverse NAT entries, then DNAT and pass to the stack (local
- * backend) or DNAT + SNAT and forward (remote backend). */
+ * how its replies are restored and its conntrack entry (unless the SYN-flood
+ * guard holds it back), then DNAT and pass to the stack (local backend) or
+ * DNAT + SNAT and forward (remote backend). */
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
 					  const struct xlb_ct_entry *stale, __u32 now)
 {
@@ -137,7 +148,10 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	__u32 hash = xlb_flow_hash(&pkt->flow);
 	__u32 backend_id = 0;
 	const struct xlb_backend *backend;
+	struct xlb_ct_entry entry;
 	__be16 snat_port;
+	bool keep;
+	int verdict;
 
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
 		return xlb_drop(XLB_DROP_SOURCE_RANGE);
@@ -146,13 +160,19 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	if (!backend)
 		return xlb_drop(XLB_DROP_NO_BACKEND);
 	if (stale)
-		xlb_rnat_forget(&pkt->flow, stale, xlb_node_addr);
+		xlb_reply_forget(&pkt->flow, stale, xlb_node_addr);
+	keep = xlb_flood_allows_state(now);
 
 	/* Step 4: local backend; the stack forwards to the pod and
 	 * decrements the TTL. */
 	if (backend->flags & XLB_BE_F_LOCAL) {
-		if (xlb_rnat_store_local(&pkt->flow, backend, service_id, now) ||
-		    xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
+		/* Its replies find its conntrack entry through the frontends of
+		 * the backend (xlb_reply_frontends), or, for a frontend not listed
+		 * there or a flow the guard leaves without an entry, an element. */
+		if ((!keep || !xlb_reply_by_frontend(backend, &pkt->flow)) &&
+		    xlb_reply_store(&pkt->flow, backend->addr, backend->port, pkt->flow.saddr, service_id, 0, now, keep))
+			return xlb_drop(XLB_DROP_CT_INSERT);
+		if (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
 			return xlb_drop(XLB_DROP_CT_INSERT);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
@@ -166,31 +186,63 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 					xlb_snat_port_min, xlb_snat_port_max, now);
 	if (!snat_port)
 		return xlb_drop(XLB_DROP_SNAT_EXHAUSTED);
-	if (xlb_ct_store(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, 0))
+	/* The entry is written after the FIB lookup, with its next hop. */
+	entry = xlb_ct_entry_of(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, 0);
+	verdict = xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port, &entry);
+	if (keep && (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS) &&
+	    bpf_map_update_elem(&xlb_conntrack, &pkt->flow, &entry, BPF_ANY))
 		return xlb_drop(XLB_DROP_CT_INSERT);
-	return xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port);
+	return verdict;
+}
+
+/* The next-hop generation the agent last set (0: caching off). */
+static __always_inline __u32 xlb_nh_generation(void)
+{
+	__u32 key = 0;
+	__u32 *gen = bpf_map_lookup_elem(&xlb_nh_gen, &key);
+
+	return gen ? *gen : 0;
 }
 
 /* Steps 5 and 6: send a packet this node forwards with its tuple rewritten
  * to saddr:sport -> daddr:dport. TTL <= 1 goes to the stack untouched (it
- * sends ICMP time exceeded); the FIB is asked before anything is written, so
- * a drop leaves the packet as it came. XDP_TX when the route leaves through
- * the ingress interface, else XDP_REDIRECT. */
+ * sends ICMP time exceeded); the next hop is known before anything is
+ * written, so a drop leaves the packet as it came. XDP_TX when the route
+ * leaves through the ingress interface, else XDP_REDIRECT.
+ *
+ * `nh` (NULL for replies): the flow's conntrack entry, whose cached next hop
+ * is used while the agent's next-hop generation is the one it was cached in
+ * and the packet is no longer than one that went through it (bpf_fib_lookup
+ * says only that a packet fits the MTU); else bpf_fib_lookup is asked and
+ * the answer cached there. */
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
-				       __be16 sport, __be32 daddr, __be16 dport)
+				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh)
 {
 	struct bpf_fib_lookup fib = {};
 	struct iphdr *ip = pkt->ip;
+	__u16 tot_len = bpf_ntohs(ip->tot_len);
+	__u32 gen = 0, ifindex;
 	long rc;
 
 	if (ip->ttl <= 1)
 		return XDP_PASS;
 
+	if (nh) {
+		gen = xlb_nh_generation();
+		if (gen && nh->nh_gen == gen && tot_len <= nh->nh_mtu) {
+			xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, true);
+			__builtin_memcpy(pkt->eth->h_dest, nh->nh_dmac, ETH_ALEN);
+			__builtin_memcpy(pkt->eth->h_source, nh->nh_smac, ETH_ALEN);
+			ifindex = nh->nh_ifindex;
+			goto send;
+		}
+	}
+
 	fib.family = XLB_AF_INET;
 	fib.l4_protocol = pkt->flow.proto;
 	fib.sport = sport;
 	fib.dport = dport;
-	fib.tot_len = bpf_ntohs(ip->tot_len); /* the MTU check */
+	fib.tot_len = tot_len; /* the MTU check */
 	fib.tos = ip->tos;
 	fib.ipv4_src = saddr;
 	fib.ipv4_dst = daddr;
@@ -212,12 +264,24 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, 
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return xlb_drop(XLB_DROP_FIB_LOOKUP);
 
+	if (nh && gen) {
+		/* Cached with plain stores: a reader on another CPU that sees a
+		 * half-written next hop can only be one that read the new
+		 * generation, i.e. after the agent bumped it, once. */
+		nh->nh_ifindex = fib.ifindex;
+		__builtin_memcpy(nh->nh_dmac, fib.dmac, ETH_ALEN);
+		__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
+		nh->nh_mtu = nh->nh_gen == gen && nh->nh_mtu > tot_len ? nh->nh_mtu : tot_len;
+		nh->nh_gen = gen;
+	}
 	xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, true);
 	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
 	__builtin_memcpy(pkt->eth->h_source, fib.smac, ETH_ALEN);
-	if (fib.ifindex == ctx->ingress_ifindex)
+	ifindex = fib.ifindex;
+send:
+	if (ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
-	rc = bpf_redirect(fib.ifindex, 0);
+	rc = bpf_redirect(ifindex, 0);
 	if (rc != XDP_REDIRECT)
 		return xlb_drop(XLB_DROP_REDIRECT);
 	return XDP_REDIRECT;
@@ -237,13 +301,13 @@ static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow)
  * to those ports is the stack's. */
 static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 len)
 {
-	struct xlb_rnat_entry *rnat = bpf_map_lookup_elem(&xlb_rnat, &pkt->flow);
+	struct xlb_reply_slot *s = xlb_snat_find(&pkt->flow);
 
-	if (!rnat || !(rnat->flags & XLB_CT_F_SNAT))
+	if (!s)
 		return XDP_PASS;
-	xlb_rnat_touch(rnat, pkt->tcp_flags, xlb_now());
-	xlb_count_service(rnat->service_id, len);
-	return xlb_forward(ctx, pkt, rnat->vip, rnat->vip_port, rnat->client_addr, rnat->client_port);
+	xlb_reply_touch(s, pkt->tcp_flags, xlb_now());
+	xlb_count_service(s->service_id, len);
+	return xlb_forward(ctx, pkt, s->vip, s->vip_port, s->client_addr, s->client_port, NULL);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

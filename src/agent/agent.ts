@@ -31,6 +31,7 @@ import type { Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager, type NextHopKeeper } from '../datapath/neighbors.js';
+import { NextHopWatcher } from '../datapath/nexthops.js';
 import type { BgpAnnouncer, BgpStatus } from '../bgp/announcer.js';
 import { announcedVips } from '../announce/desired.js';
 import type { Announcer } from '../announce/announcer.js';
@@ -124,6 +125,8 @@ export class Agent implements AgentView {
   private loggedIssues = new Set<string>();
   /** Polls the interfaces: node addresses (file source) and pod interfaces. */
   private interfaceTimer?: NodeJS.Timeout;
+  /** Bumps the next-hop generation on neighbour, route and link changes. */
+  nextHops?: NextHopWatcher;
   lastSyncAt = 0;
 
   private constructor(
@@ -180,6 +183,7 @@ export class Agent implements AgentView {
         xdpMode: config.datapath.xdpMode,
         snatPorts: config.datapath.snatPorts,
         conntrackSize: config.datapath.conntrackSize,
+        newFlowsPerSecond: config.datapath.synFloodGuard.newFlowsPerSecond,
         conntrackLifetimes: config.datapath.conntrackLifetimes,
         hairpinAddress: config.datapath.hairpinAddress,
         objectDir: config.datapath.objectDir ?? undefined,
@@ -194,6 +198,11 @@ export class Agent implements AgentView {
       }
     }
     const agent = new Agent(config, node, log, dp, opts.lbmaps ?? dp!.lbmaps);
+    if (dp) {
+      const d = dp;
+      agent.nextHops = new NextHopWatcher(() => d.invalidateNextHops(), (m) => log.warn(m));
+      agent.nextHops.start();
+    }
     agent.neighbors = opts.neighbors ?? (dp ? new NeighborManager(config.interfaces, (m) => log.warn(m)) : undefined);
     agent.healthChecks = new HealthCheckServer({ addresses: node.addresses, log: log.child({ component: 'healthcheck' }), proxyHealthy: () => agent.ready() });
     try {
@@ -556,6 +565,7 @@ export class Agent implements AgentView {
     const uninstall = opts.uninstall === true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.interfaceTimer) clearInterval(this.interfaceTimer);
+    this.nextHops?.stop();
     await this.healthChecks?.stop().catch(() => undefined);
     await Promise.all([
       // A restart keeps the routes (gobgpd keeps running) and the VIPs (XDP keeps answering ARP).

@@ -120,8 +120,13 @@ const source = obj({
  *   backend (`backendMultiplier`, default 100, Maglev paper section 3.4).
  * - `datapath.snatPorts`: source ports for SNAT, min ≤ max, default
  *   61000..65535 (above Linux's default ephemeral range 32768..60999).
- * - `datapath.conntrackSize`: entries of xlb_conntrack and xlb_rnat,
- *   1024..16777216, default 131072.
+ * - `datapath.conntrackSize`: flows the conntrack table holds,
+ *   1024..16777216, default 131072 (how replies are restored is sized from
+ *   it: docs/datapath.md, "Replies and SNAT ports").
+ * - `datapath.synFloodGuard.newFlowsPerSecond`: new flows a second, per
+ *   CPU, that get conntrack state; above it new flows are still placed by
+ *   Maglev but leave no state, so a SYN flood cannot evict established
+ *   flows (Katran's max_conn_rate). Default 10000; 0 turns the guard off.
  * - `datapath.hairpinAddress`: the source address tc on pod interfaces
  *   gives a pod's flow to a service it backs itself (so that the reply
  *   leaves the pod and can be restored); default 169.254.42.1, Cilium's.
@@ -183,6 +188,9 @@ export const ConfigSchema = obj({
     maglev: maglev.prefault({}),
     snatPorts: snatPorts.prefault({}),
     conntrackSize: check<number>((v) => isInt(v, 1024, 16777216), 'must be an integer 1024..16777216').default(131072),
+    synFloodGuard: obj({
+      newFlowsPerSecond: check<number>((v) => isInt(v, 0, 100000000), 'must be an integer 0..100000000 (0: no guard)').default(10000),
+    }).prefault({}),
     conntrackLifetimes: conntrackLifetimes.prefault({}),
     hairpinAddress: check<string>((v) => typeof v === 'string' && isIPv4(v), 'not an IPv4 address').default('169.254.42.1'),
   }).prefault({}),

@@ -326,13 +326,20 @@ export class BpfMap {
    * @throws BpfError naming the map
    */
   static createArray(opts: { name: string; keySize?: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {
+    return BpfMap.create({ ...opts, type: BPF_MAP_TYPE.ARRAY, keySize: opts.keySize ?? 4 });
+  }
+
+  /**
+   * Create a standalone map of any type (`type`: BPF_MAP_TYPE_*).
+   * @throws BpfError naming the map
+   */
+  static create(opts: { type: number; name: string; keySize: number; valueSize: number; maxEntries: number; flags?: number }): BpfMap {
     const co = { sz: koffi.sizeof(MapCreateOpts), map_flags: opts.flags ?? 0 };
-    const keySize = opts.keySize ?? 4;
     const fd = check(
-      f.map_create(BPF_MAP_TYPE.ARRAY, opts.name.slice(0, 15), keySize, opts.valueSize, opts.maxEntries, co),
+      f.map_create(opts.type, opts.name.slice(0, 15), opts.keySize, opts.valueSize, opts.maxEntries, co),
       `bpf_map_create ${opts.name} (${opts.maxEntries} entries)`,
     );
-    return new BpfMap(opts.name, fd, BPF_MAP_TYPE.ARRAY, keySize, opts.valueSize, opts.maxEntries, true);
+    return new BpfMap(opts.name, fd, opts.type, opts.keySize, opts.valueSize, opts.maxEntries, true);
   }
 
   /** Open a pinned map by path; sizes are those the caller expects (checked by the kernel on use). */

@@ -28,17 +28,22 @@ import {
   type CgroupHook,
   type XdpMode,
 } from './bpf.js';
-import { sizeOf, type StructName } from './codec.js';
-import { clockRodata, kernelHz, probeObjectIn, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
+import { decode, sizeOf, type StructName } from './codec.js';
+import { clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
+import { enums } from './layouts.generated.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
-import { fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
+import { convert, fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
+import { placeReplyElements, withReplyTuple } from './replies.js';
 import { ipToU32 } from '../util/ip.js';
 
 /** Where `make -C xdp` puts the objects. */
 export const DEFAULT_OBJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../xdp/build');
 /** Root of every xlb pin directory. */
 export { PIN_BASE };
+
+/** Maps whose elements sit at their reply's hash modulo the map's size: moved, not copied, when the size changes. */
+const PLACED_BY_HASH = new Set(['xlb_replies', 'xlb_snat']);
 
 /** Settings of one node's datapath. */
 export interface DatapathOptions {
@@ -51,8 +56,18 @@ export interface DatapathOptions {
   /** 'auto' tries native XDP and falls back to generic with a warning. */
   xdpMode: 'native' | 'generic' | 'auto';
   snatPorts: { min: number; max: number };
-  /** Entries of xlb_conntrack and xlb_rnat. */
+  /**
+   * Flows the conntrack table holds (xlb_conntrack); how replies are restored
+   * is sized from it (replySizing): xlb_replies 1 element a flow (in sets
+   * of 4), xlb_snat 2, xlb_rnat (overflow) 1.
+   */
   conntrackSize: number;
+  /**
+   * The SYN-flood guard: new flows a second, per CPU, that get conntrack
+   * state (xlb_flood_limit); above it, new flows are placed by Maglev without
+   * any (Katran's max_conn_rate). 0 or left out: no guard.
+   */
+  newFlowsPerSecond?: number;
   /** Source of a pod's flow to a service it backs itself, on pod interfaces (datapath.hairpinAddress); default 169.254.42.1. */
   hairpinAddress?: string;
   /**
@@ -177,14 +192,16 @@ export class Datapath {
     fs.mkdirSync(pinDir, { recursive: true });
     const dir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
     const hz = kernelHz(probeObjectIn(dir));
+    const lifetimes = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
+    const replyRodata = replySizing(opts.conntrackSize, hz, opts.newFlowsPerSecond ?? 0);
     const rodata = {
       xlb_node_addr: Buffer.from(ipToU32(opts.nodeAddress).toString(16).padStart(8, '0'), 'hex'),
       xlb_snat_port_min: opts.snatPorts.min,
       xlb_snat_port_max: opts.snatPorts.max,
-      ...clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES),
+      ...lifetimes,
+      ...replyRodata.rodata,
     };
-    const maxEntries = { xlb_conntrack: opts.conntrackSize, xlb_rnat: opts.conntrackSize, xlb_sock_rnat: opts.conntrackSize };
-    const lifetimes = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
+    const maxEntries = { ...replyRodata.maxEntries, xlb_sock_rnat: opts.conntrackSize };
     const hairpin = Buffer.alloc(4);
     hairpin.writeUInt32BE(ipToU32(opts.hairpinAddress ?? '169.254.42.1'));
     const objects: BpfObject[] = [];
@@ -197,7 +214,7 @@ export class Datapath {
     let dp: Datapath | undefined;
     try {
       const xdpObj = open('xlb_xdp.bpf.o', { pinRoot: pinDir, rodata, maxEntries });
-      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, xlb_hairpin_addr: hairpin } });
+      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, ...replyRodata.rodata, xlb_hairpin_addr: hairpin } });
       let sockObj: BpfObject | undefined;
       if (opts.socketLB) {
         const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0 };
@@ -237,6 +254,8 @@ export class Datapath {
       xdpObj.load();
       const layouts = xdpObj.map(LAYOUTS_MAP);
       const restored: MapRestore[] = [];
+      const toPlace: Array<{ name: string; values: Buffer[]; reason: string }> = [];
+      let rnatWithoutTuples = false;
       for (const p of plan) {
         recordLayout(layouts, p.fp, p.desc);
         if (existed.has(p.def.name)) {
@@ -253,15 +272,48 @@ export class Datapath {
         const oldDesc = from.path === p.pin ? p.desc : oldFp ? recordedLayout(layouts, oldFp) : undefined;
         const why = whyNotMigratable(p.def.name, oldDesc, p.desc);
         if (why) restored.push({ map: p.def.name, outcome: 'fresh', reason: `${p.reason}; ${why}` });
-        else {
+        else if (PLACED_BY_HASH.has(p.def.name)) {
+          // Elements sit where their reply's hash modulo the map's size puts them: placed again below.
+          const values: Buffer[] = [];
+          for (const k of from.map.keys()) {
+            const v = from.map.lookup(k);
+            if (v && v.some((b) => b !== 0)) values.push(convert(v, oldDesc!.value, p.desc.value, p.desc.valueSize));
+          }
+          toPlace.push({ name: p.def.name, values, reason: p.reason });
+        } else {
           const entries = migrateEntries(from.map, oldDesc!, xdpObj.map(p.def.name), p.desc);
           restored.push({ map: p.def.name, outcome: 'migrated', entries, reason: p.reason });
+          if (p.def.name === 'xlb_rnat' && !oldDesc!.value.some(([f]) => f === 'reply_saddr')) rnatWithoutTuples = true;
         }
+      }
+      const replyMaps = { replies: xdpObj.map('xlb_replies'), snat: xdpObj.map('xlb_snat'), rnat: xdpObj.map('xlb_rnat') };
+      const replySizes = { sets: replyRodata.rodata.xlb_reply_sets, snatSlots: replyRodata.rodata.xlb_snat_slots };
+      for (const t of toPlace) {
+        restored.push({ map: t.name, outcome: 'migrated', entries: placeReplyElements(t.values, replyMaps, replySizes), reason: `${t.reason}; placed again by hash` });
+      }
+      if (rnatWithoutTuples) {
+        // An older xlb_rnat held every reply keyed by its 5-tuple, SNAT ports
+        // included: each entry gets its tuple, and SNAT ones move to xlb_snat.
+        const moved: Buffer[] = [];
+        for (const k of replyMaps.rnat.keys()) {
+          const v = replyMaps.rnat.lookup(k);
+          if (!v) continue;
+          const full = withReplyTuple(k, v);
+          if (decode('xlb_reply_slot', full).flags & enums.xlb_ct_flags.XLB_CT_F_SNAT) {
+            moved.push(full);
+            replyMaps.rnat.delete(k);
+          } else replyMaps.rnat.update(k, full);
+        }
+        const placed = placeReplyElements(moved, replyMaps, replySizes);
+        const snat = restored.find((r) => r.map === 'xlb_snat');
+        if (snat && placed) Object.assign(snat, { outcome: 'migrated', entries: (snat.entries ?? 0) + placed, reason: 'SNAT ports moved from an older xlb_rnat' });
       }
       tcObj.load();
       sockObj?.load();
       dp = new Datapath(opts, pinDir, xdpObj, tcObj, sockObj, restored);
       dp.checkLayouts();
+      // Next hops cached by an earlier agent may be stale by now.
+      dp.invalidateNextHops();
       dp.attach(ifindexes);
       return dp;
     } catch (e) {
@@ -359,6 +411,31 @@ export class Datapath {
     return { attached, failed };
   }
 
+  /**
+   * Invalidate every next hop cached in conntrack entries: bump xlb_nh_gen
+   * (skipping 0, which turns caching off), so that each flow's next packet
+   * asks bpf_fib_lookup again. Called when a neighbour, route or link of the
+   * node changes (src/datapath/nexthops.ts), and on start.
+   * @returns the new generation
+   */
+  invalidateNextHops(): number {
+    const m = this.xdpObj.map('xlb_nh_gen');
+    const key = Buffer.alloc(4);
+    const cur = m.lookup(key)?.readUInt32LE(0) ?? 0;
+    const next = cur === 0xffffffff ? 1 : cur + 1;
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(next);
+    m.update(key, v);
+    return next;
+  }
+
+  /** New flows the SYN-flood guard placed without conntrack state since the maps were made (all CPUs). */
+  floodStateless(): bigint {
+    let n = 0n;
+    for (const v of this.xdpObj.map('xlb_flood').lookupPerCpu(Buffer.alloc(4))) n += v.readBigUInt64LE(8);
+    return n;
+  }
+
   /** Whether each XDP attachment is still in place (the kernel's program ID is non-zero). */
   attachedProgramIds(): Array<Attachment & { programId?: number }> {
     return this.attachments.map((a) => (a.hook === 'xdp' ? { ...a, programId: xdpProgramId(a.ifindex, a.mode!) } : a));
@@ -394,6 +471,35 @@ export class Datapath {
     // The socket hooks' links are pinned there: removing the pins detaches them.
     if (opts.uninstall) removePins(this.pinDir);
   }
+}
+
+/**
+ * Sizes and knobs of how replies are restored, from the conntrack size
+ * (xlb_replies.h): xlb_replies one element per conntrack entry (in 4-way
+ * sets; most flows' replies find their conntrack entry instead, through
+ * xlb_reply_frontends), xlb_snat two per entry (a SNAT port is claimed on
+ * the first try half the time or more even when every flow of a full table
+ * is SNATed), the overflow LRU xlb_rnat one per entry.
+ * The flood guard's rate per second becomes a count per tick.
+ * @param conntrackSize entries of xlb_conntrack
+ * @param hz the kernel's HZ (a tick is 2^shift jiffies)
+ * @param newFlowsPerSecond the SYN-flood guard's rate per CPU, 0 for none
+ */
+export function replySizing(
+  conntrackSize: number,
+  hz: number,
+  newFlowsPerSecond: number,
+): { rodata: Record<string, number>; maxEntries: Record<string, number> } {
+  const ways = enums.xlb_limits.XLB_REPLY_WAYS;
+  const tickSeconds = 2 ** tickShift(hz) / hz;
+  return {
+    rodata: {
+      xlb_reply_sets: Math.max(1, Math.floor(conntrackSize / ways)),
+      xlb_snat_slots: conntrackSize * 2,
+      xlb_flood_limit: newFlowsPerSecond > 0 ? Math.max(1, Math.round(newFlowsPerSecond * tickSeconds)) : 0,
+    },
+    maxEntries: { xlb_conntrack: conntrackSize, xlb_replies: Math.max(1, Math.floor(conntrackSize / ways)) * ways, xlb_snat: conntrackSize * 2, xlb_rnat: conntrackSize },
+  };
 }
 
 /**

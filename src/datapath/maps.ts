@@ -10,7 +10,8 @@ import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
 import { ipToU32, u32ToIp } from '../util/ip.js';
 import { decode, dropReasonNames, encode, encodeAll, sizeOf, u32Key } from './codec.js';
 import type { BackendBatch, FrontendKey, LBMaps, MapFill, RestoredMaps, ServiceCounters, ServiceValue } from './lbmaps.js';
-import { structs } from './layouts.generated.js';
+import { structs, enums } from './layouts.generated.js';
+import { ReplyFrontends } from './reply_frontends.js';
 
 /** The maps of a loaded datapath, by role. */
 export interface LBMapSet {
@@ -20,6 +21,8 @@ export interface LBMapSet {
   maglevSlabs: BpfMap;
   conntrack: BpfMap;
   rnat: BpfMap;
+  /** xlb_reply_frontends (absent in objects that predate it, e.g. bench/datapath's earlier version). */
+  replyFrontends?: BpfMap;
   serviceStats: BpfMap;
   drops: BpfMap;
   affinity: BpfMap;
@@ -36,6 +39,7 @@ export function lbMapSetOf(obj: BpfObject): LBMapSet {
     maglevSlabs: m('xlb_maglev_slabs'),
     conntrack: m('xlb_conntrack'),
     rnat: m('xlb_rnat'),
+    replyFrontends: obj.pinnedMapDefs().some((d) => d.name === 'xlb_reply_frontends') ? m('xlb_reply_frontends') : undefined,
     serviceStats: m('xlb_service_stats'),
     drops: m('xlb_drops'),
     affinity: m('xlb_affinity'),
@@ -56,6 +60,7 @@ function sourceRangeKey(serviceId: number, cidr: string): Buffer {
 }
 
 const BE = structs.xlb_backend;
+const LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
 // The writer below assumes these field types (xlb_types.h); a change there must fail here, not garble backends.
 if (BE.fields.addr.type !== '__be32' || BE.fields.port.type !== '__be16' || BE.fields.proto.size !== 1 || BE.fields.flags.size !== 1) {
   throw new Error('maps.ts: struct xlb_backend changed its field types; update encodeBackends');
@@ -92,6 +97,8 @@ export class BpfLBMaps implements LBMaps {
   /** The Maglev tables' writer: owns xlb_maglev and xlb_maglev_slabs. */
   readonly tables: MaglevSlabs;
 
+  /** xlb_reply_frontends, derived from the frontends, backends and tables written here. */
+  readonly replies?: ReplyFrontends;
   /** What the maps held at start (restore()), when they were kept. */
   private readonly kept?: RestoredMaps;
 
@@ -106,7 +113,14 @@ export class BpfLBMaps implements LBMaps {
   ) {
     this.backendPresent = new Uint8Array(maps.backends.maxEntries);
     this.tables = new MaglevSlabs(maps.maglev, maps.maglevSlabs, { recover: opts.recoverTables, pinDir: opts.pinDir });
+    this.replies = maps.replyFrontends ? new ReplyFrontends(maps.replyFrontends) : undefined;
     this.kept = this.readKept(opts.recoverTables ?? false);
+    if (this.kept && this.replies) {
+      for (const f of this.kept.frontends) this.replies.putFrontend(f.key, f.service.id);
+      for (const b of this.kept.backends) this.replies.putBackend(b.id, b.backend, (b.backend.flags & LOCAL) !== 0);
+      for (const [id, t] of this.kept.tables) this.replies.putTable(id, t);
+    }
+    this.replies?.flush();
   }
 
   /**
@@ -163,11 +177,19 @@ export class BpfLBMaps implements LBMaps {
     const values = encodeAll('xlb_service', entries.length, (i) => entries[i].service);
     this.maps.frontends.updateBatch(keys, values, entries.length);
     this.frontendCount = -1; // recounted lazily
+    if (this.replies) {
+      for (const e of entries) this.replies.putFrontend(e.key, e.service.id);
+      this.replies.flush();
+    }
   }
 
   deleteFrontends(keys: FrontendKey[]): void {
     for (const k of keys) this.maps.frontends.delete(encode('xlb_frontend_key', k));
     if (keys.length) this.frontendCount = -1;
+    if (this.replies) {
+      for (const k of keys) this.replies.dropFrontend(k);
+      this.replies.flush();
+    }
   }
 
   putBackends(batch: BackendBatch): void {
@@ -182,6 +204,12 @@ export class BpfLBMaps implements LBMaps {
     const keys = Buffer.from(batch.ids.buffer, batch.ids.byteOffset, 4 * n);
     this.maps.backends.updateBatch(keys, encodeBackends(batch), n);
     for (let i = 0; i < n; i++) this.markBackend(batch.ids[i], true);
+    if (this.replies) {
+      for (let i = 0; i < n; i++) {
+        this.replies.putBackend(batch.ids[i], { addr: u32ToIp(batch.addrs[i]), port: batch.ports[i], proto: batch.protos[i] }, (batch.flags[i] & LOCAL) !== 0);
+      }
+      this.replies.flush();
+    }
   }
 
   deleteBackends(ids: number[]): void {
@@ -191,6 +219,10 @@ export class BpfLBMaps implements LBMaps {
     ids.forEach((id, i) => keys.writeUInt32LE(id, i * 4));
     this.maps.backends.updateBatch(keys, Buffer.alloc(sizeOf('xlb_backend') * ids.length), ids.length);
     for (const id of ids) this.markBackend(id, false);
+    if (this.replies) {
+      for (const id of ids) this.replies.dropBackend(id);
+      this.replies.flush();
+    }
   }
 
   /** Record whether backend `id` is written (a bitmap and a count, for fill()). */
@@ -206,7 +238,12 @@ export class BpfLBMaps implements LBMaps {
    * switched in by one store of its descriptor (see MaglevSlabs.put).
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
-    if (tables.length) this.tables.put(tables);
+    if (!tables.length) return;
+    this.tables.put(tables);
+    if (this.replies) {
+      for (const t of tables) this.replies.putTable(t.serviceId, t.table);
+      this.replies.flush();
+    }
   }
 
   /** New slabs for the coming tables, put into the datapath now (see MaglevSlabs.reserve). */
@@ -215,7 +252,12 @@ export class BpfLBMaps implements LBMaps {
   }
 
   deleteMaglevTables(serviceIds: number[]): void {
-    if (serviceIds.length) this.tables.delete(serviceIds);
+    if (!serviceIds.length) return;
+    this.tables.delete(serviceIds);
+    if (this.replies) {
+      for (const id of serviceIds) this.replies.putTable(id, undefined);
+      this.replies.flush();
+    }
   }
 
   /** Slots, slabs and tables of the Maglev slabs. */

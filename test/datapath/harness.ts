@@ -13,10 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
-import { encode, decode, u32Key, enums, type StructValue } from '../../src/datapath/codec.js';
+import { encode, decode, u32Key, enums, structs, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { ipToU32 } from '../../src/util/ip.js';
+import { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder } from '../../src/datapath/replies.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -70,6 +71,10 @@ export interface LoadOptions {
   conntrackLifetimes?: ConntrackLifetimes;
   /** The tc object's hairpin address (datapath.hairpinAddress); left out, hairpin flows are not served. */
   hairpinAddr?: string;
+  /** The SYN-flood guard: new flows per tick and CPU with conntrack state (xlb_flood_limit); left out, no guard. */
+  floodLimit?: number;
+  /** Cache next hops in conntrack entries (xlb_nh_gen starts at 1; default true); false leaves the generation 0 (no caching). */
+  nextHopCache?: boolean;
   /**
    * Load the socket hooks too (xlb_sock.bpf.o); `hostNetnsCookie` turns on
    * socketLB.hostNamespaceOnly with that namespace as the host's.
@@ -91,7 +96,10 @@ export class Datapath {
     readonly pinRoot: string,
     private readonly xdpObj: BpfObject,
     private readonly tcObj: BpfObject | undefined,
-    private readonly sockObj?: BpfObject,
+    private readonly sockObj: BpfObject | undefined,
+    /** Sets of xlb_replies and elements of xlb_snat, as loaded. */
+    readonly replySets: number,
+    readonly snatSlots: number,
   ) {
     this.ingress = xdpObj.program('xlb_xdp_ingress');
     this.egress = tcObj?.program('xlb_tc_egress');
@@ -122,27 +130,33 @@ export class Datapath {
     if (opts.snatPortMax !== undefined) rodata.xlb_snat_port_max = opts.snatPortMax;
     const hz = kernelHz(OBJ.clock);
     Object.assign(rodata, clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES));
+    // Replies are placed by hash modulo these (xlb_replies.h); the harness reads them back the same way.
+    const sizing = replySizingOf(opts.maxEntries);
+    Object.assign(rodata, sizing.rodata);
+    if (opts.floodLimit) rodata.xlb_flood_limit = opts.floodLimit;
     let xdpObj: BpfObject | undefined;
     let tcObj: BpfObject | undefined;
     let sockObj: BpfObject | undefined;
     try {
-      xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: opts.maxEntries });
+      xdpObj = BpfObject.open(OBJ.xdp, { pinRoot, rodata, maxEntries: sizing.maxEntries });
       xdpObj.load();
+      if (opts.nextHopCache !== false) xdpObj.map('xlb_nh_gen').update(u32le(0), u32le(1));
       if (opts.withTc !== false) {
-        const tcRodata: Record<string, number | Buffer> = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
+        const tcRodata: Record<string, number | Buffer> = { ...clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES), ...sizing.rodata };
+        if (opts.floodLimit) tcRodata.xlb_flood_limit = opts.floodLimit;
         if (opts.hairpinAddr) {
           tcRodata.xlb_hairpin_addr = Buffer.alloc(4);
           (tcRodata.xlb_hairpin_addr as Buffer).writeUInt32BE(ipToU32(opts.hairpinAddr));
         }
-        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: opts.maxEntries, rodata: tcRodata });
+        tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: sizing.maxEntries, rodata: tcRodata });
         tcObj.load();
       }
       if (opts.withSock) {
         const cookie = opts.withSock.hostNetnsCookie;
-        sockObj = BpfObject.open(OBJ.sock, { pinRoot, maxEntries: opts.maxEntries, rodata: cookie === undefined ? {} : { xlb_sock_host_only: 1, xlb_host_netns_cookie: cookie } });
+        sockObj = BpfObject.open(OBJ.sock, { pinRoot, maxEntries: sizing.maxEntries, rodata: cookie === undefined ? {} : { xlb_sock_host_only: 1, xlb_host_netns_cookie: cookie } });
         sockObj.load();
       }
-      return new Datapath(pinRoot, xdpObj, tcObj, sockObj);
+      return new Datapath(pinRoot, xdpObj, tcObj, sockObj, sizing.rodata.xlb_reply_sets, sizing.rodata.xlb_snat_slots);
     } catch (e) {
       sockObj?.close();
       tcObj?.close();
@@ -196,16 +210,70 @@ export class Datapath {
     this.lbmaps.deleteMaglevTables([serviceId]);
   }
 
-  /** Conntrack entry of a client -> frontend flow, if any. */
-  conntrack(flow: FlowKey): StructValue<'xlb_ct_entry'> | undefined {
+  /** Conntrack entry of a client -> frontend flow, if any (without its cached next hop, {@link nextHop}, and reply_seen, {@link replySeen}). */
+  conntrack(flow: FlowKey): Omit<StructValue<'xlb_ct_entry'>, NextHopField> | undefined {
     const v = this.map('xlb_conntrack').lookup(flowKey(flow));
-    return v && decode('xlb_ct_entry', v);
+    if (!v) return undefined;
+    const { nh_gen, nh_ifindex, nh_dmac, nh_smac, nh_mtu, pad, reply_seen, ...rest } = decode('xlb_ct_entry', v);
+    return rest;
   }
 
-  /** Reverse NAT entry keyed by a reply tuple, if any. */
-  rnat(reply: FlowKey): StructValue<'xlb_rnat_entry'> | undefined {
+  /** When a reply last found the flow's conntrack entry through xlb_reply_frontends (ticks; 0: never), if it has an entry. */
+  replySeen(flow: FlowKey): number | undefined {
+    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    return v && decode('xlb_ct_entry', v).reply_seen;
+  }
+
+  /** The next hop cached in a flow's conntrack entry (MACs as aa:bb:.. strings), if it has an entry. */
+  nextHop(flow: FlowKey): { gen: number; ifindex: number; dmac: string; smac: string; mtu: number } | undefined {
+    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    if (!v) return undefined;
+    const off = structs.xlb_ct_entry.fields;
+    const mac = (o: number) => [...v.subarray(o, o + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    return { gen: v.readUInt32LE(off.nh_gen.offset), ifindex: v.readUInt32LE(off.nh_ifindex.offset), dmac: mac(off.nh_dmac.offset), smac: mac(off.nh_smac.offset), mtu: v.readUInt16LE(off.nh_mtu.offset) };
+  }
+
+  /** Set the next-hop generation (xlb_nh_gen), as the agent bumps it. */
+  setNextHopGeneration(gen: number): void {
+    this.map('xlb_nh_gen').update(u32le(0), u32le(gen));
+  }
+
+  /**
+   * How the reply with this 5-tuple is restored, if it is (xlb_replies.h):
+   * its element of xlb_snat (a reply to a SNAT port), of its xlb_replies
+   * set, or its xlb_rnat entry (a set that was full).
+   */
+  rnat(reply: FlowKey): Omit<StructValue<'xlb_reply_slot'>, ReplyTupleField> | undefined {
+    const at = this.replyPlace(reply);
+    if (!at) return undefined;
+    const { reply_saddr, reply_daddr, reply_sport, reply_dport, reply_proto, pad, ...rest } = decode('xlb_reply_slot', at.map.lookup(at.key)!);
+    return rest;
+  }
+
+  /** Where the element restoring `reply` is: map and key, or undefined. */
+  replyPlace(reply: FlowKey): { map: BpfMap; key: Buffer } | undefined {
+    const is = (v: Buffer | undefined) => {
+      if (!v) return false;
+      const e = decode('xlb_reply_slot', v);
+      return e.seen !== 0 && e.reply_saddr === reply.saddr && e.reply_daddr === reply.daddr && e.reply_sport === reply.sport && e.reply_dport === reply.dport && e.reply_proto === reply.proto;
+    };
+    const snatKey = u32le(snatSlotOf(reply, this.snatSlots));
+    if (is(this.map('xlb_snat').lookup(snatKey))) return { map: this.map('xlb_snat'), key: snatKey };
+    for (const key of this.replyWays(reply)) if (is(this.map('xlb_replies').lookup(key))) return { map: this.map('xlb_replies'), key };
     const v = this.map('xlb_rnat').lookup(flowKey(reply));
-    return v && decode('xlb_rnat_entry', v);
+    if (v && decode('xlb_reply_slot', v).seen !== 0) return { map: this.map('xlb_rnat'), key: flowKey(reply) };
+    return undefined;
+  }
+
+  /** The index of the xlb_snat element of a reply to a SNAT port. */
+  snatSlot(reply: FlowKey): number {
+    return snatSlotOf(reply, this.snatSlots);
+  }
+
+  /** Keys of the ways of the xlb_replies set of `reply`. */
+  replyWays(reply: FlowKey): Buffer[] {
+    const set = replyHash(reply) % this.replySets;
+    return Array.from({ length: REPLY_WAYS }, (_, i) => u32le(set * REPLY_WAYS + i));
   }
 
   /** Write a conntrack entry directly (to age a flow in tests). */
@@ -213,9 +281,28 @@ export class Datapath {
     this.map('xlb_conntrack').update(flowKey(flow), encode('xlb_ct_entry', entry));
   }
 
-  /** Write a reverse NAT entry directly (to occupy SNAT ports in tests). */
-  putRnat(reply: FlowKey, entry: Partial<StructValue<'xlb_rnat_entry'>>): void {
-    this.map('xlb_rnat').update(flowKey(reply), encode('xlb_rnat_entry', entry));
+  /**
+   * Write how the reply `reply` is restored, where the datapath looks for
+   * it: where it is already, else a SNAT flow's element of xlb_snat (which
+   * then holds the port), else the first empty way of its xlb_replies set
+   * (way 0 when none is). `seen` defaults to now.
+   */
+  putRnat(reply: FlowKey, entry: Partial<StructValue<'xlb_reply_slot'>>): void {
+    const value = encode('xlb_reply_slot', {
+      seen: this.nowTicks(),
+      ...entry,
+      reply_saddr: reply.saddr,
+      reply_daddr: reply.daddr,
+      reply_sport: reply.sport,
+      reply_dport: reply.dport,
+      reply_proto: reply.proto,
+    });
+    const at = this.replyPlace(reply);
+    if (at) return at.map.update(at.key, value);
+    if ((entry.flags ?? 0) & CT_SNAT) return this.map('xlb_snat').update(u32le(snatSlotOf(reply, this.snatSlots)), value);
+    const ways = this.replyWays(reply);
+    const free = ways.find((k) => decode('xlb_reply_slot', this.map('xlb_replies').lookup(k)!).seen === 0) ?? ways[0];
+    this.map('xlb_replies').update(free, value);
   }
 
   /** Packets and bytes of service `id`, summed over CPUs. */
@@ -250,6 +337,21 @@ export class Datapath {
     removePins(this.pinRoot);
   }
 }
+
+type NextHopField = 'nh_gen' | 'nh_ifindex' | 'nh_dmac' | 'nh_smac' | 'nh_mtu' | 'pad' | 'reply_seen';
+type ReplyTupleField = 'reply_saddr' | 'reply_daddr' | 'reply_sport' | 'reply_dport' | 'reply_proto' | 'pad';
+export const CT_REPLIED = enums.xlb_ct_flags.XLB_CT_F_REPLIED;
+
+export { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder };
+
+/** The sizes the loader derives from the conntrack size (src/datapath/datapath.ts replySizing), with `over` on top. */
+function replySizingOf(over: Record<string, number> = {}): { rodata: { xlb_reply_sets: number; xlb_snat_slots: number }; maxEntries: Record<string, number> } {
+  const ct = over.xlb_conntrack ?? XLB_CONNTRACK_DEFAULT;
+  const maxEntries = { xlb_conntrack: ct, xlb_replies: Math.max(1, Math.floor(ct / REPLY_WAYS)) * REPLY_WAYS, xlb_snat: ct * 2, xlb_rnat: ct, ...over };
+  return { rodata: { xlb_reply_sets: Math.floor(maxEntries.xlb_replies / REPLY_WAYS), xlb_snat_slots: maxEntries.xlb_snat }, maxEntries };
+}
+/** xlb_conntrack's size in the object (XLB_CONNTRACK_MAX). */
+const XLB_CONNTRACK_DEFAULT = 131072;
 
 /** A 5-tuple as the maps key it. */
 export interface FlowKey {

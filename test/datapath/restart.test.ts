@@ -15,8 +15,10 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Datapath, uninstallDatapath, type DatapathOptions } from '../../src/datapath/datapath.js';
-import { BpfMap, PIN_BASE, xdpProgramId } from '../../src/datapath/bpf.js';
-import { decode } from '../../src/datapath/codec.js';
+import { BpfMap, BPF_MAP_TYPE, PIN_BASE, xdpProgramId } from '../../src/datapath/bpf.js';
+import { decode, u32Key } from '../../src/datapath/codec.js';
+import { snatSlotOf } from '../../src/datapath/replies.js';
+import { ipToU32 } from '../../src/util/ip.js';
 import { fingerprint, layoutOf, recordLayout } from '../../src/datapath/layout.js';
 import { ServiceController } from '../../src/services/controller.js';
 import { normalizeObjects } from '../../src/sources/normalize.js';
@@ -169,6 +171,56 @@ describe('a restart is not an uninstall', () => {
       assert.match(rnat.reason!, /size changed/);
       assert.equal(dp.lbmaps.maps.conntrack.maxEntries, 4096);
       assert.ok(!fs.readdirSync(pinDir).includes(`xlb_conntrack_v${oldFp}`), 'the old pin is gone');
+    } finally {
+      dp.stop();
+    }
+  });
+
+  test("an upgrade from the reverse NAT map of one LRU for every reply moves SNAT ports to the xlb_snat elements the datapath reads and keeps local flows' entries", () => {
+    // The layout of xlb_rnat before replies had elements of their own: keyed
+    // by the reply's 5-tuple, valued without it (24 bytes).
+    const rnatPin = fs.readdirSync(pinDir).find((f) => f.startsWith('xlb_rnat_v'));
+    if (rnatPin) fs.rmSync(path.join(pinDir, rnatPin));
+    const key = layoutOf('xlb_rnat', { type: BPF_MAP_TYPE.LRU_HASH, keySize: 16, valueSize: 24, flags: 0 }).key;
+    const old = {
+      type: BPF_MAP_TYPE.LRU_HASH, flags: 0, keySize: 16, valueSize: 24, key,
+      value: [['vip', 0, 4], ['client_addr', 4, 4], ['vip_port', 8, 2], ['client_port', 10, 2], ['service_id', 12, 4], ['flags', 16, 4], ['seen', 20, 4]] as Array<[string, number, number]>,
+    };
+    const oldFp = fingerprint(old);
+    const layouts = BpfMap.openPinned(path.join(pinDir, 'xlb_layouts'));
+    recordLayout(layouts, oldFp, old);
+    layouts.close();
+    const legacy = BpfMap.create({ type: BPF_MAP_TYPE.LRU_HASH, name: 'xlb_rnat', keySize: 16, valueSize: 24, maxEntries: 4096 });
+    const backend = '198.19.2.10';
+    const reply = { saddr: backend, daddr: NODE, sport: 8080, dport: 62000, proto: 6 };
+    const v = Buffer.alloc(24);
+    v.writeUInt32BE(ipToU32(VIP), 0);
+    v.writeUInt32BE(ipToU32('192.0.2.9'), 4);
+    v.writeUInt16BE(80, 8);
+    v.writeUInt16BE(45000, 10);
+    v.writeUInt32LE(1, 12);
+    v.writeUInt32LE(1 /* SNAT */, 16);
+    v.writeUInt32LE(1 /* any tick: alive by its flow, below */, 20);
+    legacy.update(flowKey(reply), v);
+    const local = { saddr: '198.19.1.11', daddr: '192.0.2.9', sport: 8080, dport: 45001, proto: 6 };
+    v.writeUInt16BE(45001, 10);
+    v.writeUInt32LE(0, 16);
+    legacy.update(flowKey(local), v);
+    legacy.pin(path.join(pinDir, `xlb_rnat_v${oldFp}`));
+    legacy.close();
+
+    const dp = Datapath.start(options({ conntrackSize: 4096 }));
+    try {
+      assert.equal(dp.restored.find((r) => r.map === 'xlb_rnat')!.outcome, 'migrated');
+      const snat = dp.restored.find((r) => r.map === 'xlb_snat')!;
+      assert.equal(snat.entries, 1, 'the SNAT port moved to xlb_snat');
+      const slots = dp.lbmaps.maps.conntrack.maxEntries * 2;
+      const objs = dp as unknown as { xdpObj: { map(n: string): BpfMap; program(n: string): { testRun(b: Buffer, o?: object): { retval: number; dataOut: Buffer } } } };
+      const e = decode('xlb_reply_slot', objs.xdpObj.map('xlb_snat').lookup(u32Key(snatSlotOf(reply, slots)))!);
+      assert.deepEqual({ vip: e.vip, client: e.client_addr, port: e.client_port, tuple: [e.reply_saddr, e.reply_dport] }, { vip: VIP, client: '192.0.2.9', port: 45000, tuple: [backend, 62000] });
+      assert.equal(objs.xdpObj.map('xlb_rnat').lookup(flowKey(reply)), undefined, 'and left the LRU');
+      const kept = decode('xlb_reply_slot', objs.xdpObj.map('xlb_rnat').lookup(flowKey(local))!);
+      assert.deepEqual([kept.reply_saddr, kept.reply_dport, kept.client_port], ['198.19.1.11', 45001, 45001], 'a local flow\'s entry stays, with its tuple');
     } finally {
       dp.stop();
     }

@@ -94,6 +94,15 @@ function toVip(dport: number, opts: { sport?: number; flags?: number; eth?: EthS
   });
 }
 
+/** What tc egress makes of a TCP ACK with 5-tuple `reply`: its source after the program. */
+function restoredSource(reply: FlowKey): { src: string; sport: number } {
+  const pkt = tcpPacket({ ip: { src: reply.saddr, dst: reply.daddr }, tcp: { sport: reply.sport, dport: reply.dport, flags: TCP_FLAG.ACK } });
+  const r = dp.egress!.testRun(pkt);
+  assert.equal(r.retval, TC_ACT_OK);
+  const o = parsePacket(r.dataOut);
+  return { src: o.ip!.src, sport: o.l4!.sport };
+}
+
 /** Assert `out` is `input` DNATed to addr:port: only destination and checksums differ, checksums valid from scratch. */
 function assertDnat(input: Buffer, out: Buffer, addr: string, port: number): void {
   const i = parsePacket(input);
@@ -272,16 +281,12 @@ describe('conntrack', () => {
     const { seen, ...ct } = dp.conntrack(flow)!;
     assert.deepEqual(ct, { backend_id: want.id, backend_addr: want.addr, backend_port: want.port, snat_port: 0, service_id: WEB.id, flags: 0 }, 'a SYN alone: not established');
     assert.ok(Math.abs(seen - now) <= 1, `seen ${seen} is now (${now})`);
-    const { seen: rseen, ...rnat } = dp.rnat({ saddr: want.addr, daddr: CLIENT, sport: want.port, dport: sport, proto: PROTO.TCP })!;
-    assert.deepEqual(rnat, {
-      vip: VIP,
-      client_addr: CLIENT,
-      vip_port: WEB.port,
-      client_port: sport,
-      service_id: WEB.id,
-      flags: 0,
-    });
-    assert.ok(Math.abs(rseen - now) <= 1);
+    // Nothing else is written: the reply finds the conntrack entry through its backend's frontends.
+    const reply: FlowKey = { saddr: want.addr, daddr: CLIENT, sport: want.port, dport: sport, proto: PROTO.TCP };
+    assert.equal(dp.rnat(reply), undefined, 'no reply element');
+    assert.deepEqual(dp.lbmaps.replies!.entries().get(`${want.addr}:${want.port}:${PROTO.TCP}`), [`${VIP}:${WEB.port}`], 'xlb_reply_frontends lists the frontend for the backend');
+    assert.deepEqual(restoredSource(reply), { src: VIP, sport: WEB.port }, 'the reply is restored');
+    assert.ok(Math.abs(dp.replySeen(flow)! - now) <= 1, 'and stamped on the conntrack entry');
   });
 
   test('the flow hash agrees with predictBackend over a table of 61 distinct backends', () => {
@@ -324,8 +329,8 @@ describe('conntrack', () => {
     assert.equal(moved.retval, XDP.PASS);
     assertDnat(ack, moved.dataOut, b.addr, b.port);
     assert.equal(dp.conntrack(flow)?.backend_id, b.id, 'conntrack rewritten to the new backend');
-    assert.equal(dp.rnat({ saddr: a.addr, daddr: CLIENT, sport: a.port, dport: sport, proto: PROTO.TCP }), undefined, 'old reverse NAT entry removed');
-    assert.equal(dp.rnat({ saddr: b.addr, daddr: CLIENT, sport: b.port, dport: sport, proto: PROTO.TCP })?.vip, VIP);
+    assert.deepEqual(restoredSource({ saddr: a.addr, daddr: CLIENT, sport: a.port, dport: sport, proto: PROTO.TCP }), { src: a.addr, sport: a.port }, 'the old backend\'s replies are no longer the flow\'s');
+    assert.deepEqual(restoredSource({ saddr: b.addr, daddr: CLIENT, sport: b.port, dport: sport, proto: PROTO.TCP }), { src: VIP, sport: STICKY.port });
   });
 
   test('a backend whose ID is reused for another address does not keep the flow', () => {
@@ -366,7 +371,11 @@ describe('conntrack lifetimes', () => {
     assert.equal(dp.conntrack(flow)!.flags, 0, 'SYN only');
     assert.equal(send(sport, TCP_FLAG.ACK), other.addr, 'kept');
     assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED);
-    assert.equal(send(sport, TCP_FLAG.SYN), other.addr, 'a SYN of an open flow (a retransmission) keeps its backend');
+    // A SYN opens a connection: it is placed by Maglev without a conntrack
+    // lookup (as Katran does), so a retransmitted SYN gets the same pick.
+    assert.equal(send(sport, TCP_FLAG.SYN), pick.addr, 'a SYN is placed afresh');
+    assert.equal(dp.conntrack(flow)!.backend_id, pick.id);
+    dp.putConntrack(flow, { ...dp.conntrack(flow)!, backend_id: other.id, backend_addr: other.addr, backend_port: other.port, flags: CT_ESTABLISHED });
     assert.equal(send(sport, TCP_FLAG.FIN | TCP_FLAG.ACK), other.addr, 'the FIN itself is delivered');
     assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED | CT_CLOSING);
     assert.equal(send(sport, TCP_FLAG.ACK), other.addr, 'the last ACK too');
@@ -392,13 +401,11 @@ describe('conntrack lifetimes', () => {
     const replyA = { saddr: a.pick.addr, daddr: CLIENT, sport: a.pick.port, dport: a.sport, proto: PROTO.TCP };
     assert.equal(send(a.sport, TCP_FLAG.ACK), a.pick.addr, 'placed afresh');
     assert.ok(Math.abs(dp.conntrack(a.flow)!.seen - now) <= 1, 'its entry is new');
-    assert.ok(dp.rnat(replyA), 'with a reverse NAT entry for the new backend');
+    assert.deepEqual(restoredSource(replyA), { src: VIP, sport: WEB.port }, 'its replies from the new backend are restored');
 
     // the client silent as long, but the backend replied a moment ago: kept
     const b = flowOnOther();
-    dp.putConntrack(b.flow, { ...dp.conntrack(b.flow)!, flags: CT_ESTABLISHED, seen: now - lifetime - 5 });
-    const replyB = { saddr: b.other.addr, daddr: CLIENT, sport: b.other.port, dport: b.sport, proto: PROTO.TCP };
-    dp.putRnat(replyB, { vip: VIP, client_addr: CLIENT, vip_port: WEB.port, client_port: b.sport, service_id: WEB.id, flags: 0, seen: now - 2 });
+    dp.putConntrack(b.flow, { ...dp.conntrack(b.flow)!, flags: CT_ESTABLISHED, seen: now - lifetime - 5, reply_seen: now - 2 });
     assert.equal(send(b.sport, TCP_FLAG.ACK), b.other.addr, 'kept: the flow is alive in the reply direction');
     assert.ok(Math.abs(dp.conntrack(b.flow)!.seen - now) <= 1, 'and the client\'s packet refreshed it');
 
@@ -413,16 +420,26 @@ describe('conntrack lifetimes', () => {
     assert.equal(send(d.sport, TCP_FLAG.SYN), d.pick.addr);
   });
 
-  test("a local backend's reply refreshes its reverse NAT entry in tc", () => {
+  test("a local backend's reply stamps its flow's conntrack entry in tc", () => {
     const sport = freshPort();
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP };
     assert.equal(dp.ingress.testRun(toVip(WEB.port, { sport })).retval, XDP.PASS);
     const be = backendOf(dp.conntrack(flow)!.backend_id);
-    const reply = { saddr: be.addr, daddr: CLIENT, sport: be.port, dport: sport, proto: PROTO.TCP };
-    dp.putRnat(reply, { ...dp.rnat(reply)!, seen: 5 });
+    dp.putConntrack(flow, { ...dp.conntrack(flow)!, reply_seen: 5 });
     const pkt = tcpPacket({ ip: { src: be.addr, dst: CLIENT }, tcp: { sport: be.port, dport: sport, flags: TCP_FLAG.ACK } });
     assert.equal(dp.egress!.testRun(pkt).retval, TC_ACT_OK);
-    assert.ok(Math.abs(dp.rnat(reply)!.seen - dp.nowTicks()) <= 1);
+    assert.ok(Math.abs(dp.replySeen(flow)! - dp.nowTicks()) <= 1, 'reply_seen is now');
+  });
+
+  test("a backend's FIN marks the flow closing", () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: WEB.port, proto: PROTO.TCP };
+    dp.ingress.testRun(toVip(WEB.port, { sport }));
+    dp.ingress.testRun(toVip(WEB.port, { sport, flags: TCP_FLAG.ACK }));
+    const be = backendOf(dp.conntrack(flow)!.backend_id);
+    const fin = tcpPacket({ ip: { src: be.addr, dst: CLIENT }, tcp: { sport: be.port, dport: sport, flags: TCP_FLAG.FIN | TCP_FLAG.ACK } });
+    assert.equal(dp.egress!.testRun(fin).retval, TC_ACT_OK);
+    assert.equal(dp.conntrack(flow)!.flags, CT_ESTABLISHED | CT_CLOSING);
   });
 });
 

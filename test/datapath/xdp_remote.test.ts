@@ -20,7 +20,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, type FlowKey } from './harness.js';
+import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, snatPortOrder, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex } from '../../src/datapath/bpf.js';
 import { enums } from '../../src/datapath/codec.js';
@@ -100,8 +100,10 @@ after(() => {
   }
 });
 
-/** The SNAT port the datapath's first try gives `flow`: min + hash % range. */
-const predictedSnatPort = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number => min + (flowHash(flow) % (max - min + 1));
+/** The SNAT ports the datapath tries for `flow`, in order (xlb_snat_port_alloc). */
+const snatOrder = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number[] => snatPortOrder(flowHash(flow), min, max);
+/** The SNAT port the datapath's first try gives `flow`. */
+const predictedSnatPort = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number => snatOrder(flow, min, max)[0];
 
 /** Run the XDP program as if the frame arrived on `ifindex`. */
 function ingress(frame: Buffer, ifindex = ifA) {
@@ -273,24 +275,21 @@ describe('remote backend edge cases', () => {
   const holdPort = (d: Datapath, port: number, clientPort: number) =>
     d.putRnat(
       { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
-      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: CROWDED.id, flags: CT_SNAT, seen: d.nowTicks() },
+      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: CROWDED.id, flags: CT_SNAT | CT_REPLIED, seen: d.nowTicks() },
     );
 
   test('a taken SNAT port moves the flow to the next one; XLB_SNAT_RETRIES taken ports drop with snat_exhausted', () => {
-    const tries = enums.xlb_limits.XLB_SNAT_RETRIES;
-    const range = SNAT_MAX - SNAT_MIN + 1;
     const sport = freshPort();
-    const first = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP });
-    const portAt = (start: number, k: number) => SNAT_MIN + ((start - SNAT_MIN + k) % range);
-    holdPort(dp!, portAt(first, 0), 1000);
+    const order = snatOrder({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP });
+    holdPort(dp!, order[0], 1000);
     const r = ingress(syn(CROWDED.port, sport));
     assert.equal(r.retval, XDP.TX);
-    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(first, 1));
+    assert.equal(parsePacket(r.dataOut).l4!.sport, order.find((p) => p !== order[0]));
 
     const sport2 = freshPort();
     const flow2: FlowKey = { saddr: CLIENT, daddr: VIP, sport: sport2, dport: CROWDED.port, proto: PROTO.TCP };
-    const first2 = predictedSnatPort(flow2);
-    for (let k = 0; k < tries; k++) holdPort(dp!, portAt(first2, k), 2000 + k);
+    // Every port it tries (the sequence may repeat one) held by a live flow.
+    new Set(snatOrder(flow2)).forEach((p) => holdPort(dp!, p, 2000 + (p % 20000)));
     const before = dp!.drops();
     const input = syn(CROWDED.port, sport2);
     const r2 = ingress(input);
@@ -306,6 +305,7 @@ describe('remote backend edge cases', () => {
     const max = min + 15; // the 16 ports of lab-snat.test.ts
     const range = max - min + 1;
     assert.ok(range < enums.xlb_limits.XLB_SNAT_RETRIES);
+    assert.deepEqual(snatPortOrder(12345, min, max), Array.from({ length: range }, (_, k) => min + ((12345 % range) + k) % range), 'walked from hash % range');
     const own = Datapath.load({ nodeAddr: NODE, snatPortMin: min, snatPortMax: max, withTc: false });
     try {
       own.setBackend(CROWDED.backend.id, { addr: CROWDED.backend.addr, port: CROWDED.backend.port, proto: PROTO.TCP });
@@ -313,8 +313,8 @@ describe('remote backend edge cases', () => {
       own.setTable(CROWDED.id, [CROWDED.backend.id]);
       const run = (frame: Buffer) => own.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifA) });
       const sport = freshPort();
-      const first = predictedSnatPort({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }, min, max);
-      const portAt = (k: number) => min + ((first - min + k) % range);
+      const order = snatOrder({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }, min, max);
+      const portAt = (k: number) => order[k];
       // Every port but the one tried last is held by a live flow.
       for (let k = 0; k < range - 1; k++) holdPort(own, portAt(k), 3000 + k);
       const r = run(syn(CROWDED.port, sport));
@@ -360,7 +360,7 @@ describe('SNAT ports of flows that are over are reused', () => {
    * conntrack entry (the port's owner) last saw the client `clientAge` s ago.
    * Returns the port the new flow got and the port it wanted.
    */
-  function contend(o: { flags: number; replyAge: number; clientAge?: number; ownerCt?: boolean; ownerPort: number }): { got: number; wanted: number; sport: number } {
+  function contend(o: { flags: number; replyAge: number; clientAge?: number; ownerCt?: boolean; ownerPort: number }): { got: number; wanted: number; sport: number; next: number } {
     const now = dp!.nowTicks();
     const sport = freshPort();
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
@@ -368,7 +368,7 @@ describe('SNAT ports of flows that are over are reused', () => {
     const owner: FlowKey = { saddr: '192.0.2.90', daddr: VIP, sport: o.ownerPort, dport: REUSE.port, proto: PROTO.TCP };
     dp!.putRnat(
       { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: wanted, proto: PROTO.TCP },
-      { vip: VIP, client_addr: owner.saddr, vip_port: REUSE.port, client_port: owner.sport, service_id: REUSE.id, flags: CT_SNAT | (o.flags & CT_CLOSING), seen: now - o.replyAge },
+      { vip: VIP, client_addr: owner.saddr, vip_port: REUSE.port, client_port: owner.sport, service_id: REUSE.id, flags: CT_SNAT | CT_REPLIED | (o.flags & CT_CLOSING), seen: now - o.replyAge },
     );
     if (o.ownerCt !== false) {
       dp!.putConntrack(owner, {
@@ -383,9 +383,8 @@ describe('SNAT ports of flows that are over are reused', () => {
     }
     const r = ingress(syn(REUSE.port, sport));
     assert.equal(r.retval, XDP.TX);
-    return { got: parsePacket(r.dataOut).l4!.sport, wanted, sport };
+    return { got: parsePacket(r.dataOut).l4!.sport, wanted, sport, next: snatOrder(flow)[1] };
   }
-  const next = (p: number) => (p === SNAT_MAX ? SNAT_MIN : p + 1);
   // lifetimes and ages in ticks of the datapath's clock (~1.07 s)
   const FIN = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_FIN);
   const SYN_ONLY = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_SYN);
@@ -400,17 +399,17 @@ describe('SNAT ports of flows that are over are reused', () => {
 
   test('a closing flow that replied within the FIN lifetime keeps its port', () => {
     const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: FIN - 5, clientAge: FIN + 2, ownerPort: 3002 });
-    assert.equal(c.got, next(c.wanted));
+    assert.equal(c.got, c.next);
   });
 
   test('an established flow silent for minutes keeps its port (its lifetime is hours)', () => {
     const c = contend({ flags: CT_ESTABLISHED, replyAge: 600, ownerPort: 3003 });
-    assert.equal(c.got, next(c.wanted));
+    assert.equal(c.got, c.next);
   });
 
   test('a port whose flow lost its conntrack entry is reused once replies have stopped for the SYN lifetime, not before', () => {
     const kept = contend({ flags: 0, replyAge: SYN_ONLY - 10, ownerCt: false, ownerPort: 3004 });
-    assert.equal(kept.got, next(kept.wanted));
+    assert.equal(kept.got, kept.next);
     const taken = contend({ flags: 0, replyAge: SYN_ONLY + 2, ownerCt: false, ownerPort: 3005 });
     assert.equal(taken.got, taken.wanted);
   });
@@ -419,15 +418,15 @@ describe('SNAT ports of flows that are over are reused', () => {
     const now = dp!.nowTicks();
     const sport = freshPort();
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
-    const wanted = predictedSnatPort(flow);
-    const portAt = (k: number) => SNAT_MIN + ((wanted - SNAT_MIN + k) % (SNAT_MAX - SNAT_MIN + 1));
-    // One per try, all closed a while ago, none for the FIN lifetime; the 5th the longest.
-    const idle = Array.from({ length: enums.xlb_limits.XLB_SNAT_RETRIES }, (_, k) => (k === 4 ? 6 : [3, 4, 3, 2][k % 4]));
+    // One per port tried, all closed a while ago, none for the FIN lifetime; the 5th the longest.
+    const ports = [...new Set(snatOrder(flow))];
+    const portAt = (k: number) => ports[k];
+    const idle = ports.map((_, k) => (k === 4 ? 6 : [3, 4, 3, 2][k % 4]));
     assert.ok(Math.max(...idle) < FIN && Math.min(...idle) >= ticks(enums.xlb_limits.XLB_SNAT_CLOSED_REUSE));
     idle.forEach((age, k) =>
       dp!.putRnat(
         { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: portAt(k), proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.92', vip_port: REUSE.port, client_port: 5000 + k, service_id: REUSE.id, flags: CT_SNAT | CT_CLOSING, seen: now - age },
+        { vip: VIP, client_addr: '192.0.2.92', vip_port: REUSE.port, client_port: 5000 + k, service_id: REUSE.id, flags: CT_SNAT | CT_REPLIED | CT_CLOSING, seen: now - age },
       ),
     );
     const before = dp!.drops();
@@ -451,7 +450,7 @@ describe('SNAT ports of flows that are over are reused', () => {
     assert.equal(out.retval, XDP.TX);
     assert.equal(parsePacket(out.dataOut).ip!.src, VIP, 'restored');
     const e = dp!.rnat(key)!;
-    assert.equal(e.flags, CT_SNAT | CT_CLOSING);
+    assert.equal(e.flags, CT_SNAT | CT_REPLIED | CT_CLOSING);
     assert.ok(Math.abs(e.seen - dp!.nowTicks()) <= 1);
   });
 });
@@ -469,11 +468,11 @@ describe('conntrack lifetimes are the loader\'s to set', () => {
       const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: svc.port, proto: PROTO.TCP };
       const wanted = predictedSnatPort(flow);
       const owner: FlowKey = { saddr: '192.0.2.91', daddr: VIP, sport: 4000, dport: svc.port, proto: PROTO.TCP };
-      own.putRnat({ saddr: svc.backend.addr, daddr: NODE, sport: svc.backend.port, dport: wanted, proto: PROTO.TCP }, { vip: VIP, client_addr: owner.saddr, vip_port: svc.port, client_port: owner.sport, service_id: svc.id, flags: CT_SNAT, seen: now - 15 });
+      own.putRnat({ saddr: svc.backend.addr, daddr: NODE, sport: svc.backend.port, dport: wanted, proto: PROTO.TCP }, { vip: VIP, client_addr: owner.saddr, vip_port: svc.port, client_port: owner.sport, service_id: svc.id, flags: CT_SNAT | CT_REPLIED, seen: now - 15 });
       own.putConntrack(owner, { backend_id: 1, backend_addr: svc.backend.addr, backend_port: svc.backend.port, snat_port: wanted, service_id: svc.id, flags: CT_SNAT | CT_ESTABLISHED | CT_CLOSING, seen: now - 15 });
       const r = own.ingress.testRun(syn(svc.port, sport), { ctxIn: xdpCtx(54, ifA) });
       assert.equal(r.retval, XDP.TX);
-      assert.equal(parsePacket(r.dataOut).l4!.sport, wanted === SNAT_MAX ? SNAT_MIN : wanted + 1);
+      assert.equal(parsePacket(r.dataOut).l4!.sport, snatOrder(flow)[1]);
     } finally {
       own.close();
     }

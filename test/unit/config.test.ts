@@ -47,6 +47,7 @@ describe('config: good configurations', () => {
         maglev: { minTableSize: 251, maxTableSize: 131071, backendMultiplier: 100 },
         snatPorts: { min: 61000, max: 65535 },
         conntrackSize: 131072,
+        synFloodGuard: { newFlowsPerSecond: 10000 },
         conntrackLifetimes: { tcp: 21600, tcpSyn: 60, tcpFin: 10, any: 60 },
         hairpinAddress: '169.254.42.1',
       },

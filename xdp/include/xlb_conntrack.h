@@ -30,6 +30,44 @@ const volatile __u32 xlb_ct_timeout_any = XLB_CT_TIMEOUT_ANY;         /* UDP */
  * finding every try held, takes its port (XLB_SNAT_CLOSED_REUSE seconds). */
 const volatile __u32 xlb_snat_closed_reuse = XLB_SNAT_CLOSED_REUSE;
 
+/* The SYN-flood guard (docs/datapath.md, "New flows and SYN floods"): at
+ * most this many new flows a tick, per CPU, get conntrack state; the rest
+ * are placed by Maglev all the same but leave no entry, so that a flood of
+ * spoofed SYNs cannot evict established flows from the LRU. 0: no guard.
+ * Set by the loader (datapath.synFloodGuard.newFlowsPerSecond). */
+const volatile __u32 xlb_flood_limit = 0;
+
+/* Whether a new flow placed at `now` may have conntrack state: counts it
+ * against xlb_flood_limit in this CPU's count (Katran's is_under_flood,
+ * per CPU as its max_conn_rate). */
+static __always_inline bool xlb_flood_allows_state(__u32 now)
+{
+	__u32 key = 0;
+	struct xlb_flood_state *f;
+
+	if (!xlb_flood_limit)
+		return true;
+	f = bpf_map_lookup_elem(&xlb_flood, &key);
+	if (!f)
+		return true;
+	if (f->tick != now) {
+		f->tick = now;
+		f->placed = 0;
+	}
+	if (f->placed < xlb_flood_limit) {
+		f->placed++;
+		return true;
+	}
+	f->stateless++;
+	return false;
+}
+
+/* A TCP SYN without ACK: a client opening a connection. */
+static __always_inline bool xlb_is_syn(__u8 tcp_flags)
+{
+	return (tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
+}
+
 /* Lifetime in ticks of a `proto` flow in state `flags` (enum xlb_ct_flags). */
 static __always_inline __u32 xlb_ct_lifetime(__u8 proto, __u32 flags)
 {
@@ -101,13 +139,14 @@ static __always_inline bool xlb_ct_is_current(const struct xlb_ct_entry *ct, __u
 	return local != snat;
 }
 
-/* Write (or overwrite) the conntrack entry of `flow`, whose first packet
- * (here) has TCP flags `tcp_flags`, at `now` (xlb_now, ticks): SNATed when
+/* The conntrack entry of `flow`, whose first packet (here) has TCP flags
+ * `tcp_flags`, placed at `now` (xlb_now, ticks) on `backend`: SNATed when
  * `snat_port` is set, with `base_flags` (XLB_CT_F_INTERNAL, _HAIRPIN: a
- * pod's flow, tc) besides. 0 or a negative errno. */
-static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 backend_id,
-					 const struct xlb_backend *backend, __be16 snat_port,
-					 __u32 service_id, __u8 tcp_flags, __u32 now, __u32 base_flags)
+ * pod's flow, tc) besides; no next hop cached yet. */
+static __always_inline struct xlb_ct_entry xlb_ct_entry_of(const struct xlb_flow_key *flow, __u32 backend_id,
+							   const struct xlb_backend *backend, __be16 snat_port,
+							   __u32 service_id, __u8 tcp_flags, __u32 now,
+							   __u32 base_flags)
 {
 	struct xlb_ct_entry entry = {
 		.backend_id = backend_id,
@@ -118,6 +157,18 @@ static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 
 		.flags = xlb_ct_next_flags(flow->proto, (snat_port ? XLB_CT_F_SNAT : 0) | base_flags, tcp_flags),
 		.seen = now,
 	};
+
+	return entry;
+}
+
+/* Write (or overwrite) the conntrack entry of `flow` (xlb_ct_entry_of's
+ * arguments). 0 or a negative errno. */
+static __always_inline long xlb_ct_store(const struct xlb_flow_key *flow, __u32 backend_id,
+					 const struct xlb_backend *backend, __be16 snat_port,
+					 __u32 service_id, __u8 tcp_flags, __u32 now, __u32 base_flags)
+{
+	struct xlb_ct_entry entry = xlb_ct_entry_of(flow, backend_id, backend, snat_port, service_id, tcp_flags, now,
+						    base_flags);
 
 	return bpf_map_update_elem(&xlb_conntrack, flow, &entry, BPF_ANY);
 }

@@ -88,15 +88,77 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_conntrack SEC(".maps");
 
-/* Reply tuple (backend -> client, or backend -> node:SNAT port) -> how to
- * restore the frontend. Also the SNAT port allocator: an entry owns its port. */
+/* Replies of flows DNATed without SNAT whose conntrack entry cannot be
+ * found from the reply (pods' flows through tc; a flow from outside whose
+ * frontend xlb_reply_frontends does not list; one the SYN-flood guard left
+ * without an entry): where their restoration is found, in sets of
+ * XLB_REPLY_WAYS elements; the set of a reply is its 5-tuple's hash modulo
+ * the sets (xlb_reply_sets). Writing one is a store into an array element:
+ * no allocation, no eviction. A set whose every way holds a live flow sends
+ * the newcomer to xlb_rnat. Sized by the loader (datapath.conntrackSize
+ * elements). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_RNAT_MAX);
+	__type(key, __u32);
+	__type(value, struct xlb_reply_slot);
+	XLB_PIN_BY_NAME;
+} xlb_replies SEC(".maps");
+
+/* SNAT ports: the element at hash(backend, backend port, protocol, SNAT
+ * port) modulo xlb_snat_slots restores the replies to that port and owns it
+ * while its flow lives. Sized by the loader (2 x datapath.conntrackSize). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_RNAT_MAX * 2);
+	__type(key, __u32);
+	__type(value, struct xlb_reply_slot);
+	XLB_PIN_BY_NAME;
+} xlb_snat SEC(".maps");
+
+/* Local backend -> the frontends from outside that send flows to it
+ * (xlb_types.h, struct xlb_reply_frontends): how tc egress finds the
+ * conntrack entry of a reply from a local backend without any state
+ * written for it. Written by the control plane. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XLB_BACKENDS_MAX);
+	__type(key, struct xlb_backend_key);
+	__type(value, struct xlb_reply_frontends);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	XLB_PIN_BY_NAME;
+} xlb_reply_frontends SEC(".maps");
+
+/* Replies of local flows whose xlb_replies set was full (rare): the second
+ * write such a flow costs. Keyed by the reply's 5-tuple. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, XLB_RNAT_MAX);
 	__type(key, struct xlb_flow_key);
-	__type(value, struct xlb_rnat_entry);
+	__type(value, struct xlb_reply_slot);
 	XLB_PIN_BY_NAME;
 } xlb_rnat SEC(".maps");
+
+/* The next-hop generation: bumped by the agent whenever a neighbour, route
+ * or link of this node changes; a conntrack entry's cached next hop is used
+ * only while it was cached in the current generation (0: never). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	XLB_PIN_BY_NAME;
+} xlb_nh_gen SEC(".maps");
+
+/* New flows placed in the current tick, per CPU, for the SYN-flood guard
+ * (xlb_flood_limit). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_flood_state);
+	XLB_PIN_BY_NAME;
+} xlb_flood SEC(".maps");
 
 /* (client, service) -> the backend of its new flows, for sessionAffinity:
  * ClientIP (kube-proxy's `recent` match, Cilium's affinity map). */

@@ -68,8 +68,10 @@ struct xlb_flow_key {
 };
 
 /* Conntrack entry of a flow: which backend it keeps, its TCP state and when
- * the client last sent (docs/datapath.md, "Conntrack lifetimes"). Value of
- * xlb_conntrack. 24 bytes. */
+ * the client last sent (docs/datapath.md, "Conntrack lifetimes"), and for a
+ * flow this node forwards, its next hop as bpf_fib_lookup last gave it, used
+ * while the next-hop generation (xlb_nh_gen) is unchanged. Value of
+ * xlb_conntrack. 52 bytes. */
 struct xlb_ct_entry {
 	__u32 backend_id;     /* ID at the time of the pick */
 	__be32 backend_addr;  /* copy, so that a reused ID is noticed */
@@ -78,19 +80,67 @@ struct xlb_ct_entry {
 	__u32 service_id;
 	__u32 flags;          /* enum xlb_ct_flags */
 	__u32 seen;           /* last packet from the client, ticks of ~1 s (xlb_now) */
+	__u32 reply_seen;     /* last reply found through this entry (xlb_reply_frontends); 0: none */
+	__u32 nh_gen;         /* xlb_nh_gen when the next hop was cached; 0: none */
+	__u32 nh_ifindex;     /* egress interface */
+	__u8 nh_dmac[6];      /* next hop's MAC */
+	__u8 nh_smac[6];      /* egress interface's MAC */
+	__u16 nh_mtu;         /* egress MTU (bpf_fib_lookup's mtu_result) */
+	__u8 pad[2];
 };
 
-/* Reverse NAT entry: how to restore a reply. Value of xlb_rnat, keyed by the
- * reply's 5-tuple (backend -> client, or backend -> node IP:SNAT port).
- * 24 bytes. */
-struct xlb_rnat_entry {
+/* Frontends an xlb_reply_frontends entry lists. */
+#define XLB_REPLY_FRONTENDS 4
+
+/* Key of xlb_reply_frontends: a local backend's address, port and
+ * protocol. 8 bytes. */
+struct xlb_backend_key {
+	__be32 addr;
+	__be16 port;
+	__u8 proto;
+	__u8 pad;
+};
+
+/* Value of xlb_reply_frontends: frontends from outside whose services
+ * send flows to the backend of the key (the first XLB_REPLY_FRONTENDS of
+ * them, written by the control plane). A reply from that backend finds its
+ * flow's conntrack entry by trying each: no state is written for its
+ * replies when the flow is placed. 28 bytes. */
+struct xlb_reply_frontends {
+	__be32 addr[XLB_REPLY_FRONTENDS];
+	__be16 port[XLB_REPLY_FRONTENDS];
+	__u32 count;
+};
+
+/* How to restore a reply, and the reply's own 5-tuple (reply_*: backend ->
+ * client, backend -> node:SNAT port, or backend -> hairpin address): an
+ * element of xlb_replies (local and pod flows, 4-way sets), of xlb_snat (SNAT
+ * ports; the element owns its port) and the value of xlb_rnat (local flows
+ * whose set was full). 40 bytes. */
+struct xlb_reply_slot {
+	__be32 reply_saddr;
+	__be32 reply_daddr;
+	__be16 reply_sport;
+	__be16 reply_dport;
+	__u8 reply_proto;
+	__u8 pad[3];
 	__be32 vip;           /* becomes the reply's source address */
 	__be32 client_addr;   /* becomes the reply's destination address */
 	__be16 vip_port;      /* becomes the reply's source port */
 	__be16 client_port;   /* becomes the reply's destination port */
 	__u32 service_id;
-	__u32 flags;          /* enum xlb_ct_flags: SNAT, and CLOSING from the backend's side */
-	__u32 seen;           /* last reply (created: the flow's first packet), ticks (xlb_now) */
+	__u32 flags;          /* enum xlb_ct_flags: SNAT, HAIRPIN, INTERNAL, and CLOSING from the backend's side */
+	__u32 seen;           /* last reply (created: the flow's first packet), ticks (xlb_now); 0: empty */
+};
+
+/* The SYN-flood guard's count of new flows, per CPU (value of xlb_flood):
+ * placed in tick `tick`, and placed without conntrack state since the
+ * agent loaded the map, because more than xlb_flood_limit came in one tick
+ * (Katran's is_under_flood, max_conn_rate). 16 bytes. */
+struct xlb_flood_state {
+	__u32 tick;
+	__u32 placed;
+	__u64 stateless;
 };
 
 /* A socket's peer as socket-level load balancing made it: the backend a
@@ -197,6 +247,7 @@ enum xlb_ct_flags {
 	XLB_CT_F_HAIRPIN = 1 << 4,     /* from a pod to a service it backs itself (tc): its
 	                                * source becomes the hairpin address, so that the
 	                                * reply leaves the pod and can be restored */
+	XLB_CT_F_REPLIED = 1 << 5,     /* reply elements only: the backend has answered */
 };
 
 /* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
@@ -238,12 +289,16 @@ enum xlb_limits {
 	/* Added to the protocol number to seed the flow hash; the same on every
 	 * node so that ECMP-split flows pick the same backend everywhere. */
 	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
-	/* Tries to find a free SNAT port before giving up (bounded loop; never
-	 * more than the configured range holds). Cilium's SNAT_COLLISION_RETRIES
-	 * is 32 (128 where the verifier allows 1M instructions). With 8 tries,
-	 * half of a 16-port range was never looked at: a burst of flows to one
-	 * backend dropped SYNs while ports were free (lab-snat.test.ts). */
-	XLB_SNAT_RETRIES = 32,
+	/* Ports the SNAT allocator tries before giving up, in a pseudo-random
+	 * order drawn from the flow hash (no runs of neighbours form, and the
+	 * same flow tries the same ports again). At 90 % of a backend's ports
+	 * held, all 256 tries find a held port with probability 0.9^256, about
+	 * 2e-12; a small range is walked through whole first. Cilium's
+	 * SNAT_COLLISION_RETRIES is 32 (128 where the verifier allows 1M
+	 * instructions). */
+	XLB_SNAT_RETRIES = 256,
+	/* Ways of a set of xlb_replies. */
+	XLB_REPLY_WAYS = 4,
 	/* Default conntrack lifetimes in seconds (the configuration's defaults;
 	 * the loader sets the xlb_ct_timeout_* knobs in ticks): how long a flow
 	 * may stay silent before its entries (and SNAT port) may be reused.

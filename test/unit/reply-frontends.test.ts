@@ -1,0 +1,114 @@
+/**
+ * ReplyFrontends (src/datapath/reply_frontends.ts): which frontends
+ * xlb_reply_frontends lists for a local backend, derived from the frontends,
+ * backends and Maglev tables written, against an in-memory map.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ReplyFrontends, REPLY_FRONTENDS } from '../../src/datapath/reply_frontends.js';
+import type { BpfMap } from '../../src/datapath/bpf.js';
+
+/** The four calls ReplyFrontends makes, on a Map; `writes` counts updates and deletes. */
+function fakeMap(initial: Array<[Buffer, Buffer]> = []) {
+  const m = new Map<string, Buffer>(initial.map(([k, v]) => [k.toString('hex'), v]));
+  const fake = {
+    writes: 0,
+    keys: () => [...m.keys()].map((k) => Buffer.from(k, 'hex')),
+    lookup: (k: Buffer) => m.get(k.toString('hex')),
+    update: (k: Buffer, v: Buffer) => {
+      fake.writes++;
+      m.set(k.toString('hex'), Buffer.from(v));
+    },
+    delete: (k: Buffer) => {
+      fake.writes++;
+      return m.delete(k.toString('hex'));
+    },
+    size: () => m.size,
+    entries: () => [...m.entries()],
+  };
+  return fake;
+}
+
+const fe = (addr: string, port: number) => ({ addr, port, proto: 6 });
+const be = (addr: string) => ({ addr, port: 8080, proto: 6 });
+
+test('a local backend lists the frontends of the services whose tables hold it; remote backends and ClusterIPs list nothing', () => {
+  const map = fakeMap();
+  const r = new ReplyFrontends(map as unknown as BpfMap);
+  r.putBackend(1, be('198.19.1.1'), true);
+  r.putBackend(2, be('198.19.2.2'), false);
+  r.putFrontend(fe('203.0.113.10', 80), 7);
+  r.putFrontend(fe('198.18.0.11', 30080), 7);
+  r.putFrontend(fe('198.18.128.10', 80), 0); // a ClusterIP: no outside ID
+  r.putTable(7, Uint32Array.from([1, 2, 1, 2]));
+  r.flush();
+  assert.deepEqual([...r.entries()], [['198.19.1.1:8080:6', ['203.0.113.10:80', '198.18.0.11:30080']]]);
+  assert.equal(map.size(), 1);
+});
+
+test('a backend in two services lists both; the list keeps its order as others come; at most XLB_REPLY_FRONTENDS', () => {
+  const r = new ReplyFrontends(fakeMap() as unknown as BpfMap);
+  r.putBackend(1, be('198.19.1.1'), true);
+  r.putFrontend(fe('203.0.113.10', 80), 1);
+  r.putTable(1, Uint32Array.from([1]));
+  r.flush();
+  r.putFrontend(fe('203.0.113.20', 80), 2);
+  r.putTable(2, Uint32Array.from([1]));
+  for (let i = 0; i < REPLY_FRONTENDS + 2; i++) r.putFrontend(fe('203.0.113.30', 100 + i), 2);
+  r.flush();
+  const list = r.entries().get('198.19.1.1:8080:6')!;
+  assert.equal(list.length, REPLY_FRONTENDS);
+  assert.deepEqual(list.slice(0, 2), ['203.0.113.10:80', '203.0.113.20:80']);
+});
+
+test('a frontend stays listed while it exists, even when the table no longer holds the backend; it goes when the frontend or the backend goes', () => {
+  const r = new ReplyFrontends(fakeMap() as unknown as BpfMap);
+  r.putBackend(1, be('198.19.1.1'), true);
+  r.putBackend(2, be('198.19.1.2'), true);
+  r.putFrontend(fe('203.0.113.10', 80), 1);
+  r.putTable(1, Uint32Array.from([1, 2]));
+  r.flush();
+  r.putTable(1, Uint32Array.from([2, 2])); // backend 1 leaves the table; its flows still live on it
+  r.flush();
+  assert.deepEqual(r.entries().get('198.19.1.1:8080:6'), ['203.0.113.10:80']);
+  r.dropBackend(1);
+  r.flush();
+  assert.equal(r.entries().has('198.19.1.1:8080:6'), false);
+  r.dropFrontend(fe('203.0.113.10', 80));
+  r.flush();
+  assert.equal(r.entries().size, 0);
+});
+
+test('a backend that becomes remote is no longer listed; nothing is written when nothing changed', () => {
+  const map = fakeMap();
+  const r = new ReplyFrontends(map as unknown as BpfMap);
+  r.putBackend(1, be('198.19.1.1'), true);
+  r.putFrontend(fe('203.0.113.10', 80), 1);
+  r.putTable(1, Uint32Array.from([1]));
+  r.flush();
+  const writes = map.writes;
+  r.putTable(1, Uint32Array.from([1, 1]));
+  r.putFrontend(fe('203.0.113.10', 80), 1);
+  r.flush();
+  assert.equal(map.writes, writes);
+  r.putBackend(1, be('198.19.1.1'), false);
+  r.flush();
+  assert.equal(map.size(), 0);
+});
+
+test('what an earlier agent wrote is read back and kept while its frontends exist', () => {
+  const first = fakeMap();
+  const a = new ReplyFrontends(first as unknown as BpfMap);
+  a.putBackend(1, be('198.19.1.1'), true);
+  a.putFrontend(fe('203.0.113.10', 80), 1);
+  a.putTable(1, Uint32Array.from([1]));
+  a.flush();
+  const second = fakeMap(first.entries().map(([k, v]) => [Buffer.from(k, 'hex'), v]));
+  const b = new ReplyFrontends(second as unknown as BpfMap);
+  assert.deepEqual([...b.entries()], [['198.19.1.1:8080:6', ['203.0.113.10:80']]]);
+  // The kept frontends and backends come back (tables not yet written): the list stays.
+  b.putBackend(1, be('198.19.1.1'), true);
+  b.putFrontend(fe('203.0.113.10', 80), 1);
+  b.flush();
+  assert.deepEqual(b.entries().get('198.19.1.1:8080:6'), ['203.0.113.10:80']);
+});
