@@ -144,6 +144,8 @@ export class Agent implements AgentView {
       bgp: config.bgp ? () => this.bgpAnnouncer?.status() : undefined,
       l2: config.l2 ? () => this.l2Announcer?.status() : undefined,
       restored: () => this.dp?.restored ?? [],
+      floodStateless: () => this.dp?.floodStateless(),
+      nextHopChanges: () => this.nextHops?.changes,
     });
     this.registry = this.metrics.registry;
   }

@@ -22,6 +22,10 @@ export interface MetricsSource {
   l2?(): L2Status | undefined;
   /** What became of each pinned map when the datapath started (src/datapath/datapath.ts). */
   restored?(): MapRestore[];
+  /** New flows the SYN-flood guard placed without conntrack state, all CPUs (Datapath.floodStateless). */
+  floodStateless?(): bigint | undefined;
+  /** Next-hop generation bumps since the agent started (NextHopWatcher.changes). */
+  nextHopChanges?(): number | undefined;
 }
 
 /** The agent's metrics; `observeSync` is called after every sync. */
@@ -108,6 +112,31 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
       for (const [reason, n] of Object.entries(maps.readDrops())) this.inc({ reason }, Number(n));
     },
   });
+  if (source.floodStateless) {
+    const read = source.floodStateless.bind(source);
+    new Counter({
+      name: 'xlb_datapath_flows_stateless_total',
+      help: 'New flows placed without a conntrack entry because the SYN-flood guard\'s rate (datapath.synFloodGuard) was exceeded.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        const n = read();
+        if (n !== undefined) this.inc(Number(n));
+      },
+    });
+  }
+  if (source.nextHopChanges) {
+    const read = source.nextHopChanges.bind(source);
+    new Counter({
+      name: 'xlb_datapath_next_hop_invalidations_total',
+      help: 'Times the next hops cached in conntrack entries were invalidated (neighbour, route or link changes).',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(read() ?? 0);
+      },
+    });
+  }
   if (source.bgp) registerBgpMetrics(registry, source.bgp.bind(source));
   if (source.l2) registerL2Metrics(registry, source.l2.bind(source));
   return {

@@ -127,6 +127,9 @@ describe('traffic through xlb', () => {
     const line = text.split('\n').find((l) => l.startsWith('xlb_service_packets_total{') && l.includes('name="web"'));
     assert.ok(line && Number(line.split(' ').pop()) > 0, line ?? 'no xlb_service_packets_total for web');
     assert.match(text, /xlb_sync_duration_seconds_count \d+/);
+    // The SYN-flood guard's count (no flood here) and the next-hop invalidations (at least the start's burst of neighbour changes).
+    assert.match(text, /^xlb_datapath_flows_stateless_total 0$/m);
+    assert.match(text, /^xlb_datapath_next_hop_invalidations_total \d+$/m);
   });
 });
 
