@@ -73,6 +73,14 @@ export interface RigOptions {
   nodeAddr: string;
   /** max_entries overrides of the datapath's maps (e.g. a conntrack that never fills). */
   maxEntries?: Record<string, number>;
+  /**
+   * The XDP object to load (default xdp/build/xlb_xdp.bpf.o); an earlier
+   * version's (bench/datapath/before.ts) is loaded with only the knobs every
+   * version has, and its maps written in its own layouts.
+   */
+  object?: string;
+  /** The SYN-flood guard's new flows per tick and CPU (xlb_flood_limit); left out, none. */
+  floodLimit?: number;
 }
 
 /** One loaded datapath plus wrappers. Always close(). */
@@ -100,8 +108,12 @@ export class Rig {
     let wrappers: BpfObject | undefined;
     try {
       const hz = kernelHz(OBJ.clock);
-      xdp = BpfObject.open(OBJ.xdp, { pinRoot, rodata: { xlb_node_addr: nodeBe, ...clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) }, maxEntries: o.maxEntries });
+      const rodata: Record<string, number | Buffer> = { xlb_node_addr: nodeBe, ...clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) };
+      if (o.floodLimit) rodata.xlb_flood_limit = o.floodLimit;
+      xdp = BpfObject.open(o.object ?? OBJ.xdp, { pinRoot, rodata, maxEntries: o.maxEntries });
       xdp.load();
+      // The agent turns next-hop caching on (src/datapath/nexthops.ts); versions before it have no such map.
+      if (xdp.pinnedMapDefs().some((d) => d.name === 'xlb_nh_gen')) xdp.map('xlb_nh_gen').update(u32Key(0), u32Key(1));
       wrappers = BpfObject.open(OBJ.restore);
       wrappers.load();
       const lbmaps = new BpfLBMaps(lbMapSetOf(xdp!));
@@ -219,6 +231,8 @@ function prefillConntrack(lbmaps: BpfLBMaps, fillers: number): void {
   const n = Math.min(fillers, 100_000);
   const ks = sizeOf('xlb_flow_key');
   const vs = sizeOf('xlb_ct_entry');
+  // An earlier version's entry is a prefix of today's (fields were only appended).
+  const mapVs = lbmaps.maps.conntrack.valueSize;
   const batch = 8192;
   for (let start = 1; start <= n; start += batch) {
     const count = Math.min(batch, n - start + 1);
@@ -231,6 +245,7 @@ function prefillConntrack(lbmaps: BpfLBMaps, fillers: number): void {
       // backend 2k-1 is filler k's first backend (two per filler, IDs from 1)
       encode('xlb_ct_entry', { backend_id: 2 * k - 1, backend_addr: u32ToIp(ipToU32('198.19.0.0') + ((k * 7) & 0xffff)), backend_port: 8080 + (k & 0x3ff), snat_port: 0, service_id: k, flags: 0 }, values, i * vs);
     }
-    lbmaps.maps.conntrack.updateBatch(keys, values, count);
+    const out = mapVs === vs ? values : Buffer.concat(Array.from({ length: count }, (_, i) => values.subarray(i * vs, i * vs + mapVs)));
+    lbmaps.maps.conntrack.updateBatch(keys, out, count);
   }
 }
