@@ -377,6 +377,32 @@ export function dropsDelta(before: Record<DropReason, bigint>, after: Record<Dro
   return out;
 }
 
+/** MACs of the two veth pairs of {@link wireForwardingNetns}. */
+export const NETNS_MAC = { A: '02:00:00:00:0a:01', B: '02:00:00:00:0b:01', C: '02:00:00:00:0c:01', D: '02:00:00:00:0d:01' } as const;
+
+/**
+ * Make network namespace `ns` a node that forwards, for the remote-backend
+ * tests: xlbA `node`/24 (the ingress interface) <-> xlbB, gateway 198.18.0.1;
+ * xlbC 198.18.1.11/24 with MTU 1280 <-> xlbD, gateway 198.18.1.1; both
+ * gateways with permanent neighbour entries (so bpf_fib_lookup resolves
+ * MACs), forwarding on (bpf_fib_lookup refuses to forward from an interface
+ * without it), and `routes` as [destination, gateway] pairs.
+ */
+export function wireForwardingNetns(ns: string, node: string, routes: Array<[string, string]>): void {
+  const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const M = NETNS_MAC;
+  execFileSync('ip', ['netns', 'add', ns]);
+  ip('link', 'add', 'xlbA', 'address', M.A, 'type', 'veth', 'peer', 'name', 'xlbB', 'address', M.B);
+  ip('link', 'add', 'xlbC', 'address', M.C, 'mtu', '1280', 'type', 'veth', 'peer', 'name', 'xlbD', 'address', M.D, 'mtu', '1280');
+  for (const dev of ['lo', 'xlbA', 'xlbB', 'xlbC', 'xlbD']) ip('link', 'set', dev, 'up');
+  ip('addr', 'add', `${node}/24`, 'dev', 'xlbA');
+  ip('addr', 'add', '198.18.1.11/24', 'dev', 'xlbC');
+  for (const [dst, via] of routes) ip('route', 'add', dst, 'via', via, 'dev', via.startsWith('198.18.1.') ? 'xlbC' : 'xlbA');
+  ip('neigh', 'add', '198.18.0.1', 'lladdr', M.B, 'dev', 'xlbA', 'nud', 'permanent');
+  ip('neigh', 'add', '198.18.1.1', 'lladdr', M.D, 'dev', 'xlbC', 'nud', 'permanent');
+  execFileSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
+}
+
 /** An `xdp_md` for BPF_PROG_TEST_RUN's ctx_in: data_end = frame length, ingress ifindex. */
 export function xdpCtx(frameLength: number, ingressIfindex: number): Buffer {
   const ctx = Buffer.alloc(24);

@@ -20,7 +20,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, snatPortOrder, type FlowKey } from './harness.js';
+import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, snatPortOrder, wireForwardingNetns, NETNS_MAC, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex } from '../../src/datapath/bpf.js';
 import { enums } from '../../src/datapath/codec.js';
@@ -31,7 +31,7 @@ const NS = `xlb-dpt-${randomBytes(3).toString('hex')}`;
 const NODE = '198.18.0.11';
 const CLIENT = '192.0.2.7';
 const VIP = '203.0.113.10';
-const MAC = { A: '02:00:00:00:0a:01', B: '02:00:00:00:0b:01', C: '02:00:00:00:0c:01', D: '02:00:00:00:0d:01' };
+const MAC = NETNS_MAC;
 const SNAT_MIN = 61000;
 const SNAT_MAX = 65535;
 
@@ -61,20 +61,12 @@ function ip(...args: string[]): void {
 
 before(() => {
   buildObjects();
-  execFileSync('ip', ['netns', 'add', NS]);
-  ip('link', 'add', 'xlbA', 'address', MAC.A, 'type', 'veth', 'peer', 'name', 'xlbB', 'address', MAC.B);
-  ip('link', 'add', 'xlbC', 'address', MAC.C, 'mtu', '1280', 'type', 'veth', 'peer', 'name', 'xlbD', 'address', MAC.D, 'mtu', '1280');
-  for (const dev of ['lo', 'xlbA', 'xlbB', 'xlbC', 'xlbD']) ip('link', 'set', dev, 'up');
-  ip('addr', 'add', `${NODE}/24`, 'dev', 'xlbA');
-  ip('addr', 'add', '198.18.1.11/24', 'dev', 'xlbC');
-  ip('route', 'add', '198.19.1.0/24', 'via', '198.18.0.1', 'dev', 'xlbA');
-  ip('route', 'add', '192.0.2.0/24', 'via', '198.18.0.1', 'dev', 'xlbA');
-  ip('route', 'add', '198.19.2.0/24', 'via', '198.18.1.1', 'dev', 'xlbC');
-  ip('route', 'add', '198.19.3.0/24', 'via', '198.18.0.2', 'dev', 'xlbA');
-  ip('neigh', 'add', '198.18.0.1', 'lladdr', MAC.B, 'dev', 'xlbA', 'nud', 'permanent');
-  ip('neigh', 'add', '198.18.1.1', 'lladdr', MAC.D, 'dev', 'xlbC', 'nud', 'permanent');
-  // bpf_fib_lookup refuses to forward from an interface with forwarding off
-  execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.conf.all.forwarding=1']);
+  wireForwardingNetns(NS, NODE, [
+    ['198.19.1.0/24', '198.18.0.1'],
+    ['192.0.2.0/24', '198.18.0.1'],
+    ['198.19.2.0/24', '198.18.1.1'],
+    ['198.19.3.0/24', '198.18.0.2'],
+  ]);
 
   leave = enterNetns(NS);
   ifA = ifIndex('xlbA');
