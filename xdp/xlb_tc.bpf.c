@@ -151,6 +151,10 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 	__u32 backend_id = 0;
 	bool hairpin, keep;
 
+	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)skb->data_end)) {
+		xlb_count_drop(XLB_DROP_BAD_CHECKSUM);
+		return TC_ACT_SHOT;
+	}
 	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
 				     xlb_flow_hash(&pkt->flow), &backend_id);
 	if (!backend) {

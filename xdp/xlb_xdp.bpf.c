@@ -136,7 +136,8 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 }
 
 /* Steps 3 to 5 for a flow without a current conntrack entry (`stale` is
- * the outdated one, if any; `now` from xlb_now): the service's policies
+ * the outdated one, if any; `now` from xlb_now): a valid IPv4 header, the
+ * service's policies
  * (source ranges, ClientIP affinity; xlb_policy.h), else the Maglev pick;
  * how its replies are restored and its conntrack entry (unless the SYN-flood
  * guard holds it back), then DNAT and pass to the stack (local backend) or
@@ -153,6 +154,9 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	bool keep;
 	int verdict;
 
+	/* Nothing is created for a header the kernel would have dropped. */
+	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)ctx->data_end))
+		return xlb_drop(XLB_DROP_BAD_CHECKSUM);
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
 		return xlb_drop(XLB_DROP_SOURCE_RANGE);
 	backend = xlb_select_backend(svc, service_id, svc->flags & XLB_SVC_F_EXT_LOCAL, pkt->flow.saddr, hash,
@@ -305,6 +309,8 @@ static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_
 
 	if (!s)
 		return XDP_PASS;
+	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)ctx->data_end))
+		return xlb_drop(XLB_DROP_BAD_CHECKSUM);
 	xlb_reply_touch(s, pkt->tcp_flags, xlb_now());
 	xlb_count_service(s->service_id, len);
 	return xlb_forward(ctx, pkt, s->vip, s->vip_port, s->client_addr, s->client_port, NULL);

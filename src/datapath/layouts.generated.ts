@@ -219,7 +219,8 @@ export const enums = {
     XLB_DROP_REDIRECT: 6,
     XLB_DROP_SOURCE_RANGE: 7,
     XLB_DROP_SOCK_REFUSED: 8,
-    XLB_DROP_REASON_MAX: 9,
+    XLB_DROP_BAD_CHECKSUM: 9,
+    XLB_DROP_REASON_MAX: 10,
   },
   xlb_limits: {
     XLB_MAGLEV_HEADER_SLOTS: 1,

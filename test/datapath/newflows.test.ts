@@ -117,6 +117,51 @@ function stateless(dp: Datapath): bigint {
   return n;
 }
 
+describe('IPv4 header checksum', () => {
+  /** `frame` with its IPv4 header checksum changed (the Ethernet header is 14 bytes, the field at 10). */
+  const corrupt = (frame: Buffer): Buffer => {
+    const f = Buffer.from(frame);
+    f.writeUInt16BE(f.readUInt16BE(24) ^ 0x1234, 24);
+    return f;
+  };
+
+  test('a new flow whose header checksum is wrong is dropped, counted, and leaves no state; a good one passes', () => {
+    const dp = load({ snatPortMin: 61000, snatPortMax: 61015, withTc: false });
+    const client = { saddr: '198.18.190.1', sport: 5555 };
+    for (const port of [LOCAL.port, REMOTE.port]) {
+      const flow: FlowKey = { saddr: client.saddr, daddr: VIP, sport: client.sport, dport: port, proto: PROTO.TCP };
+      const bad = corrupt(packet(client.saddr, client.sport, port, TCP_FLAG.SYN));
+      const before = dp.drops();
+      const r = run(dp, bad);
+      assert.equal(r.retval, XDP.DROP, `:${port}`);
+      assert.deepEqual(r.dataOut, bad, 'left as it came');
+      assert.deepEqual(dropsDelta(before, dp.drops()), { XLB_DROP_BAD_CHECKSUM: 1 });
+      assert.equal(dp.conntrack(flow), undefined, 'no conntrack entry');
+    }
+    for (let p = 61000; p <= 61015; p++) {
+      assert.equal(dp.rnat({ saddr: REMOTE.backend.addr, daddr: NODE, sport: REMOTE.backend.port, dport: p, proto: PROTO.TCP }), undefined, `SNAT port ${p} not taken`);
+    }
+    assert.equal(run(dp, packet(client.saddr, client.sport, REMOTE.port, TCP_FLAG.SYN)).retval, XDP.TX, 'the same SYN with a good checksum goes through');
+    assert.equal(run(dp, packet(client.saddr, client.sport, LOCAL.port, TCP_FLAG.SYN)).retval, XDP.PASS);
+  });
+
+  test('a reply to a SNAT port with a wrong header checksum is dropped and refreshes nothing', () => {
+    const dp = load({ withTc: false });
+    const client = { saddr: '198.18.190.2', sport: 5556 };
+    const flow: FlowKey = { saddr: client.saddr, daddr: VIP, sport: client.sport, dport: REMOTE.port, proto: PROTO.TCP };
+    assert.equal(run(dp, packet(client.saddr, client.sport, REMOTE.port, TCP_FLAG.SYN)).retval, XDP.TX);
+    const port = dp.conntrack(flow)!.snat_port;
+    const key: FlowKey = { saddr: REMOTE.backend.addr, daddr: NODE, sport: REMOTE.backend.port, dport: port, proto: PROTO.TCP };
+    const reply = tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: REMOTE.backend.addr, dst: NODE }, tcp: { sport: REMOTE.backend.port, dport: port, flags: TCP_FLAG.SYN | TCP_FLAG.ACK } });
+    const before = dp.drops();
+    assert.equal(run(dp, corrupt(reply)).retval, XDP.DROP);
+    assert.deepEqual(dropsDelta(before, dp.drops()), { XLB_DROP_BAD_CHECKSUM: 1 });
+    assert.equal(dp.rnat(key)!.flags & CT_REPLIED, 0, 'not marked answered');
+    assert.equal(run(dp, reply).retval, XDP.TX);
+    assert.equal(dp.rnat(key)!.flags & CT_REPLIED, CT_REPLIED);
+  });
+});
+
 describe('replies of flows to local backends', () => {
   /** Service 9 with seven frontends (VIP:100..106) over one local backend. */
   const MANY = { id: 9, ports: [100, 101, 102, 103, 104, 105, 106], backend: { id: 9, addr: '198.19.5.9', port: 9999 } };

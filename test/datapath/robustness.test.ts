@@ -12,7 +12,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Datapath, XDP, BE_LOCAL, buildObjects, dropsDelta, type DropReason } from './harness.js';
 import { BpfError } from '../../src/datapath/bpf.js';
-import { tcpPacket, udpPacket, parsePacket, verifyChecksums, truncate, PROTO, ETH_P, type ChecksumVerdict } from '../helpers/packet.js';
+import { internetChecksum, tcpPacket, udpPacket, parsePacket, verifyChecksums, truncate, PROTO, ETH_P, type ChecksumVerdict } from '../helpers/packet.js';
 import { prng } from '../helpers/prng.js';
 
 const CLIENT = '192.0.2.7';
@@ -158,7 +158,7 @@ describe('random frames', () => {
     const counted = Object.values(delta).reduce((s, n) => s + (n ?? 0), 0);
     assert.equal(counted, dropped, 'every drop is counted once');
     for (const reason of Object.keys(delta) as DropReason[])
-      assert.ok(['XLB_DROP_TRUNCATED', 'XLB_DROP_NO_BACKEND'].includes(reason), `unexpected drop reason ${reason}`);
+      assert.ok(['XLB_DROP_TRUNCATED', 'XLB_DROP_NO_BACKEND', 'XLB_DROP_BAD_CHECKSUM'].includes(reason), `unexpected drop reason ${reason}`);
     return { passedRewritten, dropped };
   }
 
@@ -178,6 +178,11 @@ describe('random frames', () => {
       const l4 = 14 + (f[14] & 0x0f) * 4;
       if (l4 + 4 <= f.length) f.writeUInt16BE([WEB.port, DNS.port, EMPTY.port][int(3)], l4 + 2);
       if (int(2)) f.writeUInt16BE(f.length - 14, 16); // a consistent total length half the time
+      // a valid header checksum three times in four (a wrong one drops before any state)
+      if (int(4) && l4 <= f.length) {
+        f.writeUInt16BE(0, 24);
+        f.writeUInt16BE(internetChecksum(f.subarray(14, l4)), 24);
+      }
       return f;
     });
     assert.ok(res.passedRewritten > 0 && res.dropped > 0, `the generator reaches DNAT (${res.passedRewritten}) and drops (${res.dropped})`);

@@ -8,6 +8,7 @@
 #ifndef XLB_PARSE_H
 #define XLB_PARSE_H
 
+#include <stdbool.h>
 #include <linux/types.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
@@ -17,6 +18,7 @@
 #include <bpf/bpf_endian.h>
 #include "xlb_types.h"
 #include "xlb_consts.h"
+#include "xlb_csum.h"
 
 /* An 802.1Q/802.1ad tag as it follows the MAC addresses (IEEE 802.1Q 9.3);
  * the kernel's struct vlan_hdr is not part of the UAPI. */
@@ -131,6 +133,34 @@ xlb_parse_ipv4_l4(void *data, void *data_end, __u32 frame_len, struct xlb_pkt *p
 		pkt->tcp_flags = 0;
 	}
 	return XLB_PARSE_OK;
+}
+
+/* Whether the IPv4 header of a parsed packet (XLB_PARSE_OK or _TRUNCATED)
+ * sums to 0xffff in one's complement, as RFC 791 / RFC 1071 want; the
+ * kernel drops a packet whose sum does not on receive (ip_rcv_core). */
+static __always_inline bool xlb_ipv4_csum_ok(const struct xlb_pkt *pkt, void *data_end)
+{
+	const __u16 *w = (const __u16 *)pkt->ip;
+	__u32 words = ((__u32)pkt->l4_off - (__u32)pkt->l3_off) >> 1;
+	__u64 sum = 0;
+	__u32 i;
+
+	if ((void *)(w + 10) > data_end)
+		return false;
+	for (i = 0; i < 10; i++)
+		sum += w[i];
+	for (i = 10; i < 30; i++) {
+		const __u16 *p = w + i;
+
+		if (i >= words)
+			break;
+		/* keeps clang from turning the bound check into arithmetic on data_end */
+		asm volatile("" : "+r"(p));
+		if ((void *)(p + 1) > data_end)
+			return false;
+		sum += *p;
+	}
+	return xlb_csum_fold(sum) == 0xffff;
 }
 
 /* Byte offset of the L4 checksum field within the L4 header. */

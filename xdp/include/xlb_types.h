@@ -263,7 +263,9 @@ enum xlb_drop_reason {
 	XLB_DROP_SOURCE_RANGE = 7,     /* new flow from outside the service's loadBalancerSourceRanges */
 	XLB_DROP_SOCK_REFUSED = 8,     /* connect() or sendmsg() to a service without a usable
 	                                * endpoint, refused with ECONNREFUSED (socket hooks) */
-	XLB_DROP_REASON_MAX = 9,
+	XLB_DROP_BAD_CHECKSUM = 9,     /* IPv4 header checksum wrong on a packet that would have
+	                                * created state (a new flow, a reply to a SNAT port) */
+	XLB_DROP_REASON_MAX = 10,
 };
 
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
