@@ -7,7 +7,7 @@ import { isIPv4 } from '../util/ip.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled',
+    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled',
     readonly status: number,
     message: string,
   ) {
@@ -24,13 +24,35 @@ export interface Flow {
   protocol: 'TCP' | 'UDP';
 }
 
+/** A port written as plain decimal digits: no sign, exponent, hex prefix, blank or fraction (Number() takes all of those). */
+const DECIMAL = /^[0-9]{1,5}$/;
+
 function endpoint(s: string, which: string): [string, number] {
   const i = s.lastIndexOf(':');
   const ip = s.slice(0, i);
-  const port = Number(s.slice(i + 1));
+  const text = s.slice(i + 1);
   if (i < 0 || !isIPv4(ip)) throw new ApiError('bad_flow', 400, `flow ${which}: expected IPv4:PORT (got ${JSON.stringify(s)})`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ApiError('bad_flow', 400, `flow ${which}: port must be 1..65535 (got ${JSON.stringify(s.slice(i + 1))})`);
+  const port = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!(port >= 1 && port <= 65535)) throw new ApiError('bad_flow', 400, `flow ${which}: port must be a decimal number 1..65535 (got ${JSON.stringify(text)})`);
   return [ip, port];
+}
+
+/**
+ * The query parameters of a request, strictly: each at most once, none but
+ * `allowed`. fastify hands a repeated key over as an array.
+ * @throws ApiError bad_query naming the parameter
+ */
+export function strictQuery<K extends string>(query: unknown, allowed: readonly K[]): Partial<Record<K, string>> {
+  const out: Partial<Record<K, string>> = {};
+  for (const [key, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    if (!(allowed as readonly string[]).includes(key)) {
+      throw new ApiError('bad_query', 400, `query parameter ${JSON.stringify(key)} is not known here (known: ${allowed.join(', ') || 'none'})`);
+    }
+    if (Array.isArray(value)) throw new ApiError('bad_query', 400, `query parameter ${key} given ${value.length} times; give it once`);
+    if (typeof value !== 'string') throw new ApiError('bad_query', 400, `query parameter ${key}: expected a string`);
+    out[key as K] = value;
+  }
+  return out;
 }
 
 /**

@@ -15,7 +15,7 @@ import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseFlow, type Flow } from './errors.js';
+import { ApiError, parseFlow, strictQuery, type Flow } from './errors.js';
 
 /** What the API reads from the agent. */
 export interface AgentView {
@@ -69,6 +69,12 @@ export function buildApi(agent: AgentView): FastifyInstance {
     return reply.code(status).send({ error: status === 404 ? 'not_found' : status < 500 ? 'bad_request' : 'internal', message: (err as Error).message });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url}` }));
+  // The /v1 routes other than the flow prediction take no query parameters:
+  // one given is a 400 naming it (probes and /metrics leave theirs alone).
+  app.addHook('preHandler', async (req) => {
+    const url = req.routeOptions.url ?? '';
+    if (url.startsWith('/v1/') && !url.endsWith('/flow')) strictQuery(req.query, []);
+  });
 
   app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
   app.get('/readyz', async (_req, reply) => (agent.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })));
@@ -82,15 +88,16 @@ export function buildApi(agent: AgentView): FastifyInstance {
     if (!ports.length) throw new ApiError('service_not_found', 404, `service ${req.params.namespace}/${req.params.name} is not programmed`);
     return { namespace: req.params.namespace, name: req.params.name, ports };
   });
-  app.get<{ Params: { namespace: string; name: string }; Querystring: { flow?: string; port?: string } }>(
+  app.get<{ Params: { namespace: string; name: string } }>(
     '/v1/services/:namespace/:name/flow',
     async (req) => {
-      const flow = parseFlow(req.query.flow);
+      const q = strictQuery(req.query, ['flow', 'port'] as const);
+      const flow = parseFlow(q.flow);
       const ports = agent
         .services()
         .filter((s) => s.namespace === req.params.namespace && s.name === req.params.name && s.protocol === flow.protocol);
-      const port = req.query.port ? ports.find((s) => s.portName === req.query.port) : ports.find((s) => s.frontends.some((f) => f.port === flow.dport)) ?? ports[0];
-      if (!port) throw new ApiError('service_not_found', 404, `service ${req.params.namespace}/${req.params.name} has no ${flow.protocol} port${req.query.port ? ` named ${req.query.port}` : ''}`);
+      const port = q.port !== undefined ? ports.find((s) => s.portName === q.port) : ports.find((s) => s.frontends.some((f) => f.port === flow.dport)) ?? ports[0];
+      if (!port) throw new ApiError('service_not_found', 404, `service ${req.params.namespace}/${req.params.name} has no ${flow.protocol} port${q.port !== undefined ? ` named ${q.port}` : ''}`);
       const p = agent.predict(port.key, flow);
       if (!p) throw new ApiError('no_table', 409, `service ${port.key} has no Maglev table (no ready backend)`);
       return { service: port.key, flow, ...p };

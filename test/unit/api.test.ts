@@ -84,9 +84,50 @@ test('flow prediction names a backend; a malformed flow is a 400 naming the part
   assert.ok(body.slot < body.tableSize);
   const bad = await app.inject('/v1/services/default/web/flow?flow=198.18.1.2:99999,192.0.2.10:80,tcp');
   assert.equal(bad.statusCode, 400);
-  assert.match((bad.json() as { message: string }).message, /flow source: port must be 1\.\.65535/);
+  assert.match((bad.json() as { message: string }).message, /flow source: port must be a decimal number 1\.\.65535/);
   const proto = await app.inject('/v1/services/default/web/flow?flow=198.18.1.2:1,192.0.2.10:80,icmp');
   assert.match((proto.json() as { message: string }).message, /flow protocol/);
+});
+
+test('queries are parsed strictly: a repeated key, a port with a sign, exponent, hex prefix or blank, an unknown parameter are 400s naming it', async () => {
+  const app = buildApi(agent);
+  const get = async (url: string) => {
+    const res = await app.inject(url);
+    return { status: res.statusCode, body: res.json() as { error: string; message: string } };
+  };
+  const twice = await get('/v1/services/default/web/flow?flow=a&flow=b');
+  assert.equal(twice.status, 400);
+  assert.equal(twice.body.error, 'bad_query');
+  assert.match(twice.body.message, /flow given 2 times/);
+  for (const port of ['1e3', '0x50', '%2080', '', '+80', '-1', '80.0', '65536', '0']) {
+    const r = await get(`/v1/services/default/web/flow?flow=198.18.1.2:${port},192.0.2.10:80,tcp`);
+    assert.equal(r.status, 400, `source port ${JSON.stringify(decodeURIComponent(port))}`);
+    assert.equal(r.body.error, 'bad_flow');
+    assert.match(r.body.message, /flow source: port must be a decimal number 1\.\.65535/);
+  }
+  const unknown = await get('/v1/services/default/web/flow?flow=198.18.1.2:1,192.0.2.10:80,tcp&verbose=1');
+  assert.equal(unknown.status, 400);
+  assert.match(unknown.body.message, /"verbose" is not known here/);
+  const extra = await get('/v1/services?x=1');
+  assert.equal(extra.status, 400);
+  assert.equal(extra.body.error, 'bad_query');
+  assert.equal((await app.inject('/readyz?verbose')).statusCode, 200, 'probes ignore their query');
+});
+
+test('no query a client sends gets a 500 (seeded fuzz)', async () => {
+  const app = buildApi(agent);
+  let seed = Number(process.env.XLB_FUZZ_SEED ?? Date.now() % 100000);
+  console.log(`api fuzz: XLB_FUZZ_SEED=${seed}`);
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const pick = <T,>(a: T[]) => a[Math.floor(rand() * a.length)];
+  const pieces = ['flow', 'port', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
+  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow'];
+  for (let i = 0; i < 400; i++) {
+    const q = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => pick(pieces)).join('');
+    const url = `${pick(routes)}?${q}`;
+    const res = await app.inject(url);
+    assert.ok(res.statusCode < 500, `seed ${seed}: ${url} answered ${res.statusCode} ${res.body}`);
+  }
 });
 
 test('/metrics exposes the agent metrics in the Prometheus format', async () => {
