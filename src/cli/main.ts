@@ -7,6 +7,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
+import { integerIn, parseApiAddress, parseNamespacedName } from './args.js';
 import type { BgpStatus } from '../bgp/announcer.js';
 import type { L2Status } from '../l2/announcer.js';
 import type { ServiceView } from '../services/controller.js';
@@ -14,7 +15,7 @@ import type { ServiceView } from '../services/controller.js';
 const program = new Command();
 program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
 
-const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi());
+const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi()).argParser(parseApiAddress);
 
 program
   .command('agent')
@@ -122,7 +123,7 @@ program
 program
   .command('services')
   .description('programmed services, or one service with its backends')
-  .argument('[namespace/name]')
+  .argument('[namespace/name]', 'one service, as NAMESPACE/NAME', parseNamespacedName)
   .addOption(apiOption())
   .option('--json', 'print JSON')
   .action(async (which: string | undefined, opts: { api: string; json?: boolean }) => {
@@ -187,7 +188,7 @@ function printServicePort(p: ServiceView): void {
 program
   .command('maglev')
   .description("a service's Maglev shares, or which backend a flow goes to")
-  .argument('<namespace/name>')
+  .argument('<namespace/name>', 'the service, as NAMESPACE/NAME', parseNamespacedName)
   .option('--flow <SRC:SPORT,DST:DPORT,PROTO>', 'predict the backend of this flow')
   .addOption(apiOption())
   .option('--json', 'print JSON')
@@ -275,7 +276,7 @@ program
 const lab = program.command('lab').description('a lab of network namespaces: client, router, nodes with pods, one agent per node');
 lab
   .command('up')
-  .option('--nodes <n>', 'number of nodes', (v) => Number(v), 2)
+  .option('--nodes <n>', 'number of nodes, 1..50', integerIn(1, 50), 2)
   .option('--manifests <file>', 'Kubernetes manifests for the agents (default examples/lab-services.yaml)')
   .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
   .option('--no-agents', 'wire the namespaces only')
@@ -335,9 +336,9 @@ lab
 program
   .command('demo')
   .description('bring the lab up, send traffic through xlb, show the Maglev distribution and flow stickiness, take the lab down')
-  .option('--nodes <n>', 'number of nodes', (v) => Number(v), 2)
-  .option('--requests <n>', 'HTTP requests per VIP (a new connection each)', (v) => Number(v), 1000)
-  .option('--datagrams <n>', 'UDP datagrams per UDP VIP', (v) => Number(v), 200)
+  .option('--nodes <n>', 'number of nodes, 1..50', integerIn(1, 50), 2)
+  .option('--requests <n>', 'HTTP requests per VIP (a new connection each)', integerIn(1, 10_000_000), 1000)
+  .option('--datagrams <n>', 'UDP datagrams per UDP VIP', integerIn(1, 10_000_000), 200)
   .option('--keep', 'leave the lab up afterwards')
   .option('--state-dir <dir>', 'where the lab keeps its state', '/run/xlb-lab')
   .action(async (opts: { nodes: number; requests: number; datagrams: number; keep?: boolean; stateDir: string }) => {

@@ -1,0 +1,64 @@
+/**
+ * Argument parsers of the `xlb` command line: each takes the text a user
+ * typed and returns the value, or throws commander's InvalidArgumentError
+ * with a message saying what was expected, so that commander names the
+ * option or argument and exits non-zero before anything runs.
+ */
+import { InvalidArgumentError } from 'commander';
+import { isIPv4 } from '../util/ip.js';
+
+/** A Kubernetes name (DNS-1123 label for a namespace, DNS-1123 subdomain for a Service). */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
+ * An agent API address: `HOST:PORT` (PORT decimal 1..65535, HOST not empty)
+ * or `unix:/absolute/path`.
+ * @throws InvalidArgumentError otherwise
+ */
+export function parseApiAddress(text: string): string {
+  if (text.startsWith('unix:')) {
+    if (!text.slice(5).startsWith('/')) throw new InvalidArgumentError('a unix socket is unix:/absolute/path');
+    return text;
+  }
+  const i = text.lastIndexOf(':');
+  const host = i > 0 ? text.slice(0, i) : '';
+  const port = text.slice(i + 1);
+  if (i <= 0 || !host || !/^[0-9]{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) {
+    throw new InvalidArgumentError('expected HOST:PORT (a port 1..65535) or unix:/path, e.g. 127.0.0.1:9876');
+  }
+  if (host.startsWith('[') !== host.endsWith(']')) throw new InvalidArgumentError('an IPv6 host is written in brackets, e.g. [::1]:9876');
+  return text;
+}
+
+/**
+ * A Service as `NAMESPACE/NAME` (both lower-case DNS names, as Kubernetes
+ * validates them).
+ * @throws InvalidArgumentError otherwise, with the form expected
+ */
+export function parseNamespacedName(text: string): string {
+  const parts = text.split('/');
+  if (parts.length !== 2) throw new InvalidArgumentError(`expected NAMESPACE/NAME, e.g. default/${text.includes('/') ? 'web' : text || 'web'}`);
+  const [ns, name] = parts;
+  if (!DNS_LABEL.test(ns) || ns.length > 63) throw new InvalidArgumentError(`namespace ${JSON.stringify(ns)} is not a Kubernetes namespace name (lower-case letters, digits, '-')`);
+  if (!DNS_SUBDOMAIN.test(name) || name.length > 253) throw new InvalidArgumentError(`name ${JSON.stringify(name)} is not a Kubernetes Service name (lower-case letters, digits, '-', '.')`);
+  return text;
+}
+
+/**
+ * A parser of whole decimal numbers from `min` to `max`.
+ * @returns a function that throws InvalidArgumentError for anything else (signs, fractions, exponents, hex, blanks)
+ */
+export function integerIn(min: number, max: number): (text: string) => number {
+  return (text: string) => {
+    const n = /^[0-9]{1,9}$/.test(text) ? Number(text) : NaN;
+    if (!(n >= min && n <= max)) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    return n;
+  };
+}
+
+/** An IPv4 address. @throws InvalidArgumentError otherwise */
+export function parseIPv4(text: string): string {
+  if (!isIPv4(text)) throw new InvalidArgumentError('expected an IPv4 address, e.g. 198.18.0.11');
+  return text;
+}

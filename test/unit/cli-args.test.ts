@@ -1,0 +1,51 @@
+/**
+ * The `xlb` command line refuses bad arguments before it does anything: a
+ * message naming the option or argument and what it expects, and a
+ * non-zero exit (src/cli/args.ts, through commander).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from 'commander';
+import { integerIn, parseApiAddress, parseNamespacedName } from '../../src/cli/args.js';
+
+const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+
+test('API addresses: HOST:PORT or unix:/path', () => {
+  for (const ok of ['127.0.0.1:9876', 'localhost:1', '[::1]:9876', 'unix:/run/xlb.sock']) assert.equal(parseApiAddress(ok), ok);
+  for (const bad of ['foo', 'foo:', ':80', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:0x50', '127.0.0.1:1e3', '127.0.0.1: 80', 'unix:relative', '[::1:80']) {
+    assert.throws(() => parseApiAddress(bad), InvalidArgumentError, bad);
+  }
+});
+
+test('services are NAMESPACE/NAME with Kubernetes names', () => {
+  for (const ok of ['default/web', 'kube-system/kube-dns', 'a/b.c']) assert.equal(parseNamespacedName(ok), ok);
+  for (const bad of ['web', '/web', 'default/', 'a/b/c', 'Default/web', 'default/Web', 'default/-web', 'de_fault/web']) {
+    assert.throws(() => parseNamespacedName(bad), InvalidArgumentError, bad);
+  }
+  assert.throws(() => parseNamespacedName('web'), /expected NAMESPACE\/NAME, e\.g\. default\/web/);
+});
+
+test('whole numbers in a range: no sign, fraction, exponent, hex or blank', () => {
+  const nodes = integerIn(1, 50);
+  assert.equal(nodes('2'), 2);
+  assert.equal(nodes('50'), 50);
+  for (const bad of ['abc', '', ' 2', '+2', '-1', '0', '51', '2.0', '1e1', '0x2']) assert.throws(() => nodes(bad), InvalidArgumentError, JSON.stringify(bad));
+});
+
+test('the command exits non-zero naming the argument, before doing anything', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [xlb, ...args], { encoding: 'utf8', timeout: 60_000 });
+  const cases: Array<[string[], RegExp]> = [
+    [['status', '--api', 'foo'], /option '--api <addr>' argument 'foo' is invalid\. expected HOST:PORT/],
+    [['services', 'web'], /argument 'namespace\/name'\. expected NAMESPACE\/NAME, e\.g\. default\/web/],
+    [['lab', 'up', '--nodes', 'abc'], /option '--nodes <n>' argument 'abc' is invalid\. expected a whole number from 1 to 50/],
+    [['demo', '--requests', '1e3'], /option '--requests <n>' argument '1e3' is invalid/],
+  ];
+  for (const [args, message] of cases) {
+    const r = run(...args);
+    assert.notEqual(r.status, 0, `xlb ${args.join(' ')} exits non-zero`);
+    assert.match(r.stderr, message, `xlb ${args.join(' ')}`);
+  }
+});
