@@ -233,8 +233,13 @@ export class Agent implements AgentView {
       else {
         const file = config.source.file!.path;
         agent.source = new FileSource(file, log, {
+          maxBytes: config.source.file!.maxBytes,
+          settleMs: config.source.file!.settleMs,
           onError: (err) => {
             agent.sourceError = { object: `file ${file}`, field: err.line ? `line ${err.line}` : '(file)', message: `${err.message}; the last good state stays programmed` };
+          },
+          onRecovered: () => {
+            agent.sourceError = undefined;
           },
         });
         await agent.source.start((snap) => agent.onSnapshot(snap.state, snap.issues));

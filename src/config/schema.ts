@@ -85,7 +85,11 @@ const conntrackLifetimes = obj({
 });
 
 const source = obj({
-  file: obj({ path: nonEmptyString }).optional(),
+  file: obj({
+    path: nonEmptyString,
+    maxBytes: check<number>((v) => isInt(v, 1024, 1 << 30), 'must be an integer 1024..1073741824 (bytes)').default(4 << 20),
+    settleMs: check<number>((v) => isInt(v, 0, 60000), 'must be an integer 0..60000 (ms)').default(50),
+  }).optional(),
   kubernetes: obj({ kubeconfig: nonEmptyString.optional() }).optional(),
 }).superRefine((s, ctx) => {
   const given = [s.file && 'file', s.kubernetes && 'kubernetes'].filter(Boolean);
@@ -111,7 +115,9 @@ const source = obj({
  * - `interfaces` (required, ≥ 1, distinct): external interfaces (XDP ingress,
  *   tc egress).
  * - `source`: exactly one of `file.path` (manifests; relative to the config
- *   file) and `kubernetes` (optional `kubeconfig`).
+ *   file) and `kubernetes` (optional `kubeconfig`). With `file`, `maxBytes`
+ *   (default 4 MiB: a larger file is refused) and `settleMs` (default 50: a
+ *   file is read only once left alone that long; src/sources/file).
  * - `datapath.instance`: pin directory `/sys/fs/bpf/xlb/<instance>`,
  *   `[a-z0-9-]{1,48}`, default `xlb`. `objectDir`: directory of the BPF
  *   objects, null for `<repo>/xdp/build`. `xdpMode`: native | generic | auto

@@ -39,7 +39,7 @@ describe('config: good configurations', () => {
     const want: Config = {
       node: { name: 'node1' },
       interfaces: ['eth0'],
-      source: { file: { path: '/etc/xlb/manifests.yaml' } },
+      source: { file: { path: '/etc/xlb/manifests.yaml', maxBytes: 4194304, settleMs: 50 } },
       datapath: {
         instance: 'xlb',
         objectDir: null,
@@ -105,7 +105,7 @@ describe('config: bad configurations name the key path and the value', () => {
     ['interface name too long', { interfaces: ['a-very-long-interface-name'] }, ['interfaces[0]: not an interface name (1..15 characters, no "/", ":" or spaces) (got "a-very-long-interface-name")']],
     ['duplicate interface', { interfaces: ['eth0', 'eth0'] }, ['interfaces[1]: duplicate interface (also interfaces[0]) (got "eth0")']],
     ['no source', { source: { file: undefined } }, ['source: exactly one of file, kubernetes is required (got {})']],
-    ['two sources', { source: { kubernetes: {} } }, ['source: exactly one of file, kubernetes; both are given (got {"file":{"path":"/etc/xlb/manifests.yaml"},"kubernetes":{}})']],
+    ['two sources', { source: { kubernetes: {} } }, ['source: exactly one of file, kubernetes; both are given (got {"file":{"path":"/etc/xlb/manifests.yaml","maxBytes":4194304,"settleMs":50},"...)']],
     ['empty file path', { source: { file: { path: '' } } }, ['source.file.path: must be a non-empty string (got "")']],
     ['bad instance', { datapath: { instance: 'XLB_1' } }, ['datapath.instance: must match [a-z0-9-]{1,48} (got "XLB_1")']],
     ['bad xdpMode', { datapath: { xdpMode: 'offload' } }, ['datapath.xdpMode: must be one of native, generic, auto (got "offload")']],

@@ -159,6 +159,52 @@ describe('FileSource', () => {
     assert.deepEqual(serviceNames(rec.last()), ['default/fixed']);
   });
 
+  it('an empty-looking file keeps the last state and says how to remove every service; an empty List removes them', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    const empties = ['', '  \n', '---\n', 'null\n', '# only a comment\n', 'just some words\n'];
+    for (const [i, text] of empties.entries()) {
+      fs.writeFileSync(file, text);
+      await rec.until(() => rec.errors.length === i + 1, 1000, `report of ${JSON.stringify(text)}`);
+      assert.match(rec.errors[i].message, /(no manifests in the file|not a manifests file).*write an empty List/, JSON.stringify(text));
+      fs.writeFileSync(file, serviceYaml('a', 1));
+      await new Promise((r) => setTimeout(r, 120));
+    }
+    assert.equal(rec.snapshots.length, 1, 'nothing emitted: the last good state stays');
+    fs.writeFileSync(file, '{"apiVersion": "v1", "kind": "List", "items": []}\n');
+    await rec.until(() => rec.snapshots.length === 2, 1000, 'the empty List');
+    assert.equal(rec.last().state.services.size, 0);
+  });
+
+  it('a file over maxBytes, or not UTF-8, is refused naming its size or the line', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    source = new FileSource(file, logged.log, { onError: rec.onError, maxBytes: 4096 });
+    await source.start(rec.onSnapshot);
+    fs.writeFileSync(file, serviceYaml('a', 1).repeat(50));
+    await rec.until(() => rec.errors.length === 1, 1000, 'size report');
+    assert.match(rec.errors[0].message, /MiB, more than source\.file\.maxBytes/);
+    const bad = Buffer.from(`${serviceYaml('a', 1)}---\n${serviceYaml('b', 2)}`);
+    bad[bad.indexOf('name: b') + 6] = 0xff;
+    fs.writeFileSync(file, bad);
+    await rec.until(() => rec.errors.length === 2, 1000, 'UTF-8 report');
+    assert.match(rec.errors[1].message, /:13: not UTF-8/);
+    assert.equal(rec.snapshots.length, 1);
+  });
+
+  it('a write cut in two is read once, whole, even when its first half is a valid file', async () => {
+    const whole = `${serviceYaml('a', 1)}---\n${serviceYaml('b', 2)}`;
+    fs.writeFileSync(file, whole);
+    await start();
+    const edited = whole.replace('198.19.0.2', '198.19.0.3');
+    fs.writeFileSync(file, edited.slice(0, edited.indexOf('---')));
+    await new Promise((r) => setTimeout(r, 60));
+    fs.writeFileSync(file, edited);
+    await rec.until(() => rec.snapshots.length === 2, 1000, 'the whole edit');
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(rec.snapshots.length, 2, 'the first half (a valid file with one Service) was never delivered');
+    assert.deepEqual(serviceNames(rec.last()), ['default/a', 'default/b']);
+  });
+
   it('unchanged content emits nothing', async () => {
     fs.writeFileSync(file, serviceYaml('a', 1));
     await start();

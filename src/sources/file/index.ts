@@ -7,12 +7,27 @@
  * rename it over the old one, `mv` into place, and Kubernetes ConfigMap
  * volumes (which swap a `..data` symlink) replace the inode, and a watch on
  * the old inode would go quiet. Any event in the directory schedules a read;
- * a read whose content equals the last one emits nothing. Events are
- * debounced (10 ms of quiet, at most 20 ms after the first event) so that an
- * in-place write (truncate, then write) is read once, whole.
+ * a read whose content equals the last one emits nothing.
  *
- * A file that cannot be read or parsed is reported (logger and `onError`) and
- * the last good snapshot stays in force. At start, it is an error instead.
+ * A change is a transaction: it is applied only as a whole file, once the
+ * writes have settled. Events are debounced (10 ms of quiet, at most 20 ms
+ * after the first event); then the file is read only when it has not been
+ * modified for `settleMs` (50 ms, so that a change still reaches the
+ * datapath within 100 ms; four times that when a YAML file does not end
+ * with a line break, as a file cut short mid-line does not), and read again
+ * when it changed while being read; a version that is a prefix of the last,
+ * has fewer objects, or has objects broken that the last had whole, waits
+ * four times `settleMs` from its modification (a prefix of a file is often
+ * a valid file). A
+ * file written in place in two steps is so read once, whole. Writing a new file and renaming it over the
+ * old one (README, "Updating the manifests file") needs none of this.
+ *
+ * A file that cannot be read or parsed, is larger than `maxBytes` (4 MiB),
+ * is not UTF-8, or holds no Kubernetes object (empty, blank, a comment,
+ * `null`, a scalar) is reported (logger and `onError`) and the last good
+ * snapshot stays in force; removing every service is said with an empty
+ * `List`. At start, it is an error instead. The issues of one version are
+ * capped at {@link MAX_ISSUES}, with a count of the rest.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +35,7 @@ import type { Logger } from 'pino';
 import type { Source, Snapshot } from '../source.js';
 import { normalizeObjects, type NormalizeOptions } from '../normalize.js';
 import type { EndpointSliceModel, ServiceModel } from '../../model/types.js';
-import { ManifestError, parseManifests } from './parse.js';
+import { checkHasManifests, decodeManifests, ManifestError, parseManifests } from './parse.js';
 
 export { ManifestError, parseManifests, type ParsedManifests } from './parse.js';
 
@@ -28,6 +43,12 @@ export { ManifestError, parseManifests, type ParsedManifests } from './parse.js'
 export const DEFAULT_DEBOUNCE_MS = 10;
 /** Longest wait after the first event of a burst before the file is read, ms. */
 export const DEFAULT_MAX_DELAY_MS = 20;
+/** How long the file must have been left alone before it is read, ms. */
+export const DEFAULT_SETTLE_MS = 50;
+/** Largest manifests file read, bytes (4 MiB: about 2,000 Services with their EndpointSlices in YAML). */
+export const DEFAULT_MAX_BYTES = 4 << 20;
+/** Issues kept of one version of the file; the rest are counted in one more. */
+export const MAX_ISSUES = 100;
 
 /** Options of {@link FileSource}. */
 export interface FileSourceOptions {
@@ -35,8 +56,14 @@ export interface FileSourceOptions {
   debounceMs?: number;
   /** Upper bound of the debounce, ms (default {@link DEFAULT_MAX_DELAY_MS}). */
   maxDelayMs?: number;
+  /** Quiet time after the file's last modification before it is read, ms (default {@link DEFAULT_SETTLE_MS}). */
+  settleMs?: number;
+  /** Largest file read, bytes (default {@link DEFAULT_MAX_BYTES}). */
+  maxBytes?: number;
   /** Called for every read or parse failure after start (also logged). */
   onError?: (err: ManifestError) => void;
+  /** Called when, after a failure, the file is back to the version in force (no snapshot is delivered then). */
+  onRecovered?: () => void;
   /** Passed to the normalizer (unknown fields are rejected by default). */
   normalize?: NormalizeOptions;
 }
@@ -53,6 +80,13 @@ export class FileSource implements Source {
   private onSnapshot?: (s: Snapshot) => void;
   /** Text of the last read (good or bad), null after a failed read: only a change is processed. */
   private lastText: string | null = null;
+  /** The message of the last problem reported, null after a good version: each is reported once. */
+  private lastProblem: string | null = null;
+  /** Text of the last version delivered. */
+  private lastGoodText: string | null = null;
+  /** Issues and objects (Services and EndpointSlices) of the last snapshot delivered. */
+  private lastIssues = 0;
+  private lastObjects = 0;
   /** The last snapshot's objects with their JSON, to hand unchanged ones on (see keepUnchanged). */
   private readonly previous = {
     services: new Map<string, { json: string; value: ServiceModel }>(),
@@ -93,7 +127,11 @@ export class FileSource implements Source {
     try {
       text = this.read();
       this.lastText = text;
-      this.emit(this.parse(text));
+      const first = this.parse(text);
+      this.lastGoodText = text;
+      this.lastIssues = first.issues.length;
+      this.lastObjects = first.state.services.size + first.state.endpointSlices.size;
+      this.emit(first);
     } catch (e) {
       await this.stop();
       throw e;
@@ -125,42 +163,100 @@ export class FileSource implements Source {
 
   private reload(): void {
     if (this.stopped) return;
+    const settle = this.opts.settleMs ?? DEFAULT_SETTLE_MS;
     let text: string;
+    let before: fs.Stats;
     try {
+      // Read only a file left alone for the settle time.
+      before = fs.statSync(this.file);
+      const age = Date.now() - before.mtimeMs;
+      if (age < settle) return this.retryIn(settle - age);
       text = this.read();
+      const after = fs.statSync(this.file);
+      if (after.mtimeMs !== before.mtimeMs || after.size !== before.size || after.ino !== before.ino) return this.retryIn(settle);
+      // A YAML file cut short mid-line lacks its final line break: give its writer longer.
+      const unterminated = text.length > 0 && !text.endsWith('\n') && !/^\s*[[{]/.test(text);
+      if (unterminated && age < 4 * settle) return this.retryIn(4 * settle - age);
     } catch (e) {
-      // Report a missing or unreadable file once, not on every event.
-      if (this.lastText !== null) this.report(e as ManifestError);
+      const err = e instanceof ManifestError ? e : new ManifestError(`${this.file}: cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, this.file);
+      // Report each problem once, not on every event while it lasts.
+      if (err.message !== this.lastProblem) this.report(err);
+      this.lastProblem = err.message;
       this.lastText = null;
       return;
     }
-    if (text === this.lastText) {
-      this.log.debug({ file: this.file }, 'manifests unchanged; no snapshot');
+    if (text === this.lastText || text === this.lastGoodText) {
+      // Back to the version in force after a bad one: nothing to deliver.
+      if (text !== this.lastText) {
+        this.log.info({ file: this.file }, 'manifests back to the version in force');
+        this.opts.onRecovered?.();
+      } else this.log.debug({ file: this.file }, 'manifests unchanged; no snapshot');
+      this.lastText = text;
+      this.lastProblem = null;
       return;
     }
-    this.lastText = text;
     let snap: Snapshot;
     try {
       snap = this.parse(text);
     } catch (e) {
+      this.lastText = text;
+      this.lastProblem = (e as Error).message;
       this.report(e as ManifestError);
       return;
     }
+    // Fewer objects than the last version, or objects it had whole broken,
+    // in a file modified a moment ago: as likely a write cut short (a prefix
+    // of a file is often a valid file) as an edit. Give its writer longer
+    // before taking it as it is.
+    const age = Date.now() - before.mtimeMs;
+    const objects = snap.state.services.size + snap.state.endpointSlices.size;
+    const prefix = this.lastGoodText !== null && text.length < this.lastGoodText.length && this.lastGoodText.startsWith(text);
+    if ((prefix || snap.issues.length > this.lastIssues || objects < this.lastObjects) && age < 4 * settle) return this.retryIn(4 * settle - age);
+    this.lastGoodText = text;
+    this.lastText = text;
+    this.lastProblem = null;
+    this.lastIssues = snap.issues.length;
+    this.lastObjects = objects;
     this.emit(snap);
   }
 
+  /** Read again in `ms` (the file is being written, or was written too recently). */
+  private retryIn(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.reload();
+    }, Math.ceil(ms) + 1);
+  }
+
   private read(): string {
+    const max = this.opts.maxBytes ?? DEFAULT_MAX_BYTES;
+    let bytes: Buffer;
     try {
-      return fs.readFileSync(this.file, 'utf8');
+      const size = fs.statSync(this.file).size;
+      if (size > max) {
+        throw new ManifestError(`${this.file}: the file is ${(size / 2 ** 20).toFixed(1)} MiB, more than source.file.maxBytes (${(max / 2 ** 20).toFixed(1)} MiB); the last good state stays programmed`, this.file);
+      }
+      bytes = fs.readFileSync(this.file);
     } catch (e) {
+      if (e instanceof ManifestError) throw e;
       const err = e as NodeJS.ErrnoException;
       throw new ManifestError(`${this.file}: cannot read: ${err.code ?? err.message}`, this.file);
     }
+    if (bytes.length > max) throw new ManifestError(`${this.file}: the file grew over source.file.maxBytes while being read`, this.file);
+    return decodeManifests(bytes, this.file);
   }
 
   private parse(text: string): Snapshot {
-    const { objects, positions } = parseManifests(text, this.file);
+    const parsed = parseManifests(text, this.file);
+    checkHasManifests(parsed, this.file);
+    const { objects, positions } = parsed;
     const r = normalizeObjects(objects, this.opts.normalize, (i) => positions[i]);
+    if (r.issues.length > MAX_ISSUES) {
+      const rest = r.issues.length - MAX_ISSUES;
+      r.issues = [...r.issues.slice(0, MAX_ISSUES), { object: `file ${this.file}`, field: '(file)', message: `${rest} more issues in this version of the file, not listed` }];
+    }
     for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads Services, and EndpointSlices that kube-proxy reads');
     this.keepUnchanged(r.state.services, this.previous.services);
     this.keepUnchanged(r.state.endpointSlices, this.previous.endpointSlices);

@@ -99,3 +99,40 @@ export function parseManifests(text: string, file: string): ParsedManifests {
   }
   return { objects, positions };
 }
+
+/** The object an explicit "remove every service" is written as. */
+const EMPTY_LIST_HINT = 'to remove every service, write an empty List: {"apiVersion": "v1", "kind": "List", "items": []}';
+
+/**
+ * Refuse a file that holds no Kubernetes object at all: empty, blank, only
+ * comments or `---`, `null`, or a scalar (random bytes that YAML reads as
+ * one string or number). Such a file is far more often a half-written or
+ * truncated one than a wish to remove every service, which is said with an
+ * empty `List`.
+ * @throws ManifestError naming the file and what it holds
+ */
+export function checkHasManifests(parsed: ParsedManifests, file: string): void {
+  const present = parsed.objects.filter((o) => o !== null && o !== undefined);
+  if (!present.length) throw new ManifestError(`${file}: no manifests in the file (it is empty, blank, only comments or document markers, or null); ${EMPTY_LIST_HINT}`, file);
+  if (!present.some((o) => typeof o === 'object' && !Array.isArray(o))) {
+    const first = present[0];
+    const what = Array.isArray(first) ? 'a list of lists' : typeof first === 'string' ? `the text ${JSON.stringify(first.length > 40 ? `${first.slice(0, 40)}...` : first)}` : `a ${typeof first}`;
+    throw new ManifestError(`${file}: not a manifests file: it holds no Kubernetes object (it holds ${what}); ${EMPTY_LIST_HINT}`, file);
+  }
+}
+
+/**
+ * The text of a manifests file's bytes, which must be UTF-8 (YAML 1.2 and
+ * JSON are; a replacement character would change a name silently).
+ * @throws ManifestError naming the line of the first byte that is not
+ */
+export function decodeManifests(bytes: Buffer, file: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const loose = bytes.toString('utf8');
+    const at = loose.indexOf('\uFFFD');
+    const line = at < 0 ? undefined : loose.slice(0, at).split('\n').length;
+    throw new ManifestError(`${file}${line ? `:${line}` : ''}: not UTF-8: the file has a byte sequence that is not valid UTF-8${line ? ` on line ${line}` : ''}`, file, line);
+  }
+}
