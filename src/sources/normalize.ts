@@ -199,6 +199,38 @@ const list = <T extends z.ZodType>(item: T) => z.array(item, { error: need('must
 const items = list(z.unknown());
 const stringMap = z.record(z.string(), str, { error: need('must be a map of strings') });
 
+// Labels as the API server validates them (apimachinery validation:
+// IsQualifiedName for keys, IsValidLabelValue for values).
+const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+/** A label key: an optional DNS subdomain prefix and "/", then a name of at most 63 characters. */
+export function isLabelKey(k: string): boolean {
+  const slash = k.indexOf('/');
+  const name = slash < 0 ? k : k.slice(slash + 1);
+  if (slash >= 0) {
+    const prefix = k.slice(0, slash);
+    if (!prefix || prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix)) return false;
+  }
+  return name.length > 0 && name.length <= 63 && LABEL_NAME.test(name);
+}
+/** A label value: empty, or at most 63 characters of letters, digits, "-", "_", ".", beginning and ending with a letter or digit. */
+export function isLabelValue(v: unknown): boolean {
+  return typeof v === 'string' && (v === '' || (v.length <= 63 && LABEL_NAME.test(v)));
+}
+const labelKey = check<string>((k) => typeof k === 'string' && isLabelKey(k), 'not a label key');
+const labelValue = z.custom<string>(isLabelValue, {
+  error: (iss) =>
+    iss.input === undefined
+      ? 'required'
+      : typeof iss.input !== 'string'
+        ? 'must be a string'
+        : 'not a label value: empty, or at most 63 letters, digits, "-", "_", "." beginning and ending with a letter or digit',
+});
+const LABEL_KEY_MSG = 'not a label key: an optional DNS subdomain and "/", then at most 63 letters, digits, "-", "_", "." beginning and ending with a letter or digit';
+const labelMap = z.record(labelKey, labelValue, {
+  // zod hands the record's error function its keys' issues too (code invalid_key).
+  error: (iss) => (iss.input === undefined ? 'required' : iss.code === 'invalid_key' ? LABEL_KEY_MSG : 'must be a map of strings'),
+});
+
 // ---------------------------------------------------------------------------
 // Addresses as kube-proxy reads them: k8s.io/utils/net ParseIPSloppy and
 // ParseCIDRSloppy, the parsers of Go 1.16 that the API server validated
@@ -361,7 +393,7 @@ function buildSchemas(strict: boolean) {
     creationTimestamp: anything,
     deletionTimestamp: anything,
     deletionGracePeriodSeconds: anything,
-    labels: stringMap.nullish(),
+    labels: labelMap.nullish(),
     annotations: stringMap.nullish(),
     ownerReferences: anything,
     finalizers: anything,
@@ -1141,12 +1173,19 @@ function stringMapOrNil(v: unknown): boolean {
   return true;
 }
 
+function labelMapOrNil(v: unknown): boolean {
+  if (isNil(v)) return true;
+  if (!isPlain(v)) return false;
+  for (const k in v) if (k === '__proto__' || !isLabelKey(k) || !isLabelValue(v[k])) return false;
+  return true;
+}
+
 function plainMetadata(m: unknown): boolean {
   if (!isPlain(m)) return false;
   const { name, namespace } = m;
   if (typeof name !== 'string' || name.length > 253 || !DNS_SUBDOMAIN.test(name)) return false;
   if (!isNil(namespace) && (typeof namespace !== 'string' || namespace.length > 63 || !DNS_LABEL.test(namespace))) return false;
-  return stringMapOrNil(m.labels) && stringMapOrNil(m.annotations);
+  return labelMapOrNil(m.labels) && stringMapOrNil(m.annotations);
 }
 
 /** The slice without its ports' and endpoints' contents. */

@@ -205,6 +205,19 @@ describe('FileSource', () => {
     assert.deepEqual(serviceNames(rec.last()), ['default/a', 'default/b']);
   });
 
+  it('labels are validated as Kubernetes validates them, and a slice whose Service is not in the file is reported', async () => {
+    const slice = (service: string) =>
+      `apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: a-1\n  labels:\n    kubernetes.io/service-name: ${service}\naddressType: IPv4\nports:\n- port: 80\nendpoints:\n- addresses: [198.19.1.1]\n`;
+    fs.writeFileSync(file, `${serviceYaml('a', 1)}---\n${slice('a')}`);
+    await start();
+    assert.deepEqual(rec.last().issues, []);
+    fs.writeFileSync(file, `${serviceYaml('a', 1).replace('metadata:\n', 'metadata:\n  labels:\n    app: -web\n')}---\n${slice('aa')}`);
+    await rec.until(() => rec.snapshots.length === 2, 1000, 'the edit');
+    const issues = rec.last().issues.map((i) => `${i.object} ${i.field}: ${i.message}`);
+    assert.ok(issues.some((i) => /^Service default\/a metadata\.labels\.app: not a label value.*this label is ignored$/.test(i)), issues.join('\n'));
+    assert.ok(issues.some((i) => /^EndpointSlice default\/a-1 metadata\.labels\["kubernetes\.io\/service-name"\]: no Service default\/aa in the file/.test(i)), issues.join('\n'));
+  });
+
   it('unchanged content emits nothing', async () => {
     fs.writeFileSync(file, serviceYaml('a', 1));
     await start();

@@ -33,7 +33,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Source, Snapshot } from '../source.js';
-import { normalizeObjects, type NormalizeOptions } from '../normalize.js';
+import { normalizeObjects, SERVICE_NAME_LABEL, type NormalizeOptions } from '../normalize.js';
 import type { EndpointSliceModel, ServiceModel } from '../../model/types.js';
 import { checkHasManifests, decodeManifests, ManifestError, parseManifests } from './parse.js';
 
@@ -69,6 +69,19 @@ export interface FileSourceOptions {
 }
 
 type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
+
+/** `namespace/name` of every Service object in `objects` (Lists opened), valid or not. */
+function serviceKeysIn(objects: unknown[]): Set<string> {
+  const keys = new Set<string>();
+  const visit = (o: unknown) => {
+    if (typeof o !== 'object' || o === null) return;
+    const x = o as { kind?: unknown; items?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
+    if (x.kind === 'List' && Array.isArray(x.items)) return x.items.forEach(visit);
+    if (x.kind === 'Service' && typeof x.metadata?.name === 'string') keys.add(`${typeof x.metadata.namespace === 'string' ? x.metadata.namespace : 'default'}/${x.metadata.name}`);
+  };
+  objects.forEach(visit);
+  return keys;
+}
 
 /** Reads a manifests file and follows its changes. See the module comment. */
 export class FileSource implements Source {
@@ -253,6 +266,17 @@ export class FileSource implements Source {
     checkHasManifests(parsed, this.file);
     const { objects, positions } = parsed;
     const r = normalizeObjects(objects, this.opts.normalize, (i) => positions[i]);
+    // A slice whose Service is not in the file: in a file, a typo in the
+    // service-name label (in a cluster, slices of a Service being deleted).
+    const named = serviceKeysIn(objects);
+    for (const [key, slice] of r.state.endpointSlices) {
+      if (named.has(`${slice.namespace}/${slice.serviceName}`)) continue;
+      r.issues.push({
+        object: `EndpointSlice ${key}`,
+        field: `metadata.labels["${SERVICE_NAME_LABEL}"]`,
+        message: `no Service ${slice.namespace}/${slice.serviceName} in the file: its endpoints serve nothing (a typo in the label?)`,
+      });
+    }
     if (r.issues.length > MAX_ISSUES) {
       const rest = r.issues.length - MAX_ISSUES;
       r.issues = [...r.issues.slice(0, MAX_ISSUES), { object: `file ${this.file}`, field: '(file)', message: `${rest} more issues in this version of the file, not listed` }];
