@@ -34,6 +34,8 @@ export interface ServicePort {
 export interface ServiceModel {
   namespace: string;
   name: string;
+  /** `metadata.creationTimestamp` (RFC 3339), when given: of two Services claiming one frontend, the older keeps it. */
+  createdAt?: string;
   type: ServiceType;
   /** `spec.clusterIPs` (or `[spec.clusterIP]`); empty for headless. */
   clusterIPs: string[];

@@ -401,7 +401,7 @@ export function conflictIssue(
     field: candidateField(kind, portIndex),
     message:
       `frontend ${frontendKey} (${kind}) is already claimed by Service ${owner.serviceKey} ${ownerPort}, ` +
-      `which sorts first and keeps it; this port is not reachable there`,
+      `which was created first (or, created at the same time, sorts first) and keeps it; this port is not reachable there`,
   };
 }
 
@@ -409,6 +409,14 @@ export function conflictIssue(
 // 6. A whole snapshot
 
 const byCodeUnits = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Older creation timestamps first; none after any (RFC 3339 strings, compared as instants). */
+export function byCreation(a: string | undefined, b: string | undefined): number {
+  if (a === b) return 0;
+  if (a === undefined) return 1;
+  if (b === undefined) return -1;
+  return Date.parse(a) - Date.parse(b) || 0;
+}
 
 /** One service port before conflicts between Services are settled. */
 interface PortDraft {
@@ -485,9 +493,12 @@ export function servicePort(
  *   {@link categorizeEndpoints};
  * - IPv6 addresses and IPv6 source ranges are reported, not served.
  *
- * Two ports claiming one (address, port, protocol): the first by Service
- * key (`namespace/name`, code-unit order), then port index, keeps it; the
- * other gets an issue. One port claiming it twice keeps one frontend.
+ * Two ports claiming one (address, port, protocol): the older Service
+ * (`metadata.creationTimestamp`; Services without one after those with),
+ * then the first by Service key (`namespace/name`, code-unit order), then
+ * port index, keeps it; the other gets an issue. The Service that holds a
+ * frontend so keeps it when another claims it later. One port claiming it
+ * twice keeps one frontend.
  *
  * @returns service ports sorted by key; issues by Service key (the
  *   Service's own, then each port's conflicts)
@@ -502,15 +513,16 @@ export function translateState(state: ClusterState, node: NodeInfo): { services:
   }
   for (const list of slicesOf.values()) list.sort((a, b) => byCodeUnits(a.name, b.name));
 
-  const perService: Array<{ issues: InputIssue[]; ports: PortDraft[] }> = [];
+  const perService: Array<{ issues: InputIssue[]; ports: PortDraft[]; createdAt?: string; key: string }> = [];
   for (const key of [...state.services.keys()].sort(byCodeUnits)) {
     const svc = state.services.get(key)!;
-    perService.push(draftService(svc, slicesOf.get(key) ?? [], node));
+    perService.push({ ...draftService(svc, slicesOf.get(key) ?? [], node), createdAt: svc.createdAt, key });
   }
 
-  // Settle who owns each frontend: the first claimant in this order.
+  // Settle who owns each frontend: the first claimant in this order, the
+  // oldest Service first (it held the frontend before the newcomer came).
   const owners = new Map<string, PortDraft>();
-  for (const { ports } of perService) {
+  for (const { ports } of [...perService].sort((a, b) => byCreation(a.createdAt, b.createdAt) || byCodeUnits(a.key, b.key))) {
     for (const p of ports) {
       for (const { f, key } of p.candidates) {
         const owner = owners.get(key);

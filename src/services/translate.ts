@@ -16,6 +16,7 @@ import { flat } from '../util/flat.js';
 import {
   LOOPBACK,
   categorizeEndpoints,
+  byCreation,
   conflictIssue,
   externalSet,
   externallyAccessible,
@@ -455,7 +456,7 @@ export class Translator {
       if (prev && prev.svc === svc && !all && !dirty.has(serviceKey)) return;
       const slices = slicesByName(this.slicesOf.get(serviceKey));
       const t = translateService(svc, slices, this.node);
-      if (!prev || candidateSignature(prev.t) !== candidateSignature(t)) candidatesChanged = true;
+      if (!prev || candidateSignature(prev.t) !== candidateSignature(t) || prev.svc.createdAt !== svc.createdAt) candidatesChanged = true;
       if (prev) previous.set(serviceKey, prev);
       this.cache.set(serviceKey, { svc, slices, t });
       retranslated.push(serviceKey);
@@ -556,13 +557,18 @@ export class Translator {
     return issues;
   }
 
-  /** Settle who owns each candidate frontend: the first claimant by service key, then port index. */
+  /** Settle who owns each candidate frontend: the first claimant by creation time, then service key, then port index (rules.ts). */
   private settleClaims(): void {
     // Owner of each frontend: the port that claimed it first. Ports without
-    // a conflict (nearly all) share one empty issue list.
+    // a conflict (nearly all) share one empty issue list. Services without a
+    // creation time (files) keep key order, after those with one.
     const claims = new Map<string, PortTemplate>();
-    for (let s = 0; s < this.order.length; s++) {
-      const t = this.cache.get(this.order[s])!.t;
+    let claimOrder = this.order;
+    if (this.order.some((k) => this.cache.get(k)!.svc.createdAt !== undefined)) {
+      claimOrder = [...this.order].sort((a, b) => byCreation(this.cache.get(a)!.svc.createdAt, this.cache.get(b)!.svc.createdAt) || byCodeUnits(a, b));
+    }
+    for (let s = 0; s < claimOrder.length; s++) {
+      const t = this.cache.get(claimOrder[s])!.t;
       for (let k = 0; k < t.ports.length; k++) {
         const p = t.ports[k];
         const frontends: DesiredFrontend[] = [];

@@ -954,6 +954,8 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
     else issue('spec.allocateLoadBalancerNodePorts', `may only be used when type is LoadBalancer, not ${type}; ${IGNORED}`);
   }
   if (proxyModeIPs.length) model.proxyModeIPs = proxyModeIPs;
+  const created = (metadata as { creationTimestamp?: unknown }).creationTimestamp;
+  if (typeof created === 'string' && !Number.isNaN(Date.parse(created))) model.createdAt = created;
   return { value: model, issues };
 }
 

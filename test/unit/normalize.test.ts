@@ -82,6 +82,7 @@ describe('normalize: kubectl output', () => {
       labels: { app: 'web' },
       annotations: r.state.services.get('shop/web')!.annotations,
       allocateLoadBalancerNodePorts: true,
+      createdAt: '2024-05-02T09:14:31Z',
     };
     assert.deepEqual(r.state.services.get('shop/web'), expected);
     assert.match(expected.annotations['kubectl.kubernetes.io/last-applied-configuration'], /"name":"web"/);

@@ -946,3 +946,32 @@ describe('Services that are not served (TestBuildServiceMapServiceHeadless, ...T
     assert.equal(skipIssue(svc('ns1', 'svc1')), undefined);
   });
 });
+
+// ---------------------------------------------------------------------------
+// Two Services claiming one frontend (issue 21)
+
+describe('frontend conflicts: the older Service keeps the frontend', () => {
+  const lb = (name: string, createdAt?: string) =>
+    svc('default', name, { type: 'LoadBalancer', clusterIPs: [name === 'zeta' ? '172.30.1.1' : '172.30.1.2'], loadBalancerIPs: ['203.0.113.10'], ...(createdAt ? { createdAt } : {}) });
+  const owner = (services: ServiceModel[]) => {
+    const r = translateState(state(services, []), NODE);
+    const holder = r.services.find((s) => s.frontends.some((f) => f.addr === '203.0.113.10'))!;
+    return { holder: holder.key.split(':')[0], issues: r.issues };
+  };
+
+  it('a Service created later does not take the VIP over, even when its name sorts first', () => {
+    const r = owner([lb('zeta', '2026-01-01T00:00:00Z'), lb('alpha', '2026-06-01T00:00:00Z')]);
+    assert.equal(r.holder, 'default/zeta');
+    assert.equal(r.issues.length, 1);
+    assert.match(`${r.issues[0].object} ${r.issues[0].field}: ${r.issues[0].message}`, /^Service default\/alpha status\.loadBalancer\.ingress: frontend 203\.0\.113\.10:80\/TCP .* claimed by Service default\/zeta .*created first/);
+  });
+
+  it('created at the same instant (time zones aside), or without creation times, the name decides', () => {
+    assert.equal(owner([lb('zeta', '2026-01-01T02:00:00+02:00'), lb('alpha', '2026-01-01T00:00:00Z')]).holder, 'default/alpha');
+    assert.equal(owner([lb('zeta'), lb('alpha')]).holder, 'default/alpha');
+  });
+
+  it('a Service with a creation time comes before one without', () => {
+    assert.equal(owner([lb('zeta', '2026-01-01T00:00:00Z'), lb('alpha')]).holder, 'default/zeta');
+  });
+});

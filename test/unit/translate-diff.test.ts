@@ -92,6 +92,8 @@ function randomService(g: Gen, namespace: string, name: string): ServiceModel {
   if (type === 'LoadBalancer' && g.chance(0.5)) svc.healthCheckNodePort = g.pick([32000, 32001]);
   if (type === 'LoadBalancer' && g.chance(0.2)) svc.allocateLoadBalancerNodePorts = false;
   if (g.chance(0.2)) svc.trafficDistribution = g.pick(['PreferClose', 'PreferSameZone', 'PreferSameNode', 'Unknown']);
+  // Claims on one frontend are settled by creation time, then key: a few instants, some equal, some missing.
+  if (g.chance(0.7)) svc.createdAt = g.pick(['2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-02-01T10:00:00Z', '2025-12-31T23:59:59Z', '2026-03-01T00:00:00+02:00']);
   return svc;
 }
 
