@@ -84,6 +84,9 @@ const RETRY_BACKOFF_MS = [50, 100, 250, 500, 1000, 2000, 5000];
 const NEIGHBOR_WAIT_MS = 2000;
 
 /** A running agent. Start with {@link Agent.start}, stop with {@link Agent.stop}. */
+/** New input issues logged in one sync; the rest are counted in one line. */
+export const LOG_ISSUES_PER_SYNC = 100;
+
 export class Agent implements AgentView {
   readonly registry: Registry;
   private readonly metrics: AgentMetrics;
@@ -405,12 +408,17 @@ export class Agent implements AgentView {
       // Each issue is logged when it appears, not at every sync (a cluster
       // may hold hundreds of headless Services, each an issue for as long as
       // it exists); /v1/issues lists them all.
+      // At most LOG_ISSUES_PER_SYNC new ones are logged a sync, then one
+      // line with the count of the rest.
       const logged = new Set<string>();
+      let fresh = 0;
       for (const i of r.issues) {
         const id = `${i.object}\u0000${i.field}\u0000${i.message}`;
         logged.add(id);
-        if (!this.loggedIssues.has(id)) this.log.warn({ object: i.object, field: i.field }, `input issue: ${i.object}: ${i.field}: ${i.message}`);
+        if (this.loggedIssues.has(id)) continue;
+        if (++fresh <= LOG_ISSUES_PER_SYNC) this.log.warn({ object: i.object, field: i.field }, `input issue: ${i.object}: ${i.field}: ${i.message}`);
       }
+      if (fresh > LOG_ISSUES_PER_SYNC) this.log.warn({ unlogged: fresh - LOG_ISSUES_PER_SYNC }, `${fresh - LOG_ISSUES_PER_SYNC} more new input issues not logged; /v1/issues lists them all`);
       this.loggedIssues = logged;
       this.log.info({ services: r.services, backends: r.backends, frontends: r.frontends, writes: r.writes, ms: +r.durationMs.toFixed(2) }, 'synced');
       this.programmed = snap.state;
