@@ -218,6 +218,21 @@ describe('FileSource', () => {
     assert.ok(issues.some((i) => /^EndpointSlice default\/a-1 metadata\.labels\["kubernetes\.io\/service-name"\]: no Service default\/aa in the file/.test(i)), issues.join('\n'));
   });
 
+  it('a large file is parsed on a worker thread, and its errors still name the line', async () => {
+    fs.writeFileSync(file, serviceYaml('a', 1));
+    await start();
+    const many = Array.from({ length: 2000 }, (_, i) => serviceYaml(`s${i}`, 1 + (i % 250))).join('---\n');
+    assert.ok(many.length >= 64 * 1024);
+    fs.writeFileSync(file, many);
+    await rec.until(() => rec.snapshots.length === 2, 10_000, 'the large file');
+    assert.equal(rec.last().state.services.size, 2000);
+    assert.equal(source!.offThreadParses, 1);
+    fs.writeFileSync(file, `${many}---\nkind: Service\nmetadata:\n  name: b\n   oops: [\n`);
+    await rec.until(() => rec.errors.length === 1, 10_000, 'the broken large file');
+    assert.match(rec.errors[0].message, /:\d+:\d+: YAML syntax error/);
+    assert.ok(rec.errors[0].line! > 16000, `line ${rec.errors[0].line}`);
+  });
+
   it('unchanged content emits nothing', async () => {
     fs.writeFileSync(file, serviceYaml('a', 1));
     await start();

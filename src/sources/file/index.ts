@@ -36,6 +36,8 @@ import type { Source, Snapshot } from '../source.js';
 import { normalizeObjects, SERVICE_NAME_LABEL, type NormalizeOptions } from '../normalize.js';
 import type { EndpointSliceModel, ServiceModel } from '../../model/types.js';
 import { checkHasManifests, decodeManifests, ManifestError, parseManifests } from './parse.js';
+import { serviceKeysIn } from './keys.js';
+import { ParseWorker, type ParsedVersion } from './worker.js';
 
 export { ManifestError, parseManifests, type ParsedManifests } from './parse.js';
 
@@ -47,6 +49,8 @@ export const DEFAULT_MAX_DELAY_MS = 20;
 export const DEFAULT_SETTLE_MS = 50;
 /** Largest manifests file read, bytes (4 MiB: about 2,000 Services with their EndpointSlices in YAML). */
 export const DEFAULT_MAX_BYTES = 4 << 20;
+/** Versions at least this long (bytes) are parsed on a worker thread, so the agent keeps answering. */
+export const OFF_THREAD_BYTES = 64 * 1024;
 /** Issues kept of one version of the file; the rest are counted in one more. */
 export const MAX_ISSUES = 100;
 
@@ -69,19 +73,6 @@ export interface FileSourceOptions {
 }
 
 type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-
-/** `namespace/name` of every Service object in `objects` (Lists opened), valid or not. */
-function serviceKeysIn(objects: unknown[]): Set<string> {
-  const keys = new Set<string>();
-  const visit = (o: unknown) => {
-    if (typeof o !== 'object' || o === null) return;
-    const x = o as { kind?: unknown; items?: unknown; metadata?: { name?: unknown; namespace?: unknown } };
-    if (x.kind === 'List' && Array.isArray(x.items)) return x.items.forEach(visit);
-    if (x.kind === 'Service' && typeof x.metadata?.name === 'string') keys.add(`${typeof x.metadata.namespace === 'string' ? x.metadata.namespace : 'default'}/${x.metadata.name}`);
-  };
-  objects.forEach(visit);
-  return keys;
-}
 
 /** Reads a manifests file and follows its changes. See the module comment. */
 export class FileSource implements Source {
@@ -106,6 +97,11 @@ export class FileSource implements Source {
     endpointSlices: new Map<string, { json: string; value: EndpointSliceModel }>(),
   };
   private stopped = false;
+  private reloading = false;
+  private reloadAgain = false;
+  private readonly worker = new ParseWorker();
+  /** Versions parsed on the worker thread so far. */
+  offThreadParses = 0;
 
   /**
    * @param file the manifests file; a relative path resolves against the
@@ -140,7 +136,7 @@ export class FileSource implements Source {
     try {
       text = this.read();
       this.lastText = text;
-      const first = this.parse(text);
+      const first = await this.parse(text);
       this.lastGoodText = text;
       this.lastIssues = first.issues.length;
       this.lastObjects = first.state.services.size + first.state.endpointSlices.size;
@@ -154,6 +150,7 @@ export class FileSource implements Source {
   /** Stop watching. No snapshot is delivered after this resolves. */
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.worker.stop();
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.watcher?.close();
@@ -170,12 +167,30 @@ export class FileSource implements Source {
     const delay = Math.max(0, Math.min(debounce, this.burstStart + maxDelay - now));
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.reload();
+      void this.reload();
     }, delay);
   }
 
-  private reload(): void {
+  private async reload(): Promise<void> {
     if (this.stopped) return;
+    // One version at a time: a change while one is parsed is read after it.
+    if (this.reloading) {
+      this.reloadAgain = true;
+      return;
+    }
+    this.reloading = true;
+    try {
+      await this.reloadOnce();
+    } finally {
+      this.reloading = false;
+      if (this.reloadAgain && !this.stopped) {
+        this.reloadAgain = false;
+        this.retryIn(0);
+      }
+    }
+  }
+
+  private async reloadOnce(): Promise<void> {
     const settle = this.opts.settleMs ?? DEFAULT_SETTLE_MS;
     let text: string;
     let before: fs.Stats;
@@ -210,7 +225,8 @@ export class FileSource implements Source {
     }
     let snap: Snapshot;
     try {
-      snap = this.parse(text);
+      snap = await this.parse(text);
+      if (this.stopped) return;
     } catch (e) {
       this.lastText = text;
       this.lastProblem = (e as Error).message;
@@ -239,7 +255,7 @@ export class FileSource implements Source {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.reload();
+      void this.reload();
     }, Math.ceil(ms) + 1);
   }
 
@@ -261,16 +277,30 @@ export class FileSource implements Source {
     return decodeManifests(bytes, this.file);
   }
 
-  private parse(text: string): Snapshot {
-    const parsed = parseManifests(text, this.file);
-    checkHasManifests(parsed, this.file);
-    const { objects, positions } = parsed;
-    const r = normalizeObjects(objects, this.opts.normalize, (i) => positions[i]);
+  /** Parse and normalize one version: a large one on the worker thread (the API keeps answering), a small one in place. */
+  private async parse(text: string): Promise<Snapshot> {
+    let v: ParsedVersion | undefined;
+    if (text.length >= OFF_THREAD_BYTES) {
+      try {
+        v = await this.worker.parse(text, this.file, this.opts.normalize);
+        if (v) this.offThreadParses++;
+      } catch (e) {
+        if (e instanceof ManifestError) throw e;
+        this.log.warn({ file: this.file, err: (e as Error).message }, 'manifests worker failed; parsing on the main thread');
+      }
+    }
+    if (!v) {
+      const parsed = parseManifests(text, this.file);
+      checkHasManifests(parsed, this.file);
+      const n = normalizeObjects(parsed.objects, this.opts.normalize, (i) => parsed.positions[i]);
+      v = { state: n.state, issues: n.issues, ignored: n.ignored, serviceKeys: serviceKeysIn(parsed.objects) };
+    }
+    const r = v;
+    for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads Services, and EndpointSlices that kube-proxy reads');
     // A slice whose Service is not in the file: in a file, a typo in the
     // service-name label (in a cluster, slices of a Service being deleted).
-    const named = serviceKeysIn(objects);
     for (const [key, slice] of r.state.endpointSlices) {
-      if (named.has(`${slice.namespace}/${slice.serviceName}`)) continue;
+      if (r.serviceKeys.has(`${slice.namespace}/${slice.serviceName}`)) continue;
       r.issues.push({
         object: `EndpointSlice ${key}`,
         field: `metadata.labels["${SERVICE_NAME_LABEL}"]`,
@@ -281,7 +311,6 @@ export class FileSource implements Source {
       const rest = r.issues.length - MAX_ISSUES;
       r.issues = [...r.issues.slice(0, MAX_ISSUES), { object: `file ${this.file}`, field: '(file)', message: `${rest} more issues in this version of the file, not listed` }];
     }
-    for (const what of r.ignored) this.log.debug({ file: this.file, object: what }, 'ignored: xlb reads Services, and EndpointSlices that kube-proxy reads');
     this.keepUnchanged(r.state.services, this.previous.services);
     this.keepUnchanged(r.state.endpointSlices, this.previous.endpointSlices);
     return { state: r.state, issues: r.issues };
