@@ -1017,6 +1017,14 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
 
   const serviceName = metadata.labels?.[SERVICE_NAME_LABEL];
   if (!serviceName) issues.push(sliceIssue(object, SERVICE_NAME_FIELD, `required: names the Service this slice belongs to; ${SLICE_SKIPPED}`));
+  // The API server's limits (discovery/v1 validation): a slice beyond them
+  // could not exist in a cluster, and would cost the agent without bound.
+  if ((data.endpoints?.length ?? 0) > MAX_SLICE_ENDPOINTS) {
+    return { issues: [...issues, sliceIssue(object, 'endpoints', `${data.endpoints!.length} endpoints, more than the ${MAX_SLICE_ENDPOINTS} an EndpointSlice may hold; ${SLICE_SKIPPED}`)] };
+  }
+  if ((data.ports?.length ?? 0) > MAX_SLICE_PORTS) {
+    return { issues: [...issues, sliceIssue(object, 'ports', `${data.ports!.length} ports, more than the ${MAX_SLICE_PORTS} an EndpointSlice may hold; ${SLICE_SKIPPED}`)] };
+  }
 
   const ports: EndpointPortModel[] = [];
   const portAt: number[] = [];
@@ -1086,6 +1094,10 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
 }
 
 /** An issue of an EndpointSlice. */
+/** Endpoints and ports an EndpointSlice may hold (k8s.io/api discovery/v1: maxEndpoints, maxPorts). */
+export const MAX_SLICE_ENDPOINTS = 1000;
+export const MAX_SLICE_PORTS = 100;
+
 function sliceIssue(object: string, field: string, message: string): InputIssue {
   return { object, field, message };
 }

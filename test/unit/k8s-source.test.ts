@@ -373,6 +373,17 @@ describe('kubernetes source', () => {
     assert.ok(h.log.lines.some((l) => l.level === 'warn' && /without metadata\.name/.test(l.msg)));
   });
 
+  it('a watch line that is not JSON costs nothing: the source keeps its services and applies later events', async () => {
+    server.upsert('services', service('web'));
+    h = new Harness(server);
+    await h.start();
+    server.injectWatchLine('services', 'this is not JSON {');
+    server.injectWatchLine('services', '\u0000\u00ff garbage');
+    server.upsert('services', service('later', { clusterIP: '10.96.0.41' }));
+    const s = await h.until((x) => x.state.services.has('default/later'), 'the valid event after the garbage');
+    assert.ok(s.state.services.has('default/web'), 'the services it had are kept');
+  });
+
   it('list and watch errors restart with backoff until they succeed: the informer never stops', async () => {
     server.upsert('services', service('web'));
     server.failNext({ method: 'GET', path: /^\/api\/v1\/services$/, watch: false, status: 500, count: 3 });

@@ -788,3 +788,21 @@ describe('EndpointSlice fast path (unknown fields ignored)', () => {
     assert.deepEqual(r.value, fast(base()).value);
   });
 });
+
+describe('normalize: the API server\'s size limits (issue 21)', () => {
+  const endpoints = (n: number) => Array.from({ length: n }, (_, i) => ({ addresses: [`198.19.${i >> 8}.${i & 255}`], conditions: { ready: true } }));
+  it('a slice of 1000 endpoints is read; one of 1001 is skipped with an issue naming the field', () => {
+    const ok = normalizeObjects([slice({ endpoints: endpoints(1000) })]);
+    assert.deepEqual(ok.issues, []);
+    assert.equal([...ok.state.endpointSlices.values()][0].endpoints.length, 1000);
+    const big = normalizeObjects([slice({ endpoints: endpoints(1001) })]);
+    assert.equal(big.state.endpointSlices.size, 0);
+    assert.deepEqual(big.issues.map((i) => [i.field, i.message]), [['endpoints', '1001 endpoints, more than the 1000 an EndpointSlice may hold; the EndpointSlice is skipped']]);
+  });
+  it('a slice of more than 100 ports is skipped', () => {
+    const ports = Array.from({ length: 101 }, (_, i) => ({ name: `p${i}`, port: 1000 + i, protocol: 'TCP' }));
+    const r = normalizeObjects([slice({ ports })]);
+    assert.equal(r.state.endpointSlices.size, 0);
+    assert.match(r.issues[0].message, /^101 ports, more than the 100/);
+  });
+});
