@@ -17,6 +17,7 @@
  */
 import { BpfMap } from './bpf.js';
 import { encode, decode, structs } from './codec.js';
+import { ipToU32, u32ToIp } from '../util/ip.js';
 
 /** Frontends one entry lists (XLB_REPLY_FRONTENDS of xlb_types.h: the length of the value's address array). */
 export const REPLY_FRONTENDS = structs.xlb_reply_frontends.fields.addr.count!;
@@ -64,8 +65,7 @@ export class ReplyFrontends {
       const count = Math.min(v.readUInt32LE(VALUE.fields.count.offset), REPLY_FRONTENDS);
       const list: Frontend[] = [];
       for (let i = 0; i < count; i++) {
-        const a = v.subarray(VALUE.fields.addr.offset + 4 * i, VALUE.fields.addr.offset + 4 * i + 4);
-        list.push({ addr: [...a].join('.'), port: v.readUInt16BE(VALUE.fields.port.offset + 2 * i), proto: key.proto });
+        list.push({ addr: u32ToIp(v.readUInt32BE(VALUE.fields.addr.offset + 4 * i)), port: v.readUInt16BE(VALUE.fields.port.offset + 2 * i), proto: key.proto });
       }
       this.setWritten(keyOf(key), list);
       this.dirty.add(keyOf(key));
@@ -186,7 +186,7 @@ export class ReplyFrontends {
     }
     const v = Buffer.alloc(VALUE.size);
     next.forEach((f, i) => {
-      f.addr.split('.').forEach((o, j) => v.writeUInt8(Number(o), VALUE.fields.addr.offset + 4 * i + j));
+      v.writeUInt32BE(ipToU32(f.addr), VALUE.fields.addr.offset + 4 * i);
       v.writeUInt16BE(f.port, VALUE.fields.port.offset + 2 * i);
     });
     v.writeUInt32LE(next.length, VALUE.fields.count.offset);

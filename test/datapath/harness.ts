@@ -18,6 +18,7 @@ import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder } from '../../src/datapath/replies.js';
+import { replySizing } from '../../src/datapath/datapath.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -344,13 +345,17 @@ export const CT_REPLIED = enums.xlb_ct_flags.XLB_CT_F_REPLIED;
 
 export { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder };
 
-/** The sizes the loader derives from the conntrack size (src/datapath/datapath.ts replySizing), with `over` on top. */
+/**
+ * The sizes and knobs the loader derives from the conntrack size
+ * (replySizing, src/datapath/datapath.ts), with `over` on top; the flood
+ * guard stays off unless a test sets it.
+ */
 function replySizingOf(over: Record<string, number> = {}): { rodata: { xlb_reply_sets: number; xlb_snat_slots: number }; maxEntries: Record<string, number> } {
-  const ct = over.xlb_conntrack ?? XLB_CONNTRACK_DEFAULT;
-  const maxEntries = { xlb_conntrack: ct, xlb_replies: Math.max(1, Math.floor(ct / REPLY_WAYS)) * REPLY_WAYS, xlb_snat: ct * 2, xlb_rnat: ct, ...over };
+  const fromLoader = replySizing(over.xlb_conntrack ?? XLB_CONNTRACK_DEFAULT, kernelHz(OBJ.clock), 0);
+  const maxEntries = { ...fromLoader.maxEntries, ...over };
   return { rodata: { xlb_reply_sets: Math.floor(maxEntries.xlb_replies / REPLY_WAYS), xlb_snat_slots: maxEntries.xlb_snat }, maxEntries };
 }
-/** xlb_conntrack's size in the object (XLB_CONNTRACK_MAX). */
+/** xlb_conntrack's size in the object (XLB_CONNTRACK_MAX of xdp/include/xlb_consts.h). */
 const XLB_CONNTRACK_DEFAULT = 131072;
 
 /** A 5-tuple as the maps key it. */

@@ -101,6 +101,7 @@ test('bad versions of the manifests file cost no service, kill no agent, and are
         inPlace(good.subarray(0, cut));
         await new Promise((r) => setTimeout(r, pause));
         inPlace(good);
+        // The writer's pause before its next edit: long enough for a read, so that edits stay apart.
         await new Promise((r) => setTimeout(r, 250));
         continue;
       }
@@ -118,7 +119,7 @@ test('bad versions of the manifests file cost no service, kill no agent, and are
       inPlace(bad);
       await waitFor(() => reports.length > before, 5000, `version ${v} (${kind}, seed ${firstSeed}) to be reported`);
       inPlace(good);
-      await new Promise((r) => setTimeout(r, 120));
+      await waitFor(() => !agent.issues().some((i) => i.object.startsWith('file ')), 5000, `version ${v} (${kind}, seed ${firstSeed}): back to the good version`);
     }
     await new Promise((r) => setTimeout(r, 300));
     stopPolling = true;

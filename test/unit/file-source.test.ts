@@ -161,14 +161,16 @@ describe('FileSource', () => {
 
   it('an empty-looking file keeps the last state and says how to remove every service; an empty List removes them', async () => {
     fs.writeFileSync(file, serviceYaml('a', 1));
-    await start();
+    let recovered = 0;
+    source = new FileSource(file, logged.log, { onError: rec.onError, onRecovered: () => (recovered++, rec.wake()) });
+    await source.start(rec.onSnapshot);
     const empties = ['', '  \n', '---\n', 'null\n', '# only a comment\n', 'just some words\n'];
     for (const [i, text] of empties.entries()) {
       fs.writeFileSync(file, text);
       await rec.until(() => rec.errors.length === i + 1, 1000, `report of ${JSON.stringify(text)}`);
       assert.match(rec.errors[i].message, /(no manifests in the file|not a manifests file).*write an empty List/, JSON.stringify(text));
       fs.writeFileSync(file, serviceYaml('a', 1));
-      await new Promise((r) => setTimeout(r, 120));
+      await rec.until(() => recovered === i + 1, 1000, 'back to the version in force');
     }
     assert.equal(rec.snapshots.length, 1, 'nothing emitted: the last good state stays');
     fs.writeFileSync(file, '{"apiVersion": "v1", "kind": "List", "items": []}\n');

@@ -2,13 +2,16 @@
 /*
  * xlb_replies.h: how replies are restored (docs/datapath.md, "Replies and
  * SNAT ports"), written so that a new flow costs one map insert, its
- * conntrack entry, and a store into an array element besides:
+ * conntrack entry, and at most a store into an array element besides:
  *
- * - a flow DNATed without SNAT (a local backend, or a pod's flow through
- *   tc): its reply (backend -> client) is restored from an element of
- *   xlb_replies, one way of the set its 5-tuple hashes to; a set whose every
- *   way holds a live flow sends the newcomer to the xlb_rnat LRU (the rare
- *   second insert);
+ * - a flow from outside to a local backend: its reply (backend -> client)
+ *   finds the conntrack entry itself, through the frontends
+ *   xlb_reply_frontends lists for the backend; nothing else is written;
+ * - another flow DNATed without SNAT (a pod's flow through tc, an unlisted
+ *   frontend, a flow the SYN-flood guard leaves without an entry): its
+ *   reply is restored from an element of xlb_replies, one way of the set
+ *   its 5-tuple hashes to; a set whose every way holds a live flow sends
+ *   the newcomer to the xlb_rnat LRU (the rare second insert);
  * - a SNATed flow (a remote backend): its reply (backend -> node:SNAT port)
  *   is restored from the element of xlb_snat that the port's tuple hashes
  *   to, which owns the port while the flow lives. Ports are tried in a
@@ -196,8 +199,9 @@ static __always_inline struct xlb_reply_slot *xlb_snat_find(const struct xlb_flo
 }
 
 /* Fill element `s` (claimed: its `seen` is ours) for the reply `reply` of
- * client -> frontend `flow`. The 5-tuple goes last but one: a reader that
- * matches it sees the rest. */
+ * client -> frontend `flow`. Plain stores: a reader on another CPU may see
+ * a mix for the instant of the rewrite, but only of an element whose old
+ * flow is over (or empty), whose replies nothing awaits. */
 static __always_inline void xlb_reply_fill(struct xlb_reply_slot *s, const struct xlb_flow_key *flow,
 					   const struct xlb_flow_key *reply, __u32 service_id, __u32 flags)
 {
@@ -221,6 +225,17 @@ static __always_inline bool xlb_reply_claim(struct xlb_reply_slot *s, __u32 now)
 	__u32 seen = s->seen;
 
 	return __sync_val_compare_and_swap(&s->seen, seen, now ? now : 1) == seen;
+}
+
+/* Claim element `s` for the reply `reply` of `flow` and fill it; false when
+ * another CPU claimed it first. */
+static __always_inline bool xlb_reply_take(struct xlb_reply_slot *s, __u32 now, const struct xlb_flow_key *flow,
+					   const struct xlb_flow_key *reply, __u32 service_id, __u32 flags)
+{
+	if (!xlb_reply_claim(s, now))
+		return false;
+	xlb_reply_fill(s, flow, reply, service_id, flags);
+	return true;
 }
 
 /* Store how to restore the reply of `flow` DNATed to backend addr:port
@@ -248,19 +263,15 @@ static __always_inline long xlb_reply_store(const struct xlb_flow_key *flow, __b
 	for (i = 0; i < XLB_REPLY_WAYS; i++) {
 		key = set * XLB_REPLY_WAYS + i;
 		s = bpf_map_lookup_elem(&xlb_replies, &key);
-		if (s && (!s->seen || xlb_reply_is(s, reply.saddr, reply.daddr, reply.sport, reply.dport,
-							      reply.proto)) && xlb_reply_claim(s, now)) {
-			xlb_reply_fill(s, flow, &reply, service_id, flags);
+		if (s && (!s->seen || xlb_reply_is(s, reply.saddr, reply.daddr, reply.sport, reply.dport, reply.proto)) &&
+		    xlb_reply_take(s, now, flow, &reply, service_id, flags))
 			return 0;
-		}
 	}
 	for (i = 0; i < XLB_REPLY_WAYS; i++) {
 		key = set * XLB_REPLY_WAYS + i;
 		s = bpf_map_lookup_elem(&xlb_replies, &key);
-		if (s && !xlb_slot_alive(s, now, NULL) && xlb_reply_claim(s, now)) {
-			xlb_reply_fill(s, flow, &reply, service_id, flags);
+		if (s && !xlb_slot_alive(s, now, NULL) && xlb_reply_take(s, now, flow, &reply, service_id, flags))
 			return 0;
-		}
 	}
 	if (!overflow)
 		return -28; /* ENOSPC */
@@ -426,16 +437,14 @@ static long xlb_snat_try_one(__u64 i, void *arg)
 			 s->client_addr == t->flow.saddr && s->client_port == t->flow.sport &&
 			 s->vip == t->flow.daddr && s->vip_port == t->flow.dport)) {
 		/* free, or this same flow's (placed again: its state starts over) */
-		if (!xlb_reply_claim(s, t->now))
+		if (!xlb_reply_take(s, t->now, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT))
 			return 0;
-		xlb_reply_fill(s, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT);
 		t->port = t->reply.dport;
 		return 1;
 	}
 	/* Held by another flow of this port, or by another tuple hashing here. */
 	use = xlb_snat_port_use(s, t->now, &idle);
-	if (use == XLB_PORT_STALE && xlb_reply_claim(s, t->now)) {
-		xlb_reply_fill(s, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT);
+	if (use == XLB_PORT_STALE && xlb_reply_take(s, t->now, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT)) {
 		t->port = t->reply.dport;
 		return 1;
 	}
@@ -488,10 +497,8 @@ static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flo
 		return 0;
 	t.reply.dport = t.closed_port;
 	s = xlb_snat_slot(t.reply.saddr, t.reply.sport, t.reply.dport, t.reply.proto);
-	if (s && xlb_reply_claim(s, now)) {
-		xlb_reply_fill(s, flow, &t.reply, service_id, XLB_CT_F_SNAT);
+	if (s && xlb_reply_take(s, now, flow, &t.reply, service_id, XLB_CT_F_SNAT))
 		return t.closed_port;
-	}
 	return 0;
 }
 
