@@ -269,6 +269,7 @@ export class Agent implements AgentView {
       kubeConfig,
       nodeName: node.name,
       log: log.child({ component: 'kubernetes' }),
+      maxObjects: config.source.kubernetes?.maxObjects,
       // NodePort addresses from the Node object unless configured, and its
       // labels (the zone of topology hints). The first call comes before the
       // first snapshot; a later change is followed at once (the source then

@@ -90,7 +90,10 @@ const source = obj({
     maxBytes: check<number>((v) => isInt(v, 1024, 1 << 30), 'must be an integer 1024..1073741824 (bytes)').default(4 << 20),
     settleMs: check<number>((v) => isInt(v, 0, 60000), 'must be an integer 0..60000 (ms)').default(50),
   }).optional(),
-  kubernetes: obj({ kubeconfig: nonEmptyString.optional() }).optional(),
+  kubernetes: obj({
+    kubeconfig: nonEmptyString.optional(),
+    maxObjects: check<number>((v) => isInt(v, 1, 10_000_000), 'must be an integer 1..10000000 (objects of one kind)').default(100_000),
+  }).optional(),
 }).superRefine((s, ctx) => {
   const given = [s.file && 'file', s.kubernetes && 'kubernetes'].filter(Boolean);
   if (given.length !== 1) {
@@ -115,7 +118,9 @@ const source = obj({
  * - `interfaces` (required, ≥ 1, distinct): external interfaces (XDP ingress,
  *   tc egress).
  * - `source`: exactly one of `file.path` (manifests; relative to the config
- *   file) and `kubernetes` (optional `kubeconfig`). With `file`, `maxBytes`
+ *   file) and `kubernetes` (optional `kubeconfig`, and `maxObjects`, default
+ *   100,000: a list of Services or EndpointSlices with more is refused whole,
+ *   the last good state staying programmed). With `file`, `maxBytes`
  *   (default 4 MiB: a larger file is refused) and `settleMs` (default 50: a
  *   file is read only once left alone that long; src/sources/file).
  * - `datapath.instance`: pin directory `/sys/fs/bpf/xlb/<instance>`,

@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { FileSource, ManifestError, parseManifests } from '../../src/sources/file/index.js';
 import type { Snapshot } from '../../src/sources/source.js';
+import { translateState } from '../../src/services/rules.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/manifests');
 /** The bound the task sets for a change to reach the consumer. */
@@ -123,6 +124,27 @@ describe('FileSource', () => {
     assert.equal(second.state.services.get('default/a'), first.state.services.get('default/a'), 'a: unchanged, same object');
     assert.notEqual(second.state.services.get('default/b'), first.state.services.get('default/b'), 'b: changed, a new object');
     assert.deepEqual(second.state.services.get('default/b')!.clusterIPs, ['198.19.0.3']);
+  });
+
+  it('of two Services without creation times claiming one frontend, the one the file had keeps it; the newcomer is reported', async () => {
+    fs.writeFileSync(file, serviceYaml('web', 1));
+    await start();
+    // "aaa" sorts first, and claims web's cluster IP and port.
+    fs.writeFileSync(file, `${serviceYaml('web', 1)}---\n${serviceYaml('aaa', 1)}`);
+    await rec.until(() => rec.snapshots.length === 2, 2000, 'the newcomer');
+    const node = { name: 'n1', addresses: ['198.18.0.1'] };
+    const { services, issues } = translateState(rec.last().state, node);
+    assert.deepEqual(services.filter((p) => p.frontends.some((f) => f.addr === '198.19.0.1')).map((p) => `${p.namespace}/${p.name}`), ['default/web'], 'web keeps it');
+    assert.ok(issues.some((i) => i.object === 'Service default/aaa' && /198\.19\.0\.1/.test(i.message)), `aaa is reported: ${JSON.stringify(issues)}`);
+    // Its date stays while it stays in the file: an edit of web changes nothing.
+    fs.writeFileSync(file, `${serviceYaml('web', 1).replace('port: 80', 'port: 80\n    name: http')}---\n${serviceYaml('aaa', 1)}`);
+    await rec.until(() => rec.snapshots.length === 3, 2000, 'the edit');
+    assert.deepEqual(translateState(rec.last().state, node).services.filter((p) => p.frontends.some((f) => f.addr === '198.19.0.1')).map((p) => `${p.namespace}/${p.name}`), ['default/web']);
+    // Read at once (a new agent), the first by name keeps it: both are dated alike.
+    await source!.stop();
+    rec = new Recorder();
+    await start();
+    assert.deepEqual(translateState(rec.last().state, node).services.filter((p) => p.frontends.some((f) => f.addr === '198.19.0.1')).map((p) => `${p.namespace}/${p.name}`), ['default/aaa']);
   });
 
   it('a rename over the file (editors, mv into place) reaches onSnapshot within 100 ms', async () => {

@@ -7,7 +7,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ListStreamParser, parseList } from '../../src/sources/kubernetes/rest.js';
+import { ListStreamParser, ListTooLargeError, parseList } from '../../src/sources/kubernetes/rest.js';
 import { prng } from '../helpers/prng.js';
 
 /** parseList with an identity callback that records what it saw. */
@@ -85,6 +85,20 @@ describe('parseList: a list one item at a time', () => {
 
   it('parses whole what it does not recognise, with the same result', () => {
     for (const text of ODD) assert.deepEqual(parsed(text).body, JSON.parse(text), text);
+  });
+
+  it('stops at the item over maxItems: the rest of the body is never read', () => {
+    const limits = { maxItems: 3, path: '/api/v1/services', limit: 3 };
+    const seen: unknown[] = [];
+    const p = new ListStreamParser((it) => (seen.push(it), it), limits);
+    p.push('{"metadata":{},"items":[{"a":1},{"a":2},{"a":3}');
+    assert.throws(() => p.push(',{"a":4},{"a":5}'), (e: unknown) => e instanceof ListTooLargeError && /more than 3 items/.test(e.message));
+    assert.equal(seen.length, 3, 'the fourth item is not handed on');
+    // The same limit when the body is parsed whole (an odd shape the scan gives up on).
+    const odd = new ListStreamParser((it) => it, limits);
+    const text = '{"items":[1,2,3,4]}';
+    odd.push(text);
+    assert.throws(() => odd.end(() => text), ListTooLargeError);
   });
 
   it('rejects text that is not JSON with JSON.parse\'s error', () => {

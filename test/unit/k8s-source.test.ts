@@ -384,6 +384,37 @@ describe('kubernetes source', () => {
     assert.ok(s.state.services.has('default/web'), 'the services it had are kept');
   });
 
+  it('a list over maxObjects is refused whole and reported, the last good state kept; an object added beyond it is skipped', async () => {
+    for (let i = 0; i < 3; i++) server.upsert('services', service(`s${i}`, { clusterIP: `10.96.1.${i + 1}` }));
+    h = new Harness(server, { maxObjects: 4 });
+    await h.start();
+    assert.equal(h.last().state.services.size, 3);
+    // The watch brings the fourth (within the limit) and the fifth (beyond it).
+    server.upsert('services', service('s3', { clusterIP: '10.96.1.4' }));
+    server.upsert('services', service('s4', { clusterIP: '10.96.1.5' }));
+    let s = await h.until((x) => x.issues.some((i) => i.object === 'Service list'), 'the refusal reported');
+    assert.deepEqual([...s.state.services.keys()].sort(), ['default/s0', 'default/s1', 'default/s2', 'default/s3']);
+    const issue = s.issues.find((i) => i.object === 'Service list')!;
+    assert.equal(issue.field, 'items');
+    assert.match(issue.message, /default\/s4 not added.*source\.kubernetes\.maxObjects/);
+    // A relist of 6 (after a compaction) is refused: nothing of it is applied, nothing withdrawn.
+    server.holdWatches();
+    server.dropWatches({ resource: 'services' });
+    server.remove('services', 'default', 's0');
+    server.upsert('services', service('s5', { clusterIP: '10.96.1.6' }));
+    server.upsert('services', service('s6', { clusterIP: '10.96.1.7' }));
+    server.compact();
+    server.releaseWatches();
+    await waitFor(() => server.countRequests({ path: /^\/api\/v1\/services$/, watch: false }) >= 3, 5000, 'the relist refused and tried again');
+    s = await h.until((x) => /list refused: it has more than 4 objects/.test(x.issues.find((i) => i.object === 'Service list')?.message ?? ''), 'the list refusal reported');
+    assert.deepEqual([...s.state.services.keys()].sort(), ['default/s0', 'default/s1', 'default/s2', 'default/s3'], 'the last good state stays');
+    // Back within the limit: the next list is applied whole and the issue goes.
+    server.remove('services', 'default', 's1');
+    server.remove('services', 'default', 's2');
+    s = await h.until((x) => !x.issues.some((i) => i.object === 'Service list') && x.state.services.has('default/s6'), 'the list applied again');
+    assert.deepEqual([...s.state.services.keys()].sort(), ['default/s3', 'default/s4', 'default/s5', 'default/s6']);
+  });
+
   it('list and watch errors restart with backoff until they succeed: the informer never stops', async () => {
     server.upsert('services', service('web'));
     server.failNext({ method: 'GET', path: /^\/api\/v1\/services$/, watch: false, status: 500, count: 3 });

@@ -96,6 +96,14 @@ export class FileSource implements Source {
     services: new Map<string, { json: string; value: ServiceModel }>(),
     endpointSlices: new Map<string, { json: string; value: EndpointSliceModel }>(),
   };
+  /**
+   * When this agent first read each Service that has no
+   * `metadata.creationTimestamp` (RFC 3339), by `namespace/name`: its
+   * creation time as far as conflicts go (see {@link dateUndated}).
+   */
+  private firstSeen = new Map<string, string>();
+  /** {@link firstSeen} as the version parsed last would leave it; taken when that version is delivered. */
+  private pendingFirstSeen = new Map<string, string>();
   private stopped = false;
   private reloading = false;
   private reloadAgain = false;
@@ -311,9 +319,31 @@ export class FileSource implements Source {
       const rest = r.issues.length - MAX_ISSUES;
       r.issues = [...r.issues.slice(0, MAX_ISSUES), { object: `file ${this.file}`, field: '(file)', message: `${rest} more issues in this version of the file, not listed` }];
     }
+    this.dateUndated(r.state.services);
     this.keepUnchanged(r.state.services, this.previous.services);
     this.keepUnchanged(r.state.endpointSlices, this.previous.endpointSlices);
     return { state: r.state, issues: r.issues };
+  }
+
+  /**
+   * Give each Service without `metadata.creationTimestamp` the time this
+   * agent first read it (kept while it stays in the file), so that of two
+   * Services claiming one frontend, the one the file already had keeps it
+   * and the newcomer is reported, as in a cluster, where the API server
+   * dates every object (src/services/rules.ts, byCreation). Services read
+   * in the same version (every one, at start) are then ordered by name.
+   * Only versions that are applied count: a refused one dates nothing.
+   */
+  private dateUndated(services: Map<string, ServiceModel>): void {
+    const now = new Date().toISOString();
+    const next = new Map<string, string>();
+    for (const [key, svc] of services) {
+      if (svc.createdAt !== undefined) continue;
+      const at = this.firstSeen.get(key) ?? now;
+      next.set(key, at);
+      services.set(key, { ...svc, createdAt: at });
+    }
+    this.pendingFirstSeen = next;
   }
 
   /**
@@ -337,6 +367,7 @@ export class FileSource implements Source {
 
   private emit(snap: Snapshot): void {
     if (this.stopped || !this.onSnapshot) return;
+    this.firstSeen = this.pendingFirstSeen;
     this.log.info(
       { file: this.file, services: snap.state.services.size, endpointSlices: snap.state.endpointSlices.size, issues: snap.issues.length },
       'manifests read',

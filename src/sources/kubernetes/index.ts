@@ -105,6 +105,14 @@ export interface KubernetesSourceOptions {
   startTimeoutMs?: number;
   /** Items per list page (default 500). */
   pageSize?: number;
+  /**
+   * Most objects of each kind (Services, EndpointSlices) the source holds
+   * (default 100,000, informer.ts DEFAULT_MAX_OBJECTS): a list with more is
+   * refused whole and retried, the last good state staying applied; an
+   * object added beyond the limit is skipped. Reported as an issue of the
+   * object `<Kind> list`, field `items`.
+   */
+  maxObjects?: number;
   /** Informer restart backoff (default: client-go's reflector). */
   backoff?: BackoffOptions;
   /** Server-side watch timeout, seconds (default random 300..600). */
@@ -180,11 +188,17 @@ export class KubernetesSource implements Source {
       pageSize: opts.pageSize,
       backoff: opts.backoff,
       watchTimeoutSeconds: opts.watchTimeoutSeconds,
+      maxObjects: opts.maxObjects,
+    };
+    const onLimit = (kind: string) => (message: string | undefined) => {
+      const label = `${kind} list`;
+      if (this.setIssues(label, message ? [{ object: label, field: 'items', message }] : [])) this.poke();
     };
     this.services = new Informer({
       ...common,
       path: PATHS.services,
       kind: 'Service',
+      onLimit: onLimit('Service'),
       // Normalized as soon as parsed, while the rest of the list is still
       // arriving. prepare must not throw: an object that makes normalize
       // throw is left to onService, which reports it as before.
@@ -201,6 +215,7 @@ export class KubernetesSource implements Source {
       ...common,
       path: PATHS.endpointSlices,
       kind: 'EndpointSlice',
+      onLimit: onLimit('EndpointSlice'),
       // Slices are read once into their model; nothing needs them raw. A
       // listed slice is normalized as soon as it is parsed, then trimmed.
       metadataOnly: true,

@@ -29,7 +29,7 @@
 import { ListWatch, Watch, type KubeConfig, type KubernetesObject, type KubernetesListObject } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { Backoff, type BackoffOptions } from './backoff.js';
-import { listAll } from './rest.js';
+import { listAll, ListTooLargeError } from './rest.js';
 import { formatApiError, apiErrorInfo } from './kubeconfig.js';
 
 /** A Kubernetes object as the API server sends it (plain JSON). */
@@ -82,6 +82,18 @@ export interface InformerOptions {
   /** An object the cache cannot hold (no metadata.name), or a watch line that is not an event. */
   onInvalid?: (what: string) => void;
   /**
+   * Most objects the cache holds (default {@link DEFAULT_MAX_OBJECTS}). A
+   * list with more is refused whole (read no further than the limit, then
+   * retried after the backoff, the cache keeping what it had); a watch
+   * ADDED event beyond it is skipped. Either way `onLimit` is told.
+   */
+  maxObjects?: number;
+  /**
+   * Told why objects are being refused over `maxObjects` (a message naming
+   * the kind and the limit), and `undefined` once a list fits again.
+   */
+  onLimit?: (message: string | undefined) => void;
+  /**
    * Keep only apiVersion, kind and metadata's name, namespace,
    * resourceVersion and uid of each object in the cache, once `onEvent` has
    * seen it (all ListWatch needs to tell adds, updates and deletes apart).
@@ -92,6 +104,13 @@ export interface InformerOptions {
    */
   metadataOnly?: boolean;
 }
+
+/**
+ * Default {@link InformerOptions.maxObjects}: ten times Kubernetes' tested
+ * limit of 10,000 Services a cluster (Kubernetes scalability thresholds),
+ * and far above the EndpointSlices such a cluster has.
+ */
+export const DEFAULT_MAX_OBJECTS = 100_000;
 
 /** Counters of one informer, for logs, metrics and tests. */
 export interface InformerStats {
@@ -248,6 +267,10 @@ export class Informer {
    * WeakMap's 10,000 entries as ephemerons.
    */
   private readonly prepared = new Map<object, unknown>();
+  /** Objects in the cache (ListWatch's own count is a walk). */
+  private objects = 0;
+  /** Whether objects are being refused over maxObjects (onLimit was told so). */
+  private overLimit = false;
 
   constructor(private readonly opts: InformerOptions) {
     this.kind = opts.kind;
@@ -259,6 +282,8 @@ export class Informer {
     this.lw = new ListWatch<KubernetesObject>(opts.path, watch, () => this.listOnce(), false, opts.labelSelector, opts.fieldSelector);
     const forward = (type: InformerEventType) => (obj: KubernetesObject) => {
       this.st.events++;
+      if (type === 'add') this.objects++;
+      else if (type === 'delete') this.objects--;
       const prepared = this.prepared.get(obj);
       if (prepared !== undefined) this.prepared.delete(obj);
       try {
@@ -376,6 +401,11 @@ export class Informer {
         this.invalid(`watch ${phase} event with an object without metadata.name (got ${JSON.stringify(obj)?.slice(0, 120)})`);
         return;
       }
+      if (phase === 'ADDED' && this.objects >= this.maxObjects() && !this.lw.get(name, (obj as RawObject).metadata.namespace)) {
+        const ns = (obj as RawObject).metadata.namespace;
+        this.refuse(`${this.kind} ${ns ? `${ns}/` : ''}${name} not added: ${this.objects} ${this.kind} objects are held already, the limit (source.kubernetes.maxObjects)`);
+        return;
+      }
     } else if (phase !== 'BOOKMARK') {
       this.invalid(`watch event of unknown type ${JSON.stringify(phase)}`);
       return;
@@ -384,6 +414,22 @@ export class Informer {
   }
 
   // ---- internals ------------------------------------------------------------
+
+  private maxObjects(): number {
+    return this.opts.maxObjects ?? DEFAULT_MAX_OBJECTS;
+  }
+
+  /** Objects are refused over maxObjects: say why (logged once until it changes). */
+  private refuse(message: string): void {
+    this.st.invalid++;
+    if (!this.overLimit) this.log.warn({ kind: this.kind, maxObjects: this.maxObjects() }, message);
+    this.overLimit = true;
+    try {
+      this.opts.onLimit?.(message);
+    } catch (e) {
+      this.log.error({ kind: this.kind, err: (e as Error).message }, 'informer onLimit handler failed');
+    }
+  }
 
   private invalid(what: string): void {
     this.st.invalid++;
@@ -406,6 +452,7 @@ export class Informer {
     const r = await listAll(this.opts.kubeConfig, this.opts.path, {
       resourceVersion: this.isSynced ? undefined : '0',
       limit: this.opts.pageSize ?? 500,
+      maxItems: this.maxObjects(),
       labelSelector: this.opts.labelSelector,
       fieldSelector: this.opts.fieldSelector,
       eachItem: prepare && ((it) => {
@@ -431,12 +478,24 @@ export class Informer {
     }
     if (this.stopped) throw new Error('stopped');
     this.listedPendingWatch = true;
+    if (this.overLimit) {
+      this.overLimit = false;
+      this.log.info({ kind: this.kind, items: items.length }, 'list within source.kubernetes.maxObjects again');
+      try {
+        this.opts.onLimit?.(undefined);
+      } catch (e) {
+        this.log.error({ kind: this.kind, err: (e as Error).message }, 'informer onLimit handler failed');
+      }
+    }
     this.log.debug({ kind: this.kind, items: items.length, pages: r.pages, resourceVersion: r.resourceVersion }, 'listed');
     return { metadata: { resourceVersion: r.resourceVersion }, items };
   }
 
   private onError(err: unknown): void {
     if (this.stopped) return; // stop() aborts the watch: not an error
+    if (err instanceof ListTooLargeError) {
+      this.refuse(`${this.kind} list refused: it has more than ${err.maxItems} objects, the limit (source.kubernetes.maxObjects); the last list stays applied`);
+    }
     this.listedPendingWatch = false;
     this.prepared.clear();
     this.st.restarts++;

@@ -27,6 +27,23 @@ export class KubeRequestError extends Error {
   }
 }
 
+/**
+ * A list with more items than the caller accepts (ListOptions.maxItems).
+ * The response is abandoned as soon as the item over the limit is seen, so
+ * a list of millions costs no more memory than the limit's worth.
+ */
+export class ListTooLargeError extends Error {
+  constructor(
+    /** Collection path, e.g. `/api/v1/services`. */
+    readonly path: string,
+    /** The limit that was passed. */
+    readonly maxItems: number,
+  ) {
+    super(`GET ${path}: the list has more than ${maxItems} items`);
+    this.name = 'ListTooLargeError';
+  }
+}
+
 /** Options of {@link listAll}. */
 export interface ListOptions {
   /** Items per page (client-go's reflector uses 500); 0: one page. */
@@ -50,6 +67,12 @@ export interface ListOptions {
    * being alive at once.
    */
   eachItem?: (item: unknown) => unknown;
+  /**
+   * Most items accepted across all pages; one more and the list fails with
+   * {@link ListTooLargeError} (the response being read is abandoned at once).
+   * Default: no limit.
+   */
+  maxItems?: number;
 }
 
 /** A complete list: every page's items and the list's resourceVersion. */
@@ -99,19 +122,31 @@ export async function getJsonTimed(
       const code = res.statusCode ?? 0;
       // A list is parsed while it arrives (ListStreamParser); an error Status is parsed whole.
       const stream = code >= 200 && code < 300 ? opts.stream?.() : undefined;
+      let abandoned = false;
       res.on('data', (c: string) => {
+        if (abandoned) return;
         parts.push(c);
-        stream?.push(c);
+        try {
+          stream?.push(c);
+        } catch (e) {
+          // The parser refuses the body (a list over its limit): stop reading it.
+          abandoned = true;
+          parts.length = 0;
+          req.destroy();
+          reject(e);
+        }
       });
       res.on('error', (e) => reject(new KubeRequestError(`GET ${url.pathname}: ${e.message}`, 0)));
       res.on('end', () => {
+        if (abandoned) return;
         const receivedAt = performance.now();
         let joined: string | undefined;
         const text = () => (joined ??= parts.length === 1 ? parts[0] : parts.join(''));
         let body: unknown;
         try {
           body = stream ? stream.end(text) : JSON.parse(text());
-        } catch {
+        } catch (e) {
+          if (e instanceof ListTooLargeError) return reject(e);
           body = undefined;
         }
         if (code >= 200 && code < 300) {
@@ -136,9 +171,11 @@ export async function getJsonTimed(
  *
  * @param path collection path, e.g. `/api/v1/services`
  * @throws KubeRequestError on any other error response
+ * @throws ListTooLargeError when the list has more than `opts.maxItems` items
  */
 export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = {}): Promise<RawList> {
   const eachItem = opts.eachItem;
+  const maxItems = opts.maxItems ?? Infinity;
   let pages = 0;
   for (let restarts = 0; ; restarts++) {
     const items: unknown[] = [];
@@ -157,7 +194,11 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
             labelSelector: cont ? undefined : opts.labelSelector,
             fieldSelector: cont ? undefined : opts.fieldSelector,
           },
-          { timeoutMs: opts.timeoutMs, signal: opts.signal, stream: eachItem && (() => new ListStreamParser(eachItem)) },
+          {
+            timeoutMs: opts.timeoutMs,
+            signal: opts.signal,
+            stream: eachItem && (() => new ListStreamParser(eachItem, { maxItems: maxItems - items.length, path, limit: maxItems })),
+          },
         );
         const body = page.body as { items?: unknown; metadata?: { resourceVersion?: string; continue?: string } };
         receivedAt = page.receivedAt;
@@ -166,6 +207,7 @@ export async function listAll(kc: KubeConfig, path: string, opts: ListOptions = 
         // A loop, not push(...spread): pages can exceed the argument limit.
         // (parseList has run eachItem on this page's items already.)
         for (const it of (body.items as unknown[]) ?? []) items.push(it);
+        if (items.length > maxItems) throw new ListTooLargeError(path, maxItems);
         resourceVersion = body.metadata?.resourceVersion ?? '';
         cont = body.metadata?.continue || undefined;
       } while (cont);
@@ -204,9 +246,12 @@ export function parseList(text: string, eachItem: (item: unknown) => unknown): u
 }
 
 /** JSON.parse of the whole text, then `items` (if an array) mapped through `eachItem`. */
-function parseWhole(text: string, eachItem: (item: unknown) => unknown): unknown {
+function parseWhole(text: string, eachItem: (item: unknown) => unknown, limits?: { maxItems: number; path: string; limit: number }): unknown {
   const body = JSON.parse(text) as { items?: unknown };
-  if (body && typeof body === 'object' && Array.isArray(body.items)) body.items = body.items.map((it) => eachItem(it));
+  if (body && typeof body === 'object' && Array.isArray(body.items)) {
+    if (limits && body.items.length > limits.maxItems) throw new ListTooLargeError(limits.path, limits.limit);
+    body.items = body.items.map((it) => eachItem(it));
+  }
   return body;
 }
 
@@ -247,15 +292,26 @@ export class ListStreamParser {
   private failed = false;
   private readonly items: unknown[] = [];
 
-  constructor(private readonly eachItem: (item: unknown) => unknown) {}
+  /**
+   * @param limits.maxItems most items this body may have (default no limit): one more and
+   *   {@link push} or {@link end} throws {@link ListTooLargeError} naming `limits.path` and `limits.limit`
+   */
+  constructor(
+    private readonly eachItem: (item: unknown) => unknown,
+    private readonly limits: { maxItems: number; path: string; limit: number } = { maxItems: Infinity, path: '', limit: Infinity },
+  ) {}
 
-  /** Take the next chunk of the body (decoded text). */
+  /**
+   * Take the next chunk of the body (decoded text).
+   * @throws ListTooLargeError once the body has more items than allowed
+   */
   push(chunk: string): void {
     if (this.failed) return;
     this.pending += chunk;
     try {
       this.scan();
-    } catch {
+    } catch (e) {
+      if (e instanceof ListTooLargeError) throw e;
       this.failed = true; // an item that does not parse: the whole parse reports it at the end
     }
     if (this.failed) this.pending = '';
@@ -278,7 +334,7 @@ export class ListStreamParser {
         if (!(e instanceof SyntaxError)) throw e;
       }
     }
-    return parseWhole(text(), this.eachItem);
+    return parseWhole(text(), this.eachItem, this.limits);
   }
 
   private scan(): void {
@@ -316,6 +372,7 @@ export class ListStreamParser {
       } else if (c === 0x7d || c === 0x5d) {
         this.depth--;
         if (this.depth === 2 && inItems && c === 0x7d) {
+          if (this.items.length >= this.limits.maxItems) throw new ListTooLargeError(this.limits.path, this.limits.limit);
           this.items.push(this.eachItem(JSON.parse(t.slice(this.itemStart, i + 1))));
           this.itemStart = -1;
         } else if (this.depth === 1 && inItems && c === 0x5d) this.tailStart = i;
