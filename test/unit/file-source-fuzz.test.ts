@@ -2,7 +2,8 @@
  * Bad versions of the manifests file never cost a service (issue 21): an
  * agent (fake maps, no root) watches the lab's manifests file while a seeded
  * sequence of bad versions is written over it, each followed by the good one
- * again: writes cut in two and finished 5 to 60 ms later, empty-looking
+ * again: writes cut in two and finished 5 to 60 ms later, writes cut
+ * mid-line and left so, empty-looking
  * files, scalars, random bytes, invalid UTF-8, a file over the size limit,
  * a JSON array of numbers. Throughout, /readyz is asked every 20 ms and the
  * programmed services are sampled: the last good state must stay programmed,
@@ -23,7 +24,7 @@ import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const VERSIONS = Number(process.env.XLB_FUZZ_VERSIONS ?? 120);
+const VERSIONS = Number(process.env.XLB_FUZZ_VERSIONS ?? 200);
 const MAX_BYTES = 256 * 1024;
 
 test('bad versions of the manifests file cost no service, kill no agent, and are each reported', { timeout: 300_000 }, async () => {
@@ -86,7 +87,7 @@ test('bad versions of the manifests file cost no service, kill no agent, and are
 
     const inPlace = (bytes: Buffer | string) => fs.writeFileSync(file, bytes);
     const empties = ['', '   \n\n', '---\n', '---\n---\n', 'null\n', '# nothing here\n', '~\n'];
-    const kinds = ['two-step', 'empty', 'scalar', 'binary', 'utf8', 'huge', 'numbers'] as const;
+    const kinds = ['two-step', 'truncated', 'empty', 'scalar', 'binary', 'utf8', 'huge', 'numbers'] as const;
     const counts: Record<string, number> = {};
     let badFinal = 0;
     for (let v = 0; v < VERSIONS; v++) {
@@ -106,7 +107,12 @@ test('bad versions of the manifests file cost no service, kill no agent, and are
         continue;
       }
       let bad: Buffer;
-      if (kind === 'empty') bad = Buffer.from(pick(empties));
+      if (kind === 'truncated') {
+        // Cut mid-line and left so (the writer died): never applied.
+        let cut = 1 + int(good.length - 2);
+        while (cut > 1 && good[cut - 1] === 0x0a) cut--;
+        bad = good.subarray(0, cut);
+      } else if (kind === 'empty') bad = Buffer.from(pick(empties));
       else if (kind === 'scalar') bad = Buffer.from(`${Array.from({ length: 1 + int(30) }, () => pick('abcdefgh 0123456789'.split(''))).join('').trim() || 'x'}\n`);
       else if (kind === 'binary') bad = Buffer.from(Array.from({ length: 1 + int(2000) }, () => int(256)));
       else if (kind === 'utf8') {

@@ -249,6 +249,21 @@ export class FileSource implements Source {
     const objects = snap.state.services.size + snap.state.endpointSlices.size;
     const prefix = this.lastGoodText !== null && text.length < this.lastGoodText.length && this.lastGoodText.startsWith(text);
     if ((prefix || snap.issues.length > this.lastIssues || objects < this.lastObjects) && age < 4 * settle) return this.retryIn(4 * settle - age);
+    // A prefix of the version in force that stops mid-line is a write cut
+    // short (its writer died, the disk filled): an edit that removes the
+    // file's last objects still ends its last line. Such a prefix may well
+    // parse, its last value cut (`port: 8` of `port: 80`): refused.
+    if (prefix && !text.endsWith('\n')) {
+      const err = new ManifestError(
+        `${this.file}: looks cut short: it is the first ${text.length} of the ${this.lastGoodText!.length} bytes of the version in force and stops mid-line (write the whole file, then rename it over this one)`,
+        this.file,
+        text.split('\n').length,
+      );
+      this.lastText = text;
+      if (err.message !== this.lastProblem) this.report(err);
+      this.lastProblem = err.message;
+      return;
+    }
     this.lastGoodText = text;
     this.lastText = text;
     this.lastProblem = null;
