@@ -10,11 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
-# Debian packages: toolchain and libbpf for the datapath (lld links the
-# Maglev fill as WebAssembly), iproute2/ethtool/socat/curl for the lab,
+# Debian packages: toolchain and libbpf for the datapath, iproute2/ethtool/socat/curl for the lab,
 # bpftool for BTF, gobgpd and bird2 for BGP, dnsmasq-base for the lab's
 # cluster DNS with dig (bind9-dnsutils) and dnsperf to query it, and friends.
-PACKAGES=(clang llvm lld libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool socat curl
+PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool socat curl
           iputils-ping iputils-arping tcpdump iptables nftables wrk gobgpd golang-github-osrg-gobgp-dev bird2
           dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)

@@ -1,6 +1,7 @@
 /**
  * Maglev consistent hashing for xlb: table sizes, the weighted lookup table
- * (Eisenbud et al., NSDI 2016, section 3.4) and the datapath's flow hash.
+ * (Eisenbud et al., NSDI 2016, section 3.4; table.ts is the rule, accel/
+ * builds many of its tables at once on every core) and the datapath's flow hash.
  * Pure: no I/O, no clock, no randomness; the same inputs give the same table
  * on every node.
  */
@@ -14,12 +15,15 @@ export {
 } from './primes.js';
 export {
   buildMaglevTable,
+  maglevTurns,
+  fillMaglevTable,
   tableShares,
   permutationOf,
   isPrime,
   type MaglevBackend,
   type MaglevPermutation,
+  type MaglevTurns,
 } from './table.js';
-export { buildMaglevTables, startMaglevTables, startMaglevPool, stopMaglevPool, type MaglevJob, type MaglevBuilt, type MaglevBatch } from './pool.js';
+export { buildMaglevTables, startMaglevTables, startMaglevPool, stopMaglevPool, slotCount, type MaglevJob, type MaglevBuilt, type MaglevBatch } from './accel/pool.js';
 export { flowHash, predictBackend, jhash3Words, XLB_FLOW_HASH_SEED, type FlowTuple } from './flowhash.js';
 export { nameHashes, type NameHashes } from './hash.js';

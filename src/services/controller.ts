@@ -18,8 +18,7 @@ import { BackendBatch, type FrontendKey, type LBMaps, type RestoredMaps, type Se
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
-import { buildMaglevTable, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
-import { slotCount } from '../maglev/pool.js';
+import { buildMaglevTable, slotCount, startMaglevTables, startMaglevPool, tableSizeFor, type MaglevBackend, type MaglevSizing } from '../maglev/index.js';
 import { positions, Translator } from './translate.js';
 import type { DesiredBackend, DesiredFrontend, DesiredService, EndpointSet, TopologyMode } from './types.js';
 import { IdAllocator } from './ids.js';

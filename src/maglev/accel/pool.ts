@@ -1,30 +1,34 @@
 /**
  * Many Maglev lookup tables at once, on every core: the initial sync of a
- * large cluster builds one table per service (10,000 tables of M = 1021
- * take ~300 ms on one core), and nothing else in the sync needs them until
- * the map writes.
+ * large cluster builds one table per service, and nothing else in the sync
+ * needs them until the map writes. The tables are table.ts's, built by its
+ * own fillMaglevTable; this module only spreads the work over threads
+ * (equal tables: test/unit/maglev-accel.test.ts). Deleting it means
+ * building each table with buildMaglevTable on the calling thread.
+ *
+ * Why it stays: 10,000 tables of M = 1021 (a 10,000-service sync) take
+ * ~400 ms on one core and ~200 ms on this machine's two
+ * (`npm run bench -- --only maglev`); the Kubernetes benchmark's cold-start
+ * target has room for the second figure, not the first (docs/benchmarks.md).
  *
  * How: the calling thread checks and orders every table's backends
- * (prepareMaglevBuild, which also throws for bad input) into arrays in
+ * (maglevTurns, which also throws for bad input) into arrays in
  * SharedArrayBuffers, then it and the pool's worker threads take tables from
  * a shared counter (Atomics.add, 64 tables at a time) and fill them into one
- * shared buffer of slots: with the WebAssembly fill (wasm.ts, built from
- * fill.c) when it is built, else with fillMaglevTable, the very function
- * buildMaglevTable runs. The caller stays synchronous: it works through the
+ * shared buffer of slots. The caller stays synchronous: it works through the
  * counter itself and then waits (Atomics.wait) for the tables the workers
  * took. A worker that is still starting simply takes no table; tables the
  * workers have not finished {@link WORKER_TIMEOUT_MS} after the caller ran
- * out of work are rebuilt by the caller. The result is the same as
- * buildMaglevTable's for each table (tested).
+ * out of work are rebuilt by the caller.
  *
  * Workers are threads of this process (node:worker_threads), started by
- * startMaglevPool or the first large batch, unreferenced (they never keep the process alive), one fewer
- * than the available cores, at most {@link MAX_THREADS}; none on one core.
+ * startMaglevPool or the first large batch, unreferenced (they never keep
+ * the process alive), one fewer than the available cores, at most
+ * {@link MAX_THREADS}; none on one core.
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { emptyScratchSize, fillMaglevTable, prepareMaglevBuild, type MaglevBackend, type MaglevBuildArrays } from './table.js';
-import { maglevFillModule, wasmMaglevFill, type MaglevFill } from './wasm.js';
+import { fillMaglevTable, maglevTurns, type MaglevBackend, type MaglevTurns } from '../table.js';
 
 /** Most worker threads the pool starts. */
 export const MAX_THREADS = 3;
@@ -64,8 +68,21 @@ export function slotCount(counts: readonly number[], id: number): number {
   return 0;
 }
 
+/**
+ * Per-backend arrays of a batch: backend k of a table whose turns start at
+ * `at` is at index `at + k` (a MaglevTurns as columns, so that they can
+ * live in SharedArrayBuffers), and `taken`, the slots it got.
+ */
+interface TurnColumns {
+  ids: Uint32Array;
+  offsets: Int32Array;
+  skips: Int32Array;
+  weights: Float64Array;
+  taken: Int32Array;
+}
+
 /** What the workers are sent: every array of a batch (SharedArrayBuffers, not copied). */
-interface Batch extends MaglevBuildArrays {
+interface Batch extends TurnColumns {
   /** Every table's slots, back to back. */
   out: Uint32Array;
   /** Per table: offset in `out`, M, n, first backend index. */
@@ -81,25 +98,30 @@ interface Batch extends MaglevBuildArrays {
 }
 
 /**
- * The worker's program: the sources of wasmMaglevFill (used when the
- * module came with workerData and instantiates) and of fillMaglevTable
- * (otherwise), and the loop over the shared counter.
+ * Fill table k of batch `b` with `fill` (table.ts's fillMaglevTable) and
+ * record each backend's slots in `b.taken`.
+ *
+ * Uses nothing but its arguments: the workers run this very function's source.
  */
+export function fillBatchTable(b: Batch, k: number, fill: typeof fillMaglevTable): void {
+  const off = b.jobs[4 * k];
+  const M = b.jobs[4 * k + 1];
+  const n = b.jobs[4 * k + 2];
+  const at = b.jobs[4 * k + 3];
+  const turns = [];
+  for (let i = at; i < at + n; i++) turns.push({ id: b.ids[i], weight: b.weights[i], offset: b.offsets[i], skip: b.skips[i] });
+  const taken = fill(b.out.subarray(off, off + M), turns);
+  for (let i = 0; i < n; i++) b.taken[at + i] = taken[i];
+}
+
+/** The worker's program: table.ts's fill, and the loop over the shared counter. */
 function workerSource(): string {
   return `'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
-const __name = (f) => f; // esbuild's keepNames helper, should the source carry it
+const { parentPort } = require('node:worker_threads');
+const __name = (f) => f; // esbuild's keepNames helper, should the sources carry it
 const fill = (${fillMaglevTable.toString()});
+const fillBatchTable = (${fillBatchTable.toString()});
 const faultIn = (${faultInOnce.toString()});
-let wasmFill = null;
-try {
-  if (workerData && workerData.module) wasmFill = (${wasmMaglevFill.toString()})(workerData.module);
-} catch {
-  // The TypeScript fill gives the same tables.
-}
-parentPort.postMessage({ filler: wasmFill ? 'wasm' : 'js' });
-let empty = new Int32Array(0);
-let inverses = new Int32Array(0);
 parentPort.on('message', (b) => {
   // Should another thread never finish faulting the buffer in, this batch
   // is left to the caller (it builds what no worker did).
@@ -107,16 +129,10 @@ parentPort.on('message', (b) => {
   for (;;) {
     const c = Atomics.add(b.control, 0, 1) * ${CHUNK};
     if (c >= b.count) return;
-    const end = Math.min(b.count, c + ${CHUNK});
-    for (let j = c; j < end; j++) {
-      const off = b.jobs[4 * j], M = b.jobs[4 * j + 1], n = b.jobs[4 * j + 2], at = b.jobs[4 * j + 3];
-      const e = Math.floor(Math.sqrt(M)) + 1;
-      if (empty.length < e) empty = new Int32Array(e);
-      if (inverses.length < n) inverses = new Int32Array(n);
-      if (n > 0 && wasmFill) wasmFill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken);
-      else if (n > 0) fill(b.out.subarray(off, off + M), M, n, at, b.ids, b.next, b.skips, b.weights, b.credit, b.taken, empty, inverses);
-      Atomics.store(b.state, j, 2);
-      Atomics.notify(b.state, j);
+    for (let k = c; k < Math.min(b.count, c + ${CHUNK}); k++) {
+      fillBatchTable(b, k, fill);
+      Atomics.store(b.state, k, 2);
+      Atomics.notify(b.state, k);
     }
   }
 });
@@ -124,9 +140,8 @@ parentPort.on('message', (b) => {
 }
 
 let workers: Worker[] | undefined;
-/** The fill each started worker reported it uses. */
-const workerFillers = new WeakMap<Worker, 'wasm' | 'js'>();
-
+/** Workers that have started running their program. */
+const online = new WeakSet<Worker>();
 /** Worker threads to use here: one fewer than the cores, at most MAX_THREADS. */
 function threadCount(): number {
   const cores = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
@@ -146,11 +161,9 @@ export function startMaglevPool(): void {
   for (let i = 0; i < threadCount(); i++) {
     try {
       // No execArgv: the worker runs plain JavaScript (no TypeScript loader).
-      const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}`, workerData: { module: maglevFillModule() } });
+      const w = new Worker(workerSource(), { eval: true, execArgv: [], name: `xlb-maglev-${i}` });
       w.unref();
-      w.once('message', (m: { filler?: 'wasm' | 'js' }) => {
-        if (m.filler) workerFillers.set(w, m.filler);
-      });
+      w.once('online', () => online.add(w));
       w.on('error', () => {
         workers = workers?.filter((x) => x !== w);
       });
@@ -168,36 +181,15 @@ export async function stopMaglevPool(): Promise<void> {
   await Promise.all(ws.map((w) => w.terminate()));
 }
 
-const scratchEmpty = { buf: new Int32Array(0) };
 const stats = { batches: 0, tables: 0, byWorkers: 0 };
 
-let mainFiller: MaglevFill | null | undefined;
-/** This thread's WebAssembly filler (wasm.ts), or null when the module is not built. */
-function mainFill(): MaglevFill | null {
-  if (mainFiller === undefined) {
-    const module = maglevFillModule();
-    try {
-      mainFiller = module ? wasmMaglevFill(module) : null;
-    } catch {
-      mainFiller = null; // the TypeScript fill gives the same tables
-    }
-  }
-  return mainFiller;
-}
-
 /**
- * What the pool has done in this process: worker threads running, batches
- * that used them, tables in those batches, and how many of those the
- * workers built (the rest the calling thread did); which fill this thread
- * and each worker uses (WebAssembly, or the TypeScript fallback).
+ * What the pool has done in this process: worker threads started and those
+ * of them running, batches that used them, tables in those batches, and how
+ * many of those the workers built (the rest the calling thread did).
  */
-export function maglevPoolStats(): { threads: number; batches: number; tables: number; byWorkers: number; filler: 'wasm' | 'js'; workerFillers: Array<'wasm' | 'js' | 'starting'> } {
-  return {
-    ...stats,
-    threads: workers?.length ?? 0,
-    filler: mainFill() ? 'wasm' : 'js',
-    workerFillers: (workers ?? []).map((w) => workerFillers.get(w) ?? 'starting'),
-  };
+export function maglevPoolStats(): { threads: number; online: number; batches: number; tables: number; byWorkers: number } {
+  return { ...stats, threads: workers?.length ?? 0, online: (workers ?? []).filter((w) => online.has(w)).length };
 }
 
 /**
@@ -241,10 +233,9 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
   const b: Batch = {
     out: u32(slots),
     ids: u32(backends),
-    next: i32(backends),
+    offsets: i32(backends),
     skips: i32(backends),
     weights: f64(backends),
-    credit: f64(backends),
     taken: i32(backends),
     jobs: i32(4 * jobs.length),
     state: i32(jobs.length),
@@ -254,7 +245,14 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
   let off = 0;
   let at = 0;
   jobs.forEach((j, k) => {
-    const n = prepareMaglevBuild(j.backends, j.tableSize, b, at);
+    const turns = maglevTurns(j.backends, j.tableSize);
+    const n = turns.length;
+    turns.forEach((t, i) => {
+      b.ids[at + i] = t.id;
+      b.offsets[at + i] = t.offset;
+      b.skips[at + i] = t.skip;
+      b.weights[at + i] = t.weight;
+    });
     b.jobs[4 * k] = off;
     b.jobs[4 * k + 1] = j.tableSize;
     b.jobs[4 * k + 2] = n;
@@ -274,15 +272,6 @@ export function startMaglevTables(jobs: readonly MaglevJob[]): MaglevBatch {
 
 /** The calling thread's part of a batch: take tables too, then wait for the ones a worker took. */
 function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): MaglevBuilt[] {
-  let inverses = new Int32Array(0);
-  const wasm = mainFill();
-  const fill = (table: Uint32Array, M: number, n: number, first: number, a: MaglevBuildArrays) => {
-    if (n === 0) return; // no backend: every slot stays 0
-    if (wasm) return wasm(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken);
-    if (scratchEmpty.buf.length < emptyScratchSize(M)) scratchEmpty.buf = new Int32Array(emptyScratchSize(M));
-    if (inverses.length < n) inverses = new Int32Array(n);
-    fillMaglevTable(table, M, n, first, a.ids, a.next, a.skips, a.weights, a.credit, a.taken, scratchEmpty.buf, inverses);
-  };
   const mine = new Uint8Array(jobs.length);
   // Tables are taken once `out`'s pages are in; should a worker that
   // claimed that never finish it, every table no worker built is built
@@ -293,9 +282,7 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     if (c >= jobs.length) break;
     for (let k = c; k < Math.min(jobs.length, c + CHUNK); k++) {
       mine[k] = 1;
-      const o = b.jobs[4 * k];
-      const M = b.jobs[4 * k + 1];
-      fill(b.out.subarray(o, o + M), M, b.jobs[4 * k + 2], b.jobs[4 * k + 3], b);
+      fillBatchTable(b, k, fillMaglevTable);
     }
   }
   if (pooled) {
@@ -314,21 +301,11 @@ function finishBatch(jobs: readonly MaglevJob[], b: Batch, pooled: boolean): Mag
     // Every table was taken by someone: the ones not taken here by a worker.
     if (!mine[k] && !awaitWorker(b.state, k, deadline)) {
       // The worker is stuck or gone: build this table here, privately (the
-      // worker may still be writing its copy of the same slots), from a
-      // fresh preparation (the shared one may be half walked).
-      const len = j.backends.length;
-      const own: MaglevBuildArrays = {
-        ids: new Uint32Array(len),
-        next: new Int32Array(len),
-        skips: new Int32Array(len),
-        weights: new Float64Array(len),
-        credit: new Float64Array(len),
-        taken: new Int32Array(len),
-      };
+      // worker may still be writing its copy of the same slots).
+      const turns = maglevTurns(j.backends, M);
       const table = new Uint32Array(M);
-      const m = prepareMaglevBuild(j.backends, M, own, 0);
-      fill(table, M, m, 0, own);
-      return { table, counts: countsOf(own, 0, m) };
+      const taken = fillMaglevTable(table, turns);
+      return { table, counts: turns.flatMap((t, i) => [t.id, taken[i]]) };
     }
     return { table: b.out.subarray(o, o + M), counts: countsOf(b, first, n) };
   });
@@ -370,7 +347,7 @@ function awaitWorker(state: Int32Array, k: number, deadline: number): boolean {
 }
 
 /** Slots per backend ID of a filled table whose n backends start at `first` (as {@link MaglevBuilt.counts}). */
-function countsOf(a: MaglevBuildArrays, first: number, n: number): number[] {
+function countsOf(a: TurnColumns, first: number, n: number): number[] {
   const counts: number[] = new Array(2 * n);
   for (let i = 0; i < n; i++) {
     counts[2 * i] = a.ids[first + i];
