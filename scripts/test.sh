@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test`: unit tests (no root), the layout freshness check, then as root the
+# `npm test`: unit and scenario tests (no root), the layout freshness check, then as root the
 # datapath tests (BPF_PROG_TEST_RUN on the compiled objects) and the end-to-end
 # tests in lab namespaces. Run scripts/setup.sh first (the README's command does).
 set -euo pipefail
@@ -11,7 +11,7 @@ run() { echo "== $1"; shift; "$@"; }
 run "layouts: src/datapath/layouts.generated.ts matches xdp/include/xlb_types.h" \
   npx --no-install tsx scripts/gen-layouts.ts --check
 
-files=(test/unit/**/*.test.ts)
+files=(test/unit/**/*.test.ts test/scenarios/*.test.ts)
 if [ "$(id -u)" -eq 0 ]; then
   files+=(test/datapath/**/*.test.ts test/e2e/**/*.test.ts)
 else

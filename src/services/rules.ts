@@ -376,6 +376,19 @@ export function ipv6Issue(object: string, list: string[]): InputIssue {
   return { object, field: 'spec.ipFamilies', message: `IPv6 addresses are recorded, not served (xlb's datapath serves IPv4 for now): ${list.join(', ')}` };
 }
 
+/**
+ * A Service of type ClusterIP with neither a cluster IP nor an external IP
+ * (spec.clusterIP absent or ""): nothing to serve. Never seen in a cluster,
+ * where the API server assigns one; easy to write in a manifests file.
+ * (kube-proxy's ShouldSkipService skips every Service without a cluster IP;
+ * xlb serves a NodePort's node ports and a Service's external IPs and VIPs
+ * without one, as a manifests file may mean them.)
+ */
+export function noClusterIPIssue(svc: ServiceModel, object: string): InputIssue | undefined {
+  if (svc.clusterIPs.length || svc.externalIPs.length || svc.type !== 'ClusterIP' || !svc.ports.length) return undefined;
+  return { object, field: 'spec.clusterIP', message: 'absent: a ClusterIP Service without a cluster IP (or external IP) has nothing to serve; give it one' };
+}
+
 /** An SCTP port, skipped. */
 export function sctpIssue(object: string, portIndex: number): InputIssue {
   return { object, field: `spec.ports[${portIndex}].protocol`, message: "SCTP is not supported by xlb's datapath; this port is skipped" };
@@ -565,6 +578,8 @@ function draftService(svc: ServiceModel, slices: EndpointSliceModel[], node: Nod
     ...(svc.type === 'LoadBalancer' ? svc.loadBalancerIPs.filter((a) => !isIPv4(a)).map((a) => `status.loadBalancer.ingress ${a}`) : []),
   ];
   if (v6.length) issues.push(ipv6Issue(object, v6));
+  const noClusterIP = noClusterIPIssue(svc, object);
+  if (noClusterIP) issues.push(noClusterIP);
 
   const ports: PortDraft[] = [];
   svc.ports.forEach((sp, portIndex) => {

@@ -23,6 +23,7 @@ import {
   healthCheckNodePortOf,
   internalSet,
   ipv6Issue,
+  noClusterIPIssue,
   sctpIssue,
   skipIssue,
   sourceRangesIssue,
@@ -264,6 +265,8 @@ function translateService(svc: ServiceModel, slices: EndpointSliceModel[], node:
   pushIPv6(v6, svc.externalIPs, 'spec.externalIPs');
   if (svc.type === 'LoadBalancer') pushIPv6(v6, svc.loadBalancerIPs, 'status.loadBalancer.ingress');
   if (v6.length) issues.push(ipv6Issue(object, v6));
+  const noClusterIP = noClusterIPIssue(svc, object);
+  if (noClusterIP) issues.push(noClusterIP);
   const externalPolicyLocal = svc.externalTrafficPolicy === 'Local';
   const internalPolicyLocal = svc.internalTrafficPolicy === 'Local';
   const healthCheckNodePort = healthCheckNodePortOf(svc);

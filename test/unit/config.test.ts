@@ -84,7 +84,7 @@ describe('config: good configurations', () => {
       assert.equal(c.datapath.instance, 'xlb');
     }],
     ['a kubernetes source with no kubeconfig', { source: { file: undefined, kubernetes: {} } }, (c) => {
-      assert.deepEqual(c.source, { kubernetes: {} });
+      assert.deepEqual(c.source, { kubernetes: { maxObjects: 100_000 } });
     }],
     ['a host name as listen host, port 0', { api: { listen: 'localhost:0' } }, (c) => assert.equal(c.api.listen, 'localhost:0')],
   ];
@@ -197,7 +197,7 @@ describe('loadConfig: files', () => {
     fs.writeFileSync(file, 'interfaces: [eth0]\nsource:\n  file: { path: m.yaml }\n');
     const c = loadConfig(file, { nodeName: 'worker-3', kubeconfig: 'kube/config', interfaces: ['eth1', 'eth2'] });
     assert.equal(c.node.name, 'worker-3');
-    assert.deepEqual(c.source, { kubernetes: { kubeconfig: path.resolve('kube/config') } });
+    assert.deepEqual(c.source, { kubernetes: { kubeconfig: path.resolve('kube/config'), maxObjects: 100_000 } });
     assert.deepEqual(c.interfaces, ['eth1', 'eth2']);
   });
 
