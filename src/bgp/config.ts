@@ -21,6 +21,7 @@
  * neither withdraws a route nor drops a session.
  */
 import { z } from 'zod';
+import { parseConfigSection } from '../config/zod-errors.js';
 import { parseCommunity, parseLargeCommunity } from './communities.js';
 
 /** An AS number: 1..4294967295 (4-octet AS numbers, RFC 6793; 0 is reserved, RFC 7607). */
@@ -162,11 +163,5 @@ export type BgpNeighborConfig = z.infer<typeof bgpNeighborSchema>;
  * @throws Error listing every problem as `bgp.<path>: <message>`
  */
 export function parseBgpConfig(input: unknown): BgpConfig {
-  const r = bgpConfigSchema.safeParse(input);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((iss) => {
-    const path = `bgp${iss.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`;
-    return `${path}: ${iss.message}`;
-  });
-  throw new Error(lines.join('\n'));
+  return parseConfigSection(bgpConfigSchema, 'bgp', input);
 }

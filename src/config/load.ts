@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import type { z } from 'zod';
 import { ConfigSchema, type Config } from './schema.js';
+import { formatConfigIssues } from './zod-errors.js';
 
 /** The configuration cannot be used. `problems` holds one line per problem. */
 export class ConfigError extends Error {
@@ -21,36 +21,6 @@ export class ConfigError extends Error {
     super(`invalid configuration ${file}:\n${problems.map((p) => `  ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
-}
-
-/** `datapath.maglev.minTableSize`, `interfaces[1]`. */
-function keyPath(p: ReadonlyArray<PropertyKey>): string {
-  let out = '';
-  for (const seg of p) out += typeof seg === 'number' ? `[${seg}]` : out ? `.${String(seg)}` : String(seg);
-  return out || '(top level)';
-}
-
-function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
-  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
-}
-
-/** zod issues as `key.path: message (got VALUE)` lines, one per unknown key. */
-export function formatConfigIssues(issues: z.core.$ZodIssue[]): string[] {
-  const out: string[] = [];
-  for (const iss of issues) {
-    const input = (iss as { input?: unknown }).input;
-    if (iss.code === 'unrecognized_keys') {
-      for (const k of iss.keys) {
-        const value = input && typeof input === 'object' ? (input as Record<string, unknown>)[k] : undefined;
-        out.push(`${keyPath([...iss.path, k])}: unknown key (got ${show(value)})`);
-      }
-    } else {
-      const got = input === undefined || iss.message === 'required' ? '' : ` (got ${show(input)})`;
-      out.push(`${keyPath(iss.path)}: ${iss.message}${got}`);
-    }
-  }
-  return out;
 }
 
 /**

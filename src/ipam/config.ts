@@ -21,6 +21,7 @@
  * and why network and broadcast addresses are avoided.
  */
 import { z } from 'zod';
+import { parseConfigSection } from '../config/zod-errors.js';
 import { leaderElectionSchema } from '../leader/config.js';
 import { Pool, overlap, parseAddressEntry, type AddressRange } from './pool.js';
 
@@ -81,10 +82,7 @@ export type IpamConfig = z.infer<typeof ipamConfigSchema>;
  * @throws Error listing every problem as `ipam.<path>: <message>`
  */
 export function parseIpamConfig(input: unknown): IpamConfig {
-  const r = ipamConfigSchema.safeParse(input);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((iss) => `ipam${iss.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}: ${iss.message}`);
-  throw new Error(lines.join('\n'));
+  return parseConfigSection(ipamConfigSchema, 'ipam', input);
 }
 
 /** The pools of a parsed section, in order. */

@@ -25,6 +25,7 @@
  * seconds").
  */
 import { z } from 'zod';
+import { parseConfigSection } from '../config/zod-errors.js';
 import { leaseSectionSchema } from '../leader/config.js';
 
 /** DNS-1123 subdomain: what Kubernetes allows as a node name (as `node.name`). */
@@ -157,13 +158,7 @@ export type L2PeerConfig = z.infer<typeof l2PeerSchema>;
  * @throws Error listing every problem as `l2.<path>: <message>`
  */
 export function parseL2Config(input: unknown): L2Config {
-  const r = l2ConfigSchema.safeParse(input);
-  if (r.success) return r.data;
-  const lines = r.error.issues.map((iss) => {
-    const path = `l2${iss.path.map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`)).join('')}`;
-    return `${path}: ${iss.message}`;
-  });
-  throw new Error(lines.join('\n'));
+  return parseConfigSection(l2ConfigSchema, 'l2', input);
 }
 
 /**

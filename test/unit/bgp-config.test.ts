@@ -6,15 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseBgpConfig } from '../../src/bgp/config.js';
 import { formatCommunity, formatLargeCommunity, parseCommunity, parseLargeCommunity } from '../../src/bgp/communities.js';
-
-/** assert.throws tests a RegExp against `Error: message`; these test the message itself. */
-function throwsMessage(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error);
-    assert.match(e.message, re);
-    return true;
-  });
-}
+import { throwsMessage } from '../helpers/assert.js';
 
 const base = { asn: 64513, neighbors: [{ address: '198.18.200.1', asn: 64512 }] };
 const withNeighbor = (n: Record<string, unknown>) => ({ ...base, neighbors: [{ address: '198.18.200.1', asn: 64512, ...n }] });

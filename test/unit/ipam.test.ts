@@ -8,14 +8,7 @@ import { parseIpamConfig, poolsFromConfig } from '../../src/ipam/config.js';
 import { parseAddressEntry, Pool } from '../../src/ipam/pool.js';
 import { Allocator, LB_IPS_ANNOTATION, POOL_ANNOTATION, XLB_LB_CLASS, lbServiceFromRaw, type LbService } from '../../src/ipam/allocator.js';
 import { u32ToIp } from '../../src/util/ip.js';
-
-function throwsMessage(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error);
-    assert.match(e.message, re);
-    return true;
-  });
-}
+import { throwsMessage } from '../helpers/assert.js';
 
 const addrs = (p: Pool) => {
   const out: string[] = [];

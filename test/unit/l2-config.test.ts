@@ -7,14 +7,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { failoverBudgetMs, parseL2Config } from '../../src/l2/config.js';
 import { linkHealth, parseIpLinkJson, resolveInterfaces, type LinkInfo } from '../../src/l2/interfaces.js';
-
-function throwsMessage(fn: () => unknown, re: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof Error);
-    assert.match(e.message, re);
-    return true;
-  });
-}
+import { throwsMessage } from '../helpers/assert.js';
 
 describe('l2 config section', () => {
   it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, a restart held 30 s, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s', () => {
