@@ -45,6 +45,49 @@ export async function clientTraffic(lab: LabStatus, args: string[], asPod?: stri
     .map((l) => JSON.parse(l));
 }
 
+/** One round of the keep-alive traffic: per connection, the pod that answered and the client's local port. */
+export interface KeepaliveRound {
+  pods: string[];
+  localPorts: number[];
+}
+
+/** The keep-alive traffic generator, running; see {@link keepaliveTraffic}. */
+export interface KeepaliveTraffic {
+  /** The rounds answered so far, the first one as soon as the connections are open. */
+  rounds: KeepaliveRound[];
+  /** Ask for one more round on the same connections. */
+  again(): void;
+  /** Close the connections and end the generator. */
+  stop(): void;
+}
+
+/**
+ * Start the traffic generator's keep-alive mode in the client namespace:
+ * `connections` connections to `url`, one request on each now (round 0)
+ * and again at each `again()`, so that a caller sees whether a connection
+ * kept its backend across a change. The caller must `stop()` it.
+ */
+export function keepaliveTraffic(lab: LabStatus, url: string, connections: number): KeepaliveTraffic {
+  const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', trafficScript, 'keepalive', '--url', url, '--connections', String(connections)], {
+    cwd: repo,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const rounds: KeepaliveRound[] = [];
+  let buf = '';
+  child.stdout.on('data', (c) => {
+    buf += c;
+    for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) rounds.push(JSON.parse(buf.slice(0, i)));
+  });
+  return {
+    rounds,
+    again: () => child.stdin.write('again\n'),
+    stop: () => {
+      child.stdin.end();
+      child.kill();
+    },
+  };
+}
+
 /** Maglev shares of the backends of one service port (by protocol), by IP:port, from one node's agent. */
 async function sharesOf(api: string, ns: string, name: string, protocol: 'TCP' | 'UDP' = 'TCP'): Promise<Map<string, number>> {
   const r = (await apiGet(api, `/v1/services/${ns}/${name}`)) as { ports: Array<{ protocol: string; backends: Array<{ addr: string; port: number; share: number }> }> };
@@ -147,20 +190,8 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
 async function stickiness(lab: LabStatus, requests: number): Promise<void> {
   const web = lab.services.find((s) => s.name === 'web')!;
   const url = `http://${web.vip}:${web.port}/`;
-  const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', trafficScript, 'keepalive', '--url', url, '--connections', '24'], {
-    cwd: repo,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  const lines: Array<{ pods: string[]; localPorts: number[] }> = [];
-  let buf = '';
-  child.stdout.on('data', (c) => {
-    buf += c;
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      lines.push(JSON.parse(buf.slice(0, i)));
-      buf = buf.slice(i + 1);
-    }
-  });
+  const traffic = keepaliveTraffic(lab, url, 24);
+  const lines = traffic.rounds;
   try {
     await waitFor(() => lines.length >= 1, 15000, 'keep-alive connections to open');
     const before = lines[0];
@@ -186,7 +217,7 @@ async function stickiness(lab: LabStatus, requests: number): Promise<void> {
       'agents to program the change',
     );
     console.log(`  agents programmed the change in ${(performance.now() - t0).toFixed(0)} ms (file write to API showing it)`);
-    child.stdin.write('again\n');
+    traffic.again();
     await waitFor(() => lines.length >= 2, 15000, 'second round on the same connections');
     const after = lines[1];
     let kept = 0;
@@ -206,8 +237,7 @@ async function stickiness(lab: LabStatus, requests: number): Promise<void> {
     const [r] = await clientTraffic(lab, ['http', '--url', url, '--count', String(requests)]);
     printDistribution(`new connections after the change (${requests} requests, ${r.errors} errors)`, lab, r.byBackend as Record<string, number>, shares, requests);
   } finally {
-    child.stdin.end();
-    child.kill();
+    traffic.stop();
   }
 }
 

@@ -19,14 +19,15 @@ import { ifIndex } from '../../src/datapath/bpf.js';
 import { BpfL2Maps, ARP_VIPS_MAP } from '../../src/datapath/l2maps.js';
 import { enterNetns } from '../../src/util/netns.js';
 import { ipToU32 } from '../../src/util/ip.js';
-import { ETH_P, macBytes, tcpPacket, parsePacket } from '../helpers/packet.js';
+import { ETH_P, MAC, arpPacket, macBytes, tcpPacket, parsePacket, type ArpSpec } from '../helpers/packet.js';
+import { leaveAndRemoveNetns } from '../helpers/system.js';
 
 const NS = `xlb-arp-${randomBytes(3).toString('hex')}`;
 const VIP = '192.0.2.10';
 const VIP_VLAN = '192.0.2.11';
 const OTHER_IP = '192.0.2.99';
 const CLIENT_IP = '198.18.0.1';
-const CLIENT_MAC = '02:00:00:00:00:01';
+const CLIENT_MAC = MAC.client;
 const NODE_MAC = '02:00:00:00:00:0a';
 const NODE_MAC_VLAN = '02:00:00:00:00:1a';
 const OTHER_HOST_MAC = '02:00:00:00:00:77';
@@ -40,50 +41,8 @@ let leave: (() => void) | undefined;
 let ifOwned = 0;
 let ifOther = 0;
 
-/** ARP for Ethernet/IPv4 (RFC 826), with control over every field the responder checks. */
-interface ArpSpec {
-  op?: number;
-  sha?: string;
-  spa: string;
-  tha?: string;
-  tpa: string;
-  htype?: number;
-  ptype?: number;
-  hlen?: number;
-  plen?: number;
-  /** Ethernet destination; default broadcast. */
-  dst?: string;
-  /** One tag: VLAN ID, TPID (default 802.1Q) and PCP. */
-  vlan?: { id: number; tpid?: number; pcp?: number };
-  /** Bytes after the 28-byte ARP payload (minimum-frame padding). */
-  padding?: Buffer;
-}
-
-function arpFrame(a: ArpSpec): Buffer {
-  const tag = a.vlan ? 4 : 0;
-  const f = Buffer.alloc(14 + tag + 28);
-  macBytes(a.dst ?? BROADCAST).copy(f, 0);
-  macBytes(a.sha ?? CLIENT_MAC).copy(f, 6);
-  if (a.vlan) {
-    f.writeUInt16BE(a.vlan.tpid ?? ETH_P.VLAN, 12);
-    f.writeUInt16BE(((a.vlan.pcp ?? 0) << 13) | a.vlan.id, 14);
-  }
-  f.writeUInt16BE(ETH_P.ARP, 12 + tag);
-  const p = 14 + tag;
-  f.writeUInt16BE(a.htype ?? 1, p);
-  f.writeUInt16BE(a.ptype ?? ETH_P.IPV4, p + 2);
-  f[p + 4] = a.hlen ?? 6;
-  f[p + 5] = a.plen ?? 4;
-  f.writeUInt16BE(a.op ?? 1, p + 6);
-  macBytes(a.sha ?? CLIENT_MAC).copy(f, p + 8);
-  f.writeUInt32BE(ipToU32(a.spa), p + 14);
-  macBytes(a.tha ?? '00:00:00:00:00:00').copy(f, p + 18);
-  f.writeUInt32BE(ipToU32(a.tpa), p + 24);
-  return a.padding ? Buffer.concat([f, a.padding]) : f;
-}
-
 /** A request from the client for `tpa`. */
-const request = (tpa: string, over: Partial<ArpSpec> = {}): Buffer => arpFrame({ spa: CLIENT_IP, tpa, ...over });
+const request = (tpa: string, over: Partial<ArpSpec> = {}): Buffer => arpPacket({ spa: CLIENT_IP, tpa, ...over });
 
 function ingress(frame: Buffer, ifindex = ifOwned) {
   return dp.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifindex) });
@@ -105,30 +64,19 @@ before(() => {
       { vip: VIP_VLAN, ifindex: ifOwned, vlan: VLAN, mac: NODE_MAC_VLAN },
     ]);
   } catch (e) {
-    leave?.();
-    execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
+    leaveAndRemoveNetns(NS, leave);
     throw e;
   }
 });
 
-after(() => {
-  try {
-    dp?.close();
-  } finally {
-    try {
-      leave?.();
-    } finally {
-      execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
-    }
-  }
-});
+after(() => leaveAndRemoveNetns(NS, leave, () => dp?.close()));
 
 describe('ARP requests for an owned VIP are answered', () => {
   test('a broadcast request gets a well-formed RFC 826 reply from the entry MAC, sent back out (XDP_TX)', () => {
     const r = ingress(request(VIP));
     assert.equal(r.retval, XDP.TX);
     // The whole reply, byte for byte.
-    const expected = arpFrame({ op: 2, dst: CLIENT_MAC, sha: NODE_MAC, spa: VIP, tha: CLIENT_MAC, tpa: CLIENT_IP });
+    const expected = arpPacket({ op: 2, dst: CLIENT_MAC, sha: NODE_MAC, spa: VIP, tha: CLIENT_MAC, tpa: CLIENT_IP });
     macBytes(NODE_MAC).copy(expected, 6); // Ethernet source: the node, not the requester
     assert.deepEqual(r.dataOut, expected);
     // And the fields that matter, spelled out.
@@ -175,7 +123,7 @@ describe('ARP requests for an owned VIP are answered', () => {
   test('an 802.1Q-tagged request on the entry VLAN gets a reply with the same tag (PCP kept)', () => {
     const r = ingress(request(VIP_VLAN, { vlan: { id: VLAN, pcp: 5 } }));
     assert.equal(r.retval, XDP.TX);
-    const expected = arpFrame({ op: 2, dst: CLIENT_MAC, sha: NODE_MAC_VLAN, spa: VIP_VLAN, tha: CLIENT_MAC, tpa: CLIENT_IP, vlan: { id: VLAN, pcp: 5 } });
+    const expected = arpPacket({ op: 2, dst: CLIENT_MAC, sha: NODE_MAC_VLAN, spa: VIP_VLAN, tha: CLIENT_MAC, tpa: CLIENT_IP, vlan: { id: VLAN, pcp: 5 } });
     macBytes(NODE_MAC_VLAN).copy(expected, 6);
     assert.deepEqual(r.dataOut, expected);
     const p = parsePacket(r.dataOut);
@@ -196,9 +144,9 @@ describe('ARP requests for an owned VIP are answered', () => {
 const untouched: Array<{ description: string; frame: () => Buffer; ifindex?: () => number }> = [
   { description: 'a request for an address that is no owned VIP', frame: () => request(OTHER_IP) },
   { description: 'a request for the VIP arriving on another interface', frame: () => request(VIP), ifindex: () => ifOther },
-  { description: 'an ARP reply about the VIP', frame: () => arpFrame({ op: 2, dst: NODE_MAC, spa: CLIENT_IP, tpa: VIP, tha: NODE_MAC }) },
-  { description: 'a gratuitous ARP request (sender IP = target IP = the VIP)', frame: () => arpFrame({ spa: VIP, tpa: VIP, sha: OTHER_HOST_MAC }) },
-  { description: 'a gratuitous ARP reply for the VIP', frame: () => arpFrame({ op: 2, spa: VIP, tpa: VIP, sha: OTHER_HOST_MAC, tha: BROADCAST }) },
+  { description: 'an ARP reply about the VIP', frame: () => arpPacket({ op: 2, dst: NODE_MAC, spa: CLIENT_IP, tpa: VIP, tha: NODE_MAC }) },
+  { description: 'a gratuitous ARP request (sender IP = target IP = the VIP)', frame: () => arpPacket({ spa: VIP, tpa: VIP, sha: OTHER_HOST_MAC }) },
+  { description: 'a gratuitous ARP reply for the VIP', frame: () => arpPacket({ op: 2, spa: VIP, tpa: VIP, sha: OTHER_HOST_MAC, tha: BROADCAST }) },
   { description: 'a request cut inside its ARP payload (41 of 42 bytes)', frame: () => request(VIP).subarray(0, 41) },
   { description: 'a request cut right after the Ethernet header', frame: () => request(VIP).subarray(0, 14) },
   { description: 'a tagged request cut inside its VLAN tag', frame: () => request(VIP_VLAN, { vlan: { id: VLAN } }).subarray(0, 16) },

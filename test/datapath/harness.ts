@@ -20,6 +20,7 @@ import { ipToU32 } from '../../src/util/ip.js';
 import { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder } from '../../src/datapath/replies.js';
 import { replySizing } from '../../src/datapath/datapath.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
+import { ipIn } from '../helpers/system.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 /** Paths of the built objects. */
@@ -394,7 +395,7 @@ export const NETNS_MAC = { A: '02:00:00:00:0a:01', B: '02:00:00:00:0b:01', C: '0
  * without it), and `routes` as [destination, gateway] pairs.
  */
 export function wireForwardingNetns(ns: string, node: string, routes: Array<[string, string]>): void {
-  const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ip = (...args: string[]) => ipIn(ns, ...args);
   const M = NETNS_MAC;
   execFileSync('ip', ['netns', 'add', ns]);
   ip('link', 'add', 'xlbA', 'address', M.A, 'type', 'veth', 'peer', 'name', 'xlbB', 'address', M.B);

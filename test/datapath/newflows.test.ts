@@ -21,7 +21,6 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_REPLIED, buildObjects, dropsDelta, xdpCtx, snatPortOrder, wireForwardingNetns, NETNS_MAC, flowKey, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
@@ -30,6 +29,7 @@ import { enterNetns } from '../../src/util/netns.js';
 import { u32ToIp, ipToU32 } from '../../src/util/ip.js';
 import { NextHopWatcher } from '../../src/datapath/nexthops.js';
 import { tcpPacket, parsePacket, PROTO, TCP_FLAG } from '../helpers/packet.js';
+import { ipIn, leaveAndRemoveNetns } from '../helpers/system.js';
 
 const NS = `xlb-dpn-${randomBytes(3).toString('hex')}`;
 const NODE = '198.18.0.11';
@@ -46,9 +46,7 @@ let leave: (() => void) | undefined;
 let ifA = 0;
 const open: Datapath[] = [];
 
-function ip(...args: string[]): void {
-  execFileSync('ip', ['-n', NS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
+const ip = (...args: string[]): void => ipIn(NS, ...args);
 
 before(() => {
   buildObjects();
@@ -61,17 +59,11 @@ before(() => {
   ifA = ifIndex('xlbA');
 });
 
-after(() => {
-  try {
+after(() =>
+  leaveAndRemoveNetns(NS, leave, () => {
     for (const d of open) d.close();
-  } finally {
-    try {
-      leave?.();
-    } finally {
-      execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
-    }
-  }
-});
+  }),
+);
 
 /** A datapath with the three services of this file. */
 function load(opts: Parameters<typeof Datapath.load>[0] = {}): Datapath {

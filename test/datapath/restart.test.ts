@@ -26,6 +26,7 @@ import { createCgroup, ensureCgroup2Root, removeCgroup } from '../../src/util/cg
 import { enterNetns } from '../../src/util/netns.js';
 import { buildObjects, flowKey } from './harness.js';
 import { tcpPacket, TCP_FLAG } from '../helpers/packet.js';
+import { removeNetns } from '../helpers/system.js';
 
 const sfx = randomBytes(3).toString('hex');
 const NS = `xlbt-restart-${sfx}`;
@@ -96,7 +97,7 @@ after(async () => {
     uninstallDatapath({ instance, interfaces: ['xr0'], podInterfaces: [] });
   } finally {
     leave?.();
-    execFileSync('ip', ['netns', 'del', NS]);
+    removeNetns(NS);
     await removeCgroup(cgroup);
     fs.rmSync(pinDir, { recursive: true, force: true });
   }

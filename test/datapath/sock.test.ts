@@ -19,6 +19,7 @@ import { attachCgroup, detachCgroup, type CgroupHook } from '../../src/datapath/
 import { enums } from '../../src/datapath/codec.js';
 import { Datapath, DROP, buildObjects, dropsDelta } from './harness.js';
 import { PROTO } from '../helpers/packet.js';
+import { removeNetnsQuietly } from '../helpers/system.js';
 import { createCgroup, ensureCgroup2Root, removeCgroup } from '../../src/util/cgroup.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -108,13 +109,7 @@ after(async () => {
   backends?.kill('SIGTERM');
   for (const h of hooks) if (dp?.sock && cgroup) detachCgroup(dp.sock[h].fd, cgroup, h);
   if (cgroup) await removeCgroup(cgroup);
-  for (const ns of [NS, NS2]) {
-    try {
-      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-    } catch {
-      /* not made */
-    }
-  }
+  removeNetnsQuietly(NS, NS2);
   dp?.close();
 });
 

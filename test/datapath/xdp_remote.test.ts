@@ -18,7 +18,6 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, snatPortOrder, wireForwardingNetns, NETNS_MAC, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
@@ -26,6 +25,7 @@ import { ifIndex } from '../../src/datapath/bpf.js';
 import { enums } from '../../src/datapath/codec.js';
 import { enterNetns } from '../../src/util/netns.js';
 import { tcpPacket, udpPacket, parsePacket, verifyChecksums, PROTO, TCP_FLAG } from '../helpers/packet.js';
+import { leaveAndRemoveNetns } from '../helpers/system.js';
 
 const NS = `xlb-dpt-${randomBytes(3).toString('hex')}`;
 const NODE = '198.18.0.11';
@@ -55,10 +55,6 @@ let ifC = 0;
 let nextClientPort = 30000;
 const freshPort = (): number => nextClientPort++;
 
-function ip(...args: string[]): void {
-  execFileSync('ip', ['-n', NS, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
 before(() => {
   buildObjects();
   wireForwardingNetns(NS, NODE, [
@@ -80,17 +76,7 @@ before(() => {
   }
 });
 
-after(() => {
-  try {
-    dp?.close();
-  } finally {
-    try {
-      leave?.();
-    } finally {
-      execFileSync('ip', ['netns', 'del', NS], { stdio: 'ignore' });
-    }
-  }
-});
+after(() => leaveAndRemoveNetns(NS, leave, () => dp?.close()));
 
 /** The SNAT ports the datapath tries for `flow`, in order (xlb_snat_port_alloc). */
 const snatOrder = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number[] => snatPortOrder(flowHash(flow), min, max);

@@ -18,7 +18,7 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -29,6 +29,7 @@ import { DEFAULT_PROTO_DIR, GobgpClient } from '../../src/bgp/client.js';
 import { GobgpdSupervisor, processRunning, stopKeptGobgpd } from '../../src/bgp/gobgpd.js';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/util/wait.js';
+import { hasTools, isRoot, removeNetnsQuietly, shSync, skipUnless } from '../helpers/system.js';
 
 const SFX = randomBytes(3).toString('hex');
 const NODE_NS = `xlb-bgpn-${SFX}`;
@@ -39,24 +40,12 @@ const ROUTER_ADDR = '198.18.200.1';
 const NODE_ADDR = '198.18.200.2';
 const VIP = '192.0.2.50';
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip =
-  process.getuid?.() !== 0
-    ? 'needs root (network namespaces)'
-    : !have('gobgpd') || !have('bird') || !have('birdc')
-      ? 'needs gobgpd and bird2'
-      : !fs.existsSync(`${DEFAULT_PROTO_DIR}/gobgp.proto`)
-        ? 'needs golang-github-osrg-gobgp-dev (the gobgp API protos)'
-        : false;
+const skip = skipUnless(
+  [isRoot, 'needs root (network namespaces)'],
+  [() => hasTools('gobgpd', 'bird', 'birdc'), 'needs gobgpd and bird2'],
+  [() => fs.existsSync(`${DEFAULT_PROTO_DIR}/gobgp.proto`), 'needs golang-github-osrg-gobgp-dev (the gobgp API protos)'],
+);
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 
 let dir = '';
 let bird: ChildProcess | undefined;
@@ -147,14 +136,14 @@ describe('BGP announcer with gobgpd and BIRD', { skip }, () => {
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), `xlb-bgp-${SFX}-`));
-    sh('ip', ['netns', 'add', NODE_NS]);
-    sh('ip', ['netns', 'add', ROUTER_NS]);
-    sh('ip', ['link', 'add', NODE_IF, 'netns', NODE_NS, 'type', 'veth', 'peer', 'name', ROUTER_IF, 'netns', ROUTER_NS]);
-    sh('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_ADDR}/30`, 'dev', NODE_IF]);
-    sh('ip', ['-n', ROUTER_NS, 'addr', 'add', `${ROUTER_ADDR}/30`, 'dev', ROUTER_IF]);
+    shSync('ip', ['netns', 'add', NODE_NS]);
+    shSync('ip', ['netns', 'add', ROUTER_NS]);
+    shSync('ip', ['link', 'add', NODE_IF, 'netns', NODE_NS, 'type', 'veth', 'peer', 'name', ROUTER_IF, 'netns', ROUTER_NS]);
+    shSync('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_ADDR}/30`, 'dev', NODE_IF]);
+    shSync('ip', ['-n', ROUTER_NS, 'addr', 'add', `${ROUTER_ADDR}/30`, 'dev', ROUTER_IF]);
     for (const [ns, ifn] of [[NODE_NS, NODE_IF], [ROUTER_NS, ROUTER_IF]]) {
-      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      sh('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
+      shSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      shSync('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
     }
     fs.writeFileSync(
       path.join(dir, 'bird.conf'),
@@ -188,13 +177,7 @@ protocol bgp node1 {
       bird.kill('SIGTERM');
       await exited;
     }
-    for (const ns of [NODE_NS, ROUTER_NS]) {
-      try {
-        sh('ip', ['netns', 'del', ns]);
-      } catch {
-        // not created
-      }
-    }
+    removeNetnsQuietly(NODE_NS, ROUTER_NS);
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 

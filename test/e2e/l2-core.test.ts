@@ -32,6 +32,7 @@ import { rendezvousOrder } from '../../src/l2/ownership.js';
 import { waitFor } from '../../src/util/wait.js';
 import { PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import type { L2Status } from '../../src/l2/announcer.js';
+import { hasTools, isRoot, removeNetnsQuietly, shSync, skipUnless } from '../helpers/system.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SFX = randomBytes(3).toString('hex');
@@ -56,18 +57,9 @@ function pickVips(): Record<Node, string> {
 }
 const VIP = pickVips();
 
-function have(cmd: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces, XDP)' : !have('arping') ? 'needs iputils-arping' : !have('nsenter') ? 'needs nsenter (util-linux)' : false;
+const skip = skipUnless([isRoot, 'needs root (network namespaces, XDP)'], [() => hasTools('arping'), 'needs iputils-arping'], [() => hasTools('nsenter'), 'needs nsenter (util-linux)']);
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const ipn = (ns: string, ...args: string[]) => sh('ip', ['-n', ns, ...args]);
+const ipn = (ns: string, ...args: string[]) => shSync('ip', ['-n', ns, ...args]);
 
 /** A node helper process and its JSON-lines control channel. */
 class NodeProc {
@@ -133,7 +125,7 @@ const procs: Partial<Record<Node, NodeProc>> = {};
 function arpingMacs(vip: string, count = 2): string[] {
   let out = '';
   try {
-    out = sh('ip', ['netns', 'exec', NS.c, 'arping', '-c', String(count), '-I', IF.c, vip]);
+    out = shSync('ip', ['netns', 'exec', NS.c, 'arping', '-c', String(count), '-I', IF.c, vip]);
   } catch (e) {
     out = String((e as { stdout?: string }).stdout ?? ''); // exit 1: no reply
   }
@@ -155,22 +147,15 @@ async function localVips(node: Node): Promise<string[]> {
 
 function cleanup(): void {
   for (const p of Object.values(procs)) if (p && p.child.exitCode === null) p.child.kill('SIGKILL');
-  for (const ns of Object.values(NS)) spawnQuiet('ip', ['netns', 'del', ns]);
+  removeNetnsQuietly(...Object.values(NS));
   for (const n of ['a', 'b']) removePins(`${PIN_BASE}/l2e2e-${SFX}-${n}`);
-}
-function spawnQuiet(cmd: string, args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    /* already gone */
-  }
 }
 
 describe('layer 2 mode: two nodes, one client, one bridge', { skip }, () => {
   before(async () => {
     execFileSync('make', ['-s', '-C', path.join(repo, 'xdp')], { stdio: 'inherit' });
     try {
-      for (const ns of Object.values(NS)) sh('ip', ['netns', 'add', ns]);
+      for (const ns of Object.values(NS)) shSync('ip', ['netns', 'add', ns]);
       ipn(NS.br, 'link', 'add', BR, 'type', 'bridge');
       ipn(NS.br, 'link', 'set', BR, 'up');
       for (const n of ['a', 'b', 'c'] as const) {

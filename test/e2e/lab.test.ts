@@ -8,13 +8,12 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { labDown, labExec, labUp, type LabStatus } from '../../src/lab/index.js';
-import { clientTraffic } from '../../src/demo/demo.js';
+import { clientTraffic, keepaliveTraffic } from '../../src/demo/demo.js';
 import { sh } from '../../src/lab/sh.js';
 import { editEndpoints } from '../../src/demo/manifests.js';
 import { apiGet } from '../../src/cli/client.js';
@@ -136,16 +135,8 @@ describe('traffic through xlb', () => {
 describe('changes while traffic flows', () => {
   test('keep-alive connections keep their backends while one is added and another removed; the removed one gets no new flows', async () => {
     const web = svc('web');
-    const child = spawn('ip', ['netns', 'exec', lab.client, process.execPath, '--import', 'tsx', path.join(repo, 'src/demo/traffic.ts'), 'keepalive', '--url', `http://${web.vip}/`, '--connections', '16'], {
-      cwd: repo,
-      stdio: ['pipe', 'pipe', 'inherit'],
-    });
-    const rounds: Array<{ pods: string[]; localPorts: number[] }> = [];
-    let buf = '';
-    child.stdout.on('data', (c) => {
-      buf += c;
-      for (let i; (i = buf.indexOf('\n')) >= 0; buf = buf.slice(i + 1)) rounds.push(JSON.parse(buf.slice(0, i)));
-    });
+    const traffic = keepaliveTraffic(lab, `http://${web.vip}/`, 16);
+    const rounds = traffic.rounds;
     try {
       await waitFor(() => rounds.length >= 1, 15000, 'keep-alive connections');
       const first = rounds[0];
@@ -157,7 +148,7 @@ describe('changes while traffic flows', () => {
         3000,
         'both agents to program the new backend set',
       );
-      child.stdin.write('again\n');
+      traffic.again();
       await waitFor(() => rounds.length >= 2, 15000, 'second round on the same connections');
       const second = rounds[1];
       for (let i = 0; i < first.pods.length; i++) {
@@ -170,8 +161,7 @@ describe('changes while traffic flows', () => {
       assert.equal(counts[removedPod] ?? 0, 0, `removed backend ${removedPod} still got new flows`);
       assert.ok((counts.n1p3 ?? 0) > 0, 'the added backend takes new flows');
     } finally {
-      child.stdin.end();
-      child.kill();
+      traffic.stop();
     }
   });
 

@@ -24,8 +24,8 @@ const ETH_HLEN = 14;
 export interface EthSpec {
   src?: string;
   dst?: string;
-  /** One VLAN tag between the MACs and the EtherType. */
-  vlan?: { id: number; tpid?: number };
+  /** One VLAN tag between the MACs and the EtherType: VLAN ID, TPID (default 802.1Q) and PCP (default 0). */
+  vlan?: { id: number; tpid?: number; pcp?: number };
 }
 
 /** IPv4 header fields; addresses as dotted quads. */
@@ -114,7 +114,7 @@ function ethernet(eth: EthSpec | undefined, etherType: number): Buffer {
   macBytes(eth?.src ?? MAC.client).copy(b, 6);
   if (vlan) {
     b.writeUInt16BE(vlan.tpid ?? ETH_P.VLAN, 12);
-    b.writeUInt16BE(vlan.id & 0x0fff, 14);
+    b.writeUInt16BE(((vlan.pcp ?? 0) << 13) | (vlan.id & 0x0fff), 14);
     b.writeUInt16BE(etherType, 16);
   } else b.writeUInt16BE(etherType, 12);
   return b;
@@ -177,18 +177,54 @@ export function ipv4RawPacket(p: { eth?: EthSpec; ip: Ipv4Spec & { protocol: num
   return Buffer.concat([ethernet(p.eth, ETH_P.IPV4), ipv4Header(p.ip, p.ip.protocol, p.l4.length), p.l4]);
 }
 
-/** Build an ARP request (RFC 826) asking who has `targetIp`. */
+/**
+ * ARP for Ethernet/IPv4 (RFC 826), every field settable, so that a test can
+ * also build what a responder must refuse. MACs as `aa:bb:cc:dd:ee:ff`,
+ * addresses as dotted quads.
+ */
+export interface ArpSpec {
+  /** 1 request (default), 2 reply. */
+  op?: number;
+  /** Sender MAC, also the Ethernet source; default {@link MAC}.client. */
+  sha?: string;
+  spa: string;
+  /** Target MAC; default 00:00:00:00:00:00. */
+  tha?: string;
+  tpa: string;
+  /** Hardware type; default 1 (Ethernet). */
+  htype?: number;
+  /** Protocol type; default IPv4. */
+  ptype?: number;
+  /** Hardware address length; default 6. */
+  hlen?: number;
+  /** Protocol address length; default 4. */
+  plen?: number;
+  /** Ethernet destination; default broadcast. */
+  dst?: string;
+  vlan?: EthSpec['vlan'];
+  /** Bytes after the 28-byte ARP payload (minimum-frame padding). */
+  padding?: Buffer;
+}
+
+/** Build an Ethernet/[VLAN]/ARP frame: 42 bytes untagged, 46 tagged, plus `padding`. */
+export function arpPacket(a: ArpSpec): Buffer {
+  const p = Buffer.alloc(28);
+  p.writeUInt16BE(a.htype ?? 1, 0);
+  p.writeUInt16BE(a.ptype ?? ETH_P.IPV4, 2);
+  p[4] = a.hlen ?? 6;
+  p[5] = a.plen ?? 4;
+  p.writeUInt16BE(a.op ?? 1, 6);
+  macBytes(a.sha ?? MAC.client).copy(p, 8);
+  p.writeUInt32BE(ipToU32(a.spa), 14);
+  macBytes(a.tha ?? '00:00:00:00:00:00').copy(p, 18);
+  p.writeUInt32BE(ipToU32(a.tpa), 24);
+  const eth = ethernet({ src: a.sha ?? MAC.client, dst: a.dst ?? 'ff:ff:ff:ff:ff:ff', vlan: a.vlan }, ETH_P.ARP);
+  return Buffer.concat(a.padding ? [eth, p, a.padding] : [eth, p]);
+}
+
+/** Build a broadcast ARP request (RFC 826) asking who has `targetIp`. */
 export function arpRequest(p: { senderMac?: string; senderIp: string; targetIp: string }): Buffer {
-  const a = Buffer.alloc(28);
-  a.writeUInt16BE(1, 0); // Ethernet
-  a.writeUInt16BE(ETH_P.IPV4, 2);
-  a[4] = 6;
-  a[5] = 4;
-  a.writeUInt16BE(1, 6); // request
-  macBytes(p.senderMac ?? MAC.client).copy(a, 8);
-  a.writeUInt32BE(ipToU32(p.senderIp), 14);
-  a.writeUInt32BE(ipToU32(p.targetIp), 24);
-  return Buffer.concat([ethernet({ src: p.senderMac ?? MAC.client, dst: 'ff:ff:ff:ff:ff:ff' }, ETH_P.ARP), a]);
+  return arpPacket({ sha: p.senderMac, spa: p.senderIp, tpa: p.targetIp });
 }
 
 /** Build a minimal IPv6/UDP frame (addresses 2001:db8::1 -> 2001:db8::2, RFC 3849) to port `dport`. */

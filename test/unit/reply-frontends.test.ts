@@ -32,6 +32,14 @@ function fakeMap(initial: Array<[Buffer, Buffer]> = []) {
 const fe = (addr: string, port: number) => ({ addr, port, proto: 6 });
 const be = (addr: string) => ({ addr, port: 8080, proto: 6 });
 
+/** Service 1: frontend 203.0.113.10:80 whose table holds only local backend 1, 198.19.1.1:8080; flushed. */
+function putWeb(r: ReplyFrontends): void {
+  r.putBackend(1, be('198.19.1.1'), true);
+  r.putFrontend(fe('203.0.113.10', 80), 1);
+  r.putTable(1, Uint32Array.from([1]));
+  r.flush();
+}
+
 test('a local backend lists the frontends of the services whose tables hold it; remote backends and ClusterIPs list nothing', () => {
   const map = fakeMap();
   const r = new ReplyFrontends(map as unknown as BpfMap);
@@ -48,10 +56,7 @@ test('a local backend lists the frontends of the services whose tables hold it; 
 
 test('a backend in two services lists both; the list keeps its order as others come; at most XLB_REPLY_FRONTENDS', () => {
   const r = new ReplyFrontends(fakeMap() as unknown as BpfMap);
-  r.putBackend(1, be('198.19.1.1'), true);
-  r.putFrontend(fe('203.0.113.10', 80), 1);
-  r.putTable(1, Uint32Array.from([1]));
-  r.flush();
+  putWeb(r);
   r.putFrontend(fe('203.0.113.20', 80), 2);
   r.putTable(2, Uint32Array.from([1]));
   for (let i = 0; i < REPLY_FRONTENDS + 2; i++) r.putFrontend(fe('203.0.113.30', 100 + i), 2);
@@ -82,10 +87,7 @@ test('a frontend stays listed while it exists, even when the table no longer hol
 test('a backend that becomes remote is no longer listed; nothing is written when nothing changed', () => {
   const map = fakeMap();
   const r = new ReplyFrontends(map as unknown as BpfMap);
-  r.putBackend(1, be('198.19.1.1'), true);
-  r.putFrontend(fe('203.0.113.10', 80), 1);
-  r.putTable(1, Uint32Array.from([1]));
-  r.flush();
+  putWeb(r);
   const writes = map.writes;
   r.putTable(1, Uint32Array.from([1, 1]));
   r.putFrontend(fe('203.0.113.10', 80), 1);
@@ -99,10 +101,7 @@ test('a backend that becomes remote is no longer listed; nothing is written when
 test('what an earlier agent wrote is read back and kept while its frontends exist', () => {
   const first = fakeMap();
   const a = new ReplyFrontends(first as unknown as BpfMap);
-  a.putBackend(1, be('198.19.1.1'), true);
-  a.putFrontend(fe('203.0.113.10', 80), 1);
-  a.putTable(1, Uint32Array.from([1]));
-  a.flush();
+  putWeb(a);
   const second = fakeMap(first.entries().map(([k, v]) => [Buffer.from(k, 'hex'), v]));
   const b = new ReplyFrontends(second as unknown as BpfMap);
   assert.deepEqual([...b.entries()], [['198.19.1.1:8080:6', ['203.0.113.10:80']]]);

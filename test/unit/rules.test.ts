@@ -25,7 +25,8 @@ import {
   type ServicePortPolicy,
 } from '../../src/services/rules.js';
 import type { DesiredService } from '../../src/services/types.js';
-import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
+import type { EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
+import { clusterState as state, serviceModel } from '../helpers/model.js';
 
 const TEST_NODE = 'test-node';
 const TEST_NODE_IP = '192.168.0.2';
@@ -591,24 +592,9 @@ describe('externalSet and internalSet: the set each frontend\'s new flows choose
 // ---------------------------------------------------------------------------
 // Packet-flow tables of nftables/iptables proxier_test.go, as sets
 
+/** A ClusterIP Service on 172.30.1.1 with one unnamed port 80 -> 80/TCP. */
 function svc(namespace: string, name: string, over: Partial<ServiceModel> = {}): ServiceModel {
-  return {
-    namespace,
-    name,
-    type: 'ClusterIP',
-    clusterIPs: ['172.30.1.1'],
-    headless: false,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }],
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    sessionAffinity: 'None',
-    loadBalancerSourceRanges: [],
-    labels: {},
-    annotations: {},
-    ...over,
-  };
+  return serviceModel({ namespace, name, clusterIPs: ['172.30.1.1'], ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }], ...over });
 }
 
 function slice(namespace: string, name: string, serviceName: string, endpoints: EndpointModel[], ports: EndpointSliceModel['ports']): EndpointSliceModel {
@@ -621,13 +607,6 @@ function ep(addr: string, nodeName: string | undefined, cond: { ready?: boolean;
   const e: EndpointModel = { addresses: [addr], ready, serving: cond.serving ?? ready, terminating: cond.terminating ?? false };
   if (nodeName !== undefined) e.nodeName = nodeName;
   return e;
-}
-
-function state(services: ServiceModel[], slices: EndpointSliceModel[]): ClusterState {
-  return {
-    services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, s])),
-    endpointSlices: new Map(slices.map((s) => [`${s.namespace}/${s.name}`, s])),
-  };
 }
 
 const NODE: NodeInfo = { name: TEST_NODE, addresses: [TEST_NODE_IP] };

@@ -10,27 +10,13 @@ import { ipToU32 } from '../../src/util/ip.js';
 import { translate, Translator, type DesiredService } from '../../src/services/translate.js';
 import type { ClusterState, EndpointModel, EndpointSliceModel, NodeInfo, ServiceModel } from '../../src/model/types.js';
 import { prng } from '../helpers/prng.js';
+import { clusterState as state, serviceModel } from '../helpers/model.js';
 
 const NODE: NodeInfo = { name: 'node1', addresses: ['198.18.0.11', '198.18.0.12'] };
 
+/** A ClusterIP Service `default/name` on 198.19.0.10 with port http 80 -> 8080/TCP. */
 function svc(name: string, over: Partial<ServiceModel> = {}): ServiceModel {
-  return {
-    namespace: 'default',
-    name,
-    type: 'ClusterIP',
-    clusterIPs: ['198.19.0.10'],
-    headless: false,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
-    externalTrafficPolicy: 'Cluster',
-    internalTrafficPolicy: 'Cluster',
-    sessionAffinity: 'None',
-    loadBalancerSourceRanges: [],
-    labels: {},
-    annotations: {},
-    ...over,
-  };
+  return serviceModel({ namespace: 'default', name, clusterIPs: ['198.19.0.10'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }], ...over });
 }
 
 function ep(addr: string, over: Partial<EndpointModel> = {}): EndpointModel {
@@ -46,13 +32,6 @@ function slice(name: string, service: string, endpoints: EndpointModel[], over: 
     ports: [{ name: 'http', protocol: 'TCP', port: 8080 }],
     endpoints,
     ...over,
-  };
-}
-
-function state(services: ServiceModel[], slices: EndpointSliceModel[] = []): ClusterState {
-  return {
-    services: new Map(services.map((s) => [`${s.namespace}/${s.name}`, s])),
-    endpointSlices: new Map(slices.map((s) => [`${s.namespace}/${s.name}`, s])),
   };
 }
 
