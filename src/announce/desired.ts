@@ -45,6 +45,30 @@ function splitList(v: string | undefined): string[] {
 }
 
 /**
+ * The entries of the comma-separated `annotation` of Service `objKey` that
+ * `parse` accepts, in order. One it refuses (it throws) is left out and, when
+ * `issues` is given, reported there naming the service and the annotation.
+ */
+function annotatedCommunities(
+  objKey: string,
+  annotations: Record<string, string>,
+  annotation: string,
+  parse: (s: string) => unknown,
+  issues: InputIssue[] | undefined,
+): string[] {
+  const out: string[] = [];
+  for (const c of splitList(annotations[annotation])) {
+    try {
+      parse(c);
+      out.push(c);
+    } catch (e) {
+      issues?.push({ object: `Service ${objKey}`, field: `metadata.annotations["${annotation}"]`, message: `${(e as Error).message}; announced without it` });
+    }
+  }
+  return out;
+}
+
+/**
  * The VIPs this node should announce now.
  * @param services the controller's translated service ports (readiness and locality of each backend)
  * @param state the snapshot they came from (for annotations)
@@ -62,26 +86,11 @@ export function announcedVips(services: DesiredService[], state: ClusterState, o
 
     const objKey = `${svc.namespace}/${svc.name}`;
     const annotations = state.services.get(objKey)?.annotations ?? {};
-    const communities: string[] = [];
-    const large: string[] = [];
-    const report = !annotationsChecked.has(objKey);
+    // A service with several ports comes once per port: its annotations are reported once.
+    const report = annotationsChecked.has(objKey) ? undefined : issues;
     annotationsChecked.add(objKey);
-    for (const c of splitList(annotations[COMMUNITIES_ANNOTATION])) {
-      try {
-        parseCommunity(c);
-        communities.push(c);
-      } catch (e) {
-        if (report) issues.push({ object: `Service ${objKey}`, field: `metadata.annotations["${COMMUNITIES_ANNOTATION}"]`, message: `${(e as Error).message}; announced without it` });
-      }
-    }
-    for (const c of splitList(annotations[LARGE_COMMUNITIES_ANNOTATION])) {
-      try {
-        parseLargeCommunity(c);
-        large.push(c);
-      } catch (e) {
-        if (report) issues.push({ object: `Service ${objKey}`, field: `metadata.annotations["${LARGE_COMMUNITIES_ANNOTATION}"]`, message: `${(e as Error).message}; announced without it` });
-      }
-    }
+    const communities = annotatedCommunities(objKey, annotations, COMMUNITIES_ANNOTATION, parseCommunity, report);
+    const large = annotatedCommunities(objKey, annotations, LARGE_COMMUNITIES_ANNOTATION, parseLargeCommunity, report);
     for (const vip of vips) {
       let e = byVip.get(vip);
       if (!e) byVip.set(vip, (e = { services: new Set(), communities: new Set(), large: new Set() }));

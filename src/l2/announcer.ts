@@ -4,10 +4,11 @@
  * XDP ARP responder's map, xdp/include/xlb_arp.h) and no other node does.
  *
  * The agent gives it the VIPs this node may announce (setDesired: services
- * with a ready backend it can serve); an OwnershipStrategy (peers or, later,
- * Kubernetes Leases) says which of them this node owns; the announcer
- * converges the ARP map to owned VIPs × interfaces, sends gratuitous ARP
- * when it takes a VIP over, and removes the entries when it loses one.
+ * with a ready backend it can serve); an OwnershipStrategy (heartbeats
+ * between peers, or Kubernetes Leases: strategy.ts) says which of them this
+ * node owns; the announcer converges the ARP map to owned VIPs ×
+ * interfaces, sends gratuitous ARP when it takes a VIP over, and removes
+ * the entries when it loses one.
  *
  * Links are watched: when every announcing interface has lost carrier the
  * node owns nothing at once (it cannot answer anyway, and must not come back

@@ -3,12 +3,16 @@
  * (announcer.ts) does the node-local work (ARP map, gratuitous ARP, link
  * watching) and asks an OwnershipStrategy who owns what:
  *
- * - `peers` (peer-ownership.ts): heartbeats between the configured nodes and
- *   rendezvous hashing; for the file source, with no API server.
- * - `lease` (to come, with the Kubernetes source): one
- *   coordination.k8s.io Lease per service, as Cilium and kube-vip do; it
- *   takes the same inputs (candidates with their services, link health) and
- *   reports the same outputs.
+ * - `peers` (peer-ownership.ts): heartbeats between the nodes listed in
+ *   `l2.peers` and rendezvous hashing. It needs no API server, so it is the
+ *   one the file source uses.
+ * - `lease` (lease-ownership.ts): one coordination.k8s.io Lease per
+ *   service, as Cilium and kube-vip do. The agent picks it with the
+ *   Kubernetes source (`l2.ownership: auto`, the default), where the API
+ *   server already knows every node and no peer list has to be kept.
+ *
+ * Both take the same inputs (candidates with their services, link health)
+ * and report the same outputs, so the announcer works the same with either.
  */
 import type { LinkHealth } from './ownership.js';
 import type { PeerStatus } from './heartbeat.js';

@@ -1,8 +1,10 @@
 /**
- * Leader election settings, as a zod schema fragment for the sections that
- * need one (`ipam.leaderElection`; later the L2 announcer's per-service
- * leases). Strict: unknown keys are errors. Times are seconds, as on the
- * Lease and in kube-controller-manager's `--leader-elect-*` flags.
+ * Lease settings, as zod schema fragments for the sections that use
+ * coordination.k8s.io Leases: `ipam.leaderElection` (one Lease, one leader:
+ * {@link leaderElectionSchema}) and `l2.lease` (one Lease per service, its
+ * name derived from the service: {@link leaseSectionSchema} alone). Strict:
+ * unknown keys are errors. Times are seconds, as on the Lease and in
+ * kube-controller-manager's `--leader-elect-*` flags.
  *
  * ```yaml
  * leaderElection:

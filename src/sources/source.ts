@@ -1,7 +1,9 @@
 /**
- * The interface every source of cluster state implements (the manifests file
- * now, the Kubernetes API through informers later): a source converts what it
- * reads into the model (src/model/types.ts) and hands over whole snapshots.
+ * The interface every source of cluster state implements (the manifests
+ * file, src/sources/file; the Kubernetes API through informers,
+ * src/sources/kubernetes): a source converts what it reads into the model
+ * (src/model/types.ts) and hands over whole snapshots, so the agent programs
+ * the same way whichever source it runs.
  */
 import type { ClusterState, InputIssue } from '../model/types.js';
 
