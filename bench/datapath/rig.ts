@@ -17,7 +17,6 @@ import { randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, ensureBpffs, PIN_BASE, removePins, type BpfProgram } from '../../src/datapath/bpf.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
-import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { clockRodata, kernelHz, DEFAULT_CONNTRACK_LIFETIMES } from '../../src/datapath/clock.js';
 import { encode, sizeOf, u32Key, enums } from '../../src/datapath/codec.js';
 import { buildMaglevTable, tableSizeFor } from '../../src/maglev/index.js';
@@ -181,7 +180,7 @@ function fill(lbmaps: BpfLBMaps, o: RigOptions): RigService[] {
   const frontends: Array<{ key: { addr: string; port: number; proto: number }; service: { id: number; flags: number } }> = [];
   const backendEntries: Array<{ id: number; backend: { addr: string; port: number; proto: number; flags: number } }> = [];
   const flushBackends = () => {
-    lbmaps.putBackends(BackendBatch.of(backendEntries));
+    lbmaps.putBackends(backendEntries);
     backendEntries.length = 0;
   };
   const measured: RigService[] = [];

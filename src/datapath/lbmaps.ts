@@ -9,7 +9,6 @@
  */
 import type { StructValue } from './codec.js';
 import { flat } from '../util/flat.js';
-import { ipToU32, u32ToIp } from '../util/ip.js';
 
 /** `struct xlb_frontend_key`: (VIP or node IP, port, IP protocol number). */
 export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' | 'proto'>;
@@ -21,74 +20,6 @@ export type FrontendKey = Pick<StructValue<'xlb_frontend_key'>, 'addr' | 'port' 
 export type ServiceValue = Pick<StructValue<'xlb_service'>, 'id' | 'flags'> & { affinity_timeout?: number; internal_id?: number };
 /** `struct xlb_backend`; `service_id` (the owning service port's ID, for a restarted agent) defaults to 0. */
 export type BackendValue = Pick<StructValue<'xlb_backend'>, 'addr' | 'port' | 'proto' | 'flags'> & { service_id?: number };
-
-/**
- * Backends to write, as parallel arrays rather than an object per backend (a
- * first sync writes 100,000 of them, and every object there lives through
- * the whole sync: work for the garbage collector). Entry i (0 <= i < count):
- * backend ID ids[i], IPv4 address addrs[i] in host order (as ipToU32),
- * ports[i], IP protocol number protos[i], XLB_BE_F_* flags[i], owning
- * service port's ID services[i].
- */
-export class BackendBatch {
-  count = 0;
-  ids: Uint32Array;
-  addrs: Uint32Array;
-  ports: Uint16Array;
-  protos: Uint8Array;
-  flags: Uint8Array;
-  services: Uint32Array;
-
-  /** @param capacity entries before the arrays grow (they double) */
-  constructor(capacity = 16) {
-    const n = Math.max(1, capacity);
-    this.ids = new Uint32Array(n);
-    this.addrs = new Uint32Array(n);
-    this.ports = new Uint16Array(n);
-    this.protos = new Uint8Array(n);
-    this.flags = new Uint8Array(n);
-    this.services = new Uint32Array(n);
-  }
-
-  /** A batch of these backends (addresses as dotted quads). @throws Error naming the address when it is not IPv4 */
-  static of(entries: Array<{ id: number; backend: BackendValue }>): BackendBatch {
-    const b = new BackendBatch(entries.length);
-    for (const e of entries) b.push(e.id, ipToU32(e.backend.addr), e.backend.port, e.backend.proto, e.backend.flags, e.backend.service_id ?? 0);
-    return b;
-  }
-
-  /** Append one backend. */
-  push(id: number, addr: number, port: number, proto: number, flags: number, service = 0): void {
-    if (this.count === this.ids.length) this.grow();
-    const i = this.count++;
-    this.ids[i] = id;
-    this.addrs[i] = addr;
-    this.ports[i] = port;
-    this.protos[i] = proto;
-    this.flags[i] = flags;
-    this.services[i] = service;
-  }
-
-  /** Entry i as a BackendValue. */
-  value(i: number): BackendValue {
-    return { addr: u32ToIp(this.addrs[i]), port: this.ports[i], proto: this.protos[i], flags: this.flags[i], service_id: this.services[i] };
-  }
-
-  private grow(): void {
-    const n = this.ids.length * 2;
-    const grown = <T extends Uint32Array | Uint16Array | Uint8Array>(a: T, make: (n: number) => T): T => {
-      const b = make(n);
-      b.set(a);
-      return b;
-    };
-    this.ids = grown(this.ids, (k) => new Uint32Array(k));
-    this.addrs = grown(this.addrs, (k) => new Uint32Array(k));
-    this.ports = grown(this.ports, (k) => new Uint16Array(k));
-    this.protos = grown(this.protos, (k) => new Uint8Array(k));
-    this.flags = grown(this.flags, (k) => new Uint8Array(k));
-    this.services = grown(this.services, (k) => new Uint32Array(k));
-  }
-}
 
 /** Per-service counters summed over CPUs. */
 export interface ServiceCounters {
@@ -136,7 +67,7 @@ export interface LBMaps {
   /** Delete frontends that exist. */
   deleteFrontends(keys: FrontendKey[]): void;
   /** Insert or replace backends by ID (ID 0 is reserved for "none"); one batched update. */
-  putBackends(batch: BackendBatch): void;
+  putBackends(entries: ReadonlyArray<{ id: number; backend: BackendValue }>): void;
   /** Remove backends by ID: established flows on them are re-picked. */
   deleteBackends(ids: number[]): void;
   /**
@@ -147,14 +78,6 @@ export interface LBMaps {
    * tables").
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void;
-  /**
-   * Make room now for `tables` tables of `slots` slots in all that a later
-   * putMaglevTables will install, so that the work it takes (new slabs, and
-   * the grace period of putting them into the datapath) overlaps with
-   * building the tables. Only a hint: putMaglevTables makes whatever room
-   * is still missing.
-   */
-  reserveMaglevTables(tables: number, slots: number): void;
   /** Remove services' tables (packets to them then drop with no_backend). */
   deleteMaglevTables(serviceIds: number[]): void;
   /**
@@ -220,10 +143,10 @@ export class FakeLBMaps implements LBMaps {
     this.count('deleteFrontends');
     for (const k of keys) this.frontends.delete(frontendKeyString(k));
   }
-  putBackends(batch: BackendBatch): void {
-    if (!batch.count) return;
+  putBackends(entries: ReadonlyArray<{ id: number; backend: BackendValue }>): void {
+    if (!entries.length) return;
     this.count('putBackends');
-    for (let i = 0; i < batch.count; i++) this.backends.set(batch.ids[i], batch.value(i));
+    for (const e of entries) this.backends.set(e.id, { service_id: 0, ...e.backend });
   }
   deleteBackends(ids: number[]): void {
     if (!ids.length) return;
@@ -235,7 +158,6 @@ export class FakeLBMaps implements LBMaps {
     this.count('putMaglevTables');
     for (const t of tables) this.tables.set(t.serviceId, t.table.slice());
   }
-  reserveMaglevTables(): void {}
   deleteMaglevTables(serviceIds: number[]): void {
     if (!serviceIds.length) return;
     this.count('deleteMaglevTables');

@@ -9,7 +9,7 @@ import { BpfMap, possibleCpus, type BpfObject } from './bpf.js';
 import { MaglevSlabs, type MaglevSlabStats } from './maglev_slabs.js';
 import { ipToU32, u32ToIp } from '../util/ip.js';
 import { decode, dropReasonNames, encode, encodeAll, sizeOf, u32Key } from './codec.js';
-import type { BackendBatch, FrontendKey, LBMaps, MapFill, RestoredMaps, ServiceCounters, ServiceValue } from './lbmaps.js';
+import type { BackendValue, FrontendKey, LBMaps, MapFill, RestoredMaps, ServiceCounters, ServiceValue } from './lbmaps.js';
 import { structs, enums } from './layouts.generated.js';
 import { ReplyFrontends } from './reply_frontends.js';
 
@@ -66,18 +66,28 @@ if (BE.fields.addr.type !== '__be32' || BE.fields.port.type !== '__be16' || BE.f
   throw new Error('maps.ts: struct xlb_backend changed its field types; update encodeBackends');
 }
 
-/** `struct xlb_backend` values of a batch, back to back (offsets from layouts.generated.ts; padding zero). */
-function encodeBackends(b: BackendBatch): Buffer {
-  const buf = Buffer.alloc(BE.size * b.count);
+/**
+ * `struct xlb_backend` values, back to back (offsets from layouts.generated.ts; padding zero).
+ * @throws Error naming the backend ID when its address is not IPv4
+ */
+function encodeBackends(entries: ReadonlyArray<{ id: number; backend: BackendValue }>): Buffer {
+  const buf = Buffer.alloc(BE.size * entries.length);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const { addr, port, proto, flags, service_id } = BE.fields;
-  for (let i = 0, at = 0; i < b.count; i++, at += BE.size) {
-    dv.setUint32(at + addr.offset, b.addrs[i], false);
-    dv.setUint16(at + port.offset, b.ports[i], false);
-    dv.setUint8(at + proto.offset, b.protos[i]);
-    dv.setUint8(at + flags.offset, b.flags[i]);
-    dv.setUint32(at + service_id.offset, b.services[i], true);
-  }
+  entries.forEach(({ id, backend: b }, i) => {
+    const at = i * BE.size;
+    let a: number;
+    try {
+      a = ipToU32(b.addr);
+    } catch (e) {
+      throw new Error(`xlb_backends: backend ID ${id}: ${(e as Error).message}`);
+    }
+    dv.setUint32(at + addr.offset, a, false);
+    dv.setUint16(at + port.offset, b.port, false);
+    dv.setUint8(at + proto.offset, b.proto);
+    dv.setUint8(at + flags.offset, b.flags);
+    dv.setUint32(at + service_id.offset, b.service_id ?? 0, true);
+  });
   return buf;
 }
 
@@ -172,11 +182,12 @@ export class BpfLBMaps implements LBMaps {
   }
 
   putFrontends(entries: Array<{ key: FrontendKey; service: ServiceValue }>): void {
-    if (!entries.length) return;
-    const keys = encodeAll('xlb_frontend_key', entries.length, (i) => entries[i].key);
-    const values = encodeAll('xlb_service', entries.length, (i) => entries[i].service);
-    this.maps.frontends.updateBatch(keys, values, entries.length);
-    this.frontendCount = -1; // recounted lazily
+    if (entries.length) {
+      const keys = encodeAll('xlb_frontend_key', entries.length, (i) => entries[i].key);
+      const values = encodeAll('xlb_service', entries.length, (i) => entries[i].service);
+      this.maps.frontends.updateBatch(keys, values, entries.length);
+      this.frontendCount = -1; // recounted lazily
+    }
     if (this.replies) {
       for (const e of entries) this.replies.putFrontend(e.key, e.service.id);
       this.replies.flush();
@@ -192,22 +203,19 @@ export class BpfLBMaps implements LBMaps {
     }
   }
 
-  putBackends(batch: BackendBatch): void {
-    const n = batch.count;
+  putBackends(entries: ReadonlyArray<{ id: number; backend: BackendValue }>): void {
+    const n = entries.length;
     if (!n) return;
     const max = this.maps.backends.maxEntries;
-    for (let i = 0; i < n; i++) {
-      const id = batch.ids[i];
+    const keys = Buffer.alloc(4 * n);
+    entries.forEach(({ id }, i) => {
       if (!(id > 0 && id < max)) throw new Error(`xlb_backends: backend ID ${id} is ${id === 0 ? 'reserved' : 'outside the map'}`);
-    }
-    // Keys: the IDs as they are (u32 in host order, as the map's keys).
-    const keys = Buffer.from(batch.ids.buffer, batch.ids.byteOffset, 4 * n);
-    this.maps.backends.updateBatch(keys, encodeBackends(batch), n);
-    for (let i = 0; i < n; i++) this.markBackend(batch.ids[i], true);
+      keys.writeUInt32LE(id, 4 * i); // the IDs as they are (u32 in host order, as the map's keys)
+    });
+    this.maps.backends.updateBatch(keys, encodeBackends(entries), n);
+    for (const { id } of entries) this.markBackend(id, true);
     if (this.replies) {
-      for (let i = 0; i < n; i++) {
-        this.replies.putBackend(batch.ids[i], { addr: u32ToIp(batch.addrs[i]), port: batch.ports[i], proto: batch.protos[i] }, (batch.flags[i] & LOCAL) !== 0);
-      }
+      for (const { id, backend: b } of entries) this.replies.putBackend(id, { addr: b.addr, port: b.port, proto: b.proto }, (b.flags & LOCAL) !== 0);
       this.replies.flush();
     }
   }
@@ -235,7 +243,8 @@ export class BpfLBMaps implements LBMaps {
 
   /**
    * Write Maglev lookup tables: each into free slots of a slab, then
-   * switched in by one store of its descriptor (see MaglevSlabs.put).
+   * switched in by one store of its descriptor (see MaglevSlabs.put, which
+   * makes room first: new slabs, put into the datapath with one update).
    */
   putMaglevTables(tables: Array<{ serviceId: number; table: Uint32Array }>): void {
     if (!tables.length) return;
@@ -246,7 +255,13 @@ export class BpfLBMaps implements LBMaps {
     }
   }
 
-  /** New slabs for the coming tables, put into the datapath now (see MaglevSlabs.reserve). */
+  /**
+   * New slabs for `tables` tables of `slots` slots that a later
+   * putMaglevTables will write, put into the datapath now, on the thread
+   * pool (see MaglevSlabs.reserve): a detail of these maps, for a caller
+   * that can overlap that work with building the tables. putMaglevTables
+   * makes whatever room is still missing.
+   */
   reserveMaglevTables(tables: number, slots: number): void {
     if (tables) this.tables.reserve(tables, slots);
   }

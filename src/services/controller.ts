@@ -14,7 +14,7 @@
  * tables, then frontends; removals in the reverse order.
  */
 import type { ClusterState, InputIssue, NodeInfo } from '../model/types.js';
-import { BackendBatch, type FrontendKey, type LBMaps, type RestoredMaps, type ServiceValue } from '../datapath/lbmaps.js';
+import { type BackendValue, type FrontendKey, type LBMaps, type RestoredMaps, type ServiceValue } from '../datapath/lbmaps.js';
 import { frontendKeyString } from '../datapath/lbmaps.js';
 import { enums, IPPROTO } from '../datapath/codec.js';
 import { ipToU32 } from '../util/ip.js';
@@ -196,11 +196,6 @@ class AppliedBackends {
   /** Whether backend `id` is written with exactly these values (addr: IPv4 in host order). */
   holds(id: number, addr: number, port: number, proto: number, flags: number, owner: number): boolean {
     return this.present[id] === 1 && this.port[id] === port && this.proto[id] === proto && this.flags[id] === flags && this.addr[id] === addr && this.owner[id] === owner;
-  }
-
-  /** Record what entry i of a written batch holds. */
-  set(b: BackendBatch, i: number): void {
-    this.record(b.ids[i], b.addrs[i], b.ports[i], b.protos[i], b.flags[i], b.services[i]);
   }
 
   /** Record that backend `id` holds these values. */
@@ -483,13 +478,8 @@ export class ServiceController {
       }
     }
     const batch = startMaglevTables(tableJobs.map((j) => ({ backends: j.inputs.inputs, tableSize: j.inputs.size })));
-    // Room for them in the maps now, while the pool builds them.
-    this.maps.reserveMaglevTables(
-      tableJobs.length,
-      tableJobs.reduce((sum, j) => sum + j.inputs.size, 0),
-    );
 
-    const putBackends = new BackendBatch(this.appliedBackends.size ? 64 : 1024);
+    const putBackends: Array<{ id: number; backend: BackendValue }> = [];
     const putFrontends: Array<{ fk: string; port: string; entry: { key: FrontendKey; service: ServiceValue } }> = [];
     for (let k = 0; k < redo.length; k++) {
       const r = redo[k];
@@ -501,7 +491,9 @@ export class ServiceController {
         const addr = ipToU32(b.addr);
         const proto = protoNumber(b.protocol);
         const owner = w.clusterId || w.localId;
-        if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i], owner)) putBackends.push(id, addr, b.port, proto, w.backendFlags[i], owner);
+        if (!this.appliedBackends.holds(id, addr, b.port, proto, w.backendFlags[i], owner)) {
+          putBackends.push({ id, backend: { addr: b.addr, port: b.port, proto, flags: w.backendFlags[i], service_id: owner } });
+        }
       }
       for (let i = 0; i < w.frontends.length; i++) {
         const f = w.frontends[i];
@@ -519,8 +511,8 @@ export class ServiceController {
       }
     }
     this.maps.putBackends(putBackends);
-    for (let i = 0; i < putBackends.count; i++) this.appliedBackends.set(putBackends, i);
-    writes.backends = putBackends.count;
+    for (const { id, backend: b } of putBackends) this.appliedBackends.record(id, ipToU32(b.addr), b.port, b.proto, b.flags, b.service_id ?? 0);
+    writes.backends = putBackends.length;
 
     const built = batch.finish();
     const newTables = tableJobs.map((j, i) => ({ serviceId: j.serviceId, inputs: j.inputs, table: built[i].table, counts: built[i].counts }));

@@ -15,7 +15,6 @@ import { execFileSync } from 'node:child_process';
 import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from '../../src/datapath/bpf.js';
 import { encode, decode, u32Key, enums, structs, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
-import { BackendBatch } from '../../src/datapath/lbmaps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder } from '../../src/datapath/replies.js';
 import { replySizing } from '../../src/datapath/datapath.js';
@@ -186,7 +185,7 @@ export class Datapath {
 
   /** Write backend `id`. */
   setBackend(id: number, b: { addr: string; port: number; proto: number; flags?: number }): void {
-    this.lbmaps.putBackends(BackendBatch.of([{ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 } }]));
+    this.lbmaps.putBackends([{ id, backend: { addr: b.addr, port: b.port, proto: b.proto, flags: b.flags ?? 0 } }]);
   }
 
   /** Zero backend `id` (how the control plane removes one). */

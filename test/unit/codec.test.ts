@@ -7,8 +7,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decode, encode, encodeAll, sizeOf, type StructName } from '../../src/datapath/codec.js';
 import { structs, type FieldLayout } from '../../src/datapath/layouts.generated.js';
-import { BackendBatch } from '../../src/datapath/lbmaps.js';
-import { ipToU32 } from '../../src/util/ip.js';
 
 let seed = 11;
 const rand = (n: number) => {
@@ -54,12 +52,3 @@ test('a bad value is refused naming the entry and the field', () => {
   assert.throws(() => encode('xlb_service_stats', { packets: 2n ** 64n }), /xlb_service_stats\.packets: .*outside/);
 });
 
-test('BackendBatch keeps every entry through its growth and gives them back as values', () => {
-  const b = new BackendBatch(1);
-  const want = Array.from({ length: 100 }, (_, i) => ({ id: i + 1, backend: { addr: `198.19.${i}.${255 - i}`, port: 1000 + i, proto: i % 2 ? 17 : 6, flags: i % 4, service_id: 7 * i } }));
-  for (const e of want) b.push(e.id, ipToU32(e.backend.addr), e.backend.port, e.backend.proto, e.backend.flags, e.backend.service_id);
-  assert.equal(b.count, 100);
-  assert.deepEqual(Array.from({ length: b.count }, (_, i) => ({ id: b.ids[i], backend: b.value(i) })), want);
-  assert.deepEqual(BackendBatch.of(want).value(99), want[99].backend);
-  assert.throws(() => BackendBatch.of([{ id: 1, backend: { ...want[0].backend, addr: '198.19.0.x' } }]), /198\.19\.0\.x/);
-});
