@@ -129,22 +129,29 @@ export function fillMaglevTable(table: Uint32Array, turns: readonly MaglevTurns[
   const n = turns.length;
   const taken = turns.map(() => 0);
   if (n === 0) return taken;
-  const next = Int32Array.from(turns, (t) => t.offset); // each backend's next preferred slot
+  // Each backend's fields as columns, and its next preferred slot.
+  const ids = Uint32Array.from(turns, (t) => t.id);
+  const skips = Int32Array.from(turns, (t) => t.skip);
+  const weights = Float64Array.from(turns, (t) => t.weight);
+  const next = Int32Array.from(turns, (t) => t.offset);
   const credit = new Float64Array(n);
   const maxWeight = turns.reduce((m, t) => Math.max(m, t.weight), 0);
   let filled = 0;
   for (;;) {
     for (let i = 0; i < n; i++) {
-      const { id, weight, skip } = turns[i];
-      credit[i] += weight;
+      credit[i] += weights[i];
       if (credit[i] < maxWeight) continue; // not this round
       credit[i] -= maxWeight;
+      const skip = skips[i];
       let slot = next[i];
       while (table[slot] !== 0) {
+        // slot = (slot + skip) mod M; M comes off when the sum reaches M, by
+        // the sign of M - 1 - sum rather than a branch (whether a step wraps
+        // is a coin toss, and as a branch builds took a tenth longer).
         slot += skip;
-        if (slot >= M) slot -= M;
+        slot -= M & ((M - 1 - slot) >> 31);
       }
-      table[slot] = id;
+      table[slot] = ids[i];
       taken[i]++;
       slot += skip;
       next[i] = slot >= M ? slot - M : slot;
