@@ -72,6 +72,7 @@ import { emptyClusterState, HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL } from '../
 
 export { HEADLESS_LABEL, SERVICE_PROXY_NAME_LABEL };
 import { isIPv4 } from '../util/ip.js';
+import { compileAccepts, type Accepts } from './accel/accepts.js';
 
 /** Label that ties an EndpointSlice to its Service (discovery/v1). */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
@@ -104,11 +105,10 @@ export interface NormalizeOptions {
   loadBalancerIPs?: 'status-or-spec' | 'status';
   /**
    * With `unknownFields: 'ignore'`, each part of an EndpointSlice (the slice
-   * itself, each port, each endpoint) of the plain well-formed shape is
-   * checked by a hand-written test of exactly what the schema checks
-   * ({@link plainEndpointSlice}) instead of the schema (default true); any
-   * other part goes through the schema, which words the issues. False:
-   * always the schema (tests compare the two).
+   * itself, each port, each endpoint) is first asked of the predicate
+   * compiled from its schema (accel/accepts.ts), and read as it is when that
+   * says yes (default true); any other part goes through the schema, which
+   * words the issues. False: always the schema (tests compare the two).
    */
   fastPath?: boolean;
 }
@@ -495,12 +495,20 @@ function buildSchemas(strict: boolean) {
   return { service, servicePort, ingressPoint, endpointSlice, endpointPort, endpoint };
 }
 
-type Schemas = ReturnType<typeof buildSchemas>;
+/**
+ * The schemas, and for the parts of an EndpointSlice (the slice, each port,
+ * each endpoint) the fast yes/no compiled from them (accel/accepts.ts).
+ */
+type Schemas = ReturnType<typeof buildSchemas> & { accepts: { endpointSlice: Accepts; endpointPort: Accepts; endpoint: Accepts } };
 const schemaCache = new Map<boolean, Schemas>();
 function schemas(opts: NormalizeOptions | undefined): Schemas {
   const strict = (opts?.unknownFields ?? 'reject') === 'reject';
   let s = schemaCache.get(strict);
-  if (!s) schemaCache.set(strict, (s = buildSchemas(strict)));
+  if (!s) {
+    const b = buildSchemas(strict);
+    s = { ...b, accepts: { endpointSlice: compileAccepts(b.endpointSlice), endpointPort: compileAccepts(b.endpointPort), endpoint: compileAccepts(b.endpoint) } };
+    schemaCache.set(strict, s);
+  }
   return s;
 }
 
@@ -1006,12 +1014,13 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   if (notRead !== undefined) return { issues: [], ignored: notRead };
   const object = objectLabel('EndpointSlice', obj, where);
   const s = schemas(opts);
-  // The fast path: see plainEndpointSlice. No closures in this function:
-  // tsx, which runs xlb, names each closure as it is made (a
+  // The fast path: a part the schema accepts without an issue (asked of the
+  // predicate compiled from it) is read as it is. No closures in this
+  // function: tsx, which runs xlb, names each closure as it is made (a
   // defineProperty each, 10,000 per list).
   const fast = opts?.unknownFields === 'ignore' && opts.fastPath !== false;
   const issues: InputIssue[] = [];
-  const data = fast && plainSliceTop(obj) ? (obj as SliceData) : readPart(s.endpointSlice, obj, NO_PATH, sliceUnit, object, issues);
+  const data = fast && s.accepts.endpointSlice(obj) ? (obj as SliceData) : readPart(s.endpointSlice, obj, NO_PATH, sliceUnit, object, issues);
   if (!data) return { issues };
   const { metadata, addressType } = data;
 
@@ -1031,7 +1040,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   const slicePorts = data.ports ?? [];
   for (let i = 0; i < slicePorts.length; i++) {
     const raw = slicePorts[i];
-    const p = fast && plainSlicePort(raw) ? (raw as SlicePortData) : readPart(s.endpointPort, raw, ['ports', i], slicePortUnit, object, issues);
+    const p = fast && s.accepts.endpointPort(raw) ? (raw as SlicePortData) : readPart(s.endpointPort, raw, ['ports', i], slicePortUnit, object, issues);
     if (!p) continue;
     const name = p.name ?? '';
     // Duplicates by a scan: a slice has a port or two (no Map per slice).
@@ -1049,7 +1058,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   const sliceEndpoints = data.endpoints ?? [];
   for (let i = 0; i < sliceEndpoints.length; i++) {
     const raw = sliceEndpoints[i];
-    const e = fast && plainEndpoint(raw) ? (raw as EndpointData) : readPart(s.endpoint, raw, ['endpoints', i], endpointUnit, object, issues);
+    const e = fast && s.accepts.endpoint(raw) ? (raw as EndpointData) : readPart(s.endpoint, raw, ['endpoints', i], endpointUnit, object, issues);
     if (!e) continue;
     const addresses = readAddresses(e.addresses, addressType, object, i, issues);
     if (!addresses) continue;
@@ -1162,88 +1171,21 @@ function hintNames(list: ReadonlyArray<{ name: string }> | null | undefined): st
 }
 
 // ---------------------------------------------------------------------------
-// The fast path for EndpointSlices: at 10,000 slices from an informer the
-// schema took ~20 µs a slice, most of the time between a list's arrival and
-// its translation. These tests accept exactly what the schema (non-strict)
-// accepts without an issue in the shapes the API server sends, part by part
-// (the slice, each port, each endpoint); whatever they do not accept goes
-// to the schema, so they may be narrower, never wider
-// (test/unit/normalize.test.ts compares both on mutated slices).
+// The fast path for EndpointSlices: what the schemas' compiled predicates
+// say of a whole slice.
 
-const isPlain = (v: unknown): v is Record<string, unknown> => {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-};
-const isNil = (v: unknown): v is null | undefined => v === undefined || v === null;
-const nilOrString = (v: unknown) => isNil(v) || typeof v === 'string';
-const nilOrBool = (v: unknown) => isNil(v) || typeof v === 'boolean';
-
-/** A map of strings with no `__proto__` key (the schema's record handles that one its own way). */
-function stringMapOrNil(v: unknown): boolean {
-  if (isNil(v)) return true;
-  if (!isPlain(v)) return false;
-  for (const k in v) if (k === '__proto__' || typeof v[k] !== 'string') return false;
-  return true;
-}
-
-function labelMapOrNil(v: unknown): boolean {
-  if (isNil(v)) return true;
-  if (!isPlain(v)) return false;
-  for (const k in v) if (k === '__proto__' || !isLabelKey(k) || !isLabelValue(v[k])) return false;
-  return true;
-}
-
-function plainMetadata(m: unknown): boolean {
-  if (!isPlain(m)) return false;
-  const { name, namespace } = m;
-  if (typeof name !== 'string' || name.length > 253 || !DNS_SUBDOMAIN.test(name)) return false;
-  if (!isNil(namespace) && (typeof namespace !== 'string' || namespace.length > 63 || !DNS_LABEL.test(namespace))) return false;
-  return labelMapOrNil(m.labels) && stringMapOrNil(m.annotations);
-}
-
-/** The slice without its ports' and endpoints' contents. */
-function plainSliceTop(obj: unknown): obj is Record<string, unknown> {
-  if (!isPlain(obj)) return false;
-  if (!isNil(obj.apiVersion) && obj.apiVersion !== 'discovery.k8s.io/v1') return false;
-  if (!isNil(obj.kind) && obj.kind !== 'EndpointSlice') return false;
-  if (!plainMetadata(obj.metadata)) return false;
-  if (obj.addressType !== 'IPv4' && obj.addressType !== 'IPv6' && obj.addressType !== 'FQDN') return false;
-  return (isNil(obj.ports) || Array.isArray(obj.ports)) && (isNil(obj.endpoints) || Array.isArray(obj.endpoints));
-}
-
-function plainSlicePort(p: unknown): boolean {
-  if (!isPlain(p)) return false;
-  const name = p.name;
-  if (!isNil(name) && (typeof name !== 'string' || (name !== '' && (name.length > 63 || !DNS_LABEL.test(name))))) return false;
-  if (!isNil(p.protocol) && p.protocol !== 'TCP' && p.protocol !== 'UDP' && p.protocol !== 'SCTP') return false;
-  return nilOrString(p.appProtocol) && isInt(p.port, 1, 65535);
-}
-
-function plainHints(l: unknown): boolean {
-  if (isNil(l)) return true;
-  if (!Array.isArray(l)) return false;
-  for (const h of l) if (!isPlain(h) || typeof h.name !== 'string') return false;
-  return true;
-}
-
-/** One endpoint (its addresses are checked by the normalizer either way). */
-function plainEndpoint(e: unknown): boolean {
-  if (!isPlain(e) || !Array.isArray(e.addresses)) return false;
-  const c = e.conditions;
-  if (!isNil(c) && (!isPlain(c) || !nilOrBool(c.ready) || !nilOrBool(c.serving) || !nilOrBool(c.terminating))) return false;
-  if (!nilOrString(e.nodeName) || !nilOrString(e.zone)) return false;
-  const t = e.targetRef;
-  if (!isNil(t) && (!isPlain(t) || !nilOrString(t.name))) return false;
-  const h = e.hints;
-  return isNil(h) || (isPlain(h) && plainHints(h.forZones) && plainHints(h.forNodes));
-}
-
-/** Whether every part of `obj` passes the EndpointSlice schemas (unknown fields ignored) without an issue, by hand: see above. */
+/**
+ * Whether every part of `obj` (the slice, each port, each endpoint) passes
+ * the EndpointSlice schemas (unknown fields ignored) without an issue, as
+ * the predicates compiled from them say (accel/accepts.ts). False may
+ * still be a valid slice: the schema decides.
+ */
 export function plainEndpointSlice(obj: unknown): boolean {
-  if (!plainSliceTop(obj)) return false;
-  if (Array.isArray(obj.ports)) for (const p of obj.ports) if (!plainSlicePort(p)) return false;
-  if (Array.isArray(obj.endpoints)) for (const e of obj.endpoints) if (!plainEndpoint(e)) return false;
+  const { accepts } = schemas({ unknownFields: 'ignore' });
+  if (!accepts.endpointSlice(obj)) return false;
+  const o = obj as { ports?: unknown[] | null; endpoints?: unknown[] | null };
+  for (const p of o.ports ?? []) if (!accepts.endpointPort(p)) return false;
+  for (const e of o.endpoints ?? []) if (!accepts.endpoint(e)) return false;
   return true;
 }
 
