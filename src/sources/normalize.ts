@@ -54,7 +54,6 @@
  *
  * Pure: no I/O. The per-object functions are shared by every source.
  */
-import net from 'node:net';
 import { z } from 'zod';
 import type {
   ClusterState,
@@ -169,8 +168,14 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 /** IANA_SVC_NAME (named target ports): at most 15 characters, at least one letter. */
 const IANA_SVC_NAME = /^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/;
 
-/** An IPv4 (dotted quad, no leading zeros) or IPv6 address, as the Service fields take them. */
-const isAddress = (v: unknown): v is string => typeof v === 'string' && (isIPv4(v) || net.isIPv6(v));
+/**
+ * An IPv4 or IPv6 address as kube-proxy reads a Service's addresses
+ * (pkg/proxy/serviceport.go: ParseIPSloppy, so `010.1.2.3` is 10.1.2.3);
+ * {@link serviceAddress} gives its canonical text.
+ */
+const isAddress = (v: unknown): v is string => typeof v === 'string' && parseIPSloppy(v) !== undefined;
+/** The canonical text of an address {@link isAddress} accepts (`010.1.2.3` → `10.1.2.3`). */
+const serviceAddress = (v: string): string => parseIPSloppy(v)!;
 
 const str = check<string>((v) => typeof v === 'string', 'must be a string');
 const bool = check<boolean>((v) => typeof v === 'boolean', 'must be true or false');
@@ -794,11 +799,12 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   const type: ServiceType = spec.type ?? 'ClusterIP';
 
   // ClusterIPs.
-  const clusterIP = spec.clusterIP ?? '';
+  const clusterIP = spec.clusterIP && spec.clusterIP !== 'None' ? serviceAddress(spec.clusterIP) : (spec.clusterIP ?? '');
   const rawIPs = spec.clusterIPs ?? [];
   const listed: ClusterIPEntry[] = [];
   rawIPs.forEach((ip, i) => {
-    if (ip === 'None' || isAddress(ip)) listed.push({ ip, i });
+    if (ip === 'None') listed.push({ ip, i });
+    else if (isAddress(ip)) listed.push({ ip: serviceAddress(ip), i });
     else issue(`spec.clusterIPs[${i}]`, `must be an IPv4 or IPv6 address or "None" (got ${showValue(ip)}); this address is skipped`);
   });
   const primaryListed = listed.length > 0 && listed[0].i === 0;
@@ -875,7 +881,7 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
 
   const externalIPs: string[] = [];
   (spec.externalIPs ?? []).forEach((ip, i) => {
-    if (isAddress(ip)) externalIPs.push(ip);
+    if (isAddress(ip)) externalIPs.push(serviceAddress(ip));
     else issue(`spec.externalIPs[${i}]`, `not an IPv4 or IPv6 address (got ${showValue(ip)}); this address is skipped`);
   });
 
@@ -907,10 +913,10 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   for (let i = 0; i < rawIngress.length; i++) {
     const g = readPart(s.ingressPoint, rawIngress[i], ['status', 'loadBalancer', 'ingress', i], ingressUnit, object, issues);
     if (!g?.ip) continue;
-    if (g.ipMode === 'Proxy') proxyModeIPs.push(g.ip);
-    else ingressIPs.push(g.ip);
+    if (g.ipMode === 'Proxy') proxyModeIPs.push(serviceAddress(g.ip));
+    else ingressIPs.push(serviceAddress(g.ip));
   }
-  const fromSpec = (opts?.loadBalancerIPs ?? 'status-or-spec') === 'status-or-spec' && spec.loadBalancerIP ? [spec.loadBalancerIP] : [];
+  const fromSpec = (opts?.loadBalancerIPs ?? 'status-or-spec') === 'status-or-spec' && spec.loadBalancerIP ? [serviceAddress(spec.loadBalancerIP)] : [];
   const loadBalancerIPs = ingressIPs.length || proxyModeIPs.length ? ingressIPs : fromSpec;
 
   // Last, so that every other problem is reported too.

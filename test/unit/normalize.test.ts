@@ -380,7 +380,7 @@ describe('normalize: issues name the object and the field; a problem costs its u
     { what: 'bad clusterIPs entry', obj: service({ clusterIP: '198.19.0.10', clusterIPs: ['198.19.0.10', '1.2.3'] }), issue: { field: 'spec.clusterIPs[1]', message: /got "1.2.3"\); this address is skipped$/ }, kept: (v) => v.clusterIPs, left: ['198.19.0.10'] },
     { what: 'two addresses of one family', obj: service({ clusterIP: '198.19.0.10', clusterIPs: ['198.19.0.10', '198.19.0.11'] }), issue: { field: 'spec.clusterIPs[1]', message: /at most one address per IP family.*; this address is skipped$/ }, kept: (v) => v.clusterIPs, left: ['198.19.0.10'] },
     { what: 'bad clusterIPs[0]: the secondary and spec.clusterIP stay', obj: service({ clusterIP: '198.19.0.10', clusterIPs: ['198.19.0.300', 'fd00::10'] }), issue: { field: 'spec.clusterIPs[0]', message: /this address is skipped$/ }, kept: (v) => v.clusterIPs, left: ['198.19.0.10', 'fd00::10'] },
-    { what: 'bad externalIP', obj: service({ externalIPs: ['203.0.113.5', '203.0.113.05'] }), issue: { field: 'spec.externalIPs[1]', message: /not an IPv4 or IPv6 address \(got "203.0.113.05"\); this address is skipped$/ }, kept: (v) => v.externalIPs, left: ['203.0.113.5'] },
+    { what: 'bad externalIP', obj: service({ externalIPs: ['203.0.113.5', '203.0.113.256'] }), issue: { field: 'spec.externalIPs[1]', message: /not an IPv4 or IPv6 address \(got "203.0.113.256"\); this address is skipped$/ }, kept: (v) => v.externalIPs, left: ['203.0.113.5'] },
     { what: 'bad ingress IP', obj: service({ type: 'LoadBalancer' }, { status: { loadBalancer: { ingress: [{ ip: '203.0.113.999' }, { ip: '203.0.113.9' }] } } }), issue: { field: 'status.loadBalancer.ingress[0].ip', message: /got "203.0.113.999"\); this ingress point is skipped$/ }, kept: (v) => v.loadBalancerIPs, left: ['203.0.113.9'] },
     { what: 'unknown ipMode: not captured (kube-proxy IsVIPMode)', obj: service({ type: 'LoadBalancer' }, { status: { loadBalancer: { ingress: [{ ip: '203.0.113.8', ipMode: 'Tunnel' }] } } }), issue: { field: 'status.loadBalancer.ingress[0].ipMode', message: /VIP, Proxy.*; this ingress point is skipped$/ }, kept: (v) => v.loadBalancerIPs, left: [] },
     { what: 'bad source range', obj: service({ type: 'LoadBalancer', loadBalancerSourceRanges: ['203.0.113.0/33', '198.51.100.0/24'] }), issue: { field: 'spec.loadBalancerSourceRanges[0]', message: /CIDR.*\(got "203.0.113.0\/33"\); this range is skipped$/ }, kept: (v) => v.loadBalancerSourceRanges, left: ['198.51.100.0/24'] },
@@ -504,6 +504,17 @@ describe('normalize: issues name the object and the field; a problem costs its u
 });
 
 describe('normalize: fields recorded for the translator', () => {
+  it('Service addresses are read as kube-proxy reads them (ParseIPSloppy): leading zeros decimal, IPv4-mapped IPv6 as IPv4, in canonical text', () => {
+    const r = normalizeService(
+      service(
+        { type: 'LoadBalancer', clusterIP: '198.019.000.010', clusterIPs: ['198.019.000.010'], externalIPs: ['203.0.113.05', '::ffff:192.0.2.32', 'FD00:0::1'] },
+        { status: { loadBalancer: { ingress: [{ ip: '192.000.002.010' }] } } },
+      ),
+    );
+    assert.deepEqual(r.issues, []);
+    assert.deepEqual([r.value!.clusterIPs, r.value!.externalIPs, r.value!.loadBalancerIPs], [['198.19.0.10'], ['203.0.113.5', '192.0.2.32', 'fd00::1'], ['192.0.2.10']]);
+  });
+
   it('spec.trafficDistribution: any string as written (kube-proxy does not read it)', () => {
     for (const t of ['PreferClose', 'PreferSameZone', 'PreferSameNode', 'SomethingNew']) {
       const r = normalizeService(service({ trafficDistribution: t }));
