@@ -178,6 +178,7 @@ export class BpfLBMaps implements LBMaps {
 
   /** Release the Maglev slabs' mappings (before the datapath's maps close). */
   close(): void {
+    this.replies?.cancel();
     this.tables.close();
   }
 

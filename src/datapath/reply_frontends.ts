@@ -47,6 +47,9 @@ interface Backend {
 
 const keyOf = (x: { addr: string; port: number; proto: number }) => `${x.addr}:${x.port}:${x.proto}`;
 
+/** Changed lists one flush writes at once; more are written on the next turn of the event loop (see ReplyFrontends.flush). */
+export const FLUSH_AT_ONCE = 4096;
+
 /** Per backend ID, the number of the last table {@link distinctIds} saw it in. */
 let seenIn = new Uint32Array(1024);
 let tablesSeen = 0;
@@ -97,6 +100,10 @@ export class ReplyFrontends {
   /** Frontend key -> backend keys whose written lists name it. */
   private readonly listedIn = new Map<string, Set<string>>();
   private readonly dirty = new Set<string>();
+  /** A flush waiting for the next turn of the event loop (see {@link flush}). */
+  private later?: NodeJS.Immediate;
+  /** Why the last flush made on a later turn failed; undefined once one succeeds. */
+  lastError?: Error;
 
   /** @param map the pinned xlb_reply_frontends; what it holds (an earlier agent's) is read back and kept where still right */
   constructor(private readonly map: BpfMap) {
@@ -194,12 +201,42 @@ export class ReplyFrontends {
     if (b) this.dirty.add(keyOf(b));
   }
 
-  /** Write what changed to the map: one batched update (and the deletes). */
+  /**
+   * Write what changed to the map: one batched update (and the deletes).
+   * Up to {@link FLUSH_AT_ONCE} changed lists now; more (a large sync) on
+   * the next turn of the event loop, so that the sync that caused them is
+   * programmed without waiting for them: until a backend's list is written
+   * a new flow to it has its reply stored in an element of xlb_replies
+   * (slower, not wrong), and a list only ever loses a frontend that no
+   * flow can come through any more (see the module comment).
+   * @throws BpfError when the map refuses an update made now (the lists
+   *   stay to be written at the next flush); a later write's error is kept
+   *   in {@link lastError}
+   */
   flush(): void {
-    const updates: Array<{ key: Buffer; value: Buffer }> = [];
+    if (this.dirty.size <= FLUSH_AT_ONCE) return this.flushNow();
+    this.later ??= setImmediate(() => {
+      this.later = undefined;
+      try {
+        this.flushNow();
+        this.lastError = undefined;
+      } catch (e) {
+        this.lastError = e as Error;
+      }
+    });
+  }
+
+  /** Stop a flush that is waiting for the next turn (the maps are closing). */
+  cancel(): void {
+    if (this.later) clearImmediate(this.later);
+    this.later = undefined;
+  }
+
+  private flushNow(): void {
+    const updates: Array<{ k: string; key: Buffer; value: Buffer }> = [];
     for (const k of this.dirty) {
       const w = this.writeKey(k);
-      if (w) updates.push(w);
+      if (w) updates.push({ k, ...w });
     }
     this.dirty.clear();
     if (!updates.length) return;
@@ -211,8 +248,19 @@ export class ReplyFrontends {
       );
     } catch {
       // A batch that fails part way (the map full) says little: write one
-      // by one, so that the error names the entry it stops at.
-      for (const u of updates) this.map.update(u.key, u.value);
+      // by one, so that the error names the entry it stops at; the lists
+      // not written are written again at the next flush.
+      for (let i = 0; i < updates.length; i++) {
+        try {
+          this.map.update(updates[i].key, updates[i].value);
+        } catch (e) {
+          for (const u of updates.slice(i)) {
+            this.setWritten(u.k, undefined);
+            this.dirty.add(u.k);
+          }
+          throw e;
+        }
+      }
     }
   }
 

@@ -5,14 +5,22 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ReplyFrontends, REPLY_FRONTENDS } from '../../src/datapath/reply_frontends.js';
+import { FLUSH_AT_ONCE, ReplyFrontends, REPLY_FRONTENDS } from '../../src/datapath/reply_frontends.js';
 import type { BpfMap } from '../../src/datapath/bpf.js';
+import { structs } from '../../src/datapath/codec.js';
 
-/** The four calls ReplyFrontends makes, on a Map; `writes` counts updates and deletes. */
+/** The calls ReplyFrontends makes, on a Map; `writes` counts updates (one a batch entry) and deletes, `batches` batched updates. */
 function fakeMap(initial: Array<[Buffer, Buffer]> = []) {
   const m = new Map<string, Buffer>(initial.map(([k, v]) => [k.toString('hex'), v]));
   const fake = {
     writes: 0,
+    batches: 0,
+    updateBatch: (keys: Buffer, values: Buffer, n: number) => {
+      fake.batches++;
+      const ks = keys.length / n;
+      const vs = values.length / n;
+      for (let i = 0; i < n; i++) fake.update(keys.subarray(i * ks, (i + 1) * ks), values.subarray(i * vs, (i + 1) * vs));
+    },
     keys: () => [...m.keys()].map((k) => Buffer.from(k, 'hex')),
     lookup: (k: Buffer) => m.get(k.toString('hex')),
     update: (k: Buffer, v: Buffer) => {
@@ -110,4 +118,26 @@ test('what an earlier agent wrote is read back and kept while its frontends exis
   b.putFrontend(fe('203.0.113.10', 80), 1);
   b.flush();
   assert.deepEqual(b.entries().get('198.19.1.1:8080:6'), ['203.0.113.10:80']);
+});
+
+test('a large flush (a first sync) writes its lists on the next turn of the event loop, in one batch; a small one at once', async () => {
+  const map = fakeMap();
+  const r = new ReplyFrontends(map as unknown as BpfMap);
+  const n = FLUSH_AT_ONCE + 10;
+  for (let i = 1; i <= n; i++) {
+    r.putBackend(i, { addr: `198.19.${i >> 8}.${i & 255}`, port: 8080, proto: 6 }, true);
+    r.putFrontend(fe(`203.0.${113 + (i >> 8)}.${i & 255}`, 80), i);
+    r.putTable(i, Uint32Array.from([i]));
+  }
+  r.flush();
+  assert.equal(map.size(), 0, 'nothing written yet: the sync is not held up');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(map.size(), n, 'every list written on the next turn');
+  assert.equal(map.batches, 1, 'in one batched update');
+  assert.equal(r.lastError, undefined);
+  // A small change is written at once.
+  r.putFrontend(fe('192.0.2.1', 80), 1);
+  r.flush();
+  assert.deepEqual(r.entries().get('198.19.0.1:8080:6'), ['203.0.113.1:80', '192.0.2.1:80']);
+  assert.equal(map.lookup(Buffer.from(map.keys().find((k) => k.readUInt32BE(0) === ((198 << 24) | (19 << 16) | 1) >>> 0)!))!.readUInt32LE(structs.xlb_reply_frontends.fields.count.offset), 2, 'the map holds the two frontends now');
 });
