@@ -88,7 +88,7 @@ export class ReplyFrontends {
   /** Service ID -> its frontends. */
   private readonly serviceFrontends = new Map<number, Map<string, Frontend>>();
   /** Local backend ID -> address, port, protocol. */
-  private readonly localBackends = new Map<number, Backend>();
+  private readonly localBackends = new Map<number, Backend & { key: string }>();
   /** Backend key -> local backend IDs with that address, port and protocol. */
   private readonly idsByKey = new Map<string, Set<number>>();
   /** Service ID -> backend IDs in its Maglev table. */
@@ -151,11 +151,11 @@ export class ReplyFrontends {
   /** Backend `id` is now `b`, local or not. */
   putBackend(id: number, b: Backend, local: boolean): void {
     const old = this.localBackends.get(id);
-    if (old && local && keyOf(old) === keyOf(b)) return;
+    const k = keyOf(b);
+    if (old && local && old.key === k) return;
     if (old) this.dropBackend(id);
     if (!local) return;
-    const k = keyOf(b);
-    this.localBackends.set(id, { addr: b.addr, port: b.port, proto: b.proto });
+    this.localBackends.set(id, { addr: b.addr, port: b.port, proto: b.proto, key: k });
     if (!this.idsByKey.has(k)) this.idsByKey.set(k, new Set());
     this.idsByKey.get(k)!.add(id);
     this.dirty.add(k);
@@ -165,7 +165,7 @@ export class ReplyFrontends {
   dropBackend(id: number): void {
     const old = this.localBackends.get(id);
     if (!old) return;
-    const k = keyOf(old);
+    const k = old.key;
     this.localBackends.delete(id);
     const ids = this.idsByKey.get(k);
     ids?.delete(id);
@@ -198,7 +198,7 @@ export class ReplyFrontends {
 
   private markBackendId(id: number): void {
     const b = this.localBackends.get(id);
-    if (b) this.dirty.add(keyOf(b));
+    if (b) this.dirty.add(b.key);
   }
 
   /**
