@@ -103,11 +103,12 @@ export interface NormalizeOptions {
   unknownFields?: 'reject' | 'ignore';
   loadBalancerIPs?: 'status-or-spec' | 'status';
   /**
-   * With `unknownFields: 'ignore'`, each part of an EndpointSlice (the slice
-   * itself, each port, each endpoint) is first asked of the predicate
-   * compiled from its schema (accel/accepts.ts), and read as it is when that
-   * says yes (default true); any other part goes through the schema, which
-   * words the issues. False: always the schema (tests compare the two).
+   * Each part of an object (a Service, each of its ports and ingress points;
+   * an EndpointSlice, each of its ports and endpoints) is first asked of the
+   * predicate compiled from its schema (accel/accepts.ts), and read as it is
+   * when that says yes (default true); any other part goes through the
+   * schema, which words the issues. False: always the schema (tests compare
+   * the two).
    */
   fastPath?: boolean;
 }
@@ -500,18 +501,21 @@ function buildSchemas(strict: boolean) {
   return { service, servicePort, ingressPoint, endpointSlice, endpointPort, endpoint };
 }
 
-/**
- * The schemas, and for the parts of an EndpointSlice (the slice, each port,
- * each endpoint) the fast yes/no compiled from them (accel/accepts.ts).
- */
-type Schemas = ReturnType<typeof buildSchemas> & { accepts: { endpointSlice: Accepts; endpointPort: Accepts; endpoint: Accepts } };
+/** The schemas of the parts the normalizers read one by one. */
+type Schemas = ReturnType<typeof buildSchemas>;
 const schemaCache = new Map<boolean, Schemas>();
+/**
+ * Each part schema's fast yes/no, compiled from it when the schemas are
+ * built (accel/accepts.ts): a part it accepts is read as it is, without
+ * the schema's parse (see {@link readPart}).
+ */
+const acceptsOf = new WeakMap<z.ZodType, Accepts>();
 function schemas(opts: NormalizeOptions | undefined): Schemas {
   const strict = (opts?.unknownFields ?? 'reject') === 'reject';
   let s = schemaCache.get(strict);
   if (!s) {
-    const b = buildSchemas(strict);
-    s = { ...b, accepts: { endpointSlice: compileAccepts(b.endpointSlice), endpointPort: compileAccepts(b.endpointPort), endpoint: compileAccepts(b.endpoint) } };
+    s = buildSchemas(strict);
+    for (const part of Object.values(s)) acceptsOf.set(part, compileAccepts(part));
     schemaCache.set(strict, s);
   }
   return s;
@@ -671,6 +675,7 @@ const isObjectLike = (v: unknown): v is Record<PropertyKey, unknown> => typeof v
  * Read one part with `schema`, dropping the unit of each problem.
  *
  * @param at the part's path in its object, for issue fields (`['spec', 'ports', 2]`)
+ * @param fast ask the schema's compiled predicate first (NormalizeOptions.fastPath)
  * @param issues receives one issue per problem, its message ending with what went
  * @returns the parsed part (what is left of it), or undefined when a
  *   problem's unit is the whole part
@@ -682,7 +687,11 @@ function readPart<S extends z.ZodType>(
   unitOf: UnitOf,
   object: string,
   issues: InputIssue[],
+  fast: boolean,
 ): z.output<S> | undefined {
+  // A part the schema's compiled predicate accepts has no issue: read it as
+  // it is (fields the schema does not name are left on it, and unread).
+  if (fast && acceptsOf.get(schema)!(value)) return value as z.output<S>;
   const first = schema.safeParse(value, { reportInput: true });
   if (first.success) return first.data;
   const drops: PropertyKey[][] = [];
@@ -793,7 +802,8 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   const s = schemas(opts);
   const issues: InputIssue[] = [];
   const issue = (field: string, message: string) => issues.push({ object, field, message });
-  const data = readPart(s.service, obj, [], serviceUnit, object, issues);
+  const fast = opts?.fastPath !== false;
+  const data = readPart(s.service, obj, [], serviceUnit, object, issues, fast);
   if (!data) return { issues };
   const { metadata, spec, status } = data;
   const type: ServiceType = spec.type ?? 'ClusterIP';
@@ -845,7 +855,7 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   const byPort = new Map<string, number>();
   const byNodePort = new Map<string, number>();
   for (let i = 0; i < rawPorts.length; i++) {
-    const p = readPart(s.servicePort, rawPorts[i], ['spec', 'ports', i], servicePortUnit, object, issues);
+    const p = readPart(s.servicePort, rawPorts[i], ['spec', 'ports', i], servicePortUnit, object, issues, fast);
     if (!p) continue;
     const name = p.name ?? '';
     const proto: Protocol = p.protocol ?? 'TCP';
@@ -911,7 +921,7 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
   const proxyModeIPs: string[] = [];
   const rawIngress = status?.loadBalancer?.ingress ?? [];
   for (let i = 0; i < rawIngress.length; i++) {
-    const g = readPart(s.ingressPoint, rawIngress[i], ['status', 'loadBalancer', 'ingress', i], ingressUnit, object, issues);
+    const g = readPart(s.ingressPoint, rawIngress[i], ['status', 'loadBalancer', 'ingress', i], ingressUnit, object, issues, fast);
     if (!g?.ip) continue;
     if (g.ipMode === 'Proxy') proxyModeIPs.push(serviceAddress(g.ip));
     else ingressIPs.push(serviceAddress(g.ip));
@@ -945,8 +955,9 @@ export function normalizeService(obj: unknown, opts?: NormalizeOptions, where?: 
     internalTrafficPolicy: spec.internalTrafficPolicy ?? 'Cluster',
     sessionAffinity,
     loadBalancerSourceRanges,
-    labels: metadata.labels ?? {},
-    annotations,
+    // Copies: a part read as it is (readPart's fast path) is the input's own object.
+    labels: { ...metadata.labels },
+    annotations: { ...annotations },
   };
   // Optional fields, always in this order (sources compare models as JSON).
   if (sessionAffinity === 'ClientIP') {
@@ -1020,13 +1031,11 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   if (notRead !== undefined) return { issues: [], ignored: notRead };
   const object = objectLabel('EndpointSlice', obj, where);
   const s = schemas(opts);
-  // The fast path: a part the schema accepts without an issue (asked of the
-  // predicate compiled from it) is read as it is. No closures in this
-  // function: tsx, which runs xlb, names each closure as it is made (a
-  // defineProperty each, 10,000 per list).
-  const fast = opts?.unknownFields === 'ignore' && opts.fastPath !== false;
+  // No closures in this function: tsx, which runs xlb, names each closure
+  // as it is made (a defineProperty each, 10,000 per list).
+  const fast = opts?.fastPath !== false;
   const issues: InputIssue[] = [];
-  const data = fast && s.accepts.endpointSlice(obj) ? (obj as SliceData) : readPart(s.endpointSlice, obj, NO_PATH, sliceUnit, object, issues);
+  const data = readPart(s.endpointSlice, obj, NO_PATH, sliceUnit, object, issues, fast);
   if (!data) return { issues };
   const { metadata, addressType } = data;
 
@@ -1046,7 +1055,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   const slicePorts = data.ports ?? [];
   for (let i = 0; i < slicePorts.length; i++) {
     const raw = slicePorts[i];
-    const p = fast && s.accepts.endpointPort(raw) ? (raw as SlicePortData) : readPart(s.endpointPort, raw, ['ports', i], slicePortUnit, object, issues);
+    const p = readPart(s.endpointPort, raw, ['ports', i], slicePortUnit, object, issues, fast);
     if (!p) continue;
     const name = p.name ?? '';
     // Duplicates by a scan: a slice has a port or two (no Map per slice).
@@ -1064,7 +1073,7 @@ export function normalizeEndpointSlice(obj: unknown, opts?: NormalizeOptions, wh
   const sliceEndpoints = data.endpoints ?? [];
   for (let i = 0; i < sliceEndpoints.length; i++) {
     const raw = sliceEndpoints[i];
-    const e = fast && s.accepts.endpoint(raw) ? (raw as EndpointData) : readPart(s.endpoint, raw, ['endpoints', i], endpointUnit, object, issues);
+    const e = readPart(s.endpoint, raw, ['endpoints', i], endpointUnit, object, issues, fast);
     if (!e) continue;
     const addresses = readAddresses(e.addresses, addressType, object, i, issues);
     if (!addresses) continue;
@@ -1187,11 +1196,11 @@ function hintNames(list: ReadonlyArray<{ name: string }> | null | undefined): st
  * still be a valid slice: the schema decides.
  */
 export function plainEndpointSlice(obj: unknown): boolean {
-  const { accepts } = schemas({ unknownFields: 'ignore' });
-  if (!accepts.endpointSlice(obj)) return false;
+  const s = schemas({ unknownFields: 'ignore' });
+  if (!acceptsOf.get(s.endpointSlice)!(obj)) return false;
   const o = obj as { ports?: unknown[] | null; endpoints?: unknown[] | null };
-  for (const p of o.ports ?? []) if (!accepts.endpointPort(p)) return false;
-  for (const e of o.endpoints ?? []) if (!accepts.endpoint(e)) return false;
+  for (const p of o.ports ?? []) if (!acceptsOf.get(s.endpointPort)!(p)) return false;
+  for (const e of o.endpoints ?? []) if (!acceptsOf.get(s.endpoint)!(e)) return false;
   return true;
 }
 

@@ -791,6 +791,43 @@ describe('EndpointSlice fast path (unknown fields ignored)', () => {
     assert.ok(tried > 1000 && fastTaken > 100 && partial > 100, `${tried} variants, ${fastTaken} through the fast path, ${partial} kept with parts dropped`);
   });
 
+  it('Services too, in both modes: the same result as the schema for every field set to every odd value', () => {
+    const svc = () => ({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 'web', namespace: 'shop', labels: { app: 'web' }, annotations: { note: 'x' }, creationTimestamp: '2026-12-06T10:00:00Z', resourceVersion: '7' },
+      spec: {
+        type: 'LoadBalancer',
+        clusterIP: '198.18.128.10',
+        clusterIPs: ['198.18.128.10'],
+        externalIPs: ['192.0.2.7'],
+        ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }, { name: 'dns', protocol: 'UDP', port: 53, targetPort: 'dns' }],
+        externalTrafficPolicy: 'Local',
+        healthCheckNodePort: 32000,
+        sessionAffinity: 'ClientIP',
+        sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } },
+        loadBalancerSourceRanges: ['203.0.113.0/24'],
+        selector: { app: 'web' },
+      },
+      status: { loadBalancer: { ingress: [{ ip: '192.0.2.10', ipMode: 'VIP' }, { ip: '192.0.2.11', ipMode: 'Proxy' }] } },
+    });
+    let tried = 0;
+    for (const unknownFields of ['ignore', 'reject'] as const) {
+      for (const path of paths(svc())) {
+        for (const v of oddValues) {
+          const o = setAt(svc(), path, v);
+          assert.deepEqual(
+            normalizeService(o, { unknownFields }),
+            normalizeService(o, { unknownFields, fastPath: false }),
+            `${unknownFields}: ${path.join('.') || '(root)'} = ${JSON.stringify(v)}`,
+          );
+          tried++;
+        }
+      }
+    }
+    assert.ok(tried > 2000, `${tried} variants`);
+  });
+
   it('is not used when unknown fields are rejected (manifests files report them, and keep the object)', () => {
     const o = base() as Record<string, unknown>;
     o.extra = 1;
