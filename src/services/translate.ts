@@ -7,6 +7,14 @@
  * candidate frontend changed. A differential test holds {@link Translator}
  * equal to rules.ts's translateState for every snapshot sequence.
  *
+ * Why a service's ports are assembled here again (translateService, with
+ * working arrays, an insertion sort and one object literal per shape)
+ * rather than by rules.ts's own per-service function: with that function
+ * in its place, the Kubernetes benchmark's 10,000-service sync took ~140 ms
+ * longer warm and ~220 ms longer from a cold start (0.20 of
+ * iptables-legacy-restore's time instead of 0.16; the target is 0.15).
+ * The differential test is what keeps the two equal.
+ *
  * Pure: no I/O; the same snapshot gives the same output, sorted by key.
  */
 import type { ClusterState, EndpointModel, EndpointSliceModel, InputIssue, NodeInfo, ServiceModel } from '../model/types.js';
