@@ -27,7 +27,7 @@ import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { listenOptions, startApi, type AgentView } from '../api/server.js';
-import type { Flow } from '../api/errors.js';
+import type { ConntrackQuery, Flow } from '../api/errors.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager, type NextHopKeeper } from '../datapath/neighbors.js';
@@ -558,6 +558,23 @@ export class Agent implements AgentView {
       neighbors: this.neighbors?.list() ?? [],
       drops,
     };
+  }
+  conntrack(query: ConntrackQuery) {
+    if (!this.dp) return undefined;
+    const views = this.controller.services();
+    const byId = new Map<number, string>();
+    const ids = new Set<number>();
+    for (const v of views) {
+      for (const id of [v.serviceIds.cluster, v.serviceIds.local]) {
+        if (!id) continue;
+        byId.set(id, v.key);
+        if (query.service === `${v.namespace}/${v.name}`) ids.add(id);
+      }
+    }
+    return this.dp.conntrack(
+      { src: query.src, dst: query.dst, backend: query.backend, protocol: query.protocol, limit: query.limit, ...(query.service ? { serviceIds: ids } : {}) },
+      (id) => byId.get(id),
+    );
   }
   predict(key: string, flow: Flow) {
     const t = this.controller.tableOf(key);

@@ -7,7 +7,7 @@ import { isIPv4 } from '../util/ip.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled',
+    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath',
     readonly status: number,
     message: string,
   ) {
@@ -68,4 +68,62 @@ export function parseFlow(s: string | undefined): Flow {
   const protocol = parts[2].toUpperCase();
   if (protocol !== 'TCP' && protocol !== 'UDP') throw new ApiError('bad_flow', 400, `flow protocol: expected tcp or udp (got ${JSON.stringify(parts[2])})`);
   return { saddr, sport, daddr, dport, protocol };
+}
+
+/** The query of GET /v1/conntrack, parsed (see {@link parseConntrackQuery}). */
+export interface ConntrackQuery {
+  src?: { addr: string; port?: number };
+  dst?: { addr: string; port?: number };
+  backend?: { addr: string; port?: number };
+  /** `namespace/name`. */
+  service?: string;
+  protocol?: 'TCP' | 'UDP';
+  limit: number;
+}
+
+/** Most entries one listing returns, and how many without `limit`. */
+export const CONNTRACK_LIMIT_MAX = 100_000;
+export const CONNTRACK_LIMIT_DEFAULT = 1000;
+
+/** `IPv4` or `IPv4:PORT`. @throws ApiError bad_query naming the parameter */
+function addressParam(name: string, s: string): { addr: string; port?: number } {
+  const i = s.indexOf(':');
+  const addr = i < 0 ? s : s.slice(0, i);
+  if (!isIPv4(addr)) throw new ApiError('bad_query', 400, `query parameter ${name}: expected IPv4 or IPv4:PORT (got ${JSON.stringify(s)})`);
+  if (i < 0) return { addr };
+  const text = s.slice(i + 1);
+  const port = DECIMAL.test(text) ? Number(text) : NaN;
+  if (!(port >= 1 && port <= 65535)) throw new ApiError('bad_query', 400, `query parameter ${name}: port must be a decimal number 1..65535 (got ${JSON.stringify(text)})`);
+  return { addr, port };
+}
+
+/**
+ * The filter of GET /v1/conntrack: `src`, `dst`, `backend` (IPv4 or
+ * IPv4:PORT), `service` (NAMESPACE/NAME), `protocol` (tcp or udp, any
+ * case), `limit` (1..100000, default 1000), each at most once.
+ * @throws ApiError bad_query naming the parameter
+ */
+export function parseConntrackQuery(query: unknown): ConntrackQuery {
+  const q = strictQuery(query, ['src', 'dst', 'backend', 'service', 'protocol', 'limit'] as const);
+  const out: ConntrackQuery = { limit: CONNTRACK_LIMIT_DEFAULT };
+  if (q.src !== undefined) out.src = addressParam('src', q.src);
+  if (q.dst !== undefined) out.dst = addressParam('dst', q.dst);
+  if (q.backend !== undefined) out.backend = addressParam('backend', q.backend);
+  if (q.service !== undefined) {
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/.test(q.service)) {
+      throw new ApiError('bad_query', 400, `query parameter service: expected NAMESPACE/NAME (got ${JSON.stringify(q.service)})`);
+    }
+    out.service = q.service;
+  }
+  if (q.protocol !== undefined) {
+    const p = q.protocol.toUpperCase();
+    if (p !== 'TCP' && p !== 'UDP') throw new ApiError('bad_query', 400, `query parameter protocol: expected tcp or udp (got ${JSON.stringify(q.protocol)})`);
+    out.protocol = p;
+  }
+  if (q.limit !== undefined) {
+    const n = /^[0-9]{1,6}$/.test(q.limit) ? Number(q.limit) : NaN;
+    if (!(n >= 1 && n <= CONNTRACK_LIMIT_MAX)) throw new ApiError('bad_query', 400, `query parameter limit: expected a decimal number 1..${CONNTRACK_LIMIT_MAX} (got ${JSON.stringify(q.limit)})`);
+    out.limit = n;
+  }
+  return out;
 }

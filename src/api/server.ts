@@ -6,7 +6,7 @@
  *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
- * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues. Errors are JSON `{ error, message }` with a code
+ * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=. Errors are JSON `{ error, message }` with a code
  * from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -15,7 +15,8 @@ import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseFlow, strictQuery, type Flow } from './errors.js';
+import { ApiError, parseConntrackQuery, parseFlow, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
+import type { ConntrackListing } from '../datapath/conntrack_list.js';
 
 /** What the API reads from the agent. */
 export interface AgentView {
@@ -35,6 +36,8 @@ export interface AgentView {
   l2?(): unknown;
   /** The Kubernetes source's informers and LB IPAM; undefined with the file source. */
   kubernetes?(): unknown;
+  /** The conntrack table, filtered (undefined: no datapath, as in tests with fake maps). */
+  conntrack?(query: ConntrackQuery): ConntrackListing | undefined;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -73,7 +76,7 @@ export function buildApi(agent: AgentView): FastifyInstance {
   // one given is a 400 naming it (probes and /metrics leave theirs alone).
   app.addHook('preHandler', async (req) => {
     const url = req.routeOptions.url ?? '';
-    if (url.startsWith('/v1/') && !url.endsWith('/flow')) strictQuery(req.query, []);
+    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack') strictQuery(req.query, []);
   });
 
   app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
@@ -120,6 +123,15 @@ export function buildApi(agent: AgentView): FastifyInstance {
     return st;
   });
   app.get('/v1/issues', async () => ({ issues: agent.issues() }));
+  app.get('/v1/conntrack', async (req) => {
+    const query = parseConntrackQuery(req.query);
+    if (query.service && !agent.services().some((s) => `${s.namespace}/${s.name}` === query.service)) {
+      throw new ApiError('service_not_found', 404, `service ${query.service} is not programmed`);
+    }
+    const listing = agent.conntrack?.(query);
+    if (!listing) throw new ApiError('no_datapath', 404, 'this agent has no datapath to read conntrack from');
+    return listing;
+  });
   return app;
 }
 

@@ -62,3 +62,22 @@ export function parseIPv4(text: string): string {
   if (!isIPv4(text)) throw new InvalidArgumentError('expected an IPv4 address, e.g. 198.18.0.11');
   return text;
 }
+
+/** `IPv4` or `IPv4:PORT` (a filter of `xlb ct list`). @throws InvalidArgumentError otherwise */
+export function parseAddressFilter(text: string): string {
+  const i = text.indexOf(':');
+  const addr = i < 0 ? text : text.slice(0, i);
+  if (!isIPv4(addr)) throw new InvalidArgumentError('expected IPv4 or IPv4:PORT, e.g. 203.0.113.10:80');
+  if (i >= 0) {
+    const port = /^[0-9]{1,5}$/.test(text.slice(i + 1)) ? Number(text.slice(i + 1)) : NaN;
+    if (!(port >= 1 && port <= 65535)) throw new InvalidArgumentError('the port must be a whole number from 1 to 65535');
+  }
+  return text;
+}
+
+/** `tcp` or `udp`, any case. @throws InvalidArgumentError otherwise */
+export function parseProtocol(text: string): 'tcp' | 'udp' {
+  const p = text.toLowerCase();
+  if (p !== 'tcp' && p !== 'udp') throw new InvalidArgumentError('expected tcp or udp');
+  return p;
+}

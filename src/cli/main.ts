@@ -7,7 +7,8 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
-import { integerIn, parseApiAddress, parseNamespacedName } from './args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseNamespacedName, parseProtocol } from './args.js';
+import type { ConntrackListing } from '../datapath/conntrack_list.js';
 import type { BgpStatus } from '../bgp/announcer.js';
 import type { L2Status } from '../l2/announcer.js';
 import type { ServiceView } from '../services/controller.js';
@@ -211,6 +212,38 @@ program
       console.log(`${p.key}: M = ${p.tableSize}`);
       printTable(p.backends.map((b) => ({ backend: `${b.addr}:${b.port}`, inTable: b.inTable, share: `${(b.share * 100).toFixed(2)}%` })), ['backend', 'inTable', 'share']);
     }
+  });
+
+const ct = program.command('ct').description("the node's conntrack table");
+ct.command('list')
+  .description('flows in conntrack (client, frontend, backend, SNAT port, state), filtered, with the totals: entries, SNAT ports per backend, affinity entries')
+  .option('--src <addr[:port]>', 'client address, and port', parseAddressFilter)
+  .option('--dst <addr[:port]>', 'frontend address (VIP, external IP, node IP, ClusterIP), and port', parseAddressFilter)
+  .option('--backend <addr[:port]>', 'backend address, and port', parseAddressFilter)
+  .option('--service <namespace/name>', "one Service's flows", parseNamespacedName)
+  .option('--protocol <tcp|udp>', 'one protocol', parseProtocol)
+  .option('--limit <n>', 'most flows listed (the totals count all)', integerIn(1, 100_000), 1000)
+  .addOption(apiOption())
+  .option('--json', 'print JSON')
+  .action(async (opts: { src?: string; dst?: string; backend?: string; service?: string; protocol?: string; limit: number; api: string; json?: boolean }) => {
+    const q = new URLSearchParams();
+    for (const k of ['src', 'dst', 'backend', 'service', 'protocol'] as const) if (opts[k] !== undefined) q.set(k, opts[k]!);
+    q.set('limit', String(opts.limit));
+    const r = (await apiGet(opts.api, `/v1/conntrack?${q}`)) as ConntrackListing;
+    if (opts.json) return console.log(JSON.stringify(r, null, 2));
+    printTable(
+      r.entries.map((e) => ({
+        ...e,
+        protocol: e.protocol.toLowerCase(),
+        snat: e.snatPort ?? '-',
+        service: e.service ?? `#${e.serviceId}`,
+        idle: e.idleSeconds === undefined ? '-' : `${Math.round(e.idleSeconds)}s`,
+        flags: e.flags.join(',') || '-',
+      })),
+      ['client', 'frontend', 'protocol', 'backend', 'snat', 'state', 'service', 'idle', 'flags'],
+    );
+    console.log(`${r.matched} of ${r.total} entries match${r.matched > r.entries.length ? ` (${r.entries.length} listed; --limit)` : ''}; affinity entries: ${r.affinityEntries}`);
+    if (r.snatPortsByBackend.length) console.log(`SNAT ports in use: ${r.snatPortsByBackend.map((b) => `${b.backend}=${b.ports}`).join(' ')}`);
   });
 
 const bgp = program.command('bgp').description("the node's BGP announcer: sessions with routers and announced VIPs");

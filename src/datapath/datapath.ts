@@ -29,7 +29,8 @@ import {
   type XdpMode,
 } from './bpf.js';
 import { decode, sizeOf, type StructName } from './codec.js';
-import { clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
+import { ClockProbe, clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
+import { listConntrack, type ConntrackFilter, type ConntrackListing } from './conntrack_list.js';
 import { enums } from './layouts.generated.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
@@ -436,6 +437,23 @@ export class Datapath {
     return n;
   }
 
+  /**
+   * The conntrack table, filtered, with its totals (conntrack_list.ts),
+   * idle times in seconds from the datapath's own clock.
+   * @param serviceOf the service port key of a service ID, when programmed
+   */
+  conntrack(filter: ConntrackFilter, serviceOf?: (serviceId: number) => string | undefined): ConntrackListing {
+    const dir = this.options.objectDir ?? DEFAULT_OBJECT_DIR;
+    const hz = kernelHz(probeObjectIn(dir));
+    this.clock ??= new ClockProbe(probeObjectIn(dir), hz);
+    return listConntrack(
+      { conntrack: this.xdpObj.map('xlb_conntrack'), affinity: this.xdpObj.map('xlb_affinity') },
+      filter,
+      { serviceOf, now: this.clock.now(), tickSeconds: 2 ** tickShift(hz) / hz },
+    );
+  }
+  private clock?: ClockProbe;
+
   /** Whether each XDP attachment is still in place (the kernel's program ID is non-zero). */
   attachedProgramIds(): Array<Attachment & { programId?: number }> {
     return this.attachments.map((a) => (a.hook === 'xdp' ? { ...a, programId: xdpProgramId(a.ifindex, a.mode!) } : a));
@@ -464,6 +482,7 @@ export class Datapath {
     }
     this.attachments.length = 0;
     this.podInterfaces.clear();
+    this.clock?.close();
     this.lbmaps.close();
     this.sockObj?.close();
     this.tcObj.close();

@@ -115,6 +115,27 @@ describe('traffic through xlb', () => {
     }
   });
 
+  test('xlb ct list shows the flow a node placed: its client, frontend, the backend Maglev chose, and a SNAT port when remote', async () => {
+    // The flows of the test above: 198.18.1.2:20000.. to the web VIP, each through one of the nodes (ECMP).
+    type Listing = { total: number; entries: Array<{ client: string; frontend: string; backend: string; snatPort?: number; service?: string }> };
+    const flow = '198.18.1.2:20000,192.0.2.10:80,tcp';
+    const predicted = ((await apiGet(lab.nodes[0].api, `/v1/services/default/web/flow?flow=${flow}`)) as { backend: { addr: string; port: number } }).backend;
+    const listings = await Promise.all(lab.nodes.map(async (n) => (await apiGet(n.api, '/v1/conntrack?src=198.18.1.2:20000&dst=192.0.2.10:80')) as Listing));
+    const found = listings.flatMap((l) => l.entries);
+    assert.equal(found.length, 1, `one node placed it: ${JSON.stringify(found)}`);
+    const [e] = found;
+    assert.equal(e.backend, `${predicted.addr}:${predicted.port}`, 'the backend Maglev predicted');
+    assert.match(e.service ?? '', /^default\/web:/);
+    const owner = lab.nodes[listings.findIndex((l) => l.entries.length)];
+    const local = predicted.addr.startsWith(owner.podCidr.split('.').slice(0, 3).join('.') + '.');
+    if (local) assert.equal(e.snatPort, undefined, 'a local backend sees the client: no SNAT');
+    else assert.ok(e.snatPort! >= 61000 && e.snatPort! <= 65535, `SNAT port ${e.snatPort} in the configured range`);
+    // The same through the command line.
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    const out = await sh(process.execPath, [xlb, 'ct', 'list', '--api', owner.api, '--src', '198.18.1.2:20000', '--json']);
+    assert.equal((JSON.parse(out) as Listing).entries[0].backend, e.backend);
+  });
+
   test('traffic that is not for a service passes: ping to nodes, pod to pod across nodes', async () => {
     for (const n of lab.nodes) await labExec(lab.client, ['ping', '-c', '1', '-W', '2', n.ip]);
     const out = await labExec(lab.nodes[0].netns, ['curl', '-s', '-m', '3', `http://${podIp('n2p1')}:8080/`]);

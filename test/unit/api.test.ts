@@ -114,14 +114,50 @@ test('queries are parsed strictly: a repeated key, a port with a sign, exponent,
   assert.equal((await app.inject('/readyz?verbose')).statusCode, 200, 'probes ignore their query');
 });
 
+test('/v1/conntrack parses its filter strictly, names the service, and says when there is no datapath to read', async () => {
+  const seen: unknown[] = [];
+  const listing = { total: 1, matched: 1, entries: [], snatPortsByBackend: [], affinityEntries: 0 };
+  const app = buildApi(Object.assign(Object.create(agent), { conntrack: (q: unknown) => (seen.push(q), listing) }));
+  const get = async (url: string) => {
+    const res = await app.inject(url);
+    return { status: res.statusCode, body: res.json() as Record<string, unknown> };
+  };
+  const ok = await get('/v1/conntrack?src=198.18.1.2&dst=192.0.2.10:80&backend=198.19.1.11:8080&service=default/web&protocol=TCP&limit=5');
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, listing);
+  assert.deepEqual(seen[0], { limit: 5, src: { addr: '198.18.1.2' }, dst: { addr: '192.0.2.10', port: 80 }, backend: { addr: '198.19.1.11', port: 8080 }, service: 'default/web', protocol: 'TCP' });
+  assert.deepEqual((await get('/v1/conntrack')).status, 200);
+  assert.deepEqual(seen[1], { limit: 1000 }, 'a limit of 1000 by default');
+  for (const [q, what] of [
+    ['src=198.18.1', /src: expected IPv4 or IPv4:PORT/],
+    ['dst=192.0.2.10:0x50', /dst: port must be a decimal number/],
+    ['limit=0', /limit: expected a decimal number 1\.\.100000/],
+    ['limit=1e3', /limit: expected a decimal number/],
+    ['protocol=sctp', /protocol: expected tcp or udp/],
+    ['service=web', /service: expected NAMESPACE\/NAME/],
+    ['src=198.18.1.2&src=198.18.1.3', /src given 2 times/],
+    ['verbose=1', /"verbose" is not known here/],
+  ] as const) {
+    const r = await get(`/v1/conntrack?${q}`);
+    assert.equal(r.status, 400, q);
+    assert.equal(r.body.error, 'bad_query', q);
+    assert.match(String(r.body.message), what, q);
+  }
+  const missing = await get('/v1/conntrack?service=default/nope');
+  assert.deepEqual([missing.status, missing.body.error], [404, 'service_not_found']);
+  // The agent of these tests writes in-memory maps: no datapath to read.
+  const none = await buildApi(agent).inject('/v1/conntrack');
+  assert.deepEqual([none.statusCode, (none.json() as { error: string }).error], [404, 'no_datapath']);
+});
+
 test('no query a client sends gets a 500 (seeded fuzz)', async () => {
   const app = buildApi(agent);
   let seed = Number(process.env.XLB_FUZZ_SEED ?? Date.now() % 100000);
   console.log(`api fuzz: XLB_FUZZ_SEED=${seed}`);
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
   const pick = <T,>(a: T[]) => a[Math.floor(rand() * a.length)];
-  const pieces = ['flow', 'port', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
-  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow'];
+  const pieces = ['flow', 'port', 'src', 'dst', 'backend', 'service', 'limit', 'protocol', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
+  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow', '/v1/conntrack'];
   for (let i = 0; i < 400; i++) {
     const q = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => pick(pieces)).join('');
     const url = `${pick(routes)}?${q}`;

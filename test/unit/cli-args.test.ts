@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
-import { integerIn, parseApiAddress, parseNamespacedName } from '../../src/cli/args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseNamespacedName, parseProtocol } from '../../src/cli/args.js';
 
 const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
 
@@ -18,6 +18,15 @@ test('API addresses: HOST:PORT or unix:/path', () => {
   for (const bad of ['foo', 'foo:', ':80', '127.0.0.1:0', '127.0.0.1:65536', '127.0.0.1:0x50', '127.0.0.1:1e3', '127.0.0.1: 80', 'unix:relative', '[::1:80']) {
     assert.throws(() => parseApiAddress(bad), InvalidArgumentError, bad);
   }
+});
+
+test('xlb ct list filters: IPv4 or IPv4:PORT, and tcp or udp', () => {
+  for (const ok of ['198.18.0.1', '203.0.113.10:80', '198.19.1.11:65535']) assert.equal(parseAddressFilter(ok), ok);
+  for (const bad of ['198.18.0', 'web', '203.0.113.10:', '203.0.113.10:0', '203.0.113.10:0x50', '203.0.113.10:65536', '::1']) {
+    assert.throws(() => parseAddressFilter(bad), InvalidArgumentError, bad);
+  }
+  assert.deepEqual(['tcp', 'UDP'].map(parseProtocol), ['tcp', 'udp']);
+  assert.throws(() => parseProtocol('sctp'), /expected tcp or udp/);
 });
 
 test('services are NAMESPACE/NAME with Kubernetes names', () => {
