@@ -6,7 +6,7 @@ WORKDIR /opt/xlb
 COPY . .
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      clang llvm lld libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool nodejs npm ca-certificates \
+      clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool nodejs npm ca-certificates \
  && npm ci --no-audit --no-fund --loglevel=error \
  && make -C xdp \
  && rm -rf /var/lib/apt/lists/*
