@@ -105,7 +105,7 @@ program
 
 program
   .command('status')
-  .description('agent health, readiness and datapath summary')
+  .description('agent health, readiness and datapath summary; exits 1 when the agent is not ready')
   .addOption(apiOption())
   .option('--json', 'print JSON')
   .action(async (opts: { api: string; json?: boolean }) => {
@@ -113,6 +113,8 @@ program
     const dp = (await apiGet(opts.api, '/v1/datapath')) as { attachments: Array<Record<string, unknown>>; maps: Array<Record<string, unknown>>; drops: Record<string, string> };
     const svcs = (await apiGet(opts.api, '/v1/services')) as { services: unknown[] };
     const out = { ready: (ready as { status?: string }).status === 'ready', services: svcs.services.length, ...dp };
+    // As `cilium status`: scripts and probes can wait on it.
+    if (!out.ready) process.exitCode = 1;
     if (opts.json) return console.log(JSON.stringify(out, null, 2));
     console.log(`ready: ${out.ready}   service ports: ${out.services}`);
     printTable(dp.attachments, ['interface', 'hook', 'program', 'mode', 'programId']);

@@ -5,7 +5,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
@@ -56,5 +57,41 @@ test('the command exits non-zero naming the argument, before doing anything', ()
     const r = run(...args);
     assert.notEqual(r.status, 0, `xlb ${args.join(' ')} exits non-zero`);
     assert.match(r.stderr, message, `xlb ${args.join(' ')}`);
+  }
+});
+
+test('xlb status exits 1 while the agent is not ready, 0 once it is', async () => {
+  let ready = false;
+  const server = http.createServer((req, res) => {
+    res.setHeader('content-type', 'application/json');
+    if (req.url === '/readyz') {
+      res.statusCode = ready ? 200 : 503;
+      return res.end(JSON.stringify({ status: ready ? 'ready' : 'not ready' }));
+    }
+    if (req.url === '/v1/datapath') return res.end(JSON.stringify({ attachments: [], maps: [], drops: {} }));
+    if (req.url === '/v1/services') return res.end(JSON.stringify({ services: [] }));
+    res.statusCode = 404;
+    res.end('{}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const api = `127.0.0.1:${(server.address() as { port: number }).port}`;
+  // Asynchronous: the stub answers on this process's event loop.
+  const run = () =>
+    new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [xlb, 'status', '--api', api]);
+      let stdout = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      child.on('close', (code) => resolve({ code, stdout }));
+    });
+  try {
+    const notReady = await run();
+    assert.equal(notReady.code, 1, notReady.stdout);
+    assert.match(notReady.stdout, /ready: false/);
+    ready = true;
+    const ok = await run();
+    assert.equal(ok.code, 0, ok.stdout);
+    assert.match(ok.stdout, /ready: true/);
+  } finally {
+    server.close();
   }
 });
