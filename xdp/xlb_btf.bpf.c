@@ -34,5 +34,9 @@ XLB_BTF_KEEP(enum xlb_backend_flags, xlb_btf_backend_flags);
 XLB_BTF_KEEP(enum xlb_ct_flags, xlb_btf_ct_flags);
 XLB_BTF_KEEP(enum xlb_drop_reason, xlb_btf_drop_reason);
 XLB_BTF_KEEP(enum xlb_limits, xlb_btf_limits);
+XLB_BTF_KEEP(struct xlb_flow_event, xlb_btf_flow_event);
+XLB_BTF_KEEP(struct xlb_event_limit, xlb_btf_event_limit);
+XLB_BTF_KEEP(enum xlb_event_type, xlb_btf_event_type);
+XLB_BTF_KEEP(enum xlb_event_point, xlb_btf_event_point);
 
 char _license[] SEC("license") = "Dual BSD/GPL";

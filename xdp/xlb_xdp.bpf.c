@@ -43,6 +43,7 @@
 #include "xlb_policy.h"
 #include "xlb_lb.h"
 #include "xlb_arp.h"
+#include "xlb_events.h"
 
 /* Run-time knobs, set by the loader before load (docs/datapath.md). */
 
@@ -59,6 +60,14 @@ static __always_inline int xlb_drop(enum xlb_drop_reason reason)
 {
 	xlb_count_drop(reason);
 	return XDP_DROP;
+}
+
+/* Count a drop for `reason` of a new flow's packet `pkt` to service
+ * `service_id`, with a flow event, and return the verdict that drops. */
+static __always_inline int xlb_drop_flow(enum xlb_drop_reason reason, const struct xlb_pkt *pkt, __u32 service_id)
+{
+	xlb_event(pkt, XLB_EVENT_DROP, reason, service_id, 0, 0, 0, XLB_POINT_XDP);
+	return xlb_drop(reason);
 }
 
 /* The steps after the entry point, defined below in the order a packet
@@ -156,13 +165,13 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 
 	/* Nothing is created for a header the kernel would have dropped. */
 	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)ctx->data_end))
-		return xlb_drop(XLB_DROP_BAD_CHECKSUM);
+		return xlb_drop_flow(XLB_DROP_BAD_CHECKSUM, pkt, service_id);
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
-		return xlb_drop(XLB_DROP_SOURCE_RANGE);
+		return xlb_drop_flow(XLB_DROP_SOURCE_RANGE, pkt, service_id);
 	backend = xlb_select_backend(svc, service_id, svc->flags & XLB_SVC_F_EXT_LOCAL, pkt->flow.saddr, hash,
 				     &backend_id);
 	if (!backend)
-		return xlb_drop(XLB_DROP_NO_BACKEND);
+		return xlb_drop_flow(XLB_DROP_NO_BACKEND, pkt, service_id);
 	if (stale)
 		xlb_reply_forget(&pkt->flow, stale, xlb_node_addr);
 	keep = xlb_flood_allows_state(now);
@@ -175,9 +184,10 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 		 * there or a flow the guard leaves without an entry, an element. */
 		if ((!keep || !xlb_reply_by_frontend(backend, &pkt->flow)) &&
 		    xlb_reply_store(&pkt->flow, backend->addr, backend->port, pkt->flow.saddr, service_id, 0, now, keep))
-			return xlb_drop(XLB_DROP_CT_INSERT);
+			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
 		if (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
-			return xlb_drop(XLB_DROP_CT_INSERT);
+			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
+		xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, service_id, backend->addr, backend->port, 0, XLB_POINT_XDP);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
 	}
@@ -189,13 +199,16 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	snat_port = xlb_snat_port_alloc(&pkt->flow, backend, service_id, hash, xlb_node_addr,
 					xlb_snat_port_min, xlb_snat_port_max, now);
 	if (!snat_port)
-		return xlb_drop(XLB_DROP_SNAT_EXHAUSTED);
+		return xlb_drop_flow(XLB_DROP_SNAT_EXHAUSTED, pkt, service_id);
 	/* The entry is written after the FIB lookup, with its next hop. */
 	entry = xlb_ct_entry_of(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, 0);
 	verdict = xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port, &entry);
 	if (keep && (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS) &&
 	    bpf_map_update_elem(&xlb_conntrack, &pkt->flow, &entry, BPF_ANY))
-		return xlb_drop(XLB_DROP_CT_INSERT);
+		return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
+	/* pkt->flow is the tuple as it came (the rewrite changes the frame only). */
+	if (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS)
+		xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, service_id, backend->addr, backend->port, snat_port, XLB_POINT_XDP);
 	return verdict;
 }
 

@@ -27,7 +27,9 @@ import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { listenOptions, startApi, type AgentView } from '../api/server.js';
-import type { ConntrackQuery, Flow } from '../api/errors.js';
+import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
+import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery } from '../flows/flows.js';
+import type { FlowEventReader } from '../datapath/flow_events.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager, type NextHopKeeper } from '../datapath/neighbors.js';
@@ -128,6 +130,13 @@ export class Agent implements AgentView {
   private loggedIssues = new Set<string>();
   /** Polls the interfaces: node addresses (file source) and pod interfaces. */
   private interfaceTimer?: NodeJS.Timeout;
+  /** The last flows (GET /v1/flows, `xlb observe`), the datapath's events reader and its timer. */
+  private readonly flows: FlowBuffer;
+  private readonly pods = new PodDirectory();
+  private flowReader?: FlowEventReader;
+  private flowTimer?: NodeJS.Timeout;
+  /** Flow events read since the agent started. */
+  private flowsRead = 0;
   /** Bumps the next-hop generation on neighbour, route and link changes. */
   nextHops?: NextHopWatcher;
   lastSyncAt = 0;
@@ -140,6 +149,7 @@ export class Agent implements AgentView {
     private readonly lbmaps: LBMaps,
   ) {
     this.controller = new ServiceController(lbmaps, node, config.datapath.maglev);
+    this.flows = new FlowBuffer(config.flows.buffer);
     this.metrics = createMetrics({
       services: () => this.controller.services(),
       maps: () => this.lbmaps,
@@ -149,6 +159,7 @@ export class Agent implements AgentView {
       restored: () => this.dp?.restored ?? [],
       floodStateless: () => this.dp?.floodStateless(),
       nextHopChanges: () => this.nextHops?.changes,
+      flowEvents: () => (this.flowReader ? { read: this.flowsRead, suppressed: this.flowReader.suppressed() } : undefined),
     });
     this.registry = this.metrics.registry;
   }
@@ -189,6 +200,7 @@ export class Agent implements AgentView {
         snatPorts: config.datapath.snatPorts,
         conntrackSize: config.datapath.conntrackSize,
         newFlowsPerSecond: config.datapath.synFloodGuard.newFlowsPerSecond,
+        eventsPerSecond: config.flows.eventsPerSecond,
         conntrackLifetimes: config.datapath.conntrackLifetimes,
         hairpinAddress: config.datapath.hairpinAddress,
         objectDir: config.datapath.objectDir ?? undefined,
@@ -209,6 +221,7 @@ export class Agent implements AgentView {
       agent.nextHops.start();
     }
     agent.neighbors = opts.neighbors ?? (dp ? new NeighborManager(config.interfaces, (m) => log.warn(m)) : undefined);
+    if (dp && config.flows.eventsPerSecond > 0) agent.readFlowEvents(dp);
     agent.healthChecks = new HealthCheckServer({ addresses: node.addresses, log: log.child({ component: 'healthcheck' }), proxyHealthy: () => agent.ready() });
     try {
       agent.watchInterfaces();
@@ -374,6 +387,54 @@ export class Agent implements AgentView {
       .sync(services)
       .then((more) => this.noteHealthIssues([...issues, ...more]))
       .catch((e) => this.log.warn({ err: (e as Error).message }, 'health check ports: sync failed'));
+  }
+
+  /**
+   * Read the datapath's flow events into the flow buffer every 100 ms,
+   * enriched with the names the model has then (flows.ts).
+   */
+  private readFlowEvents(dp: Datapath): void {
+    // Wall clock minus CLOCK_MONOTONIC (process.hrtime's clock on Linux, bpf_ktime_get_ns's).
+    const wallOffsetNs = BigInt(Date.now()) * 1_000_000n - process.hrtime.bigint();
+    const ctx = {
+      node: this.node.name,
+      wallOffsetNs,
+      serviceOf: (id: number) => this.controller.services().find((v) => v.serviceIds.cluster === id || v.serviceIds.local === id)?.key,
+      pods: this.pods,
+    };
+    try {
+      this.flowReader = dp.flowEvents((e) => {
+        this.flowsRead++;
+        this.flows.add(enrich(e, ctx));
+      });
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'flow events unavailable: GET /v1/flows and xlb observe will show none');
+      return;
+    }
+    let podsOf: ClusterState | undefined;
+    let podsAt = 0;
+    this.flowTimer = setInterval(() => {
+      try {
+        // The pods' names follow the model, at most once a second.
+        const state = this.lastSnapshot?.state;
+        if (state && state !== podsOf && Date.now() - podsAt >= 1000) {
+          this.pods.update(state, Date.now());
+          podsOf = state;
+          podsAt = Date.now();
+        }
+        this.flowReader?.poll();
+      } catch (e) {
+        this.log.warn({ err: (e as Error).message }, 'reading flow events failed');
+      }
+    }, 100);
+    this.flowTimer.unref();
+  }
+
+  /** The last flows matching `q` (undefined: no datapath, or events off). */
+  flowsView(q: FlowQuery): { flows: Flow[]; suppressed: string; capacity: number } | undefined {
+    if (!this.flowReader) return undefined;
+    this.flowReader.poll();
+    return { flows: this.flows.query(q), suppressed: this.flowReader.suppressed().toString(), capacity: this.flows.capacity };
   }
 
   private onSnapshot(state: ClusterState, issues: InputIssue[]): void {
@@ -576,7 +637,7 @@ export class Agent implements AgentView {
       (id) => byId.get(id),
     );
   }
-  predict(key: string, flow: Flow) {
+  predict(key: string, flow: FlowTuple) {
     const t = this.controller.tableOf(key);
     if (!t) return undefined;
     const hash = flowHash({ saddr: flow.saddr, daddr: flow.daddr, sport: flow.sport, dport: flow.dport, proto: flow.protocol === 'TCP' ? 6 : 17 });
@@ -598,6 +659,9 @@ export class Agent implements AgentView {
     const uninstall = opts.uninstall === true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.interfaceTimer) clearInterval(this.interfaceTimer);
+    if (this.flowTimer) clearInterval(this.flowTimer);
+    this.flowReader?.close();
+    this.flowReader = undefined;
     this.nextHops?.stop();
     await this.healthChecks?.stop().catch(() => undefined);
     await Promise.all([

@@ -7,7 +7,7 @@ import { isIPv4 } from '../util/ip.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath',
+    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath' | 'no_flows',
     readonly status: number,
     message: string,
   ) {
@@ -124,6 +124,75 @@ export function parseConntrackQuery(query: unknown): ConntrackQuery {
     const n = /^[0-9]{1,6}$/.test(q.limit) ? Number(q.limit) : NaN;
     if (!(n >= 1 && n <= CONNTRACK_LIMIT_MAX)) throw new ApiError('bad_query', 400, `query parameter limit: expected a decimal number 1..${CONNTRACK_LIMIT_MAX} (got ${JSON.stringify(q.limit)})`);
     out.limit = n;
+  }
+  return out;
+}
+
+/** The query of GET /v1/flows, parsed (see {@link parseFlowsQuery}). */
+export interface FlowsQuery {
+  last?: number;
+  /** ms since the epoch. */
+  sinceMs?: number;
+  fromIp?: string;
+  toIp?: string;
+  fromPod?: string;
+  toService?: string;
+  verdict?: 'FORWARDED' | 'DROPPED';
+  protocol?: 'TCP' | 'UDP';
+  port?: number;
+}
+
+const NAMESPACED = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * The filter of GET /v1/flows: `last` (1..1000000), `since` (RFC 3339, or
+ * a duration back from now: `30s`, `5m`, `2h`), `from-ip`, `to-ip`,
+ * `from-pod` and `to-service` (NAMESPACE/NAME), `verdict` (FORWARDED or
+ * DROPPED), `protocol` (tcp or udp), `port` (1..65535), each at most once.
+ * @param nowMs the time `since` durations count back from, ms since the epoch
+ * @throws ApiError bad_query naming the parameter
+ */
+export function parseFlowsQuery(query: unknown, nowMs: number): FlowsQuery {
+  const q = strictQuery(query, ['last', 'since', 'from-ip', 'to-ip', 'from-pod', 'to-service', 'verdict', 'protocol', 'port'] as const);
+  const out: FlowsQuery = {};
+  const bad = (name: string, what: string, got: string) => new ApiError('bad_query', 400, `query parameter ${name}: expected ${what} (got ${JSON.stringify(got)})`);
+  if (q.last !== undefined) {
+    const n = /^[0-9]{1,7}$/.test(q.last) ? Number(q.last) : NaN;
+    if (!(n >= 1 && n <= 1_000_000)) throw bad('last', 'a decimal number 1..1000000', q.last);
+    out.last = n;
+  }
+  if (q.since !== undefined) {
+    const d = /^([0-9]{1,7})(s|m|h)$/.exec(q.since);
+    const t = d ? nowMs - Number(d[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[d[2] as 's' | 'm' | 'h'] : /^\d{4}-\d{2}-\d{2}T/.test(q.since) ? Date.parse(q.since) : NaN;
+    if (Number.isNaN(t)) throw bad('since', 'an RFC 3339 time or a duration such as 30s, 5m, 2h', q.since);
+    out.sinceMs = t;
+  }
+  for (const [name, key] of [['from-ip', 'fromIp'], ['to-ip', 'toIp']] as const) {
+    const v = q[name];
+    if (v === undefined) continue;
+    if (!isIPv4(v)) throw bad(name, 'an IPv4 address', v);
+    out[key] = v;
+  }
+  for (const [name, key] of [['from-pod', 'fromPod'], ['to-service', 'toService']] as const) {
+    const v = q[name];
+    if (v === undefined) continue;
+    if (!NAMESPACED.test(v)) throw bad(name, 'NAMESPACE/NAME', v);
+    out[key] = v;
+  }
+  if (q.verdict !== undefined) {
+    const v = q.verdict.toUpperCase();
+    if (v !== 'FORWARDED' && v !== 'DROPPED') throw bad('verdict', 'FORWARDED or DROPPED', q.verdict);
+    out.verdict = v;
+  }
+  if (q.protocol !== undefined) {
+    const p = q.protocol.toUpperCase();
+    if (p !== 'TCP' && p !== 'UDP') throw bad('protocol', 'tcp or udp', q.protocol);
+    out.protocol = p;
+  }
+  if (q.port !== undefined) {
+    const n = DECIMAL.test(q.port) ? Number(q.port) : NaN;
+    if (!(n >= 1 && n <= 65535)) throw bad('port', 'a decimal number 1..65535', q.port);
+    out.port = n;
   }
   return out;
 }

@@ -6,7 +6,8 @@
  *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
- * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=. Errors are JSON `{ error, message }` with a code
+ * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
+ * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=. Errors are JSON `{ error, message }` with a code
  * from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -15,7 +16,8 @@ import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseConntrackQuery, parseFlow, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
+import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, strictQuery, type ConntrackQuery, type Flow, type FlowsQuery } from './errors.js';
+import type { Flow as ObservedFlow } from '../flows/flows.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 
 /** What the API reads from the agent. */
@@ -38,6 +40,8 @@ export interface AgentView {
   kubernetes?(): unknown;
   /** The conntrack table, filtered (undefined: no datapath, as in tests with fake maps). */
   conntrack?(query: ConntrackQuery): ConntrackListing | undefined;
+  /** The last flows, filtered (undefined: no datapath, or flow events off). */
+  flowsView?(query: FlowsQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -76,7 +80,7 @@ export function buildApi(agent: AgentView): FastifyInstance {
   // one given is a 400 naming it (probes and /metrics leave theirs alone).
   app.addHook('preHandler', async (req) => {
     const url = req.routeOptions.url ?? '';
-    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack') strictQuery(req.query, []);
+    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows') strictQuery(req.query, []);
   });
 
   app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
@@ -131,6 +135,12 @@ export function buildApi(agent: AgentView): FastifyInstance {
     const listing = agent.conntrack?.(query);
     if (!listing) throw new ApiError('no_datapath', 404, 'this agent has no datapath to read conntrack from');
     return listing;
+  });
+  app.get('/v1/flows', async (req) => {
+    const query = parseFlowsQuery(req.query, Date.now());
+    const view = agent.flowsView?.(query);
+    if (!view) throw new ApiError('no_flows', 404, 'this agent records no flows (no datapath, or flows.eventsPerSecond is 0)');
+    return view;
   });
   return app;
 }

@@ -81,3 +81,16 @@ export function parseProtocol(text: string): 'tcp' | 'udp' {
   if (p !== 'tcp' && p !== 'udp') throw new InvalidArgumentError('expected tcp or udp');
   return p;
 }
+
+/** `FORWARDED` or `DROPPED`, any case. @throws InvalidArgumentError otherwise */
+export function parseVerdict(text: string): 'FORWARDED' | 'DROPPED' {
+  const v = text.toUpperCase();
+  if (v !== 'FORWARDED' && v !== 'DROPPED') throw new InvalidArgumentError('expected FORWARDED or DROPPED');
+  return v;
+}
+
+/** `compact` or `json`. @throws InvalidArgumentError otherwise */
+export function parseOutput(text: string): 'compact' | 'json' {
+  if (text !== 'compact' && text !== 'json') throw new InvalidArgumentError('expected compact or json');
+  return text;
+}

@@ -7,8 +7,9 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
-import { integerIn, parseAddressFilter, parseApiAddress, parseNamespacedName, parseProtocol } from './args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseOutput, parseProtocol, parseVerdict } from './args.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
+import { formatFlow, type Flow } from '../flows/flows.js';
 import type { BgpStatus } from '../bgp/announcer.js';
 import type { L2Status } from '../l2/announcer.js';
 import type { ServiceView } from '../services/controller.js';
@@ -247,6 +248,61 @@ ct.command('list')
     console.log(`${r.matched} of ${r.total} entries match${r.matched > r.entries.length ? ` (${r.entries.length} listed; --limit)` : ''}; affinity entries: ${r.affinityEntries}`);
     if (r.snatPortsByBackend.length) console.log(`SNAT ports in use: ${r.snatPortsByBackend.map((b) => `${b.backend}=${b.ports}`).join(' ')}`);
   });
+
+program
+  .command('observe')
+  .description('flows the datapath placed or dropped, as hubble observe shows them: the last ones, then new ones with --follow')
+  .option('--last <n>', 'the last N flows (default 20; with --since, all since then)', integerIn(1, 1_000_000))
+  .option('--since <time>', 'flows since an RFC 3339 time or a duration back from now (30s, 5m, 2h)')
+  .option('-f, --follow', 'keep printing new flows')
+  .option('--from-ip <ip>', 'source address', parseIPv4)
+  .option('--to-ip <ip>', 'destination address (VIP, external IP, node IP, ClusterIP)', parseIPv4)
+  .option('--from-pod <namespace/name>', 'source pod', parseNamespacedName)
+  .option('--to-service <namespace/name>', 'destination service', parseNamespacedName)
+  .option('--verdict <FORWARDED|DROPPED>', 'verdict', parseVerdict)
+  .option('--protocol <tcp|udp>', 'protocol', parseProtocol)
+  .option('--port <n>', 'source or destination port', integerIn(1, 65535))
+  .option('-o, --output <compact|json>', 'one line per flow (compact) or one JSON object per flow', parseOutput, 'compact')
+  .addOption(apiOption())
+  .action(
+    async (opts: {
+      last?: number; since?: string; follow?: boolean; fromIp?: string; toIp?: string; fromPod?: string; toService?: string;
+      verdict?: string; protocol?: string; port?: number; output: 'compact' | 'json'; api: string;
+    }) => {
+      const filter = new URLSearchParams();
+      const set = (k: string, v: string | number | undefined) => v !== undefined && filter.set(k, String(v));
+      set('from-ip', opts.fromIp);
+      set('to-ip', opts.toIp);
+      set('from-pod', opts.fromPod);
+      set('to-service', opts.toService);
+      set('verdict', opts.verdict);
+      set('protocol', opts.protocol);
+      set('port', opts.port);
+      const print = (f: Flow) => console.log(opts.output === 'json' ? JSON.stringify(f) : formatFlow(f));
+      const first = new URLSearchParams(filter);
+      if (opts.since !== undefined) first.set('since', opts.since);
+      if (opts.last !== undefined || opts.since === undefined) first.set('last', String(opts.last ?? 20));
+      const r = (await apiGet(opts.api, `/v1/flows?${first}`)) as { flows: Flow[] };
+      r.flows.forEach(print);
+      if (!opts.follow) return;
+      // New flows: those after the last one printed (flows of the same millisecond are told apart by content).
+      let after = r.flows.length ? r.flows[r.flows.length - 1].timeMs : Date.now();
+      let seen = new Set(r.flows.filter((f) => f.timeMs === after).map((f) => JSON.stringify(f)));
+      for (;;) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        const next = new URLSearchParams(filter);
+        next.set('since', new Date(after).toISOString());
+        const more = ((await apiGet(opts.api, `/v1/flows?${next}`)) as { flows: Flow[] }).flows.filter((f) => !seen.has(JSON.stringify(f)));
+        more.forEach(print);
+        if (more.length) {
+          const last = more[more.length - 1].timeMs;
+          if (last !== after) seen = new Set();
+          after = last;
+          for (const f of more) if (f.timeMs === after) seen.add(JSON.stringify(f));
+        }
+      }
+    },
+  );
 
 const bgp = program.command('bgp').description("the node's BGP announcer: sessions with routers and announced VIPs");
 bgp

@@ -134,6 +134,10 @@ const source = obj({
  * - `datapath.conntrackSize`: flows the conntrack table holds,
  *   1024..16777216, default 131072 (how replies are restored is sized from
  *   it: docs/datapath.md, "Replies and SNAT ports").
+ * - `flows.eventsPerSecond`: flow events (a new flow placed, a packet
+ *   dropped) the datapath sends a second, per CPU, default 1,000; above it
+ *   they are counted as suppressed; 0: none. `flows.buffer`: the last flows
+ *   the agent keeps for `xlb observe` and GET /v1/flows (default 4,096).
  * - `datapath.synFloodGuard.newFlowsPerSecond`: new flows a second, per
  *   CPU, that get conntrack state; above it new flows are still placed by
  *   Maglev but leave no state, so a SYN flood cannot evict established
@@ -207,6 +211,10 @@ export const ConfigSchema = obj({
   }).prefault({}),
   api: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),
+  }).prefault({}),
+  flows: obj({
+    eventsPerSecond: check<number>((v) => isInt(v, 0, 10000000), 'must be an integer 0..10000000 (0: no flow events)').default(1000),
+    buffer: check<number>((v) => isInt(v, 16, 1000000), 'must be an integer 16..1000000 (flows)').default(4096),
   }).prefault({}),
   bgp: bgpConfigSchema.optional(),
   l2: l2ConfigSchema.optional(),

@@ -92,6 +92,7 @@ const TcOpts = koffi.struct('bpf_tc_opts', {
 });
 
 const PrintFn = koffi.proto('int xlb_libbpf_print_fn(int level, const char *fmt, void *args)');
+const SampleFn = koffi.proto('int xlb_ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
 
 const f = {
   open_file: lib.func('bpf_object *bpf_object__open_file(const char *path, const bpf_object_open_opts *opts)'),
@@ -128,6 +129,9 @@ const f = {
     'int bpf_map_create(int map_type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const bpf_map_create_opts *opts)',
   ),
   obj_get: lib.func('int bpf_obj_get(const char *pathname)'),
+  ring_buffer_new: lib.func('void *ring_buffer__new(int map_fd, xlb_ring_buffer_sample_fn *sample_cb, void *ctx, const void *opts)'),
+  ring_buffer_consume: lib.func('int ring_buffer__consume(void *rb)'),
+  ring_buffer_free: lib.func('void ring_buffer__free(void *rb)'),
   test_run: lib.func('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
   xdp_attach: lib.func('int bpf_xdp_attach(int ifindex, int prog_fd, uint32_t flags, const void *opts)'),
   xdp_detach: lib.func('int bpf_xdp_detach(int ifindex, uint32_t flags, const void *opts)'),
@@ -1087,3 +1091,50 @@ export function ensureBpffs(): void {
   execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
 }
 
+
+/**
+ * A reader of a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) through libbpf's
+ * ring_buffer: {@link consume} hands every record written since the last
+ * call to `onRecord`, on this thread, without blocking (call it from a
+ * timer). Records are copied out: `onRecord` may keep them.
+ */
+export class RingBufferReader {
+  private rb: unknown;
+  private readonly callback: bigint;
+
+  /**
+   * @param map the ring buffer map
+   * @throws BpfError when libbpf cannot set the reader up
+   */
+  constructor(map: BpfMap, onRecord: (record: Buffer) => void) {
+    this.callback = koffi.register((_ctx: unknown, data: unknown, size: number | bigint) => {
+      onRecord(Buffer.from(koffi.view(data, Number(size)).slice(0)));
+      return 0;
+    }, koffi.pointer(SampleFn));
+    this.rb = f.ring_buffer_new(map.fd, this.callback, null, null);
+    if (!this.rb) {
+      koffi.unregister(this.callback);
+      throw new BpfError(`ring_buffer__new ${map.name}`, 22);
+    }
+  }
+
+  /**
+   * Hand every waiting record to `onRecord`.
+   * @returns how many there were
+   * @throws BpfError when libbpf reports an error
+   */
+  consume(): number {
+    if (!this.rb) return 0;
+    const n = f.ring_buffer_consume(this.rb) as number;
+    if (n < 0) throw new BpfError('ring_buffer__consume', -n);
+    return n;
+  }
+
+  /** Free the reader (idempotent). */
+  close(): void {
+    if (!this.rb) return;
+    f.ring_buffer_free(this.rb);
+    this.rb = undefined;
+    koffi.unregister(this.callback);
+  }
+}

@@ -31,6 +31,7 @@ import {
 import { decode, sizeOf, type StructName } from './codec.js';
 import { ClockProbe, clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
 import { listConntrack, type ConntrackFilter, type ConntrackListing } from './conntrack_list.js';
+import { FlowEventReader, type FlowEvent } from './flow_events.js';
 import { enums } from './layouts.generated.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
@@ -69,6 +70,8 @@ export interface DatapathOptions {
    * any (Katran's max_conn_rate). 0 or left out: no guard.
    */
   newFlowsPerSecond?: number;
+  /** Flow events a second, per CPU (xlb_events_per_tick, xlb_events.h); 0 or left out: none. */
+  eventsPerSecond?: number;
   /** Source of a pod's flow to a service it backs itself, on pod interfaces (datapath.hairpinAddress); default 169.254.42.1. */
   hairpinAddress?: string;
   /**
@@ -201,6 +204,7 @@ export class Datapath {
       xlb_snat_port_max: opts.snatPorts.max,
       ...lifetimes,
       ...replyRodata.rodata,
+      xlb_events_per_tick: opts.eventsPerSecond ? Math.max(1, Math.round((opts.eventsPerSecond * 2 ** tickShift(hz)) / hz)) : 0,
     };
     const maxEntries = { ...replyRodata.maxEntries, xlb_sock_rnat: opts.conntrackSize };
     const hairpin = Buffer.alloc(4);
@@ -453,6 +457,15 @@ export class Datapath {
     );
   }
   private clock?: ClockProbe;
+
+  /**
+   * Read the XDP program's flow events (flow_events.ts): `poll()` on the
+   * reader hands the waiting ones to `onEvent`.
+   * @throws BpfError when the reader cannot be set up
+   */
+  flowEvents(onEvent: (e: FlowEvent) => void): FlowEventReader {
+    return new FlowEventReader({ events: this.xdpObj.map('xlb_events'), limit: this.xdpObj.map('xlb_event_limit') }, onEvent);
+  }
 
   /** Whether each XDP attachment is still in place (the kernel's program ID is non-zero). */
   attachedProgramIds(): Array<Attachment & { programId?: number }> {

@@ -184,6 +184,34 @@ export const structs = {
       pad: { offset: 6, size: 2, type: '__u8', count: 2 },
     },
   },
+  xlb_flow_event: {
+    size: 40,
+    fields: {
+      ts_ns: { offset: 0, size: 8, type: '__u64' },
+      saddr: { offset: 8, size: 4, type: '__be32' },
+      daddr: { offset: 12, size: 4, type: '__be32' },
+      sport: { offset: 16, size: 2, type: '__be16' },
+      dport: { offset: 18, size: 2, type: '__be16' },
+      proto: { offset: 20, size: 1, type: '__u8' },
+      type: { offset: 21, size: 1, type: '__u8' },
+      reason: { offset: 22, size: 1, type: '__u8' },
+      tcp_flags: { offset: 23, size: 1, type: '__u8' },
+      service_id: { offset: 24, size: 4, type: '__u32' },
+      backend_addr: { offset: 28, size: 4, type: '__be32' },
+      backend_port: { offset: 32, size: 2, type: '__be16' },
+      snat_port: { offset: 34, size: 2, type: '__be16' },
+      point: { offset: 36, size: 1, type: '__u8' },
+      pad: { offset: 37, size: 3, type: '__u8', count: 3 },
+    },
+  },
+  xlb_event_limit: {
+    size: 16,
+    fields: {
+      tick: { offset: 0, size: 4, type: '__u32' },
+      sent: { offset: 4, size: 4, type: '__u32' },
+      suppressed: { offset: 8, size: 8, type: '__u64' },
+    },
+  },
 } as const satisfies Record<string, StructLayout>;
 
 /** Every xlb_* enum of xlb_types.h: name to value. */
@@ -238,5 +266,15 @@ export const enums = {
     XLB_CT_TIMEOUT_TCP_FIN: 10,
     XLB_CT_TIMEOUT_ANY: 60,
     XLB_SNAT_CLOSED_REUSE: 2,
+  },
+  xlb_event_type: {
+    XLB_EVENT_NEW_FLOW: 1,
+    XLB_EVENT_DROP: 2,
+  },
+  xlb_event_point: {
+    XLB_POINT_XDP: 1,
+    XLB_POINT_TC_EGRESS: 2,
+    XLB_POINT_TC_POD: 3,
+    XLB_POINT_SOCK: 4,
   },
 } as const;

@@ -26,6 +26,8 @@ export interface MetricsSource {
   floodStateless?(): bigint | undefined;
   /** Next-hop generation bumps since the agent started (NextHopWatcher.changes). */
   nextHopChanges?(): number | undefined;
+  /** Flow events the datapath sent and the agent read, and those it kept back (rate limit, ring full); undefined when events are off. */
+  flowEvents?(): { read: number; suppressed: bigint } | undefined;
 }
 
 /** The agent's metrics; `observeSync` is called after every sync. */
@@ -122,6 +124,29 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
         this.reset();
         const n = read();
         if (n !== undefined) this.inc(Number(n));
+      },
+    });
+  }
+  if (source.flowEvents) {
+    const read = source.flowEvents.bind(source);
+    new Counter({
+      name: 'xlb_flow_events_total',
+      help: 'Flow events (a new flow placed, a packet dropped) read from the datapath (flows.eventsPerSecond).',
+      registers: [registry],
+      collect() {
+        this.reset();
+        const n = read();
+        if (n) this.inc(n.read);
+      },
+    });
+    new Counter({
+      name: 'xlb_flow_events_suppressed_total',
+      help: 'Flow events the datapath did not send: over flows.eventsPerSecond on a CPU, or the ring buffer full.',
+      registers: [registry],
+      collect() {
+        this.reset();
+        const n = read();
+        if (n) this.inc(Number(n.suppressed));
       },
     });
   }

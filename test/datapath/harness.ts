@@ -74,6 +74,8 @@ export interface LoadOptions {
   hairpinAddr?: string;
   /** The SYN-flood guard: new flows per tick and CPU with conntrack state (xlb_flood_limit); left out, no guard. */
   floodLimit?: number;
+  /** Flow events per tick and CPU (xlb_events_per_tick); left out, no events. */
+  eventsPerTick?: number;
   /** Cache next hops in conntrack entries (xlb_nh_gen starts at 1; default true); false leaves the generation 0 (no caching). */
   nextHopCache?: boolean;
   /**
@@ -135,6 +137,7 @@ export class Datapath {
     const sizing = replySizingOf(opts.maxEntries);
     Object.assign(rodata, sizing.rodata);
     if (opts.floodLimit) rodata.xlb_flood_limit = opts.floodLimit;
+    if (opts.eventsPerTick) rodata.xlb_events_per_tick = opts.eventsPerTick;
     let xdpObj: BpfObject | undefined;
     let tcObj: BpfObject | undefined;
     let sockObj: BpfObject | undefined;

@@ -136,6 +136,26 @@ describe('traffic through xlb', () => {
     assert.equal((JSON.parse(out) as Listing).entries[0].backend, e.backend);
   });
 
+  test('xlb observe shows the flows each node placed: to the web VIP, its service, the backend pod, FORWARDED', async () => {
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    type Observed = { verdict: string; node: string; source: { ip: string }; destination: { ip: string; port: number; service?: string }; backend?: { ip: string; pod?: string }; tcpFlags: string[] };
+    const flows: Observed[] = [];
+    for (const n of lab.nodes) {
+      const out = await sh(process.execPath, [xlb, 'observe', '--api', n.api, '--last', '1000', '--to-ip', '192.0.2.10', '--port', '80', '-o', 'json']);
+      for (const line of out.split('\n').filter(Boolean)) flows.push(JSON.parse(line) as Observed);
+    }
+    assert.ok(flows.length >= 10, `${flows.length} flows to 192.0.2.10:80 observed`);
+    for (const f of flows) {
+      assert.equal(f.verdict, 'FORWARDED');
+      assert.equal(f.source.ip, '198.18.1.2', 'from the lab client');
+      assert.match(f.destination.service ?? '', /^default\/web:/);
+      assert.deepEqual(f.tcpFlags, ['SYN'], 'new flows only: established packets make no event');
+      assert.ok(f.backend && svc('web').backends.some((b) => b.startsWith(`${f.backend!.ip}:`)), `backend ${f.backend?.ip} is one of web's`);
+      assert.match(f.backend!.pod ?? '', /^default\//, 'the backend named by its pod');
+    }
+    assert.equal(new Set(flows.map((f) => f.node)).size, lab.nodes.length, 'ECMP spread the flows over both nodes');
+  });
+
   test('traffic that is not for a service passes: ping to nodes, pod to pod across nodes', async () => {
     for (const n of lab.nodes) await labExec(lab.client, ['ping', '-c', '1', '-W', '2', n.ip]);
     const out = await labExec(lab.nodes[0].netns, ['curl', '-s', '-m', '3', `http://${podIp('n2p1')}:8080/`]);
@@ -150,6 +170,9 @@ describe('traffic through xlb', () => {
     // The SYN-flood guard's count (no flood here) and the next-hop invalidations (at least the start's burst of neighbour changes).
     assert.match(text, /^xlb_datapath_flows_stateless_total 0$/m);
     assert.match(text, /^xlb_datapath_next_hop_invalidations_total \d+$/m);
+    // Flow events were read (xlb observe's source), and none was kept back at this rate.
+    assert.match(text, /^xlb_flow_events_total [1-9]\d*$/m);
+    assert.match(text, /^xlb_flow_events_suppressed_total 0$/m);
   });
 });
 

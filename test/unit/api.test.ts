@@ -150,14 +150,50 @@ test('/v1/conntrack parses its filter strictly, names the service, and says when
   assert.deepEqual([none.statusCode, (none.json() as { error: string }).error], [404, 'no_datapath']);
 });
 
+test('/v1/flows parses its filter strictly and says when the agent records no flows', async () => {
+  const seen: unknown[] = [];
+  const view = { flows: [], suppressed: '0', capacity: 4096 };
+  const app = buildApi(Object.assign(Object.create(agent), { flowsView: (q: unknown) => (seen.push(q), view) }));
+  const get = async (url: string) => {
+    const res = await app.inject(url);
+    return { status: res.statusCode, body: res.json() as Record<string, unknown> };
+  };
+  const before = Date.now();
+  const ok = await get('/v1/flows?last=5&since=30s&from-ip=198.18.1.2&to-ip=192.0.2.10&from-pod=default/c-0&to-service=default/web&verdict=dropped&protocol=udp&port=53');
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, view);
+  const q = seen[0] as { sinceMs: number };
+  assert.ok(q.sinceMs >= before - 30_000 - 1000 && q.sinceMs <= Date.now() - 30_000, `since 30 s back: ${q.sinceMs}`);
+  assert.deepEqual({ ...q, sinceMs: 0 }, { last: 5, sinceMs: 0, fromIp: '198.18.1.2', toIp: '192.0.2.10', fromPod: 'default/c-0', toService: 'default/web', verdict: 'DROPPED', protocol: 'UDP', port: 53 });
+  assert.equal((await get('/v1/flows?since=2026-12-06T12:00:00Z')).status, 200);
+  assert.equal((seen[1] as { sinceMs: number }).sinceMs, Date.parse('2026-12-06T12:00:00Z'));
+  for (const [query, what] of [
+    ['last=0', /last: expected a decimal number 1\.\.1000000/],
+    ['since=yesterday', /since: expected an RFC 3339 time or a duration/],
+    ['from-ip=198.18.1', /from-ip: expected an IPv4 address/],
+    ['to-service=web', /to-service: expected NAMESPACE\/NAME/],
+    ['verdict=LOST', /verdict: expected FORWARDED or DROPPED/],
+    ['port=0x50', /port: expected a decimal number 1\.\.65535/],
+    ['last=1&last=2', /last given 2 times/],
+    ['node=n1', /"node" is not known here/],
+  ] as const) {
+    const r = await get(`/v1/flows?${query}`);
+    assert.deepEqual([r.status, r.body.error], [400, 'bad_query'], query);
+    assert.match(String(r.body.message), what, query);
+  }
+  // The agent of these tests has no datapath: no flows.
+  const none = await buildApi(agent).inject('/v1/flows');
+  assert.deepEqual([none.statusCode, (none.json() as { error: string }).error], [404, 'no_flows']);
+});
+
 test('no query a client sends gets a 500 (seeded fuzz)', async () => {
   const app = buildApi(agent);
   let seed = Number(process.env.XLB_FUZZ_SEED ?? Date.now() % 100000);
   console.log(`api fuzz: XLB_FUZZ_SEED=${seed}`);
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
   const pick = <T,>(a: T[]) => a[Math.floor(rand() * a.length)];
-  const pieces = ['flow', 'port', 'src', 'dst', 'backend', 'service', 'limit', 'protocol', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
-  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow', '/v1/conntrack'];
+  const pieces = ['flow', 'port', 'src', 'dst', 'backend', 'service', 'limit', 'protocol', 'last', 'since', 'verdict', 'from-ip', '30s', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
+  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow', '/v1/conntrack', '/v1/flows'];
   for (let i = 0; i < 400; i++) {
     const q = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => pick(pieces)).join('');
     const url = `${pick(routes)}?${q}`;

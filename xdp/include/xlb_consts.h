@@ -59,4 +59,9 @@
  * program pulls this much into the linear part of the skb. */
 #define XLB_MAX_HEADER_LEN (14 + 4 + 60 + 20)
 
+/* Bytes of the flow events' ring buffer (a power of 2, a multiple of the
+ * page size): 5,461 events of 40 bytes with their 8-byte headers between
+ * two reads of the agent. */
+#define XLB_EVENTS_RING_BYTES (256 * 1024)
+
 #endif /* XLB_CONSTS_H */

@@ -150,6 +150,22 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_nh_gen SEC(".maps");
 
+/* Flow events for the agent (xlb_events.h). Not pinned: a new agent reads
+ * the ring of the programs it loads, and events of the old ones are not
+ * worth keeping. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, XLB_EVENTS_RING_BYTES);
+} xlb_events SEC(".maps");
+
+/* The events' rate limit per CPU (xlb_events.h). Not pinned, as xlb_events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xlb_event_limit);
+} xlb_event_limit SEC(".maps");
+
 /* New flows placed in the current tick, per CPU, for the SYN-flood guard
  * (xlb_flood_limit). */
 struct {

@@ -268,6 +268,50 @@ enum xlb_drop_reason {
 	XLB_DROP_REASON_MAX = 10,
 };
 
+/* What a flow event reports (struct xlb_flow_event). */
+enum xlb_event_type {
+	XLB_EVENT_NEW_FLOW = 1,        /* a new flow was placed on a backend */
+	XLB_EVENT_DROP = 2,            /* a packet was dropped (its reason: enum xlb_drop_reason) */
+};
+
+/* Where the datapath saw the packet of an event (Hubble's observation point). */
+enum xlb_event_point {
+	XLB_POINT_XDP = 1,             /* XDP on an external interface */
+	XLB_POINT_TC_EGRESS = 2,       /* tc egress of an external interface */
+	XLB_POINT_TC_POD = 3,          /* tc on a pod's interface */
+	XLB_POINT_SOCK = 4,            /* a cgroup socket hook */
+};
+
+/* One flow event: a new flow placed, or a packet dropped, with the packet's
+ * 5-tuple and what the datapath made of it. Record of the xlb_events ring
+ * buffer (docs/datapath.md, "Flow events"). 40 bytes. */
+struct xlb_flow_event {
+	__u64 ts_ns;          /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;           /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 type;            /* enum xlb_event_type */
+	__u8 reason;          /* enum xlb_drop_reason (XLB_EVENT_DROP) */
+	__u8 tcp_flags;
+	__u32 service_id;     /* the service the packet was for; 0: none known */
+	__be32 backend_addr;  /* the backend chosen (XLB_EVENT_NEW_FLOW), else 0 */
+	__be16 backend_port;
+	__be16 snat_port;     /* the node's source port towards a remote backend; 0: none */
+	__u8 point;           /* enum xlb_event_point */
+	__u8 pad[3];
+};
+
+/* Per-CPU state of the events' rate limit (xlb_events_per_tick): events
+ * sent in the current tick, and events not sent (over the rate, or the ring
+ * buffer full). Value of xlb_event_limit. 16 bytes. */
+struct xlb_event_limit {
+	__u32 tick;
+	__u32 sent;
+	__u64 suppressed;
+};
+
 /* Fixed sizes and limits, as enum constants so that BTF carries them. */
 enum xlb_limits {
 	/* A Maglev lookup table is M + 1 consecutive slots of one slab

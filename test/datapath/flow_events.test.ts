@@ -1,0 +1,76 @@
+/**
+ * Flow events (xdp/include/xlb_events.h, src/datapath/flow_events.ts) from
+ * the XDP program under BPF_PROG_TEST_RUN: a new flow placed and a packet
+ * dropped each send one event with the packet's 5-tuple, the service, and
+ * the backend or the drop reason; established packets send none; above the
+ * rate per tick events are counted as suppressed; with events off the
+ * program sends nothing.
+ *
+ * Run as root: node --import tsx --test test/datapath/flow_events.test.ts
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Datapath, XDP, BE_LOCAL, buildObjects } from './harness.js';
+import { FlowEventReader, type FlowEvent } from '../../src/datapath/flow_events.js';
+import { tcpPacket, udpPacket, PROTO, TCP_FLAG } from '../helpers/packet.js';
+
+const VIP = '203.0.113.10';
+const WEB = { id: 1, port: 80, backend: { id: 1, addr: '198.19.1.1', port: 8080 } };
+const EMPTY = { id: 2, port: 81 };
+const open: Array<{ dp: Datapath; reader: FlowEventReader }> = [];
+after(() => {
+  for (const o of open) {
+    o.reader.close();
+    o.dp.close();
+  }
+});
+
+function load(eventsPerTick?: number): { dp: Datapath; reader: FlowEventReader; events: FlowEvent[] } {
+  buildObjects();
+  const dp = Datapath.load({ nodeAddr: '198.18.0.11', eventsPerTick, withTc: false });
+  dp.setBackend(WEB.backend.id, { ...WEB.backend, proto: PROTO.TCP, flags: BE_LOCAL });
+  dp.addFrontend(VIP, WEB.port, PROTO.TCP, WEB.id);
+  dp.setTable(WEB.id, [1, 1, 1]);
+  dp.addFrontend(VIP, EMPTY.port, PROTO.TCP, EMPTY.id); // no table: no backend
+  const events: FlowEvent[] = [];
+  const reader = new FlowEventReader({ events: dp.map('xlb_events'), limit: dp.map('xlb_event_limit') }, (e) => events.push(e));
+  open.push({ dp, reader });
+  return { dp, reader, events };
+}
+
+const syn = (sport: number, dport = WEB.port) => tcpPacket({ ip: { src: '192.0.2.7', dst: VIP }, tcp: { sport, dport, flags: TCP_FLAG.SYN } });
+const ack = (sport: number) => tcpPacket({ ip: { src: '192.0.2.7', dst: VIP }, tcp: { sport, dport: WEB.port, flags: TCP_FLAG.ACK } });
+
+test('a new flow and a drop each send one event; an established packet sends none', () => {
+  const { dp, reader, events } = load(100);
+  assert.equal(dp.ingress.testRun(syn(40001)).retval, XDP.PASS);
+  assert.equal(dp.ingress.testRun(ack(40001)).retval, XDP.PASS, 'established');
+  assert.equal(dp.ingress.testRun(syn(40002, EMPTY.port)).retval, XDP.DROP, 'no backend');
+  assert.equal(reader.poll(), 2);
+  const [placed, dropped] = events;
+  assert.deepEqual(
+    { type: placed.type, source: placed.source, destination: placed.destination, protocol: placed.protocol, serviceId: placed.serviceId, backend: placed.backend, point: placed.point, tcpFlags: placed.tcpFlags },
+    { type: 'new-flow', source: { ip: '192.0.2.7', port: 40001 }, destination: { ip: VIP, port: WEB.port }, protocol: 'TCP', serviceId: WEB.id, backend: { ip: WEB.backend.addr, port: WEB.backend.port }, point: 'xdp', tcpFlags: TCP_FLAG.SYN },
+  );
+  assert.deepEqual({ type: dropped.type, dropReason: dropped.dropReason, serviceId: dropped.serviceId, destination: dropped.destination }, { type: 'drop', dropReason: 'no_backend', serviceId: EMPTY.id, destination: { ip: VIP, port: EMPTY.port } });
+  assert.ok(dropped.monotonicNs >= placed.monotonicNs, 'in order, with monotonic times');
+  assert.equal(reader.poll(), 0, 'each event once');
+});
+
+test('above the rate per tick, events are counted as suppressed, not sent', () => {
+  const { dp, reader, events } = load(3);
+  for (let i = 0; i < 10; i++) dp.ingress.testRun(udpPacket({ ip: { src: '192.0.2.8', dst: VIP }, udp: { sport: 41000 + i, dport: 9 } }));
+  for (let i = 0; i < 10; i++) dp.ingress.testRun(syn(42000 + i));
+  reader.poll();
+  // A tick may end during the run: then up to twice the rate.
+  assert.ok(events.length >= 3 && events.length <= 6, `${events.length} events sent at 3 a tick`);
+  assert.equal(BigInt(events.length) + reader.suppressed(), 10n, 'every new flow was sent or counted');
+});
+
+test('with events off the program sends none', () => {
+  const { dp, reader, events } = load(undefined);
+  dp.ingress.testRun(syn(43000));
+  dp.ingress.testRun(syn(43001, EMPTY.port));
+  assert.equal(reader.poll(), 0);
+  assert.deepEqual([events.length, reader.suppressed()], [0, 0n]);
+});

@@ -1,0 +1,85 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * xlb_events.h: flow events for the agent (docs/datapath.md, "Flow
+ * events"): a new flow placed on its backend, a packet dropped and why,
+ * each with the packet's 5-tuple, into the xlb_events ring buffer. An
+ * established flow's packets make none (as Cilium's monitor aggregation),
+ * so the per-packet cost stays where it is; new flows and drops pay one
+ * ring buffer reservation each, up to a rate per CPU, above which events
+ * are counted as suppressed instead.
+ */
+#ifndef XLB_EVENTS_H
+#define XLB_EVENTS_H
+
+#include <stdbool.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+#include "xlb_types.h"
+#include "xlb_maps.h"
+#include "xlb_clock.h"
+#include "xlb_parse.h"
+
+/* Events sent per tick (about a second) and CPU; 0: no events, and no
+ * cost (the branch is gone once the loader has set it). Set by the loader
+ * from the configuration (flows.eventsPerSecond). */
+const volatile __u32 xlb_events_per_tick = 0;
+
+/* Whether one more event may be sent now on this CPU (counted). */
+static __always_inline bool xlb_event_allowed(void)
+{
+	__u32 key = 0, now = xlb_now();
+	struct xlb_event_limit *l = bpf_map_lookup_elem(&xlb_event_limit, &key);
+
+	if (!l)
+		return false;
+	if (l->tick != now) {
+		l->tick = now;
+		l->sent = 0;
+	}
+	if (l->sent >= xlb_events_per_tick) {
+		l->suppressed++;
+		return false;
+	}
+	l->sent++;
+	return true;
+}
+
+/* Send an event of `type` for the packet `pkt` seen at `point`: `reason` for
+ * a drop; the service, and for a new flow its backend and SNAT port. */
+static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
+				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
+{
+	struct xlb_flow_event *e;
+
+	if (!xlb_events_per_tick || !xlb_event_allowed())
+		return;
+	e = bpf_ringbuf_reserve(&xlb_events, sizeof(*e), 0);
+	if (!e) {
+		__u32 key = 0;
+		struct xlb_event_limit *l = bpf_map_lookup_elem(&xlb_event_limit, &key);
+
+		if (l)
+			l->suppressed++;
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->saddr = pkt->flow.saddr;
+	e->daddr = pkt->flow.daddr;
+	e->sport = pkt->flow.sport;
+	e->dport = pkt->flow.dport;
+	e->proto = pkt->flow.proto;
+	e->type = type;
+	e->reason = reason;
+	e->tcp_flags = pkt->tcp_flags;
+	e->service_id = service_id;
+	e->backend_addr = backend_addr;
+	e->backend_port = backend_port;
+	e->snat_port = snat_port;
+	e->point = point;
+	e->pad[0] = 0;
+	e->pad[1] = 0;
+	e->pad[2] = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+#endif /* XLB_EVENTS_H */
