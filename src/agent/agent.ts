@@ -399,7 +399,7 @@ export class Agent implements AgentView {
     const ctx = {
       node: this.node.name,
       wallOffsetNs,
-      serviceOf: (id: number) => this.controller.services().find((v) => v.serviceIds.cluster === id || v.serviceIds.local === id)?.key,
+      serviceOf: (id: number) => this.controller.serviceKeyOf(id),
       pods: this.pods,
     };
     try {

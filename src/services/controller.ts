@@ -393,6 +393,23 @@ export class ServiceController {
     this.translator.setNode(node);
   }
 
+  /**
+   * The port key (`namespace/name:port`) whose cluster or local set has
+   * service ID `id`, as last programmed; undefined for none. An index built
+   * on the first question after a sync (flow events ask for every event).
+   */
+  serviceKeyOf(id: number): string | undefined {
+    if (!this.keyById) {
+      this.keyById = new Map();
+      for (const [key, w] of this.ports) {
+        if (w.clusterId) this.keyById.set(w.clusterId, key);
+        if (w.localId) this.keyById.set(w.localId, key);
+      }
+    }
+    return this.keyById.get(id);
+  }
+  private keyById?: Map<number, string>;
+
   /** The services as last programmed, sorted by key. */
   services(): ServiceView[] {
     if (!this.viewList) this.viewList = this.lastDesired.map((d) => this.viewOf(d.key));
@@ -610,7 +627,10 @@ export class ServiceController {
     }
     if (adopting) this.dropUnadopted(writes);
     if (!fast) this.position = positions(services);
-    if (redo.length || !fast) this.viewList = undefined;
+    if (redo.length || !fast) {
+      this.viewList = undefined;
+      this.keyById = undefined;
+    }
     this.lastDesired = services;
     this.lastIssues = sourceIssues.length ? [...sourceIssues, ...issues] : issues;
     return {

@@ -113,6 +113,24 @@ test('a deleted service releases its frontends, table and backends no one else u
   assert.ok(dump.frontends.every((f) => f.includes(':80/6') || f.includes(':31080/6')));
 });
 
+test('serviceKeyOf names the port of a service ID, and forgets it with the service', () => {
+  const c = new ServiceController(new FakeLBMaps(), node1, sizing);
+  c.sync(load());
+  const views = c.services();
+  for (const v of views) {
+    if (v.serviceIds.cluster) assert.equal(c.serviceKeyOf(v.serviceIds.cluster), v.key);
+    if (v.serviceIds.local) assert.equal(c.serviceKeyOf(v.serviceIds.local), v.key);
+  }
+  const web = views.find((v) => v.key.startsWith('default/web:'))!;
+  const other = views.find((v) => !v.key.startsWith('default/web:') && v.serviceIds.cluster)!;
+  const state = load();
+  for (const k of [...state.services.keys()]) if (k !== 'default/web') state.services.delete(k);
+  c.sync(state);
+  assert.equal(c.serviceKeyOf(web.serviceIds.cluster), web.key);
+  assert.equal(c.serviceKeyOf(other.serviceIds.cluster), undefined, `${other.key} is gone`);
+  assert.equal(c.serviceKeyOf(0), undefined);
+});
+
 test('the table the controller reports predicts the same backend as the table it wrote', () => {
   const maps = new FakeLBMaps();
   const c = new ServiceController(maps, node1, sizing);
