@@ -80,6 +80,8 @@ export interface RigOptions {
   object?: string;
   /** The SYN-flood guard's new flows per tick and CPU (xlb_flood_limit); left out, none. */
   floodLimit?: number;
+  /** Flow events per tick and CPU (xlb_events_per_tick); left out, none. */
+  eventsPerTick?: number;
 }
 
 /** One loaded datapath plus wrappers. Always close(). */
@@ -109,6 +111,7 @@ export class Rig {
       const hz = kernelHz(OBJ.clock);
       const rodata: Record<string, number | Buffer> = { xlb_node_addr: nodeBe, ...clockRodata(hz, DEFAULT_CONNTRACK_LIFETIMES) };
       if (o.floodLimit) rodata.xlb_flood_limit = o.floodLimit;
+      if (o.eventsPerTick) rodata.xlb_events_per_tick = o.eventsPerTick;
       xdp = BpfObject.open(o.object ?? OBJ.xdp, { pinRoot, rodata, maxEntries: o.maxEntries });
       xdp.load();
       // The agent turns next-hop caching on (src/datapath/nexthops.ts); versions before it have no such map.
