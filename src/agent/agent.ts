@@ -622,19 +622,18 @@ export class Agent implements AgentView {
   }
   conntrack(query: ConntrackQuery) {
     if (!this.dp) return undefined;
-    const views = this.controller.services();
-    const byId = new Map<number, string>();
+    // A Service's ports: the service IDs of their cluster and local sets.
     const ids = new Set<number>();
-    for (const v of views) {
-      for (const id of [v.serviceIds.cluster, v.serviceIds.local]) {
-        if (!id) continue;
-        byId.set(id, v.key);
-        if (query.service === `${v.namespace}/${v.name}`) ids.add(id);
+    if (query.service) {
+      for (const v of this.controller.services()) {
+        if (`${v.namespace}/${v.name}` !== query.service) continue;
+        if (v.serviceIds.cluster) ids.add(v.serviceIds.cluster);
+        if (v.serviceIds.local) ids.add(v.serviceIds.local);
       }
     }
     return this.dp.conntrack(
       { src: query.src, dst: query.dst, backend: query.backend, protocol: query.protocol, limit: query.limit, ...(query.service ? { serviceIds: ids } : {}) },
-      (id) => byId.get(id),
+      (id) => this.controller.serviceKeyOf(id),
     );
   }
   predict(key: string, flow: FlowTuple) {

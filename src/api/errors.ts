@@ -3,6 +3,7 @@
  * status and a message naming what was wrong, created in one place.
  */
 import { isIPv4 } from '../util/ip.js';
+import type { FlowQuery } from '../flows/flows.js';
 
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
@@ -128,20 +129,6 @@ export function parseConntrackQuery(query: unknown): ConntrackQuery {
   return out;
 }
 
-/** The query of GET /v1/flows, parsed (see {@link parseFlowsQuery}). */
-export interface FlowsQuery {
-  last?: number;
-  /** ms since the epoch. */
-  sinceMs?: number;
-  fromIp?: string;
-  toIp?: string;
-  fromPod?: string;
-  toService?: string;
-  verdict?: 'FORWARDED' | 'DROPPED';
-  protocol?: 'TCP' | 'UDP';
-  port?: number;
-}
-
 const NAMESPACED = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
 
 /**
@@ -152,9 +139,9 @@ const NAMESPACED = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9]
  * @param nowMs the time `since` durations count back from, ms since the epoch
  * @throws ApiError bad_query naming the parameter
  */
-export function parseFlowsQuery(query: unknown, nowMs: number): FlowsQuery {
+export function parseFlowsQuery(query: unknown, nowMs: number): FlowQuery {
   const q = strictQuery(query, ['last', 'since', 'from-ip', 'to-ip', 'from-pod', 'to-service', 'verdict', 'protocol', 'port'] as const);
-  const out: FlowsQuery = {};
+  const out: FlowQuery = {};
   const bad = (name: string, what: string, got: string) => new ApiError('bad_query', 400, `query parameter ${name}: expected ${what} (got ${JSON.stringify(got)})`);
   if (q.last !== undefined) {
     const n = /^[0-9]{1,7}$/.test(q.last) ? Number(q.last) : NaN;

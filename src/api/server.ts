@@ -16,8 +16,8 @@ import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, strictQuery, type ConntrackQuery, type Flow, type FlowsQuery } from './errors.js';
-import type { Flow as ObservedFlow } from '../flows/flows.js';
+import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
+import type { Flow as ObservedFlow, FlowQuery } from '../flows/flows.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 
 /** What the API reads from the agent. */
@@ -41,7 +41,7 @@ export interface AgentView {
   /** The conntrack table, filtered (undefined: no datapath, as in tests with fake maps). */
   conntrack?(query: ConntrackQuery): ConntrackListing | undefined;
   /** The last flows, filtered (undefined: no datapath, or flow events off). */
-  flowsView?(query: FlowsQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
+  flowsView?(query: FlowQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */

@@ -24,44 +24,37 @@
  * from the configuration (flows.eventsPerSecond). */
 const volatile __u32 xlb_events_per_tick = 0;
 
-/* Whether one more event may be sent now on this CPU (counted). */
-static __always_inline bool xlb_event_allowed(void)
+/* Send an event of `type` for the packet `pkt` seen at `point`: `reason` for
+ * a drop; the service, and for a new flow its backend and SNAT port. At most
+ * xlb_events_per_tick a tick on this CPU; one over the rate, or finding the
+ * ring full, is counted as suppressed instead. */
+static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
+				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
 {
-	__u32 key = 0, now = xlb_now();
-	struct xlb_event_limit *l = bpf_map_lookup_elem(&xlb_event_limit, &key);
+	__u32 key = 0, now;
+	struct xlb_event_limit *l;
+	struct xlb_flow_event *e;
 
+	if (!xlb_events_per_tick)
+		return;
+	l = bpf_map_lookup_elem(&xlb_event_limit, &key);
 	if (!l)
-		return false;
+		return;
+	now = xlb_now();
 	if (l->tick != now) {
 		l->tick = now;
 		l->sent = 0;
 	}
 	if (l->sent >= xlb_events_per_tick) {
 		l->suppressed++;
-		return false;
-	}
-	l->sent++;
-	return true;
-}
-
-/* Send an event of `type` for the packet `pkt` seen at `point`: `reason` for
- * a drop; the service, and for a new flow its backend and SNAT port. */
-static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
-				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
-{
-	struct xlb_flow_event *e;
-
-	if (!xlb_events_per_tick || !xlb_event_allowed())
 		return;
+	}
 	e = bpf_ringbuf_reserve(&xlb_events, sizeof(*e), 0);
 	if (!e) {
-		__u32 key = 0;
-		struct xlb_event_limit *l = bpf_map_lookup_elem(&xlb_event_limit, &key);
-
-		if (l)
-			l->suppressed++;
+		l->suppressed++;
 		return;
 	}
+	l->sent++;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->saddr = pkt->flow.saddr;
 	e->daddr = pkt->flow.daddr;
