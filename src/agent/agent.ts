@@ -30,6 +30,7 @@ import { listenOptions, startApi, type AgentView } from '../api/server.js';
 import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
 import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery } from '../flows/flows.js';
 import type { FlowEventReader } from '../datapath/flow_events.js';
+import type { FlowSource, HubbleServer } from '../hubble/observer.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
 import { NeighborManager, type NextHopKeeper } from '../datapath/neighbors.js';
@@ -43,19 +44,20 @@ import { HealthCheckServer, healthCheckServices } from '../services/healthcheck.
 import { ensureCgroup2Root } from '../util/cgroup.js';
 
 /**
- * Whether the API can listen on `listen` (HOST:PORT, or unix:PATH whose
+ * Whether a listener can listen on `listen` (HOST:PORT, or unix:PATH whose
  * directory exists): checked before anything is attached.
- * @throws Error naming api.listen and why
+ * @param setting the configuration key, for the error (api.listen, hubble.listen)
+ * @throws Error naming the setting and why
  */
-async function checkListen(listen: string): Promise<void> {
+async function checkListen(listen: string, setting = 'api.listen'): Promise<void> {
   const o = listenOptions(listen);
   if ('path' in o) {
-    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`api.listen ${listen}: directory ${path.dirname(o.path)} does not exist`);
+    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`${setting} ${listen}: directory ${path.dirname(o.path)} does not exist`);
     return;
   }
   await new Promise<void>((resolve, reject) => {
     const srv = net.createServer();
-    srv.once('error', (e) => reject(new Error(`api.listen ${listen}: ${(e as Error).message}`)));
+    srv.once('error', (e) => reject(new Error(`${setting} ${listen}: ${(e as Error).message}`)));
     srv.listen({ host: o.host, port: o.port, exclusive: true }, () => srv.close(() => resolve()));
   });
 }
@@ -134,6 +136,8 @@ export class Agent implements AgentView {
   private readonly flows: FlowBuffer;
   private readonly pods = new PodDirectory();
   private flowReader?: FlowEventReader;
+  /** Hubble's Observer API (hubble.listen). */
+  private hubble?: HubbleServer;
   private flowTimer?: NodeJS.Timeout;
   /** Flow events read since the agent started. */
   private flowsRead = 0;
@@ -188,6 +192,7 @@ export class Agent implements AgentView {
     // agent left, if any).
     const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
     await checkListen(config.api.listen);
+    if (config.hubble.listen) await checkListen(config.hubble.listen, 'hubble.listen');
     let dp: Datapath | undefined;
     if (!opts.lbmaps) {
       // The socket hooks serve every process below the cgroup v2 root (Cilium's cgroup-root).
@@ -227,6 +232,11 @@ export class Agent implements AgentView {
       agent.watchInterfaces();
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
+      if (config.hubble.listen) {
+        const { startHubble } = await import('../hubble/observer.js');
+        agent.hubble = await startHubble(agent.flowSource(), config.hubble.listen);
+        log.info({ listen: agent.hubble.address }, agent.flowReader ? 'hubble observer api listening' : 'hubble observer api listening, but the datapath sends no flow events (flows.eventsPerSecond is 0): it will have no flows');
+      }
       if (config.bgp) {
         const { BgpAnnouncer } = await import('../bgp/announcer.js');
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
@@ -428,6 +438,18 @@ export class Agent implements AgentView {
       }
     }, 100);
     this.flowTimer.unref();
+  }
+
+  /** The flow buffer as the Hubble Observer API reads it. */
+  flowSource(): FlowSource {
+    return {
+      node: this.node.name,
+      all: () => this.flows.all(),
+      capacity: this.flows.capacity,
+      seen: () => this.flows.seen,
+      subscribe: (l) => this.flows.subscribe(l),
+      poll: () => this.flowReader?.poll(),
+    };
   }
 
   /** The last flows matching `q` (undefined: no datapath, or events off). */
@@ -674,6 +696,7 @@ export class Agent implements AgentView {
     this.ipam?.stop();
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
+    this.hubble?.close();
     // The next hops stay resolved for the programs that keep forwarding.
     await this.neighbors?.stop({ keepEntries: !uninstall });
     this.dp?.stop({ uninstall });

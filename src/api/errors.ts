@@ -130,17 +130,20 @@ export function parseConntrackQuery(query: unknown): ConntrackQuery {
 }
 
 const NAMESPACED = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
+/** A Kubernetes node name: a DNS-1123 subdomain. */
+const NODE_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
 /**
  * The filter of GET /v1/flows: `last` (1..1000000), `since` (RFC 3339, or
  * a duration back from now: `30s`, `5m`, `2h`), `from-ip`, `to-ip`,
  * `from-pod` and `to-service` (NAMESPACE/NAME), `verdict` (FORWARDED or
- * DROPPED), `protocol` (tcp or udp), `port` (1..65535), each at most once.
+ * DROPPED), `protocol` (tcp or udp), `port` (1..65535), `node` (a node
+ * name), each at most once.
  * @param nowMs the time `since` durations count back from, ms since the epoch
  * @throws ApiError bad_query naming the parameter
  */
 export function parseFlowsQuery(query: unknown, nowMs: number): FlowQuery {
-  const q = strictQuery(query, ['last', 'since', 'from-ip', 'to-ip', 'from-pod', 'to-service', 'verdict', 'protocol', 'port'] as const);
+  const q = strictQuery(query, ['last', 'since', 'from-ip', 'to-ip', 'from-pod', 'to-service', 'verdict', 'protocol', 'port', 'node'] as const);
   const out: FlowQuery = {};
   const bad = (name: string, what: string, got: string) => new ApiError('bad_query', 400, `query parameter ${name}: expected ${what} (got ${JSON.stringify(got)})`);
   if (q.last !== undefined) {
@@ -165,6 +168,10 @@ export function parseFlowsQuery(query: unknown, nowMs: number): FlowQuery {
     if (v === undefined) continue;
     if (!NAMESPACED.test(v)) throw bad(name, 'NAMESPACE/NAME', v);
     out[key] = v;
+  }
+  if (q.node !== undefined) {
+    if (!NODE_NAME.test(q.node)) throw bad('node', 'a node name (lower-case letters, digits, "-" and ".", at most 253)', q.node);
+    out.node = q.node;
   }
   if (q.verdict !== undefined) {
     const v = q.verdict.toUpperCase();

@@ -7,7 +7,7 @@
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
  * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
- * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=. Errors are JSON `{ error, message }` with a code
+ * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=&node=. Errors are JSON `{ error, message }` with a code
  * from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';

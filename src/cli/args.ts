@@ -46,6 +46,18 @@ export function parseNamespacedName(text: string): string {
 }
 
 /**
+ * A Kubernetes node name (a DNS-1123 subdomain: lower-case letters, digits,
+ * '-' and '.', at most 253 characters).
+ * @throws InvalidArgumentError otherwise
+ */
+export function parseNodeName(text: string): string {
+  if (text.length > 253 || !text.split('.').every((l) => DNS_LABEL.test(l) && l.length <= 63)) {
+    throw new InvalidArgumentError(`${JSON.stringify(text)} is not a Kubernetes node name (lower-case letters, digits, '-' and '.')`);
+  }
+  return text;
+}
+
+/**
  * A parser of whole decimal numbers from `min` to `max`.
  * @returns a function that throws InvalidArgumentError for anything else (signs, fractions, exponents, hex, blanks)
  */

@@ -7,7 +7,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
-import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseOutput, parseProtocol, parseVerdict } from './args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseNodeName, parseOutput, parseProtocol, parseVerdict } from './args.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 import { formatFlow, type Flow } from '../flows/flows.js';
 import type { BgpStatus } from '../bgp/announcer.js';
@@ -262,12 +262,13 @@ program
   .option('--verdict <FORWARDED|DROPPED>', 'verdict', parseVerdict)
   .option('--protocol <tcp|udp>', 'protocol', parseProtocol)
   .option('--port <n>', 'source or destination port', integerIn(1, 65535))
+  .option('--node <name>', 'the node that saw the flow', parseNodeName)
   .option('-o, --output <compact|json>', 'one line per flow (compact) or one JSON object per flow', parseOutput, 'compact')
   .addOption(apiOption())
   .action(
     async (opts: {
       last?: number; since?: string; follow?: boolean; fromIp?: string; toIp?: string; fromPod?: string; toService?: string;
-      verdict?: string; protocol?: string; port?: number; output: 'compact' | 'json'; api: string;
+      verdict?: string; protocol?: string; port?: number; node?: string; output: 'compact' | 'json'; api: string;
     }) => {
       const filter = new URLSearchParams();
       const set = (k: string, v: string | number | undefined) => v !== undefined && filter.set(k, String(v));
@@ -278,6 +279,7 @@ program
       set('verdict', opts.verdict);
       set('protocol', opts.protocol);
       set('port', opts.port);
+      set('node', opts.node);
       const print = (f: Flow) => console.log(opts.output === 'json' ? JSON.stringify(f) : formatFlow(f));
       const first = new URLSearchParams(filter);
       if (opts.since !== undefined) first.set('since', opts.since);

@@ -151,6 +151,9 @@ const source = obj({
  *   `tcpSyn` (only SYNs seen, 60), `tcpFin` (a FIN or RST seen, 10), `any`
  *   (UDP, 60); Cilium's defaults (docs/datapath.md, "Conntrack lifetimes").
  * - `api.listen`: `HOST:PORT` or `unix:PATH`, default `127.0.0.1:9876`.
+ * - `hubble.listen`: where to serve Hubble's Observer gRPC API over the
+ *   flows (`HOST:PORT` or `unix:PATH`, no TLS: loopback or a unix socket);
+ *   left out: not served (src/hubble/observer.ts).
  * - `log.level`: a pino level, default `info`.
  * - `bgp`: announce VIPs over BGP through gobgpd (src/bgp/config.ts has
  *   every key); left out: no BGP.
@@ -211,6 +214,9 @@ export const ConfigSchema = obj({
   }).prefault({}),
   api: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').default('127.0.0.1:9876'),
+  }).prefault({}),
+  hubble: obj({
+    listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').optional(),
   }).prefault({}),
   flows: obj({
     eventsPerSecond: check<number>((v) => isInt(v, 0, 10000000), 'must be an integer 0..10000000 (0: no flow events)').default(1000),

@@ -138,12 +138,20 @@ export interface FlowQuery {
   protocol?: Flow['protocol'];
   /** Source or destination port. */
   port?: number;
+  /** The node that saw it. */
+  node?: string;
 }
 
-/** The last flows, oldest first, in a ring of fixed capacity. */
+/**
+ * The last flows, oldest first, in a ring of fixed capacity; listeners
+ * (`xlb observe --follow` through the Hubble API) hear each flow added.
+ */
 export class FlowBuffer {
   private readonly ring: Flow[] = [];
   private next = 0;
+  private readonly listeners = new Set<(f: Flow) => void>();
+  /** Flows added since the buffer was made (Hubble's seen_flows). */
+  seen = 0;
 
   /** @param capacity flows kept (flows.buffer) */
   constructor(readonly capacity: number) {}
@@ -152,6 +160,19 @@ export class FlowBuffer {
     if (this.ring.length < this.capacity) this.ring.push(flow);
     else this.ring[this.next] = flow;
     this.next = (this.next + 1) % this.capacity;
+    this.seen++;
+    for (const l of this.listeners) l(flow);
+  }
+
+  /** Call `listener` with every flow added from now on; returns the call that stops it. */
+  subscribe(listener: (f: Flow) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Every flow held, oldest first. */
+  all(): Flow[] {
+    return this.ring.length < this.capacity ? [...this.ring] : [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
   }
 
   /** Flows held. */
@@ -171,7 +192,8 @@ export class FlowBuffer {
         (q.toService === undefined || (f.destination.service ?? '').split(':')[0] === q.toService) &&
         (q.verdict === undefined || f.verdict === q.verdict) &&
         (q.protocol === undefined || f.protocol === q.protocol) &&
-        (q.port === undefined || f.source.port === q.port || f.destination.port === q.port),
+        (q.port === undefined || f.source.port === q.port || f.destination.port === q.port) &&
+        (q.node === undefined || f.node === q.node),
     );
     return q.last === undefined ? out : out.slice(Math.max(0, out.length - q.last));
   }

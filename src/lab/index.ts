@@ -65,6 +65,8 @@ export interface LabNode {
   agentPid: number | null;
   /** The agent's API: unix:<stateDir>/<node>.sock */
   api: string;
+  /** The agent's Hubble Observer API (gRPC): unix:<stateDir>/<node>-hubble.sock */
+  hubble: string;
   podCidr: string;
   /** The node's cgroup v2 subtree (its agent's socketLB.cgroupRoot): <lab cgroup>/<node>. */
   cgroup: string;
@@ -341,7 +343,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0');
       const mac = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
       const cgroup = path.join(st.cgroup, name);
-      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
+      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, hubble: `unix:${path.join(stateDir, `${name}-hubble.sock`)}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
       st.nodes.push(node);
       addCgroup(node.cgroup);
       addCgroup(node.hostCgroup);
@@ -407,6 +409,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           interfaces: ['eth0'],
           source: { file: { path: st.manifests } },
           api: { listen: n.api },
+          hubble: { listen: n.hubble },
           log: { level: 'info' },
           ...(announce === 'bgp'
             ? {

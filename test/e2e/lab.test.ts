@@ -18,6 +18,8 @@ import { sh } from '../../src/lab/sh.js';
 import { editEndpoints } from '../../src/demo/manifests.js';
 import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
+import { spawn } from 'node:child_process';
+import { hubbleClient } from '../helpers/hubble.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const stateDir = `/run/xlb-test-${randomBytes(3).toString('hex')}`;
@@ -154,6 +156,137 @@ describe('traffic through xlb', () => {
       assert.match(f.backend!.pod ?? '', /^default\//, 'the backend named by its pod');
     }
     assert.equal(new Set(flows.map((f) => f.node)).size, lab.nodes.length, 'ECMP spread the flows over both nodes');
+  });
+
+  test('xlb observe --to-service default/web --follow shows a new connection’s flow with its backend as it happens', async (t) => {
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    // One follower a node: ECMP takes the connection through either.
+    const lines: string[] = [];
+    const followers = lab.nodes.map((n) => {
+      const p = spawn(process.execPath, [xlb, 'observe', '--api', n.api, '--to-service', 'default/web', '--follow', '--last', '1', '-o', 'json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let rest = '';
+      p.stdout.on('data', (b: Buffer) => {
+        const parts = (rest + b.toString()).split('\n');
+        rest = parts.pop()!;
+        lines.push(...parts.filter(Boolean));
+      });
+      return p;
+    });
+    try {
+      // Each follower has printed its --last flow: it is following now.
+      await waitFor(() => lines.length >= lab.nodes.length, 10000, 'both followers to start');
+      const sport = 20100;
+      const started = Date.now();
+      const pod = (await curl('http://192.0.2.10/', ['--local-port', String(sport)])).split(' ')[0];
+      type Observed = { verdict: string; source: { port: number }; backend?: { ip: string; pod?: string } };
+      let seen: Observed | undefined;
+      await waitFor(() => (seen = lines.map((l) => JSON.parse(l) as Observed).find((f) => f.source.port === sport)) !== undefined, 10000, `the flow from port ${sport}`);
+      t.diagnostic(`flow shown ${Date.now() - started} ms after curl started`);
+      assert.equal(seen!.verdict, 'FORWARDED');
+      assert.equal(seen!.backend?.ip, podIp(pod), `the backend that answered (${pod})`);
+      assert.equal(seen!.backend?.pod, `default/${pod}`);
+    } finally {
+      for (const p of followers) p.kill();
+    }
+  });
+
+  test('a generic gRPC client reads the same flows through Hubble’s Observer API', async () => {
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    for (const n of lab.nodes) {
+      const ours = (await sh(process.execPath, [xlb, 'observe', '--api', n.api, '--last', '4096', '--to-ip', '192.0.2.10', '-o', 'json']))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { timeMs: number; source: { ip: string; port: number }; backend?: { ip: string } });
+      const client = hubbleClient(n.hubble);
+      try {
+        const rs = await client.getFlows({ number: 4096, whitelist: [{ destination_ip: ['192.0.2.10'] }] });
+        const theirs = rs.filter((r) => r.flow).map((r) => r.flow!);
+        const key = (ip: string, port: number, ms: number) => `${ip}:${port}@${ms}`;
+        assert.ok(theirs.length > 0, `flows through ${n.name}`);
+        // The API's flows are the CLI's: same clients, same times (flows that came between the two reads aside).
+        const cli = new Set(ours.map((f) => key(f.source.ip, f.source.port, f.timeMs)));
+        const grpcKeys = theirs.map((f) => key(f.IP.source, f.l4.TCP.source_port, Number(f.time.seconds) * 1000 + Math.floor(f.time.nanos / 1e6)));
+        assert.ok(ours.every((f) => grpcKeys.includes(key(f.source.ip, f.source.port, f.timeMs))), `every flow xlb observe shows on ${n.name} is in GetFlows`);
+        assert.ok(grpcKeys.filter((k) => cli.has(k)).length === ours.length, 'and the same number');
+        for (const f of theirs) {
+          assert.equal(f.node_name, n.name);
+          assert.equal(f.verdict, 'FORWARDED');
+          assert.deepEqual(f.destination_service, { name: 'web', namespace: 'default' });
+          assert.match(f.destination.pod_name, /^n\dp\d$/, 'the backend pod');
+        }
+        const status = await client.serverStatus();
+        assert.ok(status.num_flows >= theirs.length && status.seen_flows >= status.num_flows, JSON.stringify(status));
+        const { nodes } = await client.getNodes();
+        assert.deepEqual(nodes.map((x) => [x.name, x.state]), [[n.name, 'NODE_CONNECTED']]);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test('a connection to a VIP from outside its source ranges shows as DROPPED with its reason, in xlb observe and through Hubble', async () => {
+    const good = fs.readFileSync(lab.manifests, 'utf8');
+    const ranged = `---
+apiVersion: v1
+kind: Service
+metadata: {name: ranged, namespace: default, creationTimestamp: "2026-01-01T00:00:00Z"}
+spec:
+  type: LoadBalancer
+  clusterIP: 198.18.128.40
+  clusterIPs: [198.18.128.40]
+  loadBalancerSourceRanges: [203.0.113.0/24]
+  ports: [{name: http, protocol: TCP, port: 80, targetPort: 8080, nodePort: 31040}]
+status: {loadBalancer: {ingress: [{ip: 192.0.2.40}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: ranged-lab, namespace: default, labels: {kubernetes.io/service-name: ranged}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [${podIp('n1p1')}], conditions: {ready: true}, nodeName: node1, targetRef: {kind: Pod, namespace: default, name: n1p1}}]
+`;
+    fs.writeFileSync(`${lab.manifests}.tmp`, `${good}${ranged}`);
+    fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    type Observed = { verdict: string; dropReason?: string; destination: { service?: string } };
+    try {
+      let drops: Observed[] = [];
+      // Each try is a SYN from the lab client (198.18.1.2, outside 203.0.113.0/24); it is dropped,
+      // so curl gives up; tries go on until the router has the VIP's route and a node has dropped one.
+      await waitFor(
+        async () => {
+          await labExec(lab.client, ['curl', '-s', '-m', '1', 'http://192.0.2.40/']).catch(() => '');
+          drops = [];
+          for (const n of lab.nodes) {
+            const out = await sh(process.execPath, [xlb, 'observe', '--api', n.api, '--last', '100', '--to-ip', '192.0.2.40', '--verdict', 'DROPPED', '-o', 'json']);
+            drops.push(...out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Observed));
+          }
+          return drops.length > 0;
+        },
+        20000,
+        'a dropped SYN to 192.0.2.40',
+      );
+      assert.equal(drops[0].dropReason, 'source_range');
+      assert.match(drops[0].destination.service ?? '', /^default\/ranged:/);
+      let hubbleDrops = 0;
+      for (const n of lab.nodes) {
+        const client = hubbleClient(n.hubble);
+        try {
+          const rs = await client.getFlows({ whitelist: [{ verdict: ['DROPPED'], destination_ip: ['192.0.2.40'] }] });
+          for (const r of rs.filter((x) => x.flow)) {
+            assert.equal(r.flow!.drop_reason_desc, 'DENIED_BY_LB_SRC_RANGE_CHECK');
+            assert.deepEqual(r.flow!.destination_service, { name: 'ranged', namespace: 'default' });
+            hubbleDrops++;
+          }
+        } finally {
+          client.close();
+        }
+      }
+      assert.ok(hubbleDrops >= 1, 'the drop read through the Hubble API');
+    } finally {
+      fs.writeFileSync(`${lab.manifests}.tmp`, good);
+      fs.renameSync(`${lab.manifests}.tmp`, lab.manifests);
+    }
   });
 
   test('traffic that is not for a service passes: ping to nodes, pod to pod across nodes', async () => {

@@ -175,7 +175,8 @@ test('/v1/flows parses its filter strictly and says when the agent records no fl
     ['verdict=LOST', /verdict: expected FORWARDED or DROPPED/],
     ['port=0x50', /port: expected a decimal number 1\.\.65535/],
     ['last=1&last=2', /last given 2 times/],
-    ['node=n1', /"node" is not known here/],
+    ['node=Node_1', /node: expected a node name/],
+    ['nodes=n1', /"nodes" is not known here/],
   ] as const) {
     const r = await get(`/v1/flows?${query}`);
     assert.deepEqual([r.status, r.body.error], [400, 'bad_query'], query);

@@ -55,6 +55,7 @@ describe('config: good configurations', () => {
       podInterfaces: [],
       announce: { externalIPs: false },
       api: { listen: '127.0.0.1:9876' },
+      hubble: {},
       flows: { eventsPerSecond: 1000, buffer: 4096 },
       log: { level: 'info' },
     };

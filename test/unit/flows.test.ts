@@ -98,5 +98,15 @@ test('the buffer keeps the last N, oldest first, and filters as hubble observe d
   assert.deepEqual(ids({ toService: 'default/web' }), [3, 4, 6]);
   assert.deepEqual(ids({ port: 53 }), [5]);
   assert.deepEqual(ids({ port: 40004 }), [4], 'a source port matches too');
+  assert.deepEqual(ids({ node: 'n1' }), [3, 4, 5, 6]);
+  assert.deepEqual(ids({ node: 'n2' }), []);
   assert.equal(b.size, 4);
+  assert.equal(b.seen, 6, 'flows seen, the overwritten ones included');
+  assert.deepEqual(b.all().map((f) => f.timeMs), [3, 4, 5, 6]);
+  const heard: number[] = [];
+  const stop = b.subscribe((f) => heard.push(f.timeMs));
+  b.add(flow(7));
+  stop();
+  b.add(flow(8));
+  assert.deepEqual(heard, [7], 'a listener hears flows added until it stops');
 });
