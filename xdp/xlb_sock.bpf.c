@@ -43,6 +43,8 @@
 #include "xlb_jhash.h"
 #include "xlb_stats.h"
 #include "xlb_lb.h"
+#include "xlb_clock.h"
+#include "xlb_events.h"
 
 #define XLB_SYS_REJECT 0
 #define XLB_SYS_PROCEED 1
@@ -149,9 +151,28 @@ static __always_inline void xlb_sock_remember(__u64 cookie, const struct xlb_bac
 	bpf_map_update_elem(&xlb_sock_rnat, &key, &want, BPF_ANY);
 }
 
+/* A flow event of the socket hooks: the socket's source as far as it is
+ * known (a datagram's source address when the application gave one; a
+ * connect() has none yet), the frontend it addressed. */
+static __always_inline void xlb_sock_event(struct bpf_sock_addr *ctx, bool sendmsg, __u8 type, __u8 reason,
+					   __u32 service_id, const struct xlb_backend *backend)
+{
+	struct xlb_flow_key flow;
+
+	__builtin_memset(&flow, 0, sizeof(flow));
+	flow.saddr = sendmsg ? ctx->msg_src_ip4 : 0;
+	flow.daddr = ctx->user_ip4;
+	flow.dport = xlb_sock_dport(ctx);
+	flow.proto = ctx->protocol;
+	xlb_event_flow(&flow, 0, type, reason, service_id, backend ? backend->addr : 0, backend ? backend->port : 0, 0,
+		       XLB_POINT_SOCK);
+}
+
 /* connect4 and sendmsg4: send the socket to a backend when it addresses a
- * frontend served inside the cluster. */
-static __always_inline int xlb_sock_forward(struct bpf_sock_addr *ctx)
+ * frontend served inside the cluster. A connect() is a new flow and sends
+ * an event; a datagram of sendmsg() sends one only when it is refused (an
+ * unconnected UDP socket's datagrams would otherwise send one each). */
+static __always_inline int xlb_sock_forward(struct bpf_sock_addr *ctx, bool sendmsg)
 {
 	__u8 proto = ctx->protocol;
 	__be32 addr = ctx->user_ip4;
@@ -173,11 +194,14 @@ static __always_inline int xlb_sock_forward(struct bpf_sock_addr *ctx)
 	if (!backend) {
 		/* kube-proxy REJECTs a service without endpoints: refuse now
 		 * rather than let the SYN or datagram go nowhere. */
+		xlb_sock_event(ctx, sendmsg, XLB_EVENT_DROP, XLB_DROP_SOCK_REFUSED, service_id, NULL);
 		xlb_count_drop(XLB_DROP_SOCK_REFUSED);
 		bpf_set_retval(-XLB_ECONNREFUSED);
 		return XLB_SYS_REJECT;
 	}
 	xlb_sock_remember(cookie, backend, proto, addr, port, service_id);
+	if (!sendmsg)
+		xlb_sock_event(ctx, false, XLB_EVENT_NEW_FLOW, 0, service_id, backend);
 	ctx->user_ip4 = backend->addr;
 	ctx->user_port = (__u32)backend->port;
 	return XLB_SYS_PROCEED;
@@ -214,13 +238,13 @@ static __always_inline int xlb_sock_restore(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect4")
 int xlb_sock_connect4(struct bpf_sock_addr *ctx)
 {
-	return xlb_sock_forward(ctx);
+	return xlb_sock_forward(ctx, false);
 }
 
 SEC("cgroup/sendmsg4")
 int xlb_sock_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return xlb_sock_forward(ctx);
+	return xlb_sock_forward(ctx, true);
 }
 
 SEC("cgroup/recvmsg4")

@@ -38,6 +38,7 @@
 #include "xlb_conntrack.h"
 #include "xlb_replies.h"
 #include "xlb_lb.h"
+#include "xlb_events.h"
 
 /* Make the headers that xlb reads linear, so that direct packet access
  * sees them (a no-op when they already are). */
@@ -140,10 +141,19 @@ static __always_inline int xlb_tc_pod_forward(struct __sk_buff *skb, const struc
 	return bpf_redirect(skb->ifindex, 0);
 }
 
+/* Drop a pod's new flow to service `service_id` for `reason`, counted and
+ * with a flow event. */
+static __always_inline int xlb_tc_pod_drop(const struct xlb_pkt *pkt, enum xlb_drop_reason reason, __u32 service_id)
+{
+	xlb_event(pkt, XLB_EVENT_DROP, reason, service_id, 0, 0, 0, XLB_POINT_TC_POD);
+	xlb_count_drop(reason);
+	return TC_ACT_SHOT;
+}
+
 /* A new flow from a pod to frontend `svc` (`stale`: its outdated conntrack
  * entry, if any): the backend from the frontend's internal set, reverse NAT
  * and conntrack entries, DNAT (and the hairpin source when the pod reaches
- * itself). */
+ * itself), with a flow event. */
 static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct xlb_pkt *pkt,
 					    const struct xlb_service *svc, const struct xlb_ct_entry *stale, __u32 now)
 {
@@ -151,32 +161,25 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 	__u32 backend_id = 0;
 	bool hairpin, keep;
 
-	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)skb->data_end)) {
-		xlb_count_drop(XLB_DROP_BAD_CHECKSUM);
-		return TC_ACT_SHOT;
-	}
+	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)skb->data_end))
+		return xlb_tc_pod_drop(pkt, XLB_DROP_BAD_CHECKSUM, svc->internal_id);
 	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
 				     xlb_flow_hash(&pkt->flow), &backend_id);
-	if (!backend) {
-		xlb_count_drop(XLB_DROP_NO_BACKEND);
-		return TC_ACT_SHOT;
-	}
+	if (!backend)
+		return xlb_tc_pod_drop(pkt, XLB_DROP_NO_BACKEND, svc->internal_id);
 	if (stale)
 		xlb_reply_forget(&pkt->flow, stale, xlb_hairpin_addr);
 	hairpin = backend->addr == pkt->flow.saddr;
-	if (hairpin && !xlb_hairpin_addr) {
-		xlb_count_drop(XLB_DROP_NO_BACKEND);
-		return TC_ACT_SHOT;
-	}
+	if (hairpin && !xlb_hairpin_addr)
+		return xlb_tc_pod_drop(pkt, XLB_DROP_NO_BACKEND, svc->internal_id);
 	keep = xlb_flood_allows_state(now);
 	/* The reply: backend -> client, or backend -> hairpin address:client port. */
 	if (xlb_reply_store(&pkt->flow, backend->addr, backend->port, hairpin ? xlb_hairpin_addr : pkt->flow.saddr,
 			    svc->internal_id, XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0), now, keep) ||
 	    (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now,
-				  XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0)))) {
-		xlb_count_drop(XLB_DROP_CT_INSERT);
-		return TC_ACT_SHOT;
-	}
+				  XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0))))
+		return xlb_tc_pod_drop(pkt, XLB_DROP_CT_INSERT, svc->internal_id);
+	xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, svc->internal_id, backend->addr, backend->port, 0, XLB_POINT_TC_POD);
 	return xlb_tc_pod_forward(skb, pkt, backend->addr, backend->port, hairpin);
 }
 

@@ -111,6 +111,7 @@ const f = {
   map_set_max_entries: lib.func('int bpf_map__set_max_entries(bpf_map *map, uint32_t max_entries)'),
   map_initial_value: lib.func('void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *psize)'),
   map_set_initial_value: lib.func('int bpf_map__set_initial_value(bpf_map *map, const void *data, size_t size)'),
+  map_reuse_fd: lib.func('int bpf_map__reuse_fd(bpf_map *map, int fd)'),
   prog_fd: lib.func('int bpf_program__fd(const bpf_program *prog)'),
   update_elem: lib.func('int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags)'),
   // For calls on the thread pool: every pointer is a Buffer the caller
@@ -824,6 +825,15 @@ export class BpfObject {
   /** Pin map `name` at `pinPath` instead (before load): libbpf reuses a compatible map pinned there, or creates and pins one. */
   setPinPath(name: string, pinPath: string): void {
     check(f.map_set_pin_path(this.mapPtr(name), pinPath), `bpf_map__set_pin_path ${name} ${pinPath}`);
+  }
+
+  /**
+   * Use `map` (of another object, loaded) as this object's map `name`
+   * (before load): the two objects' programs then share it, as with maps
+   * that are not pinned (bpf_map__reuse_fd).
+   */
+  reuseMap(name: string, map: BpfMap): void {
+    check(f.map_reuse_fd(this.mapPtr(name), map.fd), `bpf_map__reuse_fd ${name}`);
   }
 
   /** A map by name (after load it has an fd). */

@@ -198,13 +198,15 @@ export class Datapath {
     const hz = kernelHz(probeObjectIn(dir));
     const lifetimes = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
     const replyRodata = replySizing(opts.conntrackSize, hz, opts.newFlowsPerSecond ?? 0);
+    // Flow events: every program sends them into the XDP object's ring, at one rate.
+    const events = { xlb_events_per_tick: opts.eventsPerSecond ? Math.max(1, Math.round((opts.eventsPerSecond * 2 ** tickShift(hz)) / hz)) : 0 };
     const rodata = {
       xlb_node_addr: Buffer.from(ipToU32(opts.nodeAddress).toString(16).padStart(8, '0'), 'hex'),
       xlb_snat_port_min: opts.snatPorts.min,
       xlb_snat_port_max: opts.snatPorts.max,
       ...lifetimes,
       ...replyRodata.rodata,
-      xlb_events_per_tick: opts.eventsPerSecond ? Math.max(1, Math.round((opts.eventsPerSecond * 2 ** tickShift(hz)) / hz)) : 0,
+      ...events,
     };
     const maxEntries = { ...replyRodata.maxEntries, xlb_sock_rnat: opts.conntrackSize };
     const hairpin = Buffer.alloc(4);
@@ -219,10 +221,10 @@ export class Datapath {
     let dp: Datapath | undefined;
     try {
       const xdpObj = open('xlb_xdp.bpf.o', { pinRoot: pinDir, rodata, maxEntries });
-      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, ...replyRodata.rodata, xlb_hairpin_addr: hairpin } });
+      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, ...replyRodata.rodata, ...events, xlb_hairpin_addr: hairpin } });
       let sockObj: BpfObject | undefined;
       if (opts.socketLB) {
-        const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0 };
+        const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0, xlb_tick_shift: lifetimes.xlb_tick_shift, ...events };
         if (opts.socketLB.hostNamespaceOnly) sockRodata.xlb_host_netns_cookie = netnsCookie();
         sockObj = open('xlb_sock.bpf.o', { pinRoot: pinDir, maxEntries, rodata: sockRodata });
       }
@@ -313,8 +315,11 @@ export class Datapath {
         const snat = restored.find((r) => r.map === 'xlb_snat');
         if (snat && placed) Object.assign(snat, { outcome: 'migrated', entries: (snat.entries ?? 0) + placed, reason: 'SNAT ports moved from an older xlb_rnat' });
       }
-      tcObj.load();
-      sockObj?.load();
+      for (const obj of [tcObj, sockObj]) {
+        if (!obj) continue;
+        for (const m of ['xlb_events', 'xlb_event_limit']) obj.reuseMap(m, xdpObj.map(m));
+        obj.load();
+      }
       dp = new Datapath(opts, pinDir, xdpObj, tcObj, sockObj, restored);
       dp.checkLayouts();
       // Next hops cached by an earlier agent may be stale by now.

@@ -206,7 +206,8 @@ export class FlowBuffer {
 export function formatFlow(f: Flow): string {
   const t = new Date(f.timeMs);
   const time = `${t.toLocaleString('en', { month: 'short', timeZone: 'UTC' })} ${String(t.getUTCDate()).padStart(2)} ${t.toISOString().slice(11, 23)}`;
-  const src = `${f.source.ip}:${f.source.port}${f.source.pod ? ` (${f.source.pod})` : ''}`;
+  // A socket hook sees a connect() before the kernel has chosen its source.
+  const src = f.source.ip === '0.0.0.0' ? `socket${f.source.pod ? ` (${f.source.pod})` : ''}` : `${f.source.ip}:${f.source.port}${f.source.pod ? ` (${f.source.pod})` : ''}`;
   const dst = `${f.destination.ip}:${f.destination.port}${f.destination.service ? ` (${f.destination.service})` : ''}`;
   const backend = f.backend ? ` to ${f.backend.ip}:${f.backend.port}${f.backend.pod ? ` (${f.backend.pod})` : ''}${f.snatPort ? ` via SNAT port ${f.snatPort}` : ''}` : '';
   const what = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason ?? 'unknown'})` : 'FORWARDED';

@@ -91,7 +91,8 @@ export function toHubbleFlow(f: Flow): Record<string, unknown> {
     verdict: f.verdict,
     drop_reason: dropped ? DROP_REASON_NUMBER[dropReason] : 0,
     drop_reason_desc: dropReason,
-    IP: { source: f.source.ip, destination: f.destination.ip, ipVersion: 'IPv4' },
+    // A socket hook's connect() has no source yet: left empty, as Hubble leaves what it does not know.
+    IP: { source: f.source.ip === '0.0.0.0' ? '' : f.source.ip, destination: f.destination.ip, ipVersion: 'IPv4' },
     l4:
       f.protocol === 'TCP'
         ? {

@@ -38,6 +38,10 @@ function load(eventsPerTick?: number): { dp: Datapath; reader: FlowEventReader; 
   return { dp, reader, events };
 }
 
+/** A pod on this node, and ClusterIP frontends of internal service 3 (web's backend) and 4 (no table). */
+const POD = '198.19.1.12';
+const CLUSTER_IP = '198.18.128.10';
+
 const syn = (sport: number, dport = WEB.port) => tcpPacket({ ip: { src: '192.0.2.7', dst: VIP }, tcp: { sport, dport, flags: TCP_FLAG.SYN } });
 const ack = (sport: number) => tcpPacket({ ip: { src: '192.0.2.7', dst: VIP }, tcp: { sport, dport: WEB.port, flags: TCP_FLAG.ACK } });
 
@@ -73,4 +77,27 @@ test('with events off the program sends none', () => {
   dp.ingress.testRun(syn(43001, EMPTY.port));
   assert.equal(reader.poll(), 0);
   assert.deepEqual([events.length, reader.suppressed()], [0, 0n]);
+});
+
+test('tc on a pod interface sends the same events: a pod’s new flow to a ClusterIP and its drop, at the tc-pod point', () => {
+  buildObjects();
+  const dp = Datapath.load({ nodeAddr: '198.18.0.11', eventsPerTick: 100 });
+  const events: FlowEvent[] = [];
+  const reader = new FlowEventReader({ events: dp.map('xlb_events'), limit: dp.map('xlb_event_limit') }, (e) => events.push(e));
+  open.push({ dp, reader });
+  dp.setBackend(WEB.backend.id, { ...WEB.backend, proto: PROTO.TCP, flags: BE_LOCAL });
+  dp.setTable(3, [1, 1, 1]);
+  dp.addFrontend(CLUSTER_IP, 80, PROTO.TCP, 0, 0, 3);
+  dp.addFrontend(CLUSTER_IP, 81, PROTO.TCP, 0, 0, 4);
+  const fromPod = (sport: number, dport: number, flags: number) => tcpPacket({ ip: { src: POD, dst: CLUSTER_IP }, tcp: { sport, dport, flags } });
+  assert.equal(dp.podIngress!.testRun(fromPod(41000, 80, TCP_FLAG.SYN)).retval, 0, 'TC_ACT_OK: DNATed');
+  assert.equal(dp.podIngress!.testRun(fromPod(41000, 80, TCP_FLAG.ACK)).retval, 0, 'established');
+  assert.equal(dp.podIngress!.testRun(fromPod(41001, 81, TCP_FLAG.SYN)).retval, 2, 'TC_ACT_SHOT: no backend');
+  assert.equal(reader.poll(), 2, 'the new flow and the drop; the established packet sends none');
+  const [placed, dropped] = events;
+  assert.deepEqual(
+    { type: placed.type, point: placed.point, source: placed.source, destination: placed.destination, serviceId: placed.serviceId, backend: placed.backend },
+    { type: 'new-flow', point: 'tc-pod', source: { ip: POD, port: 41000 }, destination: { ip: CLUSTER_IP, port: 80 }, serviceId: 3, backend: { ip: WEB.backend.addr, port: WEB.backend.port } },
+  );
+  assert.deepEqual({ type: dropped.type, point: dropped.point, dropReason: dropped.dropReason, serviceId: dropped.serviceId }, { type: 'drop', point: 'tc-pod', dropReason: 'no_backend', serviceId: 4 });
 });

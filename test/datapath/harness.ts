@@ -152,12 +152,19 @@ export class Datapath {
           tcRodata.xlb_hairpin_addr = Buffer.alloc(4);
           (tcRodata.xlb_hairpin_addr as Buffer).writeUInt32BE(ipToU32(opts.hairpinAddr));
         }
+        if (opts.eventsPerTick) tcRodata.xlb_events_per_tick = opts.eventsPerTick;
         tcObj = BpfObject.open(OBJ.tc, { pinRoot, maxEntries: sizing.maxEntries, rodata: tcRodata });
+        // One ring of flow events for every program, as the agent loads them.
+        for (const m of ['xlb_events', 'xlb_event_limit']) tcObj.reuseMap(m, xdpObj.map(m));
         tcObj.load();
       }
       if (opts.withSock) {
         const cookie = opts.withSock.hostNetnsCookie;
-        sockObj = BpfObject.open(OBJ.sock, { pinRoot, maxEntries: sizing.maxEntries, rodata: cookie === undefined ? {} : { xlb_sock_host_only: 1, xlb_host_netns_cookie: cookie } });
+        const sockRodata: Record<string, number | bigint> = { xlb_tick_shift: clockRodata(hz).xlb_tick_shift };
+        if (cookie !== undefined) Object.assign(sockRodata, { xlb_sock_host_only: 1, xlb_host_netns_cookie: cookie });
+        if (opts.eventsPerTick) sockRodata.xlb_events_per_tick = opts.eventsPerTick;
+        sockObj = BpfObject.open(OBJ.sock, { pinRoot, maxEntries: sizing.maxEntries, rodata: sockRodata });
+        for (const m of ['xlb_events', 'xlb_event_limit']) sockObj.reuseMap(m, xdpObj.map(m));
         sockObj.load();
       }
       return new Datapath(pinRoot, xdpObj, tcObj, sockObj, sizing.rodata.xlb_reply_sets, sizing.rodata.xlb_snat_slots);

@@ -19,6 +19,7 @@ import { attachCgroup, detachCgroup, type CgroupHook } from '../../src/datapath/
 import { enums } from '../../src/datapath/codec.js';
 import { Datapath, DROP, buildObjects, dropsDelta } from './harness.js';
 import { PROTO } from '../helpers/packet.js';
+import { FlowEventReader, type FlowEvent } from '../../src/datapath/flow_events.js';
 import { removeNetnsQuietly } from '../helpers/system.js';
 import { createCgroup, ensureCgroup2Root, removeCgroup } from '../../src/util/cgroup.js';
 
@@ -48,6 +49,8 @@ type Result = { reply?: string; remote?: { addr: string; port: number }; from?: 
 let dp: Datapath;
 let cgroup: string;
 let backends: ChildProcess | undefined;
+let events: FlowEventReader | undefined;
+const heard: FlowEvent[] = [];
 const hooks: CgroupHook[] = ['cgroup/connect4', 'cgroup/sendmsg4', 'cgroup/recvmsg4', 'cgroup/getpeername4'];
 
 /** Run the probe with `ops` in namespace `ns`, inside `cg` (or outside every test cgroup when undefined). */
@@ -68,7 +71,8 @@ const cycle = (ids: number[]) => Array.from({ length: 13 }, (_, i) => ids[i % id
 
 before(async () => {
   buildObjects();
-  dp = Datapath.load({ withSock: {}, withTc: false });
+  dp = Datapath.load({ withSock: {}, withTc: false, eventsPerTick: 10000 });
+  events = new FlowEventReader({ events: dp.map('xlb_events'), limit: dp.map('xlb_event_limit') }, (e) => heard.push(e));
   for (const ns of [NS, NS2]) {
     execFileSync('ip', ['netns', 'add', ns]);
     execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
@@ -110,6 +114,7 @@ after(async () => {
   for (const h of hooks) if (dp?.sock && cgroup) detachCgroup(dp.sock[h].fd, cgroup, h);
   if (cgroup) await removeCgroup(cgroup);
   removeNetnsQuietly(NS, NS2);
+  events?.close();
   dp?.close();
 });
 
@@ -185,6 +190,21 @@ describe('sendmsg4 and recvmsg4 (unconnected UDP, as DNS clients use it)', () =>
   test('a datagram to a service without endpoints is refused with ECONNREFUSED', () => {
     const [r] = probe([udp(EMPTY_IP, 53)]);
     assert.equal(r.error, 'ECONNREFUSED');
+  });
+
+  test('flow events: a connect() placed and a refused one each send one, at the sock point; datagrams placed send none', () => {
+    events!.poll();
+    heard.length = 0;
+    const [placed, refused, , udpRefused] = probe([tcp(CLUSTER_IP, 80), tcp(EMPTY_IP, 80), udp(CLUSTER_IP, 53), udp(EMPTY_IP, 53)]);
+    assert.equal(refused.error, 'ECONNREFUSED');
+    assert.equal(udpRefused.error, 'ECONNREFUSED');
+    events!.poll();
+    const view = heard.map((e) => ({ type: e.type, point: e.point, protocol: e.protocol, destination: e.destination, serviceId: e.serviceId, backend: e.backend, dropReason: e.dropReason }));
+    assert.deepEqual(view, [
+      { type: 'new-flow', point: 'sock', protocol: 'TCP', destination: { ip: CLUSTER_IP, port: 80 }, serviceId: 1, backend: { ip: backendOf(placed)!, port: TCP_PORT }, dropReason: undefined },
+      { type: 'drop', point: 'sock', protocol: 'TCP', destination: { ip: EMPTY_IP, port: 80 }, serviceId: 3, backend: undefined, dropReason: 'sock_refused' },
+      { type: 'drop', point: 'sock', protocol: 'UDP', destination: { ip: EMPTY_IP, port: 53 }, serviceId: 3, backend: undefined, dropReason: 'sock_refused' },
+    ]);
   });
 });
 

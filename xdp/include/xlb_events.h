@@ -24,12 +24,13 @@
  * from the configuration (flows.eventsPerSecond). */
 const volatile __u32 xlb_events_per_tick = 0;
 
-/* Send an event of `type` for the packet `pkt` seen at `point`: `reason` for
- * a drop; the service, and for a new flow its backend and SNAT port. At most
- * xlb_events_per_tick a tick on this CPU; one over the rate, or finding the
- * ring full, is counted as suppressed instead. */
-static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
-				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
+/* Send an event of `type` for the flow `flow` (with TCP flags `tcp_flags`)
+ * seen at `point`: `reason` for a drop; the service, and for a new flow its
+ * backend and SNAT port. At most xlb_events_per_tick a tick on this CPU; one
+ * over the rate, or finding the ring full, is counted as suppressed instead. */
+static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8 tcp_flags, __u8 type, __u8 reason,
+					   __u32 service_id, __be32 backend_addr, __be16 backend_port,
+					   __be16 snat_port, __u8 point)
 {
 	__u32 key = 0, now;
 	struct xlb_event_limit *l;
@@ -56,14 +57,14 @@ static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8
 	}
 	l->sent++;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->saddr = pkt->flow.saddr;
-	e->daddr = pkt->flow.daddr;
-	e->sport = pkt->flow.sport;
-	e->dport = pkt->flow.dport;
-	e->proto = pkt->flow.proto;
+	e->saddr = flow->saddr;
+	e->daddr = flow->daddr;
+	e->sport = flow->sport;
+	e->dport = flow->dport;
+	e->proto = flow->proto;
 	e->type = type;
 	e->reason = reason;
-	e->tcp_flags = pkt->tcp_flags;
+	e->tcp_flags = tcp_flags;
 	e->service_id = service_id;
 	e->backend_addr = backend_addr;
 	e->backend_port = backend_port;
@@ -73,6 +74,14 @@ static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8
 	e->pad[1] = 0;
 	e->pad[2] = 0;
 	bpf_ringbuf_submit(e, 0);
+}
+
+/* The same for the parsed packet `pkt`. */
+static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
+				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
+{
+	xlb_event_flow(&pkt->flow, pkt->tcp_flags, type, reason, service_id, backend_addr, backend_port, snat_port,
+		       point);
 }
 
 #endif /* XLB_EVENTS_H */
