@@ -26,6 +26,7 @@ interface BenchModule {
 const BENCHMARKS: Array<{ name: string; module: string; optional?: boolean }> = [
   { name: 'maglev', module: 'bench/maglev/index.ts' },
   { name: 'datapath', module: 'bench/datapath/index.ts' },
+  { name: 'events', module: 'bench/datapath/events.ts' },
   { name: 'convergence', module: 'bench/convergence/index.ts' },
   // Owned by another engineer; run when present (bench/kubernetes/index.ts exports run({quick})).
   { name: 'kubernetes', module: 'bench/kubernetes/index.ts', optional: true },

@@ -238,7 +238,9 @@ int xlb_tc_pod_ingress(struct __sk_buff *skb)
 	if (!ct || !xlb_ct_is_current(ct, svc->internal_id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
 	    xlb_ct_expired(&pkt.flow, ct, now, xlb_hairpin_addr))
 		return xlb_tc_pod_place(skb, &pkt, svc, ct, now);
-	xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now);
+	if (xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now))
+		xlb_event(&pkt, XLB_EVENT_FLOW_END, 0, svc->internal_id, ct->backend_addr, ct->backend_port, 0,
+			  XLB_POINT_TC_POD);
 	return xlb_tc_pod_forward(skb, &pkt, ct->backend_addr, ct->backend_port, ct->flags & XLB_CT_F_HAIRPIN);
 }
 

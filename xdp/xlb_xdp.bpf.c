@@ -133,7 +133,9 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	if (!ct || !xlb_ct_is_current(ct, svc->id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
 	    xlb_ct_expired(&pkt.flow, ct, now, xlb_node_addr))
 		return xlb_place_flow(ctx, &pkt, svc, ct, now);
-	xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now);
+	if (xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now))
+		xlb_event(&pkt, XLB_EVENT_FLOW_END, 0, svc->id, ct->backend_addr, ct->backend_port,
+			  (ct->flags & XLB_CT_F_SNAT) ? ct->snat_port : 0, XLB_POINT_XDP);
 
 	/* 4. Local backend: DNAT, the stack does the rest. */
 	if (!(ct->flags & XLB_CT_F_SNAT)) {

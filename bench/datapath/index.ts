@@ -53,7 +53,6 @@ import { ipToU32, u32ToIp } from '../../src/util/ip.js';
 import { tcpPacket, parsePacket, TCP_FLAG } from '../../test/helpers/packet.js';
 import { Rig, OBJ, buildObjects, type RigService } from './rig.js';
 import { buildBefore, BEFORE_COMMIT } from './before.js';
-import { FlowEventReader } from '../../src/datapath/flow_events.js';
 import { replySizing } from '../../src/datapath/datapath.js';
 import { kernelHz } from '../../src/datapath/clock.js';
 import { sizeOf, encode } from '../../src/datapath/codec.js';
@@ -64,13 +63,13 @@ import { groupedBars } from '../lib/chart.js';
 import { requireRoot, requireTool } from '../lib/tools.js';
 import { withNetns } from '../lib/netns.js';
 
-const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3 } as const;
+export const XDP = { ABORTED: 0, DROP: 1, PASS: 2, TX: 3 } as const;
 /** Services in the maps; quick mode keeps the two ends (the 100,000 vs 1 ratio). */
 const FULL_SIZES = [1, 1_000, 10_000, 100_000];
 const QUICK_SIZES = [1, 100_000];
-const NODE = '198.18.0.11';
+export const NODE = '198.18.0.11';
 const GATEWAY = '198.18.0.1';
-const CLIENT = '198.18.200.7';
+export const CLIENT = '198.18.200.7';
 const MAC = { node: '02:00:00:00:0a:01', gateway: '02:00:00:00:0b:01' };
 /** Backends of the remote measured service: enough that SNAT ports never run out (see syn-remote). */
 const REMOTE_BACKENDS = 256;
@@ -97,14 +96,14 @@ type CaseName = 'syn-local' | 'syn-remote' | 'established-local' | 'established-
 const CASES: CaseName[] = ['syn-local', 'syn-remote', 'established-local', 'established-remote', 'reply-remote', 'no-service'];
 
 /** An `xdp_md` for ctx_in: the frame's length and the ingress interface (bpf_fib_lookup needs it). */
-function xdpCtx(frameLength: number, ifindex: number): Buffer {
+export function xdpCtx(frameLength: number, ifindex: number): Buffer {
   const ctx = Buffer.alloc(24);
   ctx.writeUInt32LE(frameLength, 4);
   ctx.writeUInt32LE(ifindex, 12);
   return ctx;
 }
 
-function frame(src: string, sport: number, dst: string, dport: number, flags: number): Buffer {
+export function frame(src: string, sport: number, dst: string, dport: number, flags: number): Buffer {
   return tcpPacket({ eth: { src: MAC.gateway, dst: MAC.node }, ip: { src, dst, ttl: 64 }, tcp: { sport, dport, flags } });
 }
 
@@ -147,7 +146,7 @@ function measure(prog: BpfProgram, input: Buffer, ctxIn: Buffer, want: number, r
 }
 
 /** Set up the private namespace's interface, routes and neighbour so that bpf_fib_lookup resolves. */
-function wireNamespace(ns: string): void {
+export function wireNamespace(ns: string): void {
   const ip = (...args: string[]) => execFileSync('ip', ['-n', ns, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   ip('link', 'add', 'xlbA', 'address', MAC.node, 'type', 'veth', 'peer', 'name', 'xlbB', 'address', MAC.gateway);
   ip('link', 'set', 'xlbA', 'up');
@@ -217,7 +216,6 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
         }
       }
       for (const version of versions) runFlood(res, version, ifA, version.name === 'xlb' ? [true, false] : [false]);
-      runEvents(res, ifA, opts.quick);
     } finally {
       floorObj.close();
       leave();
@@ -347,76 +345,6 @@ function measureVersion(res: BenchResult, version: Version, rigs: Rig[], service
 }
 
 /** Events a run sends at most: fewer than the ring holds (XLB_EVENTS_RING_BYTES / 48-byte records), so none is lost. */
-const EVENTS_PER_RUN = 4000;
-
-/**
- * Flow events on against off (issue 23): a SYN to a local backend and an
- * established packet, in rigs of one service that differ only in
- * xlb_events_per_tick (off, or so high that every SYN sends one), each run
- * EVENTS_PER_RUN packets with the ring drained between runs, so every event
- * is sent (none finds the ring full). And how many events a second one
- * core reads from the ring (src/datapath/flow_events.ts).
- */
-function runEvents(res: BenchResult, ifA: number, quick: boolean): void {
-  const runs = quick ? 15 : 60;
-  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const cost: Record<string, { syn: number[]; established: number[] }> = {};
-  let readRate = 0;
-  for (const on of [false, true]) {
-    const rig = Rig.load({ services: 1, measured: [{ backends: 2, local: true }], nodeAddr: NODE, eventsPerTick: on ? 2_000_000_000 : undefined });
-    const events: unknown[] = [];
-    const reader = new FlowEventReader({ events: rig.map('xlb_events'), limit: rig.map('xlb_event_limit') }, (e) => events.push(e));
-    try {
-      const svc = rig.measured[0];
-      const syn = frame(CLIENT, 40000, svc.vip, svc.port, TCP_FLAG.SYN);
-      const ctx = xdpCtx(syn.length, ifA);
-      rig.setTarget(rig.ingress);
-      rig.setFrame(syn);
-      const synRuns: number[] = [];
-      for (let r = 0; r < runs; r++) {
-        const t = rig.wrapper('xlb_bench_ingress_syn').testRun(syn, { repeat: EVENTS_PER_RUN, ctxIn: ctx });
-        assert.equal(t.retval, XDP.PASS, 'events: the SYN takes the local path');
-        synRuns.push(t.durationNs);
-        const t0 = performance.now();
-        const n = reader.poll();
-        const ms = performance.now() - t0;
-        if (on) {
-          assert.equal(n, EVENTS_PER_RUN, `events: every SYN of run ${r} sent one`);
-          readRate = Math.max(readRate, n / (ms / 1000));
-        } else assert.equal(n, 0, 'events off: none sent');
-      }
-      // An established packet: the first SYN's flow, a plain ACK.
-      const ack = frame(CLIENT, 40000, svc.vip, svc.port, TCP_FLAG.ACK);
-      assert.equal(rig.ingress.testRun(frame(CLIENT, 40000, svc.vip, svc.port, TCP_FLAG.SYN), { ctxIn: ctx }).retval, XDP.PASS);
-      rig.setFrame(ack);
-      const estRuns: number[] = [];
-      for (let r = 0; r < runs; r++) estRuns.push(rig.wrapper('xlb_bench_ingress').testRun(ack, { repeat: EVENTS_PER_RUN, ctxIn: ctx }).durationNs);
-      reader.poll();
-      cost[on ? 'on' : 'off'] = { syn: synRuns, established: estRuns };
-      if (on) assert.equal(reader.suppressed(), 0n, 'events: none suppressed');
-    } finally {
-      reader.close();
-      rig.close();
-    }
-  }
-  for (const kind of ['syn', 'established'] as const) {
-    const off = median(cost.off[kind]);
-    res.add({ id: `events.${kind}.off`, label: `${kind === 'syn' ? 'SYN to a local backend' : 'established packet'}, flow events off (wrapper included)`, unit: 'ns', runs: cost.off[kind], params: { case: `events.${kind}`, events: false } });
-    res.add({
-      id: `events.${kind}.on-over-off`,
-      label: `${kind === 'syn' ? 'SYN to a local backend' : 'established packet'}: ns with flow events on over off`,
-      unit: 'ratio',
-      runs: cost.on[kind].map((r) => r / off),
-      params: { case: `events.${kind}`, headline: true },
-      target: { max: kind === 'syn' ? 1.15 : 1.05, source: 'issue 23' },
-    });
-  }
-  res.add({ id: 'events.read-per-second', label: 'flow events one core reads from the ring a second (ring_buffer__consume, decode)', unit: 'events/s', runs: [readRate], params: { case: 'events.read', headline: true } });
-  res.method.push(
-    `Flow events: a rig of one service with two local backends, with xlb_events_per_tick 0 and with it so high that every new flow sends an event; ${runs} runs of ${EVENTS_PER_RUN} SYNs (each from a new source, through the restore wrapper) and of ${EVENTS_PER_RUN} established ACKs, the ring drained (FlowEventReader.poll, timed for the read rate) between runs so that every event is sent; the conntrack table is not full here, so the SYN figures are lower than the main case's; the ratio is on over the median off.`,
-  );
-}
-
 /**
  * The flood case: FLOOD.established flows in a table of 131,072, then
  * FLOOD.syns spoofed SYNs (each from a new source) in one run; the figure is

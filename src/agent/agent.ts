@@ -29,7 +29,7 @@ import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { listenOptions, startApi, type AgentView } from '../api/server.js';
 import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
 import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery } from '../flows/flows.js';
-import type { FlowEventReader } from '../datapath/flow_events.js';
+import { FLOW_READ_INTERVAL_MS, type FlowEventReader } from '../datapath/flow_events.js';
 import type { FlowSource, HubbleServer } from '../hubble/observer.js';
 import { flowHash } from '../maglev/index.js';
 import { nodeAddresses } from './node.js';
@@ -436,7 +436,7 @@ export class Agent implements AgentView {
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, 'reading flow events failed');
       }
-    }, 100);
+    }, FLOW_READ_INTERVAL_MS);
     this.flowTimer.unref();
   }
 

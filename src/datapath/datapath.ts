@@ -7,6 +7,7 @@
  * it on shutdown. docs/datapath.md describes what the programs do.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -31,7 +32,7 @@ import {
 import { decode, sizeOf, type StructName } from './codec.js';
 import { ClockProbe, clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
 import { listConntrack, type ConntrackFilter, type ConntrackListing } from './conntrack_list.js';
-import { FlowEventReader, type FlowEvent } from './flow_events.js';
+import { eventRingBytes, FlowEventReader, type FlowEvent } from './flow_events.js';
 import { enums } from './layouts.generated.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
@@ -208,7 +209,7 @@ export class Datapath {
       ...replyRodata.rodata,
       ...events,
     };
-    const maxEntries = { ...replyRodata.maxEntries, xlb_sock_rnat: opts.conntrackSize };
+    const maxEntries = { ...replyRodata.maxEntries, xlb_sock_rnat: opts.conntrackSize, xlb_events: eventRingBytes(opts.eventsPerSecond ?? 0, os.cpus().length) };
     const hairpin = Buffer.alloc(4);
     hairpin.writeUInt32BE(ipToU32(opts.hairpinAddress ?? '169.254.42.1'));
     const objects: BpfObject[] = [];

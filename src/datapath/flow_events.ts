@@ -3,17 +3,37 @@
  * placed on its backend, a packet dropped and why, read from the xlb_events
  * ring buffer and decoded.
  */
-import { decode, dropReasonNames, enums } from './codec.js';
+import { decode, dropReasonNames, enums, sizeOf } from './codec.js';
 import { RingBufferReader, type BpfMap } from './bpf.js';
 
 const TYPES = enums.xlb_event_type;
+
+/** How often the agent reads the ring, ms. */
+export const FLOW_READ_INTERVAL_MS = 100;
+
+/**
+ * Bytes of the xlb_events ring for `eventsPerSecond` per CPU on `cpus`
+ * CPUs: what every CPU may send at the full rate in two of the agent's
+ * reads (each event 40 bytes and the ring's 8-byte header), as a power of
+ * two (the kernel's rule for BPF ring buffers) from 16 KiB to 64 MiB. No
+ * larger: a ring that stays in the CPU's caches costs a new flow less (an
+ * event written to a line that must first come from memory costs more than
+ * the rest of the event; bench/datapath/events.ts).
+ */
+export function eventRingBytes(eventsPerSecond: number, cpus: number): number {
+  const want = cpus * eventsPerSecond * ((2 * FLOW_READ_INTERVAL_MS) / 1000) * (sizeOf('xlb_flow_event') + 8);
+  let bytes = 16 * 1024;
+  while (bytes < want && bytes < 64 * 1024 * 1024) bytes *= 2;
+  return bytes;
+}
 const POINTS = enums.xlb_event_point;
 
 /** One event as the datapath sent it. */
 export interface FlowEvent {
   /** CLOCK_MONOTONIC, ns (bpf_ktime_get_ns). */
   monotonicNs: bigint;
-  type: 'new-flow' | 'drop';
+  /** A new flow placed, a packet dropped, or a flow the client closed (its first FIN or RST). */
+  type: 'new-flow' | 'drop' | 'flow-end';
   /** The drop reason's name (`no_backend`, ...), for drops. */
   dropReason?: string;
   protocol: 'TCP' | 'UDP';
@@ -23,7 +43,7 @@ export interface FlowEvent {
   tcpFlags: number;
   /** The service ID the packet was for; 0 when none is known. */
   serviceId: number;
-  /** The backend a new flow was placed on. */
+  /** The backend a new flow was placed on, or a closed flow's. */
   backend?: { ip: string; port: number };
   /** The node's source port towards a remote backend. */
   snatPort?: number;
@@ -46,7 +66,7 @@ export function decodeFlowEvent(record: Buffer): FlowEvent {
   const e = decode('xlb_flow_event', record);
   const out: FlowEvent = {
     monotonicNs: BigInt(e.ts_ns),
-    type: e.type === TYPES.XLB_EVENT_DROP ? 'drop' : 'new-flow',
+    type: e.type === TYPES.XLB_EVENT_DROP ? 'drop' : e.type === TYPES.XLB_EVENT_FLOW_END ? 'flow-end' : 'new-flow',
     protocol: e.proto === 17 ? 'UDP' : 'TCP',
     source: { ip: e.saddr, port: e.sport },
     destination: { ip: e.daddr, port: e.dport },
@@ -55,7 +75,7 @@ export function decodeFlowEvent(record: Buffer): FlowEvent {
     point: POINT_NAMES[e.point] ?? 'xdp',
   };
   if (e.type === TYPES.XLB_EVENT_DROP) out.dropReason = dropReasonNames[e.reason] ?? `reason_${e.reason}`;
-  if (e.type === TYPES.XLB_EVENT_NEW_FLOW) out.backend = { ip: e.backend_addr, port: e.backend_port };
+  if (e.type === TYPES.XLB_EVENT_NEW_FLOW || e.type === TYPES.XLB_EVENT_FLOW_END) out.backend = { ip: e.backend_addr, port: e.backend_port };
   if (e.snat_port) out.snatPort = e.snat_port;
   return out;
 }

@@ -270,6 +270,7 @@ export const enums = {
   xlb_event_type: {
     XLB_EVENT_NEW_FLOW: 1,
     XLB_EVENT_DROP: 2,
+    XLB_EVENT_FLOW_END: 3,
   },
   xlb_event_point: {
     XLB_POINT_XDP: 1,

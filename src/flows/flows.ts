@@ -31,6 +31,8 @@ export interface Flow {
   tcpFlags: string[];
   /** Where the datapath saw the packet (xdp, tc-egress, tc-pod, sock). */
   point: string;
+  /** The client closed the flow here (its first FIN or RST); `backend` is the flow's. Left out for a new flow or a drop. */
+  closed?: true;
 }
 
 const TCP_FLAG_NAMES: Array<[number, string]> = [
@@ -106,6 +108,7 @@ export function enrich(e: FlowEvent, ctx: EnrichContext): Flow {
     point: e.point,
   };
   if (e.dropReason) flow.dropReason = e.dropReason;
+  if (e.type === 'flow-end') flow.closed = true;
   const srcPod = ctx.pods.lookup(e.source.ip);
   if (srcPod) flow.source.pod = srcPod.pod;
   const service = e.serviceId ? ctx.serviceOf(e.serviceId) : undefined;
@@ -210,7 +213,7 @@ export function formatFlow(f: Flow): string {
   const src = f.source.ip === '0.0.0.0' ? `socket${f.source.pod ? ` (${f.source.pod})` : ''}` : `${f.source.ip}:${f.source.port}${f.source.pod ? ` (${f.source.pod})` : ''}`;
   const dst = `${f.destination.ip}:${f.destination.port}${f.destination.service ? ` (${f.destination.service})` : ''}`;
   const backend = f.backend ? ` to ${f.backend.ip}:${f.backend.port}${f.backend.pod ? ` (${f.backend.pod})` : ''}${f.snatPort ? ` via SNAT port ${f.snatPort}` : ''}` : '';
-  const what = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason ?? 'unknown'})` : 'FORWARDED';
+  const what = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason ?? 'unknown'})` : f.closed ? 'FORWARDED, closed' : 'FORWARDED';
   const flags = f.protocol === 'TCP' ? `TCP Flags: ${f.tcpFlags.join(', ') || 'none'}` : 'UDP';
   return `${time} [${f.node}]: ${src} -> ${dst}${backend} ${what} (${flags})`;
 }

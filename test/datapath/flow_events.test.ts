@@ -61,6 +61,28 @@ test('a new flow and a drop each send one event; an established packet sends non
   assert.equal(reader.poll(), 0, 'each event once');
 });
 
+test('the client’s first FIN or RST sends one flow-end event with the flow’s backend; later ones and the rest of the close send none', () => {
+  const { dp, reader, events } = load(100);
+  const pkt = (sport: number, flags: number) => tcpPacket({ ip: { src: '192.0.2.7', dst: VIP }, tcp: { sport, dport: WEB.port, flags } });
+  dp.ingress.testRun(syn(44001));
+  dp.ingress.testRun(pkt(44001, TCP_FLAG.ACK));
+  dp.ingress.testRun(pkt(44001, TCP_FLAG.FIN | TCP_FLAG.ACK));
+  dp.ingress.testRun(pkt(44001, TCP_FLAG.FIN | TCP_FLAG.ACK)); // a retransmitted FIN
+  dp.ingress.testRun(pkt(44001, TCP_FLAG.ACK)); // the last ACK
+  dp.ingress.testRun(syn(44002));
+  dp.ingress.testRun(pkt(44002, TCP_FLAG.RST));
+  reader.poll();
+  assert.deepEqual(
+    events.map((e) => [e.type, e.source.port, e.tcpFlags, e.backend?.ip]),
+    [
+      ['new-flow', 44001, TCP_FLAG.SYN, WEB.backend.addr],
+      ['flow-end', 44001, TCP_FLAG.FIN | TCP_FLAG.ACK, WEB.backend.addr],
+      ['new-flow', 44002, TCP_FLAG.SYN, WEB.backend.addr],
+      ['flow-end', 44002, TCP_FLAG.RST, WEB.backend.addr],
+    ],
+  );
+});
+
 test('above the rate per tick, events are counted as suppressed, not sent', () => {
   const { dp, reader, events } = load(3);
   for (let i = 0; i < 10; i++) dp.ingress.testRun(udpPacket({ ip: { src: '192.0.2.8', dst: VIP }, udp: { sport: 41000 + i, dport: 9 } }));

@@ -140,18 +140,23 @@ describe('traffic through xlb', () => {
 
   test('xlb observe shows the flows each node placed: to the web VIP, its service, the backend pod, FORWARDED', async () => {
     const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
-    type Observed = { verdict: string; node: string; source: { ip: string }; destination: { ip: string; port: number; service?: string }; backend?: { ip: string; pod?: string }; tcpFlags: string[] };
-    const flows: Observed[] = [];
+    type Observed = { verdict: string; node: string; source: { ip: string }; destination: { ip: string; port: number; service?: string }; backend?: { ip: string; pod?: string }; tcpFlags: string[]; closed?: true };
+    const all: Observed[] = [];
     for (const n of lab.nodes) {
       const out = await sh(process.execPath, [xlb, 'observe', '--api', n.api, '--last', '1000', '--to-ip', '192.0.2.10', '--port', '80', '-o', 'json']);
-      for (const line of out.split('\n').filter(Boolean)) flows.push(JSON.parse(line) as Observed);
+      for (const line of out.split('\n').filter(Boolean)) all.push(JSON.parse(line) as Observed);
     }
+    // Each curl opens a flow (its SYN) and closes it (its first FIN): one event each.
+    const flows = all.filter((f) => !f.closed);
+    const closes = all.filter((f) => f.closed);
+    assert.ok(closes.length >= 10, `${closes.length} closes observed`);
+    for (const c of closes) assert.ok(c.tcpFlags.includes('FIN') || c.tcpFlags.includes('RST'), `a close is a FIN or RST: ${c.tcpFlags}`);
     assert.ok(flows.length >= 10, `${flows.length} flows to 192.0.2.10:80 observed`);
     for (const f of flows) {
       assert.equal(f.verdict, 'FORWARDED');
       assert.equal(f.source.ip, '198.18.1.2', 'from the lab client');
       assert.match(f.destination.service ?? '', /^default\/web:/);
-      assert.deepEqual(f.tcpFlags, ['SYN'], 'new flows only: established packets make no event');
+      assert.deepEqual(f.tcpFlags, ['SYN'], 'a new flow’s event is its SYN: established packets make none');
       assert.ok(f.backend && svc('web').backends.some((b) => b.startsWith(`${f.backend!.ip}:`)), `backend ${f.backend?.ip} is one of web's`);
       assert.match(f.backend!.pod ?? '', /^default\//, 'the backend named by its pod');
     }

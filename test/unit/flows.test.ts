@@ -4,6 +4,7 @@
  * remembered a while), kept in a ring of the last N, filtered as Hubble's
  * filters do, and printed one line each.
  */
+import { eventRingBytes } from '../../src/datapath/flow_events.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { enrich, formatFlow, FlowBuffer, PodDirectory, POD_MEMORY_MS, type Flow } from '../../src/flows/flows.js';
@@ -61,6 +62,18 @@ test('an event becomes a flow with wall-clock time, verdict, service, pods and T
   const drop = enrich(event({ type: 'drop', dropReason: 'no_backend', backend: undefined, serviceId: 9, protocol: 'UDP', tcpFlags: 0 }), ctx);
   assert.deepEqual([drop.verdict, drop.dropReason, drop.destination.service, drop.backend, drop.tcpFlags], ['DROPPED', 'no_backend', undefined, undefined, []]);
   assert.match(formatFlow(drop), /-> 192\.0\.2\.10:80 DROPPED \(no_backend\) \(UDP\)$/);
+  const close = enrich(event({ type: 'flow-end', tcpFlags: 0x11 }), ctx);
+  assert.deepEqual([close.verdict, close.closed, close.backend?.pod, close.tcpFlags], ['FORWARDED', true, 'default/web-1', ['ACK', 'FIN']]);
+  assert.match(formatFlow(close), /to 198\.19\.2\.12:8080 \(default\/web-1\) FORWARDED, closed \(TCP Flags: ACK, FIN\)$/);
+  const sock = enrich(event({ point: 'sock', source: { ip: '0.0.0.0', port: 0 } }), ctx);
+  assert.match(formatFlow(sock), /\]: socket -> 192\.0\.2\.10:80/, 'a connect() has no source yet');
+});
+
+test('the events ring holds two reads of every CPU at the full rate, a power of two from 16 KiB', () => {
+  assert.equal(eventRingBytes(1000, 2), 32 * 1024, '2 CPUs × 1,000/s × 0.2 s × 48 B = 19,200 B');
+  assert.equal(eventRingBytes(0, 64), 16 * 1024);
+  assert.equal(eventRingBytes(1000, 64), 1024 * 1024, '614,400 B');
+  assert.equal(eventRingBytes(10_000_000, 512), 64 * 1024 * 1024, 'at most 64 MiB');
 });
 
 test('a pod that leaves the model keeps its name for a while, then loses it', () => {

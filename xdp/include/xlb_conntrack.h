@@ -103,16 +103,20 @@ static __always_inline bool xlb_ct_reopened(const struct xlb_ct_entry *ct, __u8 
 
 /* Record a packet from the client on established entry `ct`: `seen` at most
  * once a tick and the state when it changes, both as plain stores into
- * the map value (no map update on this path). */
-static __always_inline void xlb_ct_touch(struct xlb_ct_entry *ct, __u8 proto, __u8 tcp_flags, __u32 now)
+ * the map value (no map update on this path). True when this packet closed
+ * the flow (its first FIN or RST): once a flow, and never on a packet that
+ * leaves the state as it was. */
+static __always_inline bool xlb_ct_touch(struct xlb_ct_entry *ct, __u8 proto, __u8 tcp_flags, __u32 now)
 {
 	__u32 flags = ct->flags;
 	__u32 next = xlb_ct_next_flags(proto, flags, tcp_flags);
 
 	if (ct->seen != now)
 		ct->seen = now;
-	if (next != flags)
-		ct->flags = next;
+	if (next == flags)
+		return false;
+	ct->flags = next;
+	return (next & ~flags) & XLB_CT_F_CLOSING;
 }
 
 /* True when conntrack entry `ct`, found for a packet of service

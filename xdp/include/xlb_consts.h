@@ -60,8 +60,8 @@
 #define XLB_MAX_HEADER_LEN (14 + 4 + 60 + 20)
 
 /* Bytes of the flow events' ring buffer (a power of 2, a multiple of the
- * page size): 5,461 events of 40 bytes with their 8-byte headers between
- * two reads of the agent. */
+ * page size) as compiled; the agent's loader sizes it from the rate
+ * (src/datapath/flow_events.ts, eventRingBytes). */
 #define XLB_EVENTS_RING_BYTES (256 * 1024)
 
 #endif /* XLB_CONSTS_H */

@@ -56,7 +56,7 @@ static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8
 		return;
 	}
 	l->sent++;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = bpf_ktime_get_coarse_ns();
 	e->saddr = flow->saddr;
 	e->daddr = flow->daddr;
 	e->sport = flow->sport;
@@ -73,7 +73,7 @@ static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8
 	e->pad[0] = 0;
 	e->pad[1] = 0;
 	e->pad[2] = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* The same for the parsed packet `pkt`. */

@@ -272,6 +272,7 @@ enum xlb_drop_reason {
 enum xlb_event_type {
 	XLB_EVENT_NEW_FLOW = 1,        /* a new flow was placed on a backend */
 	XLB_EVENT_DROP = 2,            /* a packet was dropped (its reason: enum xlb_drop_reason) */
+	XLB_EVENT_FLOW_END = 3,        /* the client closed a flow (its first FIN or RST) */
 };
 
 /* Where the datapath saw the packet of an event (Hubble's observation point). */
