@@ -7,8 +7,9 @@
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
  * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
- * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=. Errors are JSON `{ error, message }` with a code
- * from errors.ts.
+ * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=,
+ * /v1/servicemap?namespace=&window=&last= (servicemap.ts). Errors are JSON
+ * `{ error, message }` with a code from errors.ts.
  */
 import Fastify, { type FastifyInstance } from 'fastify';
 import fs from 'node:fs';
@@ -16,8 +17,9 @@ import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
-import type { Flow as ObservedFlow, FlowQuery } from '../flows/flows.js';
+import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, parseServiceMapQuery, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
+import type { Flow as ObservedFlow, FlowQuery, PodRef } from '../flows/flows.js';
+import { serviceMap } from './servicemap.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 
 /** What the API reads from the agent. */
@@ -42,6 +44,10 @@ export interface AgentView {
   conntrack?(query: ConntrackQuery): ConntrackListing | undefined;
   /** The last flows, filtered (undefined: no datapath, or flow events off). */
   flowsView?(query: FlowQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
+  /** The node the agent runs on (the service map names whose flows it shows). */
+  node?: { name: string };
+  /** The pod at `ip` (`namespace/name`, and its node), from the EndpointSlices; undefined when none is known. */
+  podOf?(ip: string): PodRef | undefined;
 }
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
@@ -80,7 +86,7 @@ export function buildApi(agent: AgentView): FastifyInstance {
   // one given is a 400 naming it (probes and /metrics leave theirs alone).
   app.addHook('preHandler', async (req) => {
     const url = req.routeOptions.url ?? '';
-    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows') strictQuery(req.query, []);
+    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows' && url !== '/v1/servicemap') strictQuery(req.query, []);
   });
 
   app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
@@ -141,6 +147,12 @@ export function buildApi(agent: AgentView): FastifyInstance {
     const view = agent.flowsView?.(query);
     if (!view) throw new ApiError('no_flows', 404, 'this agent records no flows (no datapath, or flows.eventsPerSecond is 0)');
     return view;
+  });
+  // A 200 with flows.enabled false when the agent records no flows: the page draws the services all the same.
+  app.get('/v1/servicemap', async (req) => {
+    const query = parseServiceMapQuery(req.query);
+    const now = Date.now();
+    return serviceMap(agent.services(), { flows: agent.flowsView?.({}), podOf: agent.podOf?.bind(agent), node: agent.node?.name }, query, now);
   });
   return app;
 }
