@@ -8,7 +8,7 @@ import type { FlowQuery } from '../flows/flows.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath' | 'no_flows',
+    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath' | 'no_flows' | 'not_found',
     readonly status: number,
     message: string,
   ) {

@@ -1,5 +1,6 @@
 /**
- * GET /v1/servicemap through fastify.inject(), against an agent on in-memory maps serving the lab's
+ * GET /v1/servicemap and the files of the page at /ui, through
+ * fastify.inject(), against an agent on in-memory maps serving the lab's
  * services (no root needed). Flows come from a FlowBuffer the tests fill.
  */
 import { after, before, test } from 'node:test';
@@ -179,4 +180,30 @@ test('the query is parsed strictly: a bad namespace, window or last, an unknown 
   }
   const ok = await app.inject('/v1/servicemap?window=1h&last=0&namespace=default');
   assert.equal(ok.statusCode, 200, ok.body);
+});
+
+test('the page is served from the API: /ui redirects to /ui/, its files come with their types and a CSP, anything else is a 404', async () => {
+  const app = buildApi(agent);
+  const redirect = await app.inject('/ui');
+  assert.deepEqual([redirect.statusCode, redirect.headers.location], [302, '/ui/']);
+  const page = await app.inject('/ui/');
+  assert.equal(page.statusCode, 200);
+  assert.match(String(page.headers['content-type']), /^text\/html/);
+  assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'/);
+  assert.match(page.body, /<script src="cytoscape\.min\.js"><\/script>/);
+  for (const [file, type] of [
+    ['servicemap.js', /^text\/javascript/],
+    ['servicemap.css', /^text\/css/],
+    ['cytoscape.min.js', /^text\/javascript/],
+  ] as const) {
+    const res = await app.inject(`/ui/${file}`);
+    assert.equal(res.statusCode, 200, file);
+    assert.match(String(res.headers['content-type']), type, file);
+    assert.ok(res.body.length > 1000, `${file}: ${res.body.length} bytes`);
+  }
+  for (const url of ['/ui/package.json', '/ui/..%2F..%2Fpackage.json', '/ui/index.html', '/ui/a/b']) {
+    const res = await app.inject(url);
+    assert.equal(res.statusCode, 404, url);
+    assert.equal((res.json() as { error: string }).error, 'not_found', url);
+  }
 });
