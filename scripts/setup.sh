@@ -12,10 +12,11 @@ fi
 
 # Debian packages: toolchain and libbpf for the datapath, iproute2/ethtool/socat/curl for the lab,
 # bpftool for BTF, gobgpd and bird2 for BGP, dnsmasq-base for the lab's
-# cluster DNS with dig (bind9-dnsutils) and dnsperf to query it, and friends.
+# cluster DNS with dig (bind9-dnsutils) and dnsperf to query it, chromium for the
+# service map page's tests (driven by playwright-core, which brings no browser), and friends.
 PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool socat curl
           iputils-ping iputils-arping tcpdump iptables nftables wrk gobgpd golang-github-osrg-gobgp-dev bird2
-          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose)
+          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose chromium)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do

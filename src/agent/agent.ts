@@ -28,7 +28,7 @@ import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
 import { listenOptions, startApi, type AgentView } from '../api/server.js';
 import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
-import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery } from '../flows/flows.js';
+import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery, type PodRef } from '../flows/flows.js';
 import { FLOW_READ_INTERVAL_MS, type FlowEventReader } from '../datapath/flow_events.js';
 import type { FlowSource, HubbleServer } from '../hubble/observer.js';
 import { flowHash } from '../maglev/index.js';
@@ -421,17 +421,9 @@ export class Agent implements AgentView {
       this.log.warn({ err: (e as Error).message }, 'flow events unavailable: GET /v1/flows and xlb observe will show none');
       return;
     }
-    let podsOf: ClusterState | undefined;
-    let podsAt = 0;
     this.flowTimer = setInterval(() => {
       try {
-        // The pods' names follow the model, at most once a second.
-        const state = this.lastSnapshot?.state;
-        if (state && state !== podsOf && Date.now() - podsAt >= 1000) {
-          this.pods.update(state, Date.now());
-          podsOf = state;
-          podsAt = Date.now();
-        }
+        this.refreshPods();
         this.flowReader?.poll();
       } catch (e) {
         this.log.warn({ err: (e as Error).message }, 'reading flow events failed');
@@ -450,6 +442,25 @@ export class Agent implements AgentView {
       subscribe: (l) => this.flows.subscribe(l),
       poll: () => this.flowReader?.poll(),
     };
+  }
+
+  /** The pods' names follow the model, read again at most once a second. */
+  private refreshPods(): void {
+    const state = this.lastSnapshot?.state;
+    if (state && state !== this.podsOf && Date.now() - this.podsAt >= 1000) {
+      this.pods.update(state, Date.now());
+      this.podsOf = state;
+      this.podsAt = Date.now();
+    }
+  }
+  /** The snapshot the pods' names were last read from, and when (ms since the epoch). */
+  private podsOf?: ClusterState;
+  private podsAt = 0;
+
+  /** The pod at `ip` and its node, from the EndpointSlices (also with flow events off); undefined when none is known. */
+  podOf(ip: string): PodRef | undefined {
+    this.refreshPods();
+    return this.pods.lookup(ip);
   }
 
   /** The last flows matching `q` (undefined: no datapath, or events off). */

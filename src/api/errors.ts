@@ -8,7 +8,7 @@ import type { FlowQuery } from '../flows/flows.js';
 /** An error with a stable code and HTTP status. */
 export class ApiError extends Error {
   constructor(
-    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath' | 'no_flows',
+    readonly code: 'bad_flow' | 'bad_query' | 'service_not_found' | 'no_table' | 'bgp_disabled' | 'l2_disabled' | 'kubernetes_disabled' | 'no_datapath' | 'no_flows' | 'not_found',
     readonly status: number,
     message: string,
   ) {
@@ -187,6 +187,51 @@ export function parseFlowsQuery(query: unknown, nowMs: number): FlowQuery {
     const n = DECIMAL.test(q.port) ? Number(q.port) : NaN;
     if (!(n >= 1 && n <= 65535)) throw bad('port', 'a decimal number 1..65535', q.port);
     out.port = n;
+  }
+  return out;
+}
+
+/** The query of GET /v1/servicemap, parsed (see {@link parseServiceMapQuery}). */
+export interface ServiceMapQuery {
+  /** Only the services of this namespace (and the flows to them). */
+  namespace?: string;
+  /** The recent window that edge counts and rates cover, ms. */
+  windowMs: number;
+  /** How many of the newest flows to list (0: none). */
+  last: number;
+}
+
+/** The window of GET /v1/servicemap without `window`, ms, and the longest one. */
+export const SERVICE_MAP_WINDOW_DEFAULT_MS = 10_000;
+export const SERVICE_MAP_WINDOW_MAX_MS = 3_600_000;
+/** Flows GET /v1/servicemap lists without `last`, and the most it lists. */
+export const SERVICE_MAP_LAST_DEFAULT = 50;
+export const SERVICE_MAP_LAST_MAX = 1000;
+
+/**
+ * The query of GET /v1/servicemap: `namespace` (a Kubernetes namespace
+ * name), `window` (a duration: `10s`, `5m`; 1 s to 1 h, default 10 s),
+ * `last` (0..1000 flows to list, default 50), each at most once.
+ * @throws ApiError bad_query naming the parameter
+ */
+export function parseServiceMapQuery(query: unknown): ServiceMapQuery {
+  const q = strictQuery(query, ['namespace', 'window', 'last'] as const);
+  const bad = (name: string, what: string, got: string) => new ApiError('bad_query', 400, `query parameter ${name}: expected ${what} (got ${JSON.stringify(got)})`);
+  const out: ServiceMapQuery = { windowMs: SERVICE_MAP_WINDOW_DEFAULT_MS, last: SERVICE_MAP_LAST_DEFAULT };
+  if (q.namespace !== undefined) {
+    if (q.namespace.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(q.namespace)) throw bad('namespace', 'a namespace name (lower-case letters, digits and -, at most 63)', q.namespace);
+    out.namespace = q.namespace;
+  }
+  if (q.window !== undefined) {
+    const d = /^([0-9]{1,4})(s|m|h)$/.exec(q.window);
+    const ms = d ? Number(d[1]) * { s: 1000, m: 60_000, h: 3_600_000 }[d[2] as 's' | 'm' | 'h'] : NaN;
+    if (!(ms >= 1000 && ms <= SERVICE_MAP_WINDOW_MAX_MS)) throw bad('window', 'a duration from 1s to 1h such as 10s, 5m', q.window);
+    out.windowMs = ms;
+  }
+  if (q.last !== undefined) {
+    const n = /^[0-9]{1,4}$/.test(q.last) ? Number(q.last) : NaN;
+    if (!(n >= 0 && n <= SERVICE_MAP_LAST_MAX)) throw bad('last', `a decimal number 0..${SERVICE_MAP_LAST_MAX}`, q.last);
+    out.last = n;
   }
   return out;
 }

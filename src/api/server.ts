@@ -7,17 +7,26 @@
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
  * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
- * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=&node=. Errors are JSON `{ error, message }` with a code
- * from errors.ts.
+ * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=&node=,
+ * /v1/servicemap?namespace=&window=&last= (servicemap.ts). Errors are JSON
+ * `{ error, message }` with a code from errors.ts.
+ *
+ * It also serves the service map page, GET /ui/ (its files in src/ui/ and
+ * cytoscape's from node_modules: no other host is reached), which polls
+ * /v1/servicemap.
  */
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
 import type { MapFill } from '../datapath/lbmaps.js';
-import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
-import type { Flow as ObservedFlow, FlowQuery } from '../flows/flows.js';
+import { ApiError, parseConntrackQuery, parseFlow, parseFlowsQuery, parseServiceMapQuery, strictQuery, type ConntrackQuery, type Flow } from './errors.js';
+import type { Flow as ObservedFlow, FlowQuery, PodRef } from '../flows/flows.js';
+import { serviceMap } from './servicemap.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 
 /** What the API reads from the agent. */
@@ -42,7 +51,28 @@ export interface AgentView {
   conntrack?(query: ConntrackQuery): ConntrackListing | undefined;
   /** The last flows, filtered (undefined: no datapath, or flow events off). */
   flowsView?(query: FlowQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
+  /** The node the agent runs on (the service map names whose flows it shows). */
+  node?: { name: string };
+  /** The pod at `ip` (`namespace/name`, and its node), from the EndpointSlices; undefined when none is known. */
+  podOf?(ip: string): PodRef | undefined;
 }
+
+/**
+ * The files of the service map page: GET /ui/<name> → [path on disk, content type].
+ * cytoscape's browser build comes from its npm package (a runtime dependency).
+ */
+const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../ui');
+const UI_FILES: Record<string, [file: () => string, type: string]> = {
+  '': [() => path.join(UI_DIR, 'index.html'), 'text/html; charset=utf-8'],
+  'servicemap.js': [() => path.join(UI_DIR, 'servicemap.js'), 'text/javascript; charset=utf-8'],
+  'servicemap.css': [() => path.join(UI_DIR, 'servicemap.css'), 'text/css; charset=utf-8'],
+  'cytoscape.min.js': [() => createRequire(import.meta.url).resolve('cytoscape/dist/cytoscape.min.js'), 'text/javascript; charset=utf-8'],
+};
+/**
+ * The page loads only its own files and calls only this API; inline styles
+ * are allowed because cytoscape sizes its canvases with them.
+ */
+const UI_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** `HOST:PORT` or `unix:/path` as fastify listen options. */
 export function listenOptions(listen: string): { host: string; port: number } | { path: string } {
@@ -80,7 +110,7 @@ export function buildApi(agent: AgentView): FastifyInstance {
   // one given is a 400 naming it (probes and /metrics leave theirs alone).
   app.addHook('preHandler', async (req) => {
     const url = req.routeOptions.url ?? '';
-    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows') strictQuery(req.query, []);
+    if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows' && url !== '/v1/servicemap') strictQuery(req.query, []);
   });
 
   app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
@@ -142,6 +172,28 @@ export function buildApi(agent: AgentView): FastifyInstance {
     if (!view) throw new ApiError('no_flows', 404, 'this agent records no flows (no datapath, or flows.eventsPerSecond is 0)');
     return view;
   });
+  // A 200 with flows.enabled false when the agent records no flows: the page draws the services all the same.
+  app.get('/v1/servicemap', async (req) => {
+    const query = parseServiceMapQuery(req.query);
+    const now = Date.now();
+    return serviceMap(agent.services(), { flows: agent.flowsView?.({}), podOf: agent.podOf?.bind(agent), node: agent.node?.name }, query, now);
+  });
+  // The page's relative links (servicemap.js, ../v1/servicemap) need the trailing slash.
+  app.get('/ui', async (_req, reply) => reply.redirect('/ui/', 302));
+  const uiCache = new Map<string, Buffer>();
+  const uiFile = (name: string) => async (_req: unknown, reply: FastifyReply) => {
+    const entry = Object.hasOwn(UI_FILES, name) ? UI_FILES[name] : undefined;
+    if (!entry) throw new ApiError('not_found', 404, `no file ${JSON.stringify(name)} in the service map page (known: ${Object.keys(UI_FILES).filter(Boolean).join(', ')})`);
+    let body = uiCache.get(name);
+    if (!body) {
+      body = fs.readFileSync(entry[0]());
+      uiCache.set(name, body);
+    }
+    reply.header('content-type', entry[1]).header('content-security-policy', UI_CSP).header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache');
+    return reply.send(body);
+  };
+  app.get('/ui/', uiFile(''));
+  app.get<{ Params: { file: string } }>('/ui/:file', async (req, reply) => uiFile(req.params.file)(req, reply));
   return app;
 }
 

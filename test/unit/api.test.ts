@@ -193,8 +193,8 @@ test('no query a client sends gets a 500 (seeded fuzz)', async () => {
   console.log(`api fuzz: XLB_FUZZ_SEED=${seed}`);
   const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
   const pick = <T,>(a: T[]) => a[Math.floor(rand() * a.length)];
-  const pieces = ['flow', 'port', 'src', 'dst', 'backend', 'service', 'limit', 'protocol', 'last', 'since', 'verdict', 'from-ip', '30s', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
-  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow', '/v1/conntrack', '/v1/flows'];
+  const pieces = ['flow', 'port', 'src', 'dst', 'backend', 'service', 'limit', 'protocol', 'last', 'since', 'verdict', 'from-ip', 'namespace', 'window', '30s', '=', '&', ',', ':', '198.18.1.2', '192.0.2.10', '80', '1e3', '0x50', '%20', '%00', '%ff', 'tcp', 'udp', '[]', '[0]', '%5B%5D', 'a', '..', '/', '-', '+', '99999', ''];
+  const routes = ['/v1/services/default/web/flow', '/v1/services/default/web', '/v1/services', '/v1/datapath', '/v1/issues', '/v1/bgp', '/v1/services/default/nope/flow', '/v1/conntrack', '/v1/flows', '/v1/servicemap', '/ui/'];
   for (let i = 0; i < 400; i++) {
     const q = Array.from({ length: 1 + Math.floor(rand() * 8) }, () => pick(pieces)).join('');
     const url = `${pick(routes)}?${q}`;
