@@ -166,7 +166,7 @@
       cell(tr, f.destination.ip + ':' + f.destination.port + '/' + f.protocol);
       cell(tr, f.destination.service || '');
       cell(tr, f.backend ? endpoint(f.backend.ip, f.backend.port, f.backend.pod) : '', f.backend && f.backend.node ? 'on ' + f.backend.node : '');
-      cell(tr, f.verdict);
+      cell(tr, f.closed ? `${f.verdict}, closed` : f.verdict);
       cell(tr, f.dropReason || '');
       tbody.appendChild(tr);
     });
