@@ -5,7 +5,7 @@
  * namespaces.
  *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
- * /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
+ * /v1/node, /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
  * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
  * /v1/flows?last=&since=&from-ip=&to-ip=&from-pod=&to-service=&verdict=&protocol=&port=&node=,
  * /v1/servicemap?namespace=&window=&last= (servicemap.ts). Errors are JSON
@@ -52,7 +52,7 @@ export interface AgentView {
   /** The last flows, filtered (undefined: no datapath, or flow events off). */
   flowsView?(query: FlowQuery): { flows: ObservedFlow[]; suppressed: string; capacity: number } | undefined;
   /** The node the agent runs on (the service map names whose flows it shows). */
-  node?: { name: string };
+  node?: { name: string; addresses?: string[] };
   /** The pod at `ip` (`namespace/name`, and its node), from the EndpointSlices; undefined when none is known. */
   podOf?(ip: string): PodRef | undefined;
 }
@@ -140,6 +140,7 @@ export function buildApi(agent: AgentView): FastifyInstance {
       return { service: port.key, flow, ...p };
     },
   );
+  app.get('/v1/node', async () => ({ name: agent.node?.name ?? '', addresses: agent.node?.addresses ?? [] }));
   app.get('/v1/datapath', async () => agent.datapath());
   app.get('/v1/bgp', async () => {
     const st = agent.bgp?.();

@@ -46,6 +46,15 @@ export function parseNamespacedName(text: string): string {
 }
 
 /**
+ * `xlb status -o`: text, json or yaml.
+ * @throws InvalidArgumentError otherwise
+ */
+export function parseStatusOutput(text: string): 'text' | 'json' | 'yaml' {
+  if (text === 'text' || text === 'json' || text === 'yaml') return text;
+  throw new InvalidArgumentError('expected text, json or yaml');
+}
+
+/**
  * A Kubernetes node name (a DNS-1123 subdomain: lower-case letters, digits,
  * '-' and '.', at most 253 characters).
  * @throws InvalidArgumentError otherwise

@@ -3,11 +3,12 @@
  * agent (status, services, maglev), the lab and the demo. Views print a
  * readable table by default and JSON with `--json`.
  */
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import fs from 'node:fs';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
-import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseNodeName, parseOutput, parseProtocol, parseVerdict } from './args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseNodeName, parseOutput, parseStatusOutput, parseProtocol, parseVerdict } from './args.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 import { formatFlow, type Flow } from '../flows/flows.js';
 import type { BgpStatus } from '../bgp/announcer.js';
@@ -15,7 +16,11 @@ import type { L2Status } from '../l2/announcer.js';
 import type { ServiceView } from '../services/controller.js';
 
 const program = new Command();
-program.name('xlb').description('eBPF load balancer and kube-proxy replacement').showHelpAfterError();
+program
+  .name('xlb')
+  .description('eBPF load balancer and kube-proxy replacement')
+  .version(`xlb ${(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}`, '-V, --version')
+  .showHelpAfterError();
 
 const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi()).argParser(parseApiAddress);
 
@@ -106,22 +111,47 @@ program
 
 program
   .command('status')
-  .description('agent health, readiness and datapath summary; exits 1 when the agent is not ready')
+  .description('each agent as cilium status shows it: readiness, programs, services, BGP sessions, layer 2 owners, LB IPAM; exits 1 when anything is not ready')
   .addOption(apiOption())
-  .option('--json', 'print JSON')
-  .action(async (opts: { api: string; json?: boolean }) => {
-    const ready = await apiGet(opts.api, '/readyz', { allowError: true });
-    const dp = (await apiGet(opts.api, '/v1/datapath')) as { attachments: Array<Record<string, unknown>>; maps: Array<Record<string, unknown>>; drops: Record<string, string> };
-    const svcs = (await apiGet(opts.api, '/v1/services')) as { services: unknown[] };
-    const out = { ready: (ready as { status?: string }).status === 'ready', services: svcs.services.length, ...dp };
+  .option('--lab [state-dir]', "every agent of a lab (its state directory, default /run/xlb-lab) instead of one --api")
+  .option('--wait', 'wait until everything is ready (or --wait-duration passes)')
+  .option('--wait-duration <seconds>', 'how long --wait waits', integerIn(1, 3600), 300)
+  .option('-o, --output <text|json|yaml>', 'a table, or JSON or YAML', parseStatusOutput, 'text')
+  .option('--json', 'the same as -o json')
+  .action(async (opts: { api: string; lab?: string | true; wait?: boolean; waitDuration: number; output: 'text' | 'json' | 'yaml'; json?: boolean }) => {
+    const { agentStatus, notReady, statusRow, waitReady } = await import('./status.js');
+    const read = async () => {
+      if (opts.lab === undefined) return [await agentStatus(opts.api)];
+      const { labStatus } = await import('../lab/index.js');
+      const lab = await labStatus(opts.lab === true ? '/run/xlb-lab' : opts.lab);
+      return Promise.all(lab.nodes.map((n) => agentStatus(n.api, n.name)));
+    };
+    const all = opts.wait ? await waitReady(read, opts.waitDuration * 1000) : await read();
+    const problems = all.flatMap(notReady);
     // As `cilium status`: scripts and probes can wait on it.
-    if (!out.ready) process.exitCode = 1;
-    if (opts.json) return console.log(JSON.stringify(out, null, 2));
-    console.log(`ready: ${out.ready}   service ports: ${out.services}`);
-    printTable(dp.attachments, ['interface', 'hook', 'program', 'mode', 'programId']);
-    printTable(dp.maps, ['name', 'entries', 'maxEntries']);
-    const drops = Object.entries(dp.drops).filter(([, n]) => n !== '0');
-    console.log(drops.length ? `drops: ${drops.map(([r, n]) => `${r}=${n}`).join(' ')}` : 'drops: none');
+    if (problems.length) process.exitCode = 1;
+    const output = opts.json ? 'json' : opts.output;
+    const doc = all.length === 1 && opts.lab === undefined ? { ...all[0], ok: !problems.length, problems } : { ok: !problems.length, problems, agents: all };
+    if (output === 'json') return console.log(JSON.stringify(doc, null, 2));
+    if (output === 'yaml') return console.log((await import('yaml')).stringify(doc).trimEnd());
+    printTable(all.map(statusRow), ['node', 'ready', 'programs', 'services', 'bgp', 'l2', 'ipam']);
+    for (const s of all) {
+      const drops = Object.entries(s.drops);
+      if (drops.length) console.log(`${s.node} drops: ${drops.map(([r, n]) => `${r}=${n}`).join(' ')}`);
+    }
+    console.log(problems.length ? `not ready:\n  ${problems.join('\n  ')}` : 'all ready');
+  });
+
+program
+  .command('completion')
+  .description('a bash completion script for xlb: source <(xlb completion bash)')
+  .argument('<shell>', 'bash', (v: string) => {
+    if (v !== 'bash') throw new InvalidArgumentError('only bash is supported');
+    return v;
+  })
+  .action(async () => {
+    const { bashCompletion } = await import('./completion.js');
+    console.log(bashCompletion(program));
   });
 
 program

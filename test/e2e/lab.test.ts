@@ -300,6 +300,24 @@ endpoints: [{addresses: [${podIp('n1p1')}], conditions: {ready: true}, nodeName:
     assert.match(out, /^n2p1 /);
   });
 
+  test('xlb status --lab shows every agent ready, with its programs, services and BGP session; yaml too', async () => {
+    const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
+    const doc = JSON.parse(await sh(process.execPath, [xlb, 'status', '--lab', stateDir, '--wait', '--wait-duration', '30', '-o', 'json'])) as {
+      ok: boolean;
+      problems: string[];
+      agents: Array<{ node: string; ready: boolean; programs: string[]; services: number; bgp?: { established: number; peers: number } }>;
+    };
+    assert.deepEqual([doc.ok, doc.problems], [true, []]);
+    assert.deepEqual(doc.agents.map((a) => a.node).sort(), lab.nodes.map((n) => n.name).sort());
+    for (const a of doc.agents) {
+      assert.equal(a.ready, true);
+      assert.ok(a.programs.some((p) => p.startsWith('xdp')), `${a.node}: XDP attached (${a.programs.join(' ')})`);
+      assert.ok(a.services >= 5, `${a.node}: ${a.services} service ports`);
+      assert.deepEqual(a.bgp && [a.bgp.established, a.bgp.peers], [1, 1], `${a.node}: its BGP session is Established`);
+    }
+    assert.match(await sh(process.execPath, [xlb, 'status', '--lab', stateDir, '-o', 'yaml']), /^ok: true$/m);
+  });
+
   test('metrics count the packets of each service', async () => {
     const text = (await apiGet(lab.nodes[0].api, '/metrics')) as string;
     const line = text.split('\n').find((l) => l.startsWith('xlb_service_packets_total{') && l.includes('name="web"'));
