@@ -72,7 +72,9 @@ export async function agentStatus(api: string, node = '', get: Get = apiGet): Pr
     if (l2.vips) out.l2 = { owned: l2.vips.filter((v) => v.local).map((v) => v.vip), vips: l2.vips.length, unowned: l2.vips.filter((v) => !v.owner).map((v) => v.vip) };
     const k8s = (await get(api, '/v1/kubernetes', { allowError: true })) as { ipam?: { leader?: string; pools?: Array<{ pool: string; size: number; used: number }> } };
     if (k8s.ipam?.pools) out.ipam = { leader: k8s.ipam.leader, pools: k8s.ipam.pools };
+    if (!out.node) out.node = api;
   } catch (e) {
+    if (!out.node) out.node = api;
     if (!out.reachable) out.error = (e as Error).message;
     else out.error = `partly read: ${(e as Error).message}`;
   }

@@ -86,11 +86,11 @@ test('xlb status exits 1 while the agent is not ready, 0 once it is', async () =
   try {
     const notReady = await run();
     assert.equal(notReady.code, 1, notReady.stdout);
-    assert.match(notReady.stdout, /ready: false/);
+    assert.match(notReady.stdout, /not ready \(first sync not programmed\)/);
     ready = true;
     const ok = await run();
     assert.equal(ok.code, 0, ok.stdout);
-    assert.match(ok.stdout, /ready: true/);
+    assert.match(ok.stdout, /^all ready$/m);
   } finally {
     server.close();
   }
