@@ -36,10 +36,28 @@ export interface AgentMetrics {
   observeSync(seconds: number, ok: boolean): void;
 }
 
+/**
+ * prom-client's default gauges that end in `_total`, which the exposition
+ * format keeps for counters (`promtool check metrics` rejects them); each is
+ * the sum over the `type` label of the gauge of the same name without it.
+ */
+const DEFAULT_GAUGES_NAMED_TOTAL = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+/**
+ * The process and runtime metrics under the names every Prometheus client
+ * library and Node.js dashboard uses (`process_cpu_seconds_total`,
+ * `process_resident_memory_bytes`, `nodejs_eventloop_lag_seconds`, ...),
+ * without the gauges {@link DEFAULT_GAUGES_NAMED_TOTAL}.
+ */
+function registerProcessMetrics(registry: Registry): void {
+  collectDefaultMetrics({ register: registry });
+  for (const name of DEFAULT_GAUGES_NAMED_TOTAL) registry.removeSingleMetric(name);
+}
+
 /** Create the registry and metrics. @param source read at each scrape */
 export function createMetrics(source: MetricsSource): AgentMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'xlb_process_' });
+  registerProcessMetrics(registry);
 
   const syncDuration = new Histogram({
     name: 'xlb_sync_duration_seconds',
