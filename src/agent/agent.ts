@@ -160,6 +160,11 @@ export class Agent implements AgentView {
       floodStateless: () => this.dp?.floodStateless(),
       nextHopChanges: () => this.nextHops?.changes,
       flowEvents: () => (this.flowReader ? { read: this.flowsRead, suppressed: this.flowReader.suppressed() } : undefined),
+      ready: () => this.ready(),
+      conntrack: dp ? () => dp.conntrackCounts() : undefined,
+      sizes: { conntrackEntries: config.datapath.conntrackSize, snatPortsPerBackend: config.datapath.snatPorts.max - config.datapath.snatPorts.min + 1 },
+      informers: config.source.kubernetes ? () => this.kubeSource?.stats().informers : undefined,
+      ipam: config.ipam ? () => (this.ipam ? { leader: this.ipamElector?.isLeader() ?? false, stats: this.ipam.stats() } : undefined) : undefined,
     });
     this.registry = this.metrics.registry;
   }
@@ -405,7 +410,9 @@ export class Agent implements AgentView {
     try {
       this.flowReader = dp.flowEvents((e) => {
         this.flowsRead++;
-        this.flows.add(enrich(e, ctx));
+        const flow = enrich(e, ctx);
+        this.flows.add(flow);
+        this.metrics.observeFlow(flow);
       });
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'flow events unavailable: GET /v1/flows and xlb observe will show none');

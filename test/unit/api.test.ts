@@ -208,6 +208,9 @@ test('/metrics exposes the agent metrics in the Prometheus format', async () => 
   assert.match(res.body, /# HELP xlb_sync_duration_seconds /);
   assert.match(res.body, /^xlb_services 7$/m);
   assert.match(res.body, /^xlb_backends\{state="ready"\} 24$/m);
+  assert.match(res.body, /^xlb_agent_ready 1$/m, 'ready, as /readyz says');
+  assert.match(res.body, /^xlb_build_info\{version="[^"]+",revision="[^"]+",nodejs_version="[^"]+"\} 1$/m);
+  assert.doesNotMatch(res.body, /xlb_conntrack_entries|xlb_kubernetes_informer|xlb_ipam_/, 'no conntrack without a datapath, no informers or IPAM with the file source');
 });
 
 test('the API is read-only: writes are 404s', async () => {
