@@ -26,7 +26,7 @@ import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
-import { listenOptions, startApi, type AgentView } from '../api/server.js';
+import { listenOptions, startApi, startMetrics, type AgentView } from '../api/server.js';
 import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
 import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery } from '../flows/flows.js';
 import type { FlowEventReader } from '../datapath/flow_events.js';
@@ -43,19 +43,20 @@ import { HealthCheckServer, healthCheckServices } from '../services/healthcheck.
 import { ensureCgroup2Root } from '../util/cgroup.js';
 
 /**
- * Whether the API can listen on `listen` (HOST:PORT, or unix:PATH whose
+ * Whether a listener can listen on `listen` (HOST:PORT, or unix:PATH whose
  * directory exists): checked before anything is attached.
- * @throws Error naming api.listen and why
+ * @param field the configuration key (`api.listen`, `metrics.listen`), named in the error
+ * @throws Error naming `field` and why
  */
-async function checkListen(listen: string): Promise<void> {
-  const o = listenOptions(listen);
+async function checkListen(listen: string, field: string): Promise<void> {
+  const o = listenOptions(listen, field);
   if ('path' in o) {
-    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`api.listen ${listen}: directory ${path.dirname(o.path)} does not exist`);
+    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`${field} ${listen}: directory ${path.dirname(o.path)} does not exist`);
     return;
   }
   await new Promise<void>((resolve, reject) => {
     const srv = net.createServer();
-    srv.once('error', (e) => reject(new Error(`api.listen ${listen}: ${(e as Error).message}`)));
+    srv.once('error', (e) => reject(new Error(`${field} ${listen}: ${(e as Error).message}`)));
     srv.listen({ host: o.host, port: o.port, exclusive: true }, () => srv.close(() => resolve()));
   });
 }
@@ -95,6 +96,8 @@ export class Agent implements AgentView {
   private readonly controller: ServiceController;
   private source?: Source;
   private api?: FastifyInstance;
+  /** The metrics listener (`metrics.listen`), when configured. */
+  private metricsApi?: FastifyInstance;
   private isReady = false;
   private stopping = false;
   private pending?: { state: ClusterState; issues: InputIssue[] };
@@ -192,7 +195,8 @@ export class Agent implements AgentView {
     // that fails must leave the node as it was (serving with what an earlier
     // agent left, if any).
     const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
-    await checkListen(config.api.listen);
+    await checkListen(config.api.listen, 'api.listen');
+    if (config.metrics.listen) await checkListen(config.metrics.listen, 'metrics.listen');
     let dp: Datapath | undefined;
     if (!opts.lbmaps) {
       // The socket hooks serve every process below the cgroup v2 root (Cilium's cgroup-root).
@@ -232,6 +236,10 @@ export class Agent implements AgentView {
       agent.watchInterfaces();
       agent.api = await startApi(agent, config.api.listen);
       log.info({ listen: config.api.listen }, 'api listening');
+      if (config.metrics.listen) {
+        agent.metricsApi = await startMetrics(agent, config.metrics.listen);
+        log.info({ listen: config.metrics.listen }, 'metrics listening');
+      }
       if (config.bgp) {
         const { BgpAnnouncer } = await import('../bgp/announcer.js');
         agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
@@ -681,6 +689,7 @@ export class Agent implements AgentView {
     this.ipam?.stop();
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
+    await this.metricsApi?.close().catch(() => undefined);
     // The next hops stay resolved for the programs that keep forwarding.
     await this.neighbors?.stop({ keepEntries: !uninstall });
     this.dp?.stop({ uninstall });

@@ -54,6 +54,8 @@ import { birdConfig, birdEstablished, birdRoutes, LAB_NODE_ASN, LAB_ROUTER_ASN }
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const XDP_PASS_OBJ = path.join(repo, 'xdp/build/xlb_xdp_pass.bpf.o');
+/** The port of the lab agents' metrics listeners (deploy/20-configmap.yaml's). */
+export const LAB_METRICS_PORT = 9877;
 /** Pin directories of lab agents: /sys/fs/bpf/xlb/lab-<suffix>-<node>. */
 
 /** One node of the lab. */
@@ -65,6 +67,8 @@ export interface LabNode {
   agentPid: number | null;
   /** The agent's API: unix:<stateDir>/<node>.sock */
   api: string;
+  /** The agent's metrics listener (metrics.listen), as Prometheus would scrape it: <node IP>:9877. */
+  metrics: string;
   podCidr: string;
   /** The node's cgroup v2 subtree (its agent's socketLB.cgroupRoot): <lab cgroup>/<node>. */
   cgroup: string;
@@ -341,7 +345,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0');
       const mac = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
       const cgroup = path.join(st.cgroup, name);
-      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
+      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, metrics: `${ip}:${LAB_METRICS_PORT}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
       st.nodes.push(node);
       addCgroup(node.cgroup);
       addCgroup(node.hostCgroup);
@@ -407,6 +411,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           interfaces: ['eth0'],
           source: { file: { path: st.manifests } },
           api: { listen: n.api },
+          // As the DaemonSet's configuration does: Prometheus scrapes the node's address.
+          metrics: { listen: n.metrics },
           log: { level: 'info' },
           ...(announce === 'bgp'
             ? {
