@@ -323,14 +323,15 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
  * `xlb_flow_drops_total{namespace,name,port,reason}`. Events are rate
  * limited (flows.eventsPerSecond a CPU; `xlb_flow_events_suppressed_total`
  * counts those not sent), so these are a sample under load; the datapath's
- * own `xlb_drops_total{reason}` counts every drop. A drop before a service
- * is known (a truncated or bad-checksum packet) has empty service labels.
+ * own `xlb_drops_total{reason}` counts every drop. An event whose service
+ * is not known (a packet dropped before its service was found: truncated,
+ * bad checksum) is not counted here, so every series names a service.
  * Series of a service port no longer programmed are dropped at the next
  * scrape, so the label sets stay those of the programmed services.
  * @returns `observe`, to call for each event
  */
 function registerFlowMetrics(registry: Registry, source: MetricsSource): { observe: AgentMetrics['observeFlow'] } {
-  // Counts by service port key (namespace/name:port, '' for none) and verdict or reason.
+  // Counts by service port key (namespace/name:port), then verdict or reason.
   const byVerdict = new Map<string, Map<string, number>>();
   const byReason = new Map<string, Map<string, number>>();
   const bump = (m: Map<string, Map<string, number>>, key: string, what: string) => {
@@ -338,13 +339,12 @@ function registerFlowMetrics(registry: Registry, source: MetricsSource): { obser
     if (!inner) m.set(key, (inner = new Map()));
     inner.set(what, (inner.get(what) ?? 0) + 1);
   };
-  const NONE = { namespace: '', name: '', port: '' };
   const collectFrom = (m: Map<string, Map<string, number>>, label: 'verdict' | 'reason') =>
     function (this: Counter<'namespace' | 'name' | 'port' | 'verdict' | 'reason'>) {
       this.reset();
       const labelsOf = new Map(source.services().map((s) => [s.key, { namespace: s.namespace, name: s.name, port: portLabel(s) }]));
       for (const [key, counts] of m) {
-        const labels = key === '' ? NONE : labelsOf.get(key);
+        const labels = labelsOf.get(key);
         if (!labels) {
           m.delete(key);
           continue;
@@ -361,14 +361,15 @@ function registerFlowMetrics(registry: Registry, source: MetricsSource): { obser
   });
   new Counter({
     name: 'xlb_flow_drops_total',
-    help: 'Dropped packets per service port and reason, from flow events (sampled as xlb_flows_total is; xlb_drops_total counts every drop, by reason only). Empty service labels: dropped before a service was known.',
+    help: 'Dropped packets per service port and reason, from flow events (sampled as xlb_flows_total is). xlb_drops_total counts every drop, by reason only, those before a service was known included.',
     labelNames: ['namespace', 'name', 'port', 'reason'],
     registers: [registry],
     collect: collectFrom(byReason, 'reason'),
   });
   return {
     observe(flow) {
-      const key = flow.destination.service ?? '';
+      const key = flow.destination.service;
+      if (key === undefined) return;
       bump(byVerdict, key, flow.verdict);
       if (flow.verdict === 'DROPPED') bump(byReason, key, flow.dropReason ?? 'unknown');
     },
