@@ -48,7 +48,8 @@ export interface AgentView {
 }
 
 /**
- * `HOST:PORT` or `unix:/path` as fastify listen options.
+ * `HOST:PORT`, `[IPv6]:PORT` or `unix:/path` as fastify listen options
+ * (an IPv6 host without its brackets, as the socket API takes it).
  * @param field the configuration key it came from, named in the error
  * @throws Error naming `field` when `listen` is neither
  */
@@ -57,7 +58,8 @@ export function listenOptions(listen: string, field = 'api.listen'): { host: str
   const i = listen.lastIndexOf(':');
   const port = Number(listen.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${field}: expected HOST:PORT or unix:/path (got ${JSON.stringify(listen)})`);
-  return { host: listen.slice(0, i), port };
+  const host = listen.slice(0, i);
+  return { host: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port };
 }
 
 function serviceSummary(s: ServiceView) {

@@ -286,6 +286,7 @@ test('a missing interface is a start-up error naming it', async () => {
 test('api.listen must be HOST:PORT or unix:/path', () => {
   assert.deepEqual(listenOptions('127.0.0.1:9876'), { host: '127.0.0.1', port: 9876 });
   assert.deepEqual(listenOptions('unix:/run/x.sock'), { path: '/run/x.sock' });
+  assert.deepEqual(listenOptions('[::]:9877'), { host: '::', port: 9877 }, 'an IPv6 host without brackets, as listen() takes it');
   assert.throws(() => listenOptions('localhost'), /api\.listen/);
   assert.throws(() => listenOptions('localhost', 'metrics.listen'), /^Error: metrics\.listen: /, 'the error names the key it came from');
 });
