@@ -10,5 +10,9 @@ RUN apt-get update -qq \
  && npm ci --no-audit --no-fund --loglevel=error \
  && make -C xdp \
  && rm -rf /var/lib/apt/lists/*
+# The commit built, for the xlb_build_info metric's revision label
+# (docker build --build-arg XLB_REVISION=$(git rev-parse HEAD) .); .git is not copied.
+ARG XLB_REVISION=unknown
+ENV XLB_REVISION=$XLB_REVISION
 ENTRYPOINT ["node", "/opt/xlb/bin/xlb.js"]
 CMD ["agent", "--config", "/etc/xlb/agent.yaml"]

@@ -13,10 +13,11 @@ fi
 # Debian packages: toolchain and libbpf for the datapath, iproute2/ethtool/socat/curl for the lab,
 # bpftool for BTF, gobgpd and bird2 for BGP, dnsmasq-base for the lab's
 # cluster DNS with dig (bind9-dnsutils) and dnsperf to query it, chromium for the
-# service map page's tests (driven by playwright-core, which brings no browser), and friends.
+# service map page's tests (driven by playwright-core, which brings no browser),
+# prometheus for promtool (the tests check the metrics and alert rules with it), and friends.
 PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool socat curl
           iputils-ping iputils-arping tcpdump iptables nftables wrk gobgpd golang-github-osrg-gobgp-dev bird2
-          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose chromium)
+          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose chromium prometheus)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,9 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# gobgpd is started by xlb itself, never by systemd.
+# gobgpd is started by xlb itself, never by systemd; the prometheus package is
+# here for promtool only, not for a server.
 if command -v systemctl >/dev/null 2>&1; then
-  systemctl disable --now gobgpd bird 2>/dev/null || true
+  systemctl disable --now gobgpd bird prometheus 2>/dev/null || true
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

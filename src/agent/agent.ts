@@ -26,7 +26,7 @@ import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
-import { listenOptions, startApi, type AgentView } from '../api/server.js';
+import { listenOptions, startApi, startMetrics, type AgentView } from '../api/server.js';
 import type { ConntrackQuery, Flow as FlowTuple } from '../api/errors.js';
 import { enrich, FlowBuffer, PodDirectory, type Flow, type FlowQuery, type PodRef } from '../flows/flows.js';
 import { FLOW_READ_INTERVAL_MS, type FlowEventReader } from '../datapath/flow_events.js';
@@ -46,18 +46,18 @@ import { ensureCgroup2Root } from '../util/cgroup.js';
 /**
  * Whether a listener can listen on `listen` (HOST:PORT, or unix:PATH whose
  * directory exists): checked before anything is attached.
- * @param setting the configuration key, for the error (api.listen, hubble.listen)
- * @throws Error naming the setting and why
+ * @param field the configuration key (`api.listen`, `hubble.listen`, `metrics.listen`), named in the error
+ * @throws Error naming `field` and why
  */
-async function checkListen(listen: string, setting = 'api.listen'): Promise<void> {
-  const o = listenOptions(listen);
+async function checkListen(listen: string, field: string): Promise<void> {
+  const o = listenOptions(listen, field);
   if ('path' in o) {
-    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`${setting} ${listen}: directory ${path.dirname(o.path)} does not exist`);
+    if (!fs.existsSync(path.dirname(o.path))) throw new Error(`${field} ${listen}: directory ${path.dirname(o.path)} does not exist`);
     return;
   }
   await new Promise<void>((resolve, reject) => {
     const srv = net.createServer();
-    srv.once('error', (e) => reject(new Error(`${setting} ${listen}: ${(e as Error).message}`)));
+    srv.once('error', (e) => reject(new Error(`${field} ${listen}: ${(e as Error).message}`)));
     srv.listen({ host: o.host, port: o.port, exclusive: true }, () => srv.close(() => resolve()));
   });
 }
@@ -97,6 +97,8 @@ export class Agent implements AgentView {
   private readonly controller: ServiceController;
   private source?: Source;
   private api?: FastifyInstance;
+  /** The metrics listener (`metrics.listen`), when configured. */
+  private metricsApi?: FastifyInstance;
   private isReady = false;
   private stopping = false;
   private pending?: { state: ClusterState; issues: InputIssue[] };
@@ -164,6 +166,11 @@ export class Agent implements AgentView {
       floodStateless: () => this.dp?.floodStateless(),
       nextHopChanges: () => this.nextHops?.changes,
       flowEvents: () => (this.flowReader ? { read: this.flowsRead, suppressed: this.flowReader.suppressed() } : undefined),
+      ready: () => this.ready(),
+      conntrack: dp ? () => dp.conntrackCounts() : undefined,
+      sizes: { conntrackEntries: config.datapath.conntrackSize, snatPortsPerBackend: config.datapath.snatPorts.max - config.datapath.snatPorts.min + 1 },
+      informers: config.source.kubernetes ? () => this.kubeSource?.stats().informers : undefined,
+      ipam: config.ipam ? () => (this.ipam ? { leader: this.ipamElector?.isLeader() ?? false, stats: this.ipam.stats() } : undefined) : undefined,
     });
     this.registry = this.metrics.registry;
   }
@@ -191,8 +198,9 @@ export class Agent implements AgentView {
     // that fails must leave the node as it was (serving with what an earlier
     // agent left, if any).
     const kubeConfig = config.source.kubernetes ? (await import('../sources/kubernetes/index.js')).loadKubeConfig(config.source.kubernetes.kubeconfig) : undefined;
-    await checkListen(config.api.listen);
+    await checkListen(config.api.listen, 'api.listen');
     if (config.hubble.listen) await checkListen(config.hubble.listen, 'hubble.listen');
+    if (config.metrics.listen) await checkListen(config.metrics.listen, 'metrics.listen');
     let dp: Datapath | undefined;
     if (!opts.lbmaps) {
       // The socket hooks serve every process below the cgroup v2 root (Cilium's cgroup-root).
@@ -236,6 +244,10 @@ export class Agent implements AgentView {
         const { startHubble } = await import('../hubble/observer.js');
         agent.hubble = await startHubble(agent.flowSource(), config.hubble.listen);
         log.info({ listen: agent.hubble.address }, agent.flowReader ? 'hubble observer api listening' : 'hubble observer api listening, but the datapath sends no flow events (flows.eventsPerSecond is 0): it will have no flows');
+      }
+      if (config.metrics.listen) {
+        agent.metricsApi = await startMetrics(agent, config.metrics.listen);
+        log.info({ listen: config.metrics.listen }, 'metrics listening');
       }
       if (config.bgp) {
         const { BgpAnnouncer } = await import('../bgp/announcer.js');
@@ -415,7 +427,9 @@ export class Agent implements AgentView {
     try {
       this.flowReader = dp.flowEvents((e) => {
         this.flowsRead++;
-        this.flows.add(enrich(e, ctx));
+        const flow = enrich(e, ctx);
+        this.flows.add(flow);
+        this.metrics.observeFlow(flow);
       });
     } catch (e) {
       this.log.warn({ err: (e as Error).message }, 'flow events unavailable: GET /v1/flows and xlb observe will show none');
@@ -707,6 +721,7 @@ export class Agent implements AgentView {
     this.ipam?.stop();
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
+    await this.metricsApi?.close().catch(() => undefined);
     this.hubble?.close();
     // The next hops stay resolved for the programs that keep forwarding.
     await this.neighbors?.stop({ keepEntries: !uninstall });

@@ -4,6 +4,9 @@
  * (`unix:/path`), which is how the lab's CLI reaches agents in other network
  * namespaces.
  *
+ * A second, optional listener (`metrics.listen`, {@link startMetrics})
+ * serves only /metrics and /healthz, for Prometheus.
+ *
  * Routes: GET /healthz, /readyz, /metrics, /v1/services,
  * /v1/node, /v1/services/:namespace/:name, /v1/services/:namespace/:name/flow?flow=...,
  * /v1/datapath, /v1/bgp, /v1/l2, /v1/issues, /v1/conntrack?src=&dst=&backend=&service=&protocol=&limit=,
@@ -74,13 +77,19 @@ const UI_FILES: Record<string, [file: () => string, type: string]> = {
  */
 const UI_CSP = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/** `HOST:PORT` or `unix:/path` as fastify listen options. */
-export function listenOptions(listen: string): { host: string; port: number } | { path: string } {
+/**
+ * `HOST:PORT`, `[IPv6]:PORT` or `unix:/path` as fastify listen options
+ * (an IPv6 host without its brackets, as the socket API takes it).
+ * @param field the configuration key it came from, named in the error
+ * @throws Error naming `field` when `listen` is neither
+ */
+export function listenOptions(listen: string, field = 'api.listen'): { host: string; port: number } | { path: string } {
   if (listen.startsWith('unix:')) return { path: listen.slice(5) };
   const i = listen.lastIndexOf(':');
   const port = Number(listen.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`api.listen: expected HOST:PORT or unix:/path (got ${JSON.stringify(listen)})`);
-  return { host: listen.slice(0, i), port };
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${field}: expected HOST:PORT or unix:/path (got ${JSON.stringify(listen)})`);
+  const host = listen.slice(0, i);
+  return { host: host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host, port };
 }
 
 function serviceSummary(s: ServiceView) {
@@ -95,6 +104,32 @@ function serviceSummary(s: ServiceView) {
     readyBackends: s.backends.filter((b) => b.state === 'ready').length,
     tableSize: s.tableSize,
   };
+}
+
+/** GET /healthz: 200 `{status: ok}` while the agent runs, 503 once it is stopping. */
+function addHealthz(app: FastifyInstance, agent: Pick<AgentView, 'healthy'>): void {
+  app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
+}
+
+/** GET /metrics: the registry in Prometheus' text format. */
+function addMetrics(app: FastifyInstance, agent: Pick<AgentView, 'registry'>): void {
+  app.get('/metrics', async (_req, reply) => {
+    reply.header('content-type', agent.registry.contentType);
+    return agent.registry.metrics();
+  });
+}
+
+/**
+ * The metrics listener's app (not listening): GET /metrics and /healthz,
+ * nothing else (404 `not_found`), so that Prometheus can scrape a node's
+ * address without reaching the API.
+ */
+export function buildMetricsApi(agent: Pick<AgentView, 'healthy' | 'registry'>): FastifyInstance {
+  const app = Fastify({ logger: false });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url} (this listener serves /metrics and /healthz only)` }));
+  addHealthz(app, agent);
+  addMetrics(app, agent);
+  return app;
 }
 
 /** Build the fastify app (not listening): tests call `app.inject()`. */
@@ -113,12 +148,9 @@ export function buildApi(agent: AgentView): FastifyInstance {
     if (url.startsWith('/v1/') && !url.endsWith('/flow') && url !== '/v1/conntrack' && url !== '/v1/flows' && url !== '/v1/servicemap') strictQuery(req.query, []);
   });
 
-  app.get('/healthz', async (_req, reply) => (agent.healthy() ? { status: 'ok' } : reply.code(503).send({ status: 'stopping' })));
+  addHealthz(app, agent);
   app.get('/readyz', async (_req, reply) => (agent.ready() ? { status: 'ready' } : reply.code(503).send({ status: 'not ready' })));
-  app.get('/metrics', async (_req, reply) => {
-    reply.header('content-type', agent.registry.contentType);
-    return agent.registry.metrics();
-  });
+  addMetrics(app, agent);
   app.get('/v1/services', async () => ({ services: agent.services().map(serviceSummary) }));
   app.get<{ Params: { namespace: string; name: string } }>('/v1/services/:namespace/:name', async (req) => {
     const ports = agent.services().filter((s) => s.namespace === req.params.namespace && s.name === req.params.name);
@@ -200,16 +232,29 @@ export function buildApi(agent: AgentView): FastifyInstance {
 
 /**
  * Build and listen. A stale unix socket file is removed first.
- * @throws Error naming the address when it cannot listen
+ * @throws Error naming api.listen and the address when it cannot listen
  */
 export async function startApi(agent: AgentView, listen: string): Promise<FastifyInstance> {
-  const app = buildApi(agent);
-  const opts = listenOptions(listen);
+  return listenOn(buildApi(agent), listen, 'api.listen');
+}
+
+/**
+ * Build the metrics listener ({@link buildMetricsApi}) and listen on
+ * `listen` (`HOST:PORT`, `metrics.listen`).
+ * @throws Error naming metrics.listen and the address when it cannot listen
+ */
+export async function startMetrics(agent: Pick<AgentView, 'healthy' | 'registry'>, listen: string): Promise<FastifyInstance> {
+  return listenOn(buildMetricsApi(agent), listen, 'metrics.listen');
+}
+
+async function listenOn(app: FastifyInstance, listen: string, field: string): Promise<FastifyInstance> {
+  const opts = listenOptions(listen, field);
   if ('path' in opts) fs.rmSync(opts.path, { force: true });
   try {
     await app.listen(opts);
   } catch (e) {
-    throw new Error(`api.listen ${listen}: ${(e as Error).message}`);
+    await app.close().catch(() => undefined);
+    throw new Error(`${field} ${listen}: ${(e as Error).message}`);
   }
   return app;
 }

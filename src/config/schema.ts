@@ -55,6 +55,24 @@ export function isListenAddress(v: unknown): v is string {
   return isIPv4(m[1]) || /^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$/.test(m[1]);
 }
 
+/**
+ * Whether two `HOST:PORT` listen addresses would take the same socket: the
+ * same port (not 0) and the same host, or either host a wildcard
+ * (`0.0.0.0`, `[::]`). Host names are not resolved.
+ */
+function listenersClash(a: string, b: string): boolean {
+  if (a.startsWith('unix:') || b.startsWith('unix:')) return a === b;
+  const split = (v: string) => {
+    const i = v.lastIndexOf(':');
+    return { host: v.slice(0, i), port: v.slice(i + 1) };
+  };
+  const x = split(a);
+  const y = split(b);
+  if (x.port !== y.port || Number(x.port) === 0) return false;
+  const wildcard = (h: string) => h === '0.0.0.0' || h === '[::]';
+  return x.host === y.host || wildcard(x.host) || wildcard(y.host);
+}
+
 const maglev = obj({
   minTableSize: tableSize.default(251),
   maxTableSize: tableSize.default(131071),
@@ -154,6 +172,11 @@ const source = obj({
  * - `hubble.listen`: where to serve Hubble's Observer gRPC API over the
  *   flows (`HOST:PORT` or `unix:PATH`, no TLS: loopback or a unix socket);
  *   left out: not served (src/hubble/observer.ts).
+ * - `metrics.listen`: `HOST:PORT` (or `[IPv6]:PORT`) of a second listener
+ *   that serves only `/metrics` and `/healthz`, for Prometheus to scrape
+ *   (e.g. `0.0.0.0:9877` on a node) without reaching the API; not the
+ *   API's address. Default null: none, the metrics are on the API's
+ *   `/metrics` only.
  * - `log.level`: a pino level, default `info`.
  * - `bgp`: announce VIPs over BGP through gobgpd (src/bgp/config.ts has
  *   every key); left out: no BGP.
@@ -218,6 +241,12 @@ export const ConfigSchema = obj({
   hubble: obj({
     listen: check<string>(isListenAddress, 'must be HOST:PORT, [IPv6]:PORT or unix:PATH').optional(),
   }).prefault({}),
+  metrics: obj({
+    listen: check<string | null>(
+      (v) => v === null || (isListenAddress(v) && !v.startsWith('unix:')),
+      'must be HOST:PORT or [IPv6]:PORT (Prometheus scrapes over TCP), or null for none',
+    ).default(null),
+  }).prefault({}),
   flows: obj({
     eventsPerSecond: check<number>((v) => isInt(v, 0, 10000000), 'must be an integer 0..10000000 (0: no flow events)').default(1000),
     buffer: check<number>((v) => isInt(v, 16, 1000000), 'must be an integer 16..1000000 (flows)').default(4096),
@@ -243,6 +272,9 @@ export const ConfigSchema = obj({
   }
   if (c.l2 && c.l2.ownership !== 'lease' && !c.source.kubernetes && c.l2.peers.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['l2', 'peers'], input: undefined, message: 'must list the nodes of the layer 2 group (peers ownership, the file source\'s)' });
+  }
+  if (c.metrics.listen !== null && listenersClash(c.metrics.listen, c.api.listen)) {
+    ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], input: c.metrics.listen, message: `must not take api.listen's port (${c.api.listen}); the API serves /metrics itself` });
   }
   if (c.ipam && !c.source.kubernetes) {
     ctx.addIssue({ code: 'custom', path: ['ipam'], input: undefined, message: 'needs source.kubernetes: IPAM writes Service status through the API server' });

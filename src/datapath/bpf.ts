@@ -546,22 +546,58 @@ export class BpfMap {
    */
   entries(chunk = 4096): Array<{ key: Buffer; value: Buffer }> {
     const out: Array<{ key: Buffer; value: Buffer }> = [];
+    const walk = this.batchWalk(chunk);
+    for (;;) {
+      // Fresh buffers each batch: the entries are views into them.
+      const keys = Buffer.alloc(this.keySize * chunk);
+      const values = Buffer.alloc(this.valueSize * chunk);
+      const { count, done } = walk(keys, values);
+      for (let i = 0; i < count; i++) {
+        out.push({ key: keys.subarray(i * this.keySize, (i + 1) * this.keySize), value: values.subarray(i * this.valueSize, (i + 1) * this.valueSize) });
+      }
+      if (done) return out;
+    }
+  }
+
+  /**
+   * Walk a hash map (LRU included; not per-CPU ones) as {@link entries}
+   * reads it, without an object per entry and without holding the event
+   * loop: `visit` gets `count` keys and values back to back (entry i at
+   * i x keySize and i x valueSize), and the next batch is read after
+   * setImmediate. The buffers are reused by the next batch: copy what must
+   * outlive the call. Entries that come and go during the walk may or may
+   * not be seen. For counting a large table (a metric).
+   * @returns resolves after the last batch; rejects with a BpfError naming
+   *   the map when the kernel refuses a read
+   */
+  async scanBatches(visit: (keys: Buffer, values: Buffer, count: number) => void, chunk = 4096): Promise<void> {
+    const walk = this.batchWalk(chunk);
+    const keys = Buffer.alloc(this.keySize * chunk);
+    const values = Buffer.alloc(this.valueSize * chunk);
+    for (;;) {
+      const { count, done } = walk(keys, values);
+      if (count > 0) visit(keys, values, count);
+      if (done) return;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /**
+   * One BPF_MAP_LOOKUP_BATCH walk: each call reads the next batch of up to
+   * `chunk` entries into `keys` and `values`; `done` once the end was reached.
+   */
+  private batchWalk(chunk: number): (keys: Buffer, values: Buffer) => { count: number; done: boolean } {
     let inBatch: Buffer | null = null;
     // The batch token of hash maps is a bucket number (4 bytes); room for a key either way.
     const outBatch = Buffer.alloc(Math.max(8, this.keySize));
-    for (;;) {
-      const keys = Buffer.alloc(this.keySize * chunk);
-      const values = Buffer.alloc(this.valueSize * chunk);
+    return (keys, values) => {
       const count = [chunk];
       const rc = f.lookup_batch(this.fd, inBatch, outBatch, keys, values, count, { sz: koffi.sizeof(BatchOpts), elem_flags: 0, flags: 0 });
       if (rc < 0 && rc !== -2) check(rc, `bpf_map_lookup_batch ${this.name}`);
-      for (let i = 0; i < count[0]; i++) {
-        out.push({ key: keys.subarray(i * this.keySize, (i + 1) * this.keySize), value: values.subarray(i * this.valueSize, (i + 1) * this.valueSize) });
-      }
-      // ENOENT: the end of the map was reached.
-      if (rc === -2) return out;
       inBatch = Buffer.from(outBatch);
-    }
+      // ENOENT: the end of the map was reached.
+      return { count: count[0], done: rc === -2 };
+    };
   }
 
   /** Every key currently in the map (hash maps) or every index (arrays). */

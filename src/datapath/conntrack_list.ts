@@ -10,7 +10,7 @@
  * batches; nothing is written.
  */
 import type { BpfMap } from './bpf.js';
-import { decode, enums } from './codec.js';
+import { decode, enums, structs } from './codec.js';
 
 const F = enums.xlb_ct_flags;
 
@@ -132,4 +132,48 @@ export function listConntrack(maps: { conntrack: BpfMap; affinity: BpfMap }, fil
     snatPortsByBackend: [...snat].map(([backend, ports]) => ({ backend, ports })).sort((a, b) => b.ports - a.ports || (a.backend < b.backend ? -1 : 1)),
     affinityEntries: maps.affinity.entries().length,
   };
+}
+
+/** What {@link countConntrack} gives: the table's fill and the SNAT ports its flows hold. */
+export interface ConntrackCounts {
+  /** Entries in xlb_conntrack. */
+  entries: number;
+  /** Entries of SNATed flows: each holds one SNAT port towards its backend. */
+  snatPorts: number;
+  /** Remote backends (`IP:PORT`) that SNATed flows go to. */
+  snatBackends: number;
+  /** The most SNAT ports held towards one backend `IP:PORT` (0: none). */
+  snatPortsMaxPerBackend: number;
+}
+
+const CT = structs.xlb_ct_entry.fields;
+
+/**
+ * The conntrack table's totals without listing it: one walk in batches
+ * ({@link BpfMap.scanBatches}, yielding to the event loop between them)
+ * reading three fields of each value where it lies, so no object is made
+ * per entry (docs/operations.md has the cost on a full table). SNAT ports
+ * are counted from the conntrack entries, as `snatPortsByBackend` of
+ * {@link listConntrack} counts them.
+ * @param conntrack the pinned xlb_conntrack
+ * @returns rejects with a BpfError naming the map when a read fails
+ */
+export async function countConntrack(conntrack: BpfMap): Promise<ConntrackCounts> {
+  const size = structs.xlb_ct_entry.size;
+  // Backend address (network order, as stored) * 65536 + port: one number a backend.
+  const snat = new Map<number, number>();
+  let entries = 0;
+  let snatPorts = 0;
+  await conntrack.scanBatches((_keys, values, count) => {
+    entries += count;
+    for (let i = 0, off = 0; i < count; i++, off += size) {
+      if (!(values.readUInt32LE(off + CT.flags.offset) & F.XLB_CT_F_SNAT)) continue;
+      snatPorts++;
+      const backend = values.readUInt32BE(off + CT.backend_addr.offset) * 65536 + values.readUInt16BE(off + CT.backend_port.offset);
+      snat.set(backend, (snat.get(backend) ?? 0) + 1);
+    }
+  });
+  let max = 0;
+  for (const n of snat.values()) if (n > max) max = n;
+  return { entries, snatPorts, snatBackends: snat.size, snatPortsMaxPerBackend: max };
 }

@@ -31,7 +31,7 @@ import {
 } from './bpf.js';
 import { decode, sizeOf, type StructName } from './codec.js';
 import { ClockProbe, clockRodata, kernelHz, probeObjectIn, tickShift, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from './clock.js';
-import { listConntrack, type ConntrackFilter, type ConntrackListing } from './conntrack_list.js';
+import { countConntrack, listConntrack, type ConntrackCounts, type ConntrackFilter, type ConntrackListing } from './conntrack_list.js';
 import { eventRingBytes, FlowEventReader, type FlowEvent } from './flow_events.js';
 import { enums } from './layouts.generated.js';
 import { BpfLBMaps, lbMapSetOf } from './maps.js';
@@ -463,6 +463,15 @@ export class Datapath {
     );
   }
   private clock?: ClockProbe;
+
+  /**
+   * The conntrack table's totals: entries and the SNAT ports held
+   * (conntrack_list.ts, {@link countConntrack}); one walk of the table in
+   * batches, the event loop served between them.
+   */
+  conntrackCounts(): Promise<ConntrackCounts> {
+    return countConntrack(this.xdpObj.map('xlb_conntrack'));
+  }
 
   /**
    * Read the XDP program's flow events (flow_events.ts): `poll()` on the

@@ -54,6 +54,8 @@ import { birdConfig, birdEstablished, birdRoutes, LAB_NODE_ASN, LAB_ROUTER_ASN }
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const XDP_PASS_OBJ = path.join(repo, 'xdp/build/xlb_xdp_pass.bpf.o');
+/** The port of the lab agents' metrics listeners (deploy/20-configmap.yaml's). */
+export const LAB_METRICS_PORT = 9877;
 /** Pin directories of lab agents: /sys/fs/bpf/xlb/lab-<suffix>-<node>. */
 
 /** One node of the lab. */
@@ -67,6 +69,8 @@ export interface LabNode {
   api: string;
   /** The agent's Hubble Observer API (gRPC): unix:<stateDir>/<node>-hubble.sock */
   hubble: string;
+  /** The agent's metrics listener (metrics.listen), as Prometheus would scrape it: <node IP>:9877. */
+  metrics: string;
   podCidr: string;
   /** The node's cgroup v2 subtree (its agent's socketLB.cgroupRoot): <lab cgroup>/<node>. */
   cgroup: string;
@@ -343,7 +347,19 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
       await sysctl(ns, 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0', 'net.ipv4.conf.eth0.rp_filter=0');
       const mac = JSON.parse(await ipn(ns, '-j', 'link', 'show', 'eth0'))[0].address as string;
       const cgroup = path.join(st.cgroup, name);
-      const node: LabNode = { name, netns: ns, ip, mac, agentPid: null, api: `unix:${path.join(stateDir, `${name}.sock`)}`, hubble: `unix:${path.join(stateDir, `${name}-hubble.sock`)}`, podCidr: `198.19.${i}.0/24`, cgroup, hostCgroup: path.join(cgroup, 'host') };
+      const node: LabNode = {
+        name,
+        netns: ns,
+        ip,
+        mac,
+        agentPid: null,
+        api: `unix:${path.join(stateDir, `${name}.sock`)}`,
+        hubble: `unix:${path.join(stateDir, `${name}-hubble.sock`)}`,
+        metrics: `${ip}:${LAB_METRICS_PORT}`,
+        podCidr: `198.19.${i}.0/24`,
+        cgroup,
+        hostCgroup: path.join(cgroup, 'host'),
+      };
       st.nodes.push(node);
       addCgroup(node.cgroup);
       addCgroup(node.hostCgroup);
@@ -410,6 +426,8 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
           source: { file: { path: st.manifests } },
           api: { listen: n.api },
           hubble: { listen: n.hubble },
+          // As the DaemonSet's configuration does: Prometheus scrapes the node's address.
+          metrics: { listen: n.metrics },
           log: { level: 'info' },
           ...(announce === 'bgp'
             ? {

@@ -3,14 +3,15 @@
  * object: flows placed by the program under BPF_PROG_TEST_RUN and entries
  * written as an earlier agent would have left them are listed with their
  * client, frontend, backend, SNAT port and state; the filters select; the
- * totals count every entry; a table larger than one batch is read whole.
+ * totals count every entry; a table larger than one batch is read whole;
+ * the count for metrics (countConntrack) agrees with the listing's totals.
  *
  * Run as root: node --import tsx --test test/datapath/conntrack_list.test.ts
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, buildObjects } from './harness.js';
-import { listConntrack, type ConntrackFilter } from '../../src/datapath/conntrack_list.js';
+import { countConntrack, listConntrack, type ConntrackFilter } from '../../src/datapath/conntrack_list.js';
 import { tcpPacket, udpPacket, PROTO, TCP_FLAG } from '../helpers/packet.js';
 
 const NODE = '198.18.0.11';
@@ -93,4 +94,18 @@ test('a table larger than one batch is read whole', () => {
   assert.equal(r.total, n + 4);
   assert.equal(r.matched, n + 1, 'the placed SYN and the 10,000 written');
   assert.equal(dp.map('xlb_conntrack').entries(1000).length, n + 4, 'in batches of 1,000 too');
+});
+
+test('the count for metrics agrees with the listing: entries, SNAT ports, the busiest backend', async () => {
+  const now = dp.nowTicks();
+  // Three more SNATed flows to a second remote backend: it becomes the busiest.
+  for (let i = 0; i < 3; i++) {
+    dp.putConntrack({ saddr: '192.0.2.60', daddr: VIP, sport: 51000 + i, dport: WEB.port, proto: PROTO.TCP }, {
+      backend_id: 8, backend_addr: '198.19.8.8', backend_port: 8080, snat_port: 62000 + i, service_id: WEB.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now,
+    });
+  }
+  const listed = list({ limit: 0 });
+  assert.deepEqual(listed.snatPortsByBackend, [{ backend: '198.19.8.8:8080', ports: 3 }, { backend: '198.19.9.9:8080', ports: 2 }]);
+  const counted = await countConntrack(dp.map('xlb_conntrack'));
+  assert.deepEqual(counted, { entries: listed.total, snatPorts: 5, snatBackends: 2, snatPortsMaxPerBackend: 3 });
 });

@@ -22,6 +22,7 @@ import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
 import { ipn } from '../../src/lab/sh.js';
 import type { BgpStatus } from '../../src/bgp/announcer.js';
+import { checkMetrics } from '../helpers/promtool.js';
 
 const stateDir = `/run/xlb-test-bgp-${randomBytes(3).toString('hex')}`;
 let lab: LabStatus;
@@ -109,6 +110,12 @@ describe('BGP from the agents to the lab router (BIRD)', () => {
     const metrics = (await apiGet(lab.nodes[0].api, '/metrics')) as string;
     assert.match(metrics, /xlb_bgp_peer_up\{peer="198\.18\.0\.1"\} 1/);
     assert.match(metrics, new RegExp(`xlb_bgp_announced_prefixes ${vips.length}`));
+    // The session's state as Prometheus sees it: established 1, every other state 0.
+    const states = metrics.split('\n').filter((l) => l.startsWith('xlb_bgp_session_state{peer="198.18.0.1",'));
+    assert.equal(states.length, 7, states.join('\n'));
+    assert.deepEqual(states.filter((l) => !l.endsWith(' 0')), ['xlb_bgp_session_state{peer="198.18.0.1",state="established"} 1']);
+    const r = checkMetrics(metrics);
+    assert.equal(r.status, 0, `promtool check metrics:\n${r.output}`);
   });
 
   test('a new service: its VIP is in BIRD with a path per node within 5 s and HTTP reaches its backends', async () => {

@@ -25,6 +25,7 @@ import { waitFor } from '../../src/util/wait.js';
 import { service, slice } from '../../src/lab/manifests.js';
 import type { KubernetesStatus } from '../../src/agent/agent.js';
 import { FakeApiServer } from '../helpers/fake-apiserver.js';
+import { checkMetrics } from '../helpers/promtool.js';
 
 const suffix = randomBytes(3).toString('hex');
 const stateDir = `/run/xlb-test-k8s-${suffix}`;
@@ -172,6 +173,25 @@ describe('the agent follows a Kubernetes API server', () => {
     }, 10000, `HTTP through ${vip} from both shop backends`);
     assert.deepEqual([...pods].sort(), web.map((p) => p.name).sort());
     console.log(`shop: status written and served through ${vip} within ${Math.round(performance.now() - t0)} ms of the write`);
+  });
+
+  test('metrics: informers per resource on both agents, the pool\'s usage from the IPAM leader only; promtool check metrics passes', async () => {
+    for (const n of lab.nodes) {
+      const text = (await apiGet(n.api, '/metrics')) as string;
+      const r = checkMetrics(text);
+      assert.equal(r.status, 0, `${n.name}: promtool check metrics:\n${r.output}`);
+      for (const resource of ['Service', 'EndpointSlice', 'Node']) {
+        assert.match(text, new RegExp(`^xlb_kubernetes_informer_synced\\{resource="${resource}"\\} 1$`, 'm'), `${n.name}: ${resource} informer synced`);
+        assert.match(text, new RegExp(`^xlb_kubernetes_informer_relists_total\\{resource="${resource}"\\} \\d+$`, 'm'), `${n.name}: ${resource} relists counted`);
+      }
+      const leads = (await kube(n)).ipam?.isLeader === true;
+      assert.match(text, new RegExp(`^xlb_ipam_leader ${leads ? 1 : 0}$`, 'm'), `${n.name}: leads IPAM: ${leads}`);
+      const allocated = /^xlb_ipam_pool_addresses_allocated\{pool="lab"\} (\d+)$/m.exec(text);
+      if (leads) {
+        assert.ok(allocated && Number(allocated[1]) >= 1, `${n.name} (leader): shop's address allocated from pool lab: ${allocated?.[0]}`);
+        assert.match(text, /^xlb_ipam_pool_addresses\{pool="lab"\} \d+$/m, `${n.name} (leader): the pool's size`);
+      } else assert.equal(allocated, null, `${n.name} (not leading): no pool series`);
+    }
   });
 
   test('an endpoint removed from a slice leaves the maps of both nodes, and traffic avoids it', async () => {

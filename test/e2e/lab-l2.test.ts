@@ -20,6 +20,7 @@ import { waitFor } from '../../src/util/wait.js';
 import { ipn, sh, type CommandError } from '../../src/lab/sh.js';
 import type { L2Status } from '../../src/l2/announcer.js';
 import { rendezvousOrder } from '../../src/l2/ownership.js';
+import { checkMetrics } from '../helpers/promtool.js';
 import { service, slice } from '../../src/lab/manifests.js';
 import { editObjects } from '../../src/demo/manifests.js';
 import { fileURLToPath } from 'node:url';
@@ -134,6 +135,20 @@ describe('layer 2 announcements in the lab', () => {
     const metrics = (await apiGet(lab.nodes[0].api, '/metrics')) as string;
     assert.match(metrics, /xlb_l2_owned_vips \d+/);
     assert.match(metrics, /xlb_l2_peer_alive\{peer="node2"\} 1/);
+    const r = checkMetrics(metrics);
+    assert.equal(r.status, 0, `promtool check metrics:\n${r.output}`);
+    // Ownership per VIP as the alert rules read it: over both nodes, each VIP owned exactly once, by the node answering ARP for it.
+    const owned = new Map<string, string[]>();
+    for (const n of lab.nodes) {
+      const text = (await apiGet(n.api, '/metrics')) as string;
+      for (const m of text.matchAll(/^xlb_l2_vip_owned\{vip="([^"]+)",service="[^"]*"\} ([01])$/gm)) {
+        if (!owned.has(m[1])) owned.set(m[1], []);
+        if (m[2] === '1') owned.get(m[1])!.push(n.name);
+      }
+    }
+    const arp = await labL2Owners(lab);
+    assert.deepEqual([...owned.keys()].sort(), arp.map((o) => o.vip).sort(), 'every VIP has its series');
+    for (const o of arp) assert.deepEqual(owned.get(o.vip), o.answering, `${o.vip}: owned by ${o.answering.join(',')} in the metrics too`);
   });
 
   test('the owner’s link goes down: HTTP through the VIP works again within 3 s, the client never sending ARP itself', async () => {

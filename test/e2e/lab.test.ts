@@ -20,6 +20,7 @@ import { apiGet } from '../../src/cli/client.js';
 import { waitFor } from '../../src/util/wait.js';
 import { spawn } from 'node:child_process';
 import { hubbleClient } from '../helpers/hubble.js';
+import { checkMetrics } from '../helpers/promtool.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const stateDir = `/run/xlb-test-${randomBytes(3).toString('hex')}`;
@@ -329,6 +330,28 @@ endpoints: [{addresses: [${podIp('n1p1')}], conditions: {ready: true}, nodeName:
     // Flow events were read (xlb observe's source), and none was kept back at this rate.
     assert.match(text, /^xlb_flow_events_total [1-9]\d*$/m);
     assert.match(text, /^xlb_flow_events_suppressed_total 0$/m);
+  });
+
+  test('Prometheus scrapes each node\'s metrics listener from outside: promtool check metrics passes on the real output, which has flows per service, conntrack, SNAT, readiness and build info', async () => {
+    for (const n of lab.nodes) {
+      // From the lab's client, through the router: as Prometheus reaches a node's address.
+      const text = await labExec(lab.client, ['curl', '-s', '-m', '5', '--fail', `http://${n.metrics}/metrics`]);
+      const r = checkMetrics(text);
+      assert.equal(r.status, 0, `${n.name}: promtool check metrics:\n${r.output}`);
+      assert.match(text, /^xlb_agent_ready 1$/m, `${n.name}: ready`);
+      assert.match(text, /^xlb_build_info\{version="[^"]+",revision="[^"]+",nodejs_version="[^"]+"\} 1$/m, `${n.name}: build info`);
+      // The flows the tests above sent to web's VIP went through both nodes (ECMP): counted per service port from flow events.
+      const web = text.split('\n').find((l) => l.startsWith('xlb_flows_total{namespace="default",name="web",') && l.includes('verdict="FORWARDED"'));
+      assert.ok(web && Number(web.split(' ').pop()) > 0, `${n.name}: ${web ?? 'no xlb_flows_total for web'}`);
+      assert.match(text, /^xlb_conntrack_entries [1-9]\d*$/m, `${n.name}: the flows placed are in conntrack`);
+      assert.match(text, /^xlb_conntrack_max_entries 65536$/m, `${n.name}: the lab's datapath.conntrackSize`);
+      assert.match(text, /^xlb_snat_ports_in_use \d+$/m, `${n.name}: SNAT ports counted`);
+      assert.match(text, /^xlb_snat_ports_per_backend 4536$/m, `${n.name}: 61000..65535`);
+      assert.match(text, /^process_resident_memory_bytes \d+/m, `${n.name}: the process metrics under their usual names`);
+      // The listener serves the metrics only: not the API.
+      const api = await labExec(lab.client, ['curl', '-s', '-m', '5', '-o', '/dev/null', '-w', '%{http_code}', `http://${n.metrics}/v1/services`]);
+      assert.equal(api, '404', `${n.name}: /v1/services is not served on the metrics listener`);
+    }
   });
 });
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
-import { buildApi, listenOptions } from '../../src/api/server.js';
+import { buildApi, buildMetricsApi, listenOptions } from '../../src/api/server.js';
 import { parseConfig } from '../../src/config/load.js';
 import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
 import { waitFor } from '../../src/util/wait.js';
@@ -209,6 +209,23 @@ test('/metrics exposes the agent metrics in the Prometheus format', async () => 
   assert.match(res.body, /# HELP xlb_sync_duration_seconds /);
   assert.match(res.body, /^xlb_services 7$/m);
   assert.match(res.body, /^xlb_backends\{state="ready"\} 24$/m);
+  assert.match(res.body, /^xlb_agent_ready 1$/m, 'ready, as /readyz says');
+  assert.match(res.body, /^xlb_build_info\{version="[^"]+",revision="[^"]+",nodejs_version="[^"]+"\} 1$/m);
+  assert.doesNotMatch(res.body, /xlb_conntrack_entries|xlb_kubernetes_informer|xlb_ipam_/, 'no conntrack without a datapath, no informers or IPAM with the file source');
+});
+
+test('the metrics listener serves /metrics and /healthz only: the API is not reachable through it', async () => {
+  const app = buildMetricsApi(agent);
+  const metrics = await app.inject('/metrics');
+  assert.equal(metrics.statusCode, 200);
+  assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  assert.match(metrics.body, /^xlb_services 7$/m);
+  assert.equal((await app.inject('/healthz')).statusCode, 200);
+  for (const url of ['/v1/services', '/v1/conntrack', '/v1/flows', '/readyz']) {
+    const res = await app.inject(url);
+    assert.equal(res.statusCode, 404, `${url} is not served`);
+    assert.equal((res.json() as { error: string }).error, 'not_found');
+  }
 });
 
 test('the API is read-only: writes are 404s', async () => {
@@ -270,7 +287,9 @@ test('a missing interface is a start-up error naming it', async () => {
 test('api.listen must be HOST:PORT or unix:/path', () => {
   assert.deepEqual(listenOptions('127.0.0.1:9876'), { host: '127.0.0.1', port: 9876 });
   assert.deepEqual(listenOptions('unix:/run/x.sock'), { path: '/run/x.sock' });
+  assert.deepEqual(listenOptions('[::]:9877'), { host: '::', port: 9877 }, 'an IPv6 host without brackets, as listen() takes it');
   assert.throws(() => listenOptions('localhost'), /api\.listen/);
+  assert.throws(() => listenOptions('localhost', 'metrics.listen'), /^Error: metrics\.listen: /, 'the error names the key it came from');
 });
 
 test('/v1/bgp is a 404 with code bgp_disabled when the agent has no bgp section', async () => {

@@ -56,6 +56,7 @@ describe('config: good configurations', () => {
       announce: { externalIPs: false },
       api: { listen: '127.0.0.1:9876' },
       hubble: {},
+      metrics: { listen: null },
       flows: { eventsPerSecond: 1000, buffer: 4096 },
       log: { level: 'info' },
     };
@@ -89,6 +90,8 @@ describe('config: good configurations', () => {
       assert.deepEqual(c.source, { kubernetes: { maxObjects: 100_000 } });
     }],
     ['a host name as listen host, port 0', { api: { listen: 'localhost:0' } }, (c) => assert.equal(c.api.listen, 'localhost:0')],
+    ['a metrics listener on every address, beside the API on loopback', { metrics: { listen: '0.0.0.0:9877' } }, (c) => assert.equal(c.metrics.listen, '0.0.0.0:9877')],
+    ['a metrics listener on the API\'s port of another address', { api: { listen: '127.0.0.1:9876' }, metrics: { listen: '198.18.0.11:9876' } }, (c) => assert.equal(c.metrics.listen, '198.18.0.11:9876')],
   ];
   for (const [what, patch, check] of good) it(what, () => check(parseConfig(merge(MINIMAL, patch), '/etc/xlb')));
 });
@@ -121,6 +124,10 @@ describe('config: bad configurations name the key path and the value', () => {
     ['conntrack lifetime of 0', { datapath: { conntrackLifetimes: { tcpFin: 0 } } }, ['datapath.conntrackLifetimes.tcpFin: must be a whole number of seconds 1..31536000 (got 0)']],
     ['listen without port', { api: { listen: '127.0.0.1' } }, ['api.listen: must be HOST:PORT, [IPv6]:PORT or unix:PATH (got "127.0.0.1")']],
     ['listen port too large', { api: { listen: '127.0.0.1:70000' } }, ['api.listen: must be HOST:PORT, [IPv6]:PORT or unix:PATH (got "127.0.0.1:70000")']],
+    ['metrics on a unix socket', { metrics: { listen: 'unix:/run/xlb-metrics.sock' } }, ['metrics.listen: must be HOST:PORT or [IPv6]:PORT (Prometheus scrapes over TCP), or null for none (got "unix:/run/xlb-metrics.sock")']],
+    ['metrics listen without port', { metrics: { listen: '0.0.0.0' } }, ['metrics.listen: must be HOST:PORT or [IPv6]:PORT (Prometheus scrapes over TCP), or null for none (got "0.0.0.0")']],
+    ['metrics on the API\'s address', { metrics: { listen: '127.0.0.1:9876' } }, ['metrics.listen: must not take api.listen\'s port (127.0.0.1:9876); the API serves /metrics itself (got "127.0.0.1:9876")']],
+    ['metrics on every address at the API\'s port', { metrics: { listen: '0.0.0.0:9876' } }, ['metrics.listen: must not take api.listen\'s port (127.0.0.1:9876); the API serves /metrics itself (got "0.0.0.0:9876")']],
     ['bad log level', { log: { level: 'verbose' } }, ['log.level: must be one of fatal, error, warn, info, debug, trace, silent (got "verbose")']],
     ['a section that is not a map', { datapath: 5 }, ['datapath: must be a map (got 5)']],
     ['BGP: bad ASN', { bgp: { asn: 0, neighbors: [{ address: '198.18.0.1', asn: 64512 }] } }, ['bgp.asn: must be an AS number 1..4294967295 (RFC 6793; 0 is reserved, RFC 7607) (got 0)']],
