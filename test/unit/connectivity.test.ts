@@ -169,7 +169,7 @@ describe('the lab environment', () => {
     assert.equal(names(manifests).filter((n) => n === 'Service/xlb-ct-echo').length, 1, 'one set of test services');
     await second.cleanup();
     assert.deepEqual(names(manifests).filter((n) => n.includes('xlb-ct-')), []);
-    assert.ok(names(manifests).includes('Service/web'));
+    assert.ok(names(manifests).includes('Service/web'), 'the lab\'s own services stay');
   });
 
   test('a second run on the same lab is refused while the first one lives', async () => {
