@@ -54,6 +54,21 @@ export function parseStatusOutput(text: string): 'text' | 'json' | 'yaml' {
   throw new InvalidArgumentError('expected text, json or yaml');
 }
 
+/** `-o` of `xlb connectivity test`: text or json. @throws InvalidArgumentError otherwise */
+export function parseTextJson(text: string): 'text' | 'json' {
+  if (text === 'text' || text === 'json') return text;
+  throw new InvalidArgumentError('expected text or json');
+}
+
+/** A regular expression (JavaScript syntax, unanchored). @throws InvalidArgumentError when it does not compile */
+export function parseRegex(text: string): RegExp {
+  try {
+    return new RegExp(text);
+  } catch (e) {
+    throw new InvalidArgumentError(`not a regular expression: ${(e as Error).message}`);
+  }
+}
+
 /**
  * A Kubernetes node name (a DNS-1123 subdomain: lower-case letters, digits,
  * '-' and '.', at most 253 characters).

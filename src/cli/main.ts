@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
-import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseNodeName, parseOutput, parseStatusOutput, parseProtocol, parseVerdict } from './args.js';
+import { integerIn, parseAddressFilter, parseApiAddress, parseIPv4, parseNamespacedName, parseNodeName, parseOutput, parseStatusOutput, parseProtocol, parseRegex, parseTextJson, parseVerdict } from './args.js';
 import type { ConntrackListing } from '../datapath/conntrack_list.js';
 import { formatFlow, type Flow } from '../flows/flows.js';
 import type { BgpStatus } from '../bgp/announcer.js';
@@ -140,6 +140,47 @@ program
       if (drops.length) console.log(`${s.node} drops: ${drops.map(([r, n]) => `${r}=${n}`).join(' ')}`);
     }
     console.log(problems.length ? `not ready:\n  ${problems.join('\n  ')}` : 'all ready');
+  });
+
+const connectivity = program.command('connectivity').description('end-to-end checks of every path xlb serves, as cilium connectivity test');
+connectivity
+  .command('test')
+  .description('deploy test services, check every path xlb serves (pod to ClusterIP and NodePort, node to ClusterIP, outside to LoadBalancer and NodePort, affinity, source ranges, traffic policy Local, DNS, hairpin), one line a check; the services are removed afterwards; exits 1 when a check fails')
+  .option('--lab [state-dir]', 'the lab in this state directory (default /run/xlb-lab); the only environment so far')
+  .option('--test <regex>', 'only the checks whose name matches', parseRegex)
+  .option('--list', 'list the checks and exit')
+  .option('-o, --output <text|json>', 'one line a check, or the whole report as JSON', parseTextJson, 'text')
+  .action(async (opts: { lab?: string | true; test?: RegExp; list?: boolean; output: 'text' | 'json' }) => {
+    const { CHECKS } = await import('../connectivity/checks.js');
+    const { formatCheck, formatSummary, runConnectivityTest, selectChecks } = await import('../connectivity/run.js');
+    if (opts.list) {
+      for (const c of selectChecks(opts.test, CHECKS)) console.log(`${c.name.padEnd(28)} ${c.description}`);
+      return;
+    }
+    selectChecks(opts.test, CHECKS); // a filter that matches nothing fails before anything is deployed
+    const { LabEnvironment } = await import('../connectivity/lab.js');
+    const env = await LabEnvironment.open(typeof opts.lab === 'string' ? opts.lab : '/run/xlb-lab');
+    const text = opts.output === 'text';
+    // Ctrl-C or a kill: the test services go before the process does.
+    const stop = (signal: NodeJS.Signals) => {
+      void env.cleanup().finally(() => {
+        console.error(`xlb connectivity test: ${signal}: test services removed`);
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      });
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+    if (text) console.log(`xlb connectivity test: ${env.description}, LoadBalancer VIPs through ${env.announce === 'bgp' ? 'BGP' : env.announce === 'l2' ? 'layer 2' : 'static routes'}`);
+    const report = await runConnectivityTest(env, {
+      filter: opts.test,
+      onProgress: text ? (line) => console.log(`  ${line}`) : undefined,
+      onCheck: text ? (r) => console.log(formatCheck(r)) : undefined,
+    });
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    if (text) for (const line of formatSummary(report)) console.log(line);
+    else console.log(JSON.stringify(report, null, 2));
+    if (!report.ok) process.exitCode = 1;
   });
 
 program

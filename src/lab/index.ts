@@ -596,8 +596,8 @@ function publicStatus(st: LabState): Omit<LabStatus, 'services'> {
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-/** The objects of a manifests file (YAML documents, `kind: List` items flattened). */
-function readManifestObjects(file: string): Obj[] {
+/** The objects of a manifests file (YAML documents, `kind: List` items flattened). @throws Error when the file cannot be read */
+export function readManifestObjects(file: string): Obj[] {
   const docs = parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => d.toJS() as Obj);
   return docs.flatMap((d) => (d?.kind === 'List' ? d.items : [d])).filter(Boolean);
 }
