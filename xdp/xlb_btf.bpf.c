@@ -38,5 +38,6 @@ XLB_BTF_KEEP(struct xlb_flow_event, xlb_btf_flow_event);
 XLB_BTF_KEEP(struct xlb_event_limit, xlb_btf_event_limit);
 XLB_BTF_KEEP(enum xlb_event_type, xlb_btf_event_type);
 XLB_BTF_KEEP(enum xlb_event_point, xlb_btf_event_point);
+XLB_BTF_KEEP(enum xlb_event_selection, xlb_btf_event_selection);
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -90,7 +90,8 @@ static __always_inline bool xlb_sock_skip(struct bpf_sock_addr *ctx)
  * the timeout, else the socket cookie's Maglev slot. */
 static __always_inline const struct xlb_backend *xlb_sock_select(struct bpf_sock_addr *ctx,
 								 const struct xlb_service *svc, __u32 service_id,
-								 __u64 cookie, __u32 *backend_id)
+								 __u64 cookie, __u32 *backend_id, __u32 *hash_out,
+								 __u8 *selection)
 {
 	bool local_set = svc->flags & XLB_SVC_F_INT_LOCAL;
 	__u32 hash = xlb_jhash_3words((__u32)cookie, (__u32)(cookie >> 32), 0, XLB_FLOW_HASH_SEED);
@@ -100,6 +101,7 @@ static __always_inline const struct xlb_backend *xlb_sock_select(struct bpf_sock
 	__u64 now;
 	__u32 id;
 
+	*hash_out = hash;
 	if (!(svc->flags & XLB_SVC_F_AFFINITY))
 		return xlb_maglev_backend(service_id, hash, backend_id);
 	__builtin_memset(&key, 0, sizeof(key));
@@ -111,6 +113,7 @@ static __always_inline const struct xlb_backend *xlb_sock_select(struct bpf_sock
 		backend = bpf_map_lookup_elem(&xlb_backends, &id);
 		if (backend && backend->addr) {
 			*backend_id = id;
+			*selection = XLB_SELECT_AFFINITY;
 			return backend;
 		}
 	}
@@ -155,7 +158,8 @@ static __always_inline void xlb_sock_remember(__u64 cookie, const struct xlb_bac
  * known (a datagram's source address when the application gave one; a
  * connect() has none yet), the frontend it addressed. */
 static __always_inline void xlb_sock_event(struct bpf_sock_addr *ctx, bool sendmsg, __u8 type, __u8 reason,
-					   __u32 service_id, const struct xlb_backend *backend)
+					   __u32 service_id, const struct xlb_backend *backend, __u32 hash,
+					   __u8 selection)
 {
 	struct xlb_flow_key flow;
 
@@ -165,7 +169,7 @@ static __always_inline void xlb_sock_event(struct bpf_sock_addr *ctx, bool sendm
 	flow.dport = xlb_sock_dport(ctx);
 	flow.proto = ctx->protocol;
 	xlb_event_flow(&flow, 0, type, reason, service_id, backend ? backend->addr : 0, backend ? backend->port : 0, 0,
-		       XLB_POINT_SOCK);
+		       XLB_POINT_SOCK, hash, selection);
 }
 
 /* connect4 and sendmsg4: send the socket to a backend when it addresses a
@@ -179,7 +183,8 @@ static __always_inline int xlb_sock_forward(struct bpf_sock_addr *ctx, bool send
 	__be16 port = xlb_sock_dport(ctx);
 	const struct xlb_service *svc;
 	const struct xlb_backend *backend;
-	__u32 backend_id = 0;
+	__u32 backend_id = 0, hash = 0;
+	__u8 selection = XLB_SELECT_MAGLEV;
 	__u32 service_id;
 	__u64 cookie;
 
@@ -190,18 +195,18 @@ static __always_inline int xlb_sock_forward(struct bpf_sock_addr *ctx, bool send
 		return XLB_SYS_PROCEED;
 	service_id = svc->internal_id;
 	cookie = bpf_get_socket_cookie(ctx);
-	backend = xlb_sock_select(ctx, svc, service_id, cookie, &backend_id);
+	backend = xlb_sock_select(ctx, svc, service_id, cookie, &backend_id, &hash, &selection);
 	if (!backend) {
 		/* kube-proxy REJECTs a service without endpoints: refuse now
 		 * rather than let the SYN or datagram go nowhere. */
-		xlb_sock_event(ctx, sendmsg, XLB_EVENT_DROP, XLB_DROP_SOCK_REFUSED, service_id, NULL);
+		xlb_sock_event(ctx, sendmsg, XLB_EVENT_DROP, XLB_DROP_SOCK_REFUSED, service_id, NULL, 0, XLB_SELECT_MAGLEV);
 		xlb_count_drop(XLB_DROP_SOCK_REFUSED);
 		bpf_set_retval(-XLB_ECONNREFUSED);
 		return XLB_SYS_REJECT;
 	}
 	xlb_sock_remember(cookie, backend, proto, addr, port, service_id);
 	if (!sendmsg)
-		xlb_sock_event(ctx, false, XLB_EVENT_NEW_FLOW, 0, service_id, backend);
+		xlb_sock_event(ctx, false, XLB_EVENT_NEW_FLOW, 0, service_id, backend, hash, selection);
 	ctx->user_ip4 = backend->addr;
 	ctx->user_port = (__u32)backend->port;
 	return XLB_SYS_PROCEED;

@@ -158,13 +158,14 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 					    const struct xlb_service *svc, const struct xlb_ct_entry *stale, __u32 now)
 {
 	const struct xlb_backend *backend;
-	__u32 backend_id = 0;
+	__u32 backend_id = 0, hash = xlb_flow_hash(&pkt->flow);
+	__u8 selection = XLB_SELECT_MAGLEV;
 	bool hairpin, keep;
 
 	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)skb->data_end))
 		return xlb_tc_pod_drop(pkt, XLB_DROP_BAD_CHECKSUM, svc->internal_id);
-	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr,
-				     xlb_flow_hash(&pkt->flow), &backend_id);
+	backend = xlb_select_backend(svc, svc->internal_id, svc->flags & XLB_SVC_F_INT_LOCAL, pkt->flow.saddr, hash,
+				     &backend_id, &selection);
 	if (!backend)
 		return xlb_tc_pod_drop(pkt, XLB_DROP_NO_BACKEND, svc->internal_id);
 	if (stale)
@@ -179,7 +180,7 @@ static __always_inline int xlb_tc_pod_place(struct __sk_buff *skb, const struct 
 	    (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, svc->internal_id, pkt->tcp_flags, now,
 				  XLB_CT_F_INTERNAL | (hairpin ? XLB_CT_F_HAIRPIN : 0))))
 		return xlb_tc_pod_drop(pkt, XLB_DROP_CT_INSERT, svc->internal_id);
-	xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, svc->internal_id, backend->addr, backend->port, 0, XLB_POINT_TC_POD);
+	xlb_event_placed(pkt, svc->internal_id, backend->addr, backend->port, 0, XLB_POINT_TC_POD, hash, selection);
 	return xlb_tc_pod_forward(skb, pkt, backend->addr, backend->port, hairpin);
 }
 

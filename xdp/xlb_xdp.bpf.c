@@ -159,6 +159,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	__u32 service_id = svc->id;
 	__u32 hash = xlb_flow_hash(&pkt->flow);
 	__u32 backend_id = 0;
+	__u8 selection = XLB_SELECT_MAGLEV;
 	const struct xlb_backend *backend;
 	struct xlb_ct_entry entry;
 	__be16 snat_port;
@@ -171,7 +172,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	if ((svc->flags & XLB_SVC_F_SOURCE_RANGES) && !xlb_source_allowed(service_id, pkt->flow.saddr))
 		return xlb_drop_flow(XLB_DROP_SOURCE_RANGE, pkt, service_id);
 	backend = xlb_select_backend(svc, service_id, svc->flags & XLB_SVC_F_EXT_LOCAL, pkt->flow.saddr, hash,
-				     &backend_id);
+				     &backend_id, &selection);
 	if (!backend)
 		return xlb_drop_flow(XLB_DROP_NO_BACKEND, pkt, service_id);
 	if (stale)
@@ -189,7 +190,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
 		if (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
 			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
-		xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, service_id, backend->addr, backend->port, 0, XLB_POINT_XDP);
+		xlb_event_placed(pkt, service_id, backend->addr, backend->port, 0, XLB_POINT_XDP, hash, selection);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
 	}
@@ -210,7 +211,8 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 		return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
 	/* pkt->flow is the tuple as it came (the rewrite changes the frame only). */
 	if (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS)
-		xlb_event(pkt, XLB_EVENT_NEW_FLOW, 0, service_id, backend->addr, backend->port, snat_port, XLB_POINT_XDP);
+		xlb_event_placed(pkt, service_id, backend->addr, backend->port, snat_port, XLB_POINT_XDP, hash,
+				 selection);
 	return verdict;
 }
 

@@ -422,6 +422,7 @@ export class Agent implements AgentView {
       node: this.node.name,
       wallOffsetNs,
       serviceOf: (id: number) => this.controller.serviceKeyOf(id),
+      tableSizeOf: (id: number) => this.controller.tableSizeOf(id),
       pods: this.pods,
     };
     try {

@@ -47,6 +47,8 @@ export interface FlowEvent {
   backend?: { ip: string; port: number };
   /** The node's source port towards a remote backend. */
   snatPort?: number;
+  /** How a new flow's backend was chosen, and the flow hash (its Maglev slot is hash % M). */
+  selection?: { by: 'maglev' | 'affinity'; hash: number };
   /** Where the datapath saw the packet. */
   point: 'xdp' | 'tc-egress' | 'tc-pod' | 'sock';
 }
@@ -77,6 +79,7 @@ export function decodeFlowEvent(record: Buffer): FlowEvent {
   if (e.type === TYPES.XLB_EVENT_DROP) out.dropReason = dropReasonNames[e.reason] ?? `reason_${e.reason}`;
   if (e.type === TYPES.XLB_EVENT_NEW_FLOW || e.type === TYPES.XLB_EVENT_FLOW_END) out.backend = { ip: e.backend_addr, port: e.backend_port };
   if (e.snat_port) out.snatPort = e.snat_port;
+  if (e.type === TYPES.XLB_EVENT_NEW_FLOW) out.selection = { by: e.selection === enums.xlb_event_selection.XLB_SELECT_AFFINITY ? 'affinity' : 'maglev', hash: e.hash >>> 0 };
   return out;
 }
 

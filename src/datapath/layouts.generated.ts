@@ -185,7 +185,7 @@ export const structs = {
     },
   },
   xlb_flow_event: {
-    size: 40,
+    size: 48,
     fields: {
       ts_ns: { offset: 0, size: 8, type: '__u64' },
       saddr: { offset: 8, size: 4, type: '__be32' },
@@ -201,7 +201,10 @@ export const structs = {
       backend_port: { offset: 32, size: 2, type: '__be16' },
       snat_port: { offset: 34, size: 2, type: '__be16' },
       point: { offset: 36, size: 1, type: '__u8' },
-      pad: { offset: 37, size: 3, type: '__u8', count: 3 },
+      selection: { offset: 37, size: 1, type: '__u8' },
+      pad: { offset: 38, size: 2, type: '__u8', count: 2 },
+      hash: { offset: 40, size: 4, type: '__u32' },
+      pad2: { offset: 44, size: 4, type: '__u32' },
     },
   },
   xlb_event_limit: {
@@ -277,5 +280,9 @@ export const enums = {
     XLB_POINT_TC_EGRESS: 2,
     XLB_POINT_TC_POD: 3,
     XLB_POINT_SOCK: 4,
+  },
+  xlb_event_selection: {
+    XLB_SELECT_MAGLEV: 0,
+    XLB_SELECT_AFFINITY: 1,
   },
 } as const;

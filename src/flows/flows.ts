@@ -27,6 +27,12 @@ export interface Flow {
   backend?: { ip: string; port: number; pod?: string; node?: string };
   /** The node's source port towards a remote backend. */
   snatPort?: number;
+  /**
+   * How a new flow's backend was chosen: `affinity` (ClientIP: the client's
+   * previous backend), or `maglev` with the lookup table's slot (hash % M,
+   * M as programmed when the agent read the event).
+   */
+  selection?: { by: 'maglev'; slot?: number } | { by: 'affinity' };
   /** TCP flags by name (SYN, ACK, FIN, RST, PSH, URG). */
   tcpFlags: string[];
   /** Where the datapath saw the packet (xdp, tc-egress, tc-pod, sock). */
@@ -90,6 +96,8 @@ export interface EnrichContext {
   /** Wall clock minus CLOCK_MONOTONIC, ns. */
   wallOffsetNs: bigint;
   serviceOf: (serviceId: number) => string | undefined;
+  /** The size M of a service's Maglev lookup table, when it has one. */
+  tableSizeOf?: (serviceId: number) => number | undefined;
   pods: PodDirectory;
 }
 
@@ -122,6 +130,13 @@ export function enrich(e: FlowEvent, ctx: EnrichContext): Flow {
     }
   }
   if (e.snatPort) flow.snatPort = e.snatPort;
+  if (e.selection) {
+    if (e.selection.by === 'affinity') flow.selection = { by: 'affinity' };
+    else {
+      const m = ctx.tableSizeOf?.(e.serviceId);
+      flow.selection = m ? { by: 'maglev', slot: e.selection.hash % m } : { by: 'maglev' };
+    }
+  }
   return flow;
 }
 
@@ -212,7 +227,8 @@ export function formatFlow(f: Flow): string {
   // A socket hook sees a connect() before the kernel has chosen its source.
   const src = f.source.ip === '0.0.0.0' ? `socket${f.source.pod ? ` (${f.source.pod})` : ''}` : `${f.source.ip}:${f.source.port}${f.source.pod ? ` (${f.source.pod})` : ''}`;
   const dst = `${f.destination.ip}:${f.destination.port}${f.destination.service ? ` (${f.destination.service})` : ''}`;
-  const backend = f.backend ? ` to ${f.backend.ip}:${f.backend.port}${f.backend.pod ? ` (${f.backend.pod})` : ''}${f.snatPort ? ` via SNAT port ${f.snatPort}` : ''}` : '';
+  const how = f.selection?.by === 'affinity' ? ' by affinity' : f.selection?.by === 'maglev' && f.selection.slot !== undefined ? ` by Maglev slot ${f.selection.slot}` : '';
+  const backend = f.backend ? ` to ${f.backend.ip}:${f.backend.port}${f.backend.pod ? ` (${f.backend.pod})` : ''}${how}${f.snatPort ? ` via SNAT port ${f.snatPort}` : ''}` : '';
   const what = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason ?? 'unknown'})` : f.closed ? 'FORWARDED, closed' : 'FORWARDED';
   const flags = f.protocol === 'TCP' ? `TCP Flags: ${f.tcpFlags.join(', ') || 'none'}` : 'UDP';
   return `${time} [${f.node}]: ${src} -> ${dst}${backend} ${what} (${flags})`;

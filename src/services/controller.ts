@@ -408,6 +408,15 @@ export class ServiceController {
     }
     return this.keyById.get(id);
   }
+  /**
+   * The size M of the Maglev lookup table programmed for service ID `id`
+   * (cluster or local set), or undefined when it has none: a flow's slot is
+   * its hash modulo M.
+   */
+  tableSizeOf(id: number): number | undefined {
+    return this.appliedTables.get(id)?.size;
+  }
+
   private keyById?: Map<number, string>;
 
   /** The services as last programmed, sorted by key. */

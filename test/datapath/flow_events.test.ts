@@ -13,6 +13,10 @@ import assert from 'node:assert/strict';
 import { Datapath, XDP, BE_LOCAL, buildObjects } from './harness.js';
 import { FlowEventReader, type FlowEvent } from '../../src/datapath/flow_events.js';
 import { tcpPacket, udpPacket, PROTO, TCP_FLAG } from '../helpers/packet.js';
+import { flowHash } from '../../src/maglev/index.js';
+import { enums } from '../../src/datapath/codec.js';
+
+const F = enums.xlb_service_flags;
 
 const VIP = '203.0.113.10';
 const WEB = { id: 1, port: 80, backend: { id: 1, addr: '198.19.1.1', port: 8080 } };
@@ -58,6 +62,9 @@ test('a new flow and a drop each send one event; an established packet sends non
   );
   assert.deepEqual({ type: dropped.type, dropReason: dropped.dropReason, serviceId: dropped.serviceId, destination: dropped.destination }, { type: 'drop', dropReason: 'no_backend', serviceId: EMPTY.id, destination: { ip: VIP, port: EMPTY.port } });
   assert.ok(dropped.monotonicNs >= placed.monotonicNs, 'in order, with monotonic times');
+  const hash = flowHash({ saddr: '192.0.2.7', daddr: VIP, sport: 40001, dport: WEB.port, proto: PROTO.TCP });
+  assert.deepEqual(placed.selection, { by: 'maglev', hash }, 'placed by Maglev, with the flow hash the agent computes');
+  assert.equal(dropped.selection, undefined);
   assert.equal(reader.poll(), 0, 'each event once');
 });
 
@@ -81,6 +88,17 @@ test('the client’s first FIN or RST sends one flow-end event with the flow’s
       ['flow-end', 44002, TCP_FLAG.RST, WEB.backend.addr],
     ],
   );
+});
+
+test('under ClientIP affinity, a client’s next flow says it was placed by affinity', () => {
+  const { dp, reader, events } = load(100);
+  const STICKY = { id: 3, port: 82 };
+  dp.addFrontend(VIP, STICKY.port, PROTO.TCP, STICKY.id, F.XLB_SVC_F_EXTERNAL | F.XLB_SVC_F_AFFINITY, 0, 600);
+  dp.setTable(STICKY.id, [1, 1, 1]);
+  dp.ingress.testRun(syn(45001, STICKY.port));
+  dp.ingress.testRun(syn(45002, STICKY.port));
+  reader.poll();
+  assert.deepEqual(events.map((e) => e.selection?.by), ['maglev', 'affinity'], 'the first flow by Maglev, the next by affinity');
 });
 
 test('above the rate per tick, events are counted as suppressed, not sent', () => {

@@ -141,7 +141,16 @@ describe('traffic through xlb', () => {
 
   test('xlb observe shows the flows each node placed: to the web VIP, its service, the backend pod, FORWARDED', async () => {
     const xlb = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/xlb.js');
-    type Observed = { verdict: string; node: string; source: { ip: string }; destination: { ip: string; port: number; service?: string }; backend?: { ip: string; pod?: string }; tcpFlags: string[]; closed?: true };
+    type Observed = {
+      verdict: string;
+      node: string;
+      source: { ip: string; port: number };
+      destination: { ip: string; port: number; service?: string };
+      backend?: { ip: string; pod?: string };
+      tcpFlags: string[];
+      closed?: true;
+      selection?: { by: string; slot?: number };
+    };
     const all: Observed[] = [];
     for (const n of lab.nodes) {
       const out = await sh(process.execPath, [xlb, 'observe', '--api', n.api, '--last', '1000', '--to-ip', '192.0.2.10', '--port', '80', '-o', 'json']);
@@ -162,6 +171,13 @@ describe('traffic through xlb', () => {
       assert.match(f.backend!.pod ?? '', /^default\//, 'the backend named by its pod');
     }
     assert.equal(new Set(flows.map((f) => f.node)).size, lab.nodes.length, 'ECMP spread the flows over both nodes');
+    // Each new flow says how its backend was chosen: the Maglev slot every node predicts for it.
+    const predicted = flows.filter((x) => x.source.port >= 20000 && x.source.port < 20008);
+    assert.equal(predicted.length, 8, 'the eight flows of the prediction test');
+    for (const f of predicted) {
+      const p = (await apiGet(lab.nodes[0].api, `/v1/services/default/web/flow?flow=198.18.1.2:${f.source.port},192.0.2.10:80,tcp`)) as { slot: number };
+      assert.deepEqual(f.selection, { by: 'maglev', slot: p.slot }, `flow from port ${f.source.port}: its Maglev slot`);
+    }
   });
 
   test('xlb observe --to-service default/web --follow shows a new connection’s flow with its backend as it happens', async (t) => {

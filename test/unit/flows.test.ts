@@ -67,6 +67,14 @@ test('an event becomes a flow with wall-clock time, verdict, service, pods and T
   assert.match(formatFlow(close), /to 198\.19\.2\.12:8080 \(default\/web-1\) FORWARDED, closed \(TCP Flags: ACK, FIN\)$/);
   const sock = enrich(event({ point: 'sock', source: { ip: '0.0.0.0', port: 0 } }), ctx);
   assert.match(formatFlow(sock), /\]: socket -> 192\.0\.2\.10:80/, 'a connect() has no source yet');
+  // How the backend was chosen: the Maglev slot is the hash modulo the programmed table's size.
+  const withM = { ...ctx, tableSizeOf: (id: number) => (id === 7 ? 251 : undefined) };
+  const byMaglev = enrich(event({ selection: { by: 'maglev', hash: 1000 } }), withM);
+  assert.deepEqual(byMaglev.selection, { by: 'maglev', slot: 1000 % 251 });
+  assert.match(formatFlow(byMaglev), /\(default\/web-1\) by Maglev slot 247 FORWARDED/);
+  assert.deepEqual(enrich(event({ selection: { by: 'maglev', hash: 1000 } }), ctx).selection, { by: 'maglev' }, 'no table known: no slot');
+  const byAffinity = enrich(event({ selection: { by: 'affinity', hash: 1000 } }), withM);
+  assert.match(formatFlow(byAffinity), /\(default\/web-1\) by affinity FORWARDED/);
 });
 
 test('the events ring holds two reads of every CPU at the full rate, a power of two from 16 KiB', () => {

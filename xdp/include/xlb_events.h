@@ -26,11 +26,11 @@ const volatile __u32 xlb_events_per_tick = 0;
 
 /* Send an event of `type` for the flow `flow` (with TCP flags `tcp_flags`)
  * seen at `point`: `reason` for a drop; the service, and for a new flow its
- * backend and SNAT port. At most xlb_events_per_tick a tick on this CPU; one
+ * backend, SNAT port, flow hash and how the backend was chosen. At most xlb_events_per_tick a tick on this CPU; one
  * over the rate, or finding the ring full, is counted as suppressed instead. */
 static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8 tcp_flags, __u8 type, __u8 reason,
 					   __u32 service_id, __be32 backend_addr, __be16 backend_port,
-					   __be16 snat_port, __u8 point)
+					   __be16 snat_port, __u8 point, __u32 hash, __u8 selection)
 {
 	__u32 key = 0, now;
 	struct xlb_event_limit *l;
@@ -70,18 +70,30 @@ static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8
 	e->backend_port = backend_port;
 	e->snat_port = snat_port;
 	e->point = point;
+	e->selection = selection;
 	e->pad[0] = 0;
 	e->pad[1] = 0;
-	e->pad[2] = 0;
+	e->hash = hash;
+	e->pad2 = 0;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
-/* The same for the parsed packet `pkt`. */
+/* The same for the parsed packet `pkt` (a drop or a close: no hash, no selection). */
 static __always_inline void xlb_event(const struct xlb_pkt *pkt, __u8 type, __u8 reason, __u32 service_id,
 				      __be32 backend_addr, __be16 backend_port, __be16 snat_port, __u8 point)
 {
 	xlb_event_flow(&pkt->flow, pkt->tcp_flags, type, reason, service_id, backend_addr, backend_port, snat_port,
-		       point);
+		       point, 0, XLB_SELECT_MAGLEV);
+}
+
+/* A new flow of the parsed packet `pkt`, placed on backend addr:port by
+ * flow hash `hash` (`selection`: Maglev or affinity). */
+static __always_inline void xlb_event_placed(const struct xlb_pkt *pkt, __u32 service_id, __be32 backend_addr,
+					     __be16 backend_port, __be16 snat_port, __u8 point, __u32 hash,
+					     __u8 selection)
+{
+	xlb_event_flow(&pkt->flow, pkt->tcp_flags, XLB_EVENT_NEW_FLOW, 0, service_id, backend_addr, backend_port,
+		       snat_port, point, hash, selection);
 }
 
 #endif /* XLB_EVENTS_H */

@@ -48,10 +48,11 @@ static __always_inline const struct xlb_backend *xlb_maglev_backend(__u32 servic
  * client's last flow went to while it keeps coming back within the timeout,
  * else Maglev slot `hash`; a fresh pick under affinity is remembered.
  * `local_set`: whether `service_id` is the local set's (xlb_types.h).
- * Sets `*backend_id`; NULL when the service has no usable backend. */
+ * Sets `*backend_id` and `*selection` (enum xlb_event_selection); NULL when
+ * the service has no usable backend. */
 static __always_inline const struct xlb_backend *xlb_select_backend(const struct xlb_service *svc, __u32 service_id,
 								    bool local_set, __be32 client, __u32 hash,
-								    __u32 *backend_id)
+								    __u32 *backend_id, __u8 *selection)
 {
 	const struct xlb_backend *backend;
 	__u64 now_ns;
@@ -65,6 +66,7 @@ static __always_inline const struct xlb_backend *xlb_select_backend(const struct
 		backend = bpf_map_lookup_elem(&xlb_backends, &id);
 		if (backend && backend->addr) {
 			*backend_id = id;
+			*selection = XLB_SELECT_AFFINITY;
 			return backend;
 		}
 	}

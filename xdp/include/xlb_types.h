@@ -283,9 +283,15 @@ enum xlb_event_point {
 	XLB_POINT_SOCK = 4,            /* a cgroup socket hook */
 };
 
+/* How a new flow's backend was chosen (struct xlb_flow_event). */
+enum xlb_event_selection {
+	XLB_SELECT_MAGLEV = 0,         /* the Maglev lookup table's slot hash % M */
+	XLB_SELECT_AFFINITY = 1,       /* ClientIP affinity: the client's previous backend */
+};
+
 /* One flow event: a new flow placed, or a packet dropped, with the packet's
  * 5-tuple and what the datapath made of it. Record of the xlb_events ring
- * buffer (docs/datapath.md, "Flow events"). 40 bytes. */
+ * buffer (docs/datapath.md, "Flow events"). 48 bytes. */
 struct xlb_flow_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
 	__be32 saddr;
@@ -301,7 +307,10 @@ struct xlb_flow_event {
 	__be16 backend_port;
 	__be16 snat_port;     /* the node's source port towards a remote backend; 0: none */
 	__u8 point;           /* enum xlb_event_point */
-	__u8 pad[3];
+	__u8 selection;       /* enum xlb_event_selection (XLB_EVENT_NEW_FLOW) */
+	__u8 pad[2];
+	__u32 hash;           /* the flow hash a new flow was placed by: its Maglev slot is hash % M */
+	__u32 pad2;
 };
 
 /* Per-CPU state of the events' rate limit (xlb_events_per_tick): events
