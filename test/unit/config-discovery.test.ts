@@ -2,7 +2,8 @@
  * What `xlb agent` takes from the machine when the configuration leaves it
  * out (src/config/discover.ts): the node's name from the host name, the
  * interfaces from the IPv4 default routes; XLB_NODE_NAME, XLB_INTERFACES and
- * XLB_CONFIG set them from the environment.
+ * XLB_CONFIG set them from the environment. docker-compose.yml's
+ * configuration (examples/compose-agent.yaml) relies on it.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -119,6 +120,17 @@ describe('loadConfig with a discovery', () => {
       () => loadConfig(file),
       (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('node')) && e.problems.some((p) => p.startsWith('interfaces')),
     );
+  });
+
+  it("docker-compose.yml's configuration names nothing of the machine: all of it comes from the discovery", () => {
+    const text = fs.readFileSync(path.join(repo, 'examples/compose-agent.yaml'), 'utf8');
+    assert.doesNotMatch(text, /^\s*(name|interfaces|addresses):/m, 'no node name, interfaces or addresses in the file');
+    const discovered: Discovered = {};
+    const c = loadConfig(path.join(repo, 'examples/compose-agent.yaml'), {}, { discovery: fake('debian', ['enp1s0']), discovered });
+    assert.deepEqual(discovered, { nodeName: 'debian', interfaces: ['enp1s0'] });
+    assert.equal(c.source.file?.path, '/etc/xlb/services.yaml');
+    assert.equal(c.socketLB.cgroupRoot, '/run/xlb/cgroupv2');
+    assert.equal(c.api.listen, '127.0.0.1:9876', 'where `xlb status` (the healthcheck) asks by default');
   });
 });
 
