@@ -35,8 +35,8 @@ if command -v systemctl >/dev/null 2>&1; then
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
-if [ "$node_major" -lt 18 ]; then
-  echo "setup.sh: Node.js $node_major is too old; xlb needs 18 or newer" >&2
+if [ "$node_major" -lt 20 ]; then
+  echo "setup.sh: Node.js $node_major is too old; xlb and its dependencies need 20 or newer (Debian 12's nodejs is 18)" >&2
   exit 1
 fi
 

@@ -22,7 +22,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../util/package-root.js';
 import type { Registry } from 'prom-client';
 import type { ServiceView } from '../services/controller.js';
 import type { InputIssue } from '../model/types.js';
@@ -64,7 +64,7 @@ export interface AgentView {
  * The files of the service map page: GET /ui/<name> → [path on disk, content type].
  * cytoscape's browser build comes from its npm package (a runtime dependency).
  */
-const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../ui');
+const UI_DIR = packagePath('src/ui');
 const UI_FILES: Record<string, [file: () => string, type: string]> = {
   '': [() => path.join(UI_DIR, 'index.html'), 'text/html; charset=utf-8'],
   'servicemap.js': [() => path.join(UI_DIR, 'servicemap.js'), 'text/javascript; charset=utf-8'],

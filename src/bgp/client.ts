@@ -2,7 +2,9 @@
  * A typed client for gobgpd's gRPC API (gobgp v3, service `apipb.GobgpApi`),
  * over @grpc/grpc-js. The .proto files are loaded at run time from gobgp's
  * source package (Debian: golang-github-osrg-gobgp-dev), so the wire schema is
- * always the installed one; nothing of it is copied into xlb.
+ * always the installed one; nothing of it is copied into the repository. The
+ * image carries a copy taken from that package at build time, from the same
+ * Debian release as its gobgpd (scripts/build-image-tree.sh).
  *
  * Only what a VIP announcer needs is wrapped: the global instance, peers,
  * IPv4 unicast /32 paths in the global RIB, an export policy, and peer events.
@@ -12,10 +14,21 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import fs from 'node:fs';
+import path from 'node:path';
+import { packagePath } from '../util/package-root.js';
 import { formatCommunity, formatLargeCommunity, type LargeCommunity } from './communities.js';
 
 /** Where Debian's golang-github-osrg-gobgp-dev installs gobgp's API protos. */
-export const DEFAULT_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/api';
+export const DEBIAN_PROTO_DIR = '/usr/share/gocode/src/github.com/osrg/gobgp/api';
+
+/** Where the image's tree has its copy of them: `<package root>/api/gobgp` (none in a checkout). */
+export const BUNDLED_PROTO_DIR = packagePath('api/gobgp');
+
+/**
+ * The protos loaded unless `protoDir` says otherwise: the image's copy when
+ * there is one, else Debian's.
+ */
+export const DEFAULT_PROTO_DIR = fs.existsSync(path.join(BUNDLED_PROTO_DIR, 'gobgp.proto')) ? BUNDLED_PROTO_DIR : DEBIAN_PROTO_DIR;
 
 /** Per-call deadline: the API is local, so a slow answer means a stuck gobgpd. */
 const DEFAULT_CALL_TIMEOUT_MS = 3000;

@@ -5,6 +5,7 @@
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
 import fs from 'node:fs';
+import { packagePath } from '../util/package-root.js';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
@@ -19,7 +20,7 @@ const program = new Command();
 program
   .name('xlb')
   .description('eBPF load balancer and kube-proxy replacement')
-  .version(`xlb ${(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version}`, '-V, --version')
+  .version(`xlb ${(JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version}`, '-V, --version')
   .showHelpAfterError();
 
 const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi()).argParser(parseApiAddress);
@@ -27,29 +28,45 @@ const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix
 program
   .command('agent')
   .description('run the node agent')
-  .option('--config <file>', 'agent configuration (YAML); without it, the options below and the defaults')
+  .addOption(new Option('--config <file>', 'agent configuration (YAML); without it, the options below and the defaults').env('XLB_CONFIG'))
   .option('--kubeconfig <file>', 'follow this API server (sets source.kubernetes.kubeconfig, replacing the file\'s source)')
-  .option('--node-name <name>', 'this node\'s name, as its Node object and EndpointSlices name it (sets node.name)')
-  .option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces)')
-  .action(async (opts: { config?: string; kubeconfig?: string; nodeName?: string; interfaces?: string }) => {
+  .addOption(new Option('--node-name <name>', 'this node\'s name, as its Node object and EndpointSlices name it (sets node.name; left out everywhere: the host name, lower-cased)').env('XLB_NODE_NAME'))
+  .addOption(new Option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces; left out everywhere: the interfaces of the IPv4 default routes)').env('XLB_INTERFACES'))
+  .action(async (opts: { config?: string; kubeconfig?: string; nodeName?: string; interfaces?: string }, cmd: Command) => {
     const { loadConfig } = await import('../config/load.js');
+    const { hostDiscovery } = await import('../config/discover.js');
     const { Agent } = await import('../agent/agent.js');
-    if (!opts.config && !opts.kubeconfig) {
-      console.error('xlb agent: give --config FILE, or --kubeconfig FILE with --node-name and --interfaces');
+    // An empty variable (docker-compose's `${XLB_INTERFACES:-}`) is one not set.
+    const given = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
+    const configFile = given(opts.config);
+    if (!configFile && !opts.kubeconfig) {
+      console.error('xlb agent: give --config FILE (or XLB_CONFIG), or --kubeconfig FILE');
       process.exit(2);
     }
     let config;
+    const discovered: import('../config/load.js').Discovered = {};
     try {
-      config = loadConfig(opts.config, {
-        nodeName: opts.nodeName,
-        kubeconfig: opts.kubeconfig,
-        interfaces: opts.interfaces?.split(',').map((s) => s.trim()).filter(Boolean),
-      });
+      config = loadConfig(
+        configFile,
+        {
+          nodeName: given(opts.nodeName),
+          kubeconfig: opts.kubeconfig,
+          interfaces: given(opts.interfaces)?.split(',').map((s) => s.trim()).filter(Boolean),
+        },
+        { discovery: hostDiscovery, discovered },
+      );
     } catch (e) {
-      console.error(`xlb agent: ${(e as Error).message}`);
+      // A value from the environment is named with the key it set.
+      const fromEnv = (['config', 'nodeName', 'interfaces'] as const)
+        .filter((k) => cmd.getOptionValueSource(k) === 'env')
+        .map((k) => ({ config: 'XLB_CONFIG', nodeName: 'XLB_NODE_NAME', interfaces: 'XLB_INTERFACES' })[k])
+        .map((v) => `${v}=${JSON.stringify(process.env[v])}`);
+      console.error(`xlb agent: ${(e as Error).message}${fromEnv.length ? `\n  (from the environment: ${fromEnv.join(', ')})` : ''}`);
       process.exit(2);
     }
     const log = pino({ level: config.log.level, base: { node: config.node.name } });
+    if (discovered.nodeName) log.info({ nodeName: discovered.nodeName }, 'node.name left out: the host name');
+    if (discovered.interfaces) log.info({ interfaces: discovered.interfaces }, 'interfaces left out: those of the IPv4 default routes');
     // The handlers come first: a SIGTERM at any moment of the start stops
     // the agent once the start has returned (the datapath, kept, stays
     // consistent: a restart is not an uninstall; `xlb uninstall` is).
@@ -85,15 +102,21 @@ program
 program
   .command('uninstall')
   .description("remove this node's datapath: XDP, tc and the socket hooks detached, maps and links unpinned (an agent's stop keeps them: a restart is not an uninstall)")
-  .option('--config <file>', 'the agent configuration the datapath was started with')
-  .option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces)')
+  .addOption(new Option('--config <file>', 'the agent configuration the datapath was started with').env('XLB_CONFIG'))
+  .addOption(new Option('--interfaces <list>', 'external interfaces, comma-separated (sets interfaces; left out everywhere: those of the IPv4 default routes, as for the agent)').env('XLB_INTERFACES'))
   .option('--instance <name>', 'pin directory /sys/fs/bpf/xlb/<name> (sets datapath.instance)')
   .action(async (opts: { config?: string; interfaces?: string; instance?: string }) => {
     const { loadConfig } = await import('../config/load.js');
+    const { hostDiscovery } = await import('../config/discover.js');
     const { uninstallDatapath } = await import('../datapath/datapath.js');
+    const given = (v: string | undefined) => (v?.trim() ? v.trim() : undefined);
     let config;
     try {
-      config = loadConfig(opts.config, { nodeName: 'uninstall', interfaces: opts.interfaces?.split(',').map((x) => x.trim()).filter(Boolean) });
+      config = loadConfig(
+        given(opts.config),
+        { nodeName: 'uninstall', interfaces: given(opts.interfaces)?.split(',').map((x) => x.trim()).filter(Boolean) },
+        { discovery: hostDiscovery },
+      );
     } catch (e) {
       console.error(`xlb uninstall: ${(e as Error).message}`);
       process.exit(2);

@@ -27,7 +27,7 @@ const obj = <S extends z.ZodRawShape>(shape: S) => z.strictObject(shape, { error
 const list = <T extends z.ZodType>(item: T) => z.array(item, { error: need('must be a list') });
 
 /** DNS-1123 subdomain: what Kubernetes allows as a node name. */
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Linux interface names: 1..15 bytes (IFNAMSIZ 16 with the NUL), no '/', ':' or whitespace. */
 const IFNAME = /^[^/:\s]{1,15}$/;
 /** Pin directory names under /sys/fs/bpf/xlb/. */
@@ -129,12 +129,13 @@ const source = obj({
  * `source` may be left out; their keys then take the defaults shown.
  *
  * - `node.name` (required): the node's name, matched against EndpointSlice
- *   `endpoints[].nodeName` to tell local backends.
+ *   `endpoints[].nodeName` to tell local backends. `xlb agent` fills it in
+ *   when the file and the command line leave it out (config/discover.ts).
  * - `node.addresses`: IPv4 node addresses (NodePort frontends; the first is
  *   the SNAT source). Left out: the agent takes the IPv4 addresses of
  *   `interfaces`.
  * - `interfaces` (required, ≥ 1, distinct): external interfaces (XDP ingress,
- *   tc egress).
+ *   tc egress). `xlb agent` fills them in when left out (config/discover.ts).
  * - `source`: exactly one of `file.path` (manifests; relative to the config
  *   file) and `kubernetes` (optional `kubeconfig`, and `maxObjects`, default
  *   100,000: a list of Services or EndpointSlices with more is refused whole,

@@ -9,7 +9,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
   attachCgroupLink,
   attachTc,
@@ -39,9 +38,10 @@ import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
 import { convert, fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
 import { placeReplyElements, withReplyTuple } from './replies.js';
 import { ipToU32 } from '../util/ip.js';
+import { packagePath } from '../util/package-root.js';
 
 /** Where `make -C xdp` puts the objects. */
-export const DEFAULT_OBJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../xdp/build');
+export const DEFAULT_OBJECT_DIR = packagePath('xdp/build');
 /** Root of every xlb pin directory. */
 export { PIN_BASE };
 

@@ -21,12 +21,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../util/package-root.js';
 import type { Flow } from '../flows/flows.js';
 import { compileFilter, FilterError, msOf, timestampOf, toHubbleFlow, type HubbleFilter } from './flow.js';
 
 /** Where the Hubble `.proto` subset lives (api/hubble in the checkout or image). */
-export const HUBBLE_PROTO_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../api/hubble');
+export const HUBBLE_PROTO_DIR = packagePath('api/hubble');
 
 /** proto-loader options: Hubble's field names as written, enums by name, 64-bit integers as numbers. */
 export const HUBBLE_LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: String, defaults: false, arrays: true, oneofs: true };
@@ -61,7 +61,7 @@ export function loadObserverService(protoDir = HUBBLE_PROTO_DIR): grpc.ServiceDe
 
 function version(): string {
   try {
-    const pkg = JSON.parse(fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8')) as { version: string };
+    const pkg = JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version: string };
     return `xlb/${pkg.version}`;
   } catch {
     return 'xlb';

@@ -125,6 +125,8 @@ export interface LabStatus {
   /** The cluster DNS: Service kube-system/kube-dns's ClusterIP and its pods (one dnsmasq per node). */
   clusterDns: { clusterIP: string; pods: LabPodStatus[] };
   services: LabService[];
+  /** The command the agents run as `xlb` (see {@link LabUpOptions.agentCommand}); left out: this checkout's sources through tsx. */
+  agentCommand?: string[];
 }
 
 /** What lab.json records: the status plus everything to undo. */
@@ -153,7 +155,17 @@ export interface LabUpOptions {
   announce?: LabAnnounce;
   /** Extra agent configuration merged into each node's config (tests). */
   agentConfig?: Record<string, unknown>;
+  /**
+   * The command that runs `xlb` for the agents, the agent's arguments
+   * appended (e.g. `['/opt/xlb/bin/xlb']`, or with `env VAR=...` before it).
+   * Default: this checkout's sources through tsx. Kept in lab.json, so
+   * {@link labStartAgent} runs the same.
+   */
+  agentCommand?: string[];
 }
+
+/** `xlb` from this checkout: its sources through tsx, with the Node.js running the lab. */
+const CHECKOUT_XLB = () => [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts')];
 
 export const DEFAULT_STATE_DIR = '/run/xlb-lab';
 const stateFile = (dir: string) => path.join(dir, 'lab.json');
@@ -221,6 +233,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
   const backendsPerNode = Math.min(opts.backendsPerNode ?? 2, podsPerNode);
   const stateDir = path.resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
   if (nodes < 1 || nodes > 50) throw new Error(`--nodes: 1..50 (got ${nodes})`);
+  if (opts.agentCommand && (!opts.agentCommand.length || opts.agentCommand.some((a) => typeof a !== 'string' || !a))) throw new Error(`agentCommand: a command and its arguments, none empty (got ${JSON.stringify(opts.agentCommand)})`);
   if (fs.existsSync(stateFile(stateDir))) {
     const old = JSON.parse(fs.readFileSync(stateFile(stateDir), 'utf8')) as LabState;
     throw new Error(`a lab (suffix ${old.suffix}) already exists in ${stateDir}: run xlb lab down --state-dir ${stateDir} first`);
@@ -257,6 +270,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
     pids: [],
     cgroups: [],
     etcNetns: [],
+    ...(opts.agentCommand ? { agentCommand: opts.agentCommand } : {}),
   };
   save(st);
   try {
@@ -451,7 +465,7 @@ export async function labUp(opts: LabUpOptions = {}): Promise<LabStatus> {
         };
         const cfgPath = path.join(stateDir, `${n.name}.yaml`);
         fs.writeFileSync(cfgPath, stringify(cfg));
-        n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath], path.join(stateDir, `${n.name}.log`));
+        n.agentPid = spawnIn(n.netns, [...(st.agentCommand ?? CHECKOUT_XLB()), 'agent', '--config', cfgPath], path.join(stateDir, `${n.name}.log`));
         st.pids.push(n.agentPid);
         save(st);
       }
@@ -724,7 +738,7 @@ export async function labStartAgent(
   if (n.agentPid && alive(n.agentPid)) throw new Error(`lab: ${node}'s agent is running (pid ${n.agentPid})`);
   const cfgPath = path.join(st.stateDir, `${n.name}.yaml`);
   if (edit) fs.writeFileSync(cfgPath, stringify(edit(parseAllDocuments(fs.readFileSync(cfgPath, 'utf8'))[0].toJS())));
-  n.agentPid = spawnIn(n.netns, [process.execPath, '--import', 'tsx', path.join(repo, 'src/cli/main.ts'), 'agent', '--config', cfgPath, ...(opts.args ?? [])], path.join(st.stateDir, `${n.name}.log`));
+  n.agentPid = spawnIn(n.netns, [...(st.agentCommand ?? CHECKOUT_XLB()), 'agent', '--config', cfgPath, ...(opts.args ?? [])], path.join(st.stateDir, `${n.name}.log`));
   st.pids.push(n.agentPid);
   save(st);
   await waitAgentReady(n, st.stateDir);

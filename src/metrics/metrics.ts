@@ -14,9 +14,8 @@
  * the programmed services.
  */
 import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { packagePath } from '../util/package-root.js';
 import type { ServiceView } from '../services/controller.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import type { MapRestore } from '../datapath/datapath.js';
@@ -93,26 +92,17 @@ export interface BuildInfo {
 }
 
 /**
- * This build's version, from the package.json next to the sources (found by
- * walking up from this module, so it works from `src/` and from `dist/`).
- * Reads the file once; `unknown` where there is none.
+ * This build's version, from xlb's package.json (src/util/package-root.ts:
+ * the same from `src/`, `dist/` and the image); `unknown` when it cannot be
+ * read. The revision comes from XLB_REVISION (the image's build argument).
  */
 export function buildInfo(env: NodeJS.ProcessEnv = process.env): BuildInfo {
   let version = 'unknown';
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
-    const file = path.join(dir, 'package.json');
-    if (fs.existsSync(file)) {
-      try {
-        const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
-        if (pkg.name === 'xlb' && typeof pkg.version === 'string') {
-          version = pkg.version;
-          break;
-        }
-      } catch {
-        // not ours: keep walking up
-      }
-    }
-    if (path.dirname(dir) === dir) break;
+  try {
+    const pkg = JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version?: unknown };
+    if (typeof pkg.version === 'string') version = pkg.version;
+  } catch {
+    // left unknown
   }
   return { version, revision: env.XLB_REVISION || 'unknown', nodejsVersion: process.versions.node };
 }
