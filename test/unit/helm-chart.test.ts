@@ -6,7 +6,7 @@
  * Operator's for ServiceMonitor and PrometheusRule), the ConfigMap holds a
  * configuration the agent accepts, with every setting at the agent's default
  * unless the chart says why not, the alert rules pass promtool, bad values
- * are refused naming the value.
+ * are refused naming the value, and deploy/ is what the chart gives.
  *
  * Run: node --import tsx --test test/unit/helm-chart.test.ts (needs Go and
  * Debian's sprig, sigs.k8s.io/yaml and gojsonschema packages, and promtool:
@@ -20,6 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { ChartRenderError, XLB_CHART, renderChart, type RenderOptions } from '../../scripts/render-chart.js';
+import { checkDeploy } from '../../scripts/gen-deploy.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { validateObject } from '../helpers/k8s-models.js';
 import { checkRules } from '../helpers/promtool.js';
@@ -317,5 +318,9 @@ describe('the Helm chart', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('deploy/ is what the chart gives (npm run gen:deploy -- --check)', () => {
+    assert.deepEqual(checkDeploy(), [], 'run npm run gen:deploy');
   });
 });
