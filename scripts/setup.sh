@@ -14,10 +14,13 @@ fi
 # bpftool for BTF, gobgpd and bird2 for BGP, dnsmasq-base for the lab's
 # cluster DNS with dig (bind9-dnsutils) and dnsperf to query it, chromium for the
 # service map page's tests (driven by playwright-core, which brings no browser),
-# prometheus for promtool (the tests check the metrics and alert rules with it), and friends.
+# prometheus for promtool (the tests check the metrics and alert rules with it), Go with
+# sprig, sigs.k8s.io/yaml and gojsonschema for scripts/helm-render (renders the Helm chart
+# as Helm does, for deploy/ and its tests), and friends.
 PACKAGES=(clang llvm libbpf-dev libbpf1 bpftool linux-libc-dev make iproute2 ethtool socat curl
           iputils-ping iputils-arping tcpdump iptables nftables wrk gobgpd golang-github-osrg-gobgp-dev bird2
-          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose chromium prometheus)
+          dnsmasq-base bind9-dnsutils dnsperf util-linux docker-compose chromium prometheus
+          golang-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev golang-github-xeipuuv-gojsonschema-dev)
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 missing=()
 for p in "${PACKAGES[@]}"; do

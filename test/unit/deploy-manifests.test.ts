@@ -1,6 +1,7 @@
 /**
- * The manifests in deploy/ against the Kubernetes API schemas
- * (kubernetes-models: every object through its class's validate()), plus
+ * The manifests in deploy/ (generated from the Helm chart by `npm run
+ * gen:deploy`) against the Kubernetes API schemas (kubernetes-models: every
+ * object, CRDs included, through its class's validate()), plus
  * what the schemas cannot say: RBAC is exactly the least-privilege set, the
  * DaemonSet runs on the host network with only the capabilities it needs
  * and bpffs mounted, and the ConfigMap holds a valid agent configuration.
@@ -11,14 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import { Namespace } from 'kubernetes-models/v1/Namespace';
-import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { DaemonSet } from 'kubernetes-models/apps/v1/DaemonSet';
-import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
-import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
-import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
-import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { MODELS } from '../helpers/k8s-models.js';
 import { ConfigSchema } from '../../src/config/schema.js';
 import { parseIpamConfig } from '../../src/ipam/config.js';
 
@@ -27,16 +22,6 @@ const deployDir = path.join(root, 'deploy');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = Record<string, any>;
-const MODELS: Record<string, { validate(): void } & (new (o: never) => { validate(): void })> = {
-  'v1/Namespace': Namespace as never,
-  'v1/ServiceAccount': ServiceAccount as never,
-  'v1/ConfigMap': ConfigMap as never,
-  'apps/v1/DaemonSet': DaemonSet as never,
-  'rbac.authorization.k8s.io/v1/ClusterRole': ClusterRole as never,
-  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as never,
-  'rbac.authorization.k8s.io/v1/Role': Role as never,
-  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding as never,
-};
 
 function loadAll(): Array<{ file: string; obj: Obj }> {
   const out: Array<{ file: string; obj: Obj }> = [];
@@ -59,7 +44,7 @@ const one = (kind: string, name?: string) => {
 
 describe('deploy/ manifests', () => {
   it('every object is of a known kind and valid against the Kubernetes API schema', () => {
-    assert.ok(objects.length >= 8);
+    assert.ok(objects.length >= 8, `the namespace, the RBAC objects, the ConfigMap and the DaemonSet (got ${objects.length})`);
     for (const { file, obj } of objects) {
       const Model = MODELS[`${obj.apiVersion}/${obj.kind}`];
       assert.ok(Model, `${file}: unexpected ${obj.apiVersion} ${obj.kind}`);
@@ -151,7 +136,8 @@ describe('deploy/ manifests', () => {
     const doc = parseAllDocuments(cm.data['config.yaml'])[0];
     assert.equal(doc.errors.length, 0);
     const cfg = doc.toJS() as Obj;
-    assert.deepEqual(cfg.source, { kubernetes: {} });
+    assert.deepEqual(Object.keys(cfg.source), ['kubernetes'], 'the Kubernetes source');
+    assert.equal(cfg.source.kubernetes.kubeconfig, undefined, 'in-cluster: the pod\'s service account');
     // node.name comes from --node-name $(NODE_NAME); the test stands in for it.
     const withNode: Obj = { ...cfg, node: { name: 'node-a' } };
     // `ipam` is validated by its own section schema until the agent's schema nests it.
