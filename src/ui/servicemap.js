@@ -160,6 +160,7 @@
       var tr = document.createElement('tr');
       tr.className = f.verdict;
       tr.dataset.source = f.source.ip + ':' + f.source.port;
+      tr.dataset.event = f.closed ? 'close' : f.verdict === 'DROPPED' ? 'drop' : 'new';
       cell(tr, f.time.slice(11, 23), f.time);
       cell(tr, f.node);
       cell(tr, endpoint(f.source.ip, f.source.port, f.source.pod));

@@ -113,7 +113,8 @@ describe('the service map page in a lab', { skip }, () => {
     // (none of them in TIME_WAIT from another connection).
     for (let sport = 23000; sport < 23032; sport++) {
       await labExec(lab!.client, ['curl', '-s', '-m', '3', '--local-port', String(sport), `http://${web.vip}/`]);
-      const row = page().locator(`#flows tbody tr[data-source="${lab!.clientIp}:${sport}"]`);
+      // The new flow's row (its close, once curl ends, is a row of its own).
+      const row = page().locator(`#flows tbody tr[data-source="${lab!.clientIp}:${sport}"][data-event="new"]`);
       // Started now: the 2 s count from the connection's end.
       const shown = row.waitFor({ timeout: 2000 }).then(
         () => true,

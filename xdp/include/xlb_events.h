@@ -56,7 +56,7 @@ static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8
 		return;
 	}
 	l->sent++;
-	e->ts_ns = bpf_ktime_get_coarse_ns();
+	e->ts_ns = bpf_ktime_get_ns();
 	e->saddr = flow->saddr;
 	e->daddr = flow->daddr;
 	e->sport = flow->sport;
@@ -75,6 +75,8 @@ static __always_inline void xlb_event_flow(const struct xlb_flow_key *flow, __u8
 	e->pad[1] = 0;
 	e->hash = hash;
 	e->pad2 = 0;
+	/* The agent reads the ring on a timer (ring_buffer__consume) and never
+	 * sleeps on it: no wakeup to send. */
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
