@@ -90,6 +90,9 @@ describe('deploy/ manifests', () => {
       'core/services:watch',
       'discovery.k8s.io/endpointslices:list',
       'discovery.k8s.io/endpointslices:watch',
+      'xlb.io/loadbalancerippools/status:patch',
+      'xlb.io/loadbalancerippools:list',
+      'xlb.io/loadbalancerippools:watch',
     ]);
     const role = one('Role', 'xlb-leader-election');
     assert.equal(role.metadata.namespace, 'xlb-system');
