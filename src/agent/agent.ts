@@ -24,6 +24,7 @@ import type { KubernetesSource } from '../sources/kubernetes/index.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { PoolResources } from '../ipam/custom-pools.js';
+import type { PeerResources } from '../bgp/peer-resources.js';
 import { annotationIssues } from '../ipam/annotations.js';
 import { managedByXlb } from '../ipam/allocator.js';
 import type { LeaseElector } from '../leader/index.js';
@@ -124,6 +125,8 @@ export class Agent implements AgentView {
   private ipamElector?: LeaseElector;
   /** LoadBalancerIPPool resources (with `ipam.customResources`). */
   private poolResources?: PoolResources;
+  /** BGPPeer resources (with `bgp.customResources` and the Kubernetes source). */
+  private peerResources?: PeerResources;
   /** Per Service model (a model object is replaced when its Service changes): the IPAM annotations xlb does not honour. */
   private annotationIssueCache = new WeakMap<object, InputIssue[]>();
   /** Annotations the announcers could not use, from the last sync. */
@@ -258,7 +261,13 @@ export class Agent implements AgentView {
       }
       if (config.bgp) {
         const { BgpAnnouncer } = await import('../bgp/announcer.js');
-        agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
+        agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, {
+          nodeAddress: addresses[0],
+          log: log.child({ component: 'bgp' }),
+          // Neighbors from BGPPeer resources too: none is removed before they are read.
+          resourcePeers: kubeConfig !== undefined && config.bgp.customResources,
+          onPeerState: () => agent.peerResources?.sessionChanged(),
+        });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
       }
       // One kubeconfig (loaded above) for the source, IPAM and the layer 2 Leases.
@@ -320,9 +329,30 @@ export class Agent implements AgentView {
         const next: NodeInfo = { ...node, labels };
         if (!config.node.addresses?.length && addresses.length) next.addresses = addresses;
         this.setNode(next);
+        // BGPPeers select nodes by their labels.
+        this.peerResources?.setNode(labels, next.addresses);
       },
     });
     this.source = this.kubeSource = source;
+    if (config.bgp?.customResources && this.bgpAnnouncer) {
+      const { PeerResources } = await import('../bgp/peer-resources.js');
+      const { KubeCustomStatusApi } = await import('../sources/kubernetes/custom.js');
+      const { EventRecorder } = await import('../sources/kubernetes/events.js');
+      const bgp = this.bgpAnnouncer;
+      const bgpLog = log.child({ component: 'bgp' });
+      this.peerResources = new PeerResources({
+        kubeConfig,
+        nodeName: node.name,
+        log: bgpLog,
+        globalAsn: config.bgp.asn,
+        configured: config.bgp.neighbors.map((n) => n.address),
+        onPeers: (peers) => bgp.setResourcePeers(peers),
+        session: (address) => bgp.peerState(address),
+        status: new KubeCustomStatusApi(kubeConfig),
+        events: new EventRecorder(kubeConfig, 'xlb-bgp', node.name, bgpLog),
+      });
+      this.peerResources.start();
+    }
     // IPAM exists (and shows in /v1/kubernetes) before the agent is ready; it
     // campaigns once the informers have synced and the pool resources are
     // known (a leader that had not read them would release their addresses).
@@ -681,6 +711,7 @@ export class Agent implements AgentView {
       ...this.announceIssues,
       ...this.healthIssues,
       ...(this.poolResources?.issues() ?? []),
+      ...(this.peerResources?.issues() ?? []),
       ...this.ipamAnnotationIssues(),
     ];
   }
@@ -792,6 +823,7 @@ export class Agent implements AgentView {
     await this.ipamElector?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'ipam leader election stop failed'));
     this.ipam?.stop();
     await this.poolResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'pool resources stop failed'));
+    await this.peerResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'BGPPeer resources stop failed'));
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.metricsApi?.close().catch(() => undefined);

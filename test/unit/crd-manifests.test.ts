@@ -151,3 +151,56 @@ describe('LoadBalancerIPPool schema', () => {
     });
   }
 });
+
+describe('BGPPeer schema', () => {
+  const v = crValidator(CUSTOM_RESOURCES.bgpPeers.plural)!;
+  const peer = (spec: unknown, extra?: Json) => cr('BGPPeer', 'tor', spec, extra);
+
+  const good: Array<[string, unknown, Json?]> = [
+    ['the two required fields', { peerAddress: '198.18.0.1', peerASN: 64512 }],
+    [
+      'every field',
+      {
+        peerAddress: '198.18.0.1',
+        peerASN: 4294967295,
+        myASN: 64513,
+        peerPort: 1179,
+        holdTime: 0,
+        keepaliveTime: 3,
+        ebgpMultiHop: 2,
+        gracefulRestart: true,
+        nodeSelector: { matchLabels: { rack: 'r1' }, matchExpressions: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists' }] },
+        bfdProfile: 'fast',
+      },
+    ],
+    [
+      'a status as the agents write it',
+      { peerAddress: '198.18.0.1', peerASN: 64512 },
+      {
+        status: {
+          observedGeneration: 1,
+          nodes: { 'node-a': { state: 'established', since: '2025-01-02T03:04:05Z' }, 'node-b': { state: 'active', since: '2025-01-02T03:04:05Z', message: 'session down: hold timer expired' } },
+          conditions: [{ type: 'Accepted', status: 'True', lastTransitionTime: '2025-01-02T03:04:05Z', reason: 'Accepted', message: '' }],
+        },
+      },
+    ],
+  ];
+  for (const [name, spec, extra] of good) it(`accepts ${name}`, () => assert.deepEqual(v.check(peer(spec, extra)), []));
+
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['an address that is not IPv4', { peerAddress: '2001:db8::1', peerASN: 1 }, /^spec\.peerAddress: must match pattern/],
+    ['a hostname', { peerAddress: 'tor1.example', peerASN: 1 }, /^spec\.peerAddress: must match pattern/],
+    ['AS 0', { peerAddress: '198.18.0.1', peerASN: 0 }, /^spec\.peerASN: must be >= 1/],
+    ['an AS over 32 bits', { peerAddress: '198.18.0.1', peerASN: 4294967296 }, /^spec\.peerASN: must be <= 4294967295/],
+    ['a hold time of 2 s', { peerAddress: '198.18.0.1', peerASN: 1, holdTime: 2 }, /^spec\.holdTime: must NOT be valid/],
+    ['a TTL of 256', { peerAddress: '198.18.0.1', peerASN: 1, ebgpMultiHop: 256 }, /^spec\.ebgpMultiHop: must be <= 255/],
+    ['no peerASN', { peerAddress: '198.18.0.1' }, /^spec: must have required property 'peerASN'/],
+    ['a node entry without state', { peerAddress: '198.18.0.1', peerASN: 1 }, /^status\.nodes\.node-a: must have required property 'state'/],
+  ];
+  for (const [name, spec, re] of bad) {
+    it(`refuses ${name}`, () => {
+      const errors = v.check(peer(spec, name.startsWith('a node entry') ? { status: { nodes: { 'node-a': { since: '2025-01-02T03:04:05Z' } } } } : undefined));
+      assert.ok(errors.some((e) => re.test(e)), `expected ${re} among ${JSON.stringify(errors)}`);
+    });
+  }
+});

@@ -15,9 +15,12 @@
  *
  * Status is written through the `status` subresource with a JSON merge patch
  * (RFC 7386): the fields written replace what was there, conditions as a
- * whole list. No resourceVersion precondition: a status is recomputed from
- * every change of the object, so a write that raced one is followed by the
- * right one.
+ * whole list, and a map's keys one by one (each agent writes its own entry of
+ * a BGPPeer's `status.nodes`). Without a resourceVersion precondition by
+ * default: a status is recomputed from every change of the object, so a
+ * write that raced one is followed by the right one. Where several agents
+ * compute the same value, the write carries one, so that one of them wins
+ * and the others, refused with 409, find it written.
  */
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -207,9 +210,10 @@ export function mergeConditions(current: unknown, next: Array<Omit<Condition, 'l
 export interface CustomStatusApi {
   /**
    * Merge `status` into the object's status (status subresource).
-   * @throws an error whose {@link apiErrorInfo} code is the HTTP status (404: the object is gone)
+   * @param resourceVersion precondition: the write fails with 409 when the object has changed since
+   * @throws an error whose {@link apiErrorInfo} code is the HTTP status (404: the object is gone; 409: see resourceVersion)
    */
-  patchStatus(kind: CustomResourceKind, name: string, status: Record<string, unknown>): Promise<void>;
+  patchStatus(kind: CustomResourceKind, name: string, status: Record<string, unknown>, resourceVersion?: string): Promise<void>;
 }
 
 /** {@link CustomStatusApi} over client-node's CustomObjectsApi. */
@@ -220,9 +224,10 @@ export class KubeCustomStatusApi implements CustomStatusApi {
     this.api = kc.makeApiClient(CustomObjectsApi);
   }
 
-  async patchStatus(kind: CustomResourceKind, name: string, status: Record<string, unknown>): Promise<void> {
+  async patchStatus(kind: CustomResourceKind, name: string, status: Record<string, unknown>, resourceVersion?: string): Promise<void> {
+    const body = resourceVersion ? { metadata: { resourceVersion }, status } : { status };
     await this.api.patchClusterCustomObjectStatus(
-      { group: XLB_GROUP, version: XLB_VERSION, plural: kind.plural, name, body: { status } },
+      { group: XLB_GROUP, version: XLB_VERSION, plural: kind.plural, name, body },
       setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
     );
   }
