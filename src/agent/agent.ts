@@ -25,6 +25,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { PoolResources } from '../ipam/custom-pools.js';
 import type { PeerResources } from '../bgp/peer-resources.js';
+import type { PolicyResources } from '../l2/policy-resources.js';
 import { annotationIssues } from '../ipam/annotations.js';
 import { managedByXlb } from '../ipam/allocator.js';
 import type { LeaseElector } from '../leader/index.js';
@@ -127,6 +128,8 @@ export class Agent implements AgentView {
   private poolResources?: PoolResources;
   /** BGPPeer resources (with `bgp.customResources` and the Kubernetes source). */
   private peerResources?: PeerResources;
+  /** L2AnnouncementPolicy resources (with `l2.customResources` and the Kubernetes source). */
+  private l2Policies?: PolicyResources;
   /** Per Service model (a model object is replaced when its Service changes): the IPAM annotations xlb does not honour. */
   private annotationIssueCache = new WeakMap<object, InputIssue[]>();
   /** Annotations the announcers could not use, from the last sync. */
@@ -329,8 +332,9 @@ export class Agent implements AgentView {
         const next: NodeInfo = { ...node, labels };
         if (!config.node.addresses?.length && addresses.length) next.addresses = addresses;
         this.setNode(next);
-        // BGPPeers select nodes by their labels.
+        // BGPPeers and L2AnnouncementPolicies select nodes by their labels.
         this.peerResources?.setNode(labels, next.addresses);
+        this.l2Policies?.setNodeLabels(labels);
       },
     });
     this.source = this.kubeSource = source;
@@ -352,6 +356,25 @@ export class Agent implements AgentView {
         events: new EventRecorder(kubeConfig, 'xlb-bgp', node.name, bgpLog),
       });
       this.peerResources.start();
+    }
+    if (config.l2?.customResources && this.l2Announcer) {
+      const { PolicyResources } = await import('../l2/policy-resources.js');
+      const { KubeCustomStatusApi } = await import('../sources/kubernetes/custom.js');
+      const { EventRecorder } = await import('../sources/kubernetes/events.js');
+      const l2Log = log.child({ component: 'l2' });
+      this.l2Policies = new PolicyResources({
+        kubeConfig,
+        nodeName: node.name,
+        interfaces: config.l2.interfaces ?? config.interfaces,
+        log: l2Log,
+        // Announcements start once the agent is ready; after that, a policy change applies at once.
+        onChange: () => {
+          if (this.isReady && !this.stopping) this.updateAnnouncements();
+        },
+        status: new KubeCustomStatusApi(kubeConfig),
+        events: new EventRecorder(kubeConfig, 'xlb-l2', node.name, l2Log),
+      });
+      this.l2Policies.start();
     }
     // IPAM exists (and shows in /v1/kubernetes) before the agent is ready; it
     // campaigns once the informers have synced and the pool resources are
@@ -637,7 +660,13 @@ export class Agent implements AgentView {
     const { vips, issues } = announcedVips(this.controller.desiredServices(), this.programmed, { externalIPs: this.config.announce.externalIPs });
     this.announceIssues = issues;
     for (const [name, a] of announcers) {
-      a.setDesired(vips).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
+      let mine = vips;
+      if (name === 'l2' && this.l2Policies) {
+        // Layer 2 waits for the policies (and this node's labels): until then the VIPs answered stay as they are.
+        if (!this.l2Policies.ready()) continue;
+        mine = this.l2Policies.select(vips, this.programmed.services);
+      }
+      a.setDesired(mine).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
     }
   }
 
@@ -712,6 +741,7 @@ export class Agent implements AgentView {
       ...this.healthIssues,
       ...(this.poolResources?.issues() ?? []),
       ...(this.peerResources?.issues() ?? []),
+      ...(this.l2Policies?.issues() ?? []),
       ...this.ipamAnnotationIssues(),
     ];
   }
@@ -824,6 +854,7 @@ export class Agent implements AgentView {
     this.ipam?.stop();
     await this.poolResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'pool resources stop failed'));
     await this.peerResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'BGPPeer resources stop failed'));
+    await this.l2Policies?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'L2AnnouncementPolicy resources stop failed'));
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.metricsApi?.close().catch(() => undefined);

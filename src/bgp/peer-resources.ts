@@ -44,7 +44,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { InputIssue } from '../model/types.js';
 import type { RawObject } from '../sources/kubernetes/informer.js';
-import { CUSTOM_RESOURCES, CustomResourceWatch, XLB_API_VERSION, conditionTime, mergeConditions, type CustomStatusApi } from '../sources/kubernetes/custom.js';
+import { CUSTOM_RESOURCES, CustomResourceWatch, XLB_API_VERSION, conditionTime, writeSharedCondition, type CustomStatusApi } from '../sources/kubernetes/custom.js';
 import type { EventSink } from '../sources/kubernetes/events.js';
 import { parseLabelSelector, selectorMatches, type LabelSelector } from '../sources/kubernetes/selector.js';
 import { apiErrorInfo, formatApiError } from '../sources/kubernetes/kubeconfig.js';
@@ -340,14 +340,13 @@ export class PeerResources {
       if (this.stopped) return;
       const obj = objects.get(p.name);
       if (!obj) continue;
-      const current = (obj.status ?? {}) as { conditions?: unknown; observedGeneration?: unknown; nodes?: Record<string, unknown> };
+      const current = (obj.status ?? {}) as { nodes?: Record<string, unknown> };
       try {
-        await this.writeAccepted(p, obj, current);
+        await this.writeAccepted(p, obj);
         await this.writeNodeEntry(p, current);
       } catch (e) {
         const code = apiErrorInfo(e).code;
         if (code === 404) continue; // deleted meanwhile
-        if (code === 409) continue; // another agent wrote the same; the next change brings it
         failed = true;
         this.st.statusErrors++;
         this.opts.log.warn({ peer: p.name, err: formatApiError(e) }, 'BGPPeer status write failed; retrying after backoff');
@@ -360,30 +359,18 @@ export class PeerResources {
     } else this.retry.reset();
   }
 
-  /** The Accepted condition, the same on every node: written with the resourceVersion, so one agent's write wins. */
-  private async writeAccepted(p: ParsedPeer, obj: RawObject, current: { conditions?: unknown; observedGeneration?: unknown }): Promise<void> {
-    const desired = {
-      ...(p.generation !== undefined ? { observedGeneration: p.generation } : {}),
-      conditions: mergeConditions(current.conditions, [
-        {
-          type: 'Accepted',
-          status: p.peer ? 'True' : 'False',
-          ...(p.generation !== undefined ? { observedGeneration: p.generation } : {}),
-          reason: p.reason,
-          message: p.message || `peering from the nodes its nodeSelector selects`,
-        },
-      ]),
-    };
-    if (isDeepStrictEqual({ observedGeneration: current.observedGeneration, conditions: current.conditions }, { observedGeneration: desired.observedGeneration, conditions: desired.conditions })) return;
-    await this.opts.status.patchStatus(PEER_KIND, p.name, desired, obj.metadata.resourceVersion);
+  /** The Accepted condition, the same on every node: one agent's write wins, and it records the Event. */
+  private async writeAccepted(p: ParsedPeer, obj: RawObject): Promise<void> {
+    const written = await writeSharedCondition(this.opts.status, PEER_KIND, obj, {
+      type: 'Accepted',
+      status: p.peer ? 'True' : 'False',
+      reason: p.reason,
+      message: p.message || 'peering from the nodes its nodeSelector selects',
+    });
+    if (!written) return;
     this.st.statusWrites++;
     if (p.reason !== 'Accepted') {
-      void this.opts.events.event(
-        { apiVersion: XLB_API_VERSION, kind: PEER_KIND.kind, name: p.name, uid: p.uid, resourceVersion: p.resourceVersion },
-        'Warning',
-        p.reason,
-        p.message,
-      );
+      void this.opts.events.event({ apiVersion: XLB_API_VERSION, kind: PEER_KIND.kind, name: p.name, uid: p.uid, resourceVersion: p.resourceVersion }, 'Warning', p.reason, p.message);
     }
   }
 

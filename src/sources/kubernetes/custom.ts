@@ -22,6 +22,7 @@
  * compute the same value, the write carries one, so that one of them wins
  * and the others, refused with 409, find it written.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { InputIssue } from '../../model/types.js';
@@ -204,6 +205,36 @@ export function mergeConditions(current: unknown, next: Array<Omit<Condition, 'l
     const at = prev && prev.status === c.status && typeof prev.lastTransitionTime === 'string' ? prev.lastTransitionTime : conditionTime(now);
     return { type: c.type, status: c.status, ...(c.observedGeneration !== undefined ? { observedGeneration: c.observedGeneration } : {}), lastTransitionTime: at, reason: c.reason, message: c.message };
   });
+}
+
+/**
+ * Write a condition that every agent computes alike (a resource accepted or
+ * refused), with `observedGeneration`, unless the object shows it already.
+ * The write carries the object's resourceVersion: of the agents that
+ * computed it from the same version, one writes and the others get 409,
+ * which this returns as not written (the next change of the object brings
+ * the written status to them).
+ * @returns whether this call wrote it (the caller then records the Event, once in the cluster)
+ * @throws the API error of the write, but 409
+ */
+export async function writeSharedCondition(
+  api: CustomStatusApi,
+  kind: CustomResourceKind,
+  obj: RawObject,
+  condition: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>,
+): Promise<boolean> {
+  const current = (obj.status ?? {}) as { conditions?: unknown; observedGeneration?: unknown };
+  const generation = typeof obj.metadata.generation === 'number' ? obj.metadata.generation : undefined;
+  const gen = generation !== undefined ? { observedGeneration: generation } : {};
+  const desired = { ...gen, conditions: mergeConditions(current.conditions, [{ ...condition, ...gen }]) };
+  if (isDeepStrictEqual({ observedGeneration: current.observedGeneration, conditions: current.conditions }, { observedGeneration: desired.observedGeneration, conditions: desired.conditions })) return false;
+  try {
+    await api.patchStatus(kind, obj.metadata.name, desired, obj.metadata.resourceVersion);
+    return true;
+  } catch (e) {
+    if (apiErrorInfo(e).code === 409) return false;
+    throw e;
+  }
 }
 
 /** Writes the status of xlb's custom resources; a fake stands in for it in unit tests. */
