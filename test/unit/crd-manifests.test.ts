@@ -204,3 +204,29 @@ describe('BGPPeer schema', () => {
     });
   }
 });
+
+describe('L2AnnouncementPolicy schema', () => {
+  const v = crValidator(CUSTOM_RESOURCES.l2Policies.plural)!;
+  const policy = (spec: unknown) => cr('L2AnnouncementPolicy', 'lobby', spec);
+
+  it('accepts an empty spec (every VIP, every node, every interface) and every field', () => {
+    assert.deepEqual(v.check(policy({})), []);
+    assert.deepEqual(
+      v.check(policy({ serviceSelector: { matchLabels: { exposure: 'lobby' } }, nodeSelector: { matchExpressions: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists' }] }, interfaces: ['eth1', 'eth0.100'] })),
+      [],
+    );
+  });
+
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['an interface name with a slash', { interfaces: ['eth0/1'] }, /^spec\.interfaces\.0: must match pattern/],
+    ['an interface name over 15 characters', { interfaces: ['a-very-long-ifname'] }, /^spec\.interfaces\.0: must NOT have more than 15 characters/],
+    ['an empty interface list', { interfaces: [] }, /^spec\.interfaces: must NOT have fewer than 1 items/],
+    ['an unknown operator', { nodeSelector: { matchExpressions: [{ key: 'a', operator: 'Near' }] } }, /operator: must be equal to one of the allowed values/],
+  ];
+  for (const [name, spec, re] of bad) {
+    it(`refuses ${name}`, () => {
+      const errors = v.check(policy(spec));
+      assert.ok(errors.some((e) => re.test(e)), `expected ${re} among ${JSON.stringify(errors)}`);
+    });
+  }
+});
