@@ -248,6 +248,7 @@ export class PeerResources {
     this.watch.start();
   }
 
+  /** Stop following; no status write starts after this resolves. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
@@ -285,6 +286,7 @@ export class PeerResources {
     return out;
   }
 
+  /** The watch's state and counters (resources read, refused, selected here; status writes). */
   stats() {
     return { state: this.watch.state(), resources: this.parsed.length, refused: this.parsed.filter((p) => !p.peer).length, selected: [...this.verdicts.values()].filter((v) => v.selected && !v.conflict).length, ...this.st };
   }

@@ -203,6 +203,8 @@ export interface PoolResourcesOptions {
 export class PoolResources {
   private readonly watch: CustomResourceWatch;
   private verdictList: PoolVerdict[] = [];
+  /** The pools last handed on, as a comparable string. */
+  private lastPools?: string;
   private leading = false;
   private flushTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
@@ -288,14 +290,19 @@ export class PoolResources {
     for (const v of verdicts) {
       const was = before.get(v.name);
       if (!v.pool && (!was || was.message !== v.message)) this.opts.log.warn({ pool: v.name, reason: v.reason, message: v.message }, 'LoadBalancerIPPool refused');
-      if (v.pool && (!was || !was.pool || was.resourceVersion !== v.resourceVersion)) this.opts.log.info({ pool: v.name, size: v.pool.size }, 'LoadBalancerIPPool serving');
+      if (v.pool && (!was || !was.pool || was.generation !== v.generation)) this.opts.log.info({ pool: v.name, size: v.pool.size }, 'LoadBalancerIPPool serving');
     }
     for (const name of before.keys()) if (!verdicts.some((v) => v.name === name)) this.opts.log.info({ pool: name }, 'LoadBalancerIPPool deleted');
     this.verdictList = verdicts;
-    try {
-      this.opts.onPools(pools);
-    } catch (e) {
-      this.opts.log.error({ err: (e as Error).message }, 'ipam: applying the pools failed');
+    // A status write (the counts) changes no pool: IPAM decides every service again only when one did.
+    const key = JSON.stringify(pools.map((p) => [p.name, p.ranges, p.scope]));
+    if (key !== this.lastPools) {
+      this.lastPools = key;
+      try {
+        this.opts.onPools(pools);
+      } catch (e) {
+        this.opts.log.error({ err: (e as Error).message }, 'ipam: applying the pools failed');
+      }
     }
     if (this.leading) this.scheduleFlush();
   }

@@ -172,10 +172,12 @@ export class PolicyResources {
     });
   }
 
+  /** Start following the policies; see {@link ready}. */
   start(): void {
     this.watch.start();
   }
 
+  /** Stop following; no status write starts after this resolves. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
@@ -220,6 +222,7 @@ export class PolicyResources {
     return out;
   }
 
+  /** The watch's state and counters (policies read, accepted; status writes). */
   stats() {
     return { state: this.watch.state(), resources: this.parsed.length, accepted: this.parsed.filter((p) => p.accepted).length, ...this.st };
   }

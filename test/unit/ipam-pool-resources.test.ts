@@ -133,6 +133,13 @@ describe('LoadBalancerIPPool resources', () => {
     assert.equal(ready(st).reason, 'Allocating');
     assert.ok(server.countRequests({ method: 'PATCH', path: /^\/apis\/xlb\.io\/v1alpha1\/loadbalancerippools\/blue\/status$/ }) >= 1, 'written through the status subresource');
     assert.equal(a.pools.issues().length, 0, 'no issue');
+    // The pool's own status writes change no pool: web is not decided again for them.
+    await a.ipam.idle();
+    const decided = a.ipam.decisionsFor('default/web');
+    server.upsert('services', serviceObject('two', { type: 'LoadBalancer', clusterIP: '10.96.0.2' }));
+    await waitFor(() => server.get('loadbalancerippools', undefined, 'blue')?.status?.addresses?.used === 2, 3000, 'the status counts two');
+    await a.ipam.idle();
+    assert.equal(a.ipam.decisionsFor('default/web'), decided, 'status writes do not re-decide every service');
   });
 
   it('a pool changed to exclude an address moves its service; a deleted pool releases, and another pool serves', async () => {
