@@ -23,6 +23,11 @@ import { FileSource } from '../sources/file/index.js';
 import type { KubernetesSource } from '../sources/kubernetes/index.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { IpamController, IpamStats } from '../ipam/index.js';
+import type { PoolResources } from '../ipam/custom-pools.js';
+import type { PeerResources } from '../bgp/peer-resources.js';
+import type { PolicyResources } from '../l2/policy-resources.js';
+import { annotationIssues } from '../ipam/annotations.js';
+import { managedByXlb } from '../ipam/allocator.js';
 import type { LeaseElector } from '../leader/index.js';
 import type { Source } from '../sources/source.js';
 import { createMetrics, type AgentMetrics } from '../metrics/metrics.js';
@@ -75,7 +80,7 @@ export interface KubernetesStatus {
   /** Snapshots delivered to the controller. */
   snapshots: number;
   /** LB IPAM: the Lease holder, whether it is this agent, and its counters. */
-  ipam?: IpamStats & { leader?: string; isLeader: boolean };
+  ipam?: IpamStats & { leader?: string; isLeader: boolean; poolResources?: ReturnType<PoolResources['stats']> };
 }
 
 /** Retry delays after a failed sync, ms (then stays at the last). */
@@ -119,6 +124,14 @@ export class Agent implements AgentView {
   private kubeSource?: KubernetesSource;
   private ipam?: IpamController;
   private ipamElector?: LeaseElector;
+  /** LoadBalancerIPPool resources (with `ipam.customResources`). */
+  private poolResources?: PoolResources;
+  /** BGPPeer resources (with `bgp.customResources` and the Kubernetes source). */
+  private peerResources?: PeerResources;
+  /** L2AnnouncementPolicy resources (with `l2.customResources` and the Kubernetes source). */
+  private l2Policies?: PolicyResources;
+  /** Per Service model (a model object is replaced when its Service changes): the IPAM annotations xlb does not honour. */
+  private annotationIssueCache = new WeakMap<object, InputIssue[]>();
   /** Annotations the announcers could not use, from the last sync. */
   private announceIssues: InputIssue[] = [];
   /** The last snapshot programmed (announcers read annotations from it). */
@@ -251,7 +264,13 @@ export class Agent implements AgentView {
       }
       if (config.bgp) {
         const { BgpAnnouncer } = await import('../bgp/announcer.js');
-        agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, { nodeAddress: addresses[0], log: log.child({ component: 'bgp' }) });
+        agent.bgpAnnouncer = await BgpAnnouncer.start(config.bgp, {
+          nodeAddress: addresses[0],
+          log: log.child({ component: 'bgp' }),
+          // Neighbors from BGPPeer resources too: none is removed before they are read.
+          resourcePeers: kubeConfig !== undefined && config.bgp.customResources,
+          onPeerState: () => agent.peerResources?.sessionChanged(),
+        });
         log.info({ asn: config.bgp.asn, neighbors: config.bgp.neighbors.map((n) => n.address) }, 'bgp announcer started');
       }
       // One kubeconfig (loaded above) for the source, IPAM and the layer 2 Leases.
@@ -313,13 +332,63 @@ export class Agent implements AgentView {
         const next: NodeInfo = { ...node, labels };
         if (!config.node.addresses?.length && addresses.length) next.addresses = addresses;
         this.setNode(next);
+        // BGPPeers and L2AnnouncementPolicies select nodes by their labels.
+        this.peerResources?.setNode(labels, next.addresses);
+        this.l2Policies?.setNodeLabels(labels);
       },
     });
     this.source = this.kubeSource = source;
-    // IPAM exists (and shows in /v1/kubernetes) before the agent is ready; it campaigns once the informers have synced.
+    if (config.bgp?.customResources && this.bgpAnnouncer) {
+      const { PeerResources } = await import('../bgp/peer-resources.js');
+      const { KubeCustomStatusApi } = await import('../sources/kubernetes/custom.js');
+      const { EventRecorder } = await import('../sources/kubernetes/events.js');
+      const bgp = this.bgpAnnouncer;
+      const bgpLog = log.child({ component: 'bgp' });
+      this.peerResources = new PeerResources({
+        kubeConfig,
+        nodeName: node.name,
+        log: bgpLog,
+        globalAsn: config.bgp.asn,
+        configured: config.bgp.neighbors.map((n) => n.address),
+        onPeers: (peers) => bgp.setResourcePeers(peers),
+        session: (address) => bgp.peerState(address),
+        status: new KubeCustomStatusApi(kubeConfig),
+        events: new EventRecorder(kubeConfig, 'xlb-bgp', node.name, bgpLog),
+      });
+      this.peerResources.start();
+    }
+    if (config.l2?.customResources && this.l2Announcer) {
+      const { PolicyResources } = await import('../l2/policy-resources.js');
+      const { KubeCustomStatusApi } = await import('../sources/kubernetes/custom.js');
+      const { EventRecorder } = await import('../sources/kubernetes/events.js');
+      const l2Log = log.child({ component: 'l2' });
+      this.l2Policies = new PolicyResources({
+        kubeConfig,
+        nodeName: node.name,
+        interfaces: config.l2.interfaces ?? config.interfaces,
+        log: l2Log,
+        // Announcements start once the agent is ready; after that, a policy change applies at once.
+        onChange: () => {
+          if (this.isReady && !this.stopping) this.updateAnnouncements();
+        },
+        status: new KubeCustomStatusApi(kubeConfig),
+        events: new EventRecorder(kubeConfig, 'xlb-l2', node.name, l2Log),
+      });
+      this.l2Policies.start();
+    }
+    // IPAM exists (and shows in /v1/kubernetes) before the agent is ready; it
+    // campaigns once the informers have synced and the pool resources are
+    // known (a leader that had not read them would release their addresses).
     if (config.ipam) await this.prepareIpam(config, node, log, source);
+    this.poolResources?.start();
     await source.start((snap) => this.onSnapshot(snap.state, snap.issues));
-    this.ipamElector?.start();
+    const pools = this.poolResources;
+    if (!pools) this.ipamElector?.start();
+    else {
+      void pools.whenReady().then(() => {
+        if (!this.stopping) this.ipamElector?.start();
+      });
+    }
   }
 
   /** LB IPAM and the elector that runs it (not started). */
@@ -329,8 +398,29 @@ export class Agent implements AgentView {
     const { LeaseElector, electorTimes } = await import('../leader/index.js');
     const le = config.ipam.leaderElection;
     const ipamLog = log.child({ component: 'ipam' });
-    const ipam = new IpamController({ feed: source.serviceFeed(), api: new KubeIpamApi(source.kubeConfig, node.name, ipamLog), pools: poolsFromConfig(config.ipam), log: ipamLog });
+    const api = new KubeIpamApi(source.kubeConfig, node.name, ipamLog);
+    const configPools = poolsFromConfig(config.ipam);
+    const ipam = new IpamController({
+      feed: source.serviceFeed(),
+      api,
+      pools: configPools,
+      log: ipamLog,
+      onAssignmentsChanged: () => this.poolResources?.assignmentsChanged(),
+    });
     this.ipam = ipam;
+    if (config.ipam.customResources) {
+      const { PoolResources } = await import('../ipam/custom-pools.js');
+      const { KubeCustomStatusApi } = await import('../sources/kubernetes/custom.js');
+      this.poolResources = new PoolResources({
+        kubeConfig: source.kubeConfig,
+        log: ipamLog,
+        configPools,
+        onPools: (pools) => ipam.setPools(pools),
+        usage: () => ipam.stats().pools,
+        status: new KubeCustomStatusApi(source.kubeConfig),
+        events: api.events,
+      });
+    }
     this.ipamElector = new LeaseElector({
       kubeConfig: source.kubeConfig,
       namespace: le.namespace,
@@ -341,9 +431,11 @@ export class Agent implements AgentView {
       onStartedLeading: () => {
         ipamLog.info({ lease: `${le.namespace}/${le.leaseName}` }, 'leading LB IPAM');
         ipam.start();
+        this.poolResources?.setLeading(true);
       },
       onStoppedLeading: () => {
         ipamLog.info('no longer leading LB IPAM');
+        this.poolResources?.setLeading(false);
         ipam.stop();
       },
     });
@@ -569,7 +661,13 @@ export class Agent implements AgentView {
     const { vips, issues } = announcedVips(this.controller.desiredServices(), this.programmed, { externalIPs: this.config.announce.externalIPs });
     this.announceIssues = issues;
     for (const [name, a] of announcers) {
-      a.setDesired(vips).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
+      let mine = vips;
+      if (name === 'l2' && this.l2Policies) {
+        // Layer 2 waits for the policies (and this node's labels): until then the VIPs answered stay as they are.
+        if (!this.l2Policies.ready()) continue;
+        mine = this.l2Policies.select(vips, this.programmed.services);
+      }
+      a.setDesired(mine).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
     }
   }
 
@@ -637,7 +735,37 @@ export class Agent implements AgentView {
     return this.controller.services();
   }
   issues(): InputIssue[] {
-    return [...(this.sourceError ? [this.sourceError] : []), ...this.controller.issues(), ...this.announceIssues, ...this.healthIssues];
+    return [
+      ...(this.sourceError ? [this.sourceError] : []),
+      ...this.controller.issues(),
+      ...this.announceIssues,
+      ...this.healthIssues,
+      ...(this.poolResources?.issues() ?? []),
+      ...(this.peerResources?.issues() ?? []),
+      ...(this.l2Policies?.issues() ?? []),
+      ...this.ipamAnnotationIssues(),
+    ];
+  }
+
+  /**
+   * With LB IPAM: the annotations of the LoadBalancer Services xlb assigns
+   * that it does not honour (MetalLB's and Cilium's sharing keys, unknown
+   * ones: src/ipam/annotations.ts), on every agent (the leader also records
+   * them as Events).
+   */
+  private ipamAnnotationIssues(): InputIssue[] {
+    if (!this.config.ipam || !this.lastSnapshot) return [];
+    const out: InputIssue[] = [];
+    for (const [key, svc] of this.lastSnapshot.state.services) {
+      if (svc.type !== 'LoadBalancer') continue;
+      let issues = this.annotationIssueCache.get(svc);
+      if (!issues) {
+        issues = managedByXlb(svc) ? annotationIssues(`Service ${key}`, svc.annotations) : [];
+        this.annotationIssueCache.set(svc, issues);
+      }
+      for (const i of issues) out.push(i);
+    }
+    return out;
   }
   bgp(): BgpStatus | undefined {
     return this.bgpAnnouncer?.status();
@@ -653,7 +781,12 @@ export class Agent implements AgentView {
       nodeAddresses: this.kubeSource.nodeAddresses(),
       ...this.kubeSource.stats(),
       ipam: this.ipam
-        ? { leader: this.ipamElector?.leader(), isLeader: this.ipamElector?.isLeader() ?? false, ...this.ipam.stats() }
+        ? {
+            leader: this.ipamElector?.leader(),
+            isLeader: this.ipamElector?.isLeader() ?? false,
+            ...this.ipam.stats(),
+            ...(this.poolResources ? { poolResources: this.poolResources.stats() } : {}),
+          }
         : undefined,
     };
   }
@@ -720,6 +853,9 @@ export class Agent implements AgentView {
     // IPAM stops (and gives its Lease back) while the informers still feed it.
     await this.ipamElector?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'ipam leader election stop failed'));
     this.ipam?.stop();
+    await this.poolResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'pool resources stop failed'));
+    await this.peerResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'BGPPeer resources stop failed'));
+    await this.l2Policies?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'L2AnnouncementPolicy resources stop failed'));
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);
     await this.metricsApi?.close().catch(() => undefined);

@@ -22,6 +22,12 @@ export interface AnnouncedVip {
    * with each part 0..4294967295; added to the announcer's configured ones.
    */
   largeCommunities?: string[];
+  /**
+   * Layer 2 only: the names of this node's announcing interfaces to answer
+   * ARP for this VIP on (an L2AnnouncementPolicy's `interfaces`); absent:
+   * every one of them. BGP ignores it.
+   */
+  interfaces?: string[];
 }
 
 /**

@@ -24,6 +24,13 @@
  * route. (Graceful restart, RFC 4724, is the other way; it still flaps the
  * session and needs the router's help, so xlb keeps gobgpd instead.)
  *
+ * Neighbors come from `bgp.neighbors` and, with BGPPeer resources
+ * (peer-resources.ts), from {@link BgpAnnouncer.setResourcePeers}: added and
+ * removed live. A neighbor whose settings change is deleted and added again
+ * (its session restarts). With `resourcePeers`, no neighbor unknown to the
+ * configuration is removed before the first setResourcePeers: an adopted
+ * gobgpd's sessions with resource peers must survive the agent's restart.
+ *
  * The announcer owns every locally originated IPv4 unicast /32 in its
  * gobgpd's global RIB, and every peer there: do not share the gobgpd with
  * another writer.
@@ -68,6 +75,16 @@ export interface BgpAnnouncerOptions {
   protoDir?: string;
   resyncIntervalMs?: number;
   startTimeoutMs?: number;
+  /** Neighbors will also come from {@link BgpAnnouncer.setResourcePeers} (BGPPeer resources). */
+  resourcePeers?: boolean;
+  /** Told when a session changes state (BGPPeer statuses follow it). Must not throw. */
+  onPeerState?: (address: string, state: SessionState) => void;
+}
+
+/** A neighbor given by a BGPPeer resource. */
+export interface ResourcePeer extends PeerConfig {
+  /** The BGPPeer's name. */
+  resource: string;
 }
 
 /** The last error seen on a session, with its time. */
@@ -81,6 +98,8 @@ export interface PeerError {
 export interface BgpPeerStatus {
   address: string;
   asn: number;
+  /** The BGPPeer resource it comes from; absent for `bgp.neighbors`. */
+  resource?: string;
   state: SessionState;
   /** Seconds since the session became Established; absent when it is not. */
   uptimeSeconds?: number;
@@ -157,6 +176,11 @@ interface PeerTrack {
 const sortedNums = (xs: number[]) => [...new Set(xs)].sort((a, b) => a - b);
 const sortedLarge = (xs: LargeCommunity[]) => [...new Set(xs.map(formatLargeCommunity))].sort();
 
+/** The settings of a neighbor that, when they change, need it deleted and added again. */
+function peerSettings(p: PeerConfig): string {
+  return JSON.stringify([p.asn, p.localAsn ?? 0, p.password ?? '', p.holdTime ?? 0, p.keepaliveTime ?? 0, p.multihop ?? 0, p.gracefulRestart ?? false, p.restartTime ?? 0, p.port ?? 0]);
+}
+
 /** True when gobgpd's path has exactly the attributes xlb wants. */
 function samePath(a: VipPath, b: VipPath): boolean {
   return (
@@ -175,7 +199,14 @@ export class BgpAnnouncer implements Announcer {
   private readonly nodeAddress: string;
   private readonly communities: number[];
   private readonly largeCommunities: LargeCommunity[];
-  private readonly peers: PeerConfig[];
+  private readonly configPeers: PeerConfig[];
+  /** `bgp.neighbors`, then the resource peers whose address no configured neighbor has. */
+  private peers: Array<PeerConfig & { resource?: string }>;
+  /** Per neighbor address: the settings it was added with (or found with, adopted); other settings re-add it. */
+  private readonly added = new Map<string, string>();
+  /** False while resource peers are expected and not known yet: no unknown neighbor is removed then. */
+  private peersKnown: boolean;
+  private readonly onPeerState?: (address: string, state: SessionState) => void;
   private readonly rules: NeighborCommunityRule[];
   private readonly supervisor: GobgpdSupervisor;
   private readonly client: GobgpClient;
@@ -223,7 +254,7 @@ export class BgpAnnouncer implements Announcer {
     this.routerId = config.routerId ?? nodeAddress;
     this.communities = config.communities.map((c, i) => parseCommunity(c, `bgp.communities[${i}]`));
     this.largeCommunities = config.largeCommunities.map((c, i) => parseLargeCommunity(c, `bgp.largeCommunities[${i}]`));
-    this.peers = config.neighbors.map((n) => ({
+    this.configPeers = config.neighbors.map((n) => ({
       address: n.address,
       asn: n.asn,
       password: n.password,
@@ -233,6 +264,9 @@ export class BgpAnnouncer implements Announcer {
       gracefulRestart: n.gracefulRestart,
       port: n.port,
     }));
+    this.peers = [...this.configPeers];
+    this.peersKnown = !opts.resourcePeers;
+    this.onPeerState = opts.onPeerState;
     this.rules = config.neighbors
       .map((n, i) => ({
         neighbor: n.address,
@@ -304,6 +338,23 @@ export class BgpAnnouncer implements Announcer {
     }
     a.schedule(a.resyncIntervalMs);
     return a;
+  }
+
+  /**
+   * Replace the neighbors that come from BGPPeer resources; gobgpd follows
+   * at once (new ones added, gone ones deleted, changed ones re-added). A
+   * peer with the address of a configured neighbor is left out (the
+   * configured one stays; the caller reports the clash).
+   */
+  setResourcePeers(peers: ResourcePeer[]): void {
+    const configured = new Set(this.configPeers.map((p) => p.address));
+    const next: Array<PeerConfig & { resource?: string }> = [...this.configPeers];
+    for (const p of peers) if (!configured.has(p.address) && !next.some((q) => q.address === p.address)) next.push(p);
+    this.peers = next;
+    for (const p of next) if (!this.track.has(p.address)) this.track.set(p.address, { state: 'unknown', flaps: 0 });
+    for (const address of [...this.track.keys()]) if (!next.some((p) => p.address === address)) this.track.delete(address);
+    this.peersKnown = true;
+    void this.kick();
   }
 
   /**
@@ -430,11 +481,17 @@ export class BgpAnnouncer implements Announcer {
     const byAddress = new Map(listed.map((p) => [p.address, p]));
     for (const p of listed) {
       const want = this.peers.find((c) => c.address === p.address);
-      if (!want || want.asn !== p.asn) {
-        await this.client.deletePeer(p.address);
-        byAddress.delete(p.address);
-        this.log?.info({ neighbor: p.address, asn: p.asn }, want ? 'neighbor AS changed; re-adding' : 'removed unknown neighbor from gobgpd');
+      // Before the resource peers are known, a neighbor the configuration lacks may be one of them.
+      if (!want && !this.peersKnown) continue;
+      const settings = want ? peerSettings(want) : '';
+      if (want && want.asn === p.asn && (this.added.get(p.address) ?? settings) === settings) {
+        this.added.set(p.address, settings); // an adopted gobgpd's neighbor is taken as it is
+        continue;
       }
+      await this.client.deletePeer(p.address);
+      byAddress.delete(p.address);
+      this.added.delete(p.address);
+      this.log?.info({ neighbor: p.address, asn: p.asn }, want ? 'neighbor settings changed; re-adding' : 'removed unknown neighbor from gobgpd');
     }
     for (const want of this.peers) {
       const t = this.track.get(want.address)!;
@@ -446,6 +503,8 @@ export class BgpAnnouncer implements Announcer {
           t.lastError = { message: (e as Error).message, at: new Date().toISOString() };
           throw e;
         }
+        this.added.set(want.address, peerSettings(want));
+        if (want.resource) this.log?.info({ neighbor: want.address, asn: want.asn, resource: want.resource }, 'neighbor added from BGPPeer');
         this.setState(want.address, t, 'idle');
         continue;
       }
@@ -502,7 +561,21 @@ export class BgpAnnouncer implements Announcer {
     } else if (t.state !== 'established' && state === 'established') {
       this.log?.info({ neighbor: address }, 'BGP session Established');
     }
+    const changed = t.state !== state;
     t.state = state;
+    if (changed && this.onPeerState) {
+      try {
+        this.onPeerState(address, state);
+      } catch (e) {
+        this.log?.error({ err: (e as Error).message }, 'bgp: onPeerState failed');
+      }
+    }
+  }
+
+  /** The session state and last error of a neighbor, if it is one. */
+  peerState(address: string): { state: SessionState; lastError?: PeerError } | undefined {
+    const t = this.track.get(address);
+    return t && { state: t.state, lastError: t.lastError };
   }
 
   /** Keep the last session error per neighbor from gobgpd's log (the API has no such field). */
@@ -552,6 +625,7 @@ export class BgpAnnouncer implements Announcer {
         return {
           address: p.address,
           asn: p.asn,
+          ...(p.resource ? { resource: p.resource } : {}),
           state: t.state,
           uptimeSeconds: since !== undefined ? Math.max(0, Math.round((now - since) / 1000)) : undefined,
           prefixes: { received: i?.received ?? 0, accepted: i?.accepted ?? 0, advertised: i?.advertised ?? 0 },

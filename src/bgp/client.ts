@@ -78,6 +78,8 @@ export interface PeerConfig {
   restartTime?: number;
   /** Remote TCP port; default 179. */
   port?: number;
+  /** The AS presented to this neighbor when not the global one (gobgp's per-neighbor `local_asn`). */
+  localAsn?: number;
 }
 
 /** A peer as ListPeer reports it. */
@@ -236,7 +238,7 @@ function fromApiPath(p: any): ListedPath | undefined {
 function toApiPeer(p: PeerConfig): Record<string, unknown> {
   const family = IPV4_UNICAST;
   const peer: Record<string, any> = {
-    conf: { neighbor_address: p.address, peer_asn: p.asn, auth_password: p.password ?? '' },
+    conf: { neighbor_address: p.address, peer_asn: p.asn, auth_password: p.password ?? '', ...(p.localAsn ? { local_asn: p.localAsn } : {}) },
     afi_safis: [{ config: { family, enabled: true }, mp_graceful_restart: { config: { enabled: Boolean(p.gracefulRestart) } } }],
     timers: { config: { hold_time: p.holdTime ?? 0, keepalive_interval: p.keepaliveTime ?? 0 } },
     transport: { remote_port: p.port ?? 0 },

@@ -15,7 +15,11 @@
  *   neighbors:
  *     - { address: 198.18.200.1, asn: 64512, holdTime: 9, keepaliveTime: 3 }
  *   gobgpd: { apiPort: 50051 } # or { apiSocket: /run/xlb/gobgpd.sock } or { external: "10.0.0.1:50051" }
+ *   customResources: true     # default: also peer with the BGPPeer resources selecting this node
  * ```
+ *
+ * With the Kubernetes source and `customResources`, neighbors also come from
+ * BGPPeer resources (peer-resources.ts), and `neighbors` may be empty.
  *
  * The gobgpd xlb runs outlives the agent (gobgpd.ts): an agent restart
  * neither withdraws a route nor drops a session.
@@ -123,7 +127,10 @@ export const bgpConfigSchema = z
     communities: z.array(community).default([]),
     /** Large communities on every announced VIP (RFC 8092 `global:local1:local2`). */
     largeCommunities: z.array(largeCommunity).default([]),
-    neighbors: z.array(bgpNeighborSchema).min(1, { error: 'must list at least one neighbor (a router to announce VIPs to)' }),
+    /** May be empty with BGPPeer resources (`customResources`, the Kubernetes source): the agent's schema checks that. */
+    neighbors: z.array(bgpNeighborSchema).default([]),
+    /** Peer with the BGPPeer resources that select this node, too (peer-resources.ts); needs the Kubernetes source. */
+    customResources: z.boolean().default(true),
     gobgpd: gobgpdSchema.prefault({}),
   })
   .superRefine((cfg, ctx) => {

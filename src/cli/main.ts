@@ -414,6 +414,7 @@ bgp
       r.peers.map((p) => ({
         peer: p.address,
         asn: p.asn,
+        from: p.resource ? `BGPPeer ${p.resource}` : 'config',
         state: p.state,
         uptime: p.uptimeSeconds === undefined ? '' : `${p.uptimeSeconds}s`,
         received: p.prefixes.received,
@@ -421,7 +422,7 @@ bgp
         flaps: p.flaps,
         lastError: p.lastError?.message ?? '',
       })),
-      ['peer', 'asn', 'state', 'uptime', 'received', 'sent', 'flaps', 'lastError'],
+      ['peer', 'asn', 'from', 'state', 'uptime', 'received', 'sent', 'flaps', 'lastError'],
     );
   });
 bgp

@@ -277,6 +277,14 @@ export const ConfigSchema = obj({
   if (c.metrics.listen !== null && listenersClash(c.metrics.listen, c.api.listen)) {
     ctx.addIssue({ code: 'custom', path: ['metrics', 'listen'], input: c.metrics.listen, message: `must not take api.listen's port (${c.api.listen}); the API serves /metrics itself` });
   }
+  if (c.bgp && c.bgp.neighbors.length === 0 && !(c.source.kubernetes && c.bgp.customResources)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['bgp', 'neighbors'],
+      input: c.bgp.neighbors,
+      message: 'must list at least one neighbor (a router to announce VIPs to), unless BGPPeer resources give them (source.kubernetes with bgp.customResources)',
+    });
+  }
   if (c.ipam && !c.source.kubernetes) {
     ctx.addIssue({ code: 'custom', path: ['ipam'], input: undefined, message: 'needs source.kubernetes: IPAM writes Service status through the API server' });
   }

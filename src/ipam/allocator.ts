@@ -6,8 +6,9 @@
  * Rules, close to MetalLB's controller:
  * - Managed: `spec.type: LoadBalancer` and `spec.loadBalancerClass` unset or
  *   {@link XLB_LB_CLASS}. Other classes belong to another implementation.
- * - A requested address (annotation {@link LB_IPS_ANNOTATION}, else the
- *   deprecated `spec.loadBalancerIP`) is assigned when it lies in a pool open
+ * - A requested address (annotation {@link LB_IPS_ANNOTATION} or its MetalLB
+ *   and Cilium equivalents, annotations.ts; else the deprecated
+ *   `spec.loadBalancerIP`) is assigned when it lies in a pool open
  *   to the service and no other service holds it; otherwise the service gets
  *   nothing and a reason (AddressConflict, AddressOutsidePools).
  * - Otherwise the service keeps its address while it stays in an open pool,
@@ -19,17 +20,19 @@
  *   namespace/name) keeps it.
  * - A failure releases what the service held (its status is then cleared):
  *   a service never shows an address xlb does not stand behind.
+ * - Pools change while running ({@link Allocator.setPools}): an assignment
+ *   whose pool is gone, or no longer holds its address, is dropped, and the
+ *   service is decided again (a new address from an open pool, or a
+ *   failure), as Cilium's LB IPAM does when a pool is deleted or shrunk.
  */
-import net from 'node:net';
 import { isIPv4 } from '../util/ip.js';
 import type { Pool } from './pool.js';
+import { LB_IPS_ANNOTATION, POOL_ANNOTATION, annotatedAddress, annotatedPool } from './annotations.js';
+
+export { LB_IPS_ANNOTATION, POOL_ANNOTATION };
 
 /** The `spec.loadBalancerClass` that names xlb (services without a class are xlb's too). */
 export const XLB_LB_CLASS = 'xlb.io/lb';
-/** Annotation requesting an address: one IPv4 address (a comma-separated list may hold it). */
-export const LB_IPS_ANNOTATION = 'xlb.io/load-balancer-ips';
-/** Annotation naming the pool to allocate from. */
-export const POOL_ANNOTATION = 'xlb.io/address-pool';
 
 /** What the allocator reads of a Service. */
 export interface LbService {
@@ -87,22 +90,15 @@ export function lbServiceFromRaw(raw: unknown): LbService {
 }
 
 /** Whether xlb assigns this service's address. */
-export function managedByXlb(svc: LbService): boolean {
+export function managedByXlb(svc: Pick<LbService, 'type' | 'loadBalancerClass'>): boolean {
   return svc.type === 'LoadBalancer' && (svc.loadBalancerClass === undefined || svc.loadBalancerClass === XLB_LB_CLASS);
 }
 
-/** The address a service asks for: undefined (none), an address, or an error message. */
+/** The address a service asks for: undefined (none), an address, or an error message (annotations.ts). */
 export function requestedAddress(svc: LbService): { ip?: string; error?: string } {
-  const ann = svc.annotations[LB_IPS_ANNOTATION];
-  if (ann !== undefined) {
-    const parts = ann.split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = parts.find((p) => !isIPv4(p) && !net.isIPv6(p));
-    if (bad !== undefined) return { error: `annotation ${LB_IPS_ANNOTATION}: ${JSON.stringify(bad)} is not an IP address` };
-    const v6 = parts.filter((p) => net.isIPv6(p));
-    if (v6.length) return { error: `annotation ${LB_IPS_ANNOTATION}: IPv6 ${v6.join(', ')} cannot be assigned yet (the datapath serves IPv4)` };
-    if (parts.length > 1) return { error: `annotation ${LB_IPS_ANNOTATION}: one IPv4 address per service (got ${parts.join(', ')})` };
-    if (parts.length === 1) return { ip: parts[0] };
-  }
+  const ann = annotatedAddress(svc.annotations);
+  if (ann.error) return { error: ann.error };
+  if (ann.ip !== undefined) return { ip: ann.ip };
   const ip = svc.loadBalancerIP;
   if (ip === undefined) return {};
   if (!isIPv4(ip)) return { error: `spec.loadBalancerIP ${JSON.stringify(ip)}: only IPv4 addresses can be assigned` };
@@ -122,7 +118,31 @@ export class Allocator {
   private readonly byKey = new Map<string, { ip: string; pool: string }>();
   private readonly byIp = new Map<string, string>();
 
-  constructor(readonly pools: Pool[]) {}
+  constructor(private pools: Pool[]) {}
+
+  /** The pools, in the order they are tried. */
+  currentPools(): readonly Pool[] {
+    return this.pools;
+  }
+
+  /**
+   * Replace the pools (a pool added, changed or deleted while running).
+   * Assignments whose pool is gone or no longer holds their address are
+   * dropped; the caller decides those services again ({@link ensure}).
+   * @returns the keys of the services that lost their address
+   */
+  setPools(pools: Pool[]): string[] {
+    this.pools = pools;
+    const dropped: string[] = [];
+    for (const [key, a] of this.byKey) {
+      const p = pools.find((x) => x.name === a.pool);
+      if (p && p.contains(a.ip)) continue;
+      this.byKey.delete(key);
+      this.byIp.delete(a.ip);
+      dropped.push(key);
+    }
+    return dropped;
+  }
 
   /** The address assigned to a service, if any. */
   assignedTo(key: string): string | undefined {
@@ -163,19 +183,21 @@ export class Allocator {
   }
 
   /**
-   * Pools open to a service: the one its {@link POOL_ANNOTATION} names (an
-   * error when it does not exist), else every pool that admits it and
-   * auto-assigns (or any that admits it when it requests an address).
+   * Pools open to a service: the one its pool annotation names
+   * ({@link POOL_ANNOTATION} or MetalLB's; an error when it does not exist),
+   * else every pool that admits it and auto-assigns (or any that admits it
+   * when it requests an address).
    */
   openPools(svc: LbService, requesting: boolean): Pool[] | { error: string } {
-    const named = svc.annotations[POOL_ANNOTATION];
-    if (named !== undefined) {
-      const p = this.pools.find((x) => x.name === named);
-      if (!p) return { error: `annotation ${POOL_ANNOTATION}: no pool named ${JSON.stringify(named)} (pools: ${this.pools.map((x) => x.name).join(', ')})` };
-      if (!p.admits(svc.namespace, svc.labels)) return { error: `pool ${named} does not admit this service (its namespaces or serviceSelector exclude it)` };
+    const named = annotatedPool(svc.annotations);
+    if (named.error) return { error: named.error };
+    if (named.name !== undefined) {
+      const p = this.pools.find((x) => x.name === named.name);
+      if (!p) return { error: `annotation ${named.from}: no pool named ${JSON.stringify(named.name)} (pools: ${this.pools.map((x) => x.name).join(', ') || 'none'})` };
+      if (!p.admits(svc.namespace, svc.labels, svc.name)) return { error: `pool ${named.name} does not admit this service (its namespaces or serviceSelector exclude it)` };
       return [p];
     }
-    return this.pools.filter((p) => p.admits(svc.namespace, svc.labels) && (requesting || p.scope.autoAssign));
+    return this.pools.filter((p) => p.admits(svc.namespace, svc.labels, svc.name) && (requesting || p.scope.autoAssign));
   }
 
   /**

@@ -12,18 +12,45 @@
  *       avoidNetworkAndBroadcast: true   # default: a CIDR shorter than /31 loses its first and last address
  *       autoAssign: true                 # false: only services that ask for this pool or one of its addresses
  *       namespaces: [prod]               # optional: only services in these namespaces
- *       serviceSelector: { matchLabels: { exposure: public } }   # optional
+ *       serviceSelector: { matchLabels: { exposure: public } }   # optional; matchExpressions too
+ *   customResources: true            # default: LoadBalancerIPPool resources add pools while running
  *   leaderElection: { namespace: xlb-system, leaseName: xlb-ipam }   # src/leader/config.ts
  * ```
  *
  * Pools are tried in order for services that ask for no address. Pools must
  * not overlap (one address, one owner). See pool.ts for the address syntax
  * and why network and broadcast addresses are avoided.
+ *
+ * With `customResources` (the default), pools also come from the
+ * cluster-scoped LoadBalancerIPPool resources (group xlb.io), followed live
+ * (custom-pools.ts); the pools here come first and win any conflict with
+ * them. `pools` may then be empty.
  */
 import { z } from 'zod';
 import { parseConfigSection } from '../config/zod-errors.js';
 import { leaderElectionSchema } from '../leader/config.js';
 import { Pool, overlap, parseAddressEntry, type AddressRange } from './pool.js';
+
+/** A meta/v1 LabelSelector: matchLabels and matchExpressions, ANDed. */
+export const labelSelectorSchema = z
+  .strictObject({
+    matchLabels: z.record(z.string(), z.string()).optional(),
+    matchExpressions: z
+      .array(
+        z
+          .strictObject({
+            key: z.string().min(1),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+            values: z.array(z.string()).optional(),
+          })
+          .superRefine((r, ctx) => {
+            const n = r.values?.length ?? 0;
+            if ((r.operator === 'In' || r.operator === 'NotIn') && n === 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be non-empty when operator is ${r.operator}` });
+            if ((r.operator === 'Exists' || r.operator === 'DoesNotExist') && n > 0) ctx.addIssue({ code: 'custom', path: ['values'], message: `must be empty when operator is ${r.operator}` });
+          }),
+      )
+      .optional(),
+  });
 
 /** DNS-1123 label: pool names appear in the `xlb.io/address-pool` annotation and in Events. */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -40,16 +67,21 @@ export const ipamPoolSchema = z.strictObject({
   avoidNetworkAndBroadcast: z.boolean().default(true),
   autoAssign: z.boolean().default(true),
   namespaces: z.array(label('a namespace name')).min(1).optional(),
-  serviceSelector: z.strictObject({ matchLabels: z.record(z.string(), z.string()) }).optional(),
+  serviceSelector: labelSelectorSchema.optional(),
 });
 
 /** The `ipam:` section. */
 export const ipamConfigSchema = z
   .strictObject({
-    pools: z.array(ipamPoolSchema).min(1, { error: 'must list at least one pool' }),
+    pools: z.array(ipamPoolSchema).default([]),
+    /** Follow LoadBalancerIPPool resources as well (custom-pools.ts). */
+    customResources: z.boolean().default(true),
     leaderElection: leaderElectionSchema('xlb-ipam').prefault({}),
   })
   .superRefine((cfg, ctx) => {
+    if (!cfg.customResources && cfg.pools.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['pools'], message: 'must list at least one pool when customResources is false (no LoadBalancerIPPool is read then)' });
+    }
     const parsed: Array<{ name: string; ranges: AddressRange[] }> = [];
     cfg.pools.forEach((p, i) => {
       const first = cfg.pools.findIndex((q) => q.name === p.name);
@@ -92,7 +124,12 @@ export function poolsFromConfig(cfg: Pick<IpamConfig, 'pools'>): Pool[] {
       new Pool(
         p.name,
         p.addresses.map((a) => parseAddressEntry(a, p.avoidNetworkAndBroadcast)),
-        { autoAssign: p.autoAssign, ...(p.namespaces ? { namespaces: p.namespaces } : {}), ...(p.serviceSelector ? { matchLabels: p.serviceSelector.matchLabels } : {}) },
+        {
+          autoAssign: p.autoAssign,
+          ...(p.namespaces ? { namespaces: p.namespaces } : {}),
+          ...(p.serviceSelector?.matchLabels ? { matchLabels: p.serviceSelector.matchLabels } : {}),
+          ...(p.serviceSelector?.matchExpressions ? { matchExpressions: p.serviceSelector.matchExpressions } : {}),
+        },
       ),
   );
 }

@@ -16,7 +16,13 @@
  *   — never in a loop;
  * - a failed status write is retried for that key after a backoff with
  *   jitter (409 Conflict: the cache will bring the newer object; the retry
- *   decides on it).
+ *   decides on it);
+ * - the pools can be replaced while running ({@link IpamController.setPools}:
+ *   LoadBalancerIPPool resources, custom-pools.ts): assignments outside the
+ *   new pools are dropped and every service is decided again;
+ * - annotations of a managed service that xlb does not honour (MetalLB's
+ *   and Cilium's sharing keys, unknown ones: annotations.ts) get a Warning
+ *   Event once per distinct set.
  */
 import type { Logger } from 'pino';
 import type { ServiceFeed } from '../sources/kubernetes/index.js';
@@ -26,11 +32,12 @@ import { apiErrorInfo, formatApiError } from '../sources/kubernetes/kubeconfig.j
 import { Allocator, lbServiceFromRaw, managedByXlb, type Decision, type LbService } from './allocator.js';
 import type { IpamApi, ServiceRef } from './api.js';
 import type { Pool } from './pool.js';
+import { annotationIssues } from './annotations.js';
 
 type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
 
 /** Event reasons (core/v1 Event `reason`). */
-export const EVENT_REASONS = { allocated: 'IPAllocated', failed: 'AllocationFailed', released: 'IPReleased' } as const;
+export const EVENT_REASONS = { allocated: 'IPAllocated', failed: 'AllocationFailed', released: 'IPReleased', annotation: 'UnsupportedAnnotation' } as const;
 
 /** Options of {@link IpamController}. */
 export interface IpamControllerOptions {
@@ -42,6 +49,8 @@ export interface IpamControllerOptions {
   concurrency?: number;
   /** Retry of failed writes (default 500 ms doubling to 30 s, jitter up to +100 %). */
   backoff?: BackoffOptions;
+  /** Told after an address was assigned or released (pool statuses count them). Must not throw. */
+  onAssignmentsChanged?: () => void;
 }
 
 /** Counters, for the API, metrics and tests. */
@@ -68,6 +77,9 @@ export class IpamController {
   /** Managed services that got no address: key → message of the last Warning sent. */
   private readonly failed = new Map<string, string>();
   private readonly perKeyDecisions = new Map<string, number>();
+  /** Managed services with annotations xlb does not honour: key → the messages of the last Warning sent. */
+  private readonly annotationWarned = new Map<string, string>();
+  private pools: Pool[];
   private unsubscribe?: () => void;
   private workers = 0;
   private idleWaiters: Array<() => void> = [];
@@ -75,7 +87,31 @@ export class IpamController {
   private st = { decisions: 0, statusWrites: 0, writeErrors: 0 };
 
   constructor(private readonly opts: IpamControllerOptions) {
+    this.pools = opts.pools;
     this.allocator = new Allocator(opts.pools);
+  }
+
+  /**
+   * Replace the pools (the configured ones merged with LoadBalancerIPPool
+   * resources). While running, assignments outside the new pools are
+   * dropped and every service is decided again; the services that lost
+   * their address get another one or a Warning Event.
+   */
+  setPools(pools: Pool[]): void {
+    this.pools = pools;
+    if (!this.unsubscribe) {
+      this.allocator = new Allocator(pools);
+      return;
+    }
+    const dropped = this.allocator.setPools(pools);
+    this.opts.log.info({ pools: pools.map((p) => p.name), dropped }, dropped.length ? 'ipam: pools changed; services outside them are assigned again' : 'ipam: pools changed');
+    if (dropped.length) this.notifyAssignments();
+    for (const o of this.opts.feed.list()) this.enqueue(keyOf(o));
+  }
+
+  /** The pools in use, in the order they are tried. */
+  currentPools(): readonly Pool[] {
+    return this.pools;
   }
 
   /** Whether the controller runs (this agent leads). */
@@ -90,12 +126,14 @@ export class IpamController {
   start(): void {
     if (this.unsubscribe) return;
     this.generation++;
-    this.allocator = new Allocator(this.opts.pools);
+    this.allocator = new Allocator(this.pools);
     this.failed.clear();
+    this.annotationWarned.clear();
     this.unsubscribe = this.opts.feed.subscribe((_type, obj) => this.enqueue(keyOf(obj)));
     const all = this.opts.feed.list().map((o) => lbServiceFromRaw(o));
     this.allocator.restore(all);
     this.opts.log.info({ services: all.filter(managedByXlb).length, restored: this.allocator.assignments().size }, 'ipam: started; addresses in service statuses taken over');
+    this.notifyAssignments();
     for (const s of all) this.enqueue(s.key);
   }
 
@@ -172,6 +210,27 @@ export class IpamController {
     }
   }
 
+  private notifyAssignments(): void {
+    try {
+      this.opts.onAssignmentsChanged?.();
+    } catch (e) {
+      this.opts.log.error({ err: (e as Error).message }, 'ipam: onAssignmentsChanged failed');
+    }
+  }
+
+  /** A Warning Event for the annotations of a managed service that xlb does not honour, once per distinct set. */
+  private warnAnnotations(key: string, svc: LbService, ref: ServiceRef): void {
+    const issues = managedByXlb(svc) ? annotationIssues(`Service ${key}`, svc.annotations) : [];
+    const text = issues.map((i) => `${i.field}: ${i.message}`).join('; ');
+    if (!text) {
+      this.annotationWarned.delete(key);
+      return;
+    }
+    if (this.annotationWarned.get(key) === text) return;
+    this.annotationWarned.set(key, text);
+    void this.opts.api.event(ref, 'Warning', EVENT_REASONS.annotation, text);
+  }
+
   private checkIdle(): void {
     if (this.queue.size || this.inFlight.size) return;
     for (const w of this.idleWaiters.splice(0)) w();
@@ -200,8 +259,10 @@ export class IpamController {
     if (!raw) {
       this.failed.delete(key);
       this.perKeyDecisions.delete(key);
+      this.annotationWarned.delete(key);
       if (this.allocator.release(key) !== undefined) {
         this.opts.log.info({ service: key }, 'ipam: service deleted; address released');
+        this.notifyAssignments();
         this.retryFailed();
       }
       return;
@@ -213,6 +274,8 @@ export class IpamController {
     this.perKeyDecisions.set(key, (this.perKeyDecisions.get(key) ?? 0) + 1);
     const ref: ServiceRef = { namespace, name, uid: raw.metadata.uid, resourceVersion: raw.metadata.resourceVersion };
     const released = before !== undefined && (d.kind !== 'assigned' || d.ip !== before);
+    if (released || (d.kind === 'assigned' && d.ip !== before)) this.notifyAssignments();
+    this.warnAnnotations(key, svc, ref);
 
     let desired: string[] | undefined;
     if (d.kind === 'assigned') {

@@ -13,6 +13,16 @@
  */
 import net from 'node:net';
 import { ipToU32, isIPv4, u32ToIp } from '../util/ip.js';
+import { selectorMatches, type LabelSelectorRequirement } from '../sources/kubernetes/selector.js';
+
+/**
+ * Pseudo-labels a pool's service selector can match besides the Service's
+ * own labels: its namespace and its name (Cilium LB IPAM's special selector
+ * keys, which xlb reads the same way).
+ */
+export const SERVICE_NAMESPACE_LABEL = 'io.kubernetes.service.namespace';
+/** See {@link SERVICE_NAMESPACE_LABEL}. */
+export const SERVICE_NAME_LABEL = 'io.kubernetes.service.name';
 
 /** Inclusive range of IPv4 addresses as unsigned 32-bit integers. */
 export interface AddressRange {
@@ -62,6 +72,8 @@ export interface PoolScope {
   namespaces?: string[];
   /** Only services carrying all these labels. */
   matchLabels?: Record<string, string>;
+  /** Only services whose labels meet all these requirements (meta/v1 LabelSelector semantics). */
+  matchExpressions?: LabelSelectorRequirement[];
   /** false: only services that ask for this pool or for one of its addresses. */
   autoAssign: boolean;
 }
@@ -87,11 +99,16 @@ export class Pool {
     return this.ranges.some((r) => n >= r.first && n <= r.last);
   }
 
-  /** Whether the pool serves a service in `namespace` with `labels` (autoAssign aside). */
-  admits(namespace: string, labels: Record<string, string>): boolean {
+  /**
+   * Whether the pool serves a service in `namespace` with `labels` (autoAssign
+   * aside). The selector also sees {@link SERVICE_NAMESPACE_LABEL} and, when
+   * `name` is given, {@link SERVICE_NAME_LABEL}.
+   */
+  admits(namespace: string, labels: Record<string, string>, name?: string): boolean {
     if (this.scope.namespaces && !this.scope.namespaces.includes(namespace)) return false;
-    for (const [k, v] of Object.entries(this.scope.matchLabels ?? {})) if (labels[k] !== v) return false;
-    return true;
+    if (!this.scope.matchLabels && !this.scope.matchExpressions) return true;
+    const seen = { ...labels, [SERVICE_NAMESPACE_LABEL]: namespace, ...(name !== undefined ? { [SERVICE_NAME_LABEL]: name } : {}) };
+    return selectorMatches({ matchLabels: this.scope.matchLabels, matchExpressions: this.scope.matchExpressions }, seen);
   }
 
   /** The address at position i (0..size-1) in range order. */

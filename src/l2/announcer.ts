@@ -10,6 +10,11 @@
  * interfaces, sends gratuitous ARP when it takes a VIP over, and removes
  * the entries when it loses one.
  *
+ * A VIP may be limited to some of the announcing interfaces
+ * (AnnouncedVip.interfaces, from an L2AnnouncementPolicy): its entries are
+ * written, and its gratuitous ARP sent, on those only. Link health stays the
+ * node's (every announcing interface), as it is what peers compare.
+ *
  * Links are watched: when every announcing interface has lost carrier the
  * node owns nothing at once (it cannot answer anyway, and must not come back
  * with stale claims); when an interface comes back, the VIPs it still owns
@@ -137,6 +142,8 @@ export class L2Announcer implements Announcer {
   private health: LinkHealth = 'down';
   /** Desired VIP -> service. */
   private services = new Map<string, string>();
+  /** Per VIP, the interfaces it is limited to (absent: all of them). */
+  private vipInterfaces = new Map<string, ReadonlySet<string>>();
   /**
    * The strategy hears of this node only after the first setDesired: until
    * the agent's first sync, an empty set would mean "wants nothing", and
@@ -263,15 +270,38 @@ export class L2Announcer implements Announcer {
    */
   async setDesired(vips: AnnouncedVip[]): Promise<void> {
     const next = new Map<string, string>();
+    const ifaces = new Map<string, Set<string> | 'all'>();
     vips.forEach((v, i) => {
       if (typeof v.vip !== 'string' || !isIPv4(v.vip)) throw new Error(`vips[${i}].vip: ${JSON.stringify(v.vip)} is not an IPv4 address (layer 2 mode answers ARP, IPv4 only)`);
       const prev = next.get(v.vip);
       next.set(v.vip, prev && prev !== v.service ? [...new Set([...prev.split(','), v.service])].sort().join(',') : v.service);
+      // Two services on one VIP: the union of their interfaces (all, when one has no limit).
+      const had = ifaces.get(v.vip);
+      if (had === 'all' || v.interfaces === undefined) ifaces.set(v.vip, 'all');
+      else ifaces.set(v.vip, new Set([...(had ?? []), ...v.interfaces]));
     });
+    const before = this.vipInterfaces;
     this.services = next;
+    this.vipInterfaces = new Map([...ifaces].filter((e): e is [string, Set<string>] => e[1] !== 'all'));
     this.desiredKnown = true;
     this.adopted.clear();
-    if (!this.stopped) this.strategy.update(this.candidates(), this.health);
+    if (this.stopped) return;
+    this.strategy.update(this.candidates(), this.health);
+    // An owned VIP whose interfaces changed: its entries follow, and the interfaces it gained learn where it is.
+    const owned = this.strategy.owned();
+    const gainedOn: Array<[string, string]> = [];
+    for (const vip of owned.keys()) {
+      if (!this.announced.has(vip)) continue;
+      for (const i of this.ifaces) if (i.up && this.announcesOn(vip, i.name) && !(before.get(vip)?.has(i.name) ?? true)) gainedOn.push([vip, i.name]);
+    }
+    this.reconcile();
+    for (const [vip, name] of gainedOn) this.garp.announce(vip, name);
+  }
+
+  /** Whether `vip` is answered on interface `name` (every interface unless limited). */
+  private announcesOn(vip: string, name: string): boolean {
+    const only = this.vipInterfaces.get(vip);
+    return !only || only.has(name);
   }
 
   private candidates(): Array<{ vip: string; service: string }> {
@@ -309,7 +339,7 @@ export class L2Announcer implements Announcer {
     }
     this.reconcile();
     // VIPs kept through a link flap: tell that segment where they are again.
-    for (const vip of this.strategy.owned().keys()) if (this.announced.has(vip)) for (const i of cameUp) this.garp.announce(vip, i.name);
+    for (const vip of this.strategy.owned().keys()) if (this.announced.has(vip)) for (const i of cameUp) if (this.announcesOn(vip, i.name)) this.garp.announce(vip, i.name);
   }
 
   /** Converge the ARP map to owned VIPs × interfaces; gratuitous ARP for VIPs just taken over. */
@@ -324,6 +354,7 @@ export class L2Announcer implements Announcer {
     const want = new Map<string, ArpEntry>();
     for (const vip of owned) {
       for (const i of this.ifaces) {
+        if (!this.announcesOn(vip, i.name)) continue;
         const e: ArpEntry = { vip, ifindex: i.xdpIfindex, vlan: i.vlan, mac: i.mac };
         want.set(arpKeyString(e), e);
       }
@@ -349,7 +380,7 @@ export class L2Announcer implements Announcer {
     for (const vip of lost) this.garp.cancel(vip);
     for (const vip of gained) {
       this.takeovers++;
-      for (const i of this.ifaces) if (i.up) this.garp.announce(vip, i.name);
+      for (const i of this.ifaces) if (i.up && this.announcesOn(vip, i.name)) this.garp.announce(vip, i.name);
     }
     if (lost.length || gained.length) this.log?.info({ gained, lost, owned: owned.size }, 'l2: VIP ownership changed');
     this.announced = owned;
@@ -374,7 +405,8 @@ export class L2Announcer implements Announcer {
         .map(([vip, service]) => {
           const o = this.strategy.ownerOf(vip);
           const local = owned.has(vip);
-          return { vip, service, owner: o.owner ?? null, local, interfaces: local ? this.ifaces.map((i) => i.name) : [], since: o.since !== undefined ? new Date(o.since).toISOString() : null };
+          const on = local ? this.ifaces.filter((i) => this.announcesOn(vip, i.name)).map((i) => i.name) : [];
+          return { vip, service, owner: o.owner ?? null, local, interfaces: on, since: o.since !== undefined ? new Date(o.since).toISOString() : null };
         }),
       adopted: [...this.adopted].filter((v) => owned.has(v)).sort((a, b) => ipOrder(a) - ipOrder(b)),
       peers: this.strategy.peers(),

@@ -16,6 +16,7 @@
  *   gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true }
  *   ownership: auto               # peers | lease | auto (lease with the Kubernetes source)
  *   lease: { namespace: xlb-system, leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 }
+ *   customResources: true         # default: L2AnnouncementPolicy resources, with the Kubernetes source
  * ```
  *
  * With the defaults a node that drops off loses its VIPs after
@@ -129,6 +130,12 @@ export const l2ConfigSchema = z
     ownership: z.enum(['auto', 'peers', 'lease'], { error: 'must be one of auto, peers, lease' }).default('auto'),
     /** The per-service Leases of `lease` ownership (lease-ownership.ts). */
     lease: l2LeaseSchema.prefault({}),
+    /**
+     * With the Kubernetes source: follow L2AnnouncementPolicy resources
+     * (policy-resources.ts), which, once one is accepted, decide which VIPs
+     * this node announces and on which interfaces. Default true.
+     */
+    customResources: z.boolean().default(true),
   })
   .superRefine((cfg, ctx) => {
     const names = new Map<string, number>();

@@ -273,4 +273,25 @@ describe('the agent follows a Kubernetes API server', () => {
     assert.ok((await servicesOf(n)).some((s) => s.name === 'web'));
     for (let i = 0; i < 4; i++) assert.notEqual(await curlPod('192.0.2.10'), '');
   });
+
+  test('a LoadBalancerIPPool added while the agents run serves the service waiting for it, and HTTP flows to the new VIP', async () => {
+    const web = lab.pods.filter((p) => p.name.endsWith('p1'));
+    // Asks for a pool that does not exist yet (with MetalLB's annotation): it waits, with a Warning.
+    const late = service('late', { type: 'LoadBalancer', clusterIP: '198.18.128.45', clusterIPs: ['198.18.128.45'], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 31095 }] });
+    api.upsert('services', { ...late, metadata: { ...late.metadata, annotations: { 'metallb.universe.tf/address-pool': 'extra' } } });
+    api.upsert('endpointslices', slice('late', [{ name: 'http', port: 8080, protocol: 'TCP' }], web));
+    await waitFor(() => api.list('events').some((e) => e.involvedObject.name === 'late' && e.reason === 'AllocationFailed'), 10000, 'late waits for its pool');
+    assert.equal(ingressOf('late'), undefined);
+    const t0 = performance.now();
+    api.upsert('loadbalancerippools', { apiVersion: 'xlb.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'extra' }, spec: { addresses: ['192.0.2.230-192.0.2.231'], autoAssign: false } });
+    await waitFor(() => ingressOf('late') === '192.0.2.230', 10000, 'late served from the new pool');
+    const pods = new Set<string>();
+    await waitFor(async () => {
+      pods.add(await curlPod('192.0.2.230'));
+      pods.delete('');
+      return pods.size >= 2;
+    }, 10000, 'HTTP through 192.0.2.230 from both backends');
+    console.log(`late: pool created, address written and served within ${Math.round(performance.now() - t0)} ms, no restart`);
+    await waitFor(() => api.get('loadbalancerippools', undefined, 'extra')?.status?.addresses?.used === 1, 10000, "the pool's status counts it");
+  });
 });

@@ -18,8 +18,16 @@
  *   ends, which is what kube-apiserver does.
  * - POST, PUT (with resourceVersion preconditions: 409 Conflict), PATCH
  *   (merge, strategic merge treated as merge, JSON patch), DELETE; the
- *   services `status` subresource; lease MicroTime fields are checked for the
- *   6-digit fraction the server's RFC3339Micro parser needs.
+ *   `status` subresource of services and of xlb's custom resources; lease
+ *   MicroTime fields are checked for the 6-digit fraction the server's
+ *   RFC3339Micro parser needs.
+ * - xlb's custom resources (xlb.io/v1alpha1, cluster-scoped) as their CRDs
+ *   in deploy/helm/xlb/crds define them: every write is checked against the
+ *   CRD's openAPIV3Schema and its defaults applied (crd-schema.ts; 422
+ *   Invalid otherwise, as kube-apiserver answers), `metadata.generation`
+ *   starts at 1 and grows when `spec` changes, a write of the main resource
+ *   keeps `status` and a status write keeps everything else. A CRD can be
+ *   taken away ({@link FakeApiServer.setServed}): its paths answer 404.
  * - Selectors: `fieldSelector` on metadata.name / metadata.namespace,
  *   `labelSelector` with `k`, `!k`, `k=v`, `k==v`, `k!=v`.
  *
@@ -36,6 +44,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo, Socket } from 'node:net';
+import { isDeepStrictEqual } from 'node:util';
+import { crValidator, type CrValidator } from './crd-schema.js';
 
 /** A resource the fake serves. */
 export interface ResourceDef {
@@ -54,7 +64,15 @@ export const RESOURCES = {
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   endpointslices: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
+  loadbalancerippools: { group: 'xlb.io', version: 'v1alpha1', plural: 'loadbalancerippools', kind: 'LoadBalancerIPPool', namespaced: false },
+  bgppeers: { group: 'xlb.io', version: 'v1alpha1', plural: 'bgppeers', kind: 'BGPPeer', namespaced: false },
+  l2announcementpolicies: { group: 'xlb.io', version: 'v1alpha1', plural: 'l2announcementpolicies', kind: 'L2AnnouncementPolicy', namespaced: false },
 } as const satisfies Record<string, ResourceDef>;
+
+/** Resources defined by a CRD (xlb's): schema-checked, with generation and a status subresource. */
+const CUSTOM = new Set<Resource>(['loadbalancerippools', 'bgppeers', 'l2announcementpolicies']);
+/** Resources with a `status` subresource. */
+const WITH_STATUS = new Set<Resource>(['services', ...CUSTOM]);
 
 /** Plural name of a served resource. */
 export type Resource = keyof typeof RESOURCES;
@@ -255,6 +273,9 @@ export class FakeApiServer {
   private readonly faults: Fault[] = [];
   private readonly clients = new Map<string, string>();
   private readonly blocked = new Set<string>();
+  /** Custom resources whose CRD is taken away (their paths answer 404). */
+  private readonly unserved = new Set<Resource>();
+  private readonly validators = new Map<Resource, CrValidator | undefined>();
   private rv = 100;
   /** Watches and continue tokens older than this get 410. */
   private compactedBefore = 0;
@@ -368,10 +389,28 @@ export class FakeApiServer {
 
   /**
    * Create or replace an object (no precondition), as another client would;
-   * emits ADDED or MODIFIED. Returns the stored copy.
+   * emits ADDED or MODIFIED. Returns the stored copy. A custom resource is
+   * checked against its CRD's schema and defaulted, and keeps its status
+   * unless `obj` carries one.
+   * @throws Error `<Kind>.<group> "<name>" is invalid: <field>: <problem>` for a custom resource the schema refuses
    */
   upsert(resource: Resource, obj: Record<string, unknown>): KObject {
-    return this.write(resource, clone(obj) as KObject);
+    const o = clone(obj) as KObject;
+    if (CUSTOM.has(resource)) {
+      const prev = this.stores.get(resource)!.get(keyOf(undefined, o.metadata?.name));
+      if (prev && o.status === undefined && prev.status !== undefined) o.status = clone(prev.status);
+      this.checkSchema(resource, o);
+    }
+    return this.write(resource, o);
+  }
+
+  /** Serve a custom resource or take its CRD away (its paths answer 404, its watches end); served by default. */
+  setServed(resource: Resource, served: boolean): void {
+    if (served) this.unserved.delete(resource);
+    else {
+      this.unserved.add(resource);
+      for (const w of [...this.watchers]) if (w.resource === resource) this.endWatch(w, false);
+    }
   }
 
   /** Many objects at once (each its own resourceVersion), without per-object copies of the input. */
@@ -479,6 +518,10 @@ export class FakeApiServer {
     if (resource === 'services') {
       obj.status ??= { loadBalancer: {} };
     }
+    if (CUSTOM.has(resource)) {
+      const gen = typeof prev?.metadata.generation === 'number' ? prev.metadata.generation : 0;
+      obj.metadata.generation = !prev || !isDeepStrictEqual(prev.spec, obj.spec) ? gen + 1 : gen;
+    }
     store.set(k, obj);
     this.publish({ rv, resource, type: prev ? 'MODIFIED' : 'ADDED', object: obj });
     return copyOut ? clone(obj) : obj;
@@ -546,6 +589,7 @@ export class FakeApiServer {
     const entry = Object.entries(RESOURCES).find(([, d]) => d.group === group && d.version === version && d.plural === rest[0]);
     if (!entry) throw new HttpError(404, `the server could not find the requested resource (${pathname})`);
     const resource = entry[0] as Resource;
+    if (this.unserved.has(resource)) throw new HttpError(404, `the server could not find the requested resource (${pathname})`, 'NotFound');
     if (namespace !== undefined && !entry[1].namespaced) throw new HttpError(404, `${entry[1].plural} is not namespaced`);
     return { resource, namespace, name: rest[1], sub: rest[2] };
   }
@@ -596,7 +640,7 @@ export class FakeApiServer {
         return this.sendJson(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name: r.name, kind: def.plural } });
       }
       if (method === 'PUT' || method === 'PATCH') {
-        if (r.sub && !(r.resource === 'services' && r.sub === 'status')) throw new HttpError(404, `no subresource ${r.sub} on ${def.plural}`);
+        if (r.sub && !(WITH_STATUS.has(r.resource) && r.sub === 'status')) throw new HttpError(404, `no subresource ${r.sub} on ${def.plural}`);
         const cur = this.stores.get(r.resource)!.get(keyOf(r.namespace, r.name));
         if (!cur) throw new HttpError(404, `${def.plural} "${r.name}" not found`, 'NotFound');
         let next: KObject;
@@ -617,9 +661,10 @@ export class FakeApiServer {
             `Operation cannot be fulfilled on ${def.plural}${def.group ? `.${def.group}` : ''} "${r.name}": the object has been modified; please apply your changes to the latest version and try again`,
           );
         }
-        if (r.resource === 'services') {
+        if (WITH_STATUS.has(r.resource)) {
           // The status subresource changes only status; the main resource never does.
           next = r.sub === 'status' ? { ...clone(cur), status: next.status ?? {} } : { ...next, status: clone(cur.status) };
+          if (next.status === undefined) delete next.status;
         }
         next.metadata = { ...next.metadata, namespace: cur.metadata.namespace, name: cur.metadata.name };
         this.validate(r.resource, next);
@@ -653,8 +698,18 @@ export class FakeApiServer {
     return this.write(resource, o);
   }
 
+  /** Check a custom resource against its CRD's schema, applying its defaults (422 Invalid). */
+  private checkSchema(resource: Resource, o: KObject): void {
+    if (!this.validators.has(resource)) this.validators.set(resource, crValidator(RESOURCES[resource].plural, { useDefaults: true }));
+    const v = this.validators.get(resource);
+    if (!v) return; // no CRD file yet: accepted as is
+    const errors = v.check(o);
+    if (errors.length) throw new HttpError(422, `${v.kind}.${RESOURCES[resource].group} "${o.metadata?.name}" is invalid: ${errors.join(', ')}`, 'Invalid');
+  }
+
   /** The checks of kube-apiserver that the clients here can trip over. */
   private validate(resource: Resource, o: KObject): void {
+    if (CUSTOM.has(resource)) this.checkSchema(resource, o);
     if (resource === 'leases') {
       for (const f of ['renewTime', 'acquireTime'] as const) {
         const v = o.spec?.[f];

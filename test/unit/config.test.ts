@@ -137,7 +137,7 @@ describe('config: bad configurations name the key path and the value', () => {
       { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.1', asn: 64512 }, { address: '198.18.0.1', asn: 64512 }] } },
       ['bgp.neighbors[1].address: duplicate neighbor 198.18.0.1 (also bgp.neighbors[0].address) (got "198.18.0.1")'],
     ],
-    ['BGP: no neighbor', { bgp: { asn: 64513, neighbors: [] } }, ['bgp.neighbors: must list at least one neighbor (a router to announce VIPs to) (got [])']],
+    ['BGP: no neighbor', { bgp: { asn: 64513, neighbors: [] } }, ['bgp.neighbors: must list at least one neighbor (a router to announce VIPs to), unless BGPPeer resources give them (source.kubernetes with bgp.customResources) (got [])']],
     ['BGP: misspelt key', { bgp: { asn: 64513, neighbors: [{ address: '198.18.0.1', asn: 64512 }], routerid: '198.18.0.11' } }, ['bgp.routerid: unknown key (got "198.18.0.11")']],
     ['L2: bad peer address', { l2: { peers: [{ name: 'node2', address: '198.18.0.300' }] } }, ['l2.peers[0].address: must be an IPv4 address (got "198.18.0.300")']],
     ['announce.externalIPs not a boolean', { announce: { externalIPs: 'yes' } }, ['announce.externalIPs: must be true or false (got "yes")']],

@@ -75,6 +75,15 @@ describe('deploy/ manifests', () => {
       'core/services:watch',
       'discovery.k8s.io/endpointslices:list',
       'discovery.k8s.io/endpointslices:watch',
+      'xlb.io/bgppeers/status:patch',
+      'xlb.io/bgppeers:list',
+      'xlb.io/bgppeers:watch',
+      'xlb.io/l2announcementpolicies/status:patch',
+      'xlb.io/l2announcementpolicies:list',
+      'xlb.io/l2announcementpolicies:watch',
+      'xlb.io/loadbalancerippools/status:patch',
+      'xlb.io/loadbalancerippools:list',
+      'xlb.io/loadbalancerippools:watch',
     ]);
     const role = one('Role', 'xlb-leader-election');
     assert.equal(role.metadata.namespace, 'xlb-system');

@@ -26,7 +26,7 @@ describe('ipam config section', () => {
   });
 
   const invalid: Array<[string, unknown, RegExp]> = [
-    ['no pools', { pools: [] }, /^ipam\.pools: must list at least one pool/m],
+    ['no pools without custom resources', { pools: [], customResources: false }, /^ipam\.pools: must list at least one pool when customResources is false/m],
     ['an unknown key', { pools: [{ name: 'a', addresses: ['192.0.2.1'], autoassign: false }] }, /^ipam\.pools\[0\]: Unrecognized key: "autoassign"/m],
     ['a CIDR with host bits', { pools: [{ name: 'a', addresses: ['192.0.2.5/24'] }] }, /^ipam\.pools\[0\]\.addresses\[0\]: "192\.0\.2\.5\/24" has host bits set \(did you mean 192\.0\.2\.0\/24\?\)/m],
     ['an IPv6 pool', { pools: [{ name: 'a', addresses: ['2001:db8::/64'] }] }, /^ipam\.pools\[0\]\.addresses\[0\]: .*IPv6 pools are not served yet/m],

@@ -10,7 +10,7 @@ import { linkHealth, parseIpLinkJson, resolveInterfaces, type LinkInfo } from '.
 import { throwsMessage } from '../helpers/assert.js';
 
 describe('l2 config section', () => {
-  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, a restart held 30 s, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s', () => {
+  it('applies defaults: port 7947, 200 ms heartbeats, dead after 5 missed, a restart held 30 s, 3 gratuitous ARP rounds 200 ms apart, ownership by source, leases 5/3/1 s, policies from custom resources', () => {
     const c = parseL2Config({});
     assert.equal(c.interfaces, undefined, 'left out: the agent\'s interfaces');
     assert.deepEqual(c, {
@@ -20,6 +20,7 @@ describe('l2 config section', () => {
       gratuitousArp: { count: 3, intervalMs: 200, setNonlocalBind: true },
       ownership: 'auto',
       lease: { namespace: 'xlb-system', leaseDurationSeconds: 5, renewDeadlineSeconds: 3, retryPeriodSeconds: 1 },
+      customResources: true,
     });
   });
 

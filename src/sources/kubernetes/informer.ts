@@ -82,6 +82,12 @@ export interface InformerOptions {
   /** An object the cache cannot hold (no metadata.name), or a watch line that is not an event. */
   onInvalid?: (what: string) => void;
   /**
+   * A list or watch failed (the informer restarts after its backoff). For a
+   * consumer that tells errors apart: a 404 on a custom resource's list
+   * means its CustomResourceDefinition is not installed. Must not throw.
+   */
+  onError?: (err: unknown) => void;
+  /**
    * Most objects the cache holds (default {@link DEFAULT_MAX_OBJECTS}). A
    * list with more is refused whole (read no further than the limit, then
    * retried after the backoff, the cache keeping what it had); a watch
@@ -503,6 +509,11 @@ export class Informer {
     const delay = this.backoff.next();
     const info = apiErrorInfo(err);
     this.log.warn({ kind: this.kind, code: info.code || undefined, reason: info.reason, err: this.st.lastError, retryInMs: Math.round(delay) }, 'list/watch failed; restarting after backoff');
+    try {
+      this.opts.onError?.(err);
+    } catch (e) {
+      this.log.error({ kind: this.kind, err: (e as Error).message }, 'informer onError handler failed');
+    }
     if (this.restartTimer) clearTimeout(this.restartTimer);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = undefined;
