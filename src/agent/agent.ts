@@ -180,6 +180,7 @@ export class Agent implements AgentView {
       nextHopChanges: () => this.nextHops?.changes,
       flowEvents: () => (this.flowReader ? { read: this.flowsRead, suppressed: this.flowReader.suppressed() } : undefined),
       ready: () => this.ready(),
+      attachments: () => this.dp?.attachedProgramIds() ?? [],
       conntrack: dp ? () => dp.conntrackCounts() : undefined,
       sizes: { conntrackEntries: config.datapath.conntrackSize, snatPortsPerBackend: config.datapath.snatPorts.max - config.datapath.snatPorts.min + 1 },
       informers: config.source.kubernetes ? () => this.kubeSource?.stats().informers : undefined,

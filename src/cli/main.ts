@@ -137,24 +137,34 @@ program
   .description('each agent as cilium status shows it: readiness, programs, services, BGP sessions, layer 2 owners, LB IPAM; exits 1 when anything is not ready')
   .addOption(apiOption())
   .option('--lab [state-dir]', "every agent of a lab (its state directory, default /run/xlb-lab) instead of one --api")
+  .option('--kubernetes', 'every agent of the cluster: the DaemonSet\'s pods, read through the API server (their metrics listener)')
+  .option('--kubeconfig <file>', 'with --kubernetes: the kubeconfig (default: in-cluster, else ~/.kube/config)')
+  .option('-n, --namespace <ns>', 'with --kubernetes: the agents\' namespace', 'xlb-system')
+  .option('--selector <labels>', 'with --kubernetes: the agents\' pods', 'app.kubernetes.io/name=xlb')
+  .option('--metrics-port <port>', 'with --kubernetes: the agents\' metrics.listen port', integerIn(1, 65535), 9877)
   .option('--wait', 'wait until everything is ready (or --wait-duration passes)')
   .option('--wait-duration <seconds>', 'how long --wait waits', integerIn(1, 3600), 300)
   .option('-o, --output <text|json|yaml>', 'a table, or JSON or YAML', parseStatusOutput, 'text')
   .option('--json', 'the same as -o json')
-  .action(async (opts: { api: string; lab?: string | true; wait?: boolean; waitDuration: number; output: 'text' | 'json' | 'yaml'; json?: boolean }) => {
-    const { agentStatus, notReady, statusRow, waitReady } = await import('./status.js');
+  .action(async (opts: {
+    api: string; lab?: string | true; kubernetes?: boolean; kubeconfig?: string; namespace: string; selector: string; metricsPort: number;
+    wait?: boolean; waitDuration: number; output: 'text' | 'json' | 'yaml'; json?: boolean;
+  }) => {
+    const { agentStatus, clusterStatus, notReady, statusRow, waitReady } = await import('./status.js');
+    if (opts.kubernetes && opts.lab !== undefined) throw new Error('--kubernetes and --lab: give one of them');
     const read = async () => {
+      if (opts.kubernetes) return clusterStatus({ kubeconfig: opts.kubeconfig, namespace: opts.namespace, selector: opts.selector, metricsPort: opts.metricsPort });
       if (opts.lab === undefined) return [await agentStatus(opts.api)];
       const { labStatus } = await import('../lab/index.js');
       const lab = await labStatus(opts.lab === true ? '/run/xlb-lab' : opts.lab);
       return Promise.all(lab.nodes.map((n) => agentStatus(n.api, n.name)));
     };
     const all = opts.wait ? await waitReady(read, opts.waitDuration * 1000) : await read();
-    const problems = all.flatMap(notReady);
+    const problems = [...(all.length ? [] : [opts.kubernetes ? `no agent pods ${opts.selector} in namespace ${opts.namespace}` : 'no agents']), ...all.flatMap(notReady)];
     // As `cilium status`: scripts and probes can wait on it.
     if (problems.length) process.exitCode = 1;
     const output = opts.json ? 'json' : opts.output;
-    const doc = all.length === 1 && opts.lab === undefined ? { ...all[0], ok: !problems.length, problems } : { ok: !problems.length, problems, agents: all };
+    const doc = all.length === 1 && opts.lab === undefined && !opts.kubernetes ? { ...all[0], ok: !problems.length, problems } : { ok: !problems.length, problems, agents: all };
     if (output === 'json') return console.log(JSON.stringify(doc, null, 2));
     if (output === 'yaml') return console.log((await import('yaml')).stringify(doc).trimEnd());
     printTable(all.map(statusRow), ['node', 'ready', 'programs', 'services', 'bgp', 'l2', 'ipam']);

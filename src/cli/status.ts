@@ -26,8 +26,12 @@ export interface AgentStatus {
   services: number;
   /** BGP sessions: Established of all (absent: no BGP on this agent). */
   bgp?: { established: number; peers: number; down: string[] };
-  /** Layer 2: VIPs this node answers ARP for, and VIPs no node answers for (absent: no layer 2). */
-  l2?: { owned: string[]; vips: number; unowned: string[] };
+  /**
+   * Layer 2 (absent: no layer 2): VIPs this node answers ARP for, how many
+   * it would announce, those no node answers for, and (read from metrics)
+   * the VIPs it would announce, for {@link markUnowned}.
+   */
+  l2?: { owned: string[]; vips: number; unowned: string[]; candidates?: string[] };
   /** LB IPAM pools (absent: not the Kubernetes source or no IPAM). */
   ipam?: { leader?: string; pools: Array<{ pool: string; size: number; used: number }> };
   /** Drops by reason, those that are not 0. */
@@ -105,4 +109,123 @@ export function statusRow(s: AgentStatus): Record<string, string> {
     l2: s.l2 ? `${s.l2.owned.length} of ${s.l2.vips} VIPs here` : '-',
     ipam: s.ipam ? s.ipam.pools.map((p) => `${p.pool} ${p.used}/${p.size}`).join(', ') || 'no pools' : '-',
   };
+}
+
+/** One sample of the Prometheus text format: name, labels, value. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * The samples of a Prometheus text exposition (format 0.0.4: `name{l="v",...} value`),
+ * comments and blank lines skipped; label values unescaped (`\\`, `\"`, `\n`).
+ */
+export function parseMetricsText(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]] = l[2].replace(/\\(["\\n])/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+/**
+ * An agent's status from its metrics (what `xlb status --kubernetes` reads
+ * through the API server's pod proxy, since the API stays on loopback):
+ * `xlb_agent_ready`, `xlb_datapath_programs_attached`, `xlb_services`,
+ * `xlb_bgp_session_state`, `xlb_l2_vip_owned`, the IPAM pools (leader only)
+ * and `xlb_drops_total`. VIPs without an owner need every agent's figures:
+ * {@link markUnowned} fills them in.
+ */
+export function statusFromMetrics(node: string, api: string, text: string): AgentStatus {
+  const samples = parseMetricsText(text);
+  const of = (name: string) => samples.filter((s) => s.name === name);
+  const out: AgentStatus = { node, api, reachable: true, ready: of('xlb_agent_ready')[0]?.value === 1, programs: [], services: of('xlb_services')[0]?.value ?? 0, drops: {} };
+  for (const p of of('xlb_datapath_programs_attached')) for (let i = 0; i < p.value; i++) out.programs.push(p.labels.hook);
+  const sessions = of('xlb_bgp_session_state').filter((s) => s.value === 1);
+  if (sessions.length) {
+    const down = sessions.filter((s) => s.labels.state !== 'established').map((s) => s.labels.peer);
+    out.bgp = { established: sessions.length - down.length, peers: sessions.length, down };
+  }
+  const vips = of('xlb_l2_vip_owned');
+  if (vips.length) out.l2 = { owned: vips.filter((v) => v.value === 1).map((v) => v.labels.vip), vips: vips.length, unowned: [], candidates: vips.map((v) => v.labels.vip) };
+  const size = of('xlb_ipam_pool_addresses');
+  if (size.length) {
+    const used = new Map(of('xlb_ipam_pool_addresses_allocated').map((s) => [s.labels.pool, s.value]));
+    out.ipam = { leader: node, pools: size.map((s) => ({ pool: s.labels.pool, size: s.value, used: used.get(s.labels.pool) ?? 0 })) };
+  }
+  for (const d of of('xlb_drops_total')) if (d.value > 0) out.drops[d.labels.reason] = String(d.value);
+  return out;
+}
+
+/**
+ * Over agents read from their metrics: a VIP some agent would announce but
+ * no agent owns is reported as unowned by each agent that would announce it.
+ */
+export function markUnowned(all: AgentStatus[]): void {
+  const owned = new Set(all.flatMap((s) => s.l2?.owned ?? []));
+  for (const s of all) if (s.l2?.candidates) s.l2.unowned = s.l2.candidates.filter((v) => !owned.has(v));
+}
+
+/** How long `xlb status --kubernetes` waits for one agent's metrics through the API server, ms. */
+export const PROXY_TIMEOUT_MS = 10_000;
+
+/** Where `xlb status --kubernetes` finds the agents. */
+export interface ClusterOptions {
+  /** A kubeconfig file; default: in-cluster, or ~/.kube/config. */
+  kubeconfig?: string;
+  /** The agents' namespace (the chart's release namespace). */
+  namespace: string;
+  /** The agents' pods (the DaemonSet's selector). */
+  selector: string;
+  /** The agents' metrics listener port (metrics.listen; the chart's 9877). */
+  metricsPort: number;
+}
+
+/**
+ * Every agent of a cluster: the pods of the DaemonSet, each read through the
+ * API server's pod proxy at its metrics listener (the API itself stays on
+ * the node's loopback). Needs `list` on pods and `get` on `pods/proxy` in
+ * the agents' namespace. A pod that is not running, or whose metrics cannot
+ * be read, is reported as not answering.
+ * @throws Error naming the kubeconfig or the namespace when the pods cannot be listed
+ */
+export async function clusterStatus(o: ClusterOptions): Promise<AgentStatus[]> {
+  const k8s = await import('@kubernetes/client-node');
+  const kc = new k8s.KubeConfig();
+  if (o.kubeconfig) kc.loadFromFile(o.kubeconfig);
+  else kc.loadFromDefault();
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  let pods: Awaited<ReturnType<typeof core.listNamespacedPod>>;
+  try {
+    pods = await core.listNamespacedPod({ namespace: o.namespace, labelSelector: o.selector });
+  } catch (e) {
+    throw new Error(`listing pods ${o.selector} in namespace ${o.namespace}: ${(e as Error).message}`);
+  }
+  const all = await Promise.all(
+    pods.items.map(async (pod): Promise<AgentStatus> => {
+      const name = pod.metadata?.name ?? '';
+      const node = pod.spec?.nodeName ?? name;
+      const api = `pod ${o.namespace}/${name}:${o.metricsPort}`;
+      try {
+        const read = core.connectGetNamespacedPodProxyWithPath({ name: `${name}:${o.metricsPort}`, namespace: o.namespace, path: 'metrics' });
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer in ${PROXY_TIMEOUT_MS / 1000} s`)), PROXY_TIMEOUT_MS)));
+        const text = await Promise.race([read, late]).finally(() => clearTimeout(timer));
+        return statusFromMetrics(node, api, String(text));
+      } catch (e) {
+        return { node, api, reachable: false, error: `${pod.status?.phase ?? 'unknown phase'}: ${(e as Error).message.split('\n')[0]}`, ready: false, programs: [], services: 0, drops: {} };
+      }
+    }),
+  );
+  markUnowned(all);
+  return all.sort((a, b) => a.node.localeCompare(b.node));
 }

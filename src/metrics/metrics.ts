@@ -46,6 +46,8 @@ export interface MetricsSource {
   flowEvents?(): { read: number; suppressed: bigint } | undefined;
   /** Whether the agent is ready, as `/readyz` answers. */
   ready?(): boolean;
+  /** The programs attached: hook (`xdp`, `tc-egress`, `cgroup/connect4`, ...) and interface or cgroup. */
+  attachments?(): Array<{ hook: string; interface?: string }>;
   /**
    * The conntrack table's totals (Datapath.conntrackCounts: one batched
    * walk of the table); left out without a datapath.
@@ -187,6 +189,21 @@ export function createMetrics(source: MetricsSource): AgentMetrics {
       for (const r of source.restored?.() ?? []) this.set({ map: r.map, outcome: r.outcome }, 1);
     },
   });
+  if (source.attachments) {
+    const attachments = source.attachments.bind(source);
+    new Gauge({
+      name: 'xlb_datapath_programs_attached',
+      help: 'The datapath\'s programs attached, by hook (xdp, tc-egress, tc-ingress, cgroup/connect4, ...): one per interface or cgroup.',
+      labelNames: ['hook'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const byHook = new Map<string, number>();
+        for (const a of attachments()) byHook.set(a.hook, (byHook.get(a.hook) ?? 0) + 1);
+        for (const [hook, n] of byHook) this.set({ hook }, n);
+      },
+    });
+  }
   new Gauge({
     name: 'xlb_services',
     help: 'Service ports programmed into the datapath.',

@@ -62,6 +62,7 @@ export const RESOURCES = {
   services: { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true },
   nodes: { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false },
   events: { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
+  pods: { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true },
   endpointslices: { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
   leases: { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   loadbalancerippools: { group: 'xlb.io', version: 'v1alpha1', plural: 'loadbalancerippools', kind: 'LoadBalancerIPPool', namespaced: false },
@@ -572,9 +573,31 @@ export class FakeApiServer {
     }
   }
 
+  /** Forward a GET to a pod's `status.podIP` (port from `NAME:PORT`, else 80), as the API server's pod proxy does. */
+  private async proxyToPod(namespace: string, nameAndPort: string, url: URL, res: http.ServerResponse): Promise<void> {
+    const [name, port] = nameAndPort.split(':');
+    const pod = this.stores.get('pods')!.get(keyOf(namespace, name));
+    if (!pod) throw new HttpError(404, `pods "${name}" not found`, 'NotFound');
+    const ip = (pod as { status?: { podIP?: string } }).status?.podIP;
+    if (!ip) throw new HttpError(503, `pod ${name} has no IP`);
+    const rest = url.pathname.split('/proxy')[1] || '/';
+    await new Promise<void>((resolve) => {
+      const upstream = http.get({ host: ip, port: Number(port ?? 80), path: `${rest}${url.search}` }, (up) => {
+        res.writeHead(up.statusCode ?? 502, { 'content-type': up.headers['content-type'] ?? 'text/plain' });
+        up.pipe(res);
+        up.on('end', resolve);
+      });
+      upstream.on('error', (e) => {
+        this.sendStatus(res, 503, `error trying to reach service: ${e.message}`, 'ServiceUnavailable');
+        resolve();
+      });
+    });
+  }
+
   /** `/api/v1/...` or `/apis/G/V/...` → resource, namespace, name, subresource. */
   private route(pathname: string): { resource: Resource; namespace?: string; name?: string; sub?: string } {
-    const parts = pathname.split('/').filter(Boolean);
+    // Segments decoded, as the API server decodes them (`NAME%3APORT` of a pod proxy).
+    const parts = pathname.split('/').filter(Boolean).map((p) => decodeURIComponent(p));
     let group: string;
     let version: string;
     let rest: string[];
@@ -617,6 +640,8 @@ export class FakeApiServer {
       }
       const r = this.route(url.pathname);
       const def = RESOURCES[r.resource];
+      // The API server's proxy to a pod (GET .../pods/NAME[:PORT]/proxy/PATH): to its status.podIP.
+      if (r.resource === 'pods' && r.sub === 'proxy' && method === 'GET') return await this.proxyToPod(r.namespace!, r.name!, url, res);
       if (method === 'GET' && watch) {
         if (r.name) throw new HttpError(400, 'watch of a single object: use a fieldSelector');
         if (this.holding) {

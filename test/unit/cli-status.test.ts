@@ -97,3 +97,71 @@ test('xlb completion bash completes commands, subcommands and options in a real 
   assert.ok(complete('xlb observe --api unix:/x --ver').includes('--verdict'), 'an option value does not end the command path');
   assert.throws(() => execFileSync(process.execPath, [xlb, 'completion', 'zsh'], { stdio: 'pipe' }), /only bash is supported/);
 });
+
+test('--kubernetes: every agent pod, read through the API server’s pod proxy at its metrics listener; a pod that does not answer makes the status not ready', async () => {
+  const { FakeApiServer } = await import('../helpers/fake-apiserver.js');
+  const { createMetrics } = await import('../../src/metrics/metrics.js');
+  const http = await import('node:http');
+  const { spawn } = await import('node:child_process');
+  // node1's agent: its real metrics registry, with BGP established, one VIP owned, the IPAM leader's pools.
+  const m = createMetrics({
+    services: () => [],
+    maps: () => undefined,
+    issueCount: () => 0,
+    ready: () => true,
+    attachments: () => [{ hook: 'xdp', interface: 'eth0' }, { hook: 'tc-egress', interface: 'eth0' }, { hook: 'cgroup/connect4', interface: '/run/xlb/cgroupv2' }],
+    bgp: () => ({ peers: [{ address: '198.18.0.1', state: 'established', flaps: 0 }], announced: [], pending: [], counters: { gobgpdRestarts: 0 } }) as never,
+    l2: () =>
+      ({
+        vips: [{ vip: '192.0.2.10', service: 'default/web', local: true }, { vip: '192.0.2.11', service: 'default/dns', local: false }],
+        peers: [],
+        counters: { garpSent: 0, ownedVips: 1, takeoversTotal: 0 },
+      }) as never,
+  });
+  const metrics = http.createServer(async (req, res) => {
+    if (req.url !== '/metrics') return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': m.registry.contentType }).end(await m.registry.metrics());
+  });
+  await new Promise<void>((r) => metrics.listen(0, '127.0.0.1', r));
+  const port = (metrics.address() as { port: number }).port;
+  const api = await FakeApiServer.start();
+  try {
+    const pod = (name: string, node: string, ip: string) => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name, namespace: 'xlb-system', labels: { 'app.kubernetes.io/name': 'xlb' } },
+      spec: { nodeName: node },
+      status: { phase: 'Running', podIP: ip },
+    });
+    api.upsert('pods', pod('xlb-a', 'node1', '127.0.0.1'));
+    // node2's pod has an address where nothing listens.
+    api.upsert('pods', pod('xlb-b', 'node2', '127.0.0.2'));
+    api.upsert('pods', { ...pod('other', 'node1', '127.0.0.1'), metadata: { name: 'other', namespace: 'xlb-system', labels: { app: 'other' } } });
+    const run = () =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [xlb, 'status', '--kubernetes', '--kubeconfig', api.kubeconfigPath, '--metrics-port', String(port), '-o', 'json']);
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.on('close', (code) => resolve({ code, out }));
+      });
+    const r = await run();
+    assert.equal(r.code, 1, r.out);
+    const doc = JSON.parse(r.out) as { ok: boolean; problems: string[]; agents: AgentStatus[] };
+    assert.deepEqual(doc.agents.map((a) => a.node), ['node1', 'node2'], 'the agent pods only, by node');
+    const [n1, n2] = doc.agents;
+    assert.deepEqual(
+      { ready: n1.ready, programs: n1.programs.sort(), bgp: n1.bgp, l2: n1.l2 && { owned: n1.l2.owned, vips: n1.l2.vips, unowned: n1.l2.unowned } },
+      { ready: true, programs: ['cgroup/connect4', 'tc-egress', 'xdp'], bgp: { established: 1, peers: 1, down: [] }, l2: { owned: ['192.0.2.10'], vips: 2, unowned: ['192.0.2.11'] } },
+    );
+    assert.equal(n2.reachable, false);
+    assert.ok(doc.problems.some((p) => p.startsWith('node2: API pod xlb-system/xlb-b')), doc.problems.join('; '));
+    assert.ok(doc.problems.includes('node1: no node answers ARP for 192.0.2.11'), doc.problems.join('; '));
+    // With node2 gone, the one left is ready but for the VIP nobody owns.
+    api.remove('pods', 'xlb-system', 'xlb-b');
+    const again = JSON.parse((await run()).out) as { problems: string[] };
+    assert.deepEqual(again.problems, ['node1: no node answers ARP for 192.0.2.11']);
+  } finally {
+    await api.close();
+    metrics.close();
+  }
+});
