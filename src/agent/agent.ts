@@ -25,6 +25,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { IpamController, IpamStats } from '../ipam/index.js';
 import type { PoolResources } from '../ipam/custom-pools.js';
 import type { PeerResources } from '../bgp/peer-resources.js';
+import type { AdvertisementResources } from '../bgp/advertisement-resources.js';
 import type { PolicyResources } from '../l2/policy-resources.js';
 import { annotationIssues } from '../ipam/annotations.js';
 import { managedByXlb } from '../ipam/allocator.js';
@@ -128,6 +129,8 @@ export class Agent implements AgentView {
   private poolResources?: PoolResources;
   /** BGPPeer resources (with `bgp.customResources` and the Kubernetes source). */
   private peerResources?: PeerResources;
+  /** BGPAdvertisement resources (with `bgp.customResources` and the Kubernetes source). */
+  private bgpAdverts?: AdvertisementResources;
   /** L2AnnouncementPolicy resources (with `l2.customResources` and the Kubernetes source). */
   private l2Policies?: PolicyResources;
   /** Per Service model (a model object is replaced when its Service changes): the IPAM annotations xlb does not honour. */
@@ -335,6 +338,7 @@ export class Agent implements AgentView {
         this.setNode(next);
         // BGPPeers and L2AnnouncementPolicies select nodes by their labels.
         this.peerResources?.setNode(labels, next.addresses);
+        this.bgpAdverts?.setNodeLabels(labels);
         this.l2Policies?.setNodeLabels(labels);
       },
     });
@@ -357,6 +361,19 @@ export class Agent implements AgentView {
         events: new EventRecorder(kubeConfig, 'xlb-bgp', node.name, bgpLog),
       });
       this.peerResources.start();
+      const { AdvertisementResources } = await import('../bgp/advertisement-resources.js');
+      this.bgpAdverts = new AdvertisementResources({
+        kubeConfig,
+        nodeName: node.name,
+        log: bgpLog,
+        // Announcements start once the agent is ready; after that, an advertisement change applies at once.
+        onChange: () => {
+          if (this.isReady && !this.stopping) this.updateAnnouncements();
+        },
+        status: new KubeCustomStatusApi(kubeConfig),
+        events: new EventRecorder(kubeConfig, 'xlb-bgp', node.name, bgpLog),
+      });
+      this.bgpAdverts.start();
     }
     if (config.l2?.customResources && this.l2Announcer) {
       const { PolicyResources } = await import('../l2/policy-resources.js');
@@ -416,7 +433,11 @@ export class Agent implements AgentView {
         kubeConfig: source.kubeConfig,
         log: ipamLog,
         configPools,
-        onPools: (pools) => ipam.setPools(pools),
+        onPools: (pools) => {
+          ipam.setPools(pools);
+          // A BGPAdvertisement's ipPools may cover other VIPs now.
+          if (this.bgpAdverts && this.isReady && !this.stopping) this.updateAnnouncements();
+        },
         usage: () => ipam.stats().pools,
         status: new KubeCustomStatusApi(source.kubeConfig),
         events: api.events,
@@ -668,6 +689,11 @@ export class Agent implements AgentView {
         if (!this.l2Policies.ready()) continue;
         mine = this.l2Policies.select(vips, this.programmed.services);
       }
+      if (name === 'bgp' && this.bgpAdverts) {
+        // BGP waits for the advertisements (and this node's labels): until then the routes stay as they are.
+        if (!this.bgpAdverts.ready()) continue;
+        mine = this.bgpAdverts.select(vips, this.programmed.services, this.ipam?.currentPools() ?? []);
+      }
       a.setDesired(mine).catch((e) => this.log.error({ err: (e as Error).message }, `${name}: desired VIPs refused; the last set stays announced`));
     }
   }
@@ -743,6 +769,7 @@ export class Agent implements AgentView {
       ...this.healthIssues,
       ...(this.poolResources?.issues() ?? []),
       ...(this.peerResources?.issues() ?? []),
+      ...(this.bgpAdverts?.issues() ?? []),
       ...(this.l2Policies?.issues() ?? []),
       ...this.ipamAnnotationIssues(),
     ];
@@ -856,6 +883,7 @@ export class Agent implements AgentView {
     this.ipam?.stop();
     await this.poolResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'pool resources stop failed'));
     await this.peerResources?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'BGPPeer resources stop failed'));
+    await this.bgpAdverts?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'BGPAdvertisement resources stop failed'));
     await this.l2Policies?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'L2AnnouncementPolicy resources stop failed'));
     await this.source?.stop().catch((e) => this.log.warn({ err: (e as Error).message }, 'source stop failed'));
     await this.api?.close().catch(() => undefined);

@@ -23,6 +23,12 @@ export interface AnnouncedVip {
    */
   largeCommunities?: string[];
   /**
+   * BGP only: LOCAL_PREF of the route (0..4294967295, from a
+   * BGPAdvertisement); absent: none set by xlb. gobgpd sends it to iBGP
+   * neighbors only.
+   */
+  localPref?: number;
+  /**
    * Layer 2 only: the names of this node's announcing interfaces to answer
    * ARP for this VIP on (an L2AnnouncementPolicy's `interfaces`); absent:
    * every one of them. BGP ignores it.

@@ -120,6 +120,8 @@ export interface BgpAnnouncedStatus {
   nextHop: string;
   communities: string[];
   largeCommunities: string[];
+  /** LOCAL_PREF, when a BGPAdvertisement sets one. */
+  localPref?: number;
 }
 
 /** What {@link BgpAnnouncer.status} returns (JSON-serialisable). */
@@ -185,6 +187,7 @@ function peerSettings(p: PeerConfig): string {
 function samePath(a: VipPath, b: VipPath): boolean {
   return (
     a.nextHop === b.nextHop &&
+    a.localPref === b.localPref &&
     sortedNums(a.communities).join(',') === sortedNums(b.communities).join(',') &&
     sortedLarge(a.largeCommunities).join(',') === sortedLarge(b.largeCommunities).join(',')
   );
@@ -367,6 +370,7 @@ export class BgpAnnouncer implements Announcer {
     const next = new Map<string, DesiredVip>();
     vips.forEach((v, i) => {
       if (!isIPv4(v.vip)) throw new Error(`vips[${i}].vip: ${JSON.stringify(v.vip)} is not an IPv4 address (service ${v.service})`);
+      if (v.localPref !== undefined && !(Number.isInteger(v.localPref) && v.localPref >= 0 && v.localPref <= 0xffffffff)) throw new Error(`vips[${i}].localPref: ${v.localPref} is not 0..4294967295 (service ${v.service})`);
       const prev = next.get(v.vip);
       const communities = [...this.communities, ...(v.communities ?? []).map((c, j) => parseCommunity(c, `vips[${i}].communities[${j}]`))];
       const largeCommunities = [
@@ -378,6 +382,7 @@ export class BgpAnnouncer implements Announcer {
         prev.path.communities = sortedNums([...prev.path.communities, ...communities]);
         prev.path.largeCommunities = sortedLarge([...prev.path.largeCommunities, ...largeCommunities]).map((s) => parseLargeCommunity(s));
         prev.vip = { ...prev.vip, service: `${prev.vip.service},${v.service}` };
+        if (v.localPref !== undefined) prev.path.localPref = Math.max(prev.path.localPref ?? 0, v.localPref);
         return;
       }
       next.set(v.vip, {
@@ -387,6 +392,7 @@ export class BgpAnnouncer implements Announcer {
           nextHop: this.nodeAddress,
           communities: sortedNums(communities),
           largeCommunities: sortedLarge(largeCommunities).map((s) => parseLargeCommunity(s)),
+          ...(v.localPref !== undefined ? { localPref: v.localPref } : {}),
         },
       });
     });
@@ -645,6 +651,7 @@ export class BgpAnnouncer implements Announcer {
           nextHop: d.path.nextHop,
           communities: d.path.communities.map(formatCommunity),
           largeCommunities: d.path.largeCommunities.map(formatLargeCommunity),
+          ...(d.path.localPref !== undefined ? { localPref: d.path.localPref } : {}),
         })),
       pending: [...this.desired.keys()].filter((vip) => {
         const h = this.held.get(vip);

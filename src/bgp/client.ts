@@ -107,6 +107,8 @@ export interface VipPath {
   /** Standard communities as u32 wire values (RFC 1997). */
   communities: number[];
   largeCommunities: LargeCommunity[];
+  /** LOCAL_PREF (RFC 4271 section 5.1.5); absent: not set. gobgpd sends it to iBGP neighbors only. */
+  localPref?: number;
 }
 
 /** A path listed from the global RIB, with where it came from. */
@@ -190,6 +192,7 @@ function toApiPath(p: VipPath): Record<string, unknown> {
     { '@type': `${ANY}OriginAttribute`, origin: ORIGIN_IGP },
     { '@type': `${ANY}NextHopAttribute`, next_hop: p.nextHop },
   ];
+  if (p.localPref !== undefined) pattrs.push({ '@type': `${ANY}LocalPrefAttribute`, local_pref: p.localPref });
   if (p.communities.length) pattrs.push({ '@type': `${ANY}CommunitiesAttribute`, communities: p.communities });
   if (p.largeCommunities.length) {
     pattrs.push({
@@ -222,6 +225,7 @@ function fromApiPath(p: any): ListedPath | undefined {
     const type = String(a['@type']);
     if (type.endsWith('.NextHopAttribute')) out.nextHop = a.next_hop;
     else if (type.endsWith('.MpReachNLRIAttribute')) out.nextHop ||= a.next_hops?.[0] ?? '';
+    else if (type.endsWith('.LocalPrefAttribute')) out.localPref = Number(a.local_pref);
     else if (type.endsWith('.CommunitiesAttribute')) out.communities = (a.communities ?? []).map(Number);
     else if (type.endsWith('.LargeCommunitiesAttribute')) {
       out.largeCommunities = (a.communities ?? []).map((c: any) => ({

@@ -68,10 +68,11 @@ export const RESOURCES = {
   loadbalancerippools: { group: 'xlb.io', version: 'v1alpha1', plural: 'loadbalancerippools', kind: 'LoadBalancerIPPool', namespaced: false },
   bgppeers: { group: 'xlb.io', version: 'v1alpha1', plural: 'bgppeers', kind: 'BGPPeer', namespaced: false },
   l2announcementpolicies: { group: 'xlb.io', version: 'v1alpha1', plural: 'l2announcementpolicies', kind: 'L2AnnouncementPolicy', namespaced: false },
+  bgpadvertisements: { group: 'xlb.io', version: 'v1alpha1', plural: 'bgpadvertisements', kind: 'BGPAdvertisement', namespaced: false },
 } as const satisfies Record<string, ResourceDef>;
 
 /** Resources defined by a CRD (xlb's): schema-checked, with generation and a status subresource. */
-const CUSTOM = new Set<Resource>(['loadbalancerippools', 'bgppeers', 'l2announcementpolicies']);
+const CUSTOM = new Set<Resource>(['loadbalancerippools', 'bgppeers', 'l2announcementpolicies', 'bgpadvertisements']);
 /** Resources with a `status` subresource. */
 const WITH_STATUS = new Set<Resource>(['services', ...CUSTOM]);
 

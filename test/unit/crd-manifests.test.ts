@@ -230,3 +230,42 @@ describe('L2AnnouncementPolicy schema', () => {
     });
   }
 });
+
+describe('BGPAdvertisement schema', () => {
+  const v = crValidator(CUSTOM_RESOURCES.bgpAdvertisements.plural)!;
+  const adv = (spec: unknown) => cr('BGPAdvertisement', 'public', spec);
+
+  it('accepts an empty spec (every VIP, every node, bgp.communities only) and every field', () => {
+    assert.deepEqual(v.check(adv({})), []);
+    assert.deepEqual(
+      v.check(
+        adv({
+          serviceSelector: { matchLabels: { exposure: 'internet' } },
+          nodeSelector: { matchExpressions: [{ key: 'node-role.kubernetes.io/edge', operator: 'Exists' }] },
+          ipPools: ['public'],
+          communities: ['65535:65535', '0:0', 'no-export'],
+          largeCommunities: ['4294967295:0:1'],
+          localPref: 4294967295,
+          peers: ['tor-a'],
+        }),
+      ),
+      [],
+    );
+  });
+
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['a community half over 16 bits', { communities: ['65536:1'] }, /^spec\.communities\.0: must match pattern/],
+    ['a community without a colon', { communities: ['65000'] }, /^spec\.communities\.0: must match pattern/],
+    ['a large community of two parts', { largeCommunities: ['65000:1'] }, /^spec\.largeCommunities\.0: must match pattern/],
+    ['a negative localPref', { localPref: -1 }, /^spec\.localPref: must be >= 0/],
+    ['a localPref over 32 bits', { localPref: 4294967296 }, /^spec\.localPref: must be <= 4294967295/],
+    ['an empty ipPools list', { ipPools: [] }, /^spec\.ipPools: must NOT have fewer than 1 items/],
+    ['an unknown operator', { serviceSelector: { matchExpressions: [{ key: 'a', operator: 'Near' }] } }, /operator: must be equal to one of the allowed values/],
+  ];
+  for (const [name, spec, re] of bad) {
+    it(`refuses ${name}`, () => {
+      const errors = v.check(adv(spec));
+      assert.ok(errors.some((e) => re.test(e)), `expected ${re} among ${JSON.stringify(errors)}`);
+    });
+  }
+});

@@ -49,6 +49,7 @@ export const CUSTOM_RESOURCES = {
   pools: { kind: 'LoadBalancerIPPool', plural: 'loadbalancerippools' },
   bgpPeers: { kind: 'BGPPeer', plural: 'bgppeers' },
   l2Policies: { kind: 'L2AnnouncementPolicy', plural: 'l2announcementpolicies' },
+  bgpAdvertisements: { kind: 'BGPAdvertisement', plural: 'bgpadvertisements' },
 } as const satisfies Record<string, CustomResourceKind>;
 
 /** Collection path of a cluster-scoped xlb kind. */
