@@ -107,10 +107,17 @@ export function selectFlows(req: GetFlowsRequest, held: Flow[]): { flows: Flow[]
 export function observerHandlers(source: FlowSource, address: () => string): grpc.UntypedServiceImplementation {
   const started = Date.now();
   const ver = version();
-  const recent: number[] = [];
-  source.subscribe((f) => {
-    recent.push(f.timeMs);
-    while (recent.length && recent[0] < Date.now() - 60_000) recent.shift();
+  // Flows a second over the last minute: one counter a second, in a ring.
+  const perSecond = new Array<number>(60).fill(0);
+  let second = Math.floor(Date.now() / 1000);
+  const advance = () => {
+    const now = Math.floor(Date.now() / 1000);
+    for (let s = Math.max(second + 1, now - 59); s <= now; s++) perSecond[s % 60] = 0;
+    second = Math.max(second, now);
+  };
+  source.subscribe(() => {
+    advance();
+    perSecond[second % 60]++;
   });
   const counts = () => ({ num_flows: source.all().length, max_flows: source.capacity, seen_flows: source.seen(), uptime_ns: (Date.now() - started) * 1e6 });
 
@@ -182,8 +189,8 @@ export function observerHandlers(source: FlowSource, address: () => string): grp
     GetFlows: getFlows as grpc.handleServerStreamingCall<unknown, unknown>,
     ServerStatus: ((_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
       source.poll?.();
-      while (recent.length && recent[0] < Date.now() - 60_000) recent.shift();
-      cb(null, { ...counts(), num_connected_nodes: { value: 1 }, num_unavailable_nodes: { value: 0 }, unavailable_nodes: [], version: ver, flows_rate: recent.length / 60 });
+      advance();
+      cb(null, { ...counts(), num_connected_nodes: { value: 1 }, num_unavailable_nodes: { value: 0 }, unavailable_nodes: [], version: ver, flows_rate: perSecond.reduce((a, b) => a + b, 0) / 60 });
     }) as grpc.handleUnaryCall<unknown, unknown>,
     GetNodes: ((_call: unknown, cb: grpc.sendUnaryData<unknown>) => {
       source.poll?.();

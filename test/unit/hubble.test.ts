@@ -225,3 +225,12 @@ describe('hubble flow filters, without the server', () => {
     assert.throws(() => compileFilter({ dns_query: ['.*'] }), FilterError);
   });
 });
+
+describe('hubble observer API: the flows rate (last: it adds flows)', () => {
+  test('ServerStatus gives the flows a second over the last minute, counted as flows are added', async () => {
+    const before = (await client.serverStatus()).flows_rate as number;
+    for (let i = 0; i < 6; i++) buffer.add(flow(200 + i));
+    const after = (await client.serverStatus()).flows_rate as number;
+    assert.ok(Math.abs(after - before - 6 / 60) < 1e-9, `rate ${before} → ${after}: six more flows in the minute`);
+  });
+});
