@@ -40,16 +40,12 @@
  * and this node's labels are, the agent leaves BGP as it is: the routes of
  * the previous agent stay, and no VIP is withdrawn or added on a guess.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
 import type { AnnouncedVip } from '../announce/announcer.js';
 import type { InputIssue, ServiceModel } from '../model/types.js';
 import type { RawObject } from '../sources/kubernetes/informer.js';
-import { CUSTOM_RESOURCES, CustomResourceWatch, XLB_API_VERSION, writeSharedCondition, type CustomStatusApi } from '../sources/kubernetes/custom.js';
-import type { EventSink } from '../sources/kubernetes/events.js';
+import { CUSTOM_RESOURCES } from '../sources/kubernetes/custom.js';
+import { NodeSelectedResources, type NodeSelectedOptions } from '../sources/kubernetes/node-selected.js';
 import { parseLabelSelector, selectorMatches, type LabelSelector } from '../sources/kubernetes/selector.js';
-import { apiErrorInfo, formatApiError } from '../sources/kubernetes/kubeconfig.js';
-import { Backoff, type BackoffOptions } from '../sources/kubernetes/backoff.js';
 import { SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL } from '../ipam/pool.js';
 import { parseCommunity, parseLargeCommunity } from './communities.js';
 
@@ -199,70 +195,23 @@ export function applyAdvertisements(
   return { vips: out, unknownPools };
 }
 
-type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-
 /** Options of {@link AdvertisementResources}. */
-export interface AdvertisementResourcesOptions {
-  kubeConfig: KubeConfig;
+export interface AdvertisementResourcesOptions extends NodeSelectedOptions {
   nodeName: string;
-  log: Log;
-  /** The advertisements changed, or this node's labels did: decide the BGP VIPs again. Must not throw. */
-  onChange: () => void;
-  status: CustomStatusApi;
-  events: EventSink;
-  backoff?: BackoffOptions;
-  watchTimeoutSeconds?: () => number;
 }
 
 /** Follows the BGPAdvertisements for this node. See the module comment. */
-export class AdvertisementResources {
-  private readonly watch: CustomResourceWatch;
-  private parsed: ParsedAdvertisement[] = [];
-  private labels?: Record<string, string>;
+export class AdvertisementResources extends NodeSelectedResources<ParsedAdvertisement> {
   private unknownPools = new Map<string, string[]>();
-  private writing?: Promise<void>;
-  private writeAgain = false;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly retry: Backoff;
-  private stopped = false;
-  private notified = false;
-  private st = { statusWrites: 0, statusErrors: 0 };
 
   constructor(private readonly opts: AdvertisementResourcesOptions) {
-    this.retry = new Backoff({ initialMs: 500, maxMs: 30_000, ...opts.backoff });
-    this.watch = new CustomResourceWatch({
-      kubeConfig: opts.kubeConfig,
+    super(opts, {
       kind: ADVERTISEMENT_KIND,
-      log: opts.log,
-      backoff: opts.backoff,
-      watchTimeoutSeconds: opts.watchTimeoutSeconds,
-      onChange: () => this.changed(),
+      parse: parseAdvertisementResource,
+      acceptedMessage: 'advertising the VIPs of the Services and pools it selects from the nodes it selects',
+      logKey: 'advertisement',
+      area: 'bgp',
     });
-  }
-
-  /** Start following the advertisements; see {@link ready}. */
-  start(): void {
-    this.watch.start();
-  }
-
-  /** Stop following; no status write starts after this resolves. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.watch.stop();
-    await this.writing;
-  }
-
-  /** Whether the advertisements and this node's labels are known: until then BGP is left as it is. */
-  ready(): boolean {
-    return this.watch.state() !== 'pending' && this.labels !== undefined;
-  }
-
-  /** This node's labels (from its Node object). */
-  setNodeLabels(labels: Record<string, string>): void {
-    const same = this.labels !== undefined && JSON.stringify(Object.entries(labels).sort()) === JSON.stringify(Object.entries(this.labels).sort());
-    this.labels = { ...labels };
-    if (!same) this.notify();
   }
 
   /** The BGP VIPs of this node under the advertisements (callable once {@link ready}); see {@link applyAdvertisements}. */
@@ -282,87 +231,13 @@ export class AdvertisementResources {
 
   /** Refused advertisements, `peers` not applied, unknown pools, and why resources are not read: for `/v1/issues`. */
   issues(): InputIssue[] {
-    const out = this.watch.issues();
+    const out = this.baseIssues('this advertisement advertises nothing');
     for (const a of this.parsed) {
-      const object = `BGPAdvertisement ${a.name}`;
-      if (!a.accepted) out.push({ object, field: a.field ?? 'spec', message: `${a.message.replace(/^[^:]*: /, '')} (${a.reason}); this advertisement advertises nothing` });
-      else if (a.reason === 'AcceptedWithoutPeers') out.push({ object, field: 'spec.peers', message: a.message.replace(/^[^:]*: /, '') });
+      if (a.accepted && a.reason === 'AcceptedWithoutPeers') out.push({ object: `BGPAdvertisement ${a.name}`, field: 'spec.peers', message: a.message.replace(/^[^:]*: /, '') });
     }
     for (const [name, unknown] of this.unknownPools) {
       out.push({ object: `BGPAdvertisement ${name}`, field: 'spec.ipPools', message: `${unknown.join(', ')}: no such pool on ${this.opts.nodeName} (ipam.pools or LoadBalancerIPPool); covers no VIP` });
     }
     return out;
-  }
-
-  /** The watch's state and counters (advertisements read, accepted; status writes). */
-  stats() {
-    return { state: this.watch.state(), resources: this.parsed.length, accepted: this.parsed.filter((a) => a.accepted).length, ...this.st };
-  }
-
-  // ---------------------------------------------------------------------------
-
-  private changed(): void {
-    if (this.stopped) return;
-    const before = new Map(this.parsed.map((a) => [a.name, a]));
-    const meaning = (as: ParsedAdvertisement[]) => JSON.stringify(as.map(({ resourceVersion: _rv, uid: _uid, ...rest }) => rest).sort((a, b) => (a.name < b.name ? -1 : 1)));
-    const was = meaning(this.parsed);
-    this.parsed = this.watch.objects().map(parseAdvertisementResource);
-    for (const a of this.parsed) if (a.reason !== 'Accepted' && before.get(a.name)?.message !== a.message) this.opts.log.warn({ advertisement: a.name, reason: a.reason, message: a.message }, a.accepted ? 'BGPAdvertisement accepted with a remark' : 'BGPAdvertisement refused');
-    // A status write (by any node) changes nothing here: the VIPs are decided again only when an advertisement's meaning changed.
-    if (meaning(this.parsed) !== was || !this.notified) this.notify();
-    this.writeStatuses();
-  }
-
-  private notify(): void {
-    if (!this.ready()) return;
-    this.notified = true;
-    try {
-      this.opts.onChange();
-    } catch (e) {
-      this.opts.log.error({ err: (e as Error).message }, 'bgp: applying the BGPAdvertisements failed');
-    }
-  }
-
-  /** The Accepted conditions (the same on every node: one agent's write wins and records the Event). */
-  private writeStatuses(): void {
-    if (this.stopped || this.watch.state() !== 'synced') return;
-    if (this.writing) {
-      this.writeAgain = true;
-      return;
-    }
-    this.writing = (async () => {
-      let failed = false;
-      const objects = new Map(this.watch.objects().map((o) => [o.metadata.name, o]));
-      for (const a of this.parsed) {
-        const obj = objects.get(a.name);
-        if (!obj || this.stopped) continue;
-        try {
-          const written = await writeSharedCondition(this.opts.status, ADVERTISEMENT_KIND, obj, {
-            type: 'Accepted',
-            status: a.accepted ? 'True' : 'False',
-            reason: a.reason,
-            message: a.message || 'advertising the VIPs of the Services and pools it selects from the nodes it selects',
-          });
-          if (!written) continue;
-          this.st.statusWrites++;
-          if (a.reason !== 'Accepted') void this.opts.events.event({ apiVersion: XLB_API_VERSION, kind: ADVERTISEMENT_KIND.kind, name: a.name, uid: a.uid, resourceVersion: a.resourceVersion }, 'Warning', a.reason, a.message);
-        } catch (e) {
-          if (apiErrorInfo(e).code === 404) continue;
-          failed = true;
-          this.st.statusErrors++;
-          this.opts.log.warn({ advertisement: a.name, err: formatApiError(e) }, 'BGPAdvertisement status write failed; retrying after backoff');
-        }
-      }
-      if (failed && !this.stopped) {
-        this.retryTimer = setTimeout(() => this.writeStatuses(), this.retry.next());
-        this.retryTimer.unref();
-      } else this.retry.reset();
-    })().finally(() => {
-      this.writing = undefined;
-      if (this.writeAgain) {
-        this.writeAgain = false;
-        this.writeStatuses();
-      }
-    });
   }
 }

@@ -30,16 +30,12 @@
  * agent does not update layer 2 at all: the VIPs the previous agent
  * answered stay answered, and no node becomes a candidate it should not be.
  */
-import type { KubeConfig } from '@kubernetes/client-node';
-import type { Logger } from 'pino';
 import type { AnnouncedVip } from '../announce/announcer.js';
 import type { InputIssue, ServiceModel } from '../model/types.js';
 import type { RawObject } from '../sources/kubernetes/informer.js';
-import { CUSTOM_RESOURCES, CustomResourceWatch, XLB_API_VERSION, writeSharedCondition, type CustomStatusApi } from '../sources/kubernetes/custom.js';
-import type { EventSink } from '../sources/kubernetes/events.js';
+import { CUSTOM_RESOURCES } from '../sources/kubernetes/custom.js';
+import { NodeSelectedResources, type NodeSelectedOptions } from '../sources/kubernetes/node-selected.js';
 import { parseLabelSelector, selectorMatches, type LabelSelector } from '../sources/kubernetes/selector.js';
-import { apiErrorInfo, formatApiError } from '../sources/kubernetes/kubeconfig.js';
-import { Backoff, type BackoffOptions } from '../sources/kubernetes/backoff.js';
 import { SERVICE_NAME_LABEL, SERVICE_NAMESPACE_LABEL } from '../ipam/pool.js';
 
 /** The kind, as its CRD names it. */
@@ -128,73 +124,25 @@ export function applyPolicies(
   return { vips: out, missing };
 }
 
-type Log = Pick<Logger, 'debug' | 'info' | 'warn' | 'error'>;
-
 /** Options of {@link PolicyResources}. */
-export interface PolicyResourcesOptions {
-  kubeConfig: KubeConfig;
+export interface PolicyResourcesOptions extends NodeSelectedOptions {
   nodeName: string;
   /** This node's announcing interfaces (`l2.interfaces`, default the agent's). */
   interfaces: string[];
-  log: Log;
-  /** The policies changed, or this node's labels did: decide the layer 2 VIPs again. Must not throw. */
-  onChange: () => void;
-  status: CustomStatusApi;
-  events: EventSink;
-  backoff?: BackoffOptions;
-  watchTimeoutSeconds?: () => number;
 }
 
 /** Follows the L2AnnouncementPolicies for this node. See the module comment. */
-export class PolicyResources {
-  private readonly watch: CustomResourceWatch;
-  private parsed: ParsedPolicy[] = [];
-  private labels?: Record<string, string>;
+export class PolicyResources extends NodeSelectedResources<ParsedPolicy> {
   private missing = new Map<string, string[]>();
-  private writing?: Promise<void>;
-  private writeAgain = false;
-  private retryTimer?: NodeJS.Timeout;
-  private readonly retry: Backoff;
-  private stopped = false;
-  /** The consumer has been told once (it waits for that before touching layer 2). */
-  private notified = false;
-  private st = { statusWrites: 0, statusErrors: 0 };
 
   constructor(private readonly opts: PolicyResourcesOptions) {
-    this.retry = new Backoff({ initialMs: 500, maxMs: 30_000, ...opts.backoff });
-    this.watch = new CustomResourceWatch({
-      kubeConfig: opts.kubeConfig,
+    super(opts, {
       kind: POLICY_KIND,
-      log: opts.log,
-      backoff: opts.backoff,
-      watchTimeoutSeconds: opts.watchTimeoutSeconds,
-      onChange: () => this.changed(),
+      parse: parsePolicyResource,
+      acceptedMessage: 'announcing the VIPs of the Services it selects from the nodes it selects',
+      logKey: 'policy',
+      area: 'l2',
     });
-  }
-
-  /** Start following the policies; see {@link ready}. */
-  start(): void {
-    this.watch.start();
-  }
-
-  /** Stop following; no status write starts after this resolves. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.watch.stop();
-    await this.writing;
-  }
-
-  /** Whether the policies and this node's labels are known: until then layer 2 is left as it is. */
-  ready(): boolean {
-    return this.watch.state() !== 'pending' && this.labels !== undefined;
-  }
-
-  /** This node's labels (from its Node object). */
-  setNodeLabels(labels: Record<string, string>): void {
-    const same = this.labels !== undefined && JSON.stringify(Object.entries(labels).sort()) === JSON.stringify(Object.entries(this.labels).sort());
-    this.labels = { ...labels };
-    if (!same) this.notify();
   }
 
   /** The layer 2 VIPs of this node under the policies (callable once {@link ready}). */
@@ -214,83 +162,10 @@ export class PolicyResources {
 
   /** Refused policies, interfaces missing here, and why resources are not read: for `/v1/issues`. */
   issues(): InputIssue[] {
-    const out = this.watch.issues();
-    for (const p of this.parsed) if (!p.accepted) out.push({ object: `L2AnnouncementPolicy ${p.name}`, field: p.field ?? 'spec', message: `${p.message.replace(/^[^:]*: /, '')} (${p.reason}); this policy announces nothing` });
+    const out = this.baseIssues('this policy announces nothing');
     for (const [name, absent] of this.missing) {
       out.push({ object: `L2AnnouncementPolicy ${name}`, field: 'spec.interfaces', message: `${absent.join(', ')}: not among this node's announcing interfaces (${this.opts.interfaces.join(', ')}); skipped on ${this.opts.nodeName}` });
     }
     return out;
-  }
-
-  /** The watch's state and counters (policies read, accepted; status writes). */
-  stats() {
-    return { state: this.watch.state(), resources: this.parsed.length, accepted: this.parsed.filter((p) => p.accepted).length, ...this.st };
-  }
-
-  // ---------------------------------------------------------------------------
-
-  private changed(): void {
-    if (this.stopped) return;
-    const before = new Map(this.parsed.map((p) => [p.name, p]));
-    const meaning = (ps: ParsedPolicy[]) => JSON.stringify(ps.map(({ resourceVersion: _rv, uid: _uid, ...rest }) => rest).sort((a, b) => (a.name < b.name ? -1 : 1)));
-    const was = meaning(this.parsed);
-    this.parsed = this.watch.objects().map(parsePolicyResource);
-    for (const p of this.parsed) if (!p.accepted && before.get(p.name)?.message !== p.message) this.opts.log.warn({ policy: p.name, reason: p.reason, message: p.message }, 'L2AnnouncementPolicy refused');
-    // A status write (by any node) changes nothing here: the VIPs are decided again only when a policy's meaning changed.
-    if (meaning(this.parsed) !== was || !this.notified) this.notify();
-    this.writeStatuses();
-  }
-
-  private notify(): void {
-    if (!this.ready()) return;
-    this.notified = true;
-    try {
-      this.opts.onChange();
-    } catch (e) {
-      this.opts.log.error({ err: (e as Error).message }, 'l2: applying the L2AnnouncementPolicies failed');
-    }
-  }
-
-  /** The Accepted conditions (the same on every node: one agent's write wins and records the Event). */
-  private writeStatuses(): void {
-    if (this.stopped || this.watch.state() !== 'synced') return;
-    if (this.writing) {
-      this.writeAgain = true;
-      return;
-    }
-    this.writing = (async () => {
-      let failed = false;
-      const objects = new Map(this.watch.objects().map((o) => [o.metadata.name, o]));
-      for (const p of this.parsed) {
-        const obj = objects.get(p.name);
-        if (!obj || this.stopped) continue;
-        try {
-          const written = await writeSharedCondition(this.opts.status, POLICY_KIND, obj, {
-            type: 'Accepted',
-            status: p.accepted ? 'True' : 'False',
-            reason: p.reason,
-            message: p.message || 'announcing the VIPs of the Services it selects from the nodes it selects',
-          });
-          if (!written) continue;
-          this.st.statusWrites++;
-          if (!p.accepted) void this.opts.events.event({ apiVersion: XLB_API_VERSION, kind: POLICY_KIND.kind, name: p.name, uid: p.uid, resourceVersion: p.resourceVersion }, 'Warning', p.reason, p.message);
-        } catch (e) {
-          if (apiErrorInfo(e).code === 404) continue;
-          failed = true;
-          this.st.statusErrors++;
-          this.opts.log.warn({ policy: p.name, err: formatApiError(e) }, 'L2AnnouncementPolicy status write failed; retrying after backoff');
-        }
-      }
-      if (failed && !this.stopped) {
-        this.retryTimer = setTimeout(() => this.writeStatuses(), this.retry.next());
-        this.retryTimer.unref();
-      } else this.retry.reset();
-    })().finally(() => {
-      this.writing = undefined;
-      if (this.writeAgain) {
-        this.writeAgain = false;
-        this.writeStatuses();
-      }
-    });
   }
 }
