@@ -7,37 +7,20 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { buildApi, buildMetricsApi, listenOptions } from '../../src/api/server.js';
-import { parseConfig } from '../../src/config/load.js';
+import { exampleAgentConfig, startExampleAgent } from '../helpers/agent.js';
 import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
 import { waitFor } from '../../src/util/wait.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-api-'));
-const manifests = path.join(dir, 'services.yaml');
 let agent: Agent;
 
-function config(extra: Record<string, unknown> = {}) {
-  return parseConfig(
-    {
-      node: { name: 'node1', addresses: ['198.18.0.11'] },
-      interfaces: ['lo'],
-      source: { file: { path: manifests } },
-      api: { listen: `unix:${path.join(dir, 'api.sock')}` },
-      log: { level: 'silent' },
-      ...extra,
-    },
-    dir,
-  );
-}
+const config = (extra: Record<string, unknown> = {}) => exampleAgentConfig(dir, extra);
 
 before(async () => {
-  fs.copyFileSync(path.join(root, 'examples/lab-services.yaml'), manifests);
-  agent = await Agent.start(config(), pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() });
-  await waitFor(() => agent.ready(), 5000, 'first sync');
+  agent = await startExampleAgent(dir);
 });
 
 after(async () => {

@@ -12,20 +12,15 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { buildApi } from '../../src/api/server.js';
-import { parseConfig } from '../../src/config/load.js';
-import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
 import { FlowBuffer, type Flow, type FlowQuery } from '../../src/flows/flows.js';
-import { waitFor } from '../../src/util/wait.js';
 import { hasChromium, launchChromium, type TestBrowser } from '../helpers/browser.js';
 import { skipUnless } from '../helpers/system.js';
+import { startExampleAgent } from '../helpers/agent.js';
 
 const skip = skipUnless([hasChromium, "needs Debian's chromium at /usr/bin/chromium (scripts/setup.sh installs it)"]);
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** What the page's cytoscape holds: its nodes' data (page.evaluate reads it). */
 type GraphNode = { id: string; kind: string; label: string; namespace: string; pod?: string };
@@ -42,19 +37,7 @@ describe('the service map page in Chromium', { skip }, () => {
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-servicemap-page-'));
-    fs.copyFileSync(path.join(root, 'examples/lab-services.yaml'), path.join(dir, 'services.yaml'));
-    const config = parseConfig(
-      {
-        node: { name: 'node1', addresses: ['198.18.0.11'] },
-        interfaces: ['lo'],
-        source: { file: { path: path.join(dir, 'services.yaml') } },
-        api: { listen: `unix:${path.join(dir, 'api.sock')}` },
-        log: { level: 'silent' },
-      },
-      dir,
-    );
-    agent = await Agent.start(config, pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() });
-    await waitFor(() => agent.ready(), 5000, 'first sync');
+    agent = await startExampleAgent(dir);
     // The agent on in-memory maps records no flows: the tests' buffer stands in for its datapath's.
     withFlows = buildApi(Object.assign(Object.create(agent) as Agent, { flowsView: (q: FlowQuery) => ({ flows: buffer.query(q), suppressed: '0', capacity: buffer.capacity }) }));
     withoutFlows = buildApi(agent);

@@ -8,34 +8,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
 import { Agent } from '../../src/agent/agent.js';
 import { buildApi, type AgentView } from '../../src/api/server.js';
 import type { ServiceMap, ServiceMapEdge } from '../../src/api/servicemap.js';
-import { parseConfig } from '../../src/config/load.js';
-import { FakeLBMaps } from '../../src/datapath/lbmaps.js';
 import { FlowBuffer, type Flow } from '../../src/flows/flows.js';
-import { waitFor } from '../../src/util/wait.js';
+import { startExampleAgent } from '../helpers/agent.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xlb-servicemap-'));
 let agent: Agent;
 
 before(async () => {
-  fs.copyFileSync(path.join(root, 'examples/lab-services.yaml'), path.join(dir, 'services.yaml'));
-  const config = parseConfig(
-    {
-      node: { name: 'node1', addresses: ['198.18.0.11'] },
-      interfaces: ['lo'],
-      source: { file: { path: path.join(dir, 'services.yaml') } },
-      api: { listen: `unix:${path.join(dir, 'api.sock')}` },
-      log: { level: 'silent' },
-    },
-    dir,
-  );
-  agent = await Agent.start(config, pino({ level: 'silent' }), { lbmaps: new FakeLBMaps() });
-  await waitFor(() => agent.ready(), 5000, 'first sync');
+  agent = await startExampleAgent(dir);
 });
 
 after(async () => {
