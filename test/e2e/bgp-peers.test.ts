@@ -14,10 +14,8 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BgpAnnouncer } from '../../src/bgp/announcer.js';
 import { parseBgpConfig } from '../../src/bgp/config.js';
@@ -29,7 +27,8 @@ import { EventRecorder } from '../../src/sources/kubernetes/events.js';
 import { loadKubeConfig } from '../../src/sources/kubernetes/index.js';
 import { waitFor } from '../../src/util/wait.js';
 import { FakeApiServer, recordingLog } from '../helpers/fake-apiserver.js';
-import { hasTools, isRoot, removeNetnsQuietly, shSync, skipUnless } from '../helpers/system.js';
+import { hasTools, isRoot, skipUnless } from '../helpers/system.js';
+import { startBirdPair, type BirdPair } from '../helpers/bird-pair.js';
 
 const SFX = randomBytes(3).toString('hex');
 const NODE_NS = `xlb-bgppn-${SFX}`;
@@ -48,18 +47,14 @@ const skip = skipUnless(
 );
 
 let dir = '';
-let bird: ChildProcess | undefined;
+let pair: BirdPair | undefined;
 let server: FakeApiServer | undefined;
 let peers: PeerResources | undefined;
 /** The announcer of the moment (replaced by the restart test). */
 let announcer: BgpAnnouncer | undefined;
 const announcers: BgpAnnouncer[] = [];
 
-function birdc(...args: string[]): string {
-  const r = spawnSync('birdc', ['-s', path.join(dir, 'bird.ctl'), ...args], { encoding: 'utf8' });
-  if (r.error) throw r.error;
-  return r.stdout + r.stderr;
-}
+const birdc = (...args: string[]) => pair!.birdc(...args);
 
 /** When BIRD's session with the node became Established, or undefined when it is not. */
 function birdSince(): string | undefined {
@@ -84,34 +79,18 @@ const peerStatus = () => server!.get('bgppeers', undefined, 'tor')?.status;
 
 describe('BGPPeer resources with gobgpd and BIRD', { skip }, () => {
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), `xlb-bgpp-${SFX}-`));
-    shSync('ip', ['netns', 'add', NODE_NS]);
-    shSync('ip', ['netns', 'add', ROUTER_NS]);
-    shSync('ip', ['link', 'add', NODE_IF, 'netns', NODE_NS, 'type', 'veth', 'peer', 'name', ROUTER_IF, 'netns', ROUTER_NS]);
-    shSync('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_ADDR}/30`, 'dev', NODE_IF]);
-    shSync('ip', ['-n', ROUTER_NS, 'addr', 'add', `${ROUTER_ADDR}/30`, 'dev', ROUTER_IF]);
-    for (const [ns, ifn] of [[NODE_NS, NODE_IF], [ROUTER_NS, ROUTER_IF]]) {
-      shSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      shSync('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
-    }
-    fs.writeFileSync(
-      path.join(dir, 'bird.conf'),
-      `router id ${ROUTER_ADDR};
-protocol device {}
-protocol bgp node1 {
-  local ${ROUTER_ADDR} as 64512;
-  neighbor ${NODE_ADDR} as 64513;
-  connect delay time 1;
-  connect retry time 1;
-  error wait time 1, 2;
-  ipv4 { import all; export none; };
-}
-`,
-    );
-    bird = spawn('ip', ['netns', 'exec', ROUTER_NS, 'bird', '-f', '-c', path.join(dir, 'bird.conf'), '-s', path.join(dir, 'bird.ctl'), '-P', path.join(dir, 'bird.pid')], {
-      stdio: ['ignore', 'inherit', 'inherit'],
+    pair = await startBirdPair({
+      prefix: `xlb-bgpp-${SFX}-`,
+      nodeNs: NODE_NS,
+      routerNs: ROUTER_NS,
+      nodeIf: NODE_IF,
+      routerIf: ROUTER_IF,
+      nodeAddr: NODE_ADDR,
+      routerAddr: ROUTER_ADDR,
+      kernel: false,
+      connectRetry: 1,
     });
-    await waitFor(() => fs.existsSync(path.join(dir, 'bird.ctl')) && birdc('show', 'status').includes('Daemon is up'), 5000, 'BIRD to start');
+    dir = pair.dir;
     server = await FakeApiServer.start();
     announcer = await startAnnouncer();
     const kc = loadKubeConfig(server.kubeconfigPath);
@@ -138,13 +117,7 @@ protocol bgp node1 {
     for (const a of announcers) await a.stop().catch(() => undefined);
     if (dir) await stopKeptGobgpd({ gobgpd: { apiSocket: path.join(dir, 'gobgpd.sock') } }).catch(() => undefined);
     await server?.close();
-    if (bird?.exitCode === null) {
-      const exited = new Promise((r) => bird!.once('exit', r));
-      bird.kill('SIGTERM');
-      await exited;
-    }
-    removeNetnsQuietly(NODE_NS, ROUTER_NS);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await pair?.stop();
   });
 
   it('a BGPPeer created while running becomes a neighbor and its session with BIRD reaches Established; its status says so', async () => {

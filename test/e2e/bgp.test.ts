@@ -18,10 +18,9 @@
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BgpAnnouncer, type BgpStatus } from '../../src/bgp/announcer.js';
 import { parseBgpConfig } from '../../src/bgp/config.js';
@@ -29,7 +28,8 @@ import { DEFAULT_PROTO_DIR, GobgpClient } from '../../src/bgp/client.js';
 import { GobgpdSupervisor, processRunning, stopKeptGobgpd } from '../../src/bgp/gobgpd.js';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../src/util/wait.js';
-import { hasTools, isRoot, removeNetnsQuietly, shSync, skipUnless } from '../helpers/system.js';
+import { hasTools, isRoot, skipUnless } from '../helpers/system.js';
+import { startBirdPair, type BirdPair } from '../helpers/bird-pair.js';
 
 const SFX = randomBytes(3).toString('hex');
 const NODE_NS = `xlb-bgpn-${SFX}`;
@@ -48,16 +48,11 @@ const skip = skipUnless(
 
 
 let dir = '';
-let bird: ChildProcess | undefined;
+let pair: BirdPair | undefined;
 const announcers: BgpAnnouncer[] = [];
 const supervisors: GobgpdSupervisor[] = [];
 
-/** birdc's output; birdc exits non-zero for answers such as "Network not found", so the status is not an error here. */
-function birdc(...args: string[]): string {
-  const r = spawnSync('birdc', ['-s', path.join(dir, 'bird.ctl'), ...args], { encoding: 'utf8' });
-  if (r.error) throw r.error;
-  return r.stdout + r.stderr;
-}
+const birdc = (...args: string[]) => pair!.birdc(...args);
 
 /**
  * BIRD's view of a route (`show route PREFIX all`), or '' when it has none.
@@ -135,36 +130,18 @@ describe('BGP announcer with gobgpd and BIRD', { skip }, () => {
   let a: BgpAnnouncer;
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), `xlb-bgp-${SFX}-`));
-    shSync('ip', ['netns', 'add', NODE_NS]);
-    shSync('ip', ['netns', 'add', ROUTER_NS]);
-    shSync('ip', ['link', 'add', NODE_IF, 'netns', NODE_NS, 'type', 'veth', 'peer', 'name', ROUTER_IF, 'netns', ROUTER_NS]);
-    shSync('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_ADDR}/30`, 'dev', NODE_IF]);
-    shSync('ip', ['-n', ROUTER_NS, 'addr', 'add', `${ROUTER_ADDR}/30`, 'dev', ROUTER_IF]);
-    for (const [ns, ifn] of [[NODE_NS, NODE_IF], [ROUTER_NS, ROUTER_IF]]) {
-      shSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      shSync('ip', ['-n', ns, 'link', 'set', ifn, 'up']);
-    }
-    fs.writeFileSync(
-      path.join(dir, 'bird.conf'),
-      `router id ${ROUTER_ADDR};
-protocol device {}
-protocol kernel { ipv4 { export all; }; merge paths on; }
-protocol bgp node1 {
-  local ${ROUTER_ADDR} as 64512;
-  neighbor ${NODE_ADDR} as 64513;
-  # Reconnect fast after gobgpd dies (defaults: 5 s connect delay, 60..300 s after an error).
-  connect delay time 1;
-  connect retry time 2;
-  error wait time 1, 2;
-  ipv4 { import all; export none; };
-}
-`,
-    );
-    bird = spawn('ip', ['netns', 'exec', ROUTER_NS, 'bird', '-f', '-c', path.join(dir, 'bird.conf'), '-s', path.join(dir, 'bird.ctl'), '-P', path.join(dir, 'bird.pid')], {
-      stdio: ['ignore', 'inherit', 'inherit'],
+    pair = await startBirdPair({
+      prefix: `xlb-bgp-${SFX}-`,
+      nodeNs: NODE_NS,
+      routerNs: ROUTER_NS,
+      nodeIf: NODE_IF,
+      routerIf: ROUTER_IF,
+      nodeAddr: NODE_ADDR,
+      routerAddr: ROUTER_ADDR,
+      kernel: true,
+      connectRetry: 2,
     });
-    await waitFor(() => fs.existsSync(path.join(dir, 'bird.ctl')) && birdc('show', 'status').includes('Daemon is up'), 5000, 'BIRD to start');
+    dir = pair.dir;
   });
 
   after(async () => {
@@ -172,13 +149,7 @@ protocol bgp node1 {
     for (const s of supervisors) await s.stop().catch(() => {});
     // A gobgpd outlives its announcer's keepRoutes stop: end any left by a failed test.
     if (dir) await stopKeptGobgpd({ gobgpd: { apiSocket: path.join(dir, 'gobgpd.sock') } }).catch(() => undefined);
-    if (bird?.exitCode === null) {
-      const exited = new Promise((r) => bird!.once('exit', r));
-      bird.kill('SIGTERM');
-      await exited;
-    }
-    removeNetnsQuietly(NODE_NS, ROUTER_NS);
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    await pair?.stop();
   });
 
   it('the session from the node to BIRD reaches Established', async () => {
