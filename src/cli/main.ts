@@ -4,8 +4,7 @@
  * readable table by default and JSON with `--json`.
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import fs from 'node:fs';
-import { packagePath } from '../util/package-root.js';
+import { packageVersion } from '../util/package-root.js';
 import { pino } from 'pino';
 import { apiGet, defaultApi } from './client.js';
 import { printTable } from './table.js';
@@ -20,7 +19,7 @@ const program = new Command();
 program
   .name('xlb')
   .description('eBPF load balancer and kube-proxy replacement')
-  .version(`xlb ${(JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version: string }).version}`, '-V, --version')
+  .version(`xlb ${packageVersion()}`, '-V, --version')
   .showHelpAfterError();
 
 const apiOption = () => new Option('--api <addr>', 'agent API: HOST:PORT or unix:/path').default(defaultApi()).argParser(parseApiAddress);

@@ -21,7 +21,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import fs from 'node:fs';
 import path from 'node:path';
-import { packagePath } from '../util/package-root.js';
+import { packagePath, packageVersion } from '../util/package-root.js';
 import type { Flow } from '../flows/flows.js';
 import { compileFilter, FilterError, msOf, timestampOf, toHubbleFlow, type HubbleFilter } from './flow.js';
 
@@ -57,15 +57,6 @@ export function loadObserverService(protoDir = HUBBLE_PROTO_DIR): grpc.ServiceDe
   const def = protoLoader.loadSync('observer/observer.proto', { ...HUBBLE_LOADER_OPTIONS, includeDirs: [protoDir] });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { observer: { Observer: grpc.ServiceClientConstructor } };
   return pkg.observer.Observer.service;
-}
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version: string };
-    return `xlb/${pkg.version}`;
-  } catch {
-    return 'xlb';
-  }
 }
 
 interface GetFlowsRequest {
@@ -106,7 +97,7 @@ export function selectFlows(req: GetFlowsRequest, held: Flow[]): { flows: Flow[]
  */
 export function observerHandlers(source: FlowSource, address: () => string): grpc.UntypedServiceImplementation {
   const started = Date.now();
-  const ver = version();
+  const ver = `xlb/${packageVersion()}`;
   // Flows a second over the last minute: one counter a second, in a ring.
   const perSecond = new Array<number>(60).fill(0);
   let second = Math.floor(Date.now() / 1000);

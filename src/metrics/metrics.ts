@@ -13,9 +13,8 @@
  * enums, peers, VIPs, pools and resources come from the configuration or
  * the programmed services.
  */
-import fs from 'node:fs';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { packagePath } from '../util/package-root.js';
+import { packageVersion } from '../util/package-root.js';
 import type { ServiceView } from '../services/controller.js';
 import type { LBMaps } from '../datapath/lbmaps.js';
 import type { MapRestore } from '../datapath/datapath.js';
@@ -99,13 +98,7 @@ export interface BuildInfo {
  * read. The revision comes from XLB_REVISION (the image's build argument).
  */
 export function buildInfo(env: NodeJS.ProcessEnv = process.env): BuildInfo {
-  let version = 'unknown';
-  try {
-    const pkg = JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version?: unknown };
-    if (typeof pkg.version === 'string') version = pkg.version;
-  } catch {
-    // left unknown
-  }
+  const version = packageVersion();
   return { version, revision: env.XLB_REVISION || 'unknown', nodejsVersion: process.versions.node };
 }
 

@@ -42,3 +42,13 @@ export const PACKAGE_ROOT = findPackageRoot(path.dirname(fileURLToPath(import.me
 export function packagePath(rel: string): string {
   return path.join(PACKAGE_ROOT, rel);
 }
+
+/** xlb's version, from its package.json; `unknown` when it cannot be read. */
+export function packageVersion(): string {
+  try {
+    const v = (JSON.parse(fs.readFileSync(packagePath('package.json'), 'utf8')) as { version?: unknown }).version;
+    return typeof v === 'string' ? v : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
