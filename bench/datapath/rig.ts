@@ -121,6 +121,11 @@ export class Rig {
       const lbmaps = new BpfLBMaps(lbMapSetOf(xdp!));
       const t0 = performance.now();
       const measured = fill(lbmaps, o);
+      // A large fill leaves the reply index (xlb_reply_frontends) to the next
+      // turn of the event loop; the agent has written it by then, and a
+      // local SYN measured before would take the slower way of a flow whose
+      // backend is not listed yet.
+      lbmaps.replies?.flushAll();
       return new Rig(pinRoot, xdp, wrappers, lbmaps, measured, (performance.now() - t0) / 1000);
     } catch (e) {
       wrappers?.close();
