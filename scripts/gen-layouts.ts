@@ -61,6 +61,8 @@ export function render(types: BtfType[]): string {
       if (!name && /^__(be|u|s)\d+$/.test(t.name)) name = t.name;
       t = byId.get(t.type_id!)!;
     }
+    // A shared struct inside another: read as its own struct (codec: opaque bytes here).
+    if (t.kind === 'STRUCT' && t.name.startsWith('xlb_')) return { type: `struct ${t.name}`, size: t.size! };
     if (t.kind !== 'INT' && t.kind !== 'ENUM') throw new Error(`unsupported BTF kind ${t.kind} in a shared type`);
     return { type: name ?? t.name, size: t.size! };
   };

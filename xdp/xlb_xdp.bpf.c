@@ -7,20 +7,23 @@
  * a new flow is placed (3 to 5), a packet this node forwards is sent out
  * (5, 6), and a reply from a remote backend is restored (6).
  *
- * The established path costs a frontend lookup, a conntrack lookup, a few
- * inlined array lookups (backend still there? per-CPU counters, next-hop
- * generation) and a read of the coarse clock, with no map updates and, for
- * a remote backend, no FIB lookup: the next hop is cached in the conntrack
- * entry. What a packet changes in its entry (the tick it was seen, once a
- * tick of ~1 s; the TCP state, once a state; the next hop after a change)
- * is stored into the map value in place.
+ * The established path costs a frontend lookup, a conntrack lookup (a
+ * SNATed flow's in its set of xlb_snat_sets, for a service with a remote
+ * backend; else xlb_conntrack), a few inlined array lookups (backend still
+ * there? per-CPU counters, next-hop generation) and a read of the coarse
+ * clock, with no map updates and, for a remote backend, no FIB lookup: the
+ * next hop is cached in the conntrack entry. What a packet changes in its
+ * entry (the tick it was seen, once a tick of ~1 s; the TCP state, once a
+ * state; the next hop after a change) is stored into the map value in place.
  *
- * A new flow costs one map insert, its conntrack entry: a SYN is placed
- * without looking for an entry (it opens a connection); the replies of a
- * flow to a local backend find that entry through the backend's frontends
- * (xlb_reply_frontends), those of a SNATed flow the element of xlb_snat
- * that owns its port, a store into an array (xlb_replies.h). Above the
- * SYN-flood guard's rate not even the insert (xlb_flood_allows_state).
+ * A new flow costs one write: a SYN is placed without looking for an entry
+ * (it opens a connection); a flow to a local backend is one xlb_conntrack
+ * insert, its replies finding it through the backend's frontends
+ * (xlb_reply_frontends, else an element of xlb_replies); a SNATed flow is one
+ * element of xlb_snat_sets, both directions, its SNAT port naming its set
+ * (xlb_snat.h), with its backend's next hop (xlb_backend_nh). Above the
+ * SYN-flood guard's rate a local flow gets no entry, and a SNATed one takes
+ * no way of an answered flow (xlb_flood_allows_state).
  */
 #include <stdbool.h>
 #include <linux/bpf.h>
@@ -40,6 +43,7 @@
 #include "xlb_conntrack.h"
 #include "xlb_nat.h"
 #include "xlb_replies.h"
+#include "xlb_snat.h"
 #include "xlb_policy.h"
 #include "xlb_lb.h"
 #include "xlb_arp.h"
@@ -51,9 +55,6 @@
  * replies. Left 0, no reply is recognised and packets for remote backends
  * drop as XLB_DROP_SNAT_EXHAUSTED (no port can be had on no address). */
 const volatile __be32 xlb_node_addr = 0;
-/* SNAT port range, host order, inclusive. */
-const volatile __u16 xlb_snat_port_min = XLB_SNAT_PORT_MIN_DEFAULT;
-const volatile __u16 xlb_snat_port_max = XLB_SNAT_PORT_MAX_DEFAULT;
 
 /* Count a drop for `reason` and return the verdict that drops. */
 static __always_inline int xlb_drop(enum xlb_drop_reason reason)
@@ -73,9 +74,11 @@ static __always_inline int xlb_drop_flow(enum xlb_drop_reason reason, const stru
 /* The steps after the entry point, defined below in the order a packet
  * meets them. */
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
-					  const struct xlb_ct_entry *stale, __u32 now);
+					  const struct xlb_ct_entry *stale, struct xlb_snat_set *stale_set,
+					  __u32 stale_way, __u32 now);
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
-				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh);
+				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh,
+				       __u32 backend_id);
 static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow);
 static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 len);
 
@@ -86,6 +89,8 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	void *data_end = (void *)(long)ctx->data_end;
 	__u32 len = data_end - data;
 	struct xlb_ct_entry *ct;
+	struct xlb_snat_set *set = NULL;
+	__u32 way = 0;
 	const struct xlb_service *svc;
 	struct xlb_frontend_key frontend;
 	enum xlb_parse_result parsed;
@@ -128,11 +133,24 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 	 * it is placed without a lookup (as Katran does). */
 	now = xlb_now();
 	if (xlb_is_syn(pkt.tcp_flags))
-		return xlb_place_flow(ctx, &pkt, svc, NULL, now);
-	ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
-	if (!ct || !xlb_ct_is_current(ct, svc->id) || xlb_ct_reopened(ct, pkt.tcp_flags) ||
-	    xlb_ct_expired(&pkt.flow, ct, now, xlb_node_addr))
-		return xlb_place_flow(ctx, &pkt, svc, ct, now);
+		return xlb_place_flow(ctx, &pkt, svc, NULL, NULL, 0, now);
+	/* A SNATed flow is in its set of xlb_snat_sets, looked in only for a
+	 * service with a remote backend; others in xlb_conntrack (where an
+	 * entry with SNAT is an older agent's: placed again). */
+	ct = NULL;
+	if (svc->flags & XLB_SVC_F_REMOTE) {
+		struct xlb_snat_flow *w = xlb_snat_find(&pkt.flow, &set, &way);
+
+		if (w)
+			ct = &w->ct;
+	}
+	if (!ct)
+		ct = bpf_map_lookup_elem(&xlb_conntrack, &pkt.flow);
+	if (!ct || (!set && (ct->flags & XLB_CT_F_SNAT)) || !xlb_ct_is_current(ct, svc->id) ||
+	    xlb_ct_reopened(ct, pkt.tcp_flags) || xlb_ct_expired(&pkt.flow, ct, now, xlb_node_addr))
+		return xlb_place_flow(ctx, &pkt, svc, ct, set, way, now);
+	if (set && ct->seen != now)
+		xlb_snat_ref(set, way);
 	if (xlb_ct_touch(ct, pkt.flow.proto, pkt.tcp_flags, now))
 		xlb_event(&pkt, XLB_EVENT_FLOW_END, 0, svc->id, ct->backend_addr, ct->backend_port,
 			  (ct->flags & XLB_CT_F_SNAT) ? ct->snat_port : 0, XLB_POINT_XDP);
@@ -143,18 +161,20 @@ int xlb_xdp_ingress(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 	/* 5. Remote backend: DNAT + SNAT with the flow's port, forward. */
-	return xlb_forward(ctx, &pkt, xlb_node_addr, ct->snat_port, ct->backend_addr, ct->backend_port, ct);
+	return xlb_forward(ctx, &pkt, xlb_node_addr, ct->snat_port, ct->backend_addr, ct->backend_port, ct, 0);
 }
 
 /* Steps 3 to 5 for a flow without a current conntrack entry (`stale` is
- * the outdated one, if any; `now` from xlb_now): a valid IPv4 header, the
+ * the outdated one, if any: in xlb_conntrack, or way `stale_way` of
+ * `stale_set` of xlb_snat_sets; `now` from xlb_now): a valid IPv4 header, the
  * service's policies
  * (source ranges, ClientIP affinity; xlb_policy.h), else the Maglev pick;
  * how its replies are restored and its conntrack entry (unless the SYN-flood
  * guard holds it back), then DNAT and pass to the stack (local backend) or
  * DNAT + SNAT and forward (remote backend). */
 static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pkt, const struct xlb_service *svc,
-					  const struct xlb_ct_entry *stale, __u32 now)
+					  const struct xlb_ct_entry *stale, struct xlb_snat_set *stale_set,
+					  __u32 stale_way, __u32 now)
 {
 	__u32 service_id = svc->id;
 	__u32 hash = xlb_flow_hash(&pkt->flow);
@@ -162,7 +182,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	__u8 selection = XLB_SELECT_MAGLEV;
 	const struct xlb_backend *backend;
 	struct xlb_ct_entry entry;
-	__be16 snat_port;
+	struct xlb_snat_flow *w;
 	bool keep;
 	int verdict;
 
@@ -175,7 +195,7 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 				     &backend_id, &selection);
 	if (!backend)
 		return xlb_drop_flow(XLB_DROP_NO_BACKEND, pkt, service_id);
-	if (stale)
+	if (stale && !stale_set)
 		xlb_reply_forget(&pkt->flow, stale, xlb_node_addr);
 	keep = xlb_flood_allows_state(now);
 
@@ -190,6 +210,13 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
 		if (keep && xlb_ct_store(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0))
 			return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
+		/* A SNATed flow placed again here gives its port back (a SYN was
+		 * placed without a lookup: its set is looked in, for a service
+		 * whose flows may be SNATed, since that is looked in first). */
+		if (!stale_set && (svc->flags & XLB_SVC_F_REMOTE))
+			xlb_snat_find(&pkt->flow, &stale_set, &stale_way);
+		if (stale_set)
+			xlb_snat_forget(stale_set, xlb_snat_set_of(xlb_snat_flow_hash(&pkt->flow)), stale_way);
 		xlb_event_placed(pkt, service_id, backend->addr, backend->port, 0, XLB_POINT_XDP, hash, selection);
 		xlb_nat_rewrite_dst(pkt, backend->addr, backend->port);
 		return XDP_PASS;
@@ -199,19 +226,21 @@ static __always_inline int xlb_place_flow(struct xdp_md *ctx, struct xlb_pkt *pk
 	 * stack must answer with time exceeded. */
 	if (pkt->ip->ttl <= 1)
 		return XDP_PASS;
-	snat_port = xlb_snat_port_alloc(&pkt->flow, backend, service_id, hash, xlb_node_addr,
-					xlb_snat_port_min, xlb_snat_port_max, now);
-	if (!snat_port)
+	/* One element: the flow, its port and how its replies are restored
+	 * (xlb_snat.h); the next hop is cached in it by xlb_forward. Above the
+	 * flood guard's rate it takes no way whose flow was answered. */
+	entry = xlb_ct_entry_of(&pkt->flow, backend_id, backend, 0, service_id, pkt->tcp_flags, now, 0);
+	entry.flags |= XLB_CT_F_SNAT;
+	w = xlb_snat_place(&pkt->flow, backend, &entry, now, keep);
+	if (!w)
 		return xlb_drop_flow(XLB_DROP_SNAT_EXHAUSTED, pkt, service_id);
-	/* The entry is written after the FIB lookup, with its next hop. */
-	entry = xlb_ct_entry_of(&pkt->flow, backend_id, backend, snat_port, service_id, pkt->tcp_flags, now, 0);
-	verdict = xlb_forward(ctx, pkt, xlb_node_addr, snat_port, backend->addr, backend->port, &entry);
-	if (keep && (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS) &&
-	    bpf_map_update_elem(&xlb_conntrack, &pkt->flow, &entry, BPF_ANY))
-		return xlb_drop_flow(XLB_DROP_CT_INSERT, pkt, service_id);
+	/* An older agent's entry for it would be found first. */
+	if (stale && !stale_set)
+		bpf_map_delete_elem(&xlb_conntrack, &pkt->flow);
+	verdict = xlb_forward(ctx, pkt, xlb_node_addr, entry.snat_port, backend->addr, backend->port, &w->ct, backend_id);
 	/* pkt->flow is the tuple as it came (the rewrite changes the frame only). */
 	if (verdict == XDP_TX || verdict == XDP_REDIRECT || verdict == XDP_PASS)
-		xlb_event_placed(pkt, service_id, backend->addr, backend->port, snat_port, XLB_POINT_XDP, hash,
+		xlb_event_placed(pkt, service_id, backend->addr, backend->port, entry.snat_port, XLB_POINT_XDP, hash,
 				 selection);
 	return verdict;
 }
@@ -235,13 +264,18 @@ static __always_inline __u32 xlb_nh_generation(void)
  * is used while the agent's next-hop generation is the one it was cached in
  * and the packet is no longer than one that went through it (bpf_fib_lookup
  * says only that a packet fits the MTU); else bpf_fib_lookup is asked and
- * the answer cached there. */
+ * the answer cached there. A new flow's entry (`backend_id` set) first
+ * takes its backend's next hop (xlb_backend_nh), cached the same way by
+ * the first new flow to it in the generation: flows to one backend share a
+ * next hop (with ECMP routes to a backend, the path of the first). */
 static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, __be32 saddr,
-				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh)
+				       __be16 sport, __be32 daddr, __be16 dport, struct xlb_ct_entry *nh,
+				       __u32 backend_id)
 {
 	struct bpf_fib_lookup fib = {};
 	struct iphdr *ip = pkt->ip;
 	__u16 tot_len = bpf_ntohs(ip->tot_len);
+	struct xlb_next_hop *bnh = NULL;
 	__u32 gen = 0, ifindex;
 	long rc;
 
@@ -250,6 +284,16 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, 
 
 	if (nh) {
 		gen = xlb_nh_generation();
+		if (gen && backend_id && nh->nh_gen != gen) {
+			bnh = bpf_map_lookup_elem(&xlb_backend_nh, &backend_id);
+			if (bnh && bnh->gen == gen && bnh->iif == ctx->ingress_ifindex && tot_len <= bnh->mtu) {
+				nh->nh_ifindex = bnh->ifindex;
+				__builtin_memcpy(nh->nh_dmac, bnh->dmac, ETH_ALEN);
+				__builtin_memcpy(nh->nh_smac, bnh->smac, ETH_ALEN);
+				nh->nh_mtu = bnh->mtu;
+				nh->nh_gen = gen;
+			}
+		}
 		if (gen && nh->nh_gen == gen && tot_len <= nh->nh_mtu) {
 			xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, true);
 			__builtin_memcpy(pkt->eth->h_dest, nh->nh_dmac, ETH_ALEN);
@@ -294,6 +338,15 @@ static __always_inline int xlb_forward(struct xdp_md *ctx, struct xlb_pkt *pkt, 
 		__builtin_memcpy(nh->nh_smac, fib.smac, ETH_ALEN);
 		nh->nh_mtu = nh->nh_gen == gen && nh->nh_mtu > tot_len ? nh->nh_mtu : tot_len;
 		nh->nh_gen = gen;
+		if (bnh) {
+			/* Plain stores: CPUs that race here store the same answer. */
+			bnh->ifindex = fib.ifindex;
+			bnh->iif = ctx->ingress_ifindex;
+			__builtin_memcpy(bnh->dmac, fib.dmac, ETH_ALEN);
+			__builtin_memcpy(bnh->smac, fib.smac, ETH_ALEN);
+			bnh->mtu = bnh->gen == gen && bnh->mtu > tot_len ? bnh->mtu : tot_len;
+			bnh->gen = gen;
+		}
 	}
 	xlb_nat_rewrite_forwarded(pkt, saddr, sport, daddr, dport, true);
 	__builtin_memcpy(pkt->eth->h_dest, fib.dmac, ETH_ALEN);
@@ -322,15 +375,21 @@ static __always_inline bool xlb_is_to_snat_port(const struct xlb_flow_key *flow)
  * to those ports is the stack's. */
 static __always_inline int xlb_reply_from_remote(struct xdp_md *ctx, struct xlb_pkt *pkt, __u32 len)
 {
-	struct xlb_reply_slot *s = xlb_snat_find(&pkt->flow);
+	struct xlb_snat_set *set = NULL;
+	struct xlb_snat_flow *w;
+	__u32 way = 0, now;
 
-	if (!s)
+	w = xlb_snat_reply_find(&pkt->flow, &set, &way);
+	if (!w)
 		return XDP_PASS;
 	if (!xlb_ipv4_csum_ok(pkt, (void *)(long)ctx->data_end))
 		return xlb_drop(XLB_DROP_BAD_CHECKSUM);
-	xlb_reply_touch(s, pkt->tcp_flags, xlb_now());
-	xlb_count_service(s->service_id, len);
-	return xlb_forward(ctx, pkt, s->vip, s->vip_port, s->client_addr, s->client_port, NULL);
+	now = xlb_now();
+	if (set && w->ct.reply_seen != now)
+		xlb_snat_ref(set, way);
+	xlb_ct_touch_reply(&w->ct, pkt->tcp_flags, now);
+	xlb_count_service(w->ct.service_id, len);
+	return xlb_forward(ctx, pkt, w->flow.daddr, w->flow.dport, w->flow.saddr, w->flow.sport, NULL, 0);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -39,6 +39,8 @@ export function buildObjects(): void {
 const TCP = 6;
 const LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
 const EXTERNAL = enums.xlb_service_flags.XLB_SVC_F_EXTERNAL;
+/** XLB_SVC_F_REMOTE (0 in a datapath before it: the flag is then ignored). */
+const REMOTE = (enums.xlb_service_flags as Record<string, number>).XLB_SVC_F_REMOTE ?? 0;
 /** Largest frame the restore wrapper holds (XLB_BENCH_FRAME_MAX). */
 const FRAME_MAX = 128;
 
@@ -164,6 +166,11 @@ export class Rig {
     return this.wrappers.map('xlb_bench_frame').lookup(u32Key(0))!.readUInt32LE(4);
   }
 
+  /** Whether the loaded object has map `name` (an older datapath may not). */
+  hasMap(name: string): boolean {
+    return this.xdp.pinnedMapDefs().some((d) => d.name === name);
+  }
+
   /** A map of the datapath by name. */
   map(name: string): BpfMap {
     return this.xdp.map(name);
@@ -217,7 +224,8 @@ function fill(lbmaps: BpfLBMaps, o: RigOptions): RigService[] {
     );
     tables.push({ serviceId: k, table });
     if (tables.length >= 8192) flushTables();
-    frontends.push({ key: { addr: vip, port, proto: TCP }, service: { id: k, flags: EXTERNAL } });
+    // As the controller flags it: a service with a backend on another node (its flows are SNATed).
+    frontends.push({ key: { addr: vip, port, proto: TCP }, service: { id: k, flags: EXTERNAL | (local ? 0 : REMOTE) } });
     if (spec) measured.push({ id: k, vip, port, backends });
   }
   flushTables();

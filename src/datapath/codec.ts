@@ -8,7 +8,8 @@
  * addresses (dotted quads in TypeScript), `__be16` fields hold ports (network
  * order in the map, plain numbers here), `__u64` fields are bigints, other
  * integers are little-endian numbers (x86-64 and arm64 hosts), arrays are
- * padding and always written as zeros.
+ * padding and always written as zeros, and a shared struct inside another
+ * is read and written on its own at its offset (here it reads as 0).
  */
 import { structs, enums, type FieldLayout } from './layouts.generated.js';
 import { ipToU32, u32ToIp } from '../util/ip.js';
@@ -26,7 +27,7 @@ export function sizeOf(name: StructName): number {
 }
 
 function readField(buf: Buffer, at: number, f: FieldLayout): string | number | bigint {
-  if (f.count !== undefined) return 0;
+  if (f.count !== undefined || f.type.startsWith('struct ')) return 0;
   switch (f.type) {
     case '__be32':
       return u32ToIp(buf.readUInt32BE(at));
@@ -88,7 +89,8 @@ function writerOf(name: StructName): Writer {
   if (w) return w;
   const parts: Array<[string, Writer]> = [];
   for (const [field, f] of fieldsOf(name)) {
-    if (f.count !== undefined) continue;
+    // Padding arrays, and shared structs nested in another (encoded on their own), stay zero.
+    if (f.count !== undefined || f.type.startsWith('struct ')) continue;
     const o = f.offset;
     let part: Writer;
     if (f.type === '__be32') part = (dv, at, v) => v[field] !== undefined && dv.setUint32(at + o, ipToU32(String(v[field])), false);

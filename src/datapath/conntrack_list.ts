@@ -10,7 +10,8 @@
  * batches; nothing is written.
  */
 import type { BpfMap } from './bpf.js';
-import { decode, enums, structs } from './codec.js';
+import { decode, enums, structs, type StructValue } from './codec.js';
+import { readSnatWays, SNAT_WAYS } from './snat_sets.js';
 
 const F = enums.xlb_ct_flags;
 
@@ -89,16 +90,18 @@ function flagNames(flags: number): string[] {
  * @param maps the pinned xlb_conntrack and xlb_affinity
  * @throws BpfError naming the map when a read fails
  */
-export function listConntrack(maps: { conntrack: BpfMap; affinity: BpfMap }, filter: ConntrackFilter, ctx: ConntrackContext = {}): ConntrackListing {
-  const all = maps.conntrack.entries();
+export function listConntrack(maps: { conntrack: BpfMap; affinity: BpfMap; snat?: BpfMap }, filter: ConntrackFilter, ctx: ConntrackContext = {}): ConntrackListing {
+  // Flows to local backends and pods' flows, then SNATed flows (their sets; pointers are not flows).
+  const all: Array<{ k: StructValue<'xlb_flow_key'>; v: StructValue<'xlb_ct_entry'> }> = maps.conntrack
+    .entries()
+    .map(({ key, value }) => ({ k: decode('xlb_flow_key', key), v: decode('xlb_ct_entry', value) }));
+  if (maps.snat) for (const w of readSnatWays(maps.snat)) if (!w.pointer) all.push({ k: { ...w.flow, pad: 0 } as StructValue<'xlb_flow_key'>, v: w.ct });
   const entries: ConntrackFlow[] = [];
   const snat = new Map<string, number>();
   let matched = 0;
   const idle = (seen: number): number | undefined =>
     ctx.now !== undefined && ctx.tickSeconds !== undefined ? Math.max(0, ((ctx.now - seen) | 0) * ctx.tickSeconds) : undefined;
-  for (const { key, value } of all) {
-    const k = decode('xlb_flow_key', key);
-    const v = decode('xlb_ct_entry', value);
+  for (const { k, v } of all) {
     const protocol = k.proto === 17 ? 'UDP' : 'TCP';
     const backend = `${v.backend_addr}:${v.backend_port}`;
     if (v.flags & F.XLB_CT_F_SNAT) snat.set(backend, (snat.get(backend) ?? 0) + 1);
@@ -155,10 +158,13 @@ const CT = structs.xlb_ct_entry.fields;
  * per entry (docs/operations.md has the cost on a full table). SNAT ports
  * are counted from the conntrack entries, as `snatPortsByBackend` of
  * {@link listConntrack} counts them.
+ * SNATed flows are counted from their sets (`snat`, xlb_snat_sets), as
+ * many entries as flows.
  * @param conntrack the pinned xlb_conntrack
+ * @param snat the pinned xlb_snat_sets
  * @returns rejects with a BpfError naming the map when a read fails
  */
-export async function countConntrack(conntrack: BpfMap): Promise<ConntrackCounts> {
+export async function countConntrack(conntrack: BpfMap, snatSets?: BpfMap): Promise<ConntrackCounts> {
   const size = structs.xlb_ct_entry.size;
   // Backend address (network order, as stored) * 65536 + port: one number a backend.
   const snat = new Map<number, number>();
@@ -173,6 +179,25 @@ export async function countConntrack(conntrack: BpfMap): Promise<ConntrackCounts
       snat.set(backend, (snat.get(backend) ?? 0) + 1);
     }
   });
+  if (snatSets) {
+    const setSize = structs.xlb_snat_set.size;
+    const S = structs.xlb_snat_set.fields;
+    const wayAt = (way: number) => S.way.offset + way * structs.xlb_snat_flow.size + structs.xlb_snat_flow.fields.ct.offset;
+    await snatSets.scanBatches((_keys, values, count) => {
+      for (let i = 0, off = 0; i < count; i++, off += setSize) {
+        for (let w = 0; w < SNAT_WAYS; w++) {
+          if (!values[off + S.tag.offset + w]) continue;
+          const at = off + wayAt(w);
+          const flags = values.readUInt32LE(at + CT.flags.offset);
+          if (!values.readUInt32LE(at + CT.seen.offset) || flags & F.XLB_CT_F_POINTER) continue;
+          entries++;
+          snatPorts++;
+          const backend = values.readUInt32BE(at + CT.backend_addr.offset) * 65536 + values.readUInt16BE(at + CT.backend_port.offset);
+          snat.set(backend, (snat.get(backend) ?? 0) + 1);
+        }
+      }
+    });
+  }
   let max = 0;
   for (const n of snat.values()) if (n > max) max = n;
   return { entries, snatPorts, snatBackends: snat.size, snatPortsMaxPerBackend: max };

@@ -37,6 +37,7 @@ import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
 import { convert, fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
 import { placeReplyElements, withReplyTuple } from './replies.js';
+import { placeSnatFlow, readSnatWays, snatSetCount, type SnatSizes } from './snat_sets.js';
 import { ipToU32 } from '../util/ip.js';
 import { packagePath } from '../util/package-root.js';
 
@@ -46,7 +47,9 @@ export const DEFAULT_OBJECT_DIR = packagePath('xdp/build');
 export { PIN_BASE };
 
 /** Maps whose elements sit at their reply's hash modulo the map's size: moved, not copied, when the size changes. */
-const PLACED_BY_HASH = new Set(['xlb_replies', 'xlb_snat']);
+const PLACED_BY_HASH = new Set(['xlb_replies']);
+/** Maps of earlier versions that no map of this one replaces by name: their pins are removed at start. */
+const RETIRED_MAPS = ['xlb_snat'];
 
 /** Settings of one node's datapath. */
 export interface DatapathOptions {
@@ -62,7 +65,8 @@ export interface DatapathOptions {
   /**
    * Flows the conntrack table holds (xlb_conntrack); how replies are restored
    * is sized from it (replySizing): xlb_replies 1 element a flow (in sets
-   * of 4), xlb_snat 2, xlb_rnat (overflow) 1.
+   * of 4), xlb_rnat (overflow) 1, and xlb_snat_sets as many SNATed flows
+   * (in sets of 32, at most one set per SNAT port).
    */
   conntrackSize: number;
   /**
@@ -198,7 +202,8 @@ export class Datapath {
     const dir = opts.objectDir ?? DEFAULT_OBJECT_DIR;
     const hz = kernelHz(probeObjectIn(dir));
     const lifetimes = clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES);
-    const replyRodata = replySizing(opts.conntrackSize, hz, opts.newFlowsPerSecond ?? 0);
+    const replyRodata = replySizing(opts.conntrackSize, hz, opts.newFlowsPerSecond ?? 0, opts.snatPorts);
+    const snatSizes = { sets: replyRodata.rodata.xlb_snat_set_count, portMin: opts.snatPorts.min, portMax: opts.snatPorts.max };
     // Flow events: every program sends them into the XDP object's ring, at one rate.
     const events = { xlb_events_per_tick: opts.eventsPerSecond ? Math.max(1, Math.round((opts.eventsPerSecond * 2 ** tickShift(hz)) / hz)) : 0 };
     const rodata = {
@@ -222,7 +227,9 @@ export class Datapath {
     let dp: Datapath | undefined;
     try {
       const xdpObj = open('xlb_xdp.bpf.o', { pinRoot: pinDir, rodata, maxEntries });
-      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, ...replyRodata.rodata, ...events, xlb_hairpin_addr: hairpin } });
+      // tc never SNATs: xlb_snat_sets is XDP's alone.
+      const { xlb_snat_set_count: _xdpOnly, ...tcReplyRodata } = replyRodata.rodata;
+      const tcObj = open('xlb_tc.bpf.o', { pinRoot: pinDir, maxEntries, rodata: { ...lifetimes, ...tcReplyRodata, ...events, xlb_hairpin_addr: hairpin } });
       let sockObj: BpfObject | undefined;
       if (opts.socketLB) {
         const sockRodata: Record<string, number | bigint> = { xlb_sock_host_only: opts.socketLB.hostNamespaceOnly ? 1 : 0, xlb_tick_shift: lifetimes.xlb_tick_shift, ...events };
@@ -280,7 +287,12 @@ export class Datapath {
         const oldDesc = from.path === p.pin ? p.desc : oldFp ? recordedLayout(layouts, oldFp) : undefined;
         const why = whyNotMigratable(p.def.name, oldDesc, p.desc);
         if (why) restored.push({ map: p.def.name, outcome: 'fresh', reason: `${p.reason}; ${why}` });
-        else if (PLACED_BY_HASH.has(p.def.name)) {
+        else if (p.def.name === 'xlb_snat_sets') {
+          // A flow's set is its hash modulo the sets: every flow placed again, with its port.
+          let entries = 0;
+          for (const w of readSnatWays(from.map)) if (!w.pointer && placeSnatFlow(xdpObj.map('xlb_snat_sets'), snatSizes, w.flow, w.ct)) entries++;
+          restored.push({ map: p.def.name, outcome: 'migrated', entries, reason: `${p.reason}; placed again by hash` });
+        } else if (PLACED_BY_HASH.has(p.def.name)) {
           // Elements sit where their reply's hash modulo the map's size puts them: placed again below.
           const values: Buffer[] = [];
           for (const k of from.map.keys()) {
@@ -294,28 +306,30 @@ export class Datapath {
           if (p.def.name === 'xlb_rnat' && !oldDesc!.value.some(([f]) => f === 'reply_saddr')) rnatWithoutTuples = true;
         }
       }
-      const replyMaps = { replies: xdpObj.map('xlb_replies'), snat: xdpObj.map('xlb_snat'), rnat: xdpObj.map('xlb_rnat') };
-      const replySizes = { sets: replyRodata.rodata.xlb_reply_sets, snatSlots: replyRodata.rodata.xlb_snat_slots };
+      const replyMaps = { replies: xdpObj.map('xlb_replies'), rnat: xdpObj.map('xlb_rnat') };
+      const replySizes = { sets: replyRodata.rodata.xlb_reply_sets };
       for (const t of toPlace) {
         restored.push({ map: t.name, outcome: 'migrated', entries: placeReplyElements(t.values, replyMaps, replySizes), reason: `${t.reason}; placed again by hash` });
       }
       if (rnatWithoutTuples) {
-        // An older xlb_rnat held every reply keyed by its 5-tuple, SNAT ports
-        // included: each entry gets its tuple, and SNAT ones move to xlb_snat.
-        const moved: Buffer[] = [];
+        // An older xlb_rnat held every reply keyed by its 5-tuple: each
+        // entry gets its tuple; SNATed flows' (their flows move below) go.
         for (const k of replyMaps.rnat.keys()) {
           const v = replyMaps.rnat.lookup(k);
           if (!v) continue;
           const full = withReplyTuple(k, v);
-          if (decode('xlb_reply_slot', full).flags & enums.xlb_ct_flags.XLB_CT_F_SNAT) {
-            moved.push(full);
-            replyMaps.rnat.delete(k);
-          } else replyMaps.rnat.update(k, full);
+          if (decode('xlb_reply_slot', full).flags & enums.xlb_ct_flags.XLB_CT_F_SNAT) replyMaps.rnat.delete(k);
+          else replyMaps.rnat.update(k, full);
         }
-        const placed = placeReplyElements(moved, replyMaps, replySizes);
-        const snat = restored.find((r) => r.map === 'xlb_snat');
-        if (snat && placed) Object.assign(snat, { outcome: 'migrated', entries: (snat.entries ?? 0) + placed, reason: 'SNAT ports moved from an older xlb_rnat' });
       }
+      // Agents before xlb_snat_sets kept SNATed flows in xlb_conntrack (and
+      // their ports in xlb_snat): each moves to its set, with its port.
+      const moved = moveSnatFlows(xdpObj.map('xlb_conntrack'), xdpObj.map('xlb_snat_sets'), snatSizes);
+      if (moved.found) {
+        const r = restored.find((x) => x.map === 'xlb_snat_sets');
+        if (r) Object.assign(r, { outcome: 'migrated', entries: (r.entries ?? 0) + moved.placed, reason: `SNATed flows moved from xlb_conntrack: ${moved.placed} of ${moved.found}` });
+      }
+      for (const name of RETIRED_MAPS) for (const pin of otherPins(pinDir, name, '')) fs.rmSync(pin, { force: true });
       for (const obj of [tcObj, sockObj]) {
         if (!obj) continue;
         for (const m of ['xlb_events', 'xlb_event_limit']) obj.reuseMap(m, xdpObj.map(m));
@@ -457,7 +471,7 @@ export class Datapath {
     const hz = kernelHz(probeObjectIn(dir));
     this.clock ??= new ClockProbe(probeObjectIn(dir), hz);
     return listConntrack(
-      { conntrack: this.xdpObj.map('xlb_conntrack'), affinity: this.xdpObj.map('xlb_affinity') },
+      { conntrack: this.xdpObj.map('xlb_conntrack'), affinity: this.xdpObj.map('xlb_affinity'), snat: this.xdpObj.map('xlb_snat_sets') },
       filter,
       { serviceOf, now: this.clock.now(), tickSeconds: 2 ** tickShift(hz) / hz },
     );
@@ -470,7 +484,7 @@ export class Datapath {
    * batches, the event loop served between them.
    */
   conntrackCounts(): Promise<ConntrackCounts> {
-    return countConntrack(this.xdpObj.map('xlb_conntrack'));
+    return countConntrack(this.xdpObj.map('xlb_conntrack'), this.xdpObj.map('xlb_snat_sets'));
   }
 
   /**
@@ -522,31 +536,58 @@ export class Datapath {
 
 /**
  * Sizes and knobs of how replies are restored, from the conntrack size
- * (xlb_replies.h): xlb_replies one element per conntrack entry (in 4-way
- * sets; most flows' replies find their conntrack entry instead, through
- * xlb_reply_frontends), xlb_snat two per entry (a SNAT port is claimed on
- * the first try half the time or more even when every flow of a full table
- * is SNATed), the overflow LRU xlb_rnat one per entry.
+ * (xlb_replies.h, xlb_snat.h): xlb_replies one element per conntrack entry
+ * (in 4-way sets; most flows' replies find their conntrack entry instead,
+ * through xlb_reply_frontends), the overflow LRU xlb_rnat one per entry, and
+ * xlb_snat_sets room for as many SNATed flows (in sets of 32, at most one
+ * set per port of the SNAT range: snatSetCount).
  * The flood guard's rate per second becomes a count per tick.
  * @param conntrackSize entries of xlb_conntrack
  * @param hz the kernel's HZ (a tick is 2^shift jiffies)
  * @param newFlowsPerSecond the SYN-flood guard's rate per CPU, 0 for none
+ * @param snatPorts the SNAT port range, host order, inclusive
  */
 export function replySizing(
   conntrackSize: number,
   hz: number,
   newFlowsPerSecond: number,
+  snatPorts: { min: number; max: number } = { min: SNAT_PORT_MIN_DEFAULT, max: SNAT_PORT_MAX_DEFAULT },
 ): { rodata: Record<string, number>; maxEntries: Record<string, number> } {
   const ways = enums.xlb_limits.XLB_REPLY_WAYS;
   const tickSeconds = 2 ** tickShift(hz) / hz;
+  const snatSets = snatSetCount(conntrackSize, snatPorts.min, snatPorts.max);
   return {
     rodata: {
       xlb_reply_sets: Math.max(1, Math.floor(conntrackSize / ways)),
-      xlb_snat_slots: conntrackSize * 2,
+      xlb_snat_set_count: snatSets,
       xlb_flood_limit: newFlowsPerSecond > 0 ? Math.max(1, Math.round(newFlowsPerSecond * tickSeconds)) : 0,
     },
-    maxEntries: { xlb_conntrack: conntrackSize, xlb_replies: Math.max(1, Math.floor(conntrackSize / ways)) * ways, xlb_snat: conntrackSize * 2, xlb_rnat: conntrackSize },
+    maxEntries: { xlb_conntrack: conntrackSize, xlb_replies: Math.max(1, Math.floor(conntrackSize / ways)) * ways, xlb_snat_sets: snatSets, xlb_rnat: conntrackSize },
   };
+}
+
+/** The SNAT port range's default (XLB_SNAT_PORT_MIN_DEFAULT..MAX of xlb_consts.h). */
+const SNAT_PORT_MIN_DEFAULT = 61000;
+const SNAT_PORT_MAX_DEFAULT = 65535;
+
+/**
+ * Move SNATed flows an older agent kept in xlb_conntrack into their sets
+ * (placeSnatFlow, with their ports), and out of xlb_conntrack.
+ * @returns how many were found, and placed (the others are dropped: as when the table is full)
+ */
+export function moveSnatFlows(conntrack: BpfMap, sets: BpfMap, sizes: SnatSizes): { found: number; placed: number } {
+  let found = 0;
+  let placed = 0;
+  for (const { key, value } of conntrack.entries()) {
+    const ct = decode('xlb_ct_entry', value);
+    if (!(ct.flags & enums.xlb_ct_flags.XLB_CT_F_SNAT)) continue;
+    found++;
+    const k = decode('xlb_flow_key', key);
+    // Its replies were counted in its old element; it is kept as answered.
+    if (placeSnatFlow(sets, sizes, { saddr: k.saddr, daddr: k.daddr, sport: k.sport, dport: k.dport, proto: k.proto }, { ...ct, reply_seen: ct.reply_seen || ct.seen })) placed++;
+    conntrack.delete(key);
+  }
+  return { found, placed };
 }
 
 /**

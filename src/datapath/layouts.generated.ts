@@ -92,6 +92,35 @@ export const structs = {
       stateless: { offset: 8, size: 8, type: '__u64' },
     },
   },
+  xlb_snat_flow: {
+    size: 68,
+    fields: {
+      flow: { offset: 0, size: 16, type: 'struct xlb_flow_key' },
+      ct: { offset: 16, size: 52, type: 'struct xlb_ct_entry' },
+    },
+  },
+  xlb_snat_set: {
+    size: 2248,
+    fields: {
+      tag: { offset: 0, size: 32, type: '__u8', count: 32 },
+      rtag: { offset: 32, size: 32, type: '__u8', count: 32 },
+      ref: { offset: 64, size: 4, type: '__u32' },
+      hand: { offset: 68, size: 4, type: '__u32' },
+      way: { offset: 72, size: 2176, type: 'struct xlb_snat_flow', count: 32 },
+    },
+  },
+  xlb_next_hop: {
+    size: 28,
+    fields: {
+      gen: { offset: 0, size: 4, type: '__u32' },
+      ifindex: { offset: 4, size: 4, type: '__u32' },
+      iif: { offset: 8, size: 4, type: '__u32' },
+      dmac: { offset: 12, size: 6, type: '__u8', count: 6 },
+      smac: { offset: 18, size: 6, type: '__u8', count: 6 },
+      mtu: { offset: 24, size: 2, type: '__u16' },
+      pad: { offset: 26, size: 2, type: '__u8', count: 2 },
+    },
+  },
   xlb_backend_key: {
     size: 8,
     fields: {
@@ -226,6 +255,7 @@ export const enums = {
     XLB_SVC_F_SOURCE_RANGES: 8,
     XLB_SVC_F_EXT_LOCAL: 16,
     XLB_SVC_F_INT_LOCAL: 32,
+    XLB_SVC_F_REMOTE: 64,
   },
   xlb_backend_flags: {
     XLB_BE_F_LOCAL: 1,
@@ -239,6 +269,7 @@ export const enums = {
     XLB_CT_F_INTERNAL: 8,
     XLB_CT_F_HAIRPIN: 16,
     XLB_CT_F_REPLIED: 32,
+    XLB_CT_F_POINTER: 64,
   },
   xlb_drop_reason: {
     XLB_DROP_TRUNCATED: 0,
@@ -264,6 +295,8 @@ export const enums = {
     XLB_FLOW_HASH_SEED: 7892066,
     XLB_SNAT_RETRIES: 256,
     XLB_REPLY_WAYS: 4,
+    XLB_SNAT_WAYS: 32,
+    XLB_SNAT_LANES: 16,
     XLB_CT_TIMEOUT_TCP: 21600,
     XLB_CT_TIMEOUT_TCP_SYN: 60,
     XLB_CT_TIMEOUT_TCP_FIN: 10,

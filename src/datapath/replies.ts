@@ -1,8 +1,7 @@
 /**
  * Where the datapath keeps how a reply is restored (xdp/include/
  * xlb_replies.h), computed the same way in TypeScript: the set of
- * xlb_replies and the element of xlb_snat of a reply 5-tuple, and the order
- * in which the SNAT allocator tries ports. Used to move elements when their
+ * xlb_replies of a reply 5-tuple (SNATed flows: snat_sets.ts). Used to move elements when their
  * map is resized or comes from an older layout (src/datapath/datapath.ts),
  * and by the tests to predict the datapath.
  */
@@ -38,44 +37,18 @@ export function replyHash(r: ReplyTuple): number {
   return jhash3Words(wire32(r.saddr), wire32(r.daddr), ((wire16(r.sport) << 16) | wire16(r.dport)) >>> 0, (REPLY_SEED + r.proto) >>> 0);
 }
 
-/** The xlb_snat element (0 .. slots-1) of a reply backend:bport -> node:port (xlb_snat_slot). */
-export function snatSlotOf(r: ReplyTuple, slots: number): number {
-  return jhash3Words(wire32(r.saddr), ((wire16(r.sport) << 16) | wire16(r.dport)) >>> 0, r.proto, REPLY_SEED) % slots;
-}
-
-/**
- * The SNAT ports the allocator tries, in order, for a flow of hash `hash`
- * (xlb_snat_port_alloc): a range of at most XLB_SNAT_RETRIES ports walked
- * whole from min + hash % range, a larger one in a 32-bit LCG's order
- * (Numerical Recipes' constants) seeded by the hash.
- */
-export function snatPortOrder(hash: number, min: number, max: number): number[] {
-  const range = max - min + 1;
-  const tries = enums.xlb_limits.XLB_SNAT_RETRIES;
-  const out: number[] = [];
-  if (range <= tries) {
-    for (let i = 0; i < range; i++) out.push(min + (((hash % range) + i) % range));
-    return out;
-  }
-  let x = hash >>> 0;
-  for (let i = 0; i < tries; i++) {
-    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
-    out.push(min + ((x >>> 8) % range));
-  }
-  return out;
-}
-
 const SNAT = enums.xlb_ct_flags.XLB_CT_F_SNAT;
 
 /**
  * Put reply elements (`struct xlb_reply_slot` values, each naming its own
- * reply 5-tuple) where the datapath looks for them: SNAT ones into their
- * xlb_snat element, the others into a free way of their xlb_replies set
- * (else the overflow LRU xlb_rnat). Elements that find their place taken
- * are left out (their flows' replies are lost, as when the table is full).
+ * reply 5-tuple) where the datapath looks for them: into a free way of
+ * their xlb_replies set (else the overflow LRU xlb_rnat). Elements that
+ * find their place taken are left out (their flows' replies are lost, as
+ * when the table is full), and so are SNAT ones of an older layout (a
+ * SNATed flow's element is its own now, xlb_snat_sets).
  * @returns how many were placed
  */
-export function placeReplyElements(values: Iterable<Buffer>, maps: { replies: BpfMap; snat: BpfMap; rnat: BpfMap }, sizes: { sets: number; snatSlots: number }): number {
+export function placeReplyElements(values: Iterable<Buffer>, maps: { replies: BpfMap; rnat: BpfMap }, sizes: { sets: number }): number {
   let placed = 0;
   const key = Buffer.alloc(4);
   const empty = (v: Buffer | undefined) => !v || decode('xlb_reply_slot', v).seen === 0;
@@ -83,13 +56,7 @@ export function placeReplyElements(values: Iterable<Buffer>, maps: { replies: Bp
     const e = decode('xlb_reply_slot', v);
     if (!e.seen) continue;
     const r: ReplyTuple = { saddr: e.reply_saddr, daddr: e.reply_daddr, sport: e.reply_sport, dport: e.reply_dport, proto: e.reply_proto };
-    if (e.flags & SNAT) {
-      key.writeUInt32LE(snatSlotOf(r, sizes.snatSlots));
-      if (!empty(maps.snat.lookup(key))) continue;
-      maps.snat.update(key, v);
-      placed++;
-      continue;
-    }
+    if (e.flags & SNAT) continue;
     const set = replyHash(r) % sizes.sets;
     let done = false;
     for (let w = 0; w < REPLY_WAYS && !done; w++) {

@@ -674,8 +674,10 @@ export class ServiceController {
     const BF = enums.xlb_backend_flags;
     const clusterInputs: MaglevBackend[] = [];
     const localInputs: MaglevBackend[] = [];
+    let remote = false;
     for (let i = 0; i < svc.backends.length; i++) {
       const b = svc.backends[i];
+      if (!b.local) remote = true;
       // A backend ID belongs to one service port (both its sets): removing a
       // backend from a service must invalidate that service's conntrack
       // entries even when the same IP:port still serves another service,
@@ -705,6 +707,9 @@ export class ServiceController {
       if (affinity) flags |= F.XLB_SVC_F_AFFINITY;
       if (f.external === 'local') flags |= F.XLB_SVC_F_EXT_LOCAL;
       if (f.internal === 'local') flags |= F.XLB_SVC_F_INT_LOCAL;
+      // Flows from outside to a backend on another node are SNATed: the datapath
+      // looks for them in xlb_snat_sets (the local set has no such backend).
+      if (remote && f.external === 'cluster') flags |= F.XLB_SVC_F_REMOTE;
       if (want.ranges.length && f.kind === 'LoadBalancer' && id) {
         flags |= F.XLB_SVC_F_SOURCE_RANGES;
         if (!want.rangeIds.includes(id)) want.rangeIds.push(id);

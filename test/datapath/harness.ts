@@ -16,7 +16,8 @@ import { BpfObject, BpfMap, BpfProgram, ensureBpffs, PIN_BASE, removePins } from
 import { encode, decode, u32Key, enums, structs, type StructValue } from '../../src/datapath/codec.js';
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
-import { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder } from '../../src/datapath/replies.js';
+import { REPLY_WAYS, replyHash } from '../../src/datapath/replies.js';
+import { findSnatFlow, placeSnatFlow, readSnatWays, removeSnatFlow, snatSetOfPort, snatPortsOfSet, snatSetOfFlow, type SnatSizes } from '../../src/datapath/snat_sets.js';
 import { replySizing } from '../../src/datapath/datapath.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 import { ipIn } from '../helpers/system.js';
@@ -45,6 +46,9 @@ export const TC_ACT_OK = 0;
 export const DROP = enums.xlb_drop_reason;
 export type DropReason = Exclude<keyof typeof DROP, 'XLB_DROP_REASON_MAX'>;
 
+/** Service flags: XLB_SVC_F_REMOTE, and a harness-only bit that leaves it out (a service whose backends are all local). */
+export const SVC_REMOTE = enums.xlb_service_flags.XLB_SVC_F_REMOTE;
+export const SVC_LOCAL_ONLY = 1 << 30;
 /** Backend flags. */
 export const BE_LOCAL = enums.xlb_backend_flags.XLB_BE_F_LOCAL;
 export const CT_SNAT = enums.xlb_ct_flags.XLB_CT_F_SNAT;
@@ -100,9 +104,9 @@ export class Datapath {
     private readonly xdpObj: BpfObject,
     private readonly tcObj: BpfObject | undefined,
     private readonly sockObj: BpfObject | undefined,
-    /** Sets of xlb_replies and elements of xlb_snat, as loaded. */
+    /** Sets of xlb_replies, and of xlb_snat_sets with the SNAT port range, as loaded. */
     readonly replySets: number,
-    readonly snatSlots: number,
+    readonly snat: SnatSizes,
   ) {
     this.ingress = xdpObj.program('xlb_xdp_ingress');
     this.egress = tcObj?.program('xlb_tc_egress');
@@ -134,7 +138,7 @@ export class Datapath {
     const hz = kernelHz(OBJ.clock);
     Object.assign(rodata, clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES));
     // Replies are placed by hash modulo these (xlb_replies.h); the harness reads them back the same way.
-    const sizing = replySizingOf(opts.maxEntries);
+    const sizing = replySizingOf(opts.maxEntries, { min: opts.snatPortMin ?? SNAT_MIN_DEFAULT, max: opts.snatPortMax ?? SNAT_MAX_DEFAULT });
     Object.assign(rodata, sizing.rodata);
     if (opts.floodLimit) rodata.xlb_flood_limit = opts.floodLimit;
     if (opts.eventsPerTick) rodata.xlb_events_per_tick = opts.eventsPerTick;
@@ -146,7 +150,7 @@ export class Datapath {
       xdpObj.load();
       if (opts.nextHopCache !== false) xdpObj.map('xlb_nh_gen').update(u32le(0), u32le(1));
       if (opts.withTc !== false) {
-        const tcRodata: Record<string, number | Buffer> = { ...clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES), ...sizing.rodata };
+        const tcRodata: Record<string, number | Buffer> = { ...clockRodata(hz, opts.conntrackLifetimes ?? DEFAULT_CONNTRACK_LIFETIMES), xlb_reply_sets: sizing.rodata.xlb_reply_sets };
         if (opts.floodLimit) tcRodata.xlb_flood_limit = opts.floodLimit;
         if (opts.hairpinAddr) {
           tcRodata.xlb_hairpin_addr = Buffer.alloc(4);
@@ -167,7 +171,7 @@ export class Datapath {
         for (const m of ['xlb_events', 'xlb_event_limit']) sockObj.reuseMap(m, xdpObj.map(m));
         sockObj.load();
       }
-      return new Datapath(pinRoot, xdpObj, tcObj, sockObj, sizing.rodata.xlb_reply_sets, sizing.rodata.xlb_snat_slots);
+      return new Datapath(pinRoot, xdpObj, tcObj, sockObj, sizing.rodata.xlb_reply_sets, { sets: sizing.rodata.xlb_snat_set_count, portMin: Number(rodata.xlb_snat_port_min ?? SNAT_MIN_DEFAULT), portMax: Number(rodata.xlb_snat_port_max ?? SNAT_MAX_DEFAULT) });
     } catch (e) {
       sockObj?.close();
       tcObj?.close();
@@ -188,7 +192,8 @@ export class Datapath {
    * cluster (default none).
    */
   addFrontend(addr: string, port: number, proto: number, serviceId: number, flags = 0, internalId = 0, affinityTimeout?: number): void {
-    const service: { id: number; flags: number; internal_id: number; affinity_timeout?: number } = { id: serviceId, flags, internal_id: internalId };
+    // XLB_SVC_F_REMOTE unless told otherwise (`local: true` in flags' place: SVC_LOCAL_ONLY): SNATed flows are looked for first.
+    const service: { id: number; flags: number; internal_id: number; affinity_timeout?: number } = { id: serviceId, flags: serviceId && !(flags & SVC_LOCAL_ONLY) ? flags | SVC_REMOTE : flags & ~SVC_LOCAL_ONLY, internal_id: internalId };
     if (affinityTimeout !== undefined) service.affinity_timeout = affinityTimeout;
     this.lbmaps.putFrontends([{ key: { addr, port, proto }, service }]);
   }
@@ -221,27 +226,60 @@ export class Datapath {
     this.lbmaps.deleteMaglevTables([serviceId]);
   }
 
+  /** The conntrack entry of a flow as stored: in xlb_conntrack, or for a SNATed flow in its set of xlb_snat_sets. */
+  private ctValue(flow: FlowKey): StructValue<'xlb_ct_entry'> | undefined {
+    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    if (v) return decode('xlb_ct_entry', v);
+    return findSnatFlow(this.map('xlb_snat_sets'), flow, this.snat)?.ct;
+  }
+
   /** Conntrack entry of a client -> frontend flow, if any (without its cached next hop, {@link nextHop}, and reply_seen, {@link replySeen}). */
   conntrack(flow: FlowKey): Omit<StructValue<'xlb_ct_entry'>, NextHopField> | undefined {
-    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    const v = this.ctValue(flow);
     if (!v) return undefined;
-    const { nh_gen, nh_ifindex, nh_dmac, nh_smac, nh_mtu, pad, reply_seen, ...rest } = decode('xlb_ct_entry', v);
+    const { nh_gen, nh_ifindex, nh_dmac, nh_smac, nh_mtu, pad, reply_seen, ...rest } = v;
     return rest;
   }
 
-  /** When a reply last found the flow's conntrack entry through xlb_reply_frontends (ticks; 0: never), if it has an entry. */
+  /** When a reply last found the flow's conntrack entry (through xlb_reply_frontends, or a SNATed flow's own) (ticks; 0: never), if it has an entry. */
   replySeen(flow: FlowKey): number | undefined {
-    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
-    return v && decode('xlb_ct_entry', v).reply_seen;
+    return this.ctValue(flow)?.reply_seen;
   }
 
   /** The next hop cached in a flow's conntrack entry (MACs as aa:bb:.. strings), if it has an entry. */
   nextHop(flow: FlowKey): { gen: number; ifindex: number; dmac: string; smac: string; mtu: number } | undefined {
-    const v = this.map('xlb_conntrack').lookup(flowKey(flow));
-    if (!v) return undefined;
+    let v = this.map('xlb_conntrack').lookup(flowKey(flow));
+    if (!v) {
+      const w = findSnatFlow(this.map('xlb_snat_sets'), flow, this.snat);
+      if (!w) return undefined;
+      const buf = this.map('xlb_snat_sets').lookup(u32le(w.set))!;
+      const at = structs.xlb_snat_set.fields.way.offset + w.way * structs.xlb_snat_flow.size + structs.xlb_snat_flow.fields.ct.offset;
+      v = buf.subarray(at, at + structs.xlb_ct_entry.size);
+    }
     const off = structs.xlb_ct_entry.fields;
     const mac = (o: number) => [...v.subarray(o, o + 6)].map((b) => b.toString(16).padStart(2, '0')).join(':');
     return { gen: v.readUInt32LE(off.nh_gen.offset), ifindex: v.readUInt32LE(off.nh_ifindex.offset), dmac: mac(off.nh_dmac.offset), smac: mac(off.nh_smac.offset), mtu: v.readUInt16LE(off.nh_mtu.offset) };
+  }
+
+  /** Every SNATed flow in xlb_snat_sets (not the pointers). */
+  snatFlows(): Array<{ flow: FlowKey; ct: StructValue<'xlb_ct_entry'>; set: number }> {
+    return readSnatWays(this.map('xlb_snat_sets')).filter((w) => !w.pointer).map((w) => ({ flow: w.flow, ct: w.ct, set: w.set }));
+  }
+
+  /** The set of xlb_snat_sets a flow lives in, and the SNAT ports that set gives (xlb_snat.h). */
+  snatHome(flow: FlowKey): { set: number; ports: number[] } {
+    const set = snatSetOfFlow(flow, this.snat.sets);
+    return { set, ports: snatPortsOfSet(set, this.snat) };
+  }
+
+  /** Forget a SNATed flow (and its pointer), as if its state were lost; whether it was there. */
+  dropSnatFlow(flow: FlowKey): boolean {
+    return removeSnatFlow(this.map('xlb_snat_sets'), this.snat, flow);
+  }
+
+  /** The set of xlb_snat_sets SNAT port `port` belongs to. */
+  snatSetOfPort(port: number): number {
+    return snatSetOfPort(port, this.snat);
   }
 
   /** Set the next-hop generation (xlb_nh_gen), as the agent bumps it. */
@@ -250,35 +288,53 @@ export class Datapath {
   }
 
   /**
-   * How the reply with this 5-tuple is restored, if it is (xlb_replies.h):
-   * its element of xlb_snat (a reply to a SNAT port), of its xlb_replies
-   * set, or its xlb_rnat entry (a set that was full).
+   * How the reply with this 5-tuple is restored, if it is: a reply to a
+   * SNAT port by its flow in xlb_snat_sets (xlb_snat.h; given in the shape
+   * of a reply element: SNAT, REPLIED once answered, `seen` its last
+   * reply or else its creation), else its element of its xlb_replies set, or
+   * its xlb_rnat entry (a set that was full).
    */
   rnat(reply: FlowKey): Omit<StructValue<'xlb_reply_slot'>, ReplyTupleField> | undefined {
+    const w = this.snatReply(reply);
+    if (w) {
+      return {
+        vip: w.flow.daddr,
+        client_addr: w.flow.saddr,
+        vip_port: w.flow.dport,
+        client_port: w.flow.sport,
+        service_id: w.ct.service_id,
+        flags: CT_SNAT | (w.ct.reply_seen ? CT_REPLIED : 0) | (w.ct.flags & enums.xlb_ct_flags.XLB_CT_F_CLOSING),
+        seen: w.ct.reply_seen || w.ct.seen,
+      };
+    }
     const at = this.replyPlace(reply);
     if (!at) return undefined;
     const { reply_saddr, reply_daddr, reply_sport, reply_dport, reply_proto, pad, ...rest } = decode('xlb_reply_slot', at.map.lookup(at.key)!);
     return rest;
   }
 
-  /** Where the element restoring `reply` is: map and key, or undefined. */
+  /** The SNATed flow a reply to a SNAT port restores to (through a pointer too), if any. */
+  snatReply(reply: FlowKey): { flow: FlowKey; ct: StructValue<'xlb_ct_entry'> } | undefined {
+    if (reply.dport < this.snat.portMin || reply.dport > this.snat.portMax) return undefined;
+    const set = snatSetOfPort(reply.dport, this.snat);
+    const w = readSnatWays(this.map('xlb_snat_sets')).find((x) => x.set === set && x.ct.snat_port === reply.dport && x.ct.backend_addr === reply.saddr && x.ct.backend_port === reply.sport && x.flow.proto === reply.proto);
+    if (!w) return undefined;
+    if (!w.pointer) return w;
+    const home = findSnatFlow(this.map('xlb_snat_sets'), w.flow, this.snat);
+    return home && home.ct.snat_port === reply.dport ? home : undefined;
+  }
+
+  /** Where the element restoring a (not SNATed) `reply` is: map and key, or undefined. */
   replyPlace(reply: FlowKey): { map: BpfMap; key: Buffer } | undefined {
     const is = (v: Buffer | undefined) => {
       if (!v) return false;
       const e = decode('xlb_reply_slot', v);
       return e.seen !== 0 && e.reply_saddr === reply.saddr && e.reply_daddr === reply.daddr && e.reply_sport === reply.sport && e.reply_dport === reply.dport && e.reply_proto === reply.proto;
     };
-    const snatKey = u32le(snatSlotOf(reply, this.snatSlots));
-    if (is(this.map('xlb_snat').lookup(snatKey))) return { map: this.map('xlb_snat'), key: snatKey };
     for (const key of this.replyWays(reply)) if (is(this.map('xlb_replies').lookup(key))) return { map: this.map('xlb_replies'), key };
     const v = this.map('xlb_rnat').lookup(flowKey(reply));
     if (v && decode('xlb_reply_slot', v).seen !== 0) return { map: this.map('xlb_rnat'), key: flowKey(reply) };
     return undefined;
-  }
-
-  /** The index of the xlb_snat element of a reply to a SNAT port. */
-  snatSlot(reply: FlowKey): number {
-    return snatSlotOf(reply, this.snatSlots);
   }
 
   /** Keys of the ways of the xlb_replies set of `reply`. */
@@ -287,8 +343,25 @@ export class Datapath {
     return Array.from({ length: REPLY_WAYS }, (_, i) => u32le(set * REPLY_WAYS + i));
   }
 
-  /** Write a conntrack entry directly (to age a flow in tests). */
+  /**
+   * Write a conntrack entry directly (to age a flow in tests): a SNATed
+   * one (flags SNAT) over its flow in xlb_snat_sets, or placed there with
+   * its port when it has none; others into xlb_conntrack.
+   */
   putConntrack(flow: FlowKey, entry: Partial<StructValue<'xlb_ct_entry'>>): void {
+    if ((entry.flags ?? 0) & CT_SNAT) {
+      const sets = this.map('xlb_snat_sets');
+      const w = findSnatFlow(sets, flow, this.snat);
+      if (!w) {
+        if (!placeSnatFlow(sets, this.snat, flow, { seen: this.nowTicks(), ...entry })) throw new Error(`no way for SNATed flow ${JSON.stringify(flow)}`);
+        return;
+      }
+      const buf = sets.lookup(u32le(w.set))!;
+      const at = structs.xlb_snat_set.fields.way.offset + w.way * structs.xlb_snat_flow.size + structs.xlb_snat_flow.fields.ct.offset;
+      encode('xlb_ct_entry', { ...w.ct, ...entry }, buf, at);
+      sets.update(u32le(w.set), buf);
+      return;
+    }
     this.map('xlb_conntrack').update(flowKey(flow), encode('xlb_ct_entry', entry));
   }
 
@@ -308,9 +381,9 @@ export class Datapath {
       reply_dport: reply.dport,
       reply_proto: reply.proto,
     });
+    if ((entry.flags ?? 0) & CT_SNAT) throw new Error('putRnat: a SNATed flow has no reply element (putConntrack with its snat_port)');
     const at = this.replyPlace(reply);
     if (at) return at.map.update(at.key, value);
-    if ((entry.flags ?? 0) & CT_SNAT) return this.map('xlb_snat').update(u32le(snatSlotOf(reply, this.snatSlots)), value);
     const ways = this.replyWays(reply);
     const free = ways.find((k) => decode('xlb_reply_slot', this.map('xlb_replies').lookup(k)!).seen === 0) ?? ways[0];
     this.map('xlb_replies').update(free, value);
@@ -353,18 +426,21 @@ type NextHopField = 'nh_gen' | 'nh_ifindex' | 'nh_dmac' | 'nh_smac' | 'nh_mtu' |
 type ReplyTupleField = 'reply_saddr' | 'reply_daddr' | 'reply_sport' | 'reply_dport' | 'reply_proto' | 'pad';
 export const CT_REPLIED = enums.xlb_ct_flags.XLB_CT_F_REPLIED;
 
-export { REPLY_WAYS, replyHash, snatSlotOf, snatPortOrder };
+export { REPLY_WAYS, replyHash };
 
 /**
  * The sizes and knobs the loader derives from the conntrack size
  * (replySizing, src/datapath/datapath.ts), with `over` on top; the flood
  * guard stays off unless a test sets it.
  */
-function replySizingOf(over: Record<string, number> = {}): { rodata: { xlb_reply_sets: number; xlb_snat_slots: number }; maxEntries: Record<string, number> } {
-  const fromLoader = replySizing(over.xlb_conntrack ?? XLB_CONNTRACK_DEFAULT, kernelHz(OBJ.clock), 0);
+function replySizingOf(over: Record<string, number> = {}, snatPorts: { min: number; max: number }): { rodata: { xlb_reply_sets: number; xlb_snat_set_count: number }; maxEntries: Record<string, number> } {
+  const fromLoader = replySizing(over.xlb_conntrack ?? XLB_CONNTRACK_DEFAULT, kernelHz(OBJ.clock), 0, snatPorts);
   const maxEntries = { ...fromLoader.maxEntries, ...over };
-  return { rodata: { xlb_reply_sets: Math.floor(maxEntries.xlb_replies / REPLY_WAYS), xlb_snat_slots: maxEntries.xlb_snat }, maxEntries };
+  return { rodata: { xlb_reply_sets: Math.floor(maxEntries.xlb_replies / REPLY_WAYS), xlb_snat_set_count: maxEntries.xlb_snat_sets }, maxEntries };
 }
+/** The SNAT port range's default (xlb_consts.h). */
+const SNAT_MIN_DEFAULT = 61000;
+const SNAT_MAX_DEFAULT = 65535;
 /** xlb_conntrack's size in the object (XLB_CONNTRACK_MAX of xdp/include/xlb_consts.h). */
 const XLB_CONNTRACK_DEFAULT = 131072;
 

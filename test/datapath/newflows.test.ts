@@ -22,7 +22,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_REPLIED, buildObjects, dropsDelta, xdpCtx, snatPortOrder, wireForwardingNetns, NETNS_MAC, flowKey, type FlowKey } from './harness.js';
+import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_REPLIED, buildObjects, dropsDelta, xdpCtx, wireForwardingNetns, NETNS_MAC, flowKey, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex, possibleCpus } from '../../src/datapath/bpf.js';
 import { enterNetns } from '../../src/util/netns.js';
@@ -262,35 +262,21 @@ describe('SYN-flood guard', () => {
 
 describe('SNAT ports near exhaustion', () => {
   const MIN = 61000;
-  const MAX = 61999; // 1000 ports: more than the 256 tries, so they are probed in a pseudo-random order
-  const RANGE = MAX - MIN + 1;
-  const reply = (port: number): FlowKey => ({ saddr: REMOTE.backend.addr, daddr: NODE, sport: REMOTE.backend.port, dport: port, proto: PROTO.TCP });
+  const MAX = 61999; // 1000 ports: 1000 sets of one port each, more than the 256 sets searched
 
-  /** Hold `ports` for live flows of other clients that the backend answers. */
+  /** Hold `ports` towards REMOTE's backend for live flows of other clients that the backend answers. */
   function hold(dp: Datapath, ports: number[]): void {
     const now = dp.nowTicks();
     ports.forEach((p, i) => {
       const owner: FlowKey = { saddr: '198.18.150.1', daddr: VIP, sport: 10000 + i, dport: REMOTE.port, proto: PROTO.TCP };
-      dp.putConntrack(owner, { backend_id: REMOTE.backend.id, backend_addr: REMOTE.backend.addr, backend_port: REMOTE.backend.port, snat_port: p, service_id: REMOTE.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now });
-      dp.putRnat(reply(p), { vip: VIP, client_addr: owner.saddr, vip_port: REMOTE.port, client_port: owner.sport, service_id: REMOTE.id, flags: CT_SNAT | CT_REPLIED, seen: now });
+      dp.putConntrack(owner, { backend_id: REMOTE.backend.id, backend_addr: REMOTE.backend.addr, backend_port: REMOTE.backend.port, snat_port: p, service_id: REMOTE.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now, reply_seen: now });
     });
-  }
-
-  /** Ports whose xlb_snat element is not another port's too (two ports hashing to one element cannot both be held: the test holds only ports with an element of their own). */
-  function ownElements(dp: Datapath): number[] {
-    const seen = new Map<number, number>();
-    for (let p = MIN; p <= MAX; p++) {
-      const key = dp.snatSlot(reply(p));
-      seen.set(key, (seen.get(key) ?? 0) + 1);
-    }
-    return Array.from({ length: RANGE }, (_, i) => MIN + i).filter((p) => seen.get(dp.snatSlot(reply(p))) === 1);
   }
 
   test('from 80 % to 90 % of the ports held, no SYN is dropped and each new flow gets a free port', () => {
     const dp = load({ snatPortMin: MIN, snatPortMax: MAX, withTc: false });
-    const ports = ownElements(dp);
-    assert.ok(ports.length >= RANGE * 0.99, 'nearly every port has an element of its own');
-    const held = new Set(ports.filter((_, i) => i % 5 !== 0)); // 80 %
+    const RANGE = MAX - MIN + 1;
+    const held = new Set(Array.from({ length: RANGE }, (_, i) => MIN + i).filter((_, i) => i % 5 !== 0)); // 80 %
     hold(dp, [...held]);
     const before = dp.drops();
     let n = 0;
@@ -311,13 +297,79 @@ describe('SNAT ports near exhaustion', () => {
   test('with every port held, a SYN drops as snat_exhausted', () => {
     const dp = load({ snatPortMin: MIN, snatPortMax: MIN + 299, withTc: false });
     const flow: FlowKey = { saddr: '198.18.161.1', daddr: VIP, sport: 30000, dport: REMOTE.port, proto: PROTO.TCP };
-    hold(dp, [...new Set(snatPortOrder(flowHash(flow), MIN, MIN + 299))]);
+    hold(dp, Array.from({ length: 300 }, (_, i) => MIN + i));
     const before = dp.drops();
     const input = packet(flow.saddr, flow.sport, REMOTE.port, TCP_FLAG.SYN);
     const r = run(dp, input);
     assert.equal(r.retval, XDP.DROP);
     assert.deepEqual(r.dataOut, input);
     assert.deepEqual(dropsDelta(before, dp.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
+  });
+});
+
+describe('SYN-flood guard on SNATed flows', () => {
+  const ESTABLISHED = 200;
+  const FLOOD = 5000;
+  /** 16 sets of 32 ways: 512 SNATed flows (a backend's 256 ports, 16 a set). */
+  const SETS = 16;
+  /** VIP:83/TCP, four remote backends through the ingress interface: the flood fills every way. */
+  const SPREAD = { id: 4, port: 83, backends: [10, 11, 12, 13].map((id) => ({ id, addr: `198.19.1.${id}`, port: 8083 })) };
+
+  /** ESTABLISHED answered SNATed flows to SPREAD's first backend (client 198.18.110.x), a flood of spoofed SYNs to SPREAD; the survivors. */
+  function flood(dp: Datapath): number {
+    for (const b of SPREAD.backends) dp.setBackend(b.id, { addr: b.addr, port: b.port, proto: PROTO.TCP });
+    dp.addFrontend(VIP, SPREAD.port, PROTO.TCP, SPREAD.id);
+    dp.setTable(SPREAD.id, SPREAD.backends.map((b) => b.id));
+    const b0 = SPREAD.backends[0];
+    const now = dp.nowTicks();
+    const flows: FlowKey[] = [];
+    for (let i = 0; flows.length < ESTABLISHED; i++) {
+      assert.ok(i < 10 * ESTABLISHED, 'room for the established flows');
+      const flow: FlowKey = { saddr: u32ToIp(ipToU32('198.18.110.0') + (i >> 8)), daddr: VIP, sport: 2000 + (i & 0xff), dport: SPREAD.port, proto: PROTO.TCP };
+      // a port of its set not held yet towards the backend
+      const port = dp.snatHome(flow).ports.find((p) => !dp.snatReply({ saddr: b0.addr, daddr: NODE, sport: b0.port, dport: p, proto: PROTO.TCP }));
+      if (port === undefined) continue;
+      dp.putConntrack(flow, { backend_id: b0.id, backend_addr: b0.addr, backend_port: b0.port, snat_port: port, service_id: SPREAD.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now - 30, reply_seen: now - 30 });
+      flows.push(flow);
+    }
+    for (let i = 0; i < FLOOD; i++) {
+      const { saddr, sport } = spoofed(i);
+      const r = run(dp, packet(saddr, sport, SPREAD.port, TCP_FLAG.SYN));
+      assert.ok(r.retval === XDP.TX || r.retval === XDP.DROP, `SYN ${i}: ${r.retval}`);
+    }
+    return flows.filter((f) => dp.conntrack(f) !== undefined).length;
+  }
+
+  test('on: spoofed SYNs to remote backends take no way of an answered flow', () => {
+    const dp = load({ floodLimit: 8, maxEntries: { xlb_snat_sets: SETS } });
+    assert.equal(dp.snat.sets, SETS);
+    assert.equal(flood(dp), ESTABLISHED, 'every established SNATed flow kept');
+  });
+
+  test('off: the same flood takes the ways of established flows from the full sets', () => {
+    const dp = load({ maxEntries: { xlb_snat_sets: SETS } });
+    const survivors = flood(dp);
+    assert.ok(survivors < ESTABLISHED, `${ESTABLISHED - survivors} of ${ESTABLISHED} established SNATed flows replaced`);
+  });
+});
+
+describe("a remote backend's next hop, shared by its new flows", () => {
+  test("a new flow takes the next hop the backend's first flow found, until the generation changes", () => {
+    const dp = load();
+    const flowOf = (sport: number): FlowKey => ({ saddr: '198.18.171.1', daddr: VIP, sport, dport: REMOTE.port, proto: PROTO.TCP });
+    const dmacOf = (r: { dataOut: Buffer }) => parsePacket(r.dataOut).eth.dst;
+    assert.equal(dmacOf(run(dp, packet('198.18.171.1', 6000, REMOTE.port, TCP_FLAG.SYN))), MAC.B, 'the first flow asks the FIB');
+    try {
+      ip('neigh', 'replace', '198.18.0.1', 'lladdr', '02:00:00:00:0b:98', 'dev', 'xlbA', 'nud', 'permanent');
+      const second = run(dp, packet('198.18.171.1', 6001, REMOTE.port, TCP_FLAG.SYN));
+      assert.equal(second.retval, XDP.TX);
+      assert.equal(dmacOf(second), MAC.B, "a new flow takes the backend's cached next hop (no FIB lookup)");
+      assert.equal(dp.nextHop(flowOf(6001))!.dmac, MAC.B, 'and caches it in its own entry');
+      dp.setNextHopGeneration(3);
+      assert.equal(dmacOf(run(dp, packet('198.18.171.1', 6002, REMOTE.port, TCP_FLAG.SYN))), '02:00:00:00:0b:98', 'asked again in the new generation');
+    } finally {
+      ip('neigh', 'replace', '198.18.0.1', 'lladdr', MAC.B, 'dev', 'xlbA', 'nud', 'permanent');
+    }
   });
 });
 

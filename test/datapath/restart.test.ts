@@ -16,15 +16,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Datapath, uninstallDatapath, type DatapathOptions } from '../../src/datapath/datapath.js';
 import { BpfMap, BPF_MAP_TYPE, PIN_BASE, xdpProgramId } from '../../src/datapath/bpf.js';
-import { decode, u32Key } from '../../src/datapath/codec.js';
-import { snatSlotOf } from '../../src/datapath/replies.js';
+import { decode, encode } from '../../src/datapath/codec.js';
+import { findSnatFlow, readSnatWays, snatSetOfPort } from '../../src/datapath/snat_sets.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { fingerprint, layoutOf, recordLayout } from '../../src/datapath/layout.js';
 import { ServiceController } from '../../src/services/controller.js';
 import { normalizeObjects } from '../../src/sources/normalize.js';
 import { createCgroup, ensureCgroup2Root, removeCgroup } from '../../src/util/cgroup.js';
 import { enterNetns } from '../../src/util/netns.js';
-import { buildObjects, flowKey } from './harness.js';
+import { buildObjects, flowKey, CT_SNAT, CT_ESTABLISHED } from './harness.js';
 import { tcpPacket, TCP_FLAG } from '../helpers/packet.js';
 import { removeNetns } from '../helpers/system.js';
 
@@ -177,9 +177,17 @@ describe('a restart is not an uninstall', () => {
     }
   });
 
-  test("an upgrade from the reverse NAT map of one LRU for every reply moves SNAT ports to the xlb_snat elements the datapath reads and keeps local flows' entries", () => {
-    // The layout of xlb_rnat before replies had elements of their own: keyed
-    // by the reply's 5-tuple, valued without it (24 bytes).
+  test("an upgrade from an agent that kept SNATed flows in xlb_conntrack moves them, with their ports, into xlb_snat_sets; local flows' replies stay", () => {
+    // An older agent: SNATed flows in xlb_conntrack, their ports in xlb_snat,
+    // and xlb_rnat keyed by the reply's 5-tuple, valued without it (24 bytes).
+    const backend = '198.19.2.10';
+    const snatFlow = { saddr: '192.0.2.9', daddr: VIP, sport: 45000, dport: 80, proto: 6 };
+    const ct = BpfMap.openPinned(path.join(pinDir, conntrackPin()));
+    ct.update(flowKey(snatFlow), encode('xlb_ct_entry', { backend_id: 7, backend_addr: backend, backend_port: 8080, snat_port: 62000, service_id: 1, flags: CT_SNAT | CT_ESTABLISHED, seen: 5 }));
+    ct.close();
+    const retired = BpfMap.create({ type: BPF_MAP_TYPE.ARRAY, name: 'xlb_snat', keySize: 4, valueSize: 40, maxEntries: 16 });
+    retired.pin(path.join(pinDir, 'xlb_snat_v0123456789abcdef'));
+    retired.close();
     const rnatPin = fs.readdirSync(pinDir).find((f) => f.startsWith('xlb_rnat_v'));
     if (rnatPin) fs.rmSync(path.join(pinDir, rnatPin));
     const key = layoutOf('xlb_rnat', { type: BPF_MAP_TYPE.LRU_HASH, keySize: 16, valueSize: 24, flags: 0 }).key;
@@ -192,7 +200,6 @@ describe('a restart is not an uninstall', () => {
     recordLayout(layouts, oldFp, old);
     layouts.close();
     const legacy = BpfMap.create({ type: BPF_MAP_TYPE.LRU_HASH, name: 'xlb_rnat', keySize: 16, valueSize: 24, maxEntries: 4096 });
-    const backend = '198.19.2.10';
     const reply = { saddr: backend, daddr: NODE, sport: 8080, dport: 62000, proto: 6 };
     const v = Buffer.alloc(24);
     v.writeUInt32BE(ipToU32(VIP), 0);
@@ -200,8 +207,8 @@ describe('a restart is not an uninstall', () => {
     v.writeUInt16BE(80, 8);
     v.writeUInt16BE(45000, 10);
     v.writeUInt32LE(1, 12);
-    v.writeUInt32LE(1 /* SNAT */, 16);
-    v.writeUInt32LE(1 /* any tick: alive by its flow, below */, 20);
+    v.writeUInt32LE(CT_SNAT, 16);
+    v.writeUInt32LE(1, 20);
     legacy.update(flowKey(reply), v);
     const local = { saddr: '198.19.1.11', daddr: '192.0.2.9', sport: 8080, dport: 45001, proto: 6 };
     v.writeUInt16BE(45001, 10);
@@ -213,15 +220,22 @@ describe('a restart is not an uninstall', () => {
     const dp = Datapath.start(options({ conntrackSize: 4096 }));
     try {
       assert.equal(dp.restored.find((r) => r.map === 'xlb_rnat')!.outcome, 'migrated');
-      const snat = dp.restored.find((r) => r.map === 'xlb_snat')!;
-      assert.equal(snat.entries, 1, 'the SNAT port moved to xlb_snat');
-      const slots = dp.lbmaps.maps.conntrack.maxEntries * 2;
-      const objs = dp as unknown as { xdpObj: { map(n: string): BpfMap; program(n: string): { testRun(b: Buffer, o?: object): { retval: number; dataOut: Buffer } } } };
-      const e = decode('xlb_reply_slot', objs.xdpObj.map('xlb_snat').lookup(u32Key(snatSlotOf(reply, slots)))!);
-      assert.deepEqual({ vip: e.vip, client: e.client_addr, port: e.client_port, tuple: [e.reply_saddr, e.reply_dport] }, { vip: VIP, client: '192.0.2.9', port: 45000, tuple: [backend, 62000] });
-      assert.equal(objs.xdpObj.map('xlb_rnat').lookup(flowKey(reply)), undefined, 'and left the LRU');
+      const sets = dp.restored.find((r) => r.map === 'xlb_snat_sets')!;
+      assert.deepEqual([sets.outcome, sets.entries], ['migrated', 1], sets.reason);
+      const objs = dp as unknown as { xdpObj: { map(n: string): BpfMap } };
+      const setsMap = objs.xdpObj.map('xlb_snat_sets');
+      const sizes = { sets: setsMap.maxEntries, portMin: 61000, portMax: 65535 };
+      const moved = findSnatFlow(setsMap, snatFlow, sizes)!;
+      assert.deepEqual({ port: moved.ct.snat_port, backend: moved.ct.backend_addr, flags: moved.ct.flags }, { port: 62000, backend, flags: CT_SNAT | CT_ESTABLISHED }, 'the flow keeps its port');
+      // Its reply finds it: the flow itself, or the pointer in the port's set.
+      const portSet = snatSetOfPort(62000, sizes);
+      const holder = readSnatWays(setsMap).find((w) => w.set === portSet && w.ct.snat_port === 62000 && w.ct.backend_addr === backend);
+      assert.ok(holder && (holder.pointer ? holder.flow.sport === 45000 : holder.set === moved.set));
+      assert.equal(dp.lbmaps.maps.conntrack.lookup(flowKey(snatFlow)), undefined, 'and left xlb_conntrack');
+      assert.equal(objs.xdpObj.map('xlb_rnat').lookup(flowKey(reply)), undefined, "the old SNAT reply entry is gone");
       const kept = decode('xlb_reply_slot', objs.xdpObj.map('xlb_rnat').lookup(flowKey(local))!);
       assert.deepEqual([kept.reply_saddr, kept.reply_dport, kept.client_port], ['198.19.1.11', 45001, 45001], 'a local flow\'s entry stays, with its tuple');
+      assert.ok(!fs.readdirSync(pinDir).some((f) => /^xlb_snat_v/.test(f)), 'the retired xlb_snat pin is removed');
     } finally {
       dp.stop();
     }

@@ -8,7 +8,7 @@
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
+import { Datapath, XDP, TC_ACT_OK, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, ticks, buildObjects, dropsDelta, type DropReason, type FlowKey } from './harness.js';
 import { predictBackend } from '../../src/maglev/flowhash.js';
 import { enums } from '../../src/datapath/codec.js';
 import { waitFor } from '../../src/util/wait.js';
@@ -498,7 +498,8 @@ describe('xlb_tc_egress', () => {
     assert.deepEqual(r1.dataOut, unknown);
 
     const snatReply: FlowKey = { saddr: '198.19.9.9', daddr: NODE, sport: 8080, dport: 61000, proto: PROTO.TCP };
-    dp.putRnat(snatReply, { vip: VIP, client_addr: CLIENT, vip_port: 80, client_port: 5555, service_id: 1, flags: 1 });
+    dp.putConntrack({ saddr: CLIENT, daddr: VIP, sport: 5555, dport: 80, proto: PROTO.TCP }, { backend_id: 9, backend_addr: snatReply.saddr, backend_port: 8080, snat_port: 61000, service_id: 1, flags: CT_SNAT });
+    assert.ok(dp.snatReply(snatReply), 'the SNATed flow is there for its reply');
     const pkt = tcpPacket({ ip: { src: snatReply.saddr, dst: NODE }, tcp: { sport: 8080, dport: 61000, flags: TCP_FLAG.ACK } });
     const r2 = dp.egress!.testRun(pkt);
     assert.equal(r2.retval, TC_ACT_OK);

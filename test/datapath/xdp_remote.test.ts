@@ -19,7 +19,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, flowKey, xdpCtx, snatPortOrder, wireForwardingNetns, NETNS_MAC, type FlowKey } from './harness.js';
+import { Datapath, XDP, CT_SNAT, CT_ESTABLISHED, CT_CLOSING, CT_REPLIED, ticks, buildObjects, dropsDelta, xdpCtx, wireForwardingNetns, NETNS_MAC, type FlowKey } from './harness.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex } from '../../src/datapath/bpf.js';
 import { enums } from '../../src/datapath/codec.js';
@@ -78,10 +78,8 @@ before(() => {
 
 after(() => leaveAndRemoveNetns(NS, leave, () => dp?.close()));
 
-/** The SNAT ports the datapath tries for `flow`, in order (xlb_snat_port_alloc). */
-const snatOrder = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number[] => snatPortOrder(flowHash(flow), min, max);
-/** The SNAT port the datapath's first try gives `flow`. */
-const predictedSnatPort = (flow: FlowKey, min = SNAT_MIN, max = SNAT_MAX): number => snatOrder(flow, min, max)[0];
+/** The SNAT port a new flow takes when its set holds none towards its backend: the first port of its set (xlb_snat.h). */
+const predictedSnatPort = (flow: FlowKey, d: Datapath = dp!): number => d.snatHome(flow).ports[0];
 
 /** Run the XDP program as if the frame arrived on `ifindex`. */
 function ingress(frame: Buffer, ifindex = ifA) {
@@ -249,60 +247,78 @@ describe('remote backend edge cases', () => {
     assert.deepEqual(dropsDelta(before, dp!.drops()), {});
   });
 
-  /** Hold SNAT port `port` towards CROWDED's backend for a live flow of another client (`clientPort`). */
-  const holdPort = (d: Datapath, port: number, clientPort: number) =>
-    d.putRnat(
-      { saddr: CROWDED.backend.addr, daddr: NODE, sport: CROWDED.backend.port, dport: port, proto: PROTO.TCP },
-      { vip: VIP, client_addr: '192.0.2.99', vip_port: CROWDED.port, client_port: clientPort, service_id: CROWDED.id, flags: CT_SNAT | CT_REPLIED, seen: d.nowTicks() },
+  /** Hold SNAT port `port` towards CROWDED's backend for a live, answered flow of another client (`clientPort`). */
+  const holdPort = (d: Datapath, port: number, clientPort: number, state: { flags?: number; seen?: number; reply_seen?: number } = {}) => {
+    const now = d.nowTicks();
+    d.putConntrack(
+      { saddr: '192.0.2.99', daddr: VIP, sport: clientPort, dport: CROWDED.port, proto: PROTO.TCP },
+      { backend_id: CROWDED.backend.id, backend_addr: CROWDED.backend.addr, backend_port: CROWDED.backend.port, snat_port: port, service_id: CROWDED.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now, reply_seen: now, ...state, ...(state.flags !== undefined ? { flags: CT_SNAT | state.flags } : {}) },
     );
+  };
 
-  test('a taken SNAT port moves the flow to the next one; XLB_SNAT_RETRIES taken ports drop with snat_exhausted', () => {
-    const sport = freshPort();
-    const order = snatOrder({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP });
-    holdPort(dp!, order[0], 1000);
-    const r = ingress(syn(CROWDED.port, sport));
-    assert.equal(r.retval, XDP.TX);
-    assert.equal(parsePacket(r.dataOut).l4!.sport, order.find((p) => p !== order[0]));
+  /** A datapath of its own with CROWDED alone and a SNAT range of `range` ports: as many sets, one port each. */
+  function crowded(range: number): Datapath {
+    const own = Datapath.load({ nodeAddr: NODE, snatPortMin: SNAT_MIN, snatPortMax: SNAT_MIN + range - 1, withTc: false });
+    own.setBackend(CROWDED.backend.id, { addr: CROWDED.backend.addr, port: CROWDED.backend.port, proto: PROTO.TCP });
+    own.addFrontend(VIP, CROWDED.port, PROTO.TCP, CROWDED.id);
+    own.setTable(CROWDED.id, [CROWDED.backend.id]);
+    assert.equal(own.snat.sets, range);
+    return own;
+  }
 
-    const sport2 = freshPort();
-    const flow2: FlowKey = { saddr: CLIENT, daddr: VIP, sport: sport2, dport: CROWDED.port, proto: PROTO.TCP };
-    // Every port it tries (the sequence may repeat one) held by a live flow.
-    new Set(snatOrder(flow2)).forEach((p) => holdPort(dp!, p, 2000 + (p % 20000)));
-    const before = dp!.drops();
-    const input = syn(CROWDED.port, sport2);
-    const r2 = ingress(input);
-    assert.equal(r2.retval, XDP.DROP);
-    assert.deepEqual(r2.dataOut, input);
-    assert.deepEqual(dropsDelta(before, dp!.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
-    // A range larger than the tries is not searched to its end.
-    assert.equal(dp!.conntrack(flow2), undefined);
-  });
-
-  test('a range of fewer ports than tries is searched whole, each port once: its last free port is found', () => {
-    const min = 61000;
-    const max = min + 15; // the 16 ports of lab-snat.test.ts
-    const range = max - min + 1;
-    assert.ok(range < enums.xlb_limits.XLB_SNAT_RETRIES);
-    assert.deepEqual(snatPortOrder(12345, min, max), Array.from({ length: range }, (_, k) => min + ((12345 % range) + k) % range), 'walked from hash % range');
-    const own = Datapath.load({ nodeAddr: NODE, snatPortMin: min, snatPortMax: max, withTc: false });
+  test("a port of the flow's set held towards its backend sends the flow to another set's port, which leads its replies back; every port held drops with snat_exhausted", () => {
+    const own = crowded(256);
     try {
-      own.setBackend(CROWDED.backend.id, { addr: CROWDED.backend.addr, port: CROWDED.backend.port, proto: PROTO.TCP });
-      own.addFrontend(VIP, CROWDED.port, PROTO.TCP, CROWDED.id);
-      own.setTable(CROWDED.id, [CROWDED.backend.id]);
       const run = (frame: Buffer) => own.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifA) });
       const sport = freshPort();
-      const order = snatOrder({ saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP }, min, max);
-      const portAt = (k: number) => order[k];
-      // Every port but the one tried last is held by a live flow.
-      for (let k = 0; k < range - 1; k++) holdPort(own, portAt(k), 3000 + k);
+      const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP };
+      const home = own.snatHome(flow);
+      assert.deepEqual(home.ports, [predictedSnatPort(flow, own)], 'one port a set');
+      holdPort(own, home.ports[0], 1000);
       const r = run(syn(CROWDED.port, sport));
-      assert.equal(r.retval, XDP.TX, 'the SYN is forwarded, not dropped');
-      assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(range - 1), 'the one free port, the 16th tried');
+      assert.equal(r.retval, XDP.TX);
+      const port = parsePacket(r.dataOut).l4!.sport;
+      assert.notEqual(port, home.ports[0]);
+      assert.ok(port >= SNAT_MIN && port < SNAT_MIN + 256);
+      assert.equal(own.conntrack(flow)!.snat_port, port, 'the flow lives in its own set with the other set\'s port');
+      const reply = tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: CROWDED.backend.addr, dst: NODE }, tcp: { sport: CROWDED.backend.port, dport: port, flags: TCP_FLAG.SYN | TCP_FLAG.ACK } });
+      const back = parsePacket(run(reply).dataOut);
+      assert.deepEqual({ dst: back.ip!.dst, dport: back.l4!.dport, src: back.ip!.src }, { dst: CLIENT, dport: sport, src: VIP }, 'the reply, through the pointer');
 
+      // Every port held by a live flow: the next SYN drops.
+      let k = 0;
+      for (let p = SNAT_MIN; p < SNAT_MIN + 256; p++) if (p !== home.ports[0] && p !== port) holdPort(own, p, 2000 + k++);
       const sport2 = freshPort();
       const before = own.drops();
       const input = syn(CROWDED.port, sport2);
       const r2 = run(input);
+      const got = parsePacket(r2.dataOut).l4!.sport;
+      assert.equal(r2.retval, XDP.DROP, `dropped, not sent from port ${got}`);
+      assert.deepEqual(r2.dataOut, input);
+      assert.deepEqual(dropsDelta(before, own.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
+      assert.equal(own.conntrack({ ...flow, sport: sport2 }), undefined);
+    } finally {
+      own.close();
+    }
+  });
+
+  test('a range of fewer sets than tries is searched whole: its last free port is found', () => {
+    const range = 16; // the 16 ports of lab-snat.test.ts
+    assert.ok(range < enums.xlb_limits.XLB_SNAT_RETRIES);
+    const own = crowded(range);
+    try {
+      const run = (frame: Buffer) => own.ingress.testRun(frame, { ctxIn: xdpCtx(frame.length, ifA) });
+      const sport = freshPort();
+      const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: CROWDED.port, proto: PROTO.TCP };
+      // Every port but the one of the set searched last (the one before the flow's own) is held.
+      const last = SNAT_MIN + ((own.snatHome(flow).set + range - 1) % range);
+      for (let p = SNAT_MIN; p < SNAT_MIN + range; p++) if (p !== last) holdPort(own, p, 3000 + p - SNAT_MIN);
+      const r = run(syn(CROWDED.port, sport));
+      assert.equal(r.retval, XDP.TX, 'the SYN is forwarded, not dropped');
+      assert.equal(parsePacket(r.dataOut).l4!.sport, last, 'the one free port, in the set searched last');
+
+      const before = own.drops();
+      const r2 = run(syn(CROWDED.port, freshPort()));
       assert.equal(r2.retval, XDP.DROP, 'all 16 held now');
       assert.deepEqual(dropsDelta(before, own.drops()), { XLB_DROP_SNAT_EXHAUSTED: 1 });
     } finally {
@@ -310,59 +326,64 @@ describe('remote backend edge cases', () => {
     }
   });
 
-  test('a flow whose conntrack entry was lost gets its own SNAT port back', () => {
+  test('a flow whose state was lost gets its own SNAT port back', () => {
     const sport = freshPort();
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_A.port, proto: PROTO.TCP };
     const r1 = ingress(syn(VIA_A.port, sport));
     const port1 = parsePacket(r1.dataOut).l4!.sport;
-    assert.ok(dp!.map('xlb_conntrack').delete(flowKey(flow)));
+    assert.ok(dp!.dropSnatFlow(flow));
+    assert.equal(dp!.conntrack(flow), undefined);
     const r2 = ingress(syn(VIA_A.port, sport, { flags: TCP_FLAG.ACK }));
     assert.equal(r2.retval, XDP.TX);
     assert.equal(parsePacket(r2.dataOut).l4!.sport, port1);
   });
+
+  test('a SYN sent again keeps its flow, way and port (no second element)', () => {
+    const sport = freshPort();
+    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: VIA_A.port, proto: PROTO.TCP };
+    const p1 = parsePacket(ingress(syn(VIA_A.port, sport)).dataOut).l4!.sport;
+    const p2 = parsePacket(ingress(syn(VIA_A.port, sport)).dataOut).l4!.sport;
+    assert.equal(p2, p1);
+    assert.equal(dp!.snatFlows().filter((f) => f.flow.sport === sport && f.flow.saddr === CLIENT).length, 1);
+  });
 });
 
+/** Service 17: VIP:93/TCP, the reuse tests' own backend and ports. */
+const REUSE = { id: 17, port: 93, backend: { id: 7, addr: '198.19.1.70', port: 7070 } };
+
+/**
+ * A new flow whose set's ports are all held towards the backend, the first
+ * by another flow (client 192.0.2.90:`ownerPort`) in the given state: it
+ * last saw a reply `replyAge` ticks ago and the client `clientAge` ago
+ * (`replyAge` when left out; a reply age of -1: never answered).
+ * Returns the port the new flow got and the port it wanted.
+ */
+function contend(o: { flags: number; replyAge: number; clientAge?: number; ownerPort: number; d?: Datapath; svc?: typeof REUSE }): { got: number; wanted: number; sport: number } {
+  const d = o.d ?? dp!;
+  const svc = o.svc ?? REUSE;
+  const now = d.nowTicks();
+  const sport = freshPort();
+  const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: svc.port, proto: PROTO.TCP };
+  const [wanted, ...others] = d.snatHome(flow).ports;
+  const hold = (port: number, clientPort: number, state: { flags: number; seen: number; reply_seen: number }) =>
+    d.putConntrack(
+      { saddr: '192.0.2.90', daddr: VIP, sport: clientPort, dport: svc.port, proto: PROTO.TCP },
+      { backend_id: svc.backend.id, backend_addr: svc.backend.addr, backend_port: svc.backend.port, snat_port: port, service_id: svc.id, ...state, flags: CT_SNAT | state.flags },
+    );
+  hold(wanted, o.ownerPort, { flags: o.flags, seen: now - (o.clientAge ?? o.replyAge), reply_seen: o.replyAge < 0 ? 0 : now - o.replyAge });
+  // The set's other ports held by live flows.
+  others.forEach((p, k) => hold(p, o.ownerPort + 100 * (k + 1), { flags: CT_ESTABLISHED, seen: now, reply_seen: now }));
+  const r = d.ingress.testRun(syn(svc.port, sport), { ctxIn: xdpCtx(54, ifA) });
+  assert.equal(r.retval, XDP.TX);
+  return { got: parsePacket(r.dataOut).l4!.sport, wanted, sport };
+}
 describe('SNAT ports of flows that are over are reused', () => {
-  /** Service 17: VIP:93/TCP, this block's own backend and ports. */
-  const REUSE = { id: 17, port: 93, backend: { id: 7, addr: '198.19.1.70', port: 7070 } };
   before(() => {
     dp!.setBackend(REUSE.backend.id, { addr: REUSE.backend.addr, port: REUSE.backend.port, proto: PROTO.TCP });
     dp!.addFrontend(VIP, REUSE.port, PROTO.TCP, REUSE.id);
     dp!.setTable(REUSE.id, [REUSE.backend.id, REUSE.backend.id, REUSE.backend.id]);
   });
 
-  /**
-   * A new flow whose first SNAT port is held by another flow (client
-   * 192.0.2.90:`ownerPort`) in the given state: its reverse NAT entry last
-   * saw a reply `replyAge` s ago and, unless `ownerCt` is false, its
-   * conntrack entry (the port's owner) last saw the client `clientAge` s ago.
-   * Returns the port the new flow got and the port it wanted.
-   */
-  function contend(o: { flags: number; replyAge: number; clientAge?: number; ownerCt?: boolean; ownerPort: number }): { got: number; wanted: number; sport: number; next: number } {
-    const now = dp!.nowTicks();
-    const sport = freshPort();
-    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
-    const wanted = predictedSnatPort(flow);
-    const owner: FlowKey = { saddr: '192.0.2.90', daddr: VIP, sport: o.ownerPort, dport: REUSE.port, proto: PROTO.TCP };
-    dp!.putRnat(
-      { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: wanted, proto: PROTO.TCP },
-      { vip: VIP, client_addr: owner.saddr, vip_port: REUSE.port, client_port: owner.sport, service_id: REUSE.id, flags: CT_SNAT | CT_REPLIED | (o.flags & CT_CLOSING), seen: now - o.replyAge },
-    );
-    if (o.ownerCt !== false) {
-      dp!.putConntrack(owner, {
-        backend_id: REUSE.backend.id,
-        backend_addr: REUSE.backend.addr,
-        backend_port: REUSE.backend.port,
-        snat_port: wanted,
-        service_id: REUSE.id,
-        flags: CT_SNAT | o.flags,
-        seen: now - (o.clientAge ?? o.replyAge),
-      });
-    }
-    const r = ingress(syn(REUSE.port, sport));
-    assert.equal(r.retval, XDP.TX);
-    return { got: parsePacket(r.dataOut).l4!.sport, wanted, sport, next: snatOrder(flow)[1] };
-  }
   // lifetimes and ages in ticks of the datapath's clock (~1.07 s)
   const FIN = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_FIN);
   const SYN_ONLY = ticks(enums.xlb_limits.XLB_CT_TIMEOUT_TCP_SYN);
@@ -371,65 +392,71 @@ describe('SNAT ports of flows that are over are reused', () => {
     const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: FIN + 2, ownerPort: 3001 });
     assert.equal(c.got, c.wanted);
     const entry = dp!.rnat({ saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: c.got, proto: PROTO.TCP })!;
-    assert.deepEqual({ client: entry.client_addr, port: entry.client_port, flags: entry.flags }, { client: CLIENT, port: c.sport, flags: CT_SNAT }, 'the entry is the new flow\'s');
+    assert.deepEqual({ client: entry.client_addr, port: entry.client_port, flags: entry.flags }, { client: CLIENT, port: c.sport, flags: CT_SNAT }, 'the port is the new flow\'s');
     assert.ok(Math.abs(entry.seen - dp!.nowTicks()) <= 1);
   });
 
-  test('a closing flow that replied within the FIN lifetime keeps its port', () => {
+  test('a closing flow that replied within the FIN lifetime keeps its port while another can be had', () => {
     const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: FIN - 5, clientAge: FIN + 2, ownerPort: 3002 });
-    assert.equal(c.got, c.next);
+    assert.notEqual(c.got, c.wanted);
   });
 
   test('an established flow silent for minutes keeps its port (its lifetime is hours)', () => {
     const c = contend({ flags: CT_ESTABLISHED, replyAge: 600, ownerPort: 3003 });
-    assert.equal(c.got, c.next);
+    assert.notEqual(c.got, c.wanted);
   });
 
-  test('a port whose flow lost its conntrack entry is reused once replies have stopped for the SYN lifetime, not before', () => {
-    const kept = contend({ flags: 0, replyAge: SYN_ONLY - 10, ownerCt: false, ownerPort: 3004 });
-    assert.equal(kept.got, kept.next);
-    const taken = contend({ flags: 0, replyAge: SYN_ONLY + 2, ownerCt: false, ownerPort: 3005 });
+  test('a flow never answered keeps its port for the SYN lifetime, not longer', () => {
+    const kept = contend({ flags: 0, replyAge: -1, clientAge: SYN_ONLY - 10, ownerPort: 3004 });
+    assert.notEqual(kept.got, kept.wanted);
+    const taken = contend({ flags: 0, replyAge: -1, clientAge: SYN_ONLY + 2, ownerPort: 3005 });
     assert.equal(taken.got, taken.wanted);
   });
 
-  test('when every try is held, the port of the closed flow silent the longest is taken instead of dropping the SYN', () => {
-    const now = dp!.nowTicks();
-    const sport = freshPort();
-    const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
-    // One per port tried, all closed a while ago, none for the FIN lifetime; the 5th the longest.
-    const ports = [...new Set(snatOrder(flow))];
-    const portAt = (k: number) => ports[k];
-    const idle = ports.map((_, k) => (k === 4 ? 6 : [3, 4, 3, 2][k % 4]));
-    assert.ok(Math.max(...idle) < FIN && Math.min(...idle) >= ticks(enums.xlb_limits.XLB_SNAT_CLOSED_REUSE));
-    idle.forEach((age, k) =>
-      dp!.putRnat(
-        { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: portAt(k), proto: PROTO.TCP },
-        { vip: VIP, client_addr: '192.0.2.92', vip_port: REUSE.port, client_port: 5000 + k, service_id: REUSE.id, flags: CT_SNAT | CT_REPLIED | CT_CLOSING, seen: now - age },
-      ),
-    );
-    const before = dp!.drops();
-    const r = ingress(syn(REUSE.port, sport));
-    assert.equal(r.retval, XDP.TX);
-    assert.equal(parsePacket(r.dataOut).l4!.sport, portAt(4), 'the port idle for 6 s');
-    assert.deepEqual(dropsDelta(before, dp!.drops()), {});
-    assert.equal(dp!.conntrack(flow)!.snat_port, portAt(4));
+  test('when every port is held, the port of a closed flow of its own set silent for a while is taken instead of dropping the SYN', () => {
+    const range = 16;
+    const own = Datapath.load({ nodeAddr: NODE, snatPortMin: SNAT_MIN, snatPortMax: SNAT_MIN + range - 1, withTc: false });
+    try {
+      own.setBackend(REUSE.backend.id, { addr: REUSE.backend.addr, port: REUSE.backend.port, proto: PROTO.TCP });
+      own.addFrontend(VIP, REUSE.port, PROTO.TCP, REUSE.id);
+      own.setTable(REUSE.id, [REUSE.backend.id]);
+      const now = own.nowTicks();
+      const sport = freshPort();
+      const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
+      const mine = own.snatHome(flow).ports[0];
+      // Every port held by a flow that closed a while ago, none for the FIN lifetime.
+      for (let k = 0; k < range; k++) {
+        own.putConntrack(
+          { saddr: '192.0.2.92', daddr: VIP, sport: 5000 + k, dport: REUSE.port, proto: PROTO.TCP },
+          { backend_id: REUSE.backend.id, backend_addr: REUSE.backend.addr, backend_port: REUSE.backend.port, snat_port: SNAT_MIN + k, service_id: REUSE.id, flags: CT_SNAT | CT_ESTABLISHED | CT_CLOSING, seen: now - 4, reply_seen: now - 4 },
+        );
+      }
+      assert.ok(4 < FIN && 4 >= ticks(enums.xlb_limits.XLB_SNAT_CLOSED_REUSE));
+      const before = own.drops();
+      const r = own.ingress.testRun(syn(REUSE.port, sport), { ctxIn: xdpCtx(54, ifA) });
+      assert.equal(r.retval, XDP.TX);
+      assert.equal(parsePacket(r.dataOut).l4!.sport, mine, "the closed flow's port of the flow's own set");
+      assert.deepEqual(dropsDelta(before, own.drops()), {});
+      assert.equal(own.conntrack(flow)!.snat_port, mine);
+    } finally {
+      own.close();
+    }
   });
 
-  test("a backend's FIN marks the reverse NAT entry closing and its replies refresh it", () => {
+  test("a backend's FIN marks the flow closing and its replies refresh it", () => {
     const sport = freshPort();
     const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: REUSE.port, proto: PROTO.TCP };
     const r = ingress(syn(REUSE.port, sport));
     assert.equal(r.retval, XDP.TX);
     const port = dp!.conntrack(flow)!.snat_port;
-    const key = { saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: port, proto: PROTO.TCP };
-    dp!.putRnat(key, { ...dp!.rnat(key)!, seen: 7 });
+    dp!.putConntrack(flow, { reply_seen: 7, flags: CT_SNAT });
     const fin = tcpPacket({ eth: { src: MAC.B, dst: MAC.A }, ip: { src: REUSE.backend.addr, dst: NODE }, tcp: { sport: REUSE.backend.port, dport: port, flags: TCP_FLAG.FIN | TCP_FLAG.ACK } });
     const out = ingress(fin);
     assert.equal(out.retval, XDP.TX);
     assert.equal(parsePacket(out.dataOut).ip!.src, VIP, 'restored');
-    const e = dp!.rnat(key)!;
+    const e = dp!.rnat({ saddr: REUSE.backend.addr, daddr: NODE, sport: REUSE.backend.port, dport: port, proto: PROTO.TCP })!;
     assert.equal(e.flags, CT_SNAT | CT_REPLIED | CT_CLOSING);
-    assert.ok(Math.abs(e.seen - dp!.nowTicks()) <= 1);
+    assert.ok(Math.abs(dp!.replySeen(flow)! - dp!.nowTicks()) <= 1);
   });
 });
 
@@ -441,16 +468,8 @@ describe('conntrack lifetimes are the loader\'s to set', () => {
       own.setBackend(svc.backend.id, { addr: svc.backend.addr, port: svc.backend.port, proto: PROTO.TCP });
       own.addFrontend(VIP, svc.port, PROTO.TCP, svc.id);
       own.setTable(svc.id, [1, 1, 1]);
-      const now = dp!.nowTicks();
-      const sport = freshPort();
-      const flow: FlowKey = { saddr: CLIENT, daddr: VIP, sport, dport: svc.port, proto: PROTO.TCP };
-      const wanted = predictedSnatPort(flow);
-      const owner: FlowKey = { saddr: '192.0.2.91', daddr: VIP, sport: 4000, dport: svc.port, proto: PROTO.TCP };
-      own.putRnat({ saddr: svc.backend.addr, daddr: NODE, sport: svc.backend.port, dport: wanted, proto: PROTO.TCP }, { vip: VIP, client_addr: owner.saddr, vip_port: svc.port, client_port: owner.sport, service_id: svc.id, flags: CT_SNAT | CT_REPLIED, seen: now - 15 });
-      own.putConntrack(owner, { backend_id: 1, backend_addr: svc.backend.addr, backend_port: svc.backend.port, snat_port: wanted, service_id: svc.id, flags: CT_SNAT | CT_ESTABLISHED | CT_CLOSING, seen: now - 15 });
-      const r = own.ingress.testRun(syn(svc.port, sport), { ctxIn: xdpCtx(54, ifA) });
-      assert.equal(r.retval, XDP.TX);
-      assert.equal(parsePacket(r.dataOut).l4!.sport, snatOrder(flow)[1]);
+      const c = contend({ flags: CT_ESTABLISHED | CT_CLOSING, replyAge: 15, ownerPort: 4000, d: own, svc });
+      assert.notEqual(c.got, c.wanted, 'kept: 15 ticks is within 30 s');
     } finally {
       own.close();
     }

@@ -26,7 +26,8 @@ function valueFor(f: FieldLayout): unknown {
 
 /** What decode gives back for a value written as `v` (left-out fields read as zero). */
 function expected(fields: Array<[string, FieldLayout]>, v: Record<string, unknown>): Record<string, unknown> {
-  return Object.fromEntries(fields.map(([k, f]) => [k, f.count !== undefined ? 0 : (v[k] ?? (f.type === '__be32' ? '0.0.0.0' : f.type === '__u64' ? 0n : 0))]));
+  // Padding arrays and nested shared structs (encoded on their own) read as 0.
+  return Object.fromEntries(fields.map(([k, f]) => [k, f.count !== undefined || f.type.startsWith('struct ') ? 0 : (v[k] ?? (f.type === '__be32' ? '0.0.0.0' : f.type === '__u64' ? 0n : 0))]));
 }
 
 for (const name of Object.keys(structs) as StructName[]) {

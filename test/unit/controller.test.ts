@@ -37,11 +37,12 @@ test('the lab manifests program the expected frontends, backends and tables', ()
   assert.deepEqual(r.issues, []);
   const dump = maps.dump();
   const web = c.services().find((s) => s.name === 'web')!.serviceId;
-  // web: its VIP and node port serve the cluster set from outside and inside,
-  // the node port also on loopback and the ClusterIP from inside only.
+  // web: its VIP and node port serve the cluster set from outside and inside
+  // (with backends on node2: flags remote, 64), the node port also on
+  // loopback and the ClusterIP from inside only.
   for (const f of [
-    `192.0.2.10:80/6 -> svc ${web} internal ${web} flags 2`,
-    `198.18.0.11:31080/6 -> svc ${web} internal ${web} flags 1`,
+    `192.0.2.10:80/6 -> svc ${web} internal ${web} flags 66`,
+    `198.18.0.11:31080/6 -> svc ${web} internal ${web} flags 65`,
     `127.0.0.1:31080/6 -> svc 0 internal ${web} flags 1`,
     `198.18.128.10:80/6 -> svc 0 internal ${web} flags 0`,
   ])
@@ -194,11 +195,12 @@ test('ClientIP affinity and source ranges reach the frontends and the source-ran
   const dump = maps.dump().frontends;
   const AFF = 4;
   const RANGES = 8;
+  const REMOTE = 64; // web has backends on node2
   // The VIP: external + affinity + source ranges; the web service's NodePort: affinity only.
   // Every frontend serves the cluster set both from outside and from inside.
   const id = web.serviceId;
-  assert.ok(dump.includes(`192.0.2.10:80/6 -> svc ${id} internal ${id} flags ${2 | AFF | RANGES} affinity 600s`), dump.join('\n'));
-  assert.ok(dump.includes(`198.18.0.11:31080/6 -> svc ${id} internal ${id} flags ${1 | AFF} affinity 600s`), dump.join('\n'));
+  assert.ok(dump.includes(`192.0.2.10:80/6 -> svc ${id} internal ${id} flags ${2 | AFF | RANGES | REMOTE} affinity 600s`), dump.join('\n'));
+  assert.ok(dump.includes(`198.18.0.11:31080/6 -> svc ${id} internal ${id} flags ${1 | AFF | REMOTE} affinity 600s`), dump.join('\n'));
   // The ClusterIP: from inside only, affinity too.
   assert.ok(dump.includes(`198.18.128.10:80/6 -> svc 0 internal ${id} flags ${AFF} affinity 600s`), dump.join('\n'));
   assert.deepEqual(maps.sourceRanges.get(web.serviceId), ['198.18.1.0/24', '203.0.113.0/25']);
@@ -208,7 +210,7 @@ test('ClientIP affinity and source ranges reach the frontends and the source-ran
   const cleared = c.sync(load());
   assert.equal(cleared.writes.sourceRanges, 1);
   assert.equal(maps.sourceRanges.size, 0);
-  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} internal ${web.serviceId} flags 2`));
+  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${web.serviceId} internal ${web.serviceId} flags 66`));
 });
 
 /** web with `policies` merged into its spec (the lab's web: 2 pods on node1, 2 on node2). */
@@ -260,7 +262,7 @@ test('internalTrafficPolicy Local: a ClusterIP serves pods from the local set; g
   const INT_LOCAL = 32;
   assert.ok(maps.dump().frontends.includes(`198.18.128.10:80/6 -> svc 0 internal ${local} flags ${INT_LOCAL}`));
   // The VIP reached from inside: the cluster set, whatever internalTrafficPolicy says.
-  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${cluster} internal ${cluster} flags 2`));
+  assert.ok(maps.dump().frontends.includes(`192.0.2.10:80/6 -> svc ${cluster} internal ${cluster} flags 66`));
   const before = new Map(web.backends.map((b) => [b.addr, b.id]));
   const r = c.sync(load());
   const after = c.services().find((s) => s.name === 'web')!;

@@ -23,6 +23,8 @@
 #define XLB_CONNTRACK_MAX 131072
 /* One reverse NAT entry per tracked flow. */
 #define XLB_RNAT_MAX 131072
+/* Sets of xlb_snat_sets in the object (the loader sizes the map). */
+#define XLB_SNAT_SETS_MAX 4096
 /* Clients remembered for sessionAffinity: ClientIP (an LRU: the least
  * recently seen client is forgotten first, as an expired one would be). */
 #define XLB_AFFINITY_MAX 65536

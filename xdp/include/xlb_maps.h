@@ -105,16 +105,29 @@ struct {
 	XLB_PIN_BY_NAME;
 } xlb_replies SEC(".maps");
 
-/* SNAT ports: the element at hash(backend, backend port, protocol, SNAT
- * port) modulo xlb_snat_slots restores the replies to that port and owns it
- * while its flow lives. Sized by the loader (2 x datapath.conntrackSize). */
+/* SNATed flows (xlb_snat.h): both directions of each flow to a remote
+ * backend, in sets of XLB_SNAT_WAYS. A flow lives in the set its hash
+ * names, and takes a port of that set (min + set + k * sets), so that a
+ * reply to the port finds the set from the port alone: a new flow writes
+ * one element. Sized by the loader (datapath.conntrackSize flows, at most
+ * one set per port of the range). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, XLB_RNAT_MAX * 2);
+	__uint(max_entries, XLB_SNAT_SETS_MAX);
 	__type(key, __u32);
-	__type(value, struct xlb_reply_slot);
+	__type(value, struct xlb_snat_set);
 	XLB_PIN_BY_NAME;
-} xlb_snat SEC(".maps");
+} xlb_snat_sets SEC(".maps");
+
+/* Remote backends' next hops, by backend ID (struct xlb_next_hop): what a
+ * new flow to the backend is sent to without a FIB lookup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, XLB_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct xlb_next_hop);
+	XLB_PIN_BY_NAME;
+} xlb_backend_nh SEC(".maps");
 
 /* Local backend -> the frontends from outside that send flows to it
  * (xlb_types.h, struct xlb_reply_frontends): how tc egress finds the

@@ -12,11 +12,8 @@
  *   reply is restored from an element of xlb_replies, one way of the set
  *   its 5-tuple hashes to; a set whose every way holds a live flow sends
  *   the newcomer to the xlb_rnat LRU (the rare second insert);
- * - a SNATed flow (a remote backend): its reply (backend -> node:SNAT port)
- *   is restored from the element of xlb_snat that the port's tuple hashes
- *   to, which owns the port while the flow lives. Ports are tried in a
- *   pseudo-random order drawn from the flow hash, so that held ports form
- *   no runs and a flow that comes back tries its own port first.
+ * - a SNATed flow (a remote backend) is one element of xlb_snat_sets,
+ *   both directions (xlb_snat.h); nothing here.
  *
  * Elements are claimed with a compare-and-swap of `seen` (0: empty), so two
  * CPUs never take one for two flows; a live flow's element is never taken.
@@ -35,9 +32,8 @@
 #include "xlb_clock.h"
 #include "xlb_conntrack.h"
 
-/* Sets of xlb_replies and elements of xlb_snat, as the loader sized them. */
+/* Sets of xlb_replies, as the loader sized them. */
 const volatile __u32 xlb_reply_sets = XLB_RNAT_MAX / XLB_REPLY_WAYS;
-const volatile __u32 xlb_snat_slots = XLB_RNAT_MAX * 2;
 
 #define XLB_REPLY_SEED 0x72706c79 /* "rply" */
 
@@ -180,24 +176,6 @@ static __always_inline struct xlb_reply_slot *xlb_reply_find(const struct xlb_fl
 	return s && s->seen ? s : NULL;
 }
 
-/* The element of xlb_snat for a reply from backend:bport to SNAT port
- * `port` (its own, or one of another tuple that hashes there). */
-static __always_inline struct xlb_reply_slot *xlb_snat_slot(__be32 backend, __be16 bport, __be16 port, __u8 proto)
-{
-	__u32 key = xlb_jhash_3words(backend, ((__u32)bport << 16) | port, proto, XLB_REPLY_SEED) %
-		    (xlb_snat_slots ? xlb_snat_slots : 1);
-
-	return bpf_map_lookup_elem(&xlb_snat, &key);
-}
-
-/* The element of xlb_snat that restores a reply to this node's SNAT port, or NULL. */
-static __always_inline struct xlb_reply_slot *xlb_snat_find(const struct xlb_flow_key *reply)
-{
-	struct xlb_reply_slot *s = xlb_snat_slot(reply->saddr, reply->sport, reply->dport, reply->proto);
-
-	return s && xlb_reply_is(s, reply->saddr, reply->daddr, reply->sport, reply->dport, reply->proto) ? s : NULL;
-}
-
 /* Fill element `s` (claimed: its `seen` is ours) for the reply `reply` of
  * client -> frontend `flow`. Plain stores: a reader on another CPU may see
  * a mix for the instant of the rewrite, but only of an element whose old
@@ -305,12 +283,17 @@ static __always_inline struct xlb_flow_key xlb_reply_key_of(const struct xlb_flo
 }
 
 /* The element restoring the replies of `flow` placed as `ct`, if it still
- * restores them to this same client and frontend. */
+ * restores them to this same client and frontend (never a SNATed flow's:
+ * its element is its own, xlb_snat.h). */
 static __always_inline struct xlb_reply_slot *xlb_reply_of(const struct xlb_flow_key *flow, const struct xlb_ct_entry *ct,
 							    __be32 addr)
 {
 	struct xlb_flow_key reply = xlb_reply_key_of(flow, ct, addr);
-	struct xlb_reply_slot *s = (ct->flags & XLB_CT_F_SNAT) ? xlb_snat_find(&reply) : xlb_reply_find(&reply);
+	struct xlb_reply_slot *s;
+
+	if (ct->flags & XLB_CT_F_SNAT)
+		return NULL;
+	s = xlb_reply_find(&reply);
 
 	if (s && s->client_addr == flow->saddr && s->client_port == flow->sport && s->vip == flow->daddr &&
 	    s->vip_port == flow->dport)
@@ -329,9 +312,12 @@ static __always_inline bool xlb_ct_expired(const struct xlb_flow_key *flow, cons
 
 	if (!xlb_silent_for(now, ct->seen, xlb_ct_lifetime(flow->proto, ct->flags)))
 		return false;
-	/* replies found through the entry itself (xlb_reply_frontends) */
+	/* replies found through the entry itself (xlb_reply_frontends, or a
+	 * SNATed flow's element) */
 	if (ct->reply_seen && !xlb_silent_for(now, ct->reply_seen, xlb_ct_lifetime(flow->proto, ct->flags)))
 		return false;
+	if (ct->flags & XLB_CT_F_SNAT)
+		return true;
 	s = xlb_reply_of(flow, ct, addr);
 	if (!s)
 		return true;
@@ -365,141 +351,6 @@ static __always_inline void xlb_reply_forget(const struct xlb_flow_key *flow, co
 		return;
 	seen = s->seen;
 	__sync_val_compare_and_swap(&s->seen, seen, 0);
-}
-
-/* What the SNAT allocator may do with a port another flow holds. */
-enum xlb_port_use {
-	XLB_PORT_LIVE,    /* its flow is alive: leave it */
-	XLB_PORT_STALE,   /* its flow is over (or its conntrack entry gone): take it */
-	XLB_PORT_CLOSED,  /* its flow saw a FIN or RST and has been silent for a
-	                   * while, but not yet for the FIN lifetime: take it only
-	                   * if every try finds no better port */
-};
-
-/* How the port held by element `taken` may be used at `now`, and for how
- * many ticks its flow has been silent (`*idle`). */
-static __always_inline enum xlb_port_use xlb_snat_port_use(const struct xlb_reply_slot *taken, __u32 now, __s32 *idle)
-{
-	*idle = 0;
-	if (!xlb_slot_alive(taken, now, idle))
-		return XLB_PORT_STALE;
-	if ((taken->flags & XLB_CT_F_CLOSING) && *idle >= (__s32)xlb_snat_closed_reuse)
-		return XLB_PORT_CLOSED;
-	return XLB_PORT_LIVE;
-}
-
-/* The next port offset of the allocator's pseudo-random sequence
- * (a 32-bit LCG, Numerical Recipes' constants). */
-static __always_inline __u32 xlb_snat_next(__u32 x)
-{
-	return x * 1664525u + 1013904223u;
-}
-
-/* State of one SNAT port allocation, carried through bpf_loop. */
-struct xlb_snat_try {
-	struct xlb_flow_key flow;   /* client -> frontend */
-	struct xlb_flow_key reply;  /* backend -> node:port, dport set per try */
-	__u32 service_id;
-	__u32 now;
-	__u32 port_min;
-	__u32 range;
-	__u32 offset;               /* next offset (walk), or the LCG's state */
-	__u32 walk;                 /* the range is walked through whole */
-	__be16 port;                /* out: the port taken, or 0 */
-	__be16 closed_port;         /* the port of the closed flow silent the longest */
-	__s32 closed_idle;
-};
-
-/* One try of xlb_snat_port_alloc (a bpf_loop callback: 1 stops the loop). */
-static long xlb_snat_try_one(__u64 i, void *arg)
-{
-	struct xlb_snat_try *t = arg;
-	struct xlb_reply_slot *s;
-	enum xlb_port_use use;
-	__s32 idle;
-	__u32 offset;
-
-	if (t->walk) {
-		if (i >= t->range)
-			return 1;
-		offset = t->offset;
-		t->offset = offset + 1 == t->range ? 0 : offset + 1;
-	} else {
-		t->offset = xlb_snat_next(t->offset);
-		offset = (t->offset >> 8) % (t->range ? t->range : 1);
-	}
-	t->reply.dport = bpf_htons(t->port_min + offset);
-	s = xlb_snat_slot(t->reply.saddr, t->reply.sport, t->reply.dport, t->reply.proto);
-	if (!s)
-		return 0;
-	if (!s->seen || (xlb_reply_is(s, t->reply.saddr, t->reply.daddr, t->reply.sport, t->reply.dport,
-				      t->reply.proto) &&
-			 s->client_addr == t->flow.saddr && s->client_port == t->flow.sport &&
-			 s->vip == t->flow.daddr && s->vip_port == t->flow.dport)) {
-		/* free, or this same flow's (placed again: its state starts over) */
-		if (!xlb_reply_take(s, t->now, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT))
-			return 0;
-		t->port = t->reply.dport;
-		return 1;
-	}
-	/* Held by another flow of this port, or by another tuple hashing here. */
-	use = xlb_snat_port_use(s, t->now, &idle);
-	if (use == XLB_PORT_STALE && xlb_reply_take(s, t->now, &t->flow, &t->reply, t->service_id, XLB_CT_F_SNAT)) {
-		t->port = t->reply.dport;
-		return 1;
-	}
-	if (use == XLB_PORT_CLOSED && idle > t->closed_idle) {
-		t->closed_port = t->reply.dport;
-		t->closed_idle = idle;
-	}
-	return 0;
-}
-
-/* Allocate a SNAT port on `node_addr` for `flow` to remote `backend`: the
- * element of xlb_snat of (backend, port) claimed and filled. Tries
- * XLB_SNAT_RETRIES ports (bpf_loop: the verifier checks one try): a range
- * no larger than that is walked through whole from min + hash % range; a
- * larger one in a pseudo-random order seeded by the flow hash. An element
- * that already restores this same flow is its own (the flow placed again);
- * one whose flow is over is taken; when every try is held, the port of the
- * closed flow silent the longest.
- * Returns the port in network order, or 0 when none can be had (or there is
- * no node address or range). */
-static __always_inline __be16 xlb_snat_port_alloc(const struct xlb_flow_key *flow, const struct xlb_backend *backend,
-						  __u32 service_id, __u32 hash, __be32 node_addr, __u16 port_min,
-						  __u16 port_max, __u32 now)
-{
-	struct xlb_snat_try t = {
-		.flow = *flow,
-		.reply = {
-			.saddr = backend->addr,
-			.daddr = node_addr,
-			.sport = backend->port,
-			.proto = flow->proto,
-		},
-		.service_id = service_id,
-		.now = now,
-		.port_min = port_min,
-	};
-	struct xlb_reply_slot *s;
-
-	if (!node_addr || !port_min || port_max < port_min)
-		return 0;
-	t.range = (__u32)port_max - port_min + 1;
-	t.walk = t.range <= XLB_SNAT_RETRIES;
-	t.offset = t.walk ? hash % t.range : hash;
-	bpf_loop(XLB_SNAT_RETRIES, xlb_snat_try_one, &t, 0);
-	if (t.port)
-		return t.port;
-	/* Every try is held. Rather than drop the SYN (its client would retry
-	 * in a second), take the port of the closed flow silent the longest. */
-	if (!t.closed_port)
-		return 0;
-	t.reply.dport = t.closed_port;
-	s = xlb_snat_slot(t.reply.saddr, t.reply.sport, t.reply.dport, t.reply.proto);
-	if (s && xlb_reply_take(s, now, flow, &t.reply, service_id, XLB_CT_F_SNAT))
-		return t.closed_port;
-	return 0;
 }
 
 #endif /* XLB_REPLIES_H */

@@ -55,6 +55,62 @@ struct xlb_backend {
 	                   * again; the datapath never reads it */
 };
 
+/* Fixed sizes and limits, as enum constants so that BTF carries them. */
+enum xlb_limits {
+	/* A Maglev lookup table is M + 1 consecutive slots of one slab
+	 * (xlb_maglev_slabs): slot 0 the header, the table size M, then the M
+	 * backend IDs. xlb_maglev holds each service's table descriptor, slab <<
+	 * XLB_MAGLEV_SLAB_SHIFT | first slot; 0 means no table (slab 0 never
+	 * hands out slot 0). */
+	XLB_MAGLEV_HEADER_SLOTS = 1,
+	XLB_MAGLEV_SLAB_SHIFT = 20,
+	XLB_MAGLEV_SLAB_SLOTS = 1 << 20,
+	/* Slots per slab array entry: a 64-byte value, so that the slab's
+	 * memory mapping holds the slots back to back (an array's elements are
+	 * 8-byte aligned, a 4-byte value would leave a gap after each). */
+	XLB_MAGLEV_ENTRY_SLOTS = 16,
+	/* Slabs: the descriptor's remaining 12 bits (4096 x 4 MiB). */
+	XLB_MAGLEV_SLABS_MAX = 4096,
+	/* Bytes of a map layout's description in xlb_layouts (NUL-terminated). */
+	XLB_LAYOUT_DESC_LEN = 1024,
+	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
+	XLB_MAGLEV_MAX_M = 131071,
+	/* Added to the protocol number to seed the flow hash; the same on every
+	 * node so that ECMP-split flows pick the same backend everywhere. */
+	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
+	/* Ports the SNAT allocator tries before giving up, in a pseudo-random
+	 * order drawn from the flow hash (no runs of neighbours form, and the
+	 * same flow tries the same ports again). At 90 % of a backend's ports
+	 * held, all 256 tries find a held port with probability 0.9^256, about
+	 * 2e-12; a small range is walked through whole first. Cilium's
+	 * SNAT_COLLISION_RETRIES is 32 (128 where the verifier allows 1M
+	 * instructions). */
+	XLB_SNAT_RETRIES = 256,
+	/* Ways of a set of xlb_replies. */
+	XLB_REPLY_WAYS = 4,
+	/* Ways of a set of xlb_snat_sets: one byte of tags each fill a cache
+	 * line with the forward and reply tags. */
+	XLB_SNAT_WAYS = 32,
+	/* Ports of one set of xlb_snat_sets a flow may take: the set's ports are
+	 * min + set + k * sets; at most this many k (a range more than this many
+	 * times the sets leaves its top unused). */
+	XLB_SNAT_LANES = 16,
+	/* Default conntrack lifetimes in seconds (the configuration's defaults;
+	 * the loader sets the xlb_ct_timeout_* knobs in ticks): how long a flow
+	 * may stay silent before its entries (and SNAT port) may be reused.
+	 * Cilium's defaults (bpf-ct-timeout-regular-tcp, -tcp-syn, -tcp-fin,
+	 * -any). */
+	XLB_CT_TIMEOUT_TCP = 21600,
+	XLB_CT_TIMEOUT_TCP_SYN = 60,
+	XLB_CT_TIMEOUT_TCP_FIN = 10,
+	XLB_CT_TIMEOUT_ANY = 60,
+	/* A SNAT port whose flow saw a FIN or RST and has been silent this many
+	 * seconds (xlb_snat_closed_reuse, in ticks) is taken before its FIN lifetime is up when every try of
+	 * the allocator finds its port held: a new flow is worth more than the
+	 * retransmissions a closed one may still see. */
+	XLB_SNAT_CLOSED_REUSE = 2,
+};
+
 /* An IPv4 5-tuple as it appears in a packet. Key of the conntrack map
  * (original direction: client -> frontend) and of the reverse NAT map
  * (reply direction: backend -> client or node). 16 bytes. */
@@ -113,10 +169,10 @@ struct xlb_reply_frontends {
 };
 
 /* How to restore a reply, and the reply's own 5-tuple (reply_*: backend ->
- * client, backend -> node:SNAT port, or backend -> hairpin address): an
- * element of xlb_replies (local and pod flows, 4-way sets), of xlb_snat (SNAT
- * ports; the element owns its port) and the value of xlb_rnat (local flows
- * whose set was full). 40 bytes. */
+ * client, or backend -> hairpin address): an element of xlb_replies (local
+ * and pod flows, 4-way sets) and the value of xlb_rnat (local flows whose set
+ * was full). SNATed flows restore their replies from their own element of
+ * xlb_snat_sets. 40 bytes. */
 struct xlb_reply_slot {
 	__be32 reply_saddr;
 	__be32 reply_daddr;
@@ -131,6 +187,44 @@ struct xlb_reply_slot {
 	__u32 service_id;
 	__u32 flags;          /* enum xlb_ct_flags: SNAT, HAIRPIN, INTERNAL, and CLOSING from the backend's side */
 	__u32 seen;           /* last reply (created: the flow's first packet), ticks (xlb_now); 0: empty */
+};
+
+/* A SNATed flow in its set of xlb_snat_sets (xlb_snat.h): the flow as it
+ * arrived (client -> frontend) and its conntrack state, whose snat_port is
+ * the port it holds on the node. The element of a flow that holds a port of
+ * another set than its own (XLB_CT_F_POINTER) lives in that port's set and
+ * only points back to it: its flow key and its backend, port and reply
+ * time. 68 bytes. */
+struct xlb_snat_flow {
+	struct xlb_flow_key flow;
+	struct xlb_ct_entry ct;
+};
+
+/* One set of xlb_snat_sets: XLB_SNAT_WAYS SNATed flows, with one byte of
+ * each flow's hash (tag: the flow's, 0 when the way is empty; rtag: its
+ * reply's) so that a lookup reads the tags and only the way that matches,
+ * and the CLOCK state of the set's replacement (ref: a bit per way, set
+ * when its flow sends; hand: the way looked at next). 2248 bytes. */
+struct xlb_snat_set {
+	__u8 tag[XLB_SNAT_WAYS];
+	__u8 rtag[XLB_SNAT_WAYS];
+	__u32 ref;
+	__u32 hand;
+	struct xlb_snat_flow way[XLB_SNAT_WAYS];
+};
+
+/* A remote backend's next hop, as bpf_fib_lookup gave it for the first new
+ * flow to it after the last change of neighbours, routes or links (value of
+ * xlb_backend_nh, indexed by backend ID): new flows to the backend take it
+ * without a FIB lookup while the next-hop generation is unchanged. 28 bytes. */
+struct xlb_next_hop {
+	__u32 gen;            /* xlb_nh_gen when cached; 0: none */
+	__u32 ifindex;        /* egress interface */
+	__u32 iif;            /* ingress interface of the packet that was looked up */
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u16 mtu;            /* the largest packet known to fit */
+	__u8 pad[2];
 };
 
 /* The SYN-flood guard's count of new flows, per CPU (value of xlb_flood):
@@ -228,6 +322,8 @@ enum xlb_service_flags {
 	XLB_SVC_F_SOURCE_RANGES = 1 << 3, /* new flows only from xlb_source_ranges */
 	XLB_SVC_F_EXT_LOCAL = 1 << 4,  /* `id` is the local set's (externalTrafficPolicy Local) */
 	XLB_SVC_F_INT_LOCAL = 1 << 5,  /* `internal_id` is the local set's (internalTrafficPolicy Local, ClusterIP) */
+	XLB_SVC_F_REMOTE = 1 << 6,     /* a backend is on another node: its flows from outside are SNATed
+	                                * (xlb_snat_sets, looked in first); without it, only xlb_conntrack */
 };
 
 enum xlb_backend_flags {
@@ -248,6 +344,8 @@ enum xlb_ct_flags {
 	                                * source becomes the hairpin address, so that the
 	                                * reply leaves the pod and can be restored */
 	XLB_CT_F_REPLIED = 1 << 5,     /* reply elements only: the backend has answered */
+	XLB_CT_F_POINTER = 1 << 6,     /* xlb_snat_sets: points to the flow that holds this
+	                                * set's port from another set (xlb_snat.h) */
 };
 
 /* Why the datapath dropped a packet. Index of the xlb_drops per-CPU array.
@@ -322,53 +420,5 @@ struct xlb_event_limit {
 	__u64 suppressed;
 };
 
-/* Fixed sizes and limits, as enum constants so that BTF carries them. */
-enum xlb_limits {
-	/* A Maglev lookup table is M + 1 consecutive slots of one slab
-	 * (xlb_maglev_slabs): slot 0 the header, the table size M, then the M
-	 * backend IDs. xlb_maglev holds each service's table descriptor, slab <<
-	 * XLB_MAGLEV_SLAB_SHIFT | first slot; 0 means no table (slab 0 never
-	 * hands out slot 0). */
-	XLB_MAGLEV_HEADER_SLOTS = 1,
-	XLB_MAGLEV_SLAB_SHIFT = 20,
-	XLB_MAGLEV_SLAB_SLOTS = 1 << 20,
-	/* Slots per slab array entry: a 64-byte value, so that the slab's
-	 * memory mapping holds the slots back to back (an array's elements are
-	 * 8-byte aligned, a 4-byte value would leave a gap after each). */
-	XLB_MAGLEV_ENTRY_SLOTS = 16,
-	/* Slabs: the descriptor's remaining 12 bits (4096 x 4 MiB). */
-	XLB_MAGLEV_SLABS_MAX = 4096,
-	/* Bytes of a map layout's description in xlb_layouts (NUL-terminated). */
-	XLB_LAYOUT_DESC_LEN = 1024,
-	/* Largest Maglev table (a prime); see src/maglev/primes.ts. */
-	XLB_MAGLEV_MAX_M = 131071,
-	/* Added to the protocol number to seed the flow hash; the same on every
-	 * node so that ECMP-split flows pick the same backend everywhere. */
-	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
-	/* Ports the SNAT allocator tries before giving up, in a pseudo-random
-	 * order drawn from the flow hash (no runs of neighbours form, and the
-	 * same flow tries the same ports again). At 90 % of a backend's ports
-	 * held, all 256 tries find a held port with probability 0.9^256, about
-	 * 2e-12; a small range is walked through whole first. Cilium's
-	 * SNAT_COLLISION_RETRIES is 32 (128 where the verifier allows 1M
-	 * instructions). */
-	XLB_SNAT_RETRIES = 256,
-	/* Ways of a set of xlb_replies. */
-	XLB_REPLY_WAYS = 4,
-	/* Default conntrack lifetimes in seconds (the configuration's defaults;
-	 * the loader sets the xlb_ct_timeout_* knobs in ticks): how long a flow
-	 * may stay silent before its entries (and SNAT port) may be reused.
-	 * Cilium's defaults (bpf-ct-timeout-regular-tcp, -tcp-syn, -tcp-fin,
-	 * -any). */
-	XLB_CT_TIMEOUT_TCP = 21600,
-	XLB_CT_TIMEOUT_TCP_SYN = 60,
-	XLB_CT_TIMEOUT_TCP_FIN = 10,
-	XLB_CT_TIMEOUT_ANY = 60,
-	/* A SNAT port whose flow saw a FIN or RST and has been silent this many
-	 * seconds (xlb_snat_closed_reuse, in ticks) is taken before its FIN lifetime is up when every try of
-	 * the allocator finds its port held: a new flow is worth more than the
-	 * retransmissions a closed one may still see. */
-	XLB_SNAT_CLOSED_REUSE = 2,
-};
 
 #endif /* XLB_TYPES_H */
