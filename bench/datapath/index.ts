@@ -175,7 +175,7 @@ export async function run(opts: { quick: boolean }): Promise<BenchResult> {
     `BPF_PROG_TEST_RUN of xlb_xdp_ingress (xdp/build/xlb_xdp.bpf.o) through the restore wrapper xdp/build/xlb_bench_restore.bpf.o (tail call); ${runs} runs per figure, each a repeat count calibrated to about ${seconds} s; the kernel's mean ns per iteration is one run.`,
     "Net figures subtract the median of the wrapper's own cost (restore [+ new source for SYNs] + tail call into XDP_PASS) measured in the same rig.",
     'The floor is xdp/build/xlb_bench_floor.bpf.o (swap MACs, XDP_TX) on the same SYN frame, run directly.',
-    `Maps: N services (N-1 fillers with 2 backends and a Maglev table each, one established conntrack flow per filler) plus the measured services; the local measured service has 2 local backends, the remote one ${REMOTE_BACKENDS} remote backends (SNAT ports: 4536 per backend, so the LRU reverse NAT map evicts before ports run out). With N = 1 each measured service is loaded alone.`,
+    `Maps: N services (N-1 fillers with 2 backends and a Maglev table each, one established conntrack flow per filler) plus the measured services; the local measured service has 2 local backends, the remote one ${REMOTE_BACKENDS} remote backends (SNAT ports: 4536 per backend, over 4,096 sets of 32 ways: ways run out before ports). With N = 1 each measured service is loaded alone.`,
     'Tables go into the Maglev slabs as the agent writes them, 8192 per batch; see bench/datapath/rig.ts.',
   );
   res.note('Other engineers ran tests on this 2-core machine at the same time: medians of 5 runs, spreads given.');

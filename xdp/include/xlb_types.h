@@ -78,13 +78,13 @@ enum xlb_limits {
 	/* Added to the protocol number to seed the flow hash; the same on every
 	 * node so that ECMP-split flows pick the same backend everywhere. */
 	XLB_FLOW_HASH_SEED = 0x786c62, /* "xlb" */
-	/* Ports the SNAT allocator tries before giving up, in a pseudo-random
-	 * order drawn from the flow hash (no runs of neighbours form, and the
-	 * same flow tries the same ports again). At 90 % of a backend's ports
-	 * held, all 256 tries find a held port with probability 0.9^256, about
-	 * 2e-12; a small range is walked through whole first. Cilium's
-	 * SNAT_COLLISION_RETRIES is 32 (128 where the verifier allows 1M
-	 * instructions). */
+	/* Sets a new SNATed flow tries for a free port when every port of its
+	 * own set is held towards its backend (xlb_snat.h): in order when there
+	 * are no more sets than this (a small range is searched whole), else in
+	 * a pseudo-random order drawn from the flow hash. At 90 % of a backend's
+	 * ports held, all 256 are held with probability 0.9^256, about 2e-12.
+	 * Cilium's SNAT_COLLISION_RETRIES is 32 (128 where the verifier allows
+	 * 1M instructions). */
 	XLB_SNAT_RETRIES = 256,
 	/* Ways of a set of xlb_replies. */
 	XLB_REPLY_WAYS = 4,
@@ -105,9 +105,10 @@ enum xlb_limits {
 	XLB_CT_TIMEOUT_TCP_FIN = 10,
 	XLB_CT_TIMEOUT_ANY = 60,
 	/* A SNAT port whose flow saw a FIN or RST and has been silent this many
-	 * seconds (xlb_snat_closed_reuse, in ticks) is taken before its FIN lifetime is up when every try of
-	 * the allocator finds its port held: a new flow is worth more than the
-	 * retransmissions a closed one may still see. */
+	 * seconds (xlb_snat_closed_reuse, in ticks) is taken before its FIN
+	 * lifetime is up when every port a new flow could have is held: a new
+	 * flow is worth more than the retransmissions a closed one may still
+	 * see. */
 	XLB_SNAT_CLOSED_REUSE = 2,
 };
 
