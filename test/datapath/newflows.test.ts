@@ -294,6 +294,27 @@ describe('SNAT ports near exhaustion', () => {
     assert.deepEqual(dropsDelta(before, dp.drops()), {});
   });
 
+  test("in a full set whose ports are all held towards the backend, a new flow takes the first port's way (its flow has not sent since the hand passed): one write, no drop", () => {
+    const dp = load({ snatPortMin: MIN, snatPortMax: MIN + 15, withTc: false, maxEntries: { xlb_snat_sets: 1 } });
+    assert.equal(dp.snat.sets, 1);
+    const now = dp.nowTicks();
+    // 32 ways: 16 flows to REMOTE's backend on the set's 16 ports, 16 to NARROW's.
+    for (const [s, b] of [[REMOTE, REMOTE.backend], [NARROW, NARROW.backend]] as const) {
+      for (let k = 0; k < 16; k++) {
+        const owner: FlowKey = { saddr: '198.18.162.1', daddr: VIP, sport: 40000 + s.id * 100 + k, dport: s.port, proto: PROTO.TCP };
+        dp.putConntrack(owner, { backend_id: b.id, backend_addr: b.addr, backend_port: b.port, snat_port: MIN + k, service_id: s.id, flags: CT_SNAT | CT_ESTABLISHED, seen: now, reply_seen: now });
+      }
+    }
+    assert.equal(dp.snatFlows().length, 32, 'the set is full');
+    const flow: FlowKey = { saddr: '198.18.163.1', daddr: VIP, sport: 33000, dport: REMOTE.port, proto: PROTO.TCP };
+    const r = run(dp, packet(flow.saddr, flow.sport, REMOTE.port, TCP_FLAG.SYN));
+    assert.equal(r.retval, XDP.TX);
+    assert.equal(parsePacket(r.dataOut).l4!.sport, MIN, "the set's first port");
+    const held = dp.snatFlows().filter((f) => f.ct.snat_port === MIN && f.ct.backend_addr === REMOTE.backend.addr);
+    assert.deepEqual(held.map((f) => f.flow.saddr), [flow.saddr], 'its old flow gave its way');
+    assert.equal(dp.snatFlows().length, 32);
+  });
+
   test('with every port held, a SYN drops as snat_exhausted', () => {
     const dp = load({ snatPortMin: MIN, snatPortMax: MIN + 299, withTc: false });
     const flow: FlowKey = { saddr: '198.18.161.1', daddr: VIP, sport: 30000, dport: REMOTE.port, proto: PROTO.TCP };

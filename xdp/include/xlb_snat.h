@@ -10,10 +10,10 @@
  * - it takes one of that set's ports, min + set + k * sets, so that a reply
  *   to the port finds the set from the port alone: one that no flow of the
  *   set holds towards the same backend, else one whose flow is over;
- * - when every port of the set is held towards that backend (a backend
- *   with many flows, near its port range's end), the flow takes a port of
- *   another set and leaves there a pointer (XLB_CT_F_POINTER): the rare
- *   second write;
+ * - when every port of the set is held towards that backend: in a full set,
+ *   the way of the set's first port if CLOCK would take it anyway; else (a
+ *   backend with many flows, near its port range's end) a port of another
+ *   set, with a pointer there (XLB_CT_F_POINTER): the rare second write;
  * - a full set gives a way to a newcomer by CLOCK (second chance: a way
  *   whose flow sent since the hand last passed is skipped once); above the
  *   SYN-flood guard's rate, only a way whose flow never got an answer, is
@@ -199,23 +199,54 @@ static __always_inline void xlb_snat_ref(struct xlb_snat_set *set, __u32 i)
 		__sync_fetch_and_or(&set->ref, bit);
 }
 
-/* The SNATed flow `flow`, or NULL; `*setp`, `*wayp`: where it is. */
+/* The first way of `set` whose tag may be `tag`, or -1: the lowest byte
+ * equal to it of the first word of eight tags that has one (the
+ * has-zero-byte test on tags ^ tag x 8 flags the lowest equal byte
+ * exactly), its index computed, not searched: no loop, no branch a way. */
+static __always_inline int xlb_snat_first_tag(const struct xlb_snat_set *set, __u8 tag)
+{
+	__u64 want = 0x0101010101010101ULL * tag, x, m;
+	__u32 w;
+
+	for (w = 0; w < XLB_SNAT_WAYS / 8; w++) {
+		x = *(const __u64 *)&set->tag[w * 8] ^ want;
+		m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+		if (m)
+			/* lowest flagged byte j: (m & -m) >> 7 is 256^j, and
+			 * 256^j * 0x0001020304050607 has j in its top byte */
+			return w * 8 + ((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56);
+	}
+	return -1;
+}
+
+/* The SNATed flow `flow`, or NULL; `*setp`, `*wayp`: where it is. The
+ * established path's lookup: the first way whose tag matches, inline; only
+ * when that way holds another flow (one tag in 256) the whole set, through
+ * the global scan. */
 static __always_inline struct xlb_snat_flow *xlb_snat_find(const struct xlb_flow_key *flow, struct xlb_snat_set **setp,
 							    __u32 *wayp)
 {
 	__u32 hash = xlb_snat_flow_hash(flow);
 	__u32 key = xlb_snat_set_of(hash);
 	struct xlb_snat_set *set = bpf_map_lookup_elem(&xlb_snat_sets, &key);
+	struct xlb_snat_flow *w;
 	int i;
 
 	if (!set)
 		return NULL;
-	i = xlb_snat_way_of(key, flow, xlb_snat_tag(hash));
+	i = xlb_snat_first_tag(set, xlb_snat_tag(hash));
 	if (i < 0)
 		return NULL;
+	w = &set->way[i & XLB_SNAT_WAY_MASK];
+	if (!w->ct.seen || (w->ct.flags & XLB_CT_F_POINTER) || !xlb_snat_flow_is(&w->flow, flow)) {
+		i = xlb_snat_way_of(key, flow, xlb_snat_tag(hash));
+		if (i < 0)
+			return NULL;
+		w = &set->way[i & XLB_SNAT_WAY_MASK];
+	}
 	*setp = set;
-	*wayp = i;
-	return &set->way[i & XLB_SNAT_WAY_MASK];
+	*wayp = i & XLB_SNAT_WAY_MASK;
+	return w;
 }
 
 /* Empty way `i` of `set`: tags first, so that no reader matches it while
@@ -401,6 +432,16 @@ static __always_inline __be16 xlb_snat_pick_port(__u32 key, int skip, const stru
 	return r & 0xffff;
 }
 
+/* Whether every way of `set` is in use (no tag is 0). */
+static __always_inline bool xlb_snat_full(const struct xlb_snat_set *set)
+{
+	__u64 x = *(const __u64 *)&set->tag[0], y = *(const __u64 *)&set->tag[8];
+	__u64 z = *(const __u64 *)&set->tag[16], v = *(const __u64 *)&set->tag[24];
+	__u64 lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
+
+	return !((((x - lo) & ~x) | ((y - lo) & ~y) | ((z - lo) & ~z) | ((v - lo) & ~v)) & hi);
+}
+
 /* Claim set `set` for an insert: its hand moves from `hand` (read before
  * the way was chosen) to after way `i`, with the sequence in its upper
  * bits one on; false when another CPU inserted in between. */
@@ -526,6 +567,18 @@ static __always_inline struct xlb_snat_flow *xlb_snat_place(const struct xlb_flo
 	}
 	if (!ct->snat_port)
 		ct->snat_port = xlb_snat_pick_port(key, own, backend, flow->proto, now, false, &i);
+	if (!ct->snat_port && keep && xlb_snat_full(set)) {
+		/* A full set gives a way anyway: the way holding its first port
+		 * towards the backend, when CLOCK would take it too (its flow has
+		 * not sent since the hand passed), rather than a second write. */
+		__be16 first = bpf_htons(xlb_snat_port_min + key);
+		int j = xlb_snat_way_holding(key, backend->addr, backend->port, first, flow->proto, own);
+
+		if (j >= 0 && !(set->ref & (1u << (j & XLB_SNAT_WAY_MASK)))) {
+			ct->snat_port = first;
+			i = j;
+		}
+	}
 	if (!ct->snat_port) {
 		/* Every port of the set is held towards this backend. */
 		__builtin_memset(&t, 0, sizeof(t));
