@@ -22,7 +22,8 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_REPLIED, buildObjects, dropsDelta, xdpCtx, wireForwardingNetns, NETNS_MAC, flowKey, type FlowKey } from './harness.js';
+import { Datapath, XDP, BE_LOCAL, CT_SNAT, CT_ESTABLISHED, CT_REPLIED, SVC_LOCAL_ONLY, buildObjects, dropsDelta, xdpCtx, wireForwardingNetns, NETNS_MAC, flowKey, type FlowKey } from './harness.js';
+import { encode } from '../../src/datapath/codec.js';
 import { flowHash } from '../../src/maglev/flowhash.js';
 import { ifIndex, possibleCpus } from '../../src/datapath/bpf.js';
 import { enterNetns } from '../../src/util/netns.js';
@@ -461,5 +462,40 @@ describe('next hops cached in conntrack entries', () => {
       w.stop();
       ip('neigh', 'del', '198.18.0.77', 'dev', 'xlbA');
     }
+  });
+});
+
+describe('where a flow is looked for', () => {
+  /** VIP:84/TCP with local backends only, as the controller writes it: no XLB_SVC_F_REMOTE. */
+  const LOCAL_ONLY = { id: 5, port: 84, backends: [{ id: 20, addr: '198.19.5.20', port: 8084 }] };
+
+  test("a service without a remote backend looks only in xlb_conntrack: an older agent's SNATed entry there is placed again, on its local backend", () => {
+    const dp = load({ withTc: false });
+    const b = LOCAL_ONLY.backends[0];
+    dp.setBackend(b.id, { addr: b.addr, port: b.port, proto: PROTO.TCP, flags: BE_LOCAL });
+    dp.addFrontend(VIP, LOCAL_ONLY.port, PROTO.TCP, LOCAL_ONLY.id, SVC_LOCAL_ONLY);
+    dp.setTable(LOCAL_ONLY.id, [b.id]);
+    const flow: FlowKey = { saddr: '198.18.164.1', daddr: VIP, sport: 34000, dport: LOCAL_ONLY.port, proto: PROTO.TCP };
+    // Written as an agent before xlb_snat_sets wrote SNATed flows (the harness would put this one in the sets),
+    // to a remote backend that exists: current by every other test, so only where it lies tells it is old.
+    const old = REMOTE.backend;
+    dp.map('xlb_conntrack').update(flowKey(flow), encode('xlb_ct_entry', { backend_id: old.id, backend_addr: old.addr, backend_port: old.port, snat_port: 61000, service_id: LOCAL_ONLY.id, flags: CT_SNAT | CT_ESTABLISHED, seen: dp.nowTicks() }));
+    const r = run(dp, packet(flow.saddr, flow.sport, LOCAL_ONLY.port, TCP_FLAG.ACK));
+    assert.equal(r.retval, XDP.PASS, 'DNATed to the local backend, not forwarded with SNAT');
+    assert.equal(parsePacket(r.dataOut).ip!.dst, b.addr);
+    assert.equal(dp.conntrack(flow)!.flags & CT_SNAT, 0, 'its entry placed again, without SNAT');
+    assert.equal(dp.snatFlows().length, 0, 'nothing in the sets');
+  });
+
+  test('a service with a remote backend finds a SNATed flow in its set first, and a local flow in xlb_conntrack after', () => {
+    const dp = load({ withTc: false });
+    const remote: FlowKey = { saddr: '198.18.165.1', daddr: VIP, sport: 35000, dport: REMOTE.port, proto: PROTO.TCP };
+    const syn = run(dp, packet(remote.saddr, remote.sport, REMOTE.port, TCP_FLAG.SYN));
+    assert.equal(syn.retval, XDP.TX);
+    const port = parsePacket(syn.dataOut).l4!.sport;
+    assert.equal(dp.map('xlb_conntrack').lookup(flowKey(remote)), undefined, 'a SNATed flow has no xlb_conntrack entry');
+    const ack = run(dp, packet(remote.saddr, remote.sport, REMOTE.port, TCP_FLAG.ACK));
+    assert.equal(parsePacket(ack.dataOut).l4!.sport, port, 'found in its set: same port');
+    assert.ok(dp.conntrack(remote)!.flags & CT_ESTABLISHED);
   });
 });
