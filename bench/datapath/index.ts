@@ -58,7 +58,7 @@ import { buildBefore, BEFORE_COMMIT } from './before.js';
 import { replySizing } from '../../src/datapath/datapath.js';
 import { kernelHz } from '../../src/datapath/clock.js';
 import { sizeOf, encode } from '../../src/datapath/codec.js';
-import { findSnatFlow, readSnatWays, SNAT_WAYS } from '../../src/datapath/snat_sets.js';
+import { findSnatFlow, readSnatWays, SNAT_PORTS_DEFAULT, SNAT_WAYS } from '../../src/datapath/snat_sets.js';
 import { BenchResult } from '../lib/results.js';
 import { summarize } from '../lib/stats.js';
 import { printTable, sig, pct, times } from '../lib/table.js';
@@ -417,7 +417,7 @@ function runCase(name: CaseName, rig: Rig, svc: RigService, ifA: number, runs: n
   // Since SNATed flows live in xlb_snat_sets (xlb_snat.h), a remote flow's
   // entry is there; the datapath before them kept it in xlb_conntrack.
   const sets = rig.hasMap('xlb_snat_sets') ? rig.map('xlb_snat_sets') : undefined;
-  const snatSizes = sets && { sets: sets.maxEntries, portMin: 61000, portMax: 65535 };
+  const snatSizes = sets && { sets: sets.maxEntries, portMin: SNAT_PORTS_DEFAULT.min, portMax: SNAT_PORTS_DEFAULT.max };
   const flowCount = () => ct.keys().length + (sets ? readSnatWays(sets).filter((w) => !w.pointer).length : 0);
   const capacity = Math.max(ct.maxEntries, sets ? sets.maxEntries * SNAT_WAYS : 0);
   const lookupCt = (key: Buffer): Buffer | undefined => {

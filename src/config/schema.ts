@@ -86,8 +86,8 @@ const maglev = obj({
 });
 
 const snatPorts = obj({
-  min: port.default(61000),
-  max: port.default(65535),
+  min: port.default(enums.xlb_limits.XLB_SNAT_PORT_MIN_DEFAULT),
+  max: port.default(enums.xlb_limits.XLB_SNAT_PORT_MAX_DEFAULT),
 }).superRefine((p, ctx) => {
   if (p.min > p.max) ctx.addIssue({ code: 'custom', path: ['min'], input: p.min, message: `must be <= max ${p.max}` });
 });

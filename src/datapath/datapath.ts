@@ -37,7 +37,7 @@ import { BpfLBMaps, lbMapSetOf } from './maps.js';
 import { ARP_VIPS_MAP, BpfL2Maps } from './l2maps.js';
 import { convert, fingerprint, fingerprintOfPin, LAYOUTS_MAP, layoutOf, MAP_LAYOUTS, migrateEntries, otherPins, pinPathOf, recordedLayout, recordLayout, whyNotMigratable } from './layout.js';
 import { placeReplyElements, withReplyTuple } from './replies.js';
-import { placeSnatFlow, readSnatWays, snatSetCount, type SnatSizes } from './snat_sets.js';
+import { placeSnatFlow, readSnatWays, snatSetCount, SNAT_PORTS_DEFAULT, type SnatSizes } from './snat_sets.js';
 import { ipToU32 } from '../util/ip.js';
 import { packagePath } from '../util/package-root.js';
 
@@ -324,12 +324,15 @@ export class Datapath {
       }
       // Agents before xlb_snat_sets kept SNATed flows in xlb_conntrack (and
       // their ports in xlb_snat): each moves to its set, with its port.
-      const moved = moveSnatFlows(xdpObj.map('xlb_conntrack'), xdpObj.map('xlb_snat_sets'), snatSizes);
+      // Only after such an agent (its xlb_snat still pinned, or an xlb_rnat
+      // older still): a walk of the whole conntrack table is not for every start.
+      const retiredPins = RETIRED_MAPS.flatMap((name) => otherPins(pinDir, name, ''));
+      const moved = retiredPins.length || rnatWithoutTuples ? moveSnatFlows(xdpObj.map('xlb_conntrack'), xdpObj.map('xlb_snat_sets'), snatSizes) : { found: 0, placed: 0 };
       if (moved.found) {
         const r = restored.find((x) => x.map === 'xlb_snat_sets');
         if (r) Object.assign(r, { outcome: 'migrated', entries: (r.entries ?? 0) + moved.placed, reason: `SNATed flows moved from xlb_conntrack: ${moved.placed} of ${moved.found}` });
       }
-      for (const name of RETIRED_MAPS) for (const pin of otherPins(pinDir, name, '')) fs.rmSync(pin, { force: true });
+      for (const pin of retiredPins) fs.rmSync(pin, { force: true });
       for (const obj of [tcObj, sockObj]) {
         if (!obj) continue;
         for (const m of ['xlb_events', 'xlb_event_limit']) obj.reuseMap(m, xdpObj.map(m));
@@ -551,7 +554,7 @@ export function replySizing(
   conntrackSize: number,
   hz: number,
   newFlowsPerSecond: number,
-  snatPorts: { min: number; max: number } = { min: SNAT_PORT_MIN_DEFAULT, max: SNAT_PORT_MAX_DEFAULT },
+  snatPorts: { min: number; max: number } = SNAT_PORTS_DEFAULT,
 ): { rodata: Record<string, number>; maxEntries: Record<string, number> } {
   const ways = enums.xlb_limits.XLB_REPLY_WAYS;
   const tickSeconds = 2 ** tickShift(hz) / hz;
@@ -565,10 +568,6 @@ export function replySizing(
     maxEntries: { xlb_conntrack: conntrackSize, xlb_replies: Math.max(1, Math.floor(conntrackSize / ways)) * ways, xlb_snat_sets: snatSets, xlb_rnat: conntrackSize },
   };
 }
-
-/** The SNAT port range's default (XLB_SNAT_PORT_MIN_DEFAULT..MAX of xlb_consts.h). */
-const SNAT_PORT_MIN_DEFAULT = 61000;
-const SNAT_PORT_MAX_DEFAULT = 65535;
 
 /**
  * Move SNATed flows an older agent kept in xlb_conntrack into their sets

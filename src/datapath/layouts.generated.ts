@@ -302,6 +302,8 @@ export const enums = {
     XLB_CT_TIMEOUT_TCP_FIN: 10,
     XLB_CT_TIMEOUT_ANY: 60,
     XLB_SNAT_CLOSED_REUSE: 2,
+    XLB_SNAT_PORT_MIN_DEFAULT: 61000,
+    XLB_SNAT_PORT_MAX_DEFAULT: 65535,
   },
   xlb_event_type: {
     XLB_EVENT_NEW_FLOW: 1,

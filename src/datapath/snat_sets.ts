@@ -7,7 +7,7 @@
  * an upgrade finds them in an older layout, and by tests to predict and set
  * up the datapath.
  */
-import { BpfMap } from './bpf.js';
+import type { BpfMap } from './bpf.js';
 import { decode, encode, enums, type StructValue } from './codec.js';
 import { structs } from './layouts.generated.js';
 import { jhash3Words } from '../maglev/flowhash.js';
@@ -32,6 +32,9 @@ export interface SnatFlowKey {
   dport: number;
   proto: number;
 }
+
+/** The SNAT port range's default (datapath.snatPorts; XLB_SNAT_PORT_MIN/MAX_DEFAULT). */
+export const SNAT_PORTS_DEFAULT = { min: enums.xlb_limits.XLB_SNAT_PORT_MIN_DEFAULT, max: enums.xlb_limits.XLB_SNAT_PORT_MAX_DEFAULT } as const;
 
 /** The sizes the datapath was loaded with: sets, and the SNAT port range (host order, inclusive). */
 export interface SnatSizes {

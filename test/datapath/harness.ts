@@ -17,7 +17,7 @@ import { encode, decode, u32Key, enums, structs, type StructValue } from '../../
 import { BpfLBMaps, lbMapSetOf } from '../../src/datapath/maps.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { REPLY_WAYS, replyHash } from '../../src/datapath/replies.js';
-import { findSnatFlow, placeSnatFlow, readSnatWays, removeSnatFlow, snatSetOfPort, snatPortsOfSet, snatSetOfFlow, type SnatSizes } from '../../src/datapath/snat_sets.js';
+import { findSnatFlow, placeSnatFlow, readSnatWays, removeSnatFlow, snatSetOfPort, snatPortsOfSet, snatSetOfFlow, SNAT_PORTS_DEFAULT, type SnatSizes } from '../../src/datapath/snat_sets.js';
 import { replySizing } from '../../src/datapath/datapath.js';
 import { ClockProbe, clockRodata, kernelHz, secondsToTicks, DEFAULT_CONNTRACK_LIFETIMES, type ConntrackLifetimes } from '../../src/datapath/clock.js';
 import { ipIn } from '../helpers/system.js';
@@ -438,9 +438,9 @@ function replySizingOf(over: Record<string, number> = {}, snatPorts: { min: numb
   const maxEntries = { ...fromLoader.maxEntries, ...over };
   return { rodata: { xlb_reply_sets: Math.floor(maxEntries.xlb_replies / REPLY_WAYS), xlb_snat_set_count: maxEntries.xlb_snat_sets }, maxEntries };
 }
-/** The SNAT port range's default (xlb_consts.h). */
-const SNAT_MIN_DEFAULT = 61000;
-const SNAT_MAX_DEFAULT = 65535;
+/** The SNAT port range's default. */
+const SNAT_MIN_DEFAULT = SNAT_PORTS_DEFAULT.min;
+const SNAT_MAX_DEFAULT = SNAT_PORTS_DEFAULT.max;
 /** xlb_conntrack's size in the object (XLB_CONNTRACK_MAX of xdp/include/xlb_consts.h). */
 const XLB_CONNTRACK_DEFAULT = 131072;
 

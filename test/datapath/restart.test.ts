@@ -17,7 +17,7 @@ import path from 'node:path';
 import { Datapath, uninstallDatapath, type DatapathOptions } from '../../src/datapath/datapath.js';
 import { BpfMap, BPF_MAP_TYPE, PIN_BASE, xdpProgramId } from '../../src/datapath/bpf.js';
 import { decode, encode } from '../../src/datapath/codec.js';
-import { findSnatFlow, readSnatWays, snatSetOfPort } from '../../src/datapath/snat_sets.js';
+import { findSnatFlow, readSnatWays, snatSetOfPort, SNAT_PORTS_DEFAULT } from '../../src/datapath/snat_sets.js';
 import { ipToU32 } from '../../src/util/ip.js';
 import { fingerprint, layoutOf, recordLayout } from '../../src/datapath/layout.js';
 import { ServiceController } from '../../src/services/controller.js';
@@ -224,7 +224,7 @@ describe('a restart is not an uninstall', () => {
       assert.deepEqual([sets.outcome, sets.entries], ['migrated', 1], sets.reason);
       const objs = dp as unknown as { xdpObj: { map(n: string): BpfMap } };
       const setsMap = objs.xdpObj.map('xlb_snat_sets');
-      const sizes = { sets: setsMap.maxEntries, portMin: 61000, portMax: 65535 };
+      const sizes = { sets: setsMap.maxEntries, portMin: SNAT_PORTS_DEFAULT.min, portMax: SNAT_PORTS_DEFAULT.max };
       const moved = findSnatFlow(setsMap, snatFlow, sizes)!;
       assert.deepEqual({ port: moved.ct.snat_port, backend: moved.ct.backend_addr, flags: moved.ct.flags }, { port: 62000, backend, flags: CT_SNAT | CT_ESTABLISHED }, 'the flow keeps its port');
       // Its reply finds it: the flow itself, or the pointer in the port's set.

@@ -33,12 +33,8 @@
 /* loadBalancerSourceRanges CIDRs, summed over services. */
 #define XLB_SOURCE_RANGES_MAX 16384
 
-/* Default SNAT port range for flows to remote backends, host order. It sits
- * above Linux's default ephemeral range (32768..60999, net.ipv4.
- * ip_local_port_range) so that the node's own connections never collide
- * with translated ones. */
-#define XLB_SNAT_PORT_MIN_DEFAULT 61000
-#define XLB_SNAT_PORT_MAX_DEFAULT 65535
+/* The default SNAT port range is XLB_SNAT_PORT_MIN/MAX_DEFAULT of enum
+ * xlb_limits (xlb_types.h), where BTF carries it to TypeScript. */
 
 /* IPv4 fragment bits of iphdr.frag_off (host order; RFC 791): "more
  * fragments" and the 13-bit offset. Not in the UAPI headers. */

@@ -87,6 +87,17 @@ static __always_inline __u8 xlb_snat_tag(__u32 hash)
 	return t ? t : 1;
 }
 
+/* The bytes of `tags` (eight tags, one word) equal to `tag`: the
+ * has-zero-byte test on tags ^ tag x 8, 0x80 in each flagged byte. The
+ * lowest flagged byte is always equal; a byte above an equal one may be
+ * flagged falsely (the borrow), so callers check what they find. */
+static __always_inline __u64 xlb_snat_tags_eq(__u64 tags, __u8 tag)
+{
+	__u64 x = tags ^ (0x0101010101010101ULL * tag);
+
+	return (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+}
+
 /* The set of SNAT port `port` (host order, within the range). */
 static __always_inline __u32 xlb_snat_set_of_port(__u16 port)
 {
@@ -125,15 +136,11 @@ __attribute__((noinline)) int xlb_snat_scan_flow(__u32 key, __u32 tag, __be32 sa
 	if (!set)
 		return -1;
 	/* Eight tags at a time: a word with no byte equal to the tag skips
-	 * its eight ways (the has-zero-byte test on tags ^ tag x 8). */
+	 * its eight ways. */
 	for (i = 0; i < XLB_SNAT_WAYS; i++) {
-		if (!(i & 7)) {
-			__u64 x = *(__u64 *)&set->tag[i] ^ (0x0101010101010101ULL * (__u8)tag);
-
-			if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
-				i += 7;
-				continue;
-			}
+		if (!(i & 7) && !xlb_snat_tags_eq(*(__u64 *)&set->tag[i], tag)) {
+			i += 7;
+			continue;
 		}
 		if (set->tag[i] != (__u8)tag)
 			continue;
@@ -158,13 +165,9 @@ __attribute__((noinline)) int xlb_snat_scan_port(__u32 key, __be32 backend, __u3
 	if (!set)
 		return -1;
 	for (i = 0; i < XLB_SNAT_WAYS; i++) {
-		if (!(i & 7)) {
-			__u64 x = *(__u64 *)&set->rtag[i] ^ (0x0101010101010101ULL * rtag);
-
-			if (!((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL)) {
-				i += 7;
-				continue;
-			}
+		if (!(i & 7) && !xlb_snat_tags_eq(*(__u64 *)&set->rtag[i], rtag)) {
+			i += 7;
+			continue;
 		}
 		if (set->rtag[i] != rtag || i == skip)
 			continue;
@@ -199,18 +202,16 @@ static __always_inline void xlb_snat_ref(struct xlb_snat_set *set, __u32 i)
 		__sync_fetch_and_or(&set->ref, bit);
 }
 
-/* The first way of `set` whose tag may be `tag`, or -1: the lowest byte
- * equal to it of the first word of eight tags that has one (the
- * has-zero-byte test on tags ^ tag x 8 flags the lowest equal byte
- * exactly), its index computed, not searched: no loop, no branch a way. */
+/* The first way of `set` whose tag is `tag`, or -1: the lowest byte equal
+ * to it of the first word of eight tags that has one, its index computed,
+ * not searched: no loop, no branch a way. */
 static __always_inline int xlb_snat_first_tag(const struct xlb_snat_set *set, __u8 tag)
 {
-	__u64 want = 0x0101010101010101ULL * tag, x, m;
+	__u64 m;
 	__u32 w;
 
 	for (w = 0; w < XLB_SNAT_WAYS / 8; w++) {
-		x = *(const __u64 *)&set->tag[w * 8] ^ want;
-		m = (x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL;
+		m = xlb_snat_tags_eq(*(const __u64 *)&set->tag[w * 8], tag);
 		if (m)
 			/* lowest flagged byte j: (m & -m) >> 7 is 256^j, and
 			 * 256^j * 0x0001020304050607 has j in its top byte */
@@ -275,15 +276,10 @@ __attribute__((noinline)) int xlb_snat_unlink_way(__u32 set_index, __u32 i)
 	if (!w->ct.seen || !set->tag[i & XLB_SNAT_WAY_MASK])
 		return 0;
 	if (w->ct.flags & XLB_CT_F_POINTER) {
-		__u32 hash = xlb_snat_flow_hash(&w->flow);
+		struct xlb_snat_flow *f = xlb_snat_find(&w->flow, &other, &key);
 
-		key = xlb_snat_set_of(hash);
-		other = bpf_map_lookup_elem(&xlb_snat_sets, &key);
-		if (!other)
-			return 0;
-		j = xlb_snat_way_of(key, &w->flow, xlb_snat_tag(hash));
-		if (j >= 0 && other->way[j & XLB_SNAT_WAY_MASK].ct.snat_port == w->ct.snat_port)
-			xlb_snat_clear(other, j);
+		if (f && f->ct.snat_port == w->ct.snat_port)
+			xlb_snat_clear(other, key);
 		return 0;
 	}
 	key = xlb_snat_set_of_port(bpf_ntohs(w->ct.snat_port));
@@ -307,16 +303,24 @@ static __always_inline void xlb_snat_forget(struct xlb_snat_set *set, __u32 set_
 	xlb_snat_clear(set, i);
 }
 
+/* Whether the flow of way `w` is over at `now`: silent both ways for the
+ * lifetime of its state; with `closed_ok`, a closing one (a FIN or RST seen)
+ * silent both ways for xlb_snat_closed_reuse already (taken only when every
+ * port is held: a new flow is worth more than the retransmissions a closed
+ * one may still see). */
+static __always_inline bool xlb_snat_way_over(const struct xlb_snat_flow *w, __u32 now, bool closed_ok)
+{
+	__u32 life = (closed_ok && (w->ct.flags & XLB_CT_F_CLOSING)) ? xlb_snat_closed_reuse
+								     : xlb_ct_lifetime(w->flow.proto, w->ct.flags);
+
+	return xlb_silent_for(now, w->ct.seen, life) && (!w->ct.reply_seen || xlb_silent_for(now, w->ct.reply_seen, life));
+}
+
 /* Whether, above the SYN-flood guard's rate, way `w` must be left alone: its
  * flow was answered or is established, and is not over. */
 static __always_inline bool xlb_snat_protected(const struct xlb_snat_flow *w, __u32 now)
 {
-	__u32 life;
-
-	if (!(w->ct.flags & XLB_CT_F_ESTABLISHED) && !w->ct.reply_seen)
-		return false;
-	life = xlb_ct_lifetime(w->flow.proto, w->ct.flags);
-	return !xlb_silent_for(now, w->ct.seen, life) || (w->ct.reply_seen && !xlb_silent_for(now, w->ct.reply_seen, life));
+	return ((w->ct.flags & XLB_CT_F_ESTABLISHED) || w->ct.reply_seen) && !xlb_snat_way_over(w, now, false);
 }
 
 /* The way of set `key` a newcomer takes, or -1 (every way protected, above
@@ -331,16 +335,10 @@ __attribute__((noinline)) int xlb_snat_victim(__u32 key, __u32 hand, __u32 now, 
 
 	if (!set)
 		return -1;
-	/* An empty way first (eight tags at a time: a word with a zero byte). */
-	for (k = 0; k < XLB_SNAT_WAYS; k += 8) {
-		__u64 x = *(__u64 *)&set->tag[k];
-
-		if ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL) {
-			for (i = k; i < k + 8; i++)
-				if (!set->tag[i & XLB_SNAT_WAY_MASK])
-					return i & XLB_SNAT_WAY_MASK;
-		}
-	}
+	/* An empty way first: the first tag 0. */
+	i = xlb_snat_first_tag(set, 0);
+	if ((int)i >= 0)
+		return i;
 	for (k = 0; k < 2 * XLB_SNAT_WAYS; k++) {
 		i = (hand + k) & XLB_SNAT_WAY_MASK;
 		if (!set->tag[i])
@@ -356,19 +354,6 @@ __attribute__((noinline)) int xlb_snat_victim(__u32 key, __u32 hand, __u32 now, 
 	return -1;
 }
 
-/* Whether the flow of way `w` is over at `now`: silent both ways for the
- * lifetime of its state; with `closed_ok`, a closing one (a FIN or RST seen)
- * silent both ways for xlb_snat_closed_reuse already (taken only when every
- * port is held: a new flow is worth more than the retransmissions a closed
- * one may still see). */
-static __always_inline bool xlb_snat_way_over(const struct xlb_snat_flow *w, __u32 now, bool closed_ok)
-{
-	__u32 life = (closed_ok && (w->ct.flags & XLB_CT_F_CLOSING)) ? xlb_snat_closed_reuse
-								     : xlb_ct_lifetime(w->flow.proto, w->ct.flags);
-
-	return xlb_silent_for(now, w->ct.seen, life) && (!w->ct.reply_seen || xlb_silent_for(now, w->ct.reply_seen, life));
-}
-
 /* xlb_snat_way_over for way `w` of a set: a pointer is judged by the flow it
  * points to (over when that is gone). */
 static __always_inline bool xlb_snat_over(const struct xlb_snat_flow *w, __u32 now, bool closed_ok)
@@ -379,6 +364,9 @@ static __always_inline bool xlb_snat_over(const struct xlb_snat_flow *w, __u32 n
 
 	if (!(w->ct.flags & XLB_CT_F_POINTER))
 		return xlb_snat_way_over(w, now, closed_ok);
+	/* xlb_snat_find's work without its out parameters: this runs four
+	 * calls deep (bpf_loop, xlb_snat_pick, here, the scan), where the
+	 * verifier's 512 bytes of stack have no 16 to spare. */
 	hash = xlb_snat_flow_hash(&w->flow);
 	key = xlb_snat_set_of(hash);
 	j = xlb_snat_way_of(key, &w->flow, xlb_snat_tag(hash));
@@ -435,11 +423,7 @@ static __always_inline __be16 xlb_snat_pick_port(__u32 key, int skip, const stru
 /* Whether every way of `set` is in use (no tag is 0). */
 static __always_inline bool xlb_snat_full(const struct xlb_snat_set *set)
 {
-	__u64 x = *(const __u64 *)&set->tag[0], y = *(const __u64 *)&set->tag[8];
-	__u64 z = *(const __u64 *)&set->tag[16], v = *(const __u64 *)&set->tag[24];
-	__u64 lo = 0x0101010101010101ULL, hi = 0x8080808080808080ULL;
-
-	return !((((x - lo) & ~x) | ((y - lo) & ~y) | ((z - lo) & ~z) | ((v - lo) & ~v)) & hi);
+	return xlb_snat_first_tag(set, 0) < 0;
 }
 
 /* Claim set `set` for an insert: its hand moves from `hand` (read before

@@ -110,6 +110,12 @@ enum xlb_limits {
 	 * flow is worth more than the retransmissions a closed one may still
 	 * see. */
 	XLB_SNAT_CLOSED_REUSE = 2,
+	/* Default SNAT port range for flows to remote backends, host order
+	 * (datapath.snatPorts' default). It sits above Linux's default
+	 * ephemeral range (32768..60999, net.ipv4.ip_local_port_range) so that
+	 * the node's own connections never collide with translated ones. */
+	XLB_SNAT_PORT_MIN_DEFAULT = 61000,
+	XLB_SNAT_PORT_MAX_DEFAULT = 65535,
 };
 
 /* An IPv4 5-tuple as it appears in a packet. Key of the conntrack map
